@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need: the pinned Rust toolchain
+# (rust-toolchain.toml) and QEMU. Idempotent; quick when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# 1. The pinned toolchain. RUSTUP_AUTO_INSTALL=0 on some machines, so install
+#    explicitly; `rustup toolchain install` with no name reads rust-toolchain.toml.
+if ! command -v rustup >/dev/null 2>&1; then
+    say "rustup not found: install it from https://rustup.rs, then run this again"
+    exit 1
+fi
+channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if rustup run "$channel" rustc --version >/dev/null 2>&1 &&
+    rustup component list --toolchain "$channel" --installed 2>/dev/null | grep -q '^rust-src' &&
+    rustup component list --toolchain "$channel" --installed 2>/dev/null | grep -q '^clippy' &&
+    rustup target list --toolchain "$channel" --installed 2>/dev/null | grep -q '^x86_64-unknown-none'; then
+    say "toolchain $channel present"
+else
+    say "installing toolchain $channel (components and target from rust-toolchain.toml)"
+    rustup toolchain install
+fi
+
+# 2. QEMU.
+if command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    say "$(qemu-system-x86_64 --version | head -n 1)"
+elif command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing qemu-system-x86 with apt-get"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q qemu-system-x86
+else
+    say "qemu-system-x86_64 is missing and this machine has no apt-get:"
+    say "install QEMU's x86_64 system emulator with your package manager, then run this again"
+    exit 1
+fi
+say "ready: 'cargo run' boots the kernel, 'cargo test' runs every test"

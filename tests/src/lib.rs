@@ -1,0 +1,1 @@
+//! Helpers for the QEMU-driven test targets: parse the harness serial log.

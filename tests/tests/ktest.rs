@@ -1,0 +1,4 @@
+fn main() {
+    let out = boot::run(&boot::QemuConfig::new(boot::KTEST_BIOS_IMAGE)).unwrap();
+    assert!(out.verdict.is_success());
+}
