@@ -51,7 +51,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
             Verdict::NoVerdict(code) => {
-                eprintln!("boot: QEMU exited ({code:?}) without a verdict from the kernel (triple fault?)");
+                eprintln!(
+                    "boot: QEMU exited ({code:?}) without a verdict from the kernel (triple fault?)"
+                );
                 ExitCode::FAILURE
             }
             Verdict::Timeout(t) => {

@@ -5,3 +5,15 @@
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
+
+pub mod addr;
+pub mod gfp;
+pub mod memmap;
+pub mod page_alloc;
+pub mod platform;
+#[cfg(any(test, feature = "std"))]
+pub mod sim;
+
+pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
+pub use gfp::Gfp;
+pub use platform::Platform;

@@ -1,0 +1,672 @@
+//! The buddy page allocator (Linux's `mm/page_alloc.c`).
+//!
+//! Hands out physically contiguous blocks of 2^order frames, orders
+//! `0..=MAX_PAGE_ORDER`, from three zones (DMA < 16 MiB, DMA32 < 4 GiB,
+//! Normal). A freed block merges with its buddy (`pfn ^ (1 << order)`) while
+//! the buddy is free at the same order. Free blocks are kept per migratetype
+//! (unmovable, movable, reclaimable, highatomic), and 2 MiB pageblocks carry
+//! a type, so that long-lived unmovable allocations cluster instead of
+//! fragmenting all of memory; an allocation whose type has nothing free
+//! *claims* a whole pageblock of another type when enough of it is free or
+//! alike, and otherwise *steals* just the block it needs (the 6.15 rules).
+//! Orders 0..=3 go through per-CPU lists ([`pcp`]).
+//!
+//! ```text
+//!  alloc_pages(gfp, order)
+//!    zones from gfp_zone(gfp) down to DMA, at the low watermark:
+//!      order <= 3: this CPU's pcp list (refilled by batch from the zone)
+//!      otherwise / pcp busy: zone free lists (own type, claim, steal)
+//!    slow path: again at the min watermark (less for HIGH / non-blocking),
+//!      then release highatomic reserves and retry once, then fail.
+//!  free_pages(pfn, order)
+//!    bad-page checks -> pcp list (order <= 3) or merge into the zone lists
+//! ```
+//!
+//! # Invariants
+//!
+//! See [`crate::memmap`] (I1..I3: who owns a frame record) and [`zone`]
+//! (Z1..Z4: what the free lists hold). In addition:
+//! - P1: every frame the allocator was given is, at any time, in exactly one
+//!   of: a zone free block, a per-CPU block, an allocated block.
+//!
+//! # Locking
+//!
+//! 1. per-CPU list lock (`zone.pcp[cpu]`), trylock only on alloc/free paths;
+//! 2. zone lock (`zone.free`), taken with interrupts disabled.
+//!
+//! # Context
+//!
+//! `alloc_pages` and `free_pages` may be called with interrupts disabled
+//! and from interrupt context: they never sleep, and the per-CPU trylock
+//! keeps an interrupt on a CPU that holds its pcp lock from deadlocking.
+//!
+//! # Bad pages
+//!
+//! `free_pages` validates the block first (Linux's `free_pages_prepare` and
+//! `bad_page`): a pfn outside the memmap, a reserved frame, a block that is
+//! not allocated (double free, or a tail frame), a wrong order, a refcount
+//! or mapcount out of place. The block is then reported loudly with its
+//! record and the caller's location, counted, and leaked, never freed.
+
+mod pcp;
+mod stats;
+mod zone;
+
+use core::fmt;
+use core::panic::Location;
+
+pub use stats::{PaStat, PaStats};
+pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
+
+use crate::addr::{PAGE_SIZE, Pfn};
+use crate::gfp::Gfp;
+use crate::memmap::{MemMap, PageFlags, PageState};
+use crate::platform::Platform;
+use zone::AllocFlags;
+
+/// The largest order: blocks of 1024 pages, 4 MiB (inclusive, as Linux 6.4+).
+pub const MAX_PAGE_ORDER: u32 = 10;
+/// Number of orders.
+pub const NR_PAGE_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
+/// Order of a pageblock: 2 MiB on x86_64.
+pub const PAGEBLOCK_ORDER: u32 = 9;
+/// Frames per pageblock.
+pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
+/// Orders above this are "costly" and bypass the per-CPU lists.
+pub const PAGE_ALLOC_COSTLY_ORDER: u32 = 3;
+/// Number of migratetypes with free lists.
+pub const MIGRATE_TYPES: usize = 4;
+/// Per-CPU lists: one per (pcp migratetype, order <= costly).
+pub const NR_PCP_LISTS: usize = 3 * (PAGE_ALLOC_COSTLY_ORDER as usize + 1);
+
+/// Page mobility (`enum migratetype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MigrateType {
+    Unmovable = 0,
+    Movable = 1,
+    Reclaimable = 2,
+    /// Reserve for high-order atomic allocations; never claimed by fallback.
+    HighAtomic = 3,
+}
+
+impl MigrateType {
+    /// All types, in list order.
+    pub const ALL: [MigrateType; MIGRATE_TYPES] = [
+        MigrateType::Unmovable,
+        MigrateType::Movable,
+        MigrateType::Reclaimable,
+        MigrateType::HighAtomic,
+    ];
+    /// Types that have per-CPU lists (`MIGRATE_PCPTYPES`).
+    pub const PCP_TYPES: [MigrateType; 3] = [
+        MigrateType::Unmovable,
+        MigrateType::Movable,
+        MigrateType::Reclaimable,
+    ];
+
+    pub(crate) fn from_index(i: usize) -> Self {
+        Self::ALL[i]
+    }
+
+    /// Linux's name (`migratetype_names`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MigrateType::Unmovable => "Unmovable",
+            MigrateType::Movable => "Movable",
+            MigrateType::Reclaimable => "Reclaimable",
+            MigrateType::HighAtomic => "HighAtomic",
+        }
+    }
+
+    /// The type an allocation with these flags gets (`gfp_migratetype`).
+    pub fn from_gfp(gfp: Gfp) -> Self {
+        if gfp.contains(Gfp::MOVABLE) {
+            MigrateType::Movable
+        } else if gfp.contains(Gfp::RECLAIMABLE) {
+            MigrateType::Reclaimable
+        } else {
+            MigrateType::Unmovable
+        }
+    }
+}
+
+/// The highest zone these flags allow (`gfp_zone`).
+pub fn gfp_zone(gfp: Gfp) -> ZoneType {
+    if gfp.contains(Gfp::DMA) {
+        ZoneType::Dma
+    } else if gfp.contains(Gfp::DMA32) {
+        ZoneType::Dma32
+    } else {
+        ZoneType::Normal
+    }
+}
+
+/// Where the zones end, as frame numbers (exclusive), lowest zone first.
+#[derive(Clone, Copy, Debug)]
+pub struct ZoneLayout {
+    pub limits: [Pfn; NR_ZONES],
+}
+
+impl ZoneLayout {
+    /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above.
+    pub const X86_64: ZoneLayout = ZoneLayout {
+        limits: [Pfn::new(16 << 8), Pfn::new(1 << 20), Pfn::new(u64::MAX)],
+    };
+}
+
+/// Why an allocation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllocError {
+    /// No zone allowed by the flags has a free block above its watermark.
+    NoMemory,
+    /// The order is above [`MAX_PAGE_ORDER`].
+    BadOrder(u32),
+}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadPageReason {
+    /// The pfn is beyond the memmap.
+    OutsideMemmap,
+    /// The order is above [`MAX_PAGE_ORDER`].
+    BadOrder,
+    /// The frame is reserved and was never allocatable.
+    Reserved,
+    /// The frame does not head an allocated block: a double free, or a free
+    /// of a tail frame (the state found is given).
+    NotAllocated(PageState),
+    /// The block was allocated with another order.
+    OrderMismatch { allocated: u32 },
+    /// The reference count was not positive.
+    BadRefcount(i32),
+    /// The frame is still mapped by page tables.
+    StillMapped(i32),
+}
+
+/// A bad free, as reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadPage {
+    pub pfn: Pfn,
+    pub order: u32,
+    pub reason: BadPageReason,
+    pub caller: &'static Location<'static>,
+}
+
+/// The page allocator of one machine (one NUMA node).
+pub struct PageAlloc<P: Platform> {
+    platform: P,
+    memmap: MemMap,
+    zones: [Zone; NR_ZONES],
+    stats: PaStats,
+    /// Pages of RAM handed over at boot (all zones).
+    total_managed: u64,
+}
+
+impl<P: Platform> PageAlloc<P> {
+    /// Builds the zones over `memmap`, frees every frame in `free_ranges`
+    /// (half-open pfn ranges of usable RAM nobody else owns) into them, and
+    /// computes watermarks, lowmem reserves and per-CPU batch sizes.
+    pub fn new(
+        platform: P,
+        memmap: MemMap,
+        layout: ZoneLayout,
+        free_ranges: &[core::ops::Range<Pfn>],
+    ) -> Self {
+        let nr_cpus = platform.nr_cpus();
+        let end = Pfn::new(memmap.len() as u64);
+        let mut start = Pfn::new(0);
+        let mut zones = ZoneType::ALL.map(|kind| {
+            let zone_end = layout.limits[kind as usize].min(end).max(start);
+            let zone = Zone::new(kind, start, zone_end, nr_cpus);
+            start = zone_end;
+            zone
+        });
+        for zone in &zones {
+            for pfn in zone.start_pfn.as_u64()..zone.end_pfn.as_u64() {
+                memmap.page(Pfn::new(pfn)).set_zone_idx(zone.kind as usize);
+            }
+        }
+        let stats = PaStats::new();
+        for range in free_ranges {
+            for zone in &mut zones {
+                let lo = range.start.max(zone.start_pfn);
+                let hi = range.end.min(zone.end_pfn);
+                if lo < hi {
+                    zone.managed_pages += hi.as_u64() - lo.as_u64();
+                    free_range_at_boot(zone, &memmap, &stats, lo, hi);
+                }
+            }
+        }
+        let total_managed = zones.iter().map(|z| z.managed_pages).sum();
+        setup_watermarks(&mut zones, total_managed);
+        for zone in &mut zones {
+            zone.pcp_batch = pcp::zone_batchsize(zone.managed_pages);
+            zone.pcp_high = pcp::zone_highsize(
+                zone.watermark[Watermark::Low as usize],
+                nr_cpus,
+                zone.pcp_batch,
+            );
+        }
+        Self {
+            platform,
+            memmap,
+            zones,
+            stats,
+            total_managed,
+        }
+    }
+
+    /// The platform this allocator runs on.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The memmap.
+    pub fn memmap(&self) -> &MemMap {
+        &self.memmap
+    }
+
+    /// The zones, lowest first (some may be empty).
+    pub fn zones(&self) -> &[Zone; NR_ZONES] {
+        &self.zones
+    }
+
+    /// The event counters.
+    pub fn stats(&self) -> &PaStats {
+        &self.stats
+    }
+
+    /// Pages handed to the allocator at boot.
+    pub fn managed_pages(&self) -> u64 {
+        self.total_managed
+    }
+
+    /// Free pages on the zone lists (excludes per-CPU lists), racy.
+    pub fn nr_free_pages(&self) -> u64 {
+        self.zones.iter().map(Zone::nr_free_pages).sum()
+    }
+
+    /// Pages on the per-CPU lists of all CPUs, racy.
+    pub fn nr_pcp_pages(&self) -> u64 {
+        self.zones.iter().map(Zone::nr_pcp_pages).sum()
+    }
+
+    /// Allocates 2^`order` contiguous frames (`alloc_pages`).
+    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<Pfn, AllocError> {
+        if order > MAX_PAGE_ORDER {
+            return Err(AllocError::BadOrder(order));
+        }
+        let mt = MigrateType::from_gfp(gfp);
+        let highest = gfp_zone(gfp);
+        if let Some(pfn) = self.get_page_from_freelist(
+            gfp,
+            order,
+            mt,
+            highest,
+            Watermark::Low,
+            AllocFlags::empty(),
+        ) {
+            self.stats.inc(PaStat::AllocFastpath);
+            return Ok(pfn);
+        }
+        self.alloc_pages_slowpath(gfp, order, mt, highest)
+    }
+
+    #[cold]
+    fn alloc_pages_slowpath(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        mt: MigrateType,
+        highest: ZoneType,
+    ) -> Result<Pfn, AllocError> {
+        let flags = gfp_to_alloc_flags(gfp, order);
+        for attempt in 0..2 {
+            if let Some(pfn) =
+                self.get_page_from_freelist(gfp, order, mt, highest, Watermark::Min, flags)
+            {
+                self.stats.inc(PaStat::AllocSlowpath);
+                return Ok(pfn);
+            }
+            // Without reclaim, the one thing left to try is to release the
+            // highatomic reserves (as `should_reclaim_retry` does).
+            let released = attempt == 0
+                && self
+                    .zones
+                    .iter()
+                    .rev()
+                    .filter(|z| z.kind <= highest)
+                    .any(|z| z.unreserve_highatomic_pageblock(&self.memmap, &self.stats, mt));
+            if !released {
+                break;
+            }
+        }
+        self.stats.inc(PaStat::AllocFail);
+        if !gfp.contains(Gfp::NOWARN) {
+            log::warn!(
+                "page allocation failure: order:{order}, mode:{gfp:?}, free pages {}",
+                self.nr_free_pages()
+            );
+        }
+        Err(AllocError::NoMemory)
+    }
+
+    /// Walks the zonelist from `highest` down (`get_page_from_freelist`).
+    fn get_page_from_freelist(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        mt: MigrateType,
+        highest: ZoneType,
+        wmark: Watermark,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
+        for zone in self.zones[..=highest as usize].iter().rev() {
+            if !zone.is_populated() {
+                continue;
+            }
+            if !flags.contains(AllocFlags::NO_WATERMARKS)
+                && !zone.watermark_ok(order, zone.watermark[wmark as usize], highest, flags)
+            {
+                continue;
+            }
+            let Some(pfn) = self.rmqueue(zone, order, mt, flags) else {
+                continue;
+            };
+            self.prep_new_page(zone, pfn, order, gfp, mt);
+            if flags.contains(AllocFlags::HIGHATOMIC) {
+                zone.reserve_highatomic_pageblock(&self.memmap, &self.stats, pfn, order);
+            }
+            return Some(pfn);
+        }
+        None
+    }
+
+    /// One block from `zone`: the per-CPU list for small orders, else (or
+    /// when that lock is busy) the zone lists (`rmqueue`).
+    fn rmqueue(&self, zone: &Zone, order: u32, mt: MigrateType, flags: AllocFlags) -> Option<Pfn> {
+        if pcp::pcp_allowed_order(order) {
+            let cpu = self.platform.cpu_id();
+            if let Some(pfn) =
+                zone.rmqueue_pcplist(&self.platform, &self.memmap, &self.stats, cpu, order, mt)
+            {
+                return Some(pfn);
+            }
+        }
+        zone.rmqueue_buddy(&self.platform, &self.memmap, &self.stats, order, mt, flags)
+    }
+
+    /// Marks a block allocated and zeroes it if asked (`prep_new_page`).
+    fn prep_new_page(&self, zone: &Zone, pfn: Pfn, order: u32, gfp: Gfp, mt: MigrateType) {
+        let page = self.memmap.page(pfn);
+        if page.refcount() != 0 || page.mapcount() != 0 {
+            // A free frame's record was written by someone: report, go on.
+            log::error!(
+                "BUG: Bad page state on allocation: pfn {pfn} refcount {} mapcount {}",
+                page.refcount(),
+                page.mapcount()
+            );
+            self.stats.inc(PaStat::BadPage);
+        }
+        page.set_order(order);
+        page.set_migratetype(mt as usize);
+        page.set_refcount(1);
+        page.set_state(PageState::Allocated);
+        zone.pgalloc
+            .fetch_add(1 << order, core::sync::atomic::Ordering::Relaxed);
+        if gfp.contains(Gfp::ZERO) {
+            let va = self.platform.phys_to_virt(pfn.phys_addr());
+            // SAFETY: 1. The block was just taken off the free lists, so no
+            // one else owns its frames (P1). 2. `phys_to_virt` maps every
+            // frame of the memmap, and the block's 2^order frames are
+            // contiguous in the direct map.
+            unsafe { core::ptr::write_bytes(va, 0, (PAGE_SIZE << order) as usize) };
+        }
+    }
+
+    /// Drops a reference to the block at `pfn`; frees it when that was the
+    /// last one (`__free_pages`). Bad frees are reported, counted and
+    /// refused (the block is leaked, never corrupted).
+    #[track_caller]
+    pub fn free_pages(&self, pfn: Pfn, order: u32) -> Result<(), BadPage> {
+        let caller = Location::caller();
+        let bad = |reason| self.bad_page(pfn, order, reason, caller);
+        if order > MAX_PAGE_ORDER {
+            return Err(bad(BadPageReason::BadOrder));
+        }
+        let Some(page) = self.memmap.get(pfn) else {
+            return Err(bad(BadPageReason::OutsideMemmap));
+        };
+        if page.flags().contains(PageFlags::RESERVED) {
+            return Err(bad(BadPageReason::Reserved));
+        }
+        match page.state() {
+            PageState::Allocated => {}
+            other => return Err(bad(BadPageReason::NotAllocated(other))),
+        }
+        if page.order() != order {
+            return Err(bad(BadPageReason::OrderMismatch {
+                allocated: page.order(),
+            }));
+        }
+        if page.refcount() <= 0 {
+            return Err(bad(BadPageReason::BadRefcount(page.refcount())));
+        }
+        if !page.put_testzero() {
+            return Ok(());
+        }
+        if page.mapcount() != 0 {
+            return Err(bad(BadPageReason::StillMapped(page.mapcount())));
+        }
+        // Two racing frees both saw Allocated; only one may win.
+        if let Err(found) = page.cmpxchg_state(PageState::Allocated, PageState::None) {
+            return Err(bad(BadPageReason::NotAllocated(found)));
+        }
+        let zone = &self.zones[page.zone_idx()];
+        if pcp::pcp_allowed_order(order) {
+            let cpu = self.platform.cpu_id();
+            if zone.free_pcp(&self.platform, &self.memmap, &self.stats, cpu, pfn, order) {
+                return Ok(());
+            }
+        }
+        let _irq = crate::platform::IrqGuard::new(&self.platform);
+        let mut area = zone.free.lock();
+        let mt = zone.pageblock_migratetype(pfn);
+        zone.free_one_page(&mut area, &self.memmap, &self.stats, pfn, order, mt);
+        self.stats.inc(PaStat::FreeZone);
+        Ok(())
+    }
+
+    /// Reports a bad free loudly (`bad_page`) and returns it as an error.
+    #[cold]
+    fn bad_page(
+        &self,
+        pfn: Pfn,
+        order: u32,
+        reason: BadPageReason,
+        caller: &'static Location<'static>,
+    ) -> BadPage {
+        self.stats.inc(PaStat::BadPage);
+        match self.memmap.get(pfn) {
+            Some(p) => log::error!(
+                "BUG: Bad page state: free_pages(pfn {pfn}, order {order}) from {caller}: {reason:?}; \
+                 page: state {:?} order {} refcount {} mapcount {} flags {:?} zone {}",
+                p.state(),
+                p.order(),
+                p.refcount(),
+                p.mapcount(),
+                p.flags(),
+                ZoneType::ALL[p.zone_idx()].name(),
+            ),
+            None => log::error!(
+                "BUG: Bad page: free_pages(pfn {pfn}, order {order}) from {caller}: {reason:?} (memmap ends at pfn {:#x})",
+                self.memmap.len()
+            ),
+        }
+        BadPage {
+            pfn,
+            order,
+            reason,
+            caller,
+        }
+    }
+
+    /// Returns every CPU's per-CPU pages to the zones (`drain_all_pages`).
+    pub fn drain_all_pages(&self) {
+        for zone in &self.zones {
+            for cpu in 0..zone.pcp.len() {
+                zone.drain_pcp(
+                    &self.platform,
+                    &self.memmap,
+                    &self.stats,
+                    crate::addr::CpuId::new(cpu as u32),
+                );
+            }
+        }
+    }
+
+    /// Checks every zone's free-list invariants (Z1..Z4).
+    pub fn check(&self) -> Result<(), alloc::string::String> {
+        self.zones.iter().try_for_each(|z| z.check(&self.memmap))
+    }
+
+    /// A `/proc/buddyinfo`-style view: free blocks per order per zone.
+    pub fn buddyinfo(&self) -> BuddyInfo<'_, P> {
+        BuddyInfo(self)
+    }
+
+    /// A `/proc/pagetypeinfo`-style view: free blocks per order per
+    /// migratetype per zone.
+    pub fn pagetypeinfo(&self) -> PageTypeInfo<'_, P> {
+        PageTypeInfo(self)
+    }
+}
+
+/// Frees `[lo, hi)` into `zone` in the largest aligned blocks
+/// (`memblock_free_all` -> `__free_pages_core`).
+fn free_range_at_boot(zone: &Zone, map: &MemMap, stats: &PaStats, lo: Pfn, hi: Pfn) {
+    for pfn in lo.as_u64()..hi.as_u64() {
+        map.page(Pfn::new(pfn)).set_flags(PageFlags::empty());
+    }
+    let mut area = zone.free.lock();
+    let mut pfn = lo;
+    while pfn < hi {
+        let align = pfn.as_u64().trailing_zeros().min(MAX_PAGE_ORDER);
+        let fit = 63 - (hi.as_u64() - pfn.as_u64()).leading_zeros();
+        let order = align.min(fit);
+        let mt = zone.pageblock_migratetype(pfn);
+        zone.free_one_page(&mut area, map, stats, pfn, order, mt);
+        pfn = pfn.add(1 << order);
+    }
+}
+
+/// Watermarks (`__setup_per_zone_wmarks`) and lowmem reserves
+/// (`setup_per_zone_lowmem_reserve`).
+///
+/// `min_free_kbytes = sqrt(lowmem_kbytes * 16)`, clamped to [128, 262144],
+/// shared over the zones by size; low and high are min plus one and two
+/// times max(min / 4, 0.1% of the zone) (`watermark_scale_factor` = 10).
+fn setup_watermarks(zones: &mut [Zone; NR_ZONES], total_managed: u64) {
+    let kbytes = total_managed * (PAGE_SIZE / 1024);
+    let min_free_kbytes = isqrt(kbytes * 16).clamp(128, 262_144);
+    let pages_min = min_free_kbytes / (PAGE_SIZE / 1024);
+    for zone in zones.iter_mut() {
+        if total_managed == 0 {
+            break;
+        }
+        let min = pages_min * zone.managed_pages / total_managed;
+        let delta = (min / 4).max(zone.managed_pages * 10 / 10_000);
+        zone.watermark = [min, min + delta, min + 2 * delta];
+    }
+    // sysctl_lowmem_reserve_ratio: DMA 256, DMA32 256, Normal 32.
+    const RATIO: [u64; NR_ZONES] = [256, 256, 32];
+    for i in 0..NR_ZONES {
+        let mut sum = 0;
+        for j in i + 1..NR_ZONES {
+            sum += zones[j].managed_pages;
+            zones[i].lowmem_reserve[j] = sum / RATIO[i];
+        }
+    }
+}
+
+/// Integer square root (`int_sqrt`), by Newton's method.
+fn isqrt(n: u64) -> u64 {
+    if n < 2 {
+        return n;
+    }
+    let mut x = n;
+    let mut y = x.div_ceil(2);
+    while y < x {
+        x = y;
+        y = (x + n / x) / 2;
+    }
+    x
+}
+
+/// Internal flags for the slow path (`gfp_to_alloc_flags`).
+fn gfp_to_alloc_flags(gfp: Gfp, order: u32) -> AllocFlags {
+    let mut flags = AllocFlags::empty();
+    if gfp.contains(Gfp::HIGH) {
+        flags |= AllocFlags::MIN_RESERVE;
+    }
+    if !gfp.allows_blocking() && !gfp.contains(Gfp::NOMEMALLOC) {
+        flags |= AllocFlags::NON_BLOCK;
+        if order > 0 {
+            flags |= AllocFlags::HIGHATOMIC;
+        }
+    }
+    if gfp.contains(Gfp::MEMALLOC) && !gfp.contains(Gfp::NOMEMALLOC) {
+        flags |= AllocFlags::NO_WATERMARKS;
+    }
+    flags
+}
+
+/// See [`PageAlloc::buddyinfo`].
+pub struct BuddyInfo<'a, P: Platform>(&'a PageAlloc<P>);
+
+impl<P: Platform> fmt::Display for BuddyInfo<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for zone in self.0.zones.iter().filter(|z| z.is_populated()) {
+            write!(f, "Node 0, zone {:>8} ", zone.kind.name())?;
+            for counts in zone.free_blocks() {
+                write!(f, "{:>6} ", counts.iter().sum::<u64>())?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// See [`PageAlloc::pagetypeinfo`].
+pub struct PageTypeInfo<'a, P: Platform>(&'a PageAlloc<P>);
+
+impl<P: Platform> fmt::Display for PageTypeInfo<'_, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Free pages count per migrate type at order ")?;
+        for o in 0..NR_PAGE_ORDERS {
+            write!(f, "{o:>6} ")?;
+        }
+        writeln!(f)?;
+        for zone in self.0.zones.iter().filter(|z| z.is_populated()) {
+            let blocks = zone.free_blocks();
+            for mt in MigrateType::ALL {
+                write!(
+                    f,
+                    "Node    0, zone {:>8}, type {:>12} ",
+                    zone.kind.name(),
+                    mt.name()
+                )?;
+                for counts in &blocks {
+                    write!(f, "{:>6} ", counts[mt as usize])?;
+                }
+                writeln!(f)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
