@@ -12,7 +12,11 @@ use bootloader_boot_config::LevelFilter;
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-    for (bin, var) in [("kernel", "KERNEL"), ("ktest", "KTEST")] {
+    for (bin, var) in [
+        ("kernel", "KERNEL"),
+        ("ktest", "KTEST"),
+        ("kfault", "KFAULT"),
+    ] {
         let elf = std::env::var_os(format!("CARGO_BIN_FILE_KERNEL_{bin}"))
             .unwrap_or_else(|| panic!("cargo did not pass the `{bin}` artifact"));
         let elf = PathBuf::from(elf);

@@ -25,6 +25,8 @@ pub const KTEST_BIOS_IMAGE: &str = env!("KTEST_BIOS_IMAGE");
 pub const KTEST_UEFI_IMAGE: &str = env!("KTEST_UEFI_IMAGE");
 /// The test harness ELF, with symbols, for GDB.
 pub const KTEST_ELF: &str = env!("KTEST_ELF");
+/// A test image whose second test faults on purpose (fault reporting).
+pub const KFAULT_BIOS_IMAGE: &str = env!("KFAULT_BIOS_IMAGE");
 
 /// Value the kernel writes to the debug-exit port on success.
 pub const EXIT_SUCCESS: u32 = 0x10;

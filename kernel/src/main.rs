@@ -3,17 +3,19 @@
 #![no_main]
 
 use bootloader_api::{BootInfo, entry_point};
-use kernel::{println, qemu};
+use kernel::qemu;
 
 entry_point!(kmain, config = &kernel::BOOT_CONFIG);
 
-fn kmain(_boot_info: &'static mut BootInfo) -> ! {
-    println!("hello from the kernel");
+fn kmain(boot_info: &'static mut BootInfo) -> ! {
+    let layout = kernel::init(boot_info);
+    kernel::banner::print(layout);
+    // Until there is a userland to run, a successful boot powers off.
+    log::info!("boot complete; powering off");
     qemu::exit(qemu::ExitCode::Success)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    println!("PANIC: {info}");
-    qemu::exit(qemu::ExitCode::Failure)
+    kernel::panic::panic_report(info)
 }

@@ -8,11 +8,12 @@
 //! The simulator is an instrument: later subsystems add an allocation
 //! counter, poisoning on free, failure injection and a TLB flush log here.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::alloc::Layout;
 use core::cell::Cell;
 use core::ops::Range;
+use core::ptr::NonNull;
 
 use crate::addr::{CpuId, PAGE_SIZE, Pfn, PhysAddr};
 use crate::memmap::MemMap;
@@ -36,21 +37,49 @@ pub fn irqs_disabled() -> bool {
 
 /// Simulated RAM plus the CPU count.
 pub struct SimMachine {
-    memory: Box<[u8]>,
+    /// Start of the RAM buffer. It is only ever accessed through raw
+    /// pointers handed out by `phys_to_virt`, like RAM through a direct map,
+    /// so no Rust reference to it exists to be aliased.
+    memory: NonNull<u8>,
+    bytes: usize,
     nr_cpus: usize,
 }
 
+// SAFETY: the machine owns its buffer; sharing it between threads shares
+// only a pointer, and every access to the memory behind it goes through
+// raw pointers whose users synchronise as they would on real RAM.
+unsafe impl Send for SimMachine {}
+// SAFETY: as above.
+unsafe impl Sync for SimMachine {}
+
 impl SimMachine {
-    /// A machine with `nr_pages` frames of RAM and `nr_cpus` CPUs.
+    /// A machine with `nr_pages` frames of zeroed RAM and `nr_cpus` CPUs.
     pub fn new(nr_pages: usize, nr_cpus: usize) -> Arc<Self> {
-        let bytes = nr_pages * PAGE_SIZE as usize;
-        let memory = alloc::vec![0u8; bytes].into_boxed_slice();
-        Arc::new(Self { memory, nr_cpus })
+        let bytes = nr_pages.max(1) * PAGE_SIZE as usize;
+        // SAFETY: the layout has a non-zero size.
+        let memory = unsafe { std::alloc::alloc_zeroed(Self::layout(bytes)) };
+        let memory = NonNull::new(memory).expect("simulated RAM allocation failed");
+        Arc::new(Self {
+            memory,
+            bytes,
+            nr_cpus,
+        })
+    }
+
+    fn layout(bytes: usize) -> Layout {
+        Layout::from_size_align(bytes, PAGE_SIZE as usize).expect("simulated RAM size")
     }
 
     /// Frames of simulated RAM.
     pub fn nr_pages(&self) -> usize {
-        self.memory.len() / PAGE_SIZE as usize
+        self.bytes / PAGE_SIZE as usize
+    }
+}
+
+impl Drop for SimMachine {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout, freed once.
+        unsafe { std::alloc::dealloc(self.memory.as_ptr(), Self::layout(self.bytes)) };
     }
 }
 
@@ -61,13 +90,8 @@ pub struct SimPlatform(pub Arc<SimMachine>);
 impl Platform for SimPlatform {
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u8 {
         let offset = pa.as_u64() as usize;
-        assert!(
-            offset < self.0.memory.len(),
-            "{pa:?} is outside simulated RAM"
-        );
-        // The buffer is only ever accessed through raw pointers derived
-        // here, like physical memory through the direct map.
-        self.0.memory.as_ptr().wrapping_add(offset).cast_mut()
+        assert!(offset < self.0.bytes, "{pa:?} is outside simulated RAM");
+        self.0.memory.as_ptr().wrapping_add(offset)
     }
 
     fn cpu_id(&self) -> CpuId {

@@ -1,1 +1,73 @@
-//! Helpers for the QEMU-driven test targets: parse the harness serial log.
+//! Host side of the QEMU-driven tests: boot a test image, stream its serial
+//! log, and turn the harness's closing line into a verdict.
+//!
+//! A test image prints one line per test and closes with
+//! `N passed, M failed`; it leaves QEMU through the debug-exit device. A run
+//! passes only if QEMU reports success *and* the closing line says
+//! `0 failed` with at least one test passed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use boot::{QemuConfig, Verdict};
+
+/// The counts of a harness's closing `N passed, M failed` line (the last
+/// one in the log).
+pub fn parse_summary(serial: &str) -> Option<(usize, usize)> {
+    serial.lines().rev().find_map(|line| {
+        let (passed, rest) = line.trim().split_once(" passed, ")?;
+        let failed = rest.strip_suffix(" failed")?;
+        Some((passed.parse().ok()?, failed.parse().ok()?))
+    })
+}
+
+/// Boots `cfg` and judges the run; prints a one-line verdict (the serial
+/// log itself is streamed live as it arrives).
+pub fn run_suite(name: &str, cfg: &QemuConfig) -> ExitCode {
+    println!(
+        "=== {name}: booting {} under QEMU ({} MiB, timeout {:?})",
+        cfg.image.display(),
+        cfg.mem_mib,
+        cfg.timeout.unwrap_or(Duration::ZERO)
+    );
+    let outcome = match boot::run(cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("=== {name}: could not run QEMU: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = parse_summary(&outcome.serial);
+    let secs = outcome.elapsed.as_secs_f64();
+    match (&outcome.verdict, summary) {
+        (Verdict::Success, Some((passed, 0))) if passed > 0 => {
+            println!("=== {name}: {passed} passed, 0 failed ({secs:.1} s)");
+            ExitCode::SUCCESS
+        }
+        (verdict, summary) => {
+            if !cfg.echo {
+                eprintln!(
+                    "--- serial log ---\n{}--- end of serial log ---",
+                    outcome.serial
+                );
+            }
+            eprintln!(
+                "=== {name}: FAILED: verdict {verdict:?}, closing line {summary:?} ({secs:.1} s)"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_is_the_last_closing_line() {
+        let log = "test a ... ok\n1 passed, 0 failed\nnoise\n3 passed, 1 failed\r\n";
+        assert_eq!(parse_summary(log), Some((3, 1)));
+        assert_eq!(parse_summary("test a ... ok\n"), None);
+        assert_eq!(parse_summary("x passed, 0 failed"), None);
+    }
+}

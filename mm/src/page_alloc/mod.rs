@@ -61,7 +61,7 @@ pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageFlags, PageState};
-use crate::platform::Platform;
+use crate::platform::{IrqGuard, Platform};
 use zone::AllocFlags;
 
 /// The largest order: blocks of 1024 pages, 4 MiB (inclusive, as Linux 6.4+).
@@ -331,12 +331,11 @@ impl<P: Platform> PageAlloc<P> {
             // Without reclaim, the one thing left to try is to release the
             // highatomic reserves (as `should_reclaim_retry` does).
             let released = attempt == 0
-                && self
-                    .zones
-                    .iter()
-                    .rev()
-                    .filter(|z| z.kind <= highest)
-                    .any(|z| z.unreserve_highatomic_pageblock(&self.memmap, &self.stats, mt));
+                && self.zones[..=highest as usize].iter().rev().any(|z| {
+                    let _irq = IrqGuard::new(&self.platform);
+                    let mut area = z.free.lock();
+                    z.unreserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, mt)
+                });
             if !released {
                 break;
             }
@@ -375,7 +374,9 @@ impl<P: Platform> PageAlloc<P> {
             };
             self.prep_new_page(zone, pfn, order, gfp, mt);
             if flags.contains(AllocFlags::HIGHATOMIC) {
-                zone.reserve_highatomic_pageblock(&self.memmap, &self.stats, pfn, order);
+                let _irq = IrqGuard::new(&self.platform);
+                let mut area = zone.free.lock();
+                zone.reserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, pfn, order);
             }
             return Some(pfn);
         }
@@ -469,7 +470,7 @@ impl<P: Platform> PageAlloc<P> {
                 return Ok(());
             }
         }
-        let _irq = crate::platform::IrqGuard::new(&self.platform);
+        let _irq = IrqGuard::new(&self.platform);
         let mut area = zone.free.lock();
         let mt = zone.pageblock_migratetype(pfn);
         zone.free_one_page(&mut area, &self.memmap, &self.stats, pfn, order, mt);

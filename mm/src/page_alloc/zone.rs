@@ -95,6 +95,11 @@ fn is_mergeable(mt: MigrateType) -> bool {
     mt != MigrateType::HighAtomic
 }
 
+/// The first frame of the pageblock containing `pfn`.
+fn pageblock_start(pfn: Pfn) -> Pfn {
+    Pfn::new(pfn.as_u64() & !(PAGEBLOCK_NR_PAGES - 1))
+}
+
 /// The fallback order of each migratetype (`fallbacks[]`).
 fn fallbacks(mt: MigrateType) -> &'static [MigrateType] {
     use MigrateType::*;
@@ -135,6 +140,10 @@ pub struct Zone {
     nr_free_pages: AtomicI64,
     /// Free pages by migratetype (Z4). Write: zone lock. Racy read: Relaxed.
     nr_free_by_mt: [AtomicI64; MIGRATE_TYPES],
+    /// Free blocks per order per migratetype: the lists' lengths, readable
+    /// without the lock (Linux's racy `free_area[o].nr_free` reads in the
+    /// watermark check). Write: zone lock. Racy read: Relaxed.
+    nr_free_blocks: [[AtomicU64; MIGRATE_TYPES]; NR_PAGE_ORDERS],
     /// Migratetype of each pageblock, from the pageblock containing
     /// `start_pfn`. Write: zone lock. Racy read: Relaxed (the free path
     /// reads it unlocked, as Linux's `get_pfnblock_migratetype`).
@@ -169,6 +178,8 @@ impl Zone {
             }),
             nr_free_pages: AtomicI64::new(0),
             nr_free_by_mt: [const { AtomicI64::new(0) }; MIGRATE_TYPES],
+            nr_free_blocks: [const { [const { AtomicU64::new(0) }; MIGRATE_TYPES] };
+                NR_PAGE_ORDERS],
             pageblock_mt: (0..nr_blocks)
                 .map(|_| AtomicU8::new(MigrateType::Movable as u8))
                 .collect(),
@@ -227,9 +238,11 @@ impl Zone {
         }
     }
 
-    fn account_freepages(&self, mt: MigrateType, nr_pages: i64) {
+    fn account_freepages(&self, order: u32, mt: MigrateType, nr_blocks: i64) {
+        let nr_pages = nr_blocks << order;
         self.nr_free_pages.fetch_add(nr_pages, Relaxed);
         self.nr_free_by_mt[mt as usize].fetch_add(nr_pages, Relaxed);
+        self.nr_free_blocks[order as usize][mt as usize].fetch_add(nr_blocks as u64, Relaxed);
     }
 
     /// Puts a block on a free list (`__add_to_free_list`).
@@ -252,7 +265,7 @@ impl Zone {
         } else {
             list.push_front(map, pfn);
         }
-        self.account_freepages(mt, 1 << order);
+        self.account_freepages(order, mt, 1);
     }
 
     /// Takes a block off a free list (`__del_page_from_free_list`).
@@ -266,7 +279,7 @@ impl Zone {
     ) {
         area.lists[order as usize][mt as usize].remove(map, pfn);
         map.page(pfn).set_state(PageState::None);
-        self.account_freepages(mt, -(1 << order));
+        self.account_freepages(order, mt, -1);
     }
 
     /// Whether `pfn` heads a free block of exactly `order` in this zone
@@ -442,7 +455,10 @@ impl Zone {
             self.expand(area, map, pfn, order, current, start_mt);
             return Some(pfn);
         }
-        let block = Pfn::new(pfn.as_u64() & !(PAGEBLOCK_NR_PAGES - 1));
+        let block = pageblock_start(pfn);
+        if !self.pageblock_in_zone(block) {
+            return None;
+        }
         let (free, movable) = self.scan_pageblock(map, block);
         let alike = match (start_mt, block_mt) {
             (MigrateType::Movable, _) => movable,
@@ -456,11 +472,20 @@ impl Zone {
         self.rmqueue_smallest(area, map, order, start_mt)
     }
 
+    /// Whether the whole pageblock lies in this zone. Claims and highatomic
+    /// reserves act on whole pageblocks, so they skip one that straddles a
+    /// zone edge (Linux: `prep_move_freepages_block`); the x86_64 zone
+    /// limits are pageblock-aligned, custom layouts may not be.
+    fn pageblock_in_zone(&self, block: Pfn) -> bool {
+        self.start_pfn <= block && block.add(PAGEBLOCK_NR_PAGES) <= self.end_pfn
+    }
+
     /// Counts free pages and movable in-use pages of a pageblock.
     fn scan_pageblock(&self, map: &MemMap, block: Pfn) -> (u64, u64) {
         let (mut free, mut movable) = (0, 0);
         let mut pfn = block;
-        let end = block.add(PAGEBLOCK_NR_PAGES).min(self.end_pfn);
+        let end = block.add(PAGEBLOCK_NR_PAGES);
+        debug_assert!(self.pageblock_in_zone(block));
         while pfn < end {
             let page = map.page(pfn);
             let step = match page.state() {
@@ -495,7 +520,8 @@ impl Zone {
     ) -> u64 {
         let mut moved = 0;
         let mut pfn = block;
-        let end = block.add(PAGEBLOCK_NR_PAGES).min(self.end_pfn);
+        let end = block.add(PAGEBLOCK_NR_PAGES);
+        debug_assert!(self.pageblock_in_zone(block));
         while pfn < end {
             let page = map.page(pfn);
             if page.state() == PageState::Buddy {
@@ -538,6 +564,7 @@ impl Zone {
     /// future ones, up to ~1% of the zone (`reserve_highatomic_pageblock`).
     pub(crate) fn reserve_highatomic_pageblock(
         &self,
+        area: &mut FreeArea,
         map: &MemMap,
         stats: &PaStats,
         pfn: Pfn,
@@ -545,20 +572,18 @@ impl Zone {
     ) {
         let max_managed =
             (self.managed_pages / 100).div_ceil(PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES;
-        let mut area = self.free.lock();
         if area.nr_reserved_highatomic >= max_managed {
             return;
         }
         let mt = self.pageblock_migratetype(pfn);
-        if !is_mergeable(mt) {
+        if !is_mergeable(mt) || !self.pageblock_in_zone(pageblock_start(pfn)) {
             return;
         }
         if order < PAGEBLOCK_ORDER {
-            let block = Pfn::new(pfn.as_u64() & !(PAGEBLOCK_NR_PAGES - 1));
-            self.move_freepages_block(&mut area, map, block, mt, MigrateType::HighAtomic);
+            self.move_freepages_block(area, map, pageblock_start(pfn), mt, MigrateType::HighAtomic);
             area.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES;
         } else {
-            self.change_pageblock_range(&area, pfn, order, MigrateType::HighAtomic);
+            self.change_pageblock_range(area, pfn, order, MigrateType::HighAtomic);
             area.nr_reserved_highatomic += 1 << order;
         }
         stats.inc(PaStat::HighatomicReserve);
@@ -568,11 +593,11 @@ impl Zone {
     /// failing (`unreserve_highatomic_pageblock`). True if one was released.
     pub(crate) fn unreserve_highatomic_pageblock(
         &self,
+        area: &mut FreeArea,
         map: &MemMap,
         stats: &PaStats,
         to: MigrateType,
     ) -> bool {
-        let mut area = self.free.lock();
         if area.nr_reserved_highatomic == 0 {
             return false;
         }
@@ -584,12 +609,19 @@ impl Zone {
             let size = PAGEBLOCK_NR_PAGES.max(1 << order);
             area.nr_reserved_highatomic -= size.min(area.nr_reserved_highatomic);
             if order < PAGEBLOCK_ORDER {
-                let block = Pfn::new(pfn.as_u64() & !(PAGEBLOCK_NR_PAGES - 1));
-                self.move_freepages_block(&mut area, map, block, MigrateType::HighAtomic, to);
+                self.move_freepages_block(
+                    area,
+                    map,
+                    pageblock_start(pfn),
+                    MigrateType::HighAtomic,
+                    to,
+                );
             } else {
-                self.del_from_free_list(&mut area, map, pfn, order, MigrateType::HighAtomic);
-                self.change_pageblock_range(&area, pfn, order, to);
-                self.add_to_free_list(&mut area, map, pfn, order, to, false);
+                // Retag, then free it again so that it merges with a buddy
+                // the highatomic type had kept it apart from (Z3).
+                self.del_from_free_list(area, map, pfn, order, MigrateType::HighAtomic);
+                self.change_pageblock_range(area, pfn, order, to);
+                self.free_one_page(area, map, stats, pfn, order, to);
             }
             stats.inc(PaStat::HighatomicUnreserve);
             return true;
@@ -626,21 +658,22 @@ impl Zone {
         if order == 0 {
             return true;
         }
-        // Enough pages in total; is there a block large enough?
-        let area = self.free.lock();
+        // Enough pages in total; is there a block large enough? Racy, as
+        // in Linux: the allocation itself re-checks under the lock.
         (order..=MAX_PAGE_ORDER).any(|o| {
-            let lists = &area.lists[o as usize];
+            let blocks = &self.nr_free_blocks[o as usize];
             MigrateType::PCP_TYPES
                 .iter()
-                .any(|&mt| !lists[mt as usize].is_empty())
-                || (flags.reserves() && !lists[MigrateType::HighAtomic as usize].is_empty())
+                .any(|&mt| blocks[mt as usize].load(Relaxed) > 0)
+                || (flags.reserves() && blocks[MigrateType::HighAtomic as usize].load(Relaxed) > 0)
         })
     }
 
-    /// Free block counts per order per migratetype, under the lock.
+    /// Free block counts per order per migratetype (racy snapshot).
     pub fn free_blocks(&self) -> [[u64; MIGRATE_TYPES]; NR_PAGE_ORDERS] {
-        let area = self.free.lock();
-        core::array::from_fn(|o| core::array::from_fn(|mt| area.lists[o][mt].len() as u64))
+        core::array::from_fn(|o| {
+            core::array::from_fn(|mt| self.nr_free_blocks[o][mt].load(Relaxed))
+        })
     }
 
     /// Checks Z1..Z4 under the lock; returns a description of the first
@@ -653,6 +686,15 @@ impl Zone {
         let mut heads: Vec<(Pfn, u32)> = Vec::new();
         for (o, lists) in area.lists.iter().enumerate() {
             for (mt, list) in lists.iter().enumerate() {
+                let counted = self.nr_free_blocks[o][mt].load(Relaxed);
+                if counted != list.len() as u64 {
+                    return Err(format!(
+                        "zone {}: order-{o} {:?} list holds {} blocks, counter says {counted}",
+                        self.kind.name(),
+                        MigrateType::from_index(mt),
+                        list.len()
+                    ));
+                }
                 for pfn in list.iter(map) {
                     let page = map.page(pfn);
                     let order = o as u32;

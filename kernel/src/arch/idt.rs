@@ -1,0 +1,324 @@
+//! The IDT: a handler for every CPU exception, and the place where device
+//! interrupt handlers get registered.
+//!
+//! Every exception vector (0-31, minus the reserved ones) has a gate. `#BP`
+//! prints a note and resumes. Every other exception is fatal for now: its
+//! handler prints a report on the emergency console (name and vector, the
+//! error code decoded where the CPU pushes one, RIP, CS, RFLAGS, RSP, SS, CR2
+//! for `#PF`, CR3, a backtrace of the interrupted code) and then ends through
+//! `panic::fatal` and its hook. (`#DB`, `#OF` and NMI are resumable in
+//! principle; nothing raises them yet.)
+//!
+//! Vectors 32-255 start empty; later code fills them with
+//! [`set_interrupt_handler`], before or after [`init`].
+//!
+//! # Stacks
+//!
+//! `#DF`, NMI and `#MC` switch to their own IST stack ([`super::gdt`]): they
+//! can strike when the current stack is unusable. `#PF` does not by default
+//! ([`PAGE_FAULT_USES_IST`]), as in Linux: an IST gate restarts at the top of
+//! its stack on every entry, so a page fault taken inside the page-fault
+//! handler, or two tasks both sleeping in it, would overwrite the first one's
+//! frame. A page fault that cannot push its frame (a kernel stack overflow)
+//! becomes a double fault, which is on the IST.
+//!
+//! # Locking
+//!
+//! The table lives in a static behind a spinlock, taken only with
+//! interrupts off, by [`init`] and [`set_interrupt_handler`]. The CPU reads
+//! the table without the lock, so a gate must not be raised until it is set.
+
+use x86_64::PrivilegeLevel;
+use x86_64::instructions::interrupts::without_interrupts;
+use x86_64::registers::control::{Cr2, Cr3};
+use x86_64::structures::idt::{
+    DescriptorTable, HandlerFunc, InterruptDescriptorTable, InterruptStackFrame,
+    PageFaultErrorCode, SelectorErrorCode,
+};
+
+use spin::Mutex;
+
+use super::backtrace;
+use super::gdt;
+use crate::panic::{self, OneLine, emergency_println};
+
+/// Whether `#PF` switches to its IST stack; see the module docs for why not.
+pub const PAGE_FAULT_USES_IST: bool = false;
+
+/// The IDT. The CPU holds its address from [`init`] on: it must never move.
+static IDT: Mutex<InterruptDescriptorTable> = Mutex::new(InterruptDescriptorTable::new());
+
+/// Fills the exception gates and loads the IDT. Call once, after
+/// [`gdt::init`], whose TSS provides the IST stacks.
+pub fn init() {
+    without_interrupts(|| {
+        let mut idt = IDT.lock();
+        set_exception_gates(&mut idt);
+        // SAFETY: the table is in a static, so it never moves nor is dropped
+        // while loaded; it changes only under the lock, one gate at a time
+        // with interrupts off, and gates are set before they can be raised.
+        unsafe { idt.load_unsafe() };
+    });
+}
+
+/// Installs `handler` as the gate of device-interrupt or IPI `vector`
+/// (32..=255). The vector must not be raised before this returns.
+pub fn set_interrupt_handler(vector: u8, handler: HandlerFunc) {
+    assert!(vector >= 32, "vector {vector} is a CPU exception");
+    without_interrupts(|| {
+        IDT.lock()[vector].set_handler_fn(handler);
+    });
+}
+
+fn set_exception_gates(idt: &mut InterruptDescriptorTable) {
+    idt.divide_error.set_handler_fn(divide_error);
+    idt.debug.set_handler_fn(debug);
+    idt.breakpoint.set_handler_fn(breakpoint);
+    idt.overflow.set_handler_fn(overflow);
+    idt.bound_range_exceeded
+        .set_handler_fn(bound_range_exceeded);
+    idt.invalid_opcode.set_handler_fn(invalid_opcode);
+    idt.device_not_available
+        .set_handler_fn(device_not_available);
+    idt.invalid_tss.set_handler_fn(invalid_tss);
+    idt.segment_not_present.set_handler_fn(segment_not_present);
+    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
+    idt.general_protection_fault
+        .set_handler_fn(general_protection_fault);
+    idt.x87_floating_point.set_handler_fn(x87_floating_point);
+    idt.alignment_check.set_handler_fn(alignment_check);
+    idt.simd_floating_point.set_handler_fn(simd_floating_point);
+    idt.virtualization.set_handler_fn(virtualization);
+    idt.cp_protection_exception
+        .set_handler_fn(control_protection);
+    idt.hv_injection_exception.set_handler_fn(hv_injection);
+    idt.vmm_communication_exception
+        .set_handler_fn(vmm_communication);
+    idt.security_exception.set_handler_fn(security_exception);
+    let page_fault_gate = idt.page_fault.set_handler_fn(page_fault);
+    // SAFETY: each index names an IST slot that gdt::init filled with a stack
+    // of its own, used by no other gate and by no code (gdt I1).
+    unsafe {
+        idt.double_fault
+            .set_handler_fn(double_fault)
+            .set_stack_index(gdt::DOUBLE_FAULT_IST);
+        idt.non_maskable_interrupt
+            .set_handler_fn(non_maskable_interrupt)
+            .set_stack_index(gdt::NMI_IST);
+        idt.machine_check
+            .set_handler_fn(machine_check)
+            .set_stack_index(gdt::MACHINE_CHECK_IST);
+        if PAGE_FAULT_USES_IST {
+            page_fault_gate.set_stack_index(gdt::PAGE_FAULT_IST);
+        }
+    }
+}
+
+/// What the CPU pushed as error code, by the kind of exception.
+#[derive(Clone, Copy)]
+enum ErrorCode {
+    None,
+    Plain(u64),
+    Selector(u64),
+    PageFault(PageFaultErrorCode),
+}
+
+/// The frame record (`rbp`) of the context an exception interrupted: the one
+/// the handler's prologue pushed. Must be expanded inside the handler itself.
+macro_rules! interrupted_rbp {
+    () => {{
+        let rbp = backtrace::frame_pointer() as *const u64;
+        // SAFETY: rbp is this handler's own frame record (frame pointers are
+        // forced on), whose first word is the rbp its prologue pushed, that is
+        // the interrupted context's; the CPU does not change rbp on entry.
+        unsafe { rbp.read() }
+    }};
+}
+
+/// Defines an `extern "x86-interrupt"` handler that reports a fatal exception.
+macro_rules! fatal_handler {
+    ($fn:ident, $vector:literal, $name:literal) => {
+        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
+            fatal_exception($vector, $name, &frame, ErrorCode::None, interrupted_rbp!())
+        }
+    };
+    ($fn:ident, $vector:literal, $name:literal, diverging) => {
+        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) -> ! {
+            fatal_exception($vector, $name, &frame, ErrorCode::None, interrupted_rbp!())
+        }
+    };
+    ($fn:ident, $vector:literal, $name:literal, $kind:ident) => {
+        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
+            fatal_exception(
+                $vector,
+                $name,
+                &frame,
+                ErrorCode::$kind(code),
+                interrupted_rbp!(),
+            )
+        }
+    };
+    ($fn:ident, $vector:literal, $name:literal, $kind:ident, diverging) => {
+        extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) -> ! {
+            fatal_exception(
+                $vector,
+                $name,
+                &frame,
+                ErrorCode::$kind(code),
+                interrupted_rbp!(),
+            )
+        }
+    };
+}
+
+fatal_handler!(divide_error, 0, "#DE divide error");
+fatal_handler!(debug, 1, "#DB debug");
+fatal_handler!(non_maskable_interrupt, 2, "NMI non-maskable interrupt");
+fatal_handler!(overflow, 4, "#OF overflow");
+fatal_handler!(bound_range_exceeded, 5, "#BR bound range exceeded");
+fatal_handler!(invalid_opcode, 6, "#UD invalid opcode");
+fatal_handler!(device_not_available, 7, "#NM device not available");
+fatal_handler!(double_fault, 8, "#DF double fault", Plain, diverging);
+fatal_handler!(invalid_tss, 10, "#TS invalid TSS", Selector);
+fatal_handler!(segment_not_present, 11, "#NP segment not present", Selector);
+fatal_handler!(stack_segment_fault, 12, "#SS stack-segment fault", Selector);
+fatal_handler!(
+    general_protection_fault,
+    13,
+    "#GP general protection",
+    Selector
+);
+fatal_handler!(x87_floating_point, 16, "#MF x87 floating point");
+fatal_handler!(alignment_check, 17, "#AC alignment check", Plain);
+fatal_handler!(machine_check, 18, "#MC machine check", diverging);
+fatal_handler!(simd_floating_point, 19, "#XM SIMD floating point");
+fatal_handler!(virtualization, 20, "#VE virtualization");
+fatal_handler!(control_protection, 21, "#CP control protection", Plain);
+fatal_handler!(hv_injection, 28, "#HV hypervisor injection");
+fatal_handler!(vmm_communication, 29, "#VC VMM communication", Plain);
+fatal_handler!(security_exception, 30, "#SX security exception", Plain);
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    fatal_exception(
+        14,
+        "#PF page fault",
+        &frame,
+        ErrorCode::PageFault(code),
+        interrupted_rbp!(),
+    )
+}
+
+/// `#BP` (`int3`) is a trap: note it and resume after the instruction.
+extern "x86-interrupt" fn breakpoint(frame: InterruptStackFrame) {
+    emergency_println!(
+        "#BP breakpoint at RIP {:#x}; resuming",
+        frame.instruction_pointer.as_u64()
+    );
+}
+
+/// Reports a fatal exception (see the module docs) and ends the kernel.
+#[cold]
+fn fatal_exception(
+    vector: u8,
+    name: &str,
+    frame: &InterruptStackFrame,
+    code: ErrorCode,
+    interrupted_rbp: u64,
+) -> ! {
+    if !panic::begin_fatal() {
+        panic::fatal_recursive(name);
+    }
+    let rip = frame.instruction_pointer.as_u64();
+    let rsp = frame.stack_pointer.as_u64();
+    emergency_println!("\n!!! CPU EXCEPTION {name} (vector {vector})");
+    match code {
+        ErrorCode::None => {}
+        ErrorCode::Plain(code) => emergency_println!("    error code {code:#x}"),
+        ErrorCode::Selector(0) => emergency_println!("    error code 0x0 (no selector)"),
+        ErrorCode::Selector(code) => {
+            let sel = SelectorErrorCode::new_truncate(code);
+            let table = match sel.descriptor_table() {
+                DescriptorTable::Gdt => "GDT",
+                DescriptorTable::Idt => "IDT",
+                DescriptorTable::Ldt => "LDT",
+            };
+            let ext = if sel.external() {
+                ", external event"
+            } else {
+                ""
+            };
+            emergency_println!(
+                "    error code {code:#x} (selector: {table} index {}{ext})",
+                sel.index()
+            );
+        }
+        ErrorCode::PageFault(code) => {
+            let mut flags = OneLine::<96>::new();
+            describe_page_fault(code, &mut flags);
+            emergency_println!("    error code {:#x} ({})", code.bits(), flags.as_str());
+            emergency_println!("    CR2    {:#018x}  (faulting address)", Cr2::read_raw());
+        }
+    }
+    emergency_println!(
+        "    RIP    {rip:#018x}  CS {:#06x}  RFLAGS {:#x}",
+        frame.code_segment.0,
+        frame.cpu_flags.bits()
+    );
+    emergency_println!("    RSP    {rsp:#018x}  SS {:#06x}", frame.stack_segment.0);
+    let (cr3_frame, cr3_low) = Cr3::read_raw();
+    emergency_println!(
+        "    CR3    {:#018x}",
+        cr3_frame.start_address().as_u64() | u64::from(cr3_low)
+    );
+    if frame.code_segment.rpl() == PrivilegeLevel::Ring0 {
+        // SAFETY: the exception came from ring 0, so rsp is the interrupted
+        // kernel stack pointer and interrupted_rbp its frame record (or 0).
+        unsafe { backtrace::print(Some(rip), interrupted_rbp, rsp) };
+    } else {
+        emergency_println!("    (from user mode: no kernel backtrace)");
+    }
+
+    let mut summary = OneLine::<192>::new();
+    summary.push_str(name);
+    let _ = core::fmt::write(&mut summary, format_args!(" at RIP {rip:#x}"));
+    if let ErrorCode::PageFault(_) = code {
+        let _ = core::fmt::write(&mut summary, format_args!(", CR2 {:#x}", Cr2::read_raw()));
+    }
+    panic::fatal(summary.as_str())
+}
+
+/// Spells out a page-fault error code: "not-present read kernel", ...
+fn describe_page_fault(code: PageFaultErrorCode, out: &mut OneLine<96>) {
+    let has = |flag| code.contains(flag);
+    out.push_str(if has(PageFaultErrorCode::PROTECTION_VIOLATION) {
+        "P=1 protection"
+    } else {
+        "P=0 not-present"
+    });
+    out.push_str(if has(PageFaultErrorCode::CAUSED_BY_WRITE) {
+        ", W=1 write"
+    } else {
+        ", W=0 read"
+    });
+    out.push_str(if has(PageFaultErrorCode::USER_MODE) {
+        ", U=1 user"
+    } else {
+        ", U=0 kernel"
+    });
+    for (flag, text) in [
+        (
+            PageFaultErrorCode::MALFORMED_TABLE,
+            ", RSVD=1 reserved bit set",
+        ),
+        (
+            PageFaultErrorCode::INSTRUCTION_FETCH,
+            ", I=1 instruction fetch",
+        ),
+        (PageFaultErrorCode::PROTECTION_KEY, ", PK=1 protection key"),
+        (PageFaultErrorCode::SHADOW_STACK, ", SS=1 shadow stack"),
+    ] {
+        if has(flag) {
+            out.push_str(text);
+        }
+    }
+}

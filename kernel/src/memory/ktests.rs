@@ -1,0 +1,237 @@
+//! In-kernel tests of the page allocator on real memory.
+
+use mm::page_alloc::{BadPageReason, MAX_PAGE_ORDER, PaStat, ZoneType};
+use mm::{Gfp, PAGE_SIZE, Pfn, Platform};
+
+use super::page_alloc;
+use crate::ktest::KTest;
+
+pub const KTESTS: &[KTest] = crate::ktests![
+    carved_and_kernel_frames_are_reserved,
+    orders_0_to_10,
+    zone_limits_hold,
+    direct_map_patterns,
+    bad_free_is_detected,
+    alloc_all_of_each_zone,
+    churn_keeps_invariants,
+];
+
+/// The words of a block through the direct map.
+fn words(pfn: Pfn, order: u32) -> &'static mut [u64] {
+    let va = page_alloc().platform().phys_to_virt(pfn.phys_addr());
+    // SAFETY: 1. The caller owns the block (allocated, not yet freed), so no
+    // one else reads or writes it. 2. The direct map covers every frame of
+    // the memmap, contiguously, and the block is 2^order frames of it.
+    unsafe { core::slice::from_raw_parts_mut(va.cast::<u64>(), (PAGE_SIZE as usize / 8) << order) }
+}
+
+fn carved_and_kernel_frames_are_reserved() {
+    let layout = super::layout();
+    let map = page_alloc().memmap();
+    for pa in [layout.heap.start, layout.memmap.start, layout.kernel.start] {
+        assert!(map.page(pa.pfn()).is_reserved(), "{pa:?} is not reserved");
+    }
+    assert!(
+        map.page(Pfn::new(0)).is_reserved(),
+        "pfn 0 must never be allocatable"
+    );
+    assert_eq!(
+        page_alloc()
+            .free_pages(layout.kernel.start.pfn(), 0)
+            .unwrap_err()
+            .reason,
+        BadPageReason::Reserved
+    );
+}
+
+fn orders_0_to_10() {
+    let pa = page_alloc();
+    for order in 0..=MAX_PAGE_ORDER {
+        let pfn = pa
+            .alloc_pages(Gfp::KERNEL, order)
+            .expect("memory for every order");
+        assert!(
+            pfn.is_aligned(order),
+            "order-{order} block at {pfn:?} is misaligned"
+        );
+        pa.free_pages(pfn, order).expect("clean free");
+    }
+    assert!(pa.alloc_pages(Gfp::KERNEL, MAX_PAGE_ORDER + 1).is_err());
+    pa.check().expect("free lists consistent");
+}
+
+fn zone_limits_hold() {
+    let pa = page_alloc();
+    let dma = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA, 0).unwrap();
+    assert!(dma.phys_addr().as_u64() < 16 << 20, "DMA page at {dma:?}");
+    let dma32 = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA32, 3).unwrap();
+    assert!(
+        dma32.phys_addr().as_u64() + (PAGE_SIZE << 3) <= 4 << 30,
+        "DMA32 block at {dma32:?}"
+    );
+    let any = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    if pa.zones()[ZoneType::Normal as usize].is_populated() {
+        assert!(
+            any.phys_addr().as_u64() >= 4 << 30,
+            "Normal is preferred, got {any:?}"
+        );
+    }
+    for (pfn, order) in [(dma, 0), (dma32, 3), (any, 0)] {
+        pa.free_pages(pfn, order).unwrap();
+    }
+}
+
+fn direct_map_patterns() {
+    let pa = page_alloc();
+    let mut blocks = [(Pfn::new(0), 0u32); 48];
+    for (i, b) in blocks.iter_mut().enumerate() {
+        let order = (i % 4) as u32;
+        *b = (pa.alloc_pages(Gfp::KERNEL, order).unwrap(), order);
+    }
+    let pattern = |pfn: Pfn, i: usize| {
+        pfn.as_u64().rotate_left(17) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    };
+    for &(pfn, order) in &blocks {
+        for (i, w) in words(pfn, order).iter_mut().enumerate() {
+            *w = pattern(pfn, i);
+        }
+    }
+    // Read everything back only after all writes: blocks must not overlap.
+    for &(pfn, order) in &blocks {
+        for (i, w) in words(pfn, order).iter().enumerate() {
+            assert_eq!(*w, pattern(pfn, i), "word {i} of {pfn:?} changed");
+        }
+    }
+    for &(pfn, order) in &blocks {
+        pa.free_pages(pfn, order).unwrap();
+    }
+}
+
+fn bad_free_is_detected() {
+    let pa = page_alloc();
+    let before = pa.stats().get(PaStat::BadPage);
+    let pfn = pa.alloc_pages(Gfp::KERNEL, 1).unwrap();
+    let tail = pa.free_pages(pfn.add(1), 0).unwrap_err();
+    assert!(matches!(tail.reason, BadPageReason::NotAllocated(_)));
+    assert_eq!(
+        pa.free_pages(pfn, 0).unwrap_err().reason,
+        BadPageReason::OrderMismatch { allocated: 1 }
+    );
+    pa.free_pages(pfn, 1).unwrap();
+    assert!(matches!(
+        pa.free_pages(pfn, 1).unwrap_err().reason,
+        BadPageReason::NotAllocated(_)
+    ));
+    let beyond = Pfn::new(pa.memmap().len() as u64 + 5);
+    assert_eq!(
+        pa.free_pages(beyond, 0).unwrap_err().reason,
+        BadPageReason::OutsideMemmap
+    );
+    assert_eq!(pa.stats().get(PaStat::BadPage), before + 4);
+    pa.check().expect("a refused free leaves the lists intact");
+}
+
+/// Free blocks per order of every zone. (Per migratetype they may differ
+/// after a drain: fallback claimed pageblocks for other types, as on Linux.)
+fn free_blocks_per_order() -> [[u64; MAX_PAGE_ORDER as usize + 1]; 3] {
+    core::array::from_fn(|z| {
+        page_alloc().zones()[z]
+            .free_blocks()
+            .map(|per_mt| per_mt.iter().sum())
+    })
+}
+
+/// Takes every page of each zone (largest blocks first, ignoring the
+/// watermarks), then gives everything back: the free-block table must come
+/// back exactly. The allocated blocks are chained through their own first
+/// word, so the test needs no memory of its own.
+fn alloc_all_of_each_zone() {
+    let pa = page_alloc();
+    for zone in pa.zones().iter().filter(|z| z.is_populated()) {
+        let zone_flag = match zone.kind {
+            ZoneType::Dma => Gfp::DMA,
+            ZoneType::Dma32 => Gfp::DMA32,
+            ZoneType::Normal => Gfp::empty(),
+        };
+        let gfp = Gfp::KERNEL | zone_flag | Gfp::MEMALLOC | Gfp::NOWARN;
+        pa.drain_all_pages();
+        let before = free_blocks_per_order();
+        let expected: u64 = pa
+            .zones()
+            .iter()
+            .filter(|z| z.kind <= zone.kind)
+            .map(|z| z.nr_free_pages())
+            .sum();
+        const END: u64 = u64::MAX;
+        let mut head = END;
+        let mut taken = 0u64;
+        for order in (0..=MAX_PAGE_ORDER).rev() {
+            while let Ok(pfn) = pa.alloc_pages(gfp, order) {
+                words(pfn, 0)[0] = head;
+                head = pfn.as_u64() << 8 | u64::from(order);
+                taken += 1 << order;
+            }
+        }
+        assert_eq!(
+            taken,
+            expected,
+            "zone {}: took {taken} pages of {expected}",
+            zone.kind.name()
+        );
+        assert_eq!(zone.nr_free_pages() + zone.nr_pcp_pages(), 0);
+        while head != END {
+            let (pfn, order) = (Pfn::new(head >> 8), (head & 0xff) as u32);
+            head = words(pfn, 0)[0];
+            pa.free_pages(pfn, order).unwrap();
+        }
+        pa.drain_all_pages();
+        let after = free_blocks_per_order();
+        assert!(
+            before == after,
+            "zone {}: free blocks not restored",
+            zone.kind.name()
+        );
+        log::info!(
+            "took all {} MiB of {} and the zones below",
+            (taken * PAGE_SIZE) >> 20,
+            zone.kind.name()
+        );
+    }
+    pa.check().expect("free lists consistent");
+}
+
+/// Random order-0..4 alloc/free churn through the per-CPU lists.
+fn churn_keeps_invariants() {
+    let pa = page_alloc();
+    let mut live = [(Pfn::new(0), 0u32); 256];
+    let mut nr_live = 0;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let pcp_before = pa.stats().get(PaStat::AllocPcp);
+    for _ in 0..20_000 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        if nr_live < live.len() && (nr_live == 0 || !seed.is_multiple_of(3)) {
+            let order = (seed >> 8) as u32 % 5;
+            let pfn = pa.alloc_pages(Gfp::KERNEL, order).unwrap();
+            words(pfn, 0)[0] = pfn.as_u64();
+            live[nr_live] = (pfn, order);
+            nr_live += 1;
+        } else {
+            let i = (seed >> 16) as usize % nr_live;
+            let (pfn, order) = live[i];
+            assert_eq!(words(pfn, 0)[0], pfn.as_u64(), "{pfn:?} was overwritten");
+            pa.free_pages(pfn, order).unwrap();
+            nr_live -= 1;
+            live[i] = live[nr_live];
+        }
+    }
+    for &(pfn, order) in &live[..nr_live] {
+        pa.free_pages(pfn, order).unwrap();
+    }
+    assert!(
+        pa.stats().get(PaStat::AllocPcp) > pcp_before,
+        "the pcp lists served nothing"
+    );
+    pa.check().expect("free lists consistent");
+}

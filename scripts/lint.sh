@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Formatting and lints for every crate, warnings as errors.
+# The kernel is checked on its own target (forced-target); host crates are
+# checked with all their targets (tests, benches) in a separate invocation,
+# because dev-dependencies (proptest) would turn on `std` features of shared
+# crates such as bitflags for the bare-metal build too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace -- -D warnings
+cargo clippy --workspace --exclude kernel --all-targets --features mm/std -- -D warnings
