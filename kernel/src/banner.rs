@@ -1,7 +1,7 @@
 //! The boot banner: version, memory map, zones and the buddy table.
 
 use bootloader_api::info::MemoryRegionKind;
-use mm::page_alloc::{MigrateType, Watermark};
+use mm::page_alloc::Watermark;
 use mm::{PAGE_SIZE, Pfn};
 
 use crate::memory::{self, MemoryLayout};
@@ -87,13 +87,6 @@ pub fn print(layout: &MemoryLayout) {
     );
     println!("/proc/buddyinfo (free blocks per order 0..10):");
     print!("{}", pa.buddyinfo());
-    let movable = pa
-        .zones()
-        .iter()
-        .map(|z| z.nr_free_by_mt(MigrateType::Movable))
-        .sum::<u64>();
-    println!(
-        "free pages by type: movable {movable}, other {}",
-        pa.nr_free_pages() - movable
-    );
+    println!("/proc/pagetypeinfo (free blocks per order per migratetype):");
+    print!("{}", pa.pagetypeinfo());
 }

@@ -5,9 +5,9 @@
 //! the simulated machine in [`crate::sim`] implements it for host tests, so
 //! the same allocator code runs in both places.
 //!
-//! This allocators need the direct map, the CPU number and interrupt
-//! masking; later subsystems add TLB flushes, the page-table root and RCU
-//! hooks here.
+//! The allocators need the direct map, the CPU number and interrupt
+//! masking; RCU needs preemption control, a clock and a way to block;
+//! later subsystems add TLB flushes and the page-table root here.
 #![forbid(unsafe_code)]
 
 use crate::addr::{CpuId, PhysAddr};
@@ -36,6 +36,58 @@ pub trait Platform: Send + Sync {
 
     /// Restores the interrupt state saved by [`Platform::irq_save`].
     fn irq_restore(&self, state: IrqState);
+
+    /// Disables preemption on this CPU (nests; Linux's `preempt_disable`).
+    /// Until the matching [`Platform::preempt_enable`], the caller stays on
+    /// this CPU and no other task runs here, so `cpu_id()` is stable.
+    fn preempt_disable(&self);
+
+    /// Undoes one [`Platform::preempt_disable`]; at zero the platform may
+    /// reschedule if a reschedule was requested meanwhile.
+    fn preempt_enable(&self);
+
+    /// Whether the caller runs in interrupt (hard IRQ or exception) context,
+    /// where it must not block and must not wait for a lock its own CPU
+    /// might hold.
+    fn in_interrupt(&self) -> bool;
+
+    /// Monotonic time since boot, in nanoseconds.
+    fn now_ns(&self) -> u64;
+
+    /// Blocks the calling task until [`Platform::wake_waiters`] is called or
+    /// some time passes; returns early if `cond()` already holds. Spurious
+    /// returns are allowed: callers loop (`while !cond() { p.wait(&cond) }`).
+    /// Must not be called from interrupt context or with preemption disabled.
+    fn wait(&self, cond: &dyn Fn() -> bool);
+
+    /// Wakes every task blocked in [`Platform::wait`] so that it re-checks
+    /// its condition. Callable from any context, interrupts included.
+    fn wake_waiters(&self);
+}
+
+/// Preemption stays disabled while this guard lives.
+#[must_use = "preemption is re-enabled when the guard is dropped"]
+pub struct PreemptGuard<'a, P: Platform + ?Sized> {
+    platform: &'a P,
+    /// Not Send: must be dropped on the CPU that created it.
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl<'a, P: Platform + ?Sized> PreemptGuard<'a, P> {
+    /// Disables preemption until the guard is dropped.
+    pub fn new(platform: &'a P) -> Self {
+        platform.preempt_disable();
+        Self {
+            platform,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl<P: Platform + ?Sized> Drop for PreemptGuard<'_, P> {
+    fn drop(&mut self) {
+        self.platform.preempt_enable();
+    }
 }
 
 /// Interrupts stay disabled while this guard lives (`local_irq_save`).

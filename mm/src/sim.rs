@@ -23,6 +23,21 @@ use crate::platform::{IrqState, Platform};
 std::thread_local! {
     static CPU: Cell<u32> = const { Cell::new(0) };
     static IRQ_OFF: Cell<u32> = const { Cell::new(0) };
+    static PREEMPT_OFF: Cell<u32> = const { Cell::new(0) };
+    static IN_IRQ: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` as if in interrupt context on the calling thread's CPU.
+pub fn in_simulated_irq<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_IRQ.with(|c| c.replace(true));
+    let r = f();
+    IN_IRQ.with(|c| c.set(was));
+    r
+}
+
+/// The calling thread's preemption-disable depth.
+pub fn preempt_count() -> u32 {
+    PREEMPT_OFF.with(Cell::get)
 }
 
 /// Declares that the calling thread is CPU `cpu` from now on.
@@ -37,6 +52,8 @@ pub fn irqs_disabled() -> bool {
 
 /// Simulated RAM plus the CPU count.
 pub struct SimMachine {
+    /// Boot time, for `now_ns`.
+    boot: std::time::Instant,
     /// Start of the RAM buffer. It is only ever accessed through raw
     /// pointers handed out by `phys_to_virt`, like RAM through a direct map,
     /// so no Rust reference to it exists to be aliased.
@@ -60,6 +77,7 @@ impl SimMachine {
         let memory = unsafe { std::alloc::alloc_zeroed(Self::layout(bytes)) };
         let memory = NonNull::new(memory).expect("simulated RAM allocation failed");
         Arc::new(Self {
+            boot: std::time::Instant::now(),
             memory,
             bytes,
             nr_cpus,
@@ -115,6 +133,36 @@ impl Platform for SimPlatform {
             IrqState(was == 0)
         })
     }
+
+    fn preempt_disable(&self) {
+        PREEMPT_OFF.with(|c| c.set(c.get() + 1));
+    }
+
+    fn preempt_enable(&self) {
+        PREEMPT_OFF.with(|c| {
+            assert!(c.get() > 0, "preempt_enable without preempt_disable");
+            c.set(c.get() - 1);
+        });
+    }
+
+    fn in_interrupt(&self) -> bool {
+        IN_IRQ.with(Cell::get)
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.0.boot.elapsed().as_nanos() as u64
+    }
+
+    /// Host threads "block" by yielding the host CPU for a moment.
+    fn wait(&self, cond: &dyn Fn() -> bool) {
+        assert_eq!(preempt_count(), 0, "wait() with preemption disabled");
+        assert!(!self.in_interrupt(), "wait() in interrupt context");
+        if !cond() {
+            std::thread::yield_now();
+        }
+    }
+
+    fn wake_waiters(&self) {}
 
     fn irq_restore(&self, state: IrqState) {
         IRQ_OFF.with(|c| {

@@ -55,6 +55,25 @@ impl Platform for KernelPlatform {
             x86_64::instructions::interrupts::enable();
         }
     }
+
+    // One CPU and no scheduler yet: nothing preempts, nothing blocks.
+    fn preempt_disable(&self) {}
+
+    fn preempt_enable(&self) {}
+
+    fn in_interrupt(&self) -> bool {
+        false
+    }
+
+    fn now_ns(&self) -> u64 {
+        0
+    }
+
+    fn wait(&self, _cond: &dyn Fn() -> bool) {
+        core::hint::spin_loop();
+    }
+
+    fn wake_waiters(&self) {}
 }
 
 pub mod ktests;
