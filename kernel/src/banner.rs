@@ -1,4 +1,5 @@
-//! The boot banner: version, memory map, zones and the buddy table.
+//! The boot banner: version, memory map, zones and the buddy table; the
+//! clock, tick and scheduler figures.
 
 use bootloader_api::info::MemoryRegionKind;
 use mm::page_alloc::Watermark;
@@ -89,4 +90,26 @@ pub fn print(layout: &MemoryLayout) {
     print!("{}", pa.buddyinfo());
     println!("/proc/pagetypeinfo (free blocks per order per migratetype):");
     print!("{}", pa.pagetypeinfo());
+}
+
+/// Prints the clock and scheduler figures: uptime, jiffies, ticks taken,
+/// context switches.
+pub fn print_time() {
+    use crate::sched::{self, SchedStat};
+    use crate::time;
+    let now = time::now_ns();
+    let ticks = crate::percpu::this_cpu()
+        .nr_ticks
+        .load(core::sync::atomic::Ordering::Relaxed);
+    println!(
+        "Time: uptime {}.{:03} s, jiffies {} (HZ={}), {} timer interrupts on CPU#0, \
+         {} context switches, {} tasks",
+        now / 1_000_000_000,
+        now / 1_000_000 % 1_000,
+        time::jiffies(),
+        time::HZ,
+        ticks,
+        sched::stat(SchedStat::ContextSwitch),
+        sched::nr_tasks(),
+    );
 }

@@ -10,6 +10,9 @@ entry_point!(kmain, config = &kernel::BOOT_CONFIG);
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     let layout = kernel::init(boot_info);
     kernel::banner::print(layout);
+    // Let the tick run a little (kmain sleeps; the idle task halts).
+    kernel::sched::sleep_ms(100);
+    kernel::banner::print_time();
     // Until there is a userland to run, a successful boot powers off.
     log::info!("boot complete; powering off");
     qemu::exit(qemu::ExitCode::Success)

@@ -22,11 +22,22 @@
 //! frame. A page fault that cannot push its frame (a kernel stack overflow)
 //! becomes a double fault, which is on the IST.
 //!
+//! # Fault-report hook
+//!
+//! The kernel above `arch` knows things a report should say (which thread
+//! ran, whether CR2 is a stack's guard page); it installs a
+//! [`FaultReportHook`] with [`set_fault_report_hook`], which every fatal
+//! report calls after the registers, with CR2 for `#PF` and `#DF` (a `#DF`
+//! raised while delivering a `#PF`, such as a kernel stack overflow, leaves
+//! the faulting address in CR2).
+//!
 //! # Locking
 //!
 //! The table lives in a static behind a spinlock, taken only with
 //! interrupts off, by [`init`] and [`set_interrupt_handler`]. The CPU reads
 //! the table without the lock, so a gate must not be raised until it is set.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use x86_64::PrivilegeLevel;
 use x86_64::instructions::interrupts::without_interrupts;
@@ -44,6 +55,34 @@ use crate::panic::{self, OneLine, emergency_println};
 
 /// Whether `#PF` switches to its IST stack; see the module docs for why not.
 pub const PAGE_FAULT_USES_IST: bool = false;
+
+/// What a fatal report hands to the [`FaultReportHook`].
+#[derive(Debug, Clone, Copy)]
+pub struct FaultInfo {
+    /// The exception vector.
+    pub vector: u8,
+    /// CR2, for `#PF` and `#DF`.
+    pub cr2: Option<u64>,
+    /// RIP of the interrupted context.
+    pub rip: u64,
+    /// RSP of the interrupted context.
+    pub rsp: u64,
+}
+
+/// Adds to a fatal exception report: prints its own lines (emergency
+/// console) and may write a short phrase for the one-line summary. Runs
+/// inside the report, interrupts off: it must take no lock and allocate
+/// nothing.
+pub type FaultReportHook = fn(info: &FaultInfo, summary: &mut dyn core::fmt::Write);
+
+/// The installed hook, type-erased; null means none. Release by
+/// [`set_fault_report_hook`], Acquire by the report.
+static FAULT_REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs `hook` into every later fatal exception report.
+pub fn set_fault_report_hook(hook: FaultReportHook) {
+    FAULT_REPORT_HOOK.store(hook as *mut (), Ordering::Release);
+}
 
 /// The IDT. The CPU holds its address from [`init`] on: it must never move.
 static IDT: Mutex<InterruptDescriptorTable> = Mutex::new(InterruptDescriptorTable::new());
@@ -270,6 +309,25 @@ fn fatal_exception(
         "    CR3    {:#018x}",
         cr3_frame.start_address().as_u64() | u64::from(cr3_low)
     );
+    let cr2 = matches!(vector, 8 | 14).then(Cr2::read_raw);
+    if let (8, Some(cr2)) = (vector, cr2) {
+        emergency_println!("    CR2    {cr2:#018x}  (last page-fault address)");
+    }
+    let mut extra = OneLine::<112>::new();
+    let hook = FAULT_REPORT_HOOK.load(Ordering::Acquire);
+    if !hook.is_null() {
+        // SAFETY: the only non-null values ever stored in FAULT_REPORT_HOOK
+        // are `FaultReportHook`s cast by set_fault_report_hook, and on x86_64
+        // function and data pointers have the same size and representation.
+        let hook = unsafe { core::mem::transmute::<*mut (), FaultReportHook>(hook) };
+        let info = FaultInfo {
+            vector,
+            cr2,
+            rip,
+            rsp,
+        };
+        hook(&info, &mut extra);
+    }
     if frame.code_segment.rpl() == PrivilegeLevel::Ring0 {
         // SAFETY: the exception came from ring 0, so rsp is the interrupted
         // kernel stack pointer and interrupted_rbp its frame record (or 0).
@@ -278,11 +336,15 @@ fn fatal_exception(
         emergency_println!("    (from user mode: no kernel backtrace)");
     }
 
-    let mut summary = OneLine::<192>::new();
+    let mut summary = OneLine::<256>::new();
     summary.push_str(name);
     let _ = core::fmt::write(&mut summary, format_args!(" at RIP {rip:#x}"));
-    if let ErrorCode::PageFault(_) = code {
-        let _ = core::fmt::write(&mut summary, format_args!(", CR2 {:#x}", Cr2::read_raw()));
+    if let Some(cr2) = cr2 {
+        let _ = core::fmt::write(&mut summary, format_args!(", CR2 {cr2:#x}"));
+    }
+    if !extra.as_str().is_empty() {
+        summary.push_str(": ");
+        summary.push_str(extra.as_str());
     }
     panic::fatal(summary.as_str())
 }

@@ -9,7 +9,11 @@ entry_point!(kmain, config = &kernel::BOOT_CONFIG);
 
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     kernel::init(boot_info);
-    kernel::ktest::run(&[kernel::memory::ktests::KTESTS])
+    kernel::ktest::run(&[
+        kernel::memory::ktests::KTESTS,
+        kernel::time::ktests::KTESTS,
+        kernel::sched::ktests::KTESTS,
+    ])
 }
 
 #[panic_handler]

@@ -19,62 +19,14 @@ use bootloader_api::BootInfo;
 use bootloader_api::info::{MemoryRegion, MemoryRegionKind};
 use mm::memmap::MemMap;
 use mm::page_alloc::{PageAlloc, ZoneLayout};
-use mm::platform::{IrqState, Platform};
-use mm::{CpuId, PAGE_SIZE, Pfn, PhysAddr};
+use mm::{PAGE_SIZE, Pfn, PhysAddr};
 use spin::Once;
 
 use crate::heap;
 
-/// The kernel's [`Platform`]: the bootloader's direct map, one CPU for now.
-pub struct KernelPlatform {
-    /// Virtual address of physical address 0 in the direct map.
-    phys_offset: u64,
-}
-
-impl Platform for KernelPlatform {
-    fn phys_to_virt(&self, pa: PhysAddr) -> *mut u8 {
-        (self.phys_offset + pa.as_u64()) as *mut u8
-    }
-
-    fn cpu_id(&self) -> CpuId {
-        CpuId::new(0)
-    }
-
-    fn nr_cpus(&self) -> usize {
-        1
-    }
-
-    fn irq_save(&self) -> IrqState {
-        let enabled = x86_64::instructions::interrupts::are_enabled();
-        x86_64::instructions::interrupts::disable();
-        IrqState(enabled)
-    }
-
-    fn irq_restore(&self, state: IrqState) {
-        if state.0 {
-            x86_64::instructions::interrupts::enable();
-        }
-    }
-
-    // One CPU and no scheduler yet: nothing preempts, nothing blocks.
-    fn preempt_disable(&self) {}
-
-    fn preempt_enable(&self) {}
-
-    fn in_interrupt(&self) -> bool {
-        false
-    }
-
-    fn now_ns(&self) -> u64 {
-        0
-    }
-
-    fn wait(&self, _cond: &dyn Fn() -> bool) {
-        core::hint::spin_loop();
-    }
-
-    fn wake_waiters(&self) {}
-}
+/// The kernel's `Platform` lives in [`crate::platform`]; re-exported here,
+/// where the page allocator is built with it.
+pub use crate::platform::KernelPlatform;
 
 pub mod ktests;
 
@@ -163,7 +115,7 @@ pub fn init(boot_info: &'static BootInfo) -> &'static MemoryLayout {
         .collect();
     PAGE_ALLOC.call_once(|| {
         PageAlloc::new(
-            KernelPlatform { phys_offset },
+            KernelPlatform::new(phys_offset),
             memmap,
             ZoneLayout::X86_64,
             &free,

@@ -1,0 +1,2 @@
+//! Context-switch benchmarks.
+pub const BENCHES: &[crate::bench::Bench] = crate::benches![];

@@ -1,0 +1,260 @@
+//! The task: one kernel thread (Linux's `task_struct`, the parts a kernel
+//! thread needs).
+//!
+//! # States (Linux's `__state`)
+//!
+//! ```text
+//!            spawn                        schedule() (not preempted)
+//!   (new) ---------> RUNNING --------------------------------------> blocked
+//!                   ^   |  set_current_state(INTERRUPTIBLE /         (off rq)
+//!   try_to_wake_up  |   |  UNINTERRUPTIBLE), then schedule()            |
+//!                   +---+------------------------------------------------+
+//!                       | exit / return from f
+//!                       v
+//!                     DEAD --- switched away, reaped (stack freed with the task)
+//! ```
+//!
+//! RUNNING means runnable: on the runqueue or running. A task sets its own
+//! state to a sleeping one *before* it checks its wait condition, and only a
+//! wakeup (or a preemption, which leaves it on the runqueue) brings it back,
+//! so no wakeup is lost between the check and the `schedule()`.
+//!
+//! # Invariants
+//!
+//! - T1: `on_rq` is true while the task is RUNNING or has not yet been
+//!   switched out after blocking (Linux's `on_rq`: the running task counts as
+//!   queued). Write: holds the task's runqueue lock.
+//! - T2: `saved_sp` is meaningful only while the task is switched out; it is
+//!   written by `switch_to` on the CPU switching the task out and read by the
+//!   CPU switching it in, both under that runqueue's lock.
+//! - T3: a DEAD task never runs again; `reaped` becomes true once it has
+//!   been switched away for good and dropped from the task list. Only then
+//!   may its stack be freed, which happens when the last `Arc` goes.
+//! - T4: `cpu` never changes (no migration yet).
+//!
+//! # Context
+//!
+//! Every field is an atomic or behind a `SpinLock`: a `&Task` may be read
+//! from any context, including the fault-report hook (racily).
+
+use alloc::boxed::Box;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+
+use super::stack::KernelStack;
+use super::wait::WaitQueue;
+use crate::sync::SpinLock;
+
+/// Linux's `TASK_COMM_LEN`: names keep at most 15 bytes (Linux's 16 count
+/// the terminating NUL).
+pub const TASK_COMM_LEN: usize = 16;
+
+/// A task id; 0 is CPU 0's idle task, 1 the boot task `kmain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tid(u32);
+
+impl Tid {
+    pub const fn new(tid: u32) -> Self {
+        Self(tid)
+    }
+
+    pub const fn as_u32(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Tid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A task's scheduling state; see the module picture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TaskState {
+    /// Runnable: on the runqueue or running (`TASK_RUNNING`).
+    Running = 0,
+    /// Sleeping with a timeout or in a wait that gives up
+    /// (`TASK_INTERRUPTIBLE`; there are no signals, so it is only a label
+    /// the hung-task check skips).
+    Interruptible = 1,
+    /// Sleeping until woken (`TASK_UNINTERRUPTIBLE`, "D"); the hung-task
+    /// check reports one that sleeps too long.
+    Uninterruptible = 2,
+    /// Exited (`TASK_DEAD`).
+    Dead = 3,
+}
+
+impl TaskState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => TaskState::Running,
+            1 => TaskState::Interruptible,
+            2 => TaskState::Uninterruptible,
+            _ => TaskState::Dead,
+        }
+    }
+
+    /// The letter `ps` shows.
+    pub fn letter(self) -> char {
+        match self {
+            TaskState::Running => 'R',
+            TaskState::Interruptible => 'S',
+            TaskState::Uninterruptible => 'D',
+            TaskState::Dead => 'X',
+        }
+    }
+}
+
+/// What kind of task this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// A CPU's idle task: never on the runqueue, runs when nothing else can.
+    Idle,
+    /// The boot context (`kmain`), on the bootloader's stack; never exits.
+    Boot,
+    /// A thread made by `spawn`.
+    Kthread,
+}
+
+/// What a new thread runs; taken once by its first instructions.
+pub(super) type Entry = Box<dyn FnOnce() + Send>;
+
+/// One kernel thread; see the module docs.
+pub struct Task {
+    tid: Tid,
+    comm: [u8; TASK_COMM_LEN],
+    comm_len: u8,
+    kind: TaskKind,
+    /// The CPU whose runqueue the task belongs to (T4).
+    pub(super) cpu: u32,
+    /// A [`TaskState`]. Write: the task itself (sleep, exit) or a waker under
+    /// the runqueue lock. SeqCst: the sleeping task's store must be ordered
+    /// before its condition check, as Linux's `set_current_state` (smp_mb).
+    state: AtomicU8,
+    /// T1.
+    pub(super) on_rq: AtomicBool,
+    /// T3. Release by the reaper, Acquire by `join`.
+    pub(super) reaped: AtomicBool,
+    /// T2.
+    pub(super) saved_sp: AtomicU64,
+    /// The stack; `None` for the boot task. Freed with the task (T3).
+    pub(super) stack: Option<KernelStack>,
+    /// What a new thread runs. Taken by its first run.
+    pub(super) entry: SpinLock<Option<Entry>>,
+    /// `join` waits here for `reaped`.
+    pub(super) exit_wq: WaitQueue,
+    /// Ticks left of the current time slice. Write: the tick and `schedule`,
+    /// both on the task's CPU with interrupts off.
+    pub(super) slice_left: AtomicU32,
+    /// `now_ns` when the task last blocked (hung-task check).
+    pub(super) blocked_since_ns: AtomicU64,
+    /// Voluntary context switches (blocked or yielded), `nvcsw`.
+    pub(super) nvcsw: AtomicU64,
+    /// Involuntary context switches (preempted), `nivcsw`.
+    pub(super) nivcsw: AtomicU64,
+}
+
+impl Task {
+    /// A task that has not run yet: state RUNNING, not on a runqueue.
+    pub(super) fn new(
+        tid: Tid,
+        name: &str,
+        kind: TaskKind,
+        cpu: u32,
+        stack: Option<KernelStack>,
+        entry: Option<Entry>,
+    ) -> Self {
+        let mut comm = [0u8; TASK_COMM_LEN];
+        let mut len = name.len().min(TASK_COMM_LEN - 1);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        comm[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self {
+            tid,
+            comm,
+            comm_len: len as u8,
+            kind,
+            cpu,
+            state: AtomicU8::new(TaskState::Running as u8),
+            on_rq: AtomicBool::new(false),
+            reaped: AtomicBool::new(false),
+            saved_sp: AtomicU64::new(0),
+            stack,
+            entry: SpinLock::new("task.entry", entry),
+            exit_wq: WaitQueue::new("task.exit_wq"),
+            slice_left: AtomicU32::new(super::SLICE_TICKS),
+            blocked_since_ns: AtomicU64::new(0),
+            nvcsw: AtomicU64::new(0),
+            nivcsw: AtomicU64::new(0),
+        }
+    }
+
+    /// The task id.
+    pub fn tid(&self) -> Tid {
+        self.tid
+    }
+
+    /// The name (at most `TASK_COMM_LEN - 1` bytes).
+    pub fn name(&self) -> &str {
+        // Only whole characters were copied in (`new`).
+        core::str::from_utf8(&self.comm[..self.comm_len as usize]).unwrap_or("?")
+    }
+
+    /// The kind of task.
+    pub fn kind(&self) -> TaskKind {
+        self.kind
+    }
+
+    /// Whether this is a CPU's idle task.
+    pub fn is_idle(&self) -> bool {
+        self.kind == TaskKind::Idle
+    }
+
+    /// The current state.
+    pub fn state(&self) -> TaskState {
+        TaskState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    /// Sets the state (SeqCst: see the field).
+    pub(super) fn set_state(&self, state: TaskState) {
+        self.state.store(state as u8, Ordering::SeqCst);
+    }
+
+    /// The CPU the task belongs to.
+    pub fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    /// The task's stack range `[bottom, top)`, if it has one of its own.
+    pub fn stack_range(&self) -> Option<(u64, u64)> {
+        self.stack.as_ref().map(|s| (s.bottom(), s.top()))
+    }
+
+    /// Whether the task has exited and been switched away for good (T3).
+    pub fn is_reaped(&self) -> bool {
+        self.reaped.load(Ordering::Acquire)
+    }
+
+    /// Voluntary and involuntary context switches so far.
+    pub fn nr_switches(&self) -> (u64, u64) {
+        (
+            self.nvcsw.load(Ordering::Relaxed),
+            self.nivcsw.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} [{}]",
+            self.name(),
+            self.tid,
+            self.state().letter()
+        )
+    }
+}

@@ -1,0 +1,146 @@
+//! Wait queues (Linux's `wait_queue_head` and `wait_event`,
+//! `kernel/sched/wait.c`).
+//!
+//! A task that waits for a condition:
+//!
+//! ```text
+//!   loop {
+//!       prepare_to_wait(wq, state)   // queue self, set_current_state(state)
+//!       if cond() { break }          // checked *after* the state is set
+//!       schedule()                   // sleeps unless a wakeup came meanwhile
+//!   }
+//!   finish_wait(wq)                  // RUNNING, off the queue
+//! ```
+//!
+//! A waker makes the condition true, then calls [`WaitQueue::wake_one`] or
+//! [`WaitQueue::wake_all`], which dequeue waiters and `try_to_wake_up` them.
+//! No wakeup is lost: a waker that runs between the waiter's check and its
+//! `schedule()` finds it queued (it queued itself before the check) and
+//! sets it RUNNING, so `schedule()` keeps it runnable. Entries are removed
+//! when woken (Linux's `autoremove_wake_function`), and a woken waiter
+//! always re-checks its condition, so `wake_one` needs no exclusive flag.
+//!
+//! # Locking
+//!
+//! The queue's lock is taken before a runqueue lock (wakeups run under it).
+//!
+//! # Context
+//!
+//! Waiting sleeps: task context, preemption and interrupts enabled
+//! (checked: `BUG: sleeping function called from invalid context`). Waking
+//! works in any context, hard IRQ included.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+
+use super::core::{current, might_sleep, schedule, try_to_wake_up, with_current};
+use super::task::{Task, TaskState};
+use super::timer::schedule_timeout;
+use crate::sync::SpinLock;
+use crate::time;
+
+/// A queue of sleeping tasks; see the module docs.
+pub struct WaitQueue {
+    /// Queued waiters, oldest first. Each task appears at most once.
+    waiters: SpinLock<VecDeque<Arc<Task>>>,
+}
+
+impl WaitQueue {
+    /// An empty queue; `name` shows in lock reports.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            waiters: SpinLock::new(name, VecDeque::new()),
+        }
+    }
+
+    /// Queues the running task (once) and sets its state to `state`
+    /// (Linux's `prepare_to_wait`). Follow with a check of the condition,
+    /// then `schedule()` or [`schedule_timeout`], then [`Self::finish_wait`].
+    pub fn prepare_to_wait(&self, state: TaskState) {
+        debug_assert!(matches!(
+            state,
+            TaskState::Interruptible | TaskState::Uninterruptible
+        ));
+        let task = current();
+        let mut waiters = self.waiters.lock();
+        if !waiters.iter().any(|t| Arc::ptr_eq(t, &task)) {
+            waiters.push_back(task.clone());
+        }
+        task.set_state(state);
+    }
+
+    /// Sets the running task RUNNING and takes it off the queue if a wakeup
+    /// has not already (Linux's `finish_wait`).
+    pub fn finish_wait(&self) {
+        let task = current();
+        task.set_state(TaskState::Running);
+        self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &task));
+    }
+
+    /// Sleeps until `cond()` holds (Linux's `wait_event`): checked before
+    /// sleeping and after every wakeup. Task context only.
+    pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
+        might_sleep();
+        loop {
+            self.prepare_to_wait(TaskState::Uninterruptible);
+            if cond() {
+                break;
+            }
+            schedule();
+        }
+        self.finish_wait();
+    }
+
+    /// Like [`Self::wait_until`], but gives up `timeout_ns` after the call
+    /// (Linux's `wait_event_timeout`). Returns whether `cond()` held.
+    pub fn wait_until_timeout(&self, mut cond: impl FnMut() -> bool, timeout_ns: u64) -> bool {
+        might_sleep();
+        let deadline = time::now_ns().saturating_add(timeout_ns);
+        let met = loop {
+            self.prepare_to_wait(TaskState::Interruptible);
+            if cond() {
+                break true;
+            }
+            if time::now_ns() >= deadline {
+                break false;
+            }
+            schedule_timeout(deadline);
+        };
+        self.finish_wait();
+        met
+    }
+
+    /// Wakes the oldest waiter, if any (Linux's `wake_up` with one exclusive
+    /// waiter). Returns whether there was one.
+    pub fn wake_one(&self) -> bool {
+        let mut waiters = self.waiters.lock();
+        match waiters.pop_front() {
+            Some(task) => {
+                try_to_wake_up(&task);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Wakes every waiter (Linux's `wake_up_all`). Returns how many there
+    /// were.
+    pub fn wake_all(&self) -> usize {
+        let mut waiters = self.waiters.lock();
+        let n = waiters.len();
+        while let Some(task) = waiters.pop_front() {
+            try_to_wake_up(&task);
+        }
+        n
+    }
+
+    /// Whether any task waits (racy).
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.lock().is_empty()
+    }
+
+    /// Whether the running task is queued here (for tests).
+    pub fn is_queued_current(&self) -> bool {
+        with_current(|me| self.waiters.lock().iter().any(|t| core::ptr::eq(&**t, me)))
+    }
+}
