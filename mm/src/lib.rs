@@ -11,8 +11,10 @@ pub mod gfp;
 pub mod memmap;
 pub mod page_alloc;
 pub mod platform;
+pub mod rcu;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
+pub mod stats;
 
 pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 pub use gfp::Gfp;

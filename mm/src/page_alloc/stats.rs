@@ -1,28 +1,9 @@
 //! Page-allocator event counters: every path has a name.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::stats::{Counters, define_stats};
 
-macro_rules! stats {
-    ($(#[$m:meta])* $vis:vis enum $name:ident { $($(#[doc = $doc:literal])* $v:ident => $s:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        $vis enum $name { $($(#[doc = $doc])* $v,)* }
-
-        impl $name {
-            /// Every counter, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$v,)*];
-            /// Number of counters.
-            pub const COUNT: usize = Self::ALL.len();
-            /// The counter's name as printed (Linux-style, lower case).
-            pub const fn name(self) -> &'static str {
-                match self { $($name::$v => $s,)* }
-            }
-        }
-    };
-}
-
-stats! {
+define_stats! {
     /// Named events of the page allocator (Linux's `vm_event_item` and more).
     pub enum PaStat {
         /// Allocation satisfied on the first pass at the low watermark.
@@ -61,25 +42,20 @@ stats! {
 }
 
 /// One atomic per [`PaStat`].
-pub struct PaStats([AtomicU64; PaStat::COUNT]);
+pub struct PaStats(Counters<{ PaStat::COUNT }>);
 
 impl PaStats {
     pub(crate) const fn new() -> Self {
-        Self([const { AtomicU64::new(0) }; PaStat::COUNT])
+        Self(Counters::new())
     }
 
     #[inline]
     pub(crate) fn inc(&self, s: PaStat) {
-        self.add(s, 1);
-    }
-
-    #[inline]
-    pub(crate) fn add(&self, s: PaStat, n: u64) {
-        self.0[s as usize].fetch_add(n, Relaxed);
+        self.0.add(s as usize, 1);
     }
 
     /// The current value of a counter (racy snapshot).
     pub fn get(&self, s: PaStat) -> u64 {
-        self.0[s as usize].load(Relaxed)
+        self.0.get(s as usize)
     }
 }

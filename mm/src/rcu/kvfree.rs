@@ -1,0 +1,166 @@
+//! `kvfree_rcu`: batched freeing after a grace period.
+//!
+//! Instead of one callback per object, each CPU collects objects into a
+//! page-sized block of records (Linux's `kvfree_rcu_bulk_data`, about 500
+//! pointers per page there, 255 here with a drop function per record); a
+//! block is handed to `call_rcu` as one callback when it fills, when the
+//! tick finds it older than the drain delay (Linux's `kfree_rcu_monitor`),
+//! or on [`Rcu::kvfree_rcu_barrier`]. One grace period then frees the whole
+//! batch.
+
+use alloc::boxed::Box;
+use core::mem::MaybeUninit;
+
+use super::{Rcu, RcuHead, RcuStat};
+use crate::addr::CpuId;
+use crate::platform::{IrqGuard, Platform};
+
+/// How long a partly filled batch waits before the tick submits it
+/// (Linux's `KFREE_DRAIN_JIFFIES`, 5 seconds).
+pub(super) const KFREE_DRAIN_NS: u64 = 5_000_000_000;
+
+/// Records per block: the block is one 4 KiB page.
+pub(super) const RECORDS: usize = (4096 - 32) / 16;
+
+/// An object to drop: its pointer and the function that drops it.
+#[derive(Clone, Copy)]
+struct Record {
+    ptr: *mut u8,
+    drop_fn: unsafe fn(*mut u8),
+}
+
+/// A batch of objects waiting for one grace period. `head` comes first so
+/// that the callback can find the block from its head.
+#[repr(C)]
+struct KvfreeBlock {
+    head: RcuHead,
+    len: usize,
+    records: [MaybeUninit<Record>; RECORDS],
+}
+
+const _: () = assert!(core::mem::size_of::<KvfreeBlock>() <= 4096);
+
+/// One CPU's batch in progress.
+pub(super) struct KvfreeCpu {
+    block: Option<Box<KvfreeBlock>>,
+    /// When the first record of the current block was added.
+    first_ns: u64,
+}
+
+// SAFETY: the records are owned boxed objects that are `Send` (kvfree_rcu's
+// bound); the block is only touched under its CPU's lock.
+unsafe impl Send for KvfreeCpu {}
+
+impl KvfreeCpu {
+    pub(super) const fn new() -> Self {
+        Self {
+            block: None,
+            first_ns: 0,
+        }
+    }
+}
+
+/// Drops a `Box<T>` from its raw pointer.
+///
+/// # Safety
+///
+/// `p` came from `Box::<T>::into_raw` and is dropped once.
+unsafe fn drop_box<T>(p: *mut u8) {
+    // SAFETY: the function's contract.
+    drop(unsafe { Box::from_raw(p.cast::<T>()) });
+}
+
+/// The callback of a submitted block: drop every record, free the block.
+///
+/// # Safety
+///
+/// `head` is the head of a `KvfreeBlock` leaked by `submit`.
+unsafe fn kvfree_block_cb(head: *mut RcuHead) {
+    // SAFETY: `head` is the first field of a repr(C) KvfreeBlock that
+    // `submit` leaked with Box::into_raw; we take it back once.
+    let block = unsafe { Box::from_raw(head.cast::<KvfreeBlock>()) };
+    for rec in &block.records[..block.len] {
+        // SAFETY: the first `len` records were written by `kvfree_rcu`, each
+        // a boxed object dropped exactly here, after the grace period.
+        unsafe {
+            let rec = rec.assume_init();
+            (rec.drop_fn)(rec.ptr);
+        }
+    }
+}
+
+impl<P: Platform> Rcu<P> {
+    /// Frees `obj` after a grace period, batched (`kvfree_rcu`). Any
+    /// context; readers that found `obj` before it was unpublished may keep
+    /// using it until they leave their read-side section.
+    pub fn kvfree_rcu<T: Send + 'static>(&self, obj: Box<T>) {
+        let rec = Record {
+            ptr: Box::into_raw(obj).cast::<u8>(),
+            drop_fn: drop_box::<T>,
+        };
+        self.stats.inc(RcuStat::KvfreeObjects);
+        let full = {
+            let _irq = IrqGuard::new(&self.platform);
+            let mut cpu = self.this_cpu().kvfree.lock();
+            if cpu.block.is_none() {
+                cpu.block = Some(Box::new(KvfreeBlock {
+                    head: RcuHead::new(),
+                    len: 0,
+                    records: [MaybeUninit::uninit(); RECORDS],
+                }));
+                cpu.first_ns = self.platform.now_ns();
+            }
+            let block = cpu.block.as_mut().expect("just set");
+            block.records[block.len].write(rec);
+            block.len += 1;
+            if block.len == RECORDS {
+                cpu.block.take()
+            } else {
+                None
+            }
+        };
+        if let Some(block) = full {
+            self.submit(block);
+        }
+    }
+
+    /// Hands one block to `call_rcu`.
+    fn submit(&self, block: Box<KvfreeBlock>) {
+        self.stats.inc(RcuStat::KvfreeBatches);
+        let head = Box::into_raw(block).cast::<RcuHead>();
+        // SAFETY: the block is leaked here and reclaimed only by
+        // kvfree_block_cb, so the head stays valid and unmoved until then.
+        unsafe { self.call_rcu(head, kvfree_block_cb) };
+    }
+
+    /// Submits `cpu`'s batch if it waited at least `min_age_ns`.
+    fn flush_kvfree(&self, cpu: CpuId, min_age_ns: u64) {
+        let block = {
+            let _irq = IrqGuard::new(&self.platform);
+            let mut k = self.cpus[cpu.index()].kvfree.lock();
+            let old = self.platform.now_ns().saturating_sub(k.first_ns) >= min_age_ns;
+            if old { k.block.take() } else { None }
+        };
+        if let Some(block) = block {
+            self.submit(block);
+        }
+    }
+
+    /// The tick's part (`kfree_rcu_monitor`): submit this CPU's batch once
+    /// it is older than the drain delay.
+    pub(super) fn kvfree_monitor(&self, cpu: CpuId) {
+        let drain = self
+            .kvfree_drain_ns
+            .load(core::sync::atomic::Ordering::Relaxed);
+        self.flush_kvfree(cpu, drain);
+    }
+
+    /// Submits every CPU's pending batch and waits until everything handed
+    /// to kvfree_rcu before the call has been freed (`kvfree_rcu_barrier`).
+    pub fn kvfree_rcu_barrier(&self) {
+        for cpu in 0..self.cpus.len() {
+            self.flush_kvfree(CpuId::new(cpu as u32), 0);
+        }
+        self.rcu_barrier();
+    }
+}
