@@ -15,6 +15,7 @@ pub mod rcu;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod stats;
+pub mod sync;
 
 pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 pub use gfp::Gfp;

@@ -422,10 +422,13 @@ impl<P: Platform> Rcu<P> {
     /// thread that stops): it no longer holds up grace periods. Its queued
     /// callbacks stay and are invoked by `rcu_core` on any CPU.
     pub fn cpu_offline(&self, cpu: CpuId) {
-        let _irq = IrqGuard::new(&self.platform);
-        let mut gp = self.gp.lock();
-        gp.online &= !(1 << cpu.index());
-        self.clear_qs_locked(&mut gp, cpu);
+        let ended = {
+            let _irq = IrqGuard::new(&self.platform);
+            let mut gp = self.gp.lock();
+            gp.online &= !(1 << cpu.index());
+            self.clear_qs_locked(&mut gp, cpu)
+        };
+        self.gp_ended(ended);
     }
 
     /// Brings `cpu` (back) into grace-period tracking, from the next grace
@@ -443,22 +446,36 @@ impl<P: Platform> Rcu<P> {
             return;
         }
         fence(Ordering::SeqCst);
-        let _irq = IrqGuard::new(&self.platform);
-        let mut gp = self.gp.lock();
-        self.clear_qs_locked(&mut gp, cpu);
+        let ended = {
+            let _irq = IrqGuard::new(&self.platform);
+            let mut gp = self.gp.lock();
+            self.clear_qs_locked(&mut gp, cpu)
+        };
+        self.gp_ended(ended);
     }
 
-    fn clear_qs_locked(&self, gp: &mut GpState, cpu: CpuId) {
+    /// Clears `cpu`'s bit; true if that ended the grace period.
+    fn clear_qs_locked(&self, gp: &mut GpState, cpu: CpuId) -> bool {
         let bit = 1u64 << cpu.index();
         let mask = self.qs_mask.load(Ordering::Relaxed);
         if !seq_in_progress(self.gp_seq.load(Ordering::Relaxed)) || mask & bit == 0 {
-            return;
+            return false;
         }
         self.stats.inc(RcuStat::QsReported);
         let mask = mask & !bit;
         self.qs_mask.store(mask, Ordering::Relaxed);
-        if mask == 0 {
+        mask == 0 && {
             self.end_gp_locked(gp);
+            true
+        }
+    }
+
+    /// After a grace period ended: wake the waiters, outside the
+    /// grace-period lock (the platform's wake-up takes scheduler locks that
+    /// may be held around a context switch, which reports QS under ours).
+    fn gp_ended(&self, ended: bool) {
+        if ended {
+            self.platform.wake_waiters();
         }
     }
 
@@ -468,15 +485,20 @@ impl<P: Platform> Rcu<P> {
         if seq_in_progress(seq) || self.gp_seq_needed.load(Ordering::Acquire) <= seq {
             return;
         }
-        let _irq = IrqGuard::new(&self.platform);
-        let mut gp = self.gp.lock();
-        self.start_gp_locked(&mut gp);
+        let ended = {
+            let _irq = IrqGuard::new(&self.platform);
+            let mut gp = self.gp.lock();
+            self.start_gp_locked(&mut gp)
+        };
+        self.gp_ended(ended);
     }
 
-    fn start_gp_locked(&self, gp: &mut GpState) {
+    /// Starts a grace period if needed; true if it ended at once (no
+    /// online CPU to wait for).
+    fn start_gp_locked(&self, gp: &mut GpState) -> bool {
         let seq = self.gp_seq.load(Ordering::Relaxed);
         if seq_in_progress(seq) || self.gp_seq_needed.load(Ordering::Acquire) <= seq {
-            return;
+            return false;
         }
         self.gp_seq.store(seq + 1, Ordering::Release);
         fence(Ordering::SeqCst);
@@ -484,8 +506,9 @@ impl<P: Platform> Rcu<P> {
         gp.start_ns = self.platform.now_ns();
         gp.stall_warned = false;
         self.qs_mask.store(gp.online, Ordering::Relaxed);
-        if gp.online == 0 {
+        gp.online == 0 && {
             self.end_gp_locked(gp);
+            true
         }
     }
 
@@ -496,7 +519,6 @@ impl<P: Platform> Rcu<P> {
         self.stats.inc(RcuStat::GpCompleted);
         let ns = self.platform.now_ns().saturating_sub(gp.start_ns);
         self.stats.record_gp_ns(ns);
-        self.platform.wake_waiters();
         // Someone may already wait for the next one.
         self.start_gp_locked(gp);
     }

@@ -1,0 +1,396 @@
+//! Per-CPU locks and the bit spinlock (Linux's `local_lock_t`,
+//! `localtry_lock_t` / `local_trylock_t`, and `bit_spin_lock`).
+//!
+//! - [`LocalLock`]: one `T` per CPU; the owner runs with preemption (and
+//!   for `lock_irqsave`, interrupts) disabled, so it is alone with its CPU's
+//!   copy. Never taken from interrupt context unless every task-context
+//!   holder uses `lock_irqsave`.
+//! - [`LocalTryLock`]: the same, plus [`LocalTryLock::try_lock`], which may
+//!   be called from any context: if this CPU already holds the lock (an
+//!   interrupt arrived while its task was inside), it fails instead of
+//!   deadlocking or corrupting the per-CPU data. SLUB's sheaves use this
+//!   (an interrupt-time allocation then falls back to the slab path).
+//! - [`BitSpinLock`]: one bit of an atomic word used as a spinlock, the
+//!   other bits left for the owner's data (folio MM-id slots share their
+//!   word with such a lock bit).
+//!
+//! # Invariants
+//!
+//! - L1: a CPU's `acquired` flag is set exactly while a guard for that
+//!   CPU's copy exists; only that CPU, with preemption disabled, sets and
+//!   clears it.
+//!
+//! This is one of the few modules with `unsafe`: handing out `&mut T` to a
+//! CPU's copy, justified by L1.
+
+use alloc::boxed::Box;
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::addr::CpuId;
+use crate::platform::{IrqState, Platform};
+
+struct Slot<T> {
+    acquired: AtomicBool,
+    data: UnsafeCell<T>,
+}
+
+/// A `T` per CPU, guarded by the per-CPU `acquired` flag (L1).
+struct PerCpuSlots<T> {
+    slots: Box<[Slot<T>]>,
+}
+
+// SAFETY: each copy is only reachable through a guard, which exists on one
+// CPU at a time (L1); moving or sharing the container shares no `&mut T`.
+unsafe impl<T: Send> Sync for PerCpuSlots<T> {}
+// SAFETY: as above; the copies are `Send`.
+unsafe impl<T: Send> Send for PerCpuSlots<T> {}
+
+impl<T> PerCpuSlots<T> {
+    fn new(nr_cpus: usize, init: impl FnMut(CpuId) -> T) -> Self {
+        let mut init = init;
+        Self {
+            slots: (0..nr_cpus)
+                .map(|c| Slot {
+                    acquired: AtomicBool::new(false),
+                    data: UnsafeCell::new(init(CpuId::new(c as u32))),
+                })
+                .collect(),
+        }
+    }
+
+    /// Claims this CPU's copy; preemption must already be disabled.
+    fn try_acquire(&self, cpu: CpuId) -> bool {
+        !self.slots[cpu.index()]
+            .acquired
+            .swap(true, Ordering::Acquire)
+    }
+}
+
+/// Access to one CPU's copy; releases on drop.
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LocalGuard<'a, T, P: Platform> {
+    slots: &'a PerCpuSlots<T>,
+    platform: &'a P,
+    cpu: CpuId,
+    irq: Option<IrqState>,
+    /// Not Send: it must be released on the CPU that took it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T, P: Platform> LocalGuard<'_, T, P> {
+    /// The CPU whose copy this is.
+    pub fn cpu(&self) -> CpuId {
+        self.cpu
+    }
+}
+
+impl<T, P: Platform> Deref for LocalGuard<'_, T, P> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: L1: this guard is the only holder of this CPU's copy.
+        unsafe { &*self.slots.slots[self.cpu.index()].data.get() }
+    }
+}
+
+impl<T, P: Platform> DerefMut for LocalGuard<'_, T, P> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: L1, and `&mut self` makes this borrow unique.
+        unsafe { &mut *self.slots.slots[self.cpu.index()].data.get() }
+    }
+}
+
+impl<T, P: Platform> Drop for LocalGuard<'_, T, P> {
+    fn drop(&mut self) {
+        self.slots.slots[self.cpu.index()]
+            .acquired
+            .store(false, Ordering::Release);
+        if let Some(irq) = self.irq {
+            self.platform.irq_restore(irq);
+        }
+        self.platform.preempt_enable();
+    }
+}
+
+fn lock_slots<'a, T, P: Platform>(
+    slots: &'a PerCpuSlots<T>,
+    platform: &'a P,
+    irqsave: bool,
+    what: &str,
+) -> LocalGuard<'a, T, P> {
+    platform.preempt_disable();
+    let irq = irqsave.then(|| platform.irq_save());
+    let cpu = platform.cpu_id();
+    assert!(
+        slots.try_acquire(cpu),
+        "BUG: {what} taken recursively on CPU {} (an interrupt handler must use try_lock)",
+        cpu.index()
+    );
+    LocalGuard {
+        slots,
+        platform,
+        cpu,
+        irq,
+        _not_send: PhantomData,
+    }
+}
+
+/// A per-CPU `T` protected by disabling preemption (`local_lock_t`).
+pub struct LocalLock<T> {
+    slots: PerCpuSlots<T>,
+}
+
+impl<T: Send> LocalLock<T> {
+    /// One copy per CPU, made by `init`.
+    pub fn new(nr_cpus: usize, init: impl FnMut(CpuId) -> T) -> Self {
+        Self {
+            slots: PerCpuSlots::new(nr_cpus, init),
+        }
+    }
+
+    /// This CPU's copy, preemption disabled (`local_lock`). Taking it again
+    /// on the same CPU is a bug and panics with a report.
+    pub fn lock<'a, P: Platform>(&'a self, platform: &'a P) -> LocalGuard<'a, T, P> {
+        lock_slots(&self.slots, platform, false, "local_lock")
+    }
+
+    /// This CPU's copy with interrupts disabled too (`local_lock_irqsave`).
+    pub fn lock_irqsave<'a, P: Platform>(&'a self, platform: &'a P) -> LocalGuard<'a, T, P> {
+        lock_slots(&self.slots, platform, true, "local_lock")
+    }
+}
+
+/// A per-CPU `T` with a trylock usable from any context
+/// (`localtry_lock_t`, Linux 6.15; `local_trylock_t` since 6.16).
+pub struct LocalTryLock<T> {
+    slots: PerCpuSlots<T>,
+}
+
+impl<T: Send> LocalTryLock<T> {
+    /// One copy per CPU, made by `init`.
+    pub fn new(nr_cpus: usize, init: impl FnMut(CpuId) -> T) -> Self {
+        Self {
+            slots: PerCpuSlots::new(nr_cpus, init),
+        }
+    }
+
+    /// This CPU's copy, preemption disabled (`localtry_lock`). Task
+    /// context; taking it twice on one CPU is a bug and panics.
+    pub fn lock<'a, P: Platform>(&'a self, platform: &'a P) -> LocalGuard<'a, T, P> {
+        lock_slots(&self.slots, platform, false, "localtry_lock")
+    }
+
+    /// As [`LocalTryLock::lock`], interrupts disabled too.
+    pub fn lock_irqsave<'a, P: Platform>(&'a self, platform: &'a P) -> LocalGuard<'a, T, P> {
+        lock_slots(&self.slots, platform, true, "localtry_lock")
+    }
+
+    /// This CPU's copy if no one on this CPU holds it (`localtry_trylock`):
+    /// from an interrupt that arrived while this CPU's task held the lock it
+    /// fails, never waits. Any context.
+    pub fn try_lock<'a, P: Platform>(&'a self, platform: &'a P) -> Option<LocalGuard<'a, T, P>> {
+        platform.preempt_disable();
+        let cpu = platform.cpu_id();
+        if !self.slots.try_acquire(cpu) {
+            platform.preempt_enable();
+            return None;
+        }
+        Some(LocalGuard {
+            slots: &self.slots,
+            platform,
+            cpu,
+            irq: None,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Whether `cpu`'s copy is held right now (racy; for assertions).
+    pub fn is_locked(&self, cpu: CpuId) -> bool {
+        self.slots.slots[cpu.index()]
+            .acquired
+            .load(Ordering::Relaxed)
+    }
+}
+
+/// A spinlock in one bit of an atomic word (`bit_spin_lock`); the other
+/// bits stay free for the owner's data and may be changed atomically by
+/// others meanwhile. Preemption is disabled while held.
+pub struct BitSpinLock;
+
+/// Holds bit `bit` of `word` locked; unlocks on drop.
+#[must_use = "the bit is unlocked when the guard is dropped"]
+pub struct BitSpinGuard<'a, P: Platform> {
+    word: &'a AtomicU64,
+    mask: u64,
+    platform: &'a P,
+}
+
+impl BitSpinLock {
+    /// Spins until bit `bit` of `word` is taken (`bit_spin_lock`).
+    /// Acquire: pairs with the Release of the previous holder's unlock.
+    pub fn lock<'a, P: Platform>(
+        word: &'a AtomicU64,
+        bit: u32,
+        platform: &'a P,
+    ) -> BitSpinGuard<'a, P> {
+        let mask = 1u64 << bit;
+        loop {
+            platform.preempt_disable();
+            if word.fetch_or(mask, Ordering::Acquire) & mask == 0 {
+                return BitSpinGuard {
+                    word,
+                    mask,
+                    platform,
+                };
+            }
+            platform.preempt_enable();
+            while word.load(Ordering::Relaxed) & mask != 0 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Takes the bit if it is free (`bit_spin_trylock`).
+    pub fn try_lock<'a, P: Platform>(
+        word: &'a AtomicU64,
+        bit: u32,
+        platform: &'a P,
+    ) -> Option<BitSpinGuard<'a, P>> {
+        let mask = 1u64 << bit;
+        platform.preempt_disable();
+        if word.fetch_or(mask, Ordering::Acquire) & mask == 0 {
+            Some(BitSpinGuard {
+                word,
+                mask,
+                platform,
+            })
+        } else {
+            platform.preempt_enable();
+            None
+        }
+    }
+
+    /// Whether bit `bit` of `word` is held (`bit_spin_is_locked`).
+    pub fn is_locked(word: &AtomicU64, bit: u32) -> bool {
+        word.load(Ordering::Relaxed) & (1 << bit) != 0
+    }
+}
+
+impl<P: Platform> Drop for BitSpinGuard<'_, P> {
+    fn drop(&mut self) {
+        // Release: the holder's writes are visible to the next holder.
+        self.word.fetch_and(!self.mask, Ordering::Release);
+        self.platform.preempt_enable();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{self, SimMachine, SimPlatform};
+
+    fn platform(nr_cpus: usize) -> SimPlatform {
+        sim::set_cpu(0);
+        SimPlatform(SimMachine::new(1, nr_cpus))
+    }
+
+    #[test]
+    fn trylock_from_an_interrupt_on_the_holding_cpu_fails() {
+        let p = platform(2);
+        let lock = LocalTryLock::new(2, |_| 0u64);
+        let mut g = lock.lock(&p);
+        *g += 1;
+        assert_eq!(sim::preempt_count(), 1);
+        // An interrupt on this CPU: must not get the copy its task holds.
+        assert!(sim::in_simulated_irq(|| lock.try_lock(&p).is_none()));
+        assert_eq!(
+            sim::preempt_count(),
+            1,
+            "failed trylock restores preemption"
+        );
+        drop(g);
+        assert_eq!(sim::preempt_count(), 0);
+        let got = sim::in_simulated_irq(|| lock.try_lock(&p).map(|g| *g));
+        assert_eq!(got, Some(1));
+        // Another CPU's copy is independent.
+        std::thread::scope(|s| {
+            let g0 = lock.lock(&p);
+            s.spawn(|| {
+                sim::set_cpu(1);
+                let g1 = lock.try_lock(&p).expect("CPU 1's copy is free");
+                assert_eq!(*g1, 0);
+            });
+            drop(g0);
+        });
+    }
+
+    #[test]
+    #[should_panic(expected = "taken recursively")]
+    fn recursive_local_lock_is_reported() {
+        let p = platform(1);
+        let lock = LocalLock::new(1, |_| ());
+        let _a = lock.lock(&p);
+        let _b = lock.lock(&p);
+    }
+
+    #[test]
+    fn per_cpu_copies_are_private() {
+        let p = platform(4);
+        let lock = LocalLock::new(4, |cpu| cpu.index() as u64 * 1000);
+        std::thread::scope(|s| {
+            for cpu in 0..4u32 {
+                let (lock, p) = (&lock, &p);
+                s.spawn(move || {
+                    sim::set_cpu(cpu);
+                    for _ in 0..10_000 {
+                        let mut g = lock.lock_irqsave(p);
+                        assert_eq!(g.cpu(), CpuId::new(cpu));
+                        *g += 1;
+                    }
+                });
+            }
+        });
+        for cpu in 0..4u32 {
+            sim::set_cpu(cpu);
+            assert_eq!(*lock.lock(&p), cpu as u64 * 1000 + 10_000);
+        }
+        sim::set_cpu(0);
+    }
+
+    #[test]
+    fn bit_spinlock_excludes_and_keeps_the_other_bits() {
+        let p = platform(4);
+        let word = AtomicU64::new(0);
+        let counter = UnsafeCellCounter(UnsafeCell::new(0));
+        std::thread::scope(|s| {
+            for cpu in 0..4u32 {
+                let (word, counter, p) = (&word, &counter, &p);
+                s.spawn(move || {
+                    sim::set_cpu(cpu);
+                    for i in 0..20_000u64 {
+                        let _g = BitSpinLock::lock(word, 63, p);
+                        // SAFETY: the lock bit serialises access.
+                        unsafe { *counter.0.get() += 1 };
+                        // Other bits change under other holders' feet.
+                        word.fetch_xor(1 << (i % 8), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        // SAFETY: all threads joined.
+        assert_eq!(unsafe { *counter.0.get() }, 80_000);
+        // Every data bit was flipped an even number of times, by atomics
+        // racing with lock and unlock: none was lost.
+        assert_eq!(word.load(Ordering::Relaxed), 0);
+        let g = BitSpinLock::try_lock(&word, 63, &p).unwrap();
+        assert!(BitSpinLock::try_lock(&word, 63, &p).is_none());
+        drop(g);
+        assert_eq!(sim::preempt_count(), 0);
+    }
+
+    struct UnsafeCellCounter(UnsafeCell<u64>);
+    // SAFETY: accessed only under the bit lock in the test.
+    unsafe impl Sync for UnsafeCellCounter {}
+}
