@@ -20,6 +20,7 @@ pub mod panic;
 pub mod percpu;
 pub mod platform;
 pub mod qemu;
+pub mod rcu;
 pub mod sched;
 pub mod serial;
 pub mod sync;
@@ -51,5 +52,6 @@ pub fn init(boot_info: &'static BootInfo) -> &'static memory::MemoryLayout {
     time::init(memory::page_alloc().platform().phys_offset());
     sched::init();
     x86_64::instructions::interrupts::enable();
+    rcu::init();
     layout
 }
