@@ -16,6 +16,8 @@ fn main() {
         ("kernel", "KERNEL"),
         ("ktest", "KTEST"),
         ("kfault", "KFAULT"),
+        ("kstack", "KSTACK"),
+        ("kbench", "KBENCH"),
     ] {
         let elf = std::env::var_os(format!("CARGO_BIN_FILE_KERNEL_{bin}"))
             .unwrap_or_else(|| panic!("cargo did not pass the `{bin}` artifact"));

@@ -27,6 +27,15 @@ pub const KTEST_UEFI_IMAGE: &str = env!("KTEST_UEFI_IMAGE");
 pub const KTEST_ELF: &str = env!("KTEST_ELF");
 /// A test image whose second test faults on purpose (fault reporting).
 pub const KFAULT_BIOS_IMAGE: &str = env!("KFAULT_BIOS_IMAGE");
+/// A test image whose second test overflows a thread's stack on purpose
+/// (stack guard reporting).
+pub const KSTACK_BIOS_IMAGE: &str = env!("KSTACK_BIOS_IMAGE");
+/// The BIOS disk image of the in-kernel benchmarks (`cargo run -- --bench`).
+pub const KBENCH_BIOS_IMAGE: &str = env!("KBENCH_BIOS_IMAGE");
+/// The UEFI disk image of the in-kernel benchmarks.
+pub const KBENCH_UEFI_IMAGE: &str = env!("KBENCH_UEFI_IMAGE");
+/// The benchmark ELF, with symbols, for GDB.
+pub const KBENCH_ELF: &str = env!("KBENCH_ELF");
 
 /// Value the kernel writes to the debug-exit port on success.
 pub const EXIT_SUCCESS: u32 = 0x10;

@@ -1,7 +1,7 @@
 //! `cargo run`: boots the kernel under QEMU and exits with its verdict.
 //!
 //! ```text
-//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test] [-- QEMU ARGS...]
+//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench] [-- QEMU ARGS...]
 //! ```
 
 use std::process::ExitCode;
@@ -19,12 +19,13 @@ options:
   --uefi           boot through OVMF instead of BIOS
   --timeout SECS   kill QEMU after SECS seconds (0 = never)       [600]
   --test           boot the in-kernel test image instead of the kernel
+  --bench          boot the in-kernel benchmark image instead of the kernel
   -h, --help       this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let cfg = match parse(&args) {
-        Ok(Some(cfg)) => cfg,
+    let (cfg, elf) = match parse(&args) {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -35,11 +36,6 @@ fn main() -> ExitCode {
         }
     };
     if cfg.gdb {
-        let elf = if cfg.image.to_string_lossy() == boot::KTEST_BIOS_IMAGE {
-            boot::KTEST_ELF
-        } else {
-            boot::KERNEL_ELF
-        };
         eprintln!("boot: waiting for GDB on :1234; in another terminal run");
         eprintln!("      gdb {elf} -ex 'target remote :1234'");
     }
@@ -68,10 +64,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parses the runner's flags; `Ok(None)` means help was asked for.
-fn parse(args: &[String]) -> Result<Option<QemuConfig>, String> {
+/// Which image the runner boots.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Image {
+    Kernel,
+    Test,
+    Bench,
+}
+
+/// Parses the runner's flags into the QEMU configuration and the ELF of the
+/// chosen image (for GDB); `Ok(None)` means help was asked for.
+fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> {
     let mut cfg = QemuConfig::new(boot::KERNEL_BIOS_IMAGE);
-    let mut test = false;
+    let mut image = Image::Kernel;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -100,7 +105,11 @@ fn parse(args: &[String]) -> Result<Option<QemuConfig>, String> {
             }
             "--gdb" => cfg.gdb = true,
             "--uefi" => cfg.uefi = true,
-            "--test" => test = true,
+            "--test" | "--bench" if image != Image::Kernel => {
+                return Err("--test and --bench exclude each other".into());
+            }
+            "--test" => image = Image::Test,
+            "--bench" => image = Image::Bench,
             "--" => {
                 cfg.extra_args = it.cloned().collect();
                 break;
@@ -108,15 +117,26 @@ fn parse(args: &[String]) -> Result<Option<QemuConfig>, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    cfg.image = match (test, cfg.uefi) {
-        (false, false) => boot::KERNEL_BIOS_IMAGE,
-        (false, true) => boot::KERNEL_UEFI_IMAGE,
-        (true, false) => boot::KTEST_BIOS_IMAGE,
-        (true, true) => boot::KTEST_UEFI_IMAGE,
-    }
-    .into();
+    let (bios, uefi, elf) = match image {
+        Image::Kernel => (
+            boot::KERNEL_BIOS_IMAGE,
+            boot::KERNEL_UEFI_IMAGE,
+            boot::KERNEL_ELF,
+        ),
+        Image::Test => (
+            boot::KTEST_BIOS_IMAGE,
+            boot::KTEST_UEFI_IMAGE,
+            boot::KTEST_ELF,
+        ),
+        Image::Bench => (
+            boot::KBENCH_BIOS_IMAGE,
+            boot::KBENCH_UEFI_IMAGE,
+            boot::KBENCH_ELF,
+        ),
+    };
+    cfg.image = if cfg.uefi { uefi } else { bios }.into();
     if cfg.image.as_os_str().is_empty() {
         return Err("no UEFI image was built".into());
     }
-    Ok(Some(cfg))
+    Ok(Some((cfg, elf)))
 }
