@@ -2,19 +2,23 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use mm::rcu::RcuHead;
 
 use super::rcu;
 use crate::bench::{Bench, min_median_max};
-use crate::{println, time};
+use crate::{println, sched, time};
 
-pub const BENCHES: &[Bench] = crate::benches![grace_period_latency, call_rcu_throughput];
+pub const BENCHES: &[Bench] = crate::benches![
+    grace_period_latency,
+    grace_period_latency_with_a_reader,
+    call_rcu_throughput
+];
 
-/// synchronize_rcu from an idle system: start to return, in µs.
-fn grace_period_latency() {
-    let mut samples: Vec<u64> = (0..25)
+/// Times `n` synchronize_rcu calls and prints min/median/max.
+fn time_synchronize(what: &str, n: usize) {
+    let mut samples: Vec<u64> = (0..n)
         .map(|_| {
             let t0 = time::now_ns();
             rcu().synchronize_rcu();
@@ -23,13 +27,40 @@ fn grace_period_latency() {
         .collect();
     let (min, med, max) = min_median_max(&mut samples);
     println!(
-        "  synchronize_rcu: min {} us, median {} us, max {} us over {} calls (tick {} us)",
+        "  synchronize_rcu {what}: min {} us, median {} us, max {} us over {n} calls (tick {} us)",
         min / 1000,
         med / 1000,
         max / 1000,
-        samples.len(),
         time::TICK_NS / 1000
     );
+}
+
+/// synchronize_rcu with nothing else running. With one CPU online the
+/// caller's own quiescent state ends the grace period at once, so this is
+/// the cost of the machinery itself.
+fn grace_period_latency() {
+    time_synchronize("(idle system)", 25);
+}
+
+/// synchronize_rcu while another thread keeps entering read-side sections
+/// that each span about a tick: the grace period must wait for the reader
+/// to leave and for a tick or context switch to report it.
+fn grace_period_latency_with_a_reader() {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    STOP.store(false, Relaxed);
+    let reader = sched::spawn("rcu-bench-reader", || {
+        while !STOP.load(Relaxed) {
+            let _g = super::read_lock();
+            let end = time::now_ns() + time::TICK_NS;
+            while time::now_ns() < end {
+                core::hint::spin_loop();
+            }
+        }
+    });
+    sched::yield_now();
+    time_synchronize("(a thread in 1-tick readers)", 25);
+    STOP.store(true, Relaxed);
+    reader.join();
 }
 
 /// Queue N callbacks, then wait for all of them: ns per call_rcu, and the
