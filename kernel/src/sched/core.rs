@@ -368,7 +368,7 @@ pub fn try_to_wake_up(task: &Arc<Task>) -> bool {
     let mut rq = RUNQUEUES[task.cpu as usize].lock();
     match task.state() {
         TaskState::Running | TaskState::Dead => return false,
-        TaskState::Interruptible | TaskState::Uninterruptible => {}
+        TaskState::Interruptible | TaskState::Uninterruptible | TaskState::Idle => {}
     }
     task.set_state(TaskState::Running);
     stat::inc(SchedStat::Wakeup);
@@ -434,21 +434,26 @@ pub fn scheduler_tick() {
 }
 
 /// Linux's `khungtaskd`, run from the tick: a task UNINTERRUPTIBLE for
-/// longer than `HUNG_TASK_TIMEOUT_NS` is reported, and the kernel panics
-/// (Linux's `hung_task_panic=1`): a deadlock ends the run with names.
+/// longer than `HUNG_TASK_TIMEOUT_NS` is reported, once per sleep, as Linux
+/// does by default (`hung_task_panic=0`): `INFO: task NAME blocked for more
+/// than N seconds`. Daemons waiting for work sleep IDLE and are skipped.
 fn check_hung_tasks(now: u64) {
     let hung = ALL_TASKS
         .lock()
         .iter()
         .find(|t| {
             t.state() == TaskState::Uninterruptible
+                && !t.hung_reported.load(Ordering::Relaxed)
                 && now.saturating_sub(t.blocked_since_ns.load(Ordering::Relaxed))
                     > super::HUNG_TASK_TIMEOUT_NS
         })
         .cloned();
     if let Some(t) = hung {
-        panic!(
-            "INFO: task '{}' (tid {}) blocked for more than {} seconds",
+        t.hung_reported.store(true, Ordering::Relaxed);
+        stat::inc(SchedStat::HungTask);
+        log::error!(
+            "INFO: task '{}' (tid {}) blocked for more than {} seconds (a deadlock? \
+             daemons waiting for work should use WaitQueue::wait_until_idle)",
             t.name(),
             t.tid(),
             super::HUNG_TASK_TIMEOUT_NS / 1_000_000_000

@@ -30,6 +30,7 @@ pub const KTESTS: &[KTest] = crate::ktests![
     yield_now_is_round_robin,
     sleep_ms_sleeps_and_lets_others_run,
     wait_queue_wakes_a_sleeper,
+    idle_wait_sleeps_idle,
     wait_queue_pingpong_loses_no_wakeup,
     join_after_return_and_after_exit,
     guard_gap_is_unmapped,
@@ -249,6 +250,32 @@ fn wait_queue_wakes_a_sleeper() {
     let woke_at = h.join().expect("the waiter returns");
     assert!(woke_at >= t_wake);
     assert!(!WQ.has_waiters());
+}
+
+/// `wait_until_idle` sleeps in the IDLE state (skipped by the hung-task
+/// check) and wakes like any wait.
+fn idle_wait_sleeps_idle() {
+    static WQ: WaitQueue = WaitQueue::new("test.idle");
+    static WORK: AtomicU64 = AtomicU64::new(0);
+    WORK.store(0, Ordering::Relaxed);
+    let h = spawn("daemon", || {
+        let mut done = 0;
+        while done < 3 {
+            WQ.wait_until_idle(|| WORK.load(Ordering::Acquire) > done);
+            done = WORK.load(Ordering::Acquire);
+        }
+        done
+    });
+    for _ in 0..3 {
+        let deadline = deadline_in_ms(2_000);
+        while h.task().state() != TaskState::Idle {
+            assert!(now_ns() < deadline, "the daemon never slept IDLE");
+            sleep_ms(1);
+        }
+        WORK.fetch_add(1, Ordering::Release);
+        WQ.wake_all();
+    }
+    assert_eq!(h.join(), Some(3));
 }
 
 /// Two threads hand a turn back and forth 2000 times through wait queues;

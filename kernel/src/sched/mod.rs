@@ -54,12 +54,15 @@
 //!
 //! # Nothing hangs silently
 //!
-//! Spinlocks report recursion and lockups (`sync`). The tick panics with
-//! `BUG: soft lockup` when runnable tasks have waited [`SOFTLOCKUP_NS`]
-//! without a context switch (preemption disabled too long), and with
-//! `INFO: task ... blocked for more than N seconds` when a task has slept
-//! UNINTERRUPTIBLE for [`HUNG_TASK_TIMEOUT_NS`] (a deadlock). Only a loop
-//! with interrupts off stays silent (there is no NMI watchdog); the host
+//! Spinlocks report recursion and lockups (`sync`, panics). The tick panics
+//! with `BUG: soft lockup` when runnable tasks have waited
+//! [`SOFTLOCKUP_NS`] without a context switch (preemption disabled too
+//! long: nothing else can run), and logs `INFO: task ... blocked for more
+//! than N seconds` once when a task has slept UNINTERRUPTIBLE for
+//! [`HUNG_TASK_TIMEOUT_NS`] (a likely deadlock; Linux's default, which
+//! warns). Threads that wait for work indefinitely sleep IDLE
+//! ([`WaitQueue::wait_until_idle`]) and are not reported. Only a loop with
+//! interrupts off stays silent (there is no NMI watchdog); the host
 //! runner's timeout ends it.
 
 pub mod bench;
@@ -94,7 +97,7 @@ pub const SLICE_TICKS: u32 = 3;
 /// Runnable tasks waiting this long without a context switch on their CPU
 /// is a soft lockup.
 pub const SOFTLOCKUP_NS: u64 = 10_000_000_000;
-/// An UNINTERRUPTIBLE sleep this long is a hung task.
+/// An UNINTERRUPTIBLE sleep this long is reported as a hung task.
 pub const HUNG_TASK_TIMEOUT_NS: u64 = 30_000_000_000;
 /// How often the tick looks for hung tasks.
 const HUNG_TASK_CHECK_NS: u64 = 1_000_000_000;
@@ -116,9 +119,11 @@ pub enum SchedStat {
     Exit,
     /// An exited thread was reaped (off its stack for good).
     Reaped,
+    /// The hung-task check reported a task.
+    HungTask,
 }
 
-const NR_SCHED_STATS: usize = 7;
+const NR_SCHED_STATS: usize = 8;
 
 static STATS: [AtomicU64; NR_SCHED_STATS] = [const { AtomicU64::new(0) }; NR_SCHED_STATS];
 

@@ -6,8 +6,8 @@
 //! ```text
 //!            spawn                        schedule() (not preempted)
 //!   (new) ---------> RUNNING --------------------------------------> blocked
-//!                   ^   |  set_current_state(INTERRUPTIBLE /         (off rq)
-//!   try_to_wake_up  |   |  UNINTERRUPTIBLE), then schedule()            |
+//!                   ^   |  set_current_state(INTERRUPTIBLE,          (off rq)
+//!   try_to_wake_up  |   |  UNINTERRUPTIBLE or IDLE), then schedule()    |
 //!                   +---+------------------------------------------------+
 //!                       | exit / return from f
 //!                       v
@@ -84,6 +84,9 @@ pub enum TaskState {
     Uninterruptible = 2,
     /// Exited (`TASK_DEAD`).
     Dead = 3,
+    /// Sleeping until woken, without counting as hung (`TASK_IDLE`): a
+    /// daemon thread waiting for work.
+    Idle = 4,
 }
 
 impl TaskState {
@@ -92,6 +95,7 @@ impl TaskState {
             0 => TaskState::Running,
             1 => TaskState::Interruptible,
             2 => TaskState::Uninterruptible,
+            4 => TaskState::Idle,
             _ => TaskState::Dead,
         }
     }
@@ -103,6 +107,7 @@ impl TaskState {
             TaskState::Interruptible => 'S',
             TaskState::Uninterruptible => 'D',
             TaskState::Dead => 'X',
+            TaskState::Idle => 'I',
         }
     }
 }
@@ -150,6 +155,8 @@ pub struct Task {
     pub(super) slice_left: AtomicU32,
     /// `now_ns` when the task last blocked (hung-task check).
     pub(super) blocked_since_ns: AtomicU64,
+    /// The hung-task check has reported the current sleep (once per sleep).
+    pub(super) hung_reported: AtomicBool,
     /// Voluntary context switches (blocked or yielded), `nvcsw`.
     pub(super) nvcsw: AtomicU64,
     /// Involuntary context switches (preempted), `nivcsw`.
@@ -187,6 +194,7 @@ impl Task {
             exit_wq: WaitQueue::new("task.exit_wq"),
             slice_left: AtomicU32::new(super::SLICE_TICKS),
             blocked_since_ns: AtomicU64::new(0),
+            hung_reported: AtomicBool::new(false),
             nvcsw: AtomicU64::new(0),
             nivcsw: AtomicU64::new(0),
         }

@@ -59,7 +59,7 @@ impl WaitQueue {
     pub fn prepare_to_wait(&self, state: TaskState) {
         debug_assert!(matches!(
             state,
-            TaskState::Interruptible | TaskState::Uninterruptible
+            TaskState::Interruptible | TaskState::Uninterruptible | TaskState::Idle
         ));
         let task = current();
         let mut waiters = self.waiters.lock();
@@ -77,12 +77,24 @@ impl WaitQueue {
         self.waiters.lock().retain(|t| !Arc::ptr_eq(t, &task));
     }
 
-    /// Sleeps until `cond()` holds (Linux's `wait_event`): checked before
-    /// sleeping and after every wakeup. Task context only.
-    pub fn wait_until(&self, mut cond: impl FnMut() -> bool) {
+    /// Sleeps UNINTERRUPTIBLE until `cond()` holds (Linux's `wait_event`):
+    /// checked before sleeping and after every wakeup. A sleep longer than
+    /// `HUNG_TASK_TIMEOUT_NS` is reported as a hung task. Task context only.
+    pub fn wait_until(&self, cond: impl FnMut() -> bool) {
+        self.wait_until_state(cond, TaskState::Uninterruptible);
+    }
+
+    /// Like [`Self::wait_until`], but sleeps IDLE (Linux's
+    /// `wait_event_idle`): for threads that wait for work for as long as
+    /// there is none, which the hung-task check must not report.
+    pub fn wait_until_idle(&self, cond: impl FnMut() -> bool) {
+        self.wait_until_state(cond, TaskState::Idle);
+    }
+
+    fn wait_until_state(&self, mut cond: impl FnMut() -> bool, state: TaskState) {
         might_sleep();
         loop {
-            self.prepare_to_wait(TaskState::Uninterruptible);
+            self.prepare_to_wait(state);
             if cond() {
                 break;
             }
