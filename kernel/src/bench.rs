@@ -8,6 +8,7 @@
 //! `N benchmarks done` and a successful exit. Benchmarks are not timed
 //! tests: they fail only by panicking (an internal check), which ends the
 //! run with the usual report.
+#![forbid(unsafe_code)]
 
 use crate::println;
 

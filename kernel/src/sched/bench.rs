@@ -17,6 +17,7 @@
 //! context switch (per call for the baseline). Time runs from the first
 //! thread's start to the last one's end; switches are counted by
 //! `SchedStat::ContextSwitch` over the same span.
+#![forbid(unsafe_code)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

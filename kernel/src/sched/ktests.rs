@@ -5,6 +5,7 @@
 //! hang without the feature it tests (a thread waiting for another that
 //! never runs, a lost wakeup) bounds its waits and fails with a message
 //! instead.
+#![forbid(unsafe_code)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

@@ -12,6 +12,7 @@
 //!
 //! Any context. Unbalanced calls are reported: `preempt_enable` at count 0
 //! panics with `BUG: preempt count underflow`.
+#![forbid(unsafe_code)]
 
 use super::core::preempt_schedule;
 use crate::percpu;

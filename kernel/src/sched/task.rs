@@ -36,6 +36,7 @@
 //!
 //! Every field is an atomic or behind a `SpinLock`: a `&Task` may be read
 //! from any context, including the fault-report hook (racily).
+#![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
 use core::fmt;

@@ -19,6 +19,7 @@
 //! drops it, then wakes the task (runqueue lock).
 //!
 //! [`TICK_NS`]: crate::time::TICK_NS
+#![forbid(unsafe_code)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;

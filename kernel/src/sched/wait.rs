@@ -29,6 +29,7 @@
 //! Waiting sleeps: task context, preemption and interrupts enabled
 //! (checked: `BUG: sleeping function called from invalid context`). Waking
 //! works in any context, hard IRQ included.
+#![forbid(unsafe_code)]
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;

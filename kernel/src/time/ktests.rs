@@ -1,4 +1,5 @@
 //! In-kernel tests of the tick, the clock and the tick hooks.
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
