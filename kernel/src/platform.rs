@@ -65,6 +65,13 @@ impl Platform for KernelPlatform {
         (self.phys_offset + pa.as_u64()) as *mut u8
     }
 
+    /// The direct map covers physical addresses below 2^46 (x86_64's
+    /// largest); callers check the frame against the memmap.
+    fn virt_to_phys(&self, va: *const u8) -> Option<PhysAddr> {
+        let offset = (va as u64).checked_sub(self.phys_offset)?;
+        (offset < 1 << 46).then(|| PhysAddr::new(offset))
+    }
+
     fn cpu_id(&self) -> CpuId {
         CpuId::new(percpu::cpu_id())
     }

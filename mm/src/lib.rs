@@ -14,6 +14,7 @@ pub mod platform;
 pub mod rcu;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
+pub mod slab;
 pub mod stats;
 pub mod sync;
 

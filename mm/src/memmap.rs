@@ -49,6 +49,14 @@ bitflags::bitflags! {
         /// Never given to the page allocator: a hole, firmware, the kernel
         /// image, the memmap itself (`PG_reserved`).
         const RESERVED = 1 << 0;
+        /// Head frame of a slab (`PG_slab` / `PageSlab`): the `ext` words
+        /// hold the slab fields (see `slab::Slab`).
+        const SLAB = 1 << 1;
+        /// A tail frame of a multi-frame slab or large kmalloc block:
+        /// `private` holds the head's pfn (`compound_head`).
+        const TAIL = 1 << 2;
+        /// Head frame of a large kmalloc block (from the page allocator).
+        const LARGE_KMALLOC = 1 << 3;
     }
 }
 
@@ -229,6 +237,13 @@ impl Page {
     /// Sets the owner-defined word.
     pub fn set_private(&self, v: u64) {
         self.private.store(v, Relaxed);
+    }
+
+    /// Extension word `i` (0..4): the area drawn "reserved for later
+    /// owners" in the module header. Its owner overlays its own fields and
+    /// documents them (the slab allocator: `slab::slab::Slab`).
+    pub(crate) fn ext(&self, i: usize) -> &AtomicU64 {
+        &self._reserved[i]
     }
 }
 

@@ -22,6 +22,10 @@ pub trait Platform: Send + Sync {
     /// (the direct map). Valid for every frame the memmap describes.
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u8;
 
+    /// The physical address behind a direct-map address, or `None` if `va`
+    /// is not in the direct map (`virt_to_phys` / `virt_addr_valid`).
+    fn virt_to_phys(&self, va: *const u8) -> Option<PhysAddr>;
+
     /// The CPU this code runs on. May change the moment it is read unless
     /// the caller runs with preemption or interrupts disabled; callers use it
     /// only to pick a per-CPU structure they then lock.

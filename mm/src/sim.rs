@@ -112,6 +112,11 @@ impl Platform for SimPlatform {
         self.0.memory.as_ptr().wrapping_add(offset)
     }
 
+    fn virt_to_phys(&self, va: *const u8) -> Option<PhysAddr> {
+        let offset = (va as usize).checked_sub(self.0.memory.as_ptr() as usize)?;
+        (offset < self.0.bytes).then(|| PhysAddr::new(offset as u64))
+    }
+
     fn cpu_id(&self) -> CpuId {
         let cpu = CPU.with(Cell::get);
         assert!(

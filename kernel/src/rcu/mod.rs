@@ -72,7 +72,7 @@ fn rcuc_thread() {
     let rcu = rcu();
     let cpu = CpuId::new(percpu::cpu_id());
     loop {
-        RCUC_WAIT.wait_until(|| rcu.has_ready_callbacks(cpu));
+        RCUC_WAIT.wait_until_idle(|| rcu.has_ready_callbacks(cpu));
         rcu.rcu_core();
     }
 }

@@ -61,7 +61,7 @@ pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageFlags, PageState};
-use crate::platform::{IrqGuard, Platform};
+use crate::platform::{IrqGuard, Platform, PreemptGuard};
 use zone::AllocFlags;
 
 /// The largest order: blocks of 1024 pages, 4 MiB (inclusive, as Linux 6.4+).
@@ -387,6 +387,9 @@ impl<P: Platform> PageAlloc<P> {
     /// when that lock is busy) the zone lists (`rmqueue`).
     fn rmqueue(&self, zone: &Zone, order: u32, mt: MigrateType, flags: AllocFlags) -> Option<Pfn> {
         if pcp::pcp_allowed_order(order) {
+            // pcp_spin_trylock: pinned to this CPU while its list is held,
+            // so a holder is never preempted with the lock taken.
+            let _preempt = PreemptGuard::new(&self.platform);
             let cpu = self.platform.cpu_id();
             if let Some(pfn) =
                 zone.rmqueue_pcplist(&self.platform, &self.memmap, &self.stats, cpu, order, mt)
@@ -465,6 +468,7 @@ impl<P: Platform> PageAlloc<P> {
         }
         let zone = &self.zones[page.zone_idx()];
         if pcp::pcp_allowed_order(order) {
+            let _preempt = PreemptGuard::new(&self.platform);
             let cpu = self.platform.cpu_id();
             if zone.free_pcp(&self.platform, &self.memmap, &self.stats, cpu, pfn, order) {
                 return Ok(());

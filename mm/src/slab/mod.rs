@@ -1,0 +1,816 @@
+//! SLUB: the object allocator (Linux's `mm/slub.c`).
+//!
+//! A [`KmemCache`] hands out objects of one size, carved from *slabs*:
+//! buddy blocks of an order chosen so that little is wasted. Free objects
+//! of a slab are chained through a free pointer stored inside each of them,
+//! obfuscated as with `SLAB_FREELIST_HARDENED` so that a corrupted pointer
+//! is caught rather than followed ([`slab`]).
+//!
+//! ```text
+//!  alloc:  this CPU's freelist ──empty──▶ CPU slab's own freelist (remote
+//!          frees) ──empty──▶ a slab from the node partial list ──none──▶
+//!          a new slab from the page allocator
+//!  free:   object of this CPU's slab ──▶ push on this CPU's freelist
+//!          otherwise ──▶ its slab's freelist under list_lock; a full slab
+//!          joins the partial list, an empty one beyond `min_partial`
+//!          goes back to the page allocator
+//! ```
+//!
+//! Per-CPU sheaves and the barn (the 6.18 layer above this one) are a
+//! later step; `KmemCacheArgs::sheaf_capacity` is accepted and must be 0
+//! until then.
+//!
+//! # Invariants
+//!
+//! See [`freelist`] (S1..S3). In addition:
+//! - K1: `nr_slabs` counts the cache's slabs (CPU, partial and full).
+//! - K2: an object is in exactly one place: allocated, on a CPU freelist,
+//!   or on its slab's freelist.
+//!
+//! # Locking
+//!
+//! 1. the CPU slab lock (`cpu`, a [`LocalTryLock`]): trylock on alloc and
+//!    free, so that an interrupt that finds it held goes to the node;
+//! 2. the node's `list_lock` (interrupts off): the partial list, and the
+//!    freelist and counters of every slab (S2).
+//!
+//! # Context
+//!
+//! `alloc` and `free` never sleep and may run in interrupt context.
+//! `flush_cpu_slab` and `shrink` act on the calling CPU's state.
+//!
+//! # Debugging
+//!
+//! `SlabFlags::RED_ZONE` puts a guard word after each object that records
+//! whether it is allocated (0xcc..) or free (0xbb..): a write past the end
+//! and a double free are caught at free. `SlabFlags::POISON` fills free
+//! objects with 0x6b (last byte 0xa5): a write after free is caught at the
+//! next allocation. Reports name the cache, the object and the call site.
+//! Without debugging, a free of the object already at the head of the
+//! freelist is still caught (`set_freepointer`'s hardened check).
+
+mod freelist;
+mod kmalloc;
+mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::boxed::Box;
+use core::panic::Location;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
+pub use stats::{SlabStat, SlabStats};
+
+use crate::addr::Pfn;
+use crate::gfp::Gfp;
+use crate::memmap::PageList;
+use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
+use crate::platform::{IrqGuard, Platform};
+use crate::sync::LocalTryLock;
+use freelist::{Slab, decode, encode};
+
+bitflags::bitflags! {
+    /// Cache creation flags (`SLAB_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+    pub struct SlabFlags: u32 {
+        /// Align objects to cache lines (`SLAB_HWCACHE_ALIGN`).
+        const HWCACHE_ALIGN = 1 << 0;
+        /// Guard word after each object (`SLAB_RED_ZONE`).
+        const RED_ZONE = 1 << 1;
+        /// Poison free objects (`SLAB_POISON`).
+        const POISON = 1 << 2;
+    }
+}
+
+/// Optional arguments of [`KmemCache::new`] (`struct kmem_cache_args`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KmemCacheArgs {
+    /// Minimum object alignment (0: the word size).
+    pub align: usize,
+    pub flags: SlabFlags,
+    /// Objects per per-CPU sheaf; 0: no sheaves (the only value for now).
+    pub sheaf_capacity: u32,
+}
+
+/// Why a cache could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlabError {
+    /// Object size 0 or above what one slab of the largest order holds.
+    BadSize(usize),
+    /// Alignment not a power of two or above a page.
+    BadAlign(usize),
+    /// Sheaves are not implemented yet.
+    SheavesUnsupported,
+}
+
+/// A `/proc/slabinfo` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlabInfo {
+    pub active_objs: u64,
+    pub num_objs: u64,
+    pub objsize: usize,
+    pub objperslab: u32,
+    pub pagesperslab: u32,
+    pub num_slabs: u64,
+}
+
+/// Debug red-zone values (`SLUB_RED_ACTIVE` / `SLUB_RED_INACTIVE`).
+const RED_ACTIVE: u64 = 0xcccc_cccc_cccc_cccc;
+const RED_INACTIVE: u64 = 0xbbbb_bbbb_bbbb_bbbb;
+/// Poison bytes of a free object (`POISON_FREE`, `POISON_END`).
+const POISON_FREE: u8 = 0x6b;
+const POISON_END: u8 = 0xa5;
+
+/// The node's state (Linux's `kmem_cache_node`), under `list_lock`.
+struct KmemCacheNode {
+    partial: PageList,
+}
+
+/// This CPU's slab and freelist (`kmem_cache_cpu`).
+struct CpuSlab {
+    slab: Option<Pfn>,
+    /// First free object (raw address) of the CPU freelist, 0 if empty.
+    freelist: u64,
+}
+
+/// Where an object's pieces are.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    object_size: usize,
+    /// Slot size: object, red zone, free pointer, alignment padding.
+    size: usize,
+    /// Free pointer offset within the slot.
+    offset: usize,
+    /// Red zone offset, if any.
+    red_zone: Option<usize>,
+    order: u32,
+    objects: u32,
+}
+
+/// A cache of equal-sized objects (`struct kmem_cache`). Created boxed:
+/// slabs point back to it, so it never moves.
+pub struct KmemCache<'a, P: Platform> {
+    name: &'static str,
+    layout: Layout,
+    flags: SlabFlags,
+    /// Empty slabs kept on the partial list before freeing (`min_partial`).
+    min_partial: usize,
+    /// Free-pointer obfuscation key (`s->random`).
+    random: u64,
+    pa: &'a PageAlloc<P>,
+    cpu: LocalTryLock<CpuSlab>,
+    list_lock: spin::Mutex<KmemCacheNode>,
+    /// Partial slabs (racy mirror for reports). Write: list_lock.
+    nr_partial: AtomicU64,
+    /// Slabs of this cache (K1).
+    nr_slabs: AtomicU64,
+    /// Objects allocated and not freed.
+    nr_active: AtomicI64,
+    stats: SlabStats,
+}
+
+/// `calculate_order`: the smallest order whose leftover is within 1/16 of
+/// the slab (then 1/8, 1/4), with at least `min_objects` when possible.
+fn calculate_order(size: usize, nr_cpus: usize) -> u32 {
+    let page = crate::addr::PAGE_SIZE as usize;
+    let max_order = PAGE_ALLOC_COSTLY_ORDER;
+    let fls = usize::BITS - nr_cpus.leading_zeros();
+    let max_objects = (page << max_order) / size;
+    let min_objects = (4 * (fls as usize + 1)).min(max_objects).max(1);
+    let min_order = (min_objects * size)
+        .div_ceil(page)
+        .next_power_of_two()
+        .trailing_zeros();
+    for fraction in [16, 8, 4] {
+        for order in min_order.min(max_order)..=max_order {
+            let bytes = page << order;
+            if bytes / size > 0 && bytes % size <= bytes / fraction {
+                return order;
+            }
+        }
+    }
+    (size.div_ceil(page))
+        .next_power_of_two()
+        .trailing_zeros()
+        .min(MAX_PAGE_ORDER)
+}
+
+impl<'a, P: Platform> KmemCache<'a, P> {
+    /// Creates a cache of `object_size`-byte objects (`kmem_cache_create`).
+    pub fn new(
+        pa: &'a PageAlloc<P>,
+        name: &'static str,
+        object_size: usize,
+        args: KmemCacheArgs,
+    ) -> Result<Box<Self>, SlabError> {
+        if args.sheaf_capacity != 0 {
+            return Err(SlabError::SheavesUnsupported);
+        }
+        let word = core::mem::size_of::<u64>();
+        let mut align = args.align.max(word);
+        if !align.is_power_of_two() || align > crate::addr::PAGE_SIZE as usize {
+            return Err(SlabError::BadAlign(args.align));
+        }
+        if args.flags.contains(SlabFlags::HWCACHE_ALIGN) {
+            // calculate_alignment: a cache line, halved while objects fit twice.
+            let mut ralign = 64;
+            while object_size <= ralign / 2 && ralign > word {
+                ralign /= 2;
+            }
+            align = align.max(ralign);
+        }
+        let max = (crate::addr::PAGE_SIZE as usize) << PAGE_ALLOC_COSTLY_ORDER;
+        if object_size == 0 || object_size > max {
+            return Err(SlabError::BadSize(object_size));
+        }
+        // calculate_sizes: the object, a red zone, and for debug caches the
+        // free pointer after them; else the free pointer mid-object.
+        let debug = args
+            .flags
+            .intersects(SlabFlags::RED_ZONE | SlabFlags::POISON);
+        let mut inuse = object_size.next_multiple_of(word);
+        let red_zone = args.flags.contains(SlabFlags::RED_ZONE).then(|| {
+            inuse += word;
+            inuse - word
+        });
+        let offset = if debug {
+            inuse += word;
+            inuse - word
+        } else {
+            (object_size / 2) / word * word
+        };
+        let size = inuse.next_multiple_of(align);
+        if size > max {
+            return Err(SlabError::BadSize(object_size));
+        }
+        let order = calculate_order(size, pa.platform().nr_cpus());
+        let objects = (Slab::bytes(order) / size) as u32;
+        let nr_cpus = pa.platform().nr_cpus();
+        // min_partial = clamp(ilog2(size) / 2, 5, 10).
+        let min_partial = ((usize::BITS - 1 - size.leading_zeros()) as usize / 2).clamp(5, 10);
+        // A per-cache key from the cache's parameters and the clock.
+        let random = (pa.platform().now_ns() ^ (size as u64) << 32 ^ object_size as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            | 1;
+        Ok(Box::new(Self {
+            name,
+            layout: Layout {
+                object_size,
+                size,
+                offset,
+                red_zone,
+                order,
+                objects,
+            },
+            flags: args.flags,
+            min_partial,
+            random,
+            pa,
+            cpu: LocalTryLock::new(nr_cpus, |_| CpuSlab {
+                slab: None,
+                freelist: 0,
+            }),
+            list_lock: spin::Mutex::new(KmemCacheNode {
+                partial: PageList::new(),
+            }),
+            nr_partial: AtomicU64::new(0),
+            nr_slabs: AtomicU64::new(0),
+            nr_active: AtomicI64::new(0),
+            stats: SlabStats::new(),
+        }))
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Bytes usable in each object.
+    pub fn object_size(&self) -> usize {
+        self.layout.object_size
+    }
+
+    /// The event counters.
+    pub fn stats(&self) -> &SlabStats {
+        &self.stats
+    }
+
+    /// A `/proc/slabinfo` line for this cache.
+    pub fn info(&self) -> SlabInfo {
+        let slabs = self.nr_slabs.load(Relaxed);
+        SlabInfo {
+            active_objs: self.nr_active.load(Relaxed).max(0) as u64,
+            num_objs: slabs * u64::from(self.layout.objects),
+            objsize: self.layout.size,
+            objperslab: self.layout.objects,
+            pagesperslab: 1 << self.layout.order,
+            num_slabs: slabs,
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self as *const Self as u64
+    }
+
+    // ----- object memory (the only raw accesses) -----
+
+    /// Address of the first object of `slab`.
+    fn slab_base(&self, slab: Pfn) -> u64 {
+        self.pa.platform().phys_to_virt(slab.phys_addr()) as u64
+    }
+
+    /// Reads the word at `addr`.
+    fn read_word(addr: u64) -> u64 {
+        // SAFETY: callers pass an aligned word inside a slot of one of this
+        // cache's slabs (S3 or the free path's checks); slab memory is
+        // mapped through the direct map and owned by the cache while the
+        // object is free, or by the caller freeing it.
+        unsafe { (addr as *const u64).read_volatile() }
+    }
+
+    /// Writes the word at `addr`.
+    fn write_word(addr: u64, v: u64) {
+        // SAFETY: as in read_word.
+        unsafe { (addr as *mut u64).write_volatile(v) }
+    }
+
+    fn get_freepointer(&self, obj: u64) -> u64 {
+        let slot = obj + self.layout.offset as u64;
+        decode(Self::read_word(slot), slot, self.random)
+    }
+
+    fn set_freepointer(&self, obj: u64, next: u64) {
+        let slot = obj + self.layout.offset as u64;
+        Self::write_word(slot, encode(next, slot, self.random));
+    }
+
+    /// Whether `addr` is the start of an object slot of `slab` (S3).
+    fn is_object_of(&self, slab: Pfn, addr: u64) -> bool {
+        let base = self.slab_base(slab);
+        addr >= base
+            && addr < base + u64::from(self.layout.objects) * self.layout.size as u64
+            && (addr - base).is_multiple_of(self.layout.size as u64)
+    }
+
+    /// Pops the first object of a freelist starting at `head` (in `slab`),
+    /// returning it and the new head; reports and cuts a corrupted list.
+    fn pop_freelist(&self, slab: Pfn, head: u64) -> (u64, u64) {
+        let next = self.get_freepointer(head);
+        if next != 0 && !self.is_object_of(slab, next) {
+            self.stats.inc(SlabStat::FreelistCorrupt);
+            log::error!(
+                "BUG {}: freelist corrupted: object {head:#x} of slab pfn {slab} points to {next:#x}; \
+                 the rest of the list is leaked",
+                self.name
+            );
+            return (head, 0);
+        }
+        (head, next)
+    }
+
+    fn fill(&self, obj: u64, len: usize, byte: u8) {
+        // SAFETY: [obj, obj + len) lies inside one slot the caller owns.
+        unsafe { core::ptr::write_bytes(obj as *mut u8, byte, len) };
+    }
+
+    /// Debug preparation of an object entering the free state.
+    fn debug_mark_free(&self, obj: u64) {
+        if self.flags.contains(SlabFlags::POISON) {
+            let n = self.layout.object_size;
+            self.fill(obj, n - 1, POISON_FREE);
+            self.fill(obj + n as u64 - 1, 1, POISON_END);
+        }
+        if let Some(rz) = self.layout.red_zone {
+            Self::write_word(obj + rz as u64, RED_INACTIVE);
+        }
+    }
+
+    /// Debug checks of an object leaving the free state (allocation).
+    fn debug_check_alloc(&self, obj: u64) {
+        if self.flags.contains(SlabFlags::POISON) {
+            let n = self.layout.object_size;
+            // SAFETY: the object is free and ours to read, n bytes long.
+            let bytes = unsafe { core::slice::from_raw_parts(obj as *const u8, n) };
+            let bad = bytes[..n - 1]
+                .iter()
+                .position(|&b| b != POISON_FREE)
+                .or((bytes[n - 1] != POISON_END).then_some(n - 1));
+            if let Some(at) = bad {
+                self.stats.inc(SlabStat::PoisonCorrupt);
+                log::error!(
+                    "BUG {}: Poison overwritten: object {obj:#x} byte {at} is {:#04x}: written after it was freed",
+                    self.name,
+                    bytes[at]
+                );
+            }
+        }
+        if let Some(rz) = self.layout.red_zone {
+            Self::write_word(obj + rz as u64, RED_ACTIVE);
+        }
+    }
+
+    // ----- slabs -----
+
+    /// Allocates and formats a slab, all objects free and chained in order
+    /// (`allocate_slab` + `shuffle_freelist` without the shuffle).
+    fn new_slab(&self, gfp: Gfp) -> Option<Slab<'a>> {
+        let order = self.layout.order;
+        let gfp = (gfp & !(Gfp::ZERO | Gfp::MOVABLE)) | Gfp::NOWARN;
+        let pfn = self.pa.alloc_pages(gfp, order).ok()?;
+        let base = self.slab_base(pfn);
+        let n = u64::from(self.layout.objects);
+        let size = self.layout.size as u64;
+        for i in 0..n {
+            let obj = base + i * size;
+            self.debug_mark_free(obj);
+            self.set_freepointer(obj, if i + 1 < n { obj + size } else { 0 });
+        }
+        let slab = Slab::init(
+            self.pa.memmap(),
+            pfn,
+            order,
+            self.id(),
+            self.layout.objects,
+            base,
+        );
+        self.nr_slabs.fetch_add(1, Relaxed);
+        self.stats.inc(SlabStat::NewSlab);
+        Some(slab)
+    }
+
+    /// Returns an empty slab to the page allocator (`discard_slab`).
+    fn discard_slab(&self, slab: Slab<'_>) {
+        let pfn = slab.pfn;
+        slab.clear(self.pa.memmap(), self.layout.order);
+        self.nr_slabs.fetch_sub(1, Relaxed);
+        self.stats.inc(SlabStat::FreeSlab);
+        if let Err(bad) = self.pa.free_pages(pfn, self.layout.order) {
+            log::error!(
+                "BUG {}: slab pfn {pfn} refused by the page allocator: {bad:?}",
+                self.name
+            );
+        }
+    }
+
+    fn slab(&self, pfn: Pfn) -> Slab<'a> {
+        Slab::from_head(self.pa.memmap(), pfn)
+    }
+
+    // ----- allocation -----
+
+    /// Allocates an object (`kmem_cache_alloc`). `None` when memory is out.
+    #[inline]
+    pub fn alloc(&self, gfp: Gfp) -> Option<NonNull<u8>> {
+        let platform = self.pa.platform();
+        let obj = match self.cpu.try_lock(platform) {
+            Some(mut cpu) if cpu.freelist != 0 => {
+                let slab = cpu.slab.expect("a CPU freelist has a CPU slab");
+                let (obj, next) = self.pop_freelist(slab, cpu.freelist);
+                cpu.freelist = next;
+                self.stats.inc(SlabStat::AllocFastpath);
+                obj
+            }
+            Some(mut cpu) => self.alloc_slow(&mut cpu, gfp)?,
+            None => self.alloc_no_cpu(gfp)?,
+        };
+        self.post_alloc(obj, gfp)
+    }
+
+    fn post_alloc(&self, obj: u64, gfp: Gfp) -> Option<NonNull<u8>> {
+        self.debug_check_alloc(obj);
+        if gfp.contains(Gfp::ZERO) {
+            self.fill(obj, self.layout.object_size, 0);
+        }
+        self.stats.inc(SlabStat::Allocs);
+        self.nr_active.fetch_add(1, Relaxed);
+        NonNull::new(obj as *mut u8)
+    }
+
+    /// Refills this CPU's freelist and takes one object (`___slab_alloc`).
+    fn alloc_slow(&self, cpu: &mut CpuSlab, gfp: Gfp) -> Option<u64> {
+        self.stats.inc(SlabStat::AllocSlowpath);
+        {
+            let _irq = IrqGuard::new(self.pa.platform());
+            let mut node = self.list_lock.lock();
+            if let Some(pfn) = cpu.slab {
+                let slab = self.slab(pfn);
+                let remote = slab.freelist();
+                if remote != 0 {
+                    // Objects freed remotely to our CPU slab: take them all.
+                    slab.set_freelist(0);
+                    slab.set_counters(slab.objects(), true);
+                    self.stats.inc(SlabStat::AllocRefill);
+                    return Some(self.take_first(cpu, pfn, remote));
+                }
+                // Full: it leaves the CPU and sits on no list (S2).
+                slab.set_counters(slab.objects(), false);
+                cpu.slab = None;
+            }
+            if let Some(pfn) = node.partial.pop_front(self.pa.memmap()) {
+                self.nr_partial.fetch_sub(1, Relaxed);
+                let slab = self.slab(pfn);
+                let list = slab.freelist();
+                slab.set_freelist(0);
+                slab.set_counters(slab.objects(), true);
+                self.stats.inc(SlabStat::AllocFromPartial);
+                return Some(self.take_first(cpu, pfn, list));
+            }
+        }
+        let slab = self.new_slab(gfp)?;
+        let list = slab.freelist();
+        slab.set_freelist(0);
+        slab.set_counters(slab.objects(), true);
+        Some(self.take_first(cpu, slab.pfn, list))
+    }
+
+    /// Installs `list` of frozen slab `pfn` as this CPU's and pops one.
+    fn take_first(&self, cpu: &mut CpuSlab, pfn: Pfn, list: u64) -> u64 {
+        let (obj, next) = self.pop_freelist(pfn, list);
+        cpu.slab = Some(pfn);
+        cpu.freelist = next;
+        obj
+    }
+
+    /// Allocation while this CPU's slab is locked by the code we
+    /// interrupted: one object from the node, never touching CPU state.
+    #[cold]
+    fn alloc_no_cpu(&self, gfp: Gfp) -> Option<u64> {
+        self.stats.inc(SlabStat::AllocNoCpu);
+        let _irq = IrqGuard::new(self.pa.platform());
+        let mut node = self.list_lock.lock();
+        let pfn = match node.partial.first() {
+            Some(pfn) => pfn,
+            None => {
+                drop(node);
+                let slab = self.new_slab(gfp)?;
+                node = self.list_lock.lock();
+                node.partial.push_front(self.pa.memmap(), slab.pfn);
+                self.nr_partial.fetch_add(1, Relaxed);
+                slab.pfn
+            }
+        };
+        let slab = self.slab(pfn);
+        let (obj, next) = self.pop_freelist(pfn, slab.freelist());
+        slab.set_freelist(next);
+        slab.set_counters(slab.inuse() + 1, false);
+        if next == 0 {
+            node.partial.remove(self.pa.memmap(), pfn);
+            self.nr_partial.fetch_sub(1, Relaxed);
+        }
+        Some(obj)
+    }
+
+    /// Allocates `out.len()` objects, or none (`kmem_cache_alloc_bulk`).
+    pub fn alloc_bulk(&self, gfp: Gfp, out: &mut [*mut u8]) -> usize {
+        for i in 0..out.len() {
+            match self.alloc(gfp) {
+                Some(p) => out[i] = p.as_ptr(),
+                None => {
+                    // SAFETY: the first i entries were just allocated here.
+                    unsafe { self.free_bulk(&out[..i]) };
+                    return 0;
+                }
+            }
+        }
+        out.len()
+    }
+
+    // ----- free -----
+
+    /// Frees an object of this cache (`kmem_cache_free`). A pointer that
+    /// is not an allocated object of this cache is reported and refused.
+    ///
+    /// # Safety
+    ///
+    /// If `obj` is an object of this cache, the caller owns it and does not
+    /// use it after this call.
+    #[track_caller]
+    pub unsafe fn free(&self, obj: NonNull<u8>) {
+        let caller = Location::caller();
+        let addr = obj.as_ptr() as u64;
+        let Some(slab) = self.lookup(addr, caller) else {
+            return;
+        };
+        if !self.debug_check_free(addr, caller) {
+            return;
+        }
+        let platform = self.pa.platform();
+        if let Some(mut cpu) = self.cpu.try_lock(platform)
+            && cpu.slab == Some(slab)
+        {
+            if cpu.freelist == addr {
+                drop(cpu);
+                self.report_double_free(addr, caller);
+                return;
+            }
+            self.debug_mark_free(addr);
+            self.set_freepointer(addr, cpu.freelist);
+            cpu.freelist = addr;
+            self.stats.inc(SlabStat::FreeFastpath);
+            self.account_free();
+            return;
+        }
+        self.slab_free_slow(slab, addr, caller);
+    }
+
+    fn account_free(&self) {
+        self.stats.inc(SlabStat::Frees);
+        self.nr_active.fetch_sub(1, Relaxed);
+    }
+
+    /// Frees several objects (`kmem_cache_free_bulk`).
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`], for each object.
+    #[track_caller]
+    pub unsafe fn free_bulk(&self, objs: &[*mut u8]) {
+        for &p in objs {
+            if let Some(p) = NonNull::new(p) {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.free(p) };
+            }
+        }
+    }
+
+    /// The slab of `addr`, if it is an object slot of this cache.
+    fn lookup(&self, addr: u64, caller: &'static Location<'static>) -> Option<Pfn> {
+        let platform = self.pa.platform();
+        let slab = platform
+            .virt_to_phys(addr as *const u8)
+            .and_then(|pa| Slab::containing(self.pa.memmap(), pa.pfn()));
+        match slab {
+            Some(s) if s.cache() == self.id() && self.is_object_of(s.pfn, addr) => Some(s.pfn),
+            _ => {
+                self.stats.inc(SlabStat::BadFree);
+                log::error!(
+                    "BUG {}: kmem_cache_free of {addr:#x}, which is not an object of this cache, from {caller}; ignored",
+                    self.name
+                );
+                None
+            }
+        }
+    }
+
+    /// Red-zone checks at free; false if the free must be refused.
+    fn debug_check_free(&self, addr: u64, caller: &'static Location<'static>) -> bool {
+        let Some(rz) = self.layout.red_zone else {
+            return true;
+        };
+        match Self::read_word(addr + rz as u64) {
+            RED_ACTIVE => true,
+            RED_INACTIVE => {
+                self.report_double_free(addr, caller);
+                false
+            }
+            other => {
+                self.stats.inc(SlabStat::RedzoneCorrupt);
+                log::error!(
+                    "BUG {}: Redzone overwritten: object {addr:#x} (size {}) red zone is {other:#x}: \
+                     written past its end; freed from {caller}",
+                    self.name,
+                    self.layout.object_size
+                );
+                Self::write_word(addr + rz as u64, RED_ACTIVE);
+                true
+            }
+        }
+    }
+
+    #[cold]
+    fn report_double_free(&self, addr: u64, caller: &'static Location<'static>) {
+        self.stats.inc(SlabStat::DoubleFree);
+        log::error!(
+            "BUG {}: double free of object {addr:#x} from {caller}; ignored",
+            self.name
+        );
+    }
+
+    /// Frees to the object's slab under the node lock (`__slab_free`).
+    fn slab_free_slow(&self, pfn: Pfn, addr: u64, caller: &'static Location<'static>) {
+        self.stats.inc(SlabStat::FreeSlowpath);
+        let discard = {
+            let _irq = IrqGuard::new(self.pa.platform());
+            let mut node = self.list_lock.lock();
+            let slab = self.slab(pfn);
+            let head = slab.freelist();
+            if head == addr {
+                drop(node);
+                self.report_double_free(addr, caller);
+                return;
+            }
+            let was_full = head == 0;
+            self.debug_mark_free(addr);
+            self.account_free();
+            self.set_freepointer(addr, head);
+            slab.set_freelist(addr);
+            let inuse = slab.inuse() - 1;
+            let frozen = slab.frozen();
+            slab.set_counters(inuse, frozen);
+            if frozen {
+                false // Its CPU will pick the object up (S1, S2).
+            } else if inuse == 0 && node.partial.len() >= self.min_partial {
+                if !was_full {
+                    node.partial.remove(self.pa.memmap(), pfn);
+                    self.nr_partial.fetch_sub(1, Relaxed);
+                }
+                true
+            } else {
+                if was_full {
+                    node.partial.push_back(self.pa.memmap(), pfn);
+                    self.nr_partial.fetch_add(1, Relaxed);
+                    self.stats.inc(SlabStat::FreeAddPartial);
+                }
+                false
+            }
+        };
+        if discard {
+            self.discard_slab(self.slab(pfn));
+        }
+    }
+
+    // ----- flushing and shrinking -----
+
+    /// Hands this CPU's slab back to the node (`deactivate_slab`): its CPU
+    /// freelist rejoins the slab's, and the slab goes to the partial list,
+    /// or back to the page allocator if empty and enough are kept.
+    pub fn flush_cpu_slab(&self) {
+        let platform = self.pa.platform();
+        let mut cpu = self.cpu.lock(platform);
+        let Some(pfn) = cpu.slab.take() else {
+            return;
+        };
+        let mut list = core::mem::take(&mut cpu.freelist);
+        self.stats.inc(SlabStat::DeactivateSlab);
+        let discard = {
+            let _irq = IrqGuard::new(platform);
+            let mut node = self.list_lock.lock();
+            let slab = self.slab(pfn);
+            let mut inuse = slab.inuse();
+            while list != 0 {
+                let (obj, next) = self.pop_freelist(pfn, list);
+                self.set_freepointer(obj, slab.freelist());
+                slab.set_freelist(obj);
+                inuse -= 1;
+                list = next;
+            }
+            slab.set_counters(inuse, false);
+            if inuse == 0 && node.partial.len() >= self.min_partial {
+                true
+            } else {
+                if slab.freelist() != 0 {
+                    node.partial.push_back(self.pa.memmap(), pfn);
+                    self.nr_partial.fetch_add(1, Relaxed);
+                }
+                false
+            }
+        };
+        drop(cpu);
+        if discard {
+            self.discard_slab(self.slab(pfn));
+        }
+    }
+
+    /// Flushes this CPU's slab and returns every empty slab on the partial
+    /// list to the page allocator (`kmem_cache_shrink`). Other CPUs' slabs
+    /// are flushed by calling `flush_cpu_slab` on them.
+    pub fn shrink(&self) {
+        self.flush_cpu_slab();
+        let mut empty = PageList::new();
+        {
+            let _irq = IrqGuard::new(self.pa.platform());
+            let mut node = self.list_lock.lock();
+            let map = self.pa.memmap();
+            let all: alloc::vec::Vec<Pfn> = node.partial.iter(map).collect();
+            for pfn in all {
+                if self.slab(pfn).inuse() == 0 {
+                    node.partial.remove(map, pfn);
+                    self.nr_partial.fetch_sub(1, Relaxed);
+                    empty.push_back(map, pfn);
+                }
+            }
+        }
+        while let Some(pfn) = empty.pop_front(self.pa.memmap()) {
+            self.discard_slab(self.slab(pfn));
+        }
+    }
+}
+
+impl<P: Platform> Drop for KmemCache<'_, P> {
+    /// `kmem_cache_destroy`: everything must have been freed; leftover
+    /// objects are reported and their slabs leaked, never freed under them.
+    fn drop(&mut self) {
+        self.shrink();
+        let left = self.nr_slabs.load(Relaxed);
+        if left > 0 {
+            log::error!(
+                "BUG {}: kmem_cache_destroy: {} objects remain in {left} slabs; slabs leaked",
+                self.name,
+                self.nr_active.load(Relaxed)
+            );
+        }
+    }
+}

@@ -1,0 +1,1131 @@
+//! Stress and end-to-end tests of SLUB on the simulated machine.
+//!
+//! These tests look at the allocator from outside, through its public API
+//! ([`KmemCache`], [`Kmalloc`]) and the page allocator beneath it, with
+//! host threads as CPUs (`sim::set_cpu`). They are the host half of the
+//! reference scenarios 13 and 14 of the SLUB notes (leak check, stress
+//! invariants); the path-by-path unit tests live next to the code.
+//!
+//! What they prove:
+//!
+//! - S1 (one owner): every object is written over its whole size with a
+//!   stamp naming its owner and a sequence number, and the stamp is checked
+//!   before the object is freed or changes hands; an object handed to two
+//!   owners at once shows as a foreign stamp. Objects travel between CPUs
+//!   (a mailbox per CPU), so remote frees run all the time.
+//! - S2 (accounting): at quiescent points, once every CPU flushed its CPU
+//!   slab, `allocations - frees` from the counters equals the objects the
+//!   test holds, and equals `info().active_objs`.
+//! - S3 (no leaks): after every object is freed, every CPU flushed its CPU
+//!   slab and the cache was shrunk, the page allocator's free count (after
+//!   `drain_all_pages`) is what it was before the cache was created.
+//! - S4 (bulk): `alloc_bulk` gives `n` distinct objects or nothing, for `n`
+//!   below, at and above the objects of one slab, and fails cleanly (no
+//!   object taken, no slab leaked) when memory runs out.
+//! - S5 (debugging): a `RED_ZONE | POISON` cache catches a double free, a
+//!   write past the object's end (at free) and a write after free (at the
+//!   next allocation of that object); a pointer that is not one of the
+//!   cache's objects is refused. Every case is counted and none corrupts
+//!   the cache: later allocations are still distinct.
+//! - S6 (kmalloc): each request size 1..=16384 gets at least that many
+//!   bytes (`ksize`), in the expected size class, with Linux's alignment
+//!   guarantee; `krealloc` keeps the contents; large allocations come from
+//!   and go back to the page allocator.
+//!
+//! The object contents are read and written through atomics (see
+//! [`ObjView`]), so that even the bug these tests hunt, two owners of one
+//! object, is a race between atomics and not undefined behaviour of the
+//! test itself.
+
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
+
+use super::{KmemCache, KmemCacheArgs, Kmalloc, SlabFlags, SlabStat};
+use crate::addr::{PAGE_SIZE, Pfn};
+use crate::gfp::Gfp;
+use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::sim::{self, SimPlatform};
+
+// ---------------------------------------------------------------------------
+// The machine and its CPUs.
+
+/// Frames of the stress machine: 64 MiB.
+const NR_PAGES: usize = 16384;
+
+/// A machine of `nr_pages` frames in one zone (DMA32), nothing reserved.
+fn machine(nr_pages: usize, nr_cpus: usize) -> PageAlloc<SimPlatform> {
+    let layout = ZoneLayout {
+        limits: [Pfn::new(0), Pfn::new(u64::MAX), Pfn::new(u64::MAX)],
+    };
+    sim::page_alloc(nr_pages, nr_cpus, Pfn::new(0)..Pfn::new(0), layout)
+}
+
+/// Free frames, wherever they sit: zone lists plus per-CPU lists (after
+/// draining them, so the figure does not depend on per-CPU caching).
+fn free_frames(pa: &PageAlloc<SimPlatform>) -> u64 {
+    pa.drain_all_pages();
+    pa.nr_free_pages() + pa.nr_pcp_pages()
+}
+
+/// Runs `f(cpu)` on one thread per CPU, each declared as its CPU.
+fn on_every_cpu(nr_cpus: u32, f: impl Fn(u32) + Sync) {
+    let f = &f;
+    std::thread::scope(|s| {
+        for cpu in 0..nr_cpus {
+            s.spawn(move || {
+                sim::set_cpu(cpu);
+                f(cpu);
+            });
+        }
+    });
+}
+
+/// Per-CPU state is per CPU: each CPU flushes its own CPU slab, on its own
+/// thread.
+fn flush_every_cpu(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
+    on_every_cpu(nr_cpus, |_| cache.flush_cpu_slab());
+}
+
+/// Flushes every CPU, then shrinks: every empty slab goes back to the
+/// buddy allocator.
+fn flush_and_shrink(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
+    flush_every_cpu(cache, nr_cpus);
+    cache.shrink();
+}
+
+/// Objects handed to users, as the counters see it.
+fn nr_allocs(cache: &KmemCache<'_, SimPlatform>) -> u64 {
+    let s = cache.stats();
+    s.get(SlabStat::AllocFastpath) + s.get(SlabStat::AllocSlowpath)
+}
+
+/// Objects given back by users, as the counters see it.
+fn nr_frees(cache: &KmemCache<'_, SimPlatform>) -> u64 {
+    let s = cache.stats();
+    s.get(SlabStat::FreeFastpath) + s.get(SlabStat::FreeSlowpath)
+}
+
+/// Bad frees of any kind the cache caught and refused.
+fn nr_bad_frees(cache: &KmemCache<'_, SimPlatform>) -> u64 {
+    let s = cache.stats();
+    s.get(SlabStat::BadFree) + s.get(SlabStat::DoubleFree)
+}
+
+/// S2 at a quiescent point (every CPU flushed): users hold `held` objects.
+fn assert_accounting(cache: &KmemCache<'_, SimPlatform>, held: usize) {
+    let (allocs, frees) = (nr_allocs(cache), nr_frees(cache));
+    assert_eq!(
+        allocs - frees,
+        held as u64,
+        "{}: allocs {allocs} - frees {frees} != objects held",
+        cache.name()
+    );
+    let info = cache.info();
+    assert_eq!(
+        info.active_objs,
+        held as _,
+        "{}: active_objs != objects held; {info:?}",
+        cache.name()
+    );
+    assert!(info.active_objs <= info.num_objs, "{info:?}");
+    assert!(info.active_slabs <= info.num_slabs, "{info:?}");
+    assert_eq!(
+        info.num_objs,
+        info.num_slabs * info.objperslab,
+        "every slab holds objperslab objects: {info:?}"
+    );
+}
+
+/// xorshift64: a fixed, cheap sequence per thread.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        Self(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Object contents.
+
+/// An object's bytes as atomics: `size` bytes at `addr`, 8-byte aligned.
+///
+/// Whole words are `AtomicU64`, a tail shorter than a word `AtomicU8`.
+#[derive(Clone, Copy)]
+struct ObjView {
+    addr: usize,
+    size: usize,
+}
+
+impl ObjView {
+    /// # Safety
+    ///
+    /// `addr..addr + size` must be an object the caller owns (allocated and
+    /// not yet freed), or memory it otherwise knows to be valid for reads
+    /// and writes, and every access of the test to it goes through an
+    /// `ObjView` (atomics only).
+    unsafe fn new(addr: usize, size: usize) -> Self {
+        debug_assert!(addr.is_multiple_of(8) && addr != 0);
+        Self { addr, size }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.size / 8);
+        // SAFETY: 1. `addr + 8 * i + 8 <= addr + size`, inside the object
+        // (`new`'s contract). 2. `addr` is 8-byte aligned (asserted by every
+        // caller that builds a view from an allocation). 3. All accesses of
+        // the test are atomic (`new`'s contract); the allocator writes the
+        // object only while it is free, i.e. not while we own it.
+        unsafe { AtomicU64::from_ptr((self.addr as *mut u64).add(i)) }
+    }
+
+    fn byte(&self, i: usize) -> &AtomicU8 {
+        assert!(i < self.size);
+        // SAFETY: as in `word`: inside the object, atomics only; bytes need
+        // no alignment.
+        unsafe { AtomicU8::from_ptr((self.addr as *mut u8).add(i)) }
+    }
+
+    /// The word pattern of `stamp`: word `i` holds `pattern(stamp, i)`.
+    fn pattern(stamp: u64, i: usize) -> u64 {
+        stamp ^ (i as u64).wrapping_mul(0x0100_0000_0001)
+    }
+
+    /// Writes `stamp`'s pattern over the whole object.
+    fn fill(&self, stamp: u64) {
+        let words = self.size / 8;
+        for i in 0..words {
+            self.word(i).store(Self::pattern(stamp, i), Relaxed);
+        }
+        for i in words * 8..self.size {
+            self.byte(i).store(stamp as u8 ^ i as u8, Relaxed);
+        }
+    }
+
+    /// Byte `j` of an object of `size` bytes filled with `stamp`.
+    fn expected_byte(stamp: u64, size: usize, j: usize) -> u8 {
+        if j < size / 8 * 8 {
+            Self::pattern(stamp, j / 8).to_ne_bytes()[j % 8]
+        } else {
+            stamp as u8 ^ j as u8
+        }
+    }
+
+    /// Checks the whole object against `stamp`'s pattern.
+    fn check(&self, stamp: u64) -> Result<(), String> {
+        let words = self.size / 8;
+        for i in 0..words {
+            let (got, want) = (self.word(i).load(Relaxed), Self::pattern(stamp, i));
+            if got != want {
+                return Err(format!(
+                    "object {:#x} ({} bytes): word {i} is {got:#x}, want {want:#x} \
+                     (stamp {stamp:#x}): a second owner wrote it",
+                    self.addr, self.size
+                ));
+            }
+        }
+        for i in words * 8..self.size {
+            let (got, want) = (self.byte(i).load(Relaxed), stamp as u8 ^ i as u8);
+            if got != want {
+                return Err(format!(
+                    "object {:#x} ({} bytes): byte {i} is {got:#x}, want {want:#x}",
+                    self.addr, self.size
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stamp of the `seq`-th object a CPU takes: owner in the top byte.
+fn stamp(cpu: u32, seq: u64) -> u64 {
+    (u64::from(cpu) + 1) << 56 | (seq & ((1 << 56) - 1))
+}
+
+/// Whether `addr` is aligned to `align` (a power of two).
+fn is_aligned(addr: usize, align: usize) -> bool {
+    addr & (align - 1) == 0
+}
+
+/// The largest power of two dividing `addr`, capped at `cap`.
+fn alignment_of(addr: usize, cap: usize) -> usize {
+    (1usize << addr.trailing_zeros().min(63)).min(cap)
+}
+
+// ---------------------------------------------------------------------------
+// S1, S2, S3: threads as CPUs.
+
+/// Alloc/free steps per thread.
+const STRESS_OPS: usize = 8_000;
+/// A thread alternates between growing to this many live objects and
+/// shrinking to [`STRESS_LOW`], so slabs go full, partial and empty.
+const STRESS_HIGH: usize = 384;
+/// See [`STRESS_HIGH`].
+const STRESS_LOW: usize = 16;
+
+/// The caches of the stress test: plain small objects, debug objects of an
+/// odd size, and objects large enough for multi-page slabs.
+const STRESS_CACHES: [(&str, usize, SlabFlags); 3] = [
+    ("stress-64", 64, SlabFlags::empty()),
+    (
+        "stress-100-debug",
+        100,
+        SlabFlags::RED_ZONE.union(SlabFlags::POISON),
+    ),
+    ("stress-1000-hwalign", 1000, SlabFlags::HWCACHE_ALIGN),
+];
+
+/// One object the test holds: which cache, where, and the stamp it carries.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    cache: usize,
+    addr: usize,
+    stamp: u64,
+}
+
+/// What the stress threads share.
+struct Stress<'c, 'a> {
+    caches: &'c [Box<KmemCache<'a, SimPlatform>>],
+    /// Objects in flight to CPU `i`: posted by another CPU, which gave up
+    /// ownership; CPU `i` checks them and takes them over.
+    mailboxes: Vec<Mutex<Vec<Held>>>,
+}
+
+impl Stress<'_, '_> {
+    fn view(&self, h: &Held) -> ObjView {
+        // SAFETY: `h` is held by the calling thread: allocated from
+        // `caches[h.cache]` and not yet freed; the test reaches it only
+        // through views.
+        unsafe { ObjView::new(h.addr, self.caches[h.cache].object_size()) }
+    }
+
+    fn alloc(&self, cpu: u32, cache: usize, seq: &mut u64) -> Held {
+        let c = &self.caches[cache];
+        let obj = c
+            .alloc(Gfp::KERNEL)
+            .unwrap_or_else(|| panic!("cpu {cpu}: {} out of memory", c.name()));
+        let addr = obj.as_ptr() as usize;
+        assert!(is_aligned(addr, 8), "{}: {addr:#x} not 8-aligned", c.name());
+        *seq += 1;
+        let h = Held {
+            cache,
+            addr,
+            stamp: stamp(cpu, *seq),
+        };
+        self.view(&h).fill(h.stamp);
+        h
+    }
+
+    fn free(&self, cpu: u32, h: Held) {
+        self.view(&h)
+            .check(h.stamp)
+            .unwrap_or_else(|e| panic!("cpu {cpu}: {}: {e}", self.caches[h.cache].name()));
+        let obj = NonNull::new(h.addr as *mut u8).expect("held objects are non-null");
+        // SAFETY: `h` was allocated from this cache and is freed once: the
+        // holder drops it from its lists here.
+        unsafe { self.caches[h.cache].free(obj) };
+    }
+
+    /// Takes over what other CPUs posted to `cpu`: check, re-stamp, keep.
+    fn collect(&self, cpu: u32, seq: &mut u64, live: &mut Vec<Held>) {
+        let mut mailbox = self.mailboxes[cpu as usize]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for mut h in mailbox.drain(..) {
+            self.view(&h)
+                .check(h.stamp)
+                .unwrap_or_else(|e| panic!("cpu {cpu}: received {e}"));
+            *seq += 1;
+            h.stamp = stamp(cpu, *seq);
+            self.view(&h).fill(h.stamp);
+            live.push(h);
+        }
+    }
+
+    /// Phase 1 on `cpu`: random allocs, frees, hand-overs, bulk batches and
+    /// flushes. Returns the objects still held.
+    fn run(&self, cpu: u32, nr_cpus: u32) -> Vec<Held> {
+        let mut rng = XorShift::new(u64::from(cpu));
+        let mut seq = 0;
+        let mut live: Vec<Held> = Vec::with_capacity(STRESS_HIGH + 64);
+        let mut growing = true;
+        for step in 0..STRESS_OPS {
+            if live.len() >= STRESS_HIGH {
+                growing = false;
+            } else if live.len() <= STRESS_LOW {
+                growing = true;
+            }
+            let roll = rng.below(100);
+            let alloc = live.is_empty() || if growing { roll < 65 } else { roll < 35 };
+            if alloc {
+                let h = self.alloc(cpu, rng.below(self.caches.len()), &mut seq);
+                live.push(h);
+            } else {
+                let h = live.swap_remove(rng.below(live.len()));
+                if nr_cpus > 1 && rng.below(4) == 0 {
+                    // Hand it to another CPU, which will free it there.
+                    let to = (cpu + 1 + rng.below(nr_cpus as usize - 1) as u32) % nr_cpus;
+                    self.mailboxes[to as usize]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(h);
+                } else {
+                    self.free(cpu, h);
+                }
+            }
+            if step % 64 == 63 {
+                self.collect(cpu, &mut seq, &mut live);
+            }
+            if step % 1024 == 1023 {
+                self.bulk_round(cpu, &mut rng, &mut seq);
+            }
+            if step % 3000 == 2999 {
+                // What a flush IPI would do on this CPU.
+                self.caches[rng.below(self.caches.len())].flush_cpu_slab();
+            }
+        }
+        live
+    }
+
+    /// A bulk allocation of 1..=80 objects, stamped, checked, bulk-freed.
+    fn bulk_round(&self, cpu: u32, rng: &mut XorShift, seq: &mut u64) {
+        let cache = rng.below(self.caches.len());
+        let c = &self.caches[cache];
+        let mut objs = vec![core::ptr::null_mut(); 1 + rng.below(80)];
+        assert_eq!(
+            c.alloc_bulk(Gfp::KERNEL, &mut objs),
+            objs.len(),
+            "cpu {cpu}: {} alloc_bulk({})",
+            c.name(),
+            objs.len()
+        );
+        let held: Vec<Held> = objs
+            .iter()
+            .map(|&p| {
+                assert!(!p.is_null() && is_aligned(p as usize, 8), "{p:?}");
+                *seq += 1;
+                let h = Held {
+                    cache,
+                    addr: p as usize,
+                    stamp: stamp(cpu, *seq),
+                };
+                self.view(&h).fill(h.stamp);
+                h
+            })
+            .collect();
+        for h in &held {
+            self.view(h)
+                .check(h.stamp)
+                .unwrap_or_else(|e| panic!("cpu {cpu}: bulk {}: {e}", c.name()));
+        }
+        rng.shuffle(&mut objs);
+        // SAFETY: every pointer came from `c.alloc_bulk` just now, is held
+        // by this thread only, and is freed once.
+        unsafe { c.free_bulk(&objs) };
+    }
+}
+
+/// S1..S3 on `nr_cpus` threads, one per CPU.
+fn stress(nr_cpus: u32) {
+    let pa = machine(NR_PAGES, nr_cpus as usize);
+    let before = free_frames(&pa);
+    let caches: Vec<Box<KmemCache<'_, SimPlatform>>> = STRESS_CACHES
+        .iter()
+        .map(|&(name, size, flags)| {
+            let args = KmemCacheArgs {
+                flags,
+                ..KmemCacheArgs::default()
+            };
+            KmemCache::new(&pa, name, size, args).expect("cache creation")
+        })
+        .collect();
+    let stress = Stress {
+        caches: &caches,
+        mailboxes: (0..nr_cpus).map(|_| Mutex::new(Vec::new())).collect(),
+    };
+
+    // Phase 1: everybody allocates, frees and hands over at random.
+    let mut held: Vec<Held> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..nr_cpus)
+            .map(|cpu| {
+                let stress = &stress;
+                s.spawn(move || {
+                    sim::set_cpu(cpu);
+                    stress.run(cpu, nr_cpus)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("stress thread panicked"))
+            .collect()
+    });
+    for mailbox in &stress.mailboxes {
+        let mut mailbox = mailbox.lock().unwrap_or_else(PoisonError::into_inner);
+        for h in mailbox.drain(..) {
+            stress.view(&h).check(h.stamp).expect("in flight at the end");
+            held.push(h);
+        }
+    }
+
+    // Quiescent point: every CPU flushed, the counters and slabinfo agree
+    // with what we hold (S2); nothing was refused.
+    for (i, cache) in caches.iter().enumerate() {
+        flush_every_cpu(cache, nr_cpus);
+        assert_accounting(cache, held.iter().filter(|h| h.cache == i).count());
+        assert_eq!(nr_bad_frees(cache), 0, "{}", cache.name());
+    }
+    assert!(
+        caches
+            .iter()
+            .any(|c| c.stats().get(SlabStat::AllocFastpath) > 0),
+        "no allocation took the fast path"
+    );
+    if nr_cpus > 1 {
+        assert!(
+            caches
+                .iter()
+                .any(|c| c.stats().get(SlabStat::FreeSlowpath) > 0),
+            "no remote free took the slow path"
+        );
+    }
+
+    // Phase 2: the survivors are dealt out to the CPUs at random and freed
+    // there, mostly remotely.
+    let mut rng = XorShift::new(0xF4EE);
+    rng.shuffle(&mut held);
+    let shares: Vec<Vec<Held>> = (0..nr_cpus as usize)
+        .map(|cpu| held.iter().copied().skip(cpu).step_by(nr_cpus as usize).collect())
+        .collect();
+    on_every_cpu(nr_cpus, |cpu| {
+        for &h in &shares[cpu as usize] {
+            stress.free(cpu, h);
+        }
+    });
+
+    // S2 and S3: nothing held, nothing leaked.
+    for cache in &caches {
+        flush_and_shrink(cache, nr_cpus);
+        assert_accounting(cache, 0);
+        let info = cache.info();
+        assert_eq!(info.num_slabs, 0, "{}: slabs left: {info:?}", cache.name());
+        assert_eq!(nr_bad_frees(cache), 0, "{}", cache.name());
+        assert!(cache.stats().get(SlabStat::NewSlab) > 0);
+        assert_eq!(
+            cache.stats().get(SlabStat::NewSlab),
+            cache.stats().get(SlabStat::FreeSlab),
+            "{}: slabs made != slabs given back",
+            cache.name()
+        );
+    }
+    assert_eq!(
+        free_frames(&pa),
+        before,
+        "frames not back in the page allocator after shrink"
+    );
+    drop(caches);
+    assert_eq!(free_frames(&pa), before, "frames lost by cache teardown");
+    pa.check().unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn stress_1_cpu() {
+    stress(1);
+}
+
+#[test]
+fn stress_2_cpus() {
+    stress(2);
+}
+
+#[test]
+fn stress_4_cpus() {
+    stress(4);
+}
+
+#[test]
+fn stress_8_cpus() {
+    stress(8);
+}
+
+// ---------------------------------------------------------------------------
+// S4: bulk.
+
+fn cache<'a>(
+    pa: &'a PageAlloc<SimPlatform>,
+    name: &'static str,
+    size: usize,
+    flags: SlabFlags,
+) -> Box<KmemCache<'a, SimPlatform>> {
+    let args = KmemCacheArgs {
+        flags,
+        ..KmemCacheArgs::default()
+    };
+    KmemCache::new(pa, name, size, args).expect("cache creation")
+}
+
+/// `alloc_bulk` of `n` objects: all distinct, aligned, disjoint, writable.
+fn bulk_alloc_checked(c: &KmemCache<'_, SimPlatform>, n: usize, tag: u64) -> Vec<*mut u8> {
+    let mut objs = vec![core::ptr::null_mut(); n];
+    assert_eq!(c.alloc_bulk(Gfp::KERNEL, &mut objs), n, "alloc_bulk({n})");
+    let size = c.object_size();
+    let starts: BTreeSet<usize> = objs.iter().map(|&p| p as usize).collect();
+    assert_eq!(starts.len(), n, "alloc_bulk({n}) returned duplicates");
+    let mut prev_end = 0;
+    for &start in &starts {
+        assert!(start != 0 && is_aligned(start, 8), "{start:#x}");
+        assert!(start >= prev_end, "objects overlap at {start:#x}");
+        prev_end = start + size;
+    }
+    for (i, &p) in objs.iter().enumerate() {
+        // SAFETY: just allocated, owned by this test, views only.
+        unsafe { ObjView::new(p as usize, size) }.fill(tag + i as u64);
+    }
+    objs
+}
+
+fn bulk_free_checked(c: &KmemCache<'_, SimPlatform>, objs: &[*mut u8], tag: u64) {
+    for (i, &p) in objs.iter().enumerate() {
+        // SAFETY: allocated by `bulk_alloc_checked`, still owned.
+        let view = unsafe { ObjView::new(p as usize, c.object_size()) };
+        view.check(tag + i as u64).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut shuffled = objs.to_vec();
+    XorShift::new(tag).shuffle(&mut shuffled);
+    // SAFETY: every pointer was allocated from `c` and is freed once.
+    unsafe { c.free_bulk(&shuffled) };
+}
+
+#[test]
+fn bulk_any_count() {
+    let pa = machine(NR_PAGES, 1);
+    let before = free_frames(&pa);
+    for (name, size) in [("bulk-64", 64), ("bulk-1000", 1000)] {
+        let c = cache(&pa, name, size, SlabFlags::empty());
+        // Learn the slab geometry from one allocation.
+        let probe = c.alloc(Gfp::KERNEL).expect("memory");
+        let per = c.info().objperslab as usize;
+        assert!(per >= 2, "{:?}", c.info());
+        // SAFETY: allocated from `c` just now, freed once.
+        unsafe { c.free(probe) };
+        let counts = [1, 2, per - 1, per, per + 1, 2 * per + 3, 1000];
+        for (i, &n) in counts.iter().enumerate() {
+            let tag = (i as u64) << 32;
+            let objs = bulk_alloc_checked(&c, n, tag);
+            c.flush_cpu_slab();
+            assert_accounting(&c, n);
+            bulk_free_checked(&c, &objs, tag);
+            c.flush_cpu_slab();
+            assert_accounting(&c, 0);
+        }
+        // Two overlapping batches, freed in the other order.
+        let a = bulk_alloc_checked(&c, 3 * per, 1 << 40);
+        let b = bulk_alloc_checked(&c, per + 7, 2 << 40);
+        assert!(a.iter().all(|p| !b.contains(p)), "batches share an object");
+        bulk_free_checked(&c, &a, 1 << 40);
+        bulk_free_checked(&c, &b, 2 << 40);
+        // An empty batch is a no-op.
+        assert_eq!(c.alloc_bulk(Gfp::KERNEL, &mut []), 0);
+        // SAFETY: no pointers.
+        unsafe { c.free_bulk(&[]) };
+        flush_and_shrink(&c, 1);
+        assert_accounting(&c, 0);
+        assert_eq!(c.info().num_slabs, 0, "{:?}", c.info());
+    }
+    assert_eq!(free_frames(&pa), before, "bulk leaked slabs");
+}
+
+#[test]
+fn bulk_is_all_or_nothing_when_memory_runs_out() {
+    // 256 frames (1 MiB): 4096 objects of 1000 bytes cannot fit.
+    let pa = machine(256, 1);
+    let before = free_frames(&pa);
+    let c = cache(&pa, "bulk-oom", 1000, SlabFlags::empty());
+    let keep = bulk_alloc_checked(&c, 10, 0);
+    let mut objs = vec![core::ptr::null_mut(); 4096];
+    assert_eq!(
+        c.alloc_bulk(Gfp::KERNEL | Gfp::NOWARN, &mut objs),
+        0,
+        "a bulk allocation larger than memory must fail as a whole"
+    );
+    c.flush_cpu_slab();
+    assert_accounting(&c, 10);
+    // Memory is usable again: the failed batch gave everything back.
+    let more = bulk_alloc_checked(&c, 100, 1 << 32);
+    bulk_free_checked(&c, &more, 1 << 32);
+    bulk_free_checked(&c, &keep, 0);
+    flush_and_shrink(&c, 1);
+    assert_accounting(&c, 0);
+    assert_eq!(free_frames(&pa), before, "failed bulk leaked slabs");
+}
+
+// ---------------------------------------------------------------------------
+// S5: debugging.
+
+/// A one-CPU machine and a `RED_ZONE | POISON` cache of `size` bytes.
+fn debug_cache<'a>(pa: &'a PageAlloc<SimPlatform>, size: usize) -> Box<KmemCache<'a, SimPlatform>> {
+    cache(pa, "debug", size, SlabFlags::RED_ZONE | SlabFlags::POISON)
+}
+
+/// Allocates `n` objects and checks they are distinct (and none is in
+/// `exclude`), then frees them.
+fn assert_distinct_allocs(c: &KmemCache<'_, SimPlatform>, n: usize, exclude: &[usize]) {
+    let objs: Vec<NonNull<u8>> = (0..n)
+        .map(|_| c.alloc(Gfp::KERNEL).expect("memory"))
+        .collect();
+    let set: BTreeSet<usize> = objs.iter().map(|p| p.as_ptr() as usize).collect();
+    assert_eq!(set.len(), n, "the cache handed out one object twice");
+    for &x in exclude {
+        assert!(!set.contains(&x), "{x:#x} handed out while still held");
+    }
+    for p in objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { c.free(p) };
+    }
+}
+
+#[test]
+fn debug_double_free_is_caught() {
+    let pa = machine(1024, 1);
+    let c = debug_cache(&pa, 48);
+    let a = c.alloc(Gfp::KERNEL).expect("memory");
+    let b = c.alloc(Gfp::KERNEL).expect("memory");
+    // SAFETY: `a` is ours; the first free is legitimate.
+    unsafe { c.free(a) };
+    let bad = nr_bad_frees(&c);
+    // SAFETY: deliberately a double free: the debug cache must detect it
+    // and refuse it; `a` stays in simulated RAM, so nothing is touched
+    // outside the machine whatever the cache does.
+    unsafe { c.free(a) };
+    assert_eq!(nr_bad_frees(&c), bad + 1, "double free not counted");
+    // No corruption: `a` is on the freelist once, `b` is not on it at all.
+    let per = c.info().objperslab as usize;
+    assert_distinct_allocs(&c, 2 * per + 1, &[b.as_ptr() as usize]);
+    // SAFETY: `b` is ours.
+    unsafe { c.free(b) };
+    c.flush_cpu_slab();
+    assert_accounting(&c, 0);
+}
+
+#[test]
+fn debug_red_zone_overwrite_is_caught_at_free() {
+    let pa = machine(1024, 1);
+    let size = 40;
+    let c = debug_cache(&pa, size);
+    let a = c.alloc(Gfp::KERNEL).expect("memory");
+    let b = c.alloc(Gfp::KERNEL).expect("memory");
+    // SAFETY: the whole object is ours.
+    unsafe { ObjView::new(a.as_ptr() as usize, size) }.fill(1);
+    let before = c.stats().get(SlabStat::RedZone);
+    // SAFETY: one byte past the object's end: the red zone, inside the
+    // slab and so inside simulated RAM; writing it is the bug under test.
+    unsafe { a.as_ptr().add(size).write_volatile(0x42) };
+    // SAFETY: `a` is ours; the cache should report the red zone.
+    unsafe { c.free(a) };
+    assert_eq!(
+        c.stats().get(SlabStat::RedZone),
+        before + 1,
+        "write past the end not caught"
+    );
+    // A clean object still frees without a report.
+    // SAFETY: the whole object is ours.
+    unsafe { ObjView::new(b.as_ptr() as usize, size) }.fill(2);
+    // SAFETY: `b` is ours.
+    unsafe { c.free(b) };
+    assert_eq!(c.stats().get(SlabStat::RedZone), before + 1);
+    let per = c.info().objperslab as usize;
+    assert_distinct_allocs(&c, 2 * per, &[]);
+}
+
+#[test]
+fn debug_write_after_free_is_caught_at_next_alloc() {
+    let pa = machine(1024, 1);
+    let size = 64;
+    let c = debug_cache(&pa, size);
+    // Keep a neighbour so the slab stays allocated.
+    let keep = c.alloc(Gfp::KERNEL).expect("memory");
+    let a = c.alloc(Gfp::KERNEL).expect("memory");
+    // SAFETY: `a` is ours.
+    unsafe { c.free(a) };
+    let before = c.stats().get(SlabStat::Poison);
+    // SAFETY: a write into a freed object of a live slab (kept alive by
+    // `keep`): simulated RAM, and the bug under test.
+    unsafe { a.as_ptr().add(size / 2).write_volatile(0x42) };
+    // The next allocations reach `a` again (or skip it, having caught it).
+    let per = c.info().objperslab as usize;
+    let objs: Vec<NonNull<u8>> = (0..per + 1)
+        .map(|_| c.alloc(Gfp::KERNEL).expect("memory"))
+        .collect();
+    assert_eq!(
+        c.stats().get(SlabStat::Poison),
+        before + 1,
+        "write after free not caught"
+    );
+    let set: BTreeSet<usize> = objs.iter().map(|p| p.as_ptr() as usize).collect();
+    assert_eq!(set.len(), objs.len(), "duplicate objects after the report");
+    assert!(!set.contains(&(keep.as_ptr() as usize)));
+    for p in objs {
+        // SAFETY: allocated above, freed once.
+        unsafe { c.free(p) };
+    }
+    // SAFETY: `keep` is ours.
+    unsafe { c.free(keep) };
+}
+
+#[test]
+fn debug_freed_objects_are_poisoned() {
+    let pa = machine(1024, 1);
+    let size = 64;
+    let c = debug_cache(&pa, size);
+    let keep = c.alloc(Gfp::KERNEL).expect("memory");
+    let a = c.alloc(Gfp::KERNEL).expect("memory");
+    // SAFETY: `a` is ours.
+    unsafe { ObjView::new(a.as_ptr() as usize, size) }.fill(7);
+    // SAFETY: `a` is ours.
+    unsafe { c.free(a) };
+    // SAFETY: reading (not writing) a freed object of a live slab (kept by
+    // `keep`): simulated RAM; the cache does not write it concurrently.
+    let view = unsafe { ObjView::new(a.as_ptr() as usize, size) };
+    let poisoned = (0..size)
+        .filter(|&i| view.byte(i).load(Relaxed) == super::POISON_FREE)
+        .count();
+    assert!(
+        poisoned >= size - 1,
+        "freed object not poisoned: {poisoned} of {size} bytes"
+    );
+    // SAFETY: `keep` is ours.
+    unsafe { c.free(keep) };
+}
+
+#[test]
+fn foreign_pointers_are_refused() {
+    let pa = machine(1024, 1);
+    let before = free_frames(&pa);
+    for flags in [SlabFlags::empty(), SlabFlags::RED_ZONE | SlabFlags::POISON] {
+        let c = cache(&pa, "mine", 64, flags);
+        let other = cache(&pa, "other", 64, flags);
+        let mine = c.alloc(Gfp::KERNEL).expect("memory");
+        let theirs = other.alloc(Gfp::KERNEL).expect("memory");
+        let page = pa.alloc_pages(Gfp::KERNEL, 0).expect("memory");
+        let page_va = pa.platform().phys_to_virt(page.phys_addr());
+        let host = Box::new([0u64; 8]);
+        let host_ptr = NonNull::from(&*host).cast::<u8>();
+        let inside = NonNull::new(mine.as_ptr().wrapping_add(8)).expect("non-null");
+
+        let foreign = [
+            ("another cache's object", theirs),
+            ("the middle of an object", inside),
+            ("a page from the page allocator", NonNull::new(page_va).expect("va")),
+            ("host memory outside the machine", host_ptr),
+        ];
+        for (what, p) in foreign {
+            let bad = nr_bad_frees(&c);
+            // SAFETY: deliberately a bad free: the cache must look the
+            // pointer up (page record, slab, object boundary) and refuse
+            // it without writing through it.
+            unsafe { c.free(p) };
+            assert_eq!(nr_bad_frees(&c), bad + 1, "{flags:?}: {what} not refused");
+        }
+        assert_eq!(*host, [0; 8], "the cache wrote host memory");
+        c.flush_cpu_slab();
+        other.flush_cpu_slab();
+        assert_accounting(&c, 1);
+        assert_accounting(&other, 1);
+        // The other cache's object is still allocated and whole.
+        assert_distinct_allocs(&other, 200, &[theirs.as_ptr() as usize]);
+        assert_distinct_allocs(&c, 200, &[mine.as_ptr() as usize]);
+        // SAFETY: each freed once, to its own cache.
+        unsafe {
+            c.free(mine);
+            other.free(theirs);
+        }
+        pa.free_pages(page, 0).expect("page freed once");
+        flush_and_shrink(&c, 1);
+        flush_and_shrink(&other, 1);
+    }
+    assert_eq!(free_frames(&pa), before);
+}
+
+#[test]
+fn alignment_is_honoured() {
+    let pa = machine(NR_PAGES, 1);
+    for (size, align, flags, want) in [
+        (24, 0, SlabFlags::empty(), 8),
+        (24, 0, SlabFlags::HWCACHE_ALIGN, 32),
+        (100, 0, SlabFlags::HWCACHE_ALIGN, 64),
+        (100, 128, SlabFlags::empty(), 128),
+        (40, 256, SlabFlags::RED_ZONE | SlabFlags::POISON, 256),
+        (3000, 0, SlabFlags::HWCACHE_ALIGN, 64),
+    ] {
+        let args = KmemCacheArgs {
+            align,
+            flags,
+            ..KmemCacheArgs::default()
+        };
+        let c = KmemCache::new(&pa, "align", size, args).expect("cache");
+        let objs: Vec<NonNull<u8>> = (0..100)
+            .map(|_| c.alloc(Gfp::KERNEL).expect("memory"))
+            .collect();
+        for p in &objs {
+            assert!(
+                is_aligned(p.as_ptr() as usize, want),
+                "size {size} align {align} {flags:?}: {p:?} not {want}-aligned"
+            );
+        }
+        for p in objs {
+            // SAFETY: allocated above, freed once.
+            unsafe { c.free(p) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// S6: kmalloc.
+
+/// The kmalloc size classes (x86_64).
+const KMALLOC_CLASSES: [usize; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+/// Largest request served by a slab cache (`KMALLOC_MAX_CACHE_SIZE`).
+const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
+
+/// What `ksize` must say for a request of `size` bytes: its class, or the
+/// power-of-two number of frames for a large allocation.
+fn expected_ksize(size: usize) -> usize {
+    match KMALLOC_CLASSES.iter().find(|&&c| c >= size) {
+        Some(&c) => c,
+        None => size.next_power_of_two().max(PAGE_SIZE as usize),
+    }
+}
+
+/// Linux's kmalloc alignment guarantee: at least 8 bytes
+/// (`ARCH_KMALLOC_MINALIGN`), and power-of-two sizes naturally aligned.
+/// Beyond a frame the simulated direct map guarantees nothing more (its
+/// RAM buffer is only frame-aligned), so the check stops at `PAGE_SIZE`.
+fn expected_align(size: usize) -> usize {
+    if size.is_power_of_two() {
+        size.clamp(8, PAGE_SIZE as usize)
+    } else {
+        8
+    }
+}
+
+/// Sizes worth a full write-and-check: the small ones and every class
+/// boundary ±1, plus large ones.
+fn interesting_sizes() -> Vec<usize> {
+    let mut sizes: BTreeSet<usize> = (1..=9).collect();
+    for c in KMALLOC_CLASSES {
+        sizes.extend([c - 1, c, c + 1]);
+    }
+    sizes.extend([12288, 16383, 16384]);
+    sizes.into_iter().collect()
+}
+
+fn kmalloc_checked(km: &Kmalloc<'_, SimPlatform>, size: usize) -> NonNull<u8> {
+    let p = km
+        .kmalloc(size, Gfp::KERNEL)
+        .unwrap_or_else(|| panic!("kmalloc({size}) failed"));
+    let addr = p.as_ptr() as usize;
+    // SAFETY: `p` is a live kmalloc object.
+    let ks = unsafe { km.ksize(p) };
+    assert!(ks >= size, "kmalloc({size}): ksize {ks}");
+    assert_eq!(ks, expected_ksize(size), "kmalloc({size}): wrong size class");
+    let align = expected_align(size);
+    assert!(
+        is_aligned(addr, align),
+        "kmalloc({size}) = {addr:#x}: not {align}-aligned (has {})",
+        alignment_of(addr, PAGE_SIZE as usize)
+    );
+    p
+}
+
+#[test]
+fn kmalloc_every_size() {
+    let pa = machine(NR_PAGES, 1);
+    let km = Kmalloc::new(&pa);
+    for size in 1..=16384 {
+        let p = kmalloc_checked(&km, size);
+        // SAFETY: first and last requested bytes are inside the object.
+        unsafe {
+            p.as_ptr().write_volatile(0xAA);
+            p.as_ptr().add(size - 1).write_volatile(0x55);
+        }
+        // SAFETY: a live kmalloc object, freed once.
+        unsafe { km.kfree(p) };
+    }
+}
+
+#[test]
+fn kmalloc_interesting_sizes_are_disjoint_and_whole() {
+    let pa = machine(NR_PAGES, 1);
+    let before = free_frames(&pa);
+    let km = Kmalloc::new(&pa);
+    let sizes = interesting_sizes();
+    // Three of each at once, so neighbours would collide if classes were
+    // mixed up.
+    let mut live: Vec<(NonNull<u8>, usize, u64)> = Vec::new();
+    for round in 0..3u64 {
+        for &size in &sizes {
+            let p = kmalloc_checked(&km, size);
+            let stamp = round << 32 | size as u64;
+            // SAFETY: `size` bytes of a live object, test-only accesses.
+            unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(stamp);
+            live.push((p, size, stamp));
+        }
+    }
+    let mut ranges: Vec<(usize, usize)> = live
+        .iter()
+        // SAFETY: live objects.
+        .map(|&(p, _, _)| (p.as_ptr() as usize, unsafe { km.ksize(p) }))
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        assert!(w[0].0 + w[0].1 <= w[1].0, "kmalloc objects overlap: {w:?}");
+    }
+    for (p, size, stamp) in live {
+        // SAFETY: live object.
+        let view = unsafe { ObjView::new(p.as_ptr() as usize, size) };
+        view.check(stamp).unwrap_or_else(|e| panic!("{e}"));
+        // SAFETY: freed once.
+        unsafe { km.kfree(p) };
+    }
+    drop(km);
+    assert_eq!(free_frames(&pa), before, "kmalloc leaked frames");
+}
+
+#[test]
+fn krealloc_keeps_contents() {
+    let pa = machine(NR_PAGES, 1);
+    let before = free_frames(&pa);
+    let km = Kmalloc::new(&pa);
+    // Across classes, into and out of the page allocator, down to 1 byte.
+    let chain = [10, 50, 64, 100, 200, 190, 5000, 8192, 9000, 20000, 3000, 7, 1];
+    let mut size = chain[0];
+    let mut p = kmalloc_checked(&km, size);
+    // SAFETY: `size` bytes of a live object.
+    unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(0);
+    for (i, &new_size) in chain.iter().enumerate().skip(1) {
+        // SAFETY: `p` is live; it is given up to krealloc.
+        let ks_old = unsafe { km.ksize(p) };
+        // SAFETY: `p` is live and given up to krealloc.
+        let q = unsafe { km.krealloc(p, new_size, Gfp::KERNEL) }
+            .unwrap_or_else(|| panic!("krealloc({size} -> {new_size}) failed"));
+        // SAFETY: `q` is live.
+        let ks = unsafe { km.ksize(q) };
+        assert!(ks >= new_size, "krealloc({size} -> {new_size}): ksize {ks}");
+        if new_size >= size && new_size <= ks_old {
+            assert_eq!(q, p, "krealloc({size} -> {new_size}) within ksize moved");
+        }
+        // SAFETY: the first `min(size, new_size)` bytes of a live object.
+        let view = unsafe { ObjView::new(q.as_ptr() as usize, size.min(new_size)) };
+        for j in 0..size.min(new_size) {
+            assert_eq!(
+                view.byte(j).load(Relaxed),
+                ObjView::expected_byte(i as u64 - 1, size, j),
+                "krealloc({size} -> {new_size}) lost byte {j}"
+            );
+        }
+        // SAFETY: `new_size` bytes of a live object.
+        unsafe { ObjView::new(q.as_ptr() as usize, new_size) }.fill(i as u64);
+        (p, size) = (q, new_size);
+    }
+    // SAFETY: freed once.
+    unsafe { km.kfree(p) };
+    drop(km);
+    assert_eq!(free_frames(&pa), before, "krealloc leaked frames");
+}
+
+#[test]
+fn kfree_of_large_allocations_returns_their_frames() {
+    let pa = machine(NR_PAGES, 1);
+    let km = Kmalloc::new(&pa);
+    let before = free_frames(&pa);
+    for (size, frames) in [
+        (KMALLOC_MAX_CACHE_SIZE + 1, 4),
+        (16384, 4),
+        (16385, 8),
+        (100_000, 32),
+        (1 << 22, 1024),
+    ] {
+        let p = kmalloc_checked(&km, size);
+        assert_eq!(free_frames(&pa), before - frames, "kmalloc({size})");
+        // SAFETY: a live kmalloc object.
+        assert_eq!(unsafe { km.ksize(p) }, frames as usize * PAGE_SIZE as usize);
+        // SAFETY: `size` bytes of a live object.
+        unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(size as u64);
+        // SAFETY: freed once.
+        unsafe { km.kfree(p) };
+        assert_eq!(free_frames(&pa), before, "kfree of kmalloc({size})");
+    }
+}
+
+#[test]
+fn kmalloc_cross_cpu() {
+    const NR_CPUS: u32 = 4;
+    let pa = machine(NR_PAGES, NR_CPUS as usize);
+    let km = Kmalloc::new(&pa);
+    let mailboxes: Vec<Mutex<Vec<(usize, usize, u64)>>> =
+        (0..NR_CPUS).map(|_| Mutex::new(Vec::new())).collect();
+    let sizes = interesting_sizes();
+    on_every_cpu(NR_CPUS, |cpu| {
+        let mut rng = XorShift::new(u64::from(cpu) + 100);
+        let mut seq = 0;
+        for _ in 0..1500 {
+            let size = sizes[rng.below(sizes.len())];
+            let p = kmalloc_checked(&km, size);
+            seq += 1;
+            let st = stamp(cpu, seq);
+            // SAFETY: `size` bytes of a live object.
+            unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(st);
+            let to = rng.below(NR_CPUS as usize);
+            mailboxes[to]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((p.as_ptr() as usize, size, st));
+            let mine: Vec<_> = core::mem::take(
+                &mut *mailboxes[cpu as usize]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for (addr, size, st) in mine {
+                // SAFETY: handed to us by its previous owner; live.
+                let view = unsafe { ObjView::new(addr, size) };
+                view.check(st).unwrap_or_else(|e| panic!("cpu {cpu}: {e}"));
+                // SAFETY: freed once, by its one owner.
+                unsafe { km.kfree(NonNull::new(addr as *mut u8).expect("non-null")) };
+            }
+        }
+    });
+    for mailbox in &mailboxes {
+        for (addr, size, st) in mailbox.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            // SAFETY: live, owned by the test now.
+            let view = unsafe { ObjView::new(addr, size) };
+            view.check(st).unwrap_or_else(|e| panic!("{e}"));
+            // SAFETY: freed once.
+            unsafe { km.kfree(NonNull::new(addr as *mut u8).expect("non-null")) };
+        }
+    }
+}
