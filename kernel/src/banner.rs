@@ -90,6 +90,8 @@ pub fn print(layout: &MemoryLayout) {
     print!("{}", pa.buddyinfo());
     println!("/proc/pagetypeinfo (free blocks per order per migratetype):");
     print!("{}", pa.pagetypeinfo());
+    println!("/proc/slabinfo:");
+    print!("{}", crate::slab::SlabinfoTable);
 }
 
 /// Prints the clock and scheduler figures: uptime, jiffies, ticks taken,

@@ -23,6 +23,7 @@ pub mod qemu;
 pub mod rcu;
 pub mod sched;
 pub mod serial;
+pub mod slab;
 pub mod sync;
 pub mod time;
 
@@ -49,6 +50,7 @@ pub fn init(boot_info: &'static BootInfo) -> &'static memory::MemoryLayout {
     logger::init(log::LevelFilter::Info);
     arch::init();
     let layout = memory::init(boot_info);
+    slab::init();
     time::init(memory::page_alloc().platform().phys_offset());
     sched::init();
     x86_64::instructions::interrupts::enable();

@@ -14,6 +14,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kernel::time::ktests::KTESTS,
         kernel::sched::ktests::KTESTS,
         kernel::rcu::ktests::KTESTS,
+        kernel::slab::ktests::KTESTS,
     ])
 }
 
