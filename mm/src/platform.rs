@@ -17,7 +17,7 @@ use crate::addr::{CpuId, PhysAddr};
 pub struct IrqState(pub bool);
 
 /// What `mm` needs from the machine it runs on.
-pub trait Platform: Send + Sync {
+pub trait Platform: Send + Sync + 'static {
     /// The kernel virtual address at which physical address `pa` is mapped
     /// (the direct map). Valid for every frame the memmap describes.
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u8;

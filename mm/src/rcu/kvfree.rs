@@ -20,13 +20,14 @@ use crate::platform::{IrqGuard, Platform};
 pub(super) const KFREE_DRAIN_NS: u64 = 5_000_000_000;
 
 /// Records per block: the block is one 4 KiB page.
-pub(super) const RECORDS: usize = (4096 - 32) / 16;
+pub(super) const RECORDS: usize = (4096 - 32) / 24;
 
-/// An object to drop: its pointer and the function that drops it.
+/// An object to free: its pointer, a context, and the function that frees it.
 #[derive(Clone, Copy)]
 struct Record {
     ptr: *mut u8,
-    drop_fn: unsafe fn(*mut u8),
+    ctx: *const (),
+    free_fn: unsafe fn(*const (), *mut u8),
 }
 
 /// A batch of objects waiting for one grace period. `head` comes first so
@@ -48,7 +49,8 @@ pub(super) struct KvfreeCpu {
 }
 
 // SAFETY: the records are owned boxed objects that are `Send` (kvfree_rcu's
-// bound); the block is only touched under its CPU's lock.
+// bound) or raw frees whose callers vouched for them (kvfree_rcu_raw); the
+// block is only touched under its CPU's lock.
 unsafe impl Send for KvfreeCpu {}
 
 impl KvfreeCpu {
@@ -65,7 +67,7 @@ impl KvfreeCpu {
 /// # Safety
 ///
 /// `p` came from `Box::<T>::into_raw` and is dropped once.
-unsafe fn drop_box<T>(p: *mut u8) {
+unsafe fn drop_box<T>(_ctx: *const (), p: *mut u8) {
     // SAFETY: the function's contract.
     drop(unsafe { Box::from_raw(p.cast::<T>()) });
 }
@@ -84,7 +86,7 @@ unsafe fn kvfree_block_cb(head: *mut RcuHead) {
         // a boxed object dropped exactly here, after the grace period.
         unsafe {
             let rec = rec.assume_init();
-            (rec.drop_fn)(rec.ptr);
+            (rec.free_fn)(rec.ctx, rec.ptr);
         }
     }
 }
@@ -96,8 +98,30 @@ impl<P: Platform> Rcu<P> {
     pub fn kvfree_rcu<T: Send + 'static>(&self, obj: Box<T>) {
         let rec = Record {
             ptr: Box::into_raw(obj).cast::<u8>(),
-            drop_fn: drop_box::<T>,
+            ctx: core::ptr::null(),
+            free_fn: drop_box::<T>,
         };
+        self.kvfree_record(rec);
+    }
+
+    /// Calls `free_fn(ctx, ptr)` after a grace period, batched like
+    /// [`Rcu::kvfree_rcu`] (the slab allocator's fallback when it has no
+    /// sheaf for `kfree_rcu`).
+    ///
+    /// # Safety
+    ///
+    /// `free_fn(ctx, ptr)` is sound to call once, from the RCU callback
+    /// thread, after the grace period; `ctx` stays valid until then.
+    pub unsafe fn kvfree_rcu_raw(
+        &self,
+        ptr: *mut u8,
+        ctx: *const (),
+        free_fn: unsafe fn(*const (), *mut u8),
+    ) {
+        self.kvfree_record(Record { ptr, ctx, free_fn });
+    }
+
+    fn kvfree_record(&self, rec: Record) {
         self.stats.inc(RcuStat::KvfreeObjects);
         let full = {
             let _irq = IrqGuard::new(&self.platform);

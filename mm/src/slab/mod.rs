@@ -16,9 +16,9 @@
 //!          goes back to the page allocator
 //! ```
 //!
-//! Per-CPU sheaves and the barn (the 6.18 layer above this one) are a
-//! later step; `KmemCacheArgs::sheaf_capacity` is accepted and must be 0
-//! until then.
+//! Caches created with a `sheaf_capacity` get the 6.18 layer above this
+//! one: per-CPU sheaves and a barn ([`sheaf`]), and `kfree_rcu` batching
+//! through `rcu_free` sheaves.
 //!
 //! # Invariants
 //!
@@ -51,10 +51,13 @@
 
 mod freelist;
 mod kmalloc;
+mod sheaf;
 mod stats;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sheaf;
 
 use alloc::boxed::Box;
 use core::panic::Location;
@@ -62,6 +65,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
+pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
 pub use stats::{SlabStat, SlabStats};
 
 use crate::addr::Pfn;
@@ -69,6 +73,7 @@ use crate::gfp::Gfp;
 use crate::memmap::PageList;
 use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
 use crate::platform::{IrqGuard, Platform};
+use crate::rcu::Rcu;
 use crate::sync::LocalTryLock;
 use freelist::{Slab, decode, encode};
 
@@ -91,7 +96,7 @@ pub struct KmemCacheArgs {
     /// Minimum object alignment (0: the word size).
     pub align: usize,
     pub flags: SlabFlags,
-    /// Objects per per-CPU sheaf; 0: no sheaves (the only value for now).
+    /// Objects per per-CPU sheaf; 0: no sheaves. Ignored for debug caches.
     pub sheaf_capacity: u32,
 }
 
@@ -102,8 +107,6 @@ pub enum SlabError {
     BadSize(usize),
     /// Alignment not a power of two or above a page.
     BadAlign(usize),
-    /// Sheaves are not implemented yet.
-    SheavesUnsupported,
 }
 
 /// A `/proc/slabinfo` line.
@@ -170,6 +173,10 @@ pub struct KmemCache<'a, P: Platform> {
     /// Objects allocated and not freed.
     nr_active: AtomicI64,
     stats: SlabStats,
+    /// Per-CPU sheaves and the barn, if the cache has them.
+    sheaves: Option<sheaf::Sheaves>,
+    /// RCU, for `kfree_rcu` (set with [`KmemCache::with_rcu`]).
+    rcu: Option<&'a Rcu<P>>,
 }
 
 /// `calculate_order`: the smallest order whose leftover is within 1/16 of
@@ -206,9 +213,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         object_size: usize,
         args: KmemCacheArgs,
     ) -> Result<Box<Self>, SlabError> {
-        if args.sheaf_capacity != 0 {
-            return Err(SlabError::SheavesUnsupported);
-        }
         let word = core::mem::size_of::<u64>();
         let mut align = args.align.max(word);
         if !align.is_power_of_two() || align > crate::addr::PAGE_SIZE as usize {
@@ -280,6 +284,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             nr_slabs: AtomicU64::new(0),
             nr_active: AtomicI64::new(0),
             stats: SlabStats::new(),
+            // Linux ignores sheaf_capacity for debug caches.
+            sheaves: (args.sheaf_capacity > 0 && !debug)
+                .then(|| sheaf::Sheaves::new(nr_cpus, args.sheaf_capacity as usize)),
+            rcu: None,
         }))
     }
 
@@ -462,8 +470,20 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     // ----- allocation -----
 
     /// Allocates an object (`kmem_cache_alloc`). `None` when memory is out.
+    /// Caches with sheaves try this CPU's sheaf first.
     #[inline]
     pub fn alloc(&self, gfp: Gfp) -> Option<NonNull<u8>> {
+        if let Some(sh) = &self.sheaves
+            && let Some(obj) = self.alloc_from_pcs(sh, gfp)
+        {
+            return self.post_alloc(obj, gfp);
+        }
+        let obj = self.alloc_classic(gfp)?;
+        self.post_alloc(obj, gfp)
+    }
+
+    /// One object from the slabs, below the sheaves (`__slab_alloc_node`).
+    fn alloc_classic(&self, gfp: Gfp) -> Option<u64> {
         let platform = self.pa.platform();
         let obj = match self.cpu.try_lock(platform) {
             Some(mut cpu) if cpu.freelist != 0 => {
@@ -476,7 +496,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             Some(mut cpu) => self.alloc_slow(&mut cpu, gfp)?,
             None => self.alloc_no_cpu(gfp)?,
         };
-        self.post_alloc(obj, gfp)
+        Some(obj)
     }
 
     fn post_alloc(&self, obj: u64, gfp: Gfp) -> Option<NonNull<u8>> {
@@ -597,6 +617,17 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if !self.debug_check_free(addr, caller) {
             return;
         }
+        if let Some(sh) = &self.sheaves
+            && self.free_to_pcs(sh, addr)
+        {
+            self.account_free();
+            return;
+        }
+        self.free_classic(slab, addr, caller);
+    }
+
+    /// Frees to the slabs, below the sheaves (`do_slab_free`).
+    fn free_classic(&self, slab: Pfn, addr: u64, caller: &'static Location<'static>) {
         let platform = self.pa.platform();
         if let Some(mut cpu) = self.cpu.try_lock(platform)
             && cpu.slab == Some(slab)
@@ -778,6 +809,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// list to the page allocator (`kmem_cache_shrink`). Other CPUs' slabs
     /// are flushed by calling `flush_cpu_slab` on them.
     pub fn shrink(&self) {
+        if let Some(sh) = &self.sheaves {
+            self.flush_cpu_sheaves(sh);
+            self.barn_shrink(sh);
+        }
         self.flush_cpu_slab();
         let mut empty = PageList::new();
         {
@@ -803,6 +838,11 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
     /// `kmem_cache_destroy`: everything must have been freed; leftover
     /// objects are reported and their slabs leaked, never freed under them.
     fn drop(&mut self) {
+        if let Some(rcu) = self.rcu {
+            // rcu_free sheaves in flight still point at this cache.
+            self.flush_rcu_sheaf();
+            rcu.rcu_barrier();
+        }
         self.shrink();
         let left = self.nr_slabs.load(Relaxed);
         if left > 0 {

@@ -42,6 +42,35 @@ define_stats! {
         RedzoneCorrupt => "redzone_corrupt",
         /// Poison of a free object was overwritten: use after free (debug caches).
         PoisonCorrupt => "poison_corrupt",
+        /// Object taken from this CPU's main sheaf (`ALLOC_PCS`).
+        AllocPcs => "alloc_cpu_sheaf",
+        /// Object put into this CPU's main sheaf (`FREE_PCS`).
+        FreePcs => "free_cpu_sheaf",
+        /// Objects put into sheaves by refills from slabs (`SHEAF_REFILL`).
+        SheafRefill => "sheaf_refill",
+        /// Objects flushed from sheaves back to slabs (`SHEAF_FLUSH`).
+        SheafFlush => "sheaf_flush",
+        /// Sheaves allocated / freed (`SHEAF_ALLOC` / `SHEAF_FREE`).
+        SheafAlloc => "sheaf_alloc",
+        SheafFree => "sheaf_free",
+        /// A full sheaf taken from the barn (`BARN_GET`) / none there.
+        BarnGet => "barn_get",
+        BarnGetFail => "barn_get_fail",
+        /// A full sheaf put into the barn (`BARN_PUT`) / refused at its limit.
+        BarnPut => "barn_put",
+        BarnPutFail => "barn_put_fail",
+        /// Prefilled sheaves: from the CPU spare, via the barn or a new
+        /// sheaf, and oversize ones (`SHEAF_PREFILL_*`).
+        SheafPrefillFast => "sheaf_prefill_fast",
+        SheafPrefillSlow => "sheaf_prefill_slow",
+        SheafPrefillOversize => "sheaf_prefill_oversize",
+        /// Prefilled sheaves returned as the CPU spare / elsewhere.
+        SheafReturnFast => "sheaf_return_fast",
+        SheafReturnSlow => "sheaf_return_slow",
+        /// kfree_rcu objects batched in an rcu_free sheaf / fallen back to
+        /// plain RCU batching (`FREE_RCU_SHEAF` / `FREE_RCU_SHEAF_FAIL`).
+        FreeRcuSheaf => "free_rcu_sheaf",
+        FreeRcuSheafFail => "free_rcu_sheaf_fail",
     }
 }
 

@@ -43,14 +43,6 @@ fn layout_and_order_follow_slub() {
         (Some(24), 32, 40)
     );
     assert!(KmemCache::new(&pa, "zero", 0, KmemCacheArgs::default()).is_err());
-    let sheaves = KmemCacheArgs {
-        sheaf_capacity: 32,
-        ..Default::default()
-    };
-    assert_eq!(
-        KmemCache::new(&pa, "s", 64, sheaves).err(),
-        Some(SlabError::SheavesUnsupported)
-    );
 }
 
 #[test]

@@ -1,0 +1,765 @@
+//! Per-CPU sheaves and per-node barns (Linux 6.18's sheaves series).
+//!
+//! A *sheaf* is an array of object pointers used as a stack. Each CPU has a
+//! `main` sheaf it allocates from and frees into, and a `spare`; the node's
+//! *barn* keeps full and empty sheaves to exchange. Most alloc/free pairs
+//! then touch only the local CPU's arrays under a local trylock.
+//!
+//! ```text
+//!  alloc: main ─empty─▶ swap with a non-empty spare ─▶ barn: trade the
+//!         empty main for a full sheaf ─▶ (may block) refill a sheaf from
+//!         slabs by bulk allocation ─▶ else the slab path
+//!  free:  main ─full─▶ empty spare ─▶ barn: trade the full main for an
+//!         empty sheaf ─(barn over MAX_FULL_SHEAVES)▶ flush a full sheaf to
+//!         slabs by bulk free ─▶ else a new empty sheaf ─▶ else the slab path
+//! ```
+//!
+//! # Invariants
+//!
+//! - SH1: while its lock is free, a CPU's `main` exists; `spare` is absent,
+//!   completely empty or completely full.
+//! - SH2: the barn's `full` list holds only full sheaves and `empty` only
+//!   empty ones; `nr_full`/`nr_empty` mirror their lengths.
+//! - SH3: objects in sheaves count as allocated to the slab layer (and to
+//!   the debug checks: Linux's documented limitation).
+//!
+//! # Locking
+//!
+//! 1. the CPU's sheaves (`LocalTryLock`): trylock on paths that may run in
+//!    interrupt context (alloc, free, kfree_rcu); `lock` where the caller may
+//!    block (the relock after a refill, prefill, return, flush);
+//! 2. the barn lock (interrupts off);
+//! 3. the slab layer's locks (`list_lock`).
+//!
+//! The barn status is checked racily (`nr_full`, `nr_empty`) before taking
+//! its lock, to fail fast, and again under it.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use super::{KmemCache, SlabStat};
+use crate::gfp::Gfp;
+use crate::platform::{IrqGuard, Platform};
+use crate::rcu::{Rcu, RcuHead};
+use crate::sync::{LocalGuard, LocalTryLock};
+
+/// A barn refuses more full sheaves than this on the free path.
+pub const MAX_FULL_SHEAVES: usize = 10;
+/// The barn keeps at most this many empty sheaves from RCU and returns.
+pub const MAX_EMPTY_SHEAVES: usize = 10;
+
+/// An array of free objects of one cache (`struct slab_sheaf`).
+#[repr(C)]
+pub struct Sheaf {
+    /// For the grace period of an `rcu_free` sheaf; first, so the RCU
+    /// callback finds the sheaf from its head.
+    rcu_head: RcuHead,
+    /// The cache, for the RCU callback (an `rcu_free` sheaf only).
+    cache: usize,
+    /// Objects held (top of the stack).
+    size: usize,
+    /// Slots; the cache's `sheaf_capacity`, or more for an oversize
+    /// prefilled sheaf.
+    objects: Box<[u64]>,
+}
+
+impl Sheaf {
+    /// An empty sheaf of `capacity` slots, or `None` when memory is short.
+    fn try_new(capacity: usize) -> Option<Box<Sheaf>> {
+        let mut objects = Vec::new();
+        objects.try_reserve_exact(capacity).ok()?;
+        objects.resize(capacity, 0);
+        Some(Box::new(Sheaf {
+            rcu_head: RcuHead::new(),
+            cache: 0,
+            size: 0,
+            objects: objects.into_boxed_slice(),
+        }))
+    }
+
+    /// Objects left in the sheaf (`kmem_cache_sheaf_size`).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Slots in the sheaf.
+    pub fn capacity(&self) -> usize {
+        self.objects.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.size == self.objects.len()
+    }
+
+    fn push(&mut self, obj: u64) {
+        self.objects[self.size] = obj;
+        self.size += 1;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        self.size = self.size.checked_sub(1)?;
+        Some(self.objects[self.size])
+    }
+}
+
+/// One CPU's sheaves (`struct slub_percpu_sheaves`).
+pub(super) struct PcpSheaves {
+    main: Option<Box<Sheaf>>,
+    spare: Option<Box<Sheaf>>,
+    /// Collects `kfree_rcu` objects until full.
+    rcu_free: Option<Box<Sheaf>>,
+}
+
+impl PcpSheaves {
+    fn main(&mut self) -> &mut Sheaf {
+        self.main.as_mut().expect("SH1: main exists while unlocked")
+    }
+}
+
+/// Sheaves travel as boxes between CPUs, the barn and RCU (which needs a
+/// stable address for the head), so the lists hold boxes too.
+#[allow(clippy::vec_box)]
+struct BarnInner {
+    full: Vec<Box<Sheaf>>,
+    empty: Vec<Box<Sheaf>>,
+}
+
+/// The node's exchange of full and empty sheaves (`struct node_barn`).
+pub(super) struct Barn {
+    lock: spin::Mutex<BarnInner>,
+    /// Racy mirrors of the list lengths (SH2). Write: barn lock.
+    pub(super) nr_full: AtomicUsize,
+    pub(super) nr_empty: AtomicUsize,
+}
+
+/// The sheaf state of a cache.
+pub(super) struct Sheaves {
+    capacity: usize,
+    pub(super) pcs: LocalTryLock<PcpSheaves>,
+    pub(super) barn: Barn,
+}
+
+// SAFETY: sheaves hold object addresses (plain integers) of the cache's
+// slabs; every access goes through the per-CPU lock or the barn lock.
+unsafe impl Send for PcpSheaves {}
+
+impl Sheaves {
+    pub(super) fn new(nr_cpus: usize, capacity: usize) -> Self {
+        Self {
+            capacity,
+            pcs: LocalTryLock::new(nr_cpus, |_| PcpSheaves {
+                main: Some(Sheaf::try_new(capacity).expect("boot-time sheaf")),
+                spare: None,
+                rcu_free: None,
+            }),
+            barn: Barn {
+                lock: spin::Mutex::new(BarnInner {
+                    full: Vec::new(),
+                    empty: Vec::new(),
+                }),
+                nr_full: AtomicUsize::new(0),
+                nr_empty: AtomicUsize::new(0),
+            },
+        }
+    }
+}
+
+type PcsGuard<'g, P> = LocalGuard<'g, PcpSheaves, P>;
+
+impl<P: Platform> KmemCache<'_, P> {
+    // ----- barn -----
+
+    fn barn_locked<R>(&self, sh: &Sheaves, f: impl FnOnce(&mut BarnInner) -> R) -> R {
+        let _irq = IrqGuard::new(self.pa.platform());
+        let mut inner = sh.barn.lock.lock();
+        let r = f(&mut inner);
+        sh.barn.nr_full.store(inner.full.len(), Relaxed);
+        sh.barn.nr_empty.store(inner.empty.len(), Relaxed);
+        r
+    }
+
+    /// Trades an empty sheaf for a full one (`barn_replace_empty_sheaf`).
+    fn barn_replace_empty(
+        &self,
+        sh: &Sheaves,
+        empty: Box<Sheaf>,
+    ) -> Result<Box<Sheaf>, Box<Sheaf>> {
+        if sh.barn.nr_full.load(Relaxed) == 0 {
+            return Err(empty);
+        }
+        self.barn_locked(sh, |b| match b.full.pop() {
+            Some(full) => {
+                b.empty.push(empty);
+                Ok(full)
+            }
+            None => Err(empty),
+        })
+    }
+
+    /// Trades a full sheaf for an empty one (`barn_replace_full_sheaf`):
+    /// `Err(Full)` if the barn holds its limit of full sheaves, `Err(NoEmpty)`
+    /// if it has no empty one.
+    fn barn_replace_full(
+        &self,
+        sh: &Sheaves,
+        full: Box<Sheaf>,
+    ) -> Result<Box<Sheaf>, (BarnRefusal, Box<Sheaf>)> {
+        if sh.barn.nr_full.load(Relaxed) >= MAX_FULL_SHEAVES {
+            return Err((BarnRefusal::Full, full));
+        }
+        if sh.barn.nr_empty.load(Relaxed) == 0 {
+            return Err((BarnRefusal::NoEmpty, full));
+        }
+        self.barn_locked(sh, |b| match b.empty.pop() {
+            Some(empty) => {
+                b.full.push(full);
+                Ok(empty)
+            }
+            None => Err((BarnRefusal::NoEmpty, full)),
+        })
+    }
+
+    fn barn_get_empty(&self, sh: &Sheaves) -> Option<Box<Sheaf>> {
+        if sh.barn.nr_empty.load(Relaxed) == 0 {
+            return None;
+        }
+        self.barn_locked(sh, |b| b.empty.pop())
+    }
+
+    fn barn_put_empty(&self, sh: &Sheaves, sheaf: Box<Sheaf>) {
+        debug_assert_eq!(sheaf.size, 0);
+        let kept = self.barn_locked(sh, |b| {
+            if b.empty.len() < MAX_EMPTY_SHEAVES {
+                b.empty.push(sheaf);
+                None
+            } else {
+                Some(sheaf)
+            }
+        });
+        if kept.is_some() {
+            self.stats.inc(SlabStat::SheafFree);
+        }
+    }
+
+    fn barn_put_full(&self, sh: &Sheaves, sheaf: Box<Sheaf>) {
+        self.stats.inc(SlabStat::BarnPut);
+        self.barn_locked(sh, |b| b.full.push(sheaf));
+    }
+
+    // ----- moving objects between sheaves and slabs -----
+
+    /// Fills `sheaf` to capacity from the slabs, all or nothing
+    /// (`refill_sheaf`).
+    fn refill_sheaf(&self, sheaf: &mut Sheaf, gfp: Gfp) -> bool {
+        let want = sheaf.capacity() - sheaf.size;
+        let mut got = 0;
+        while got < want {
+            match self.alloc_classic(gfp) {
+                Some(obj) => {
+                    sheaf.push(obj);
+                    got += 1;
+                }
+                None => {
+                    for _ in 0..got {
+                        let obj = sheaf.pop().expect("pushed above");
+                        self.free_to_slab(obj);
+                    }
+                    return false;
+                }
+            }
+        }
+        for _ in 0..got {
+            self.stats.inc(SlabStat::SheafRefill);
+        }
+        true
+    }
+
+    /// Returns every object of `sheaf` to the slabs (`sheaf_flush_unused`).
+    fn flush_sheaf(&self, sheaf: &mut Sheaf) {
+        while let Some(obj) = sheaf.pop() {
+            self.free_to_slab(obj);
+            self.stats.inc(SlabStat::SheafFlush);
+        }
+    }
+
+    /// Frees one object, known to be ours, to its slab.
+    fn free_to_slab(&self, obj: u64) {
+        let caller = core::panic::Location::caller();
+        if let Some(slab) = self.lookup(obj, caller) {
+            self.free_classic(slab, obj, caller);
+        }
+    }
+
+    // ----- the allocation side -----
+
+    /// Allocates from this CPU's sheaves (`alloc_from_pcs`); `None` sends
+    /// the caller to the slab path.
+    pub(super) fn alloc_from_pcs(&self, sh: &Sheaves, gfp: Gfp) -> Option<u64> {
+        let platform = self.pa.platform();
+        let mut pcs = sh.pcs.try_lock(platform)?;
+        if pcs.main().size == 0 {
+            pcs = self.replace_empty_main(sh, pcs, gfp)?;
+        }
+        let obj = pcs.main().pop().expect("main refilled above");
+        self.stats.inc(SlabStat::AllocPcs);
+        Some(obj)
+    }
+
+    /// The main sheaf is empty; find objects (`__pcs_replace_empty_main`).
+    /// Returns the (possibly re-taken) lock with a non-empty main, or
+    /// `None` with the lock dropped.
+    fn replace_empty_main<'g>(
+        &'g self,
+        sh: &'g Sheaves,
+        mut pcs: PcsGuard<'g, P>,
+        gfp: Gfp,
+    ) -> Option<PcsGuard<'g, P>> {
+        if pcs.spare.as_ref().is_some_and(|s| s.size > 0) {
+            let p = &mut *pcs;
+            core::mem::swap(&mut p.main, &mut p.spare);
+            return Some(pcs);
+        }
+        let empty = pcs.main.take().expect("SH1");
+        match self.barn_replace_empty(sh, empty) {
+            Ok(full) => {
+                pcs.main = Some(full);
+                self.stats.inc(SlabStat::BarnGet);
+                return Some(pcs);
+            }
+            Err(empty) => {
+                pcs.main = Some(empty);
+                self.stats.inc(SlabStat::BarnGetFail);
+            }
+        }
+        if !gfp.allows_blocking() {
+            return None;
+        }
+        // Refill a sheaf from slabs without holding the CPU lock.
+        let to_fill = pcs.spare.take().or_else(|| self.barn_get_empty(sh));
+        drop(pcs);
+        let mut full = match to_fill {
+            Some(s) => s,
+            None => {
+                self.stats.inc(SlabStat::SheafAlloc);
+                Sheaf::try_new(sh.capacity)?
+            }
+        };
+        if !self.refill_sheaf(&mut full, gfp | Gfp::NOMEMALLOC) {
+            self.stats.inc(SlabStat::SheafFree);
+            return None;
+        }
+        // Relock (we may be on another CPU now) and decide again.
+        let mut pcs = sh.pcs.lock(self.pa.platform());
+        if pcs.main().size == 0 {
+            let old = pcs.main.replace(full).expect("SH1");
+            if pcs.spare.is_none() {
+                pcs.spare = Some(old);
+            } else {
+                self.barn_put_empty(sh, old);
+            }
+        } else if pcs.spare.is_none() {
+            pcs.spare = Some(full);
+        } else if pcs.spare.as_ref().is_some_and(|s| s.size == 0) {
+            let old = pcs.spare.replace(full).expect("checked");
+            self.barn_put_empty(sh, old);
+        } else {
+            self.barn_put_full(sh, full);
+        }
+        Some(pcs)
+    }
+
+    // ----- the free side -----
+
+    /// Frees into this CPU's sheaves (`free_to_pcs`); `false` sends the
+    /// caller to the slab path.
+    pub(super) fn free_to_pcs(&self, sh: &Sheaves, obj: u64) -> bool {
+        let platform = self.pa.platform();
+        let Some(mut pcs) = sh.pcs.try_lock(platform) else {
+            return false;
+        };
+        if pcs.main().is_full() {
+            match self.replace_full_main(sh, pcs) {
+                Some(p) => pcs = p,
+                None => return false,
+            }
+        }
+        pcs.main().push(obj);
+        self.stats.inc(SlabStat::FreePcs);
+        true
+    }
+
+    /// The main sheaf is full; make room (`__pcs_replace_full_main`).
+    fn replace_full_main<'g>(
+        &'g self,
+        sh: &'g Sheaves,
+        mut pcs: PcsGuard<'g, P>,
+    ) -> Option<PcsGuard<'g, P>> {
+        let empty = match pcs.spare.take() {
+            None => match self.barn_get_empty(sh) {
+                Some(empty) => {
+                    let old = pcs.main.replace(empty).expect("SH1");
+                    pcs.spare = Some(old);
+                    return Some(pcs);
+                }
+                None => {
+                    drop(pcs);
+                    self.new_empty_sheaf(sh)?
+                }
+            },
+            Some(spare) if spare.size == 0 => {
+                let old = pcs.main.replace(spare).expect("SH1");
+                pcs.spare = Some(old);
+                return Some(pcs);
+            }
+            Some(full_spare) => {
+                let main = pcs.main.take().expect("SH1");
+                match self.barn_replace_full(sh, main) {
+                    Ok(empty) => {
+                        pcs.main = Some(empty);
+                        pcs.spare = Some(full_spare);
+                        self.stats.inc(SlabStat::BarnPut);
+                        return Some(pcs);
+                    }
+                    Err((refusal, main)) => {
+                        pcs.main = Some(main);
+                        if refusal == BarnRefusal::Full {
+                            // The barn holds enough: flush the full spare to
+                            // slabs and use it as our empty sheaf.
+                            self.stats.inc(SlabStat::BarnPutFail);
+                            drop(pcs);
+                            let mut s = full_spare;
+                            self.flush_sheaf(&mut s);
+                            s
+                        } else {
+                            pcs.spare = Some(full_spare);
+                            drop(pcs);
+                            self.new_empty_sheaf(sh)?
+                        }
+                    }
+                }
+            }
+        };
+        // Install the empty sheaf (`__pcs_install_empty_sheaf`).
+        let Some(mut pcs) = sh.pcs.try_lock(self.pa.platform()) else {
+            self.barn_put_empty(sh, empty);
+            return None;
+        };
+        if pcs.spare.is_none() {
+            let old = pcs.main.replace(empty).expect("SH1");
+            pcs.spare = Some(old);
+        } else if !pcs.main().is_full() {
+            self.barn_put_empty(sh, empty);
+        } else if pcs.spare.as_ref().is_some_and(|s| !s.is_full()) {
+            let pcs_ref = &mut *pcs;
+            core::mem::swap(&mut pcs_ref.main, &mut pcs_ref.spare);
+            self.barn_put_empty(sh, empty);
+        } else {
+            let old = pcs.main.replace(empty).expect("SH1");
+            self.barn_put_full(sh, old);
+        }
+        Some(pcs)
+    }
+
+    fn new_empty_sheaf(&self, sh: &Sheaves) -> Option<Box<Sheaf>> {
+        self.stats.inc(SlabStat::SheafAlloc);
+        Sheaf::try_new(sh.capacity)
+    }
+
+    // ----- prefilled sheaves -----
+
+    /// A sheaf holding at least `count` objects, for a section that must
+    /// not fail (`kmem_cache_prefill_sheaf`). `count` may exceed the
+    /// capacity (an oversize sheaf). `None`: no sheaves, `count` 0, or no
+    /// memory.
+    pub fn prefill_sheaf(&self, gfp: Gfp, count: usize) -> Option<Box<Sheaf>> {
+        let sh = self.sheaves.as_ref()?;
+        if count == 0 {
+            return None;
+        }
+        if count > sh.capacity {
+            self.stats.inc(SlabStat::SheafPrefillOversize);
+            let mut sheaf = Sheaf::try_new(count)?;
+            self.stats.inc(SlabStat::SheafAlloc);
+            return self.refill_sheaf(&mut sheaf, gfp).then_some(sheaf);
+        }
+        let mut sheaf = {
+            let mut pcs = sh.pcs.lock(self.pa.platform());
+            match pcs.spare.take() {
+                Some(s) => {
+                    self.stats.inc(SlabStat::SheafPrefillFast);
+                    Some(s)
+                }
+                None => {
+                    drop(pcs);
+                    self.stats.inc(SlabStat::SheafPrefillSlow);
+                    let got = self.barn_locked(sh, |b| b.full.pop().or_else(|| b.empty.pop()));
+                    self.stats.inc(if got.as_ref().is_some_and(|s| s.size > 0) {
+                        SlabStat::BarnGet
+                    } else {
+                        SlabStat::BarnGetFail
+                    });
+                    got
+                }
+            }
+        };
+        if sheaf.is_none() {
+            sheaf = Some(self.new_empty_sheaf(sh)?);
+        }
+        let mut sheaf = sheaf.expect("set above");
+        if sheaf.size < count && !self.refill_sheaf(&mut sheaf, gfp) {
+            self.flush_sheaf(&mut sheaf);
+            self.stats.inc(SlabStat::SheafFree);
+            return None;
+        }
+        Some(sheaf)
+    }
+
+    /// Takes one object of a prefilled sheaf (`kmem_cache_alloc_from_sheaf`);
+    /// `None` only when the sheaf is empty. Only `Gfp::ZERO` matters.
+    pub fn alloc_from_sheaf(&self, sheaf: &mut Sheaf, gfp: Gfp) -> Option<NonNull<u8>> {
+        let obj = sheaf.pop()?;
+        self.post_alloc(obj, gfp)
+    }
+
+    /// Makes `*sheaf` hold at least `count` objects
+    /// (`kmem_cache_refill_sheaf`): a standard sheaf is refilled to full
+    /// capacity; for more than its capacity it is replaced by an oversize
+    /// one and the old sheaf is returned to the cache. On failure `*sheaf`
+    /// is untouched.
+    pub fn refill_prefilled_sheaf(&self, gfp: Gfp, sheaf: &mut Box<Sheaf>, count: usize) -> bool {
+        if sheaf.size >= count {
+            return true;
+        }
+        if sheaf.capacity() >= count {
+            return self.refill_sheaf(sheaf, gfp);
+        }
+        let Some(bigger) = self.prefill_sheaf(gfp, count) else {
+            return false;
+        };
+        let old = core::mem::replace(sheaf, bigger);
+        self.return_sheaf(gfp, old);
+        true
+    }
+
+    /// Gives a prefilled sheaf back (`kmem_cache_return_sheaf`): it becomes
+    /// this CPU's spare if there is none, else it goes to the barn refilled,
+    /// or is flushed and freed when the barn has enough or memory is short.
+    pub fn return_sheaf(&self, gfp: Gfp, mut sheaf: Box<Sheaf>) {
+        let Some(sh) = self.sheaves.as_ref() else {
+            self.flush_sheaf(&mut sheaf);
+            return;
+        };
+        if sheaf.capacity() == sh.capacity {
+            let mut pcs = sh.pcs.lock(self.pa.platform());
+            if pcs.spare.is_none()
+                && (sheaf.size == 0 || sheaf.is_full() || {
+                    // SH1: a spare is empty or full.
+                    self.flush_sheaf(&mut sheaf);
+                    true
+                })
+            {
+                pcs.spare = Some(sheaf);
+                self.stats.inc(SlabStat::SheafReturnFast);
+                return;
+            }
+            drop(pcs);
+            self.stats.inc(SlabStat::SheafReturnSlow);
+            if sh.barn.nr_full.load(Relaxed) < MAX_FULL_SHEAVES
+                && self.refill_sheaf(&mut sheaf, gfp)
+            {
+                self.barn_put_full(sh, sheaf);
+                return;
+            }
+        }
+        self.flush_sheaf(&mut sheaf);
+        self.stats.inc(SlabStat::SheafFree);
+    }
+
+    // ----- flushing -----
+
+    /// Flushes this CPU's sheaves to the slabs (`pcs_flush_all`).
+    pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves) {
+        let (mut main, spare) = {
+            let mut pcs = sh.pcs.lock(self.pa.platform());
+            let fresh = Sheaf::try_new(sh.capacity).expect("a small allocation");
+            (pcs.main.replace(fresh).expect("SH1"), pcs.spare.take())
+        };
+        self.flush_sheaf(&mut main);
+        if let Some(mut spare) = spare {
+            self.flush_sheaf(&mut spare);
+        }
+    }
+
+    /// Empties the barn: full sheaves are flushed to slabs, all are freed
+    /// (`barn_shrink`).
+    pub(super) fn barn_shrink(&self, sh: &Sheaves) {
+        let (full, empty) = self.barn_locked(sh, |b| {
+            (core::mem::take(&mut b.full), core::mem::take(&mut b.empty))
+        });
+        for mut s in full {
+            self.flush_sheaf(&mut s);
+        }
+        drop(empty);
+    }
+}
+
+/// Why the barn refused a full sheaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BarnRefusal {
+    /// It holds [`MAX_FULL_SHEAVES`] already (`-E2BIG`).
+    Full,
+    /// It has no empty sheaf to give (`-ENOMEM`).
+    NoEmpty,
+}
+
+// ----- kfree_rcu -----
+
+impl<'a, P: Platform> KmemCache<'a, P> {
+    /// Lets this cache free objects after a grace period with
+    /// [`KmemCache::kfree_rcu`].
+    pub fn with_rcu(mut self: Box<Self>, rcu: &'a Rcu<P>) -> Box<Self> {
+        self.rcu = Some(rcu);
+        self
+    }
+
+    /// Frees `obj` after a grace period (`kfree_rcu`): into this CPU's
+    /// `rcu_free` sheaf, which goes through one `call_rcu` when full and
+    /// then into the barn as a full sheaf (its objects are reused without
+    /// touching slabs); without a sheaf, through RCU's kvfree batching.
+    /// Panics if the cache has no RCU ([`KmemCache::with_rcu`]).
+    ///
+    /// # Safety
+    ///
+    /// As [`KmemCache::free`]; readers that found `obj` before it was
+    /// unpublished may use it until their read-side sections end.
+    #[track_caller]
+    pub unsafe fn kfree_rcu(&self, obj: NonNull<u8>) {
+        let rcu = self.rcu.expect("kfree_rcu on a cache without with_rcu");
+        let caller = core::panic::Location::caller();
+        let addr = obj.as_ptr() as u64;
+        if self.lookup(addr, caller).is_none() || !self.debug_check_free(addr, caller) {
+            return;
+        }
+        self.account_free();
+        if let Some(sh) = &self.sheaves
+            && self.kfree_rcu_sheaf(sh, rcu, addr)
+        {
+            self.stats.inc(SlabStat::FreeRcuSheaf);
+            return;
+        }
+        self.stats.inc(SlabStat::FreeRcuSheafFail);
+        // SAFETY: the cache outlives the callback: its Drop waits for
+        // rcu_barrier; `addr` is our object, given up by the caller.
+        unsafe {
+            rcu.kvfree_rcu_raw(
+                addr as *mut u8,
+                self as *const Self as *const (),
+                kfree_rcu_fallback::<P>,
+            )
+        };
+    }
+
+    /// `__kfree_rcu_sheaf`: false if no sheaf could be had.
+    fn kfree_rcu_sheaf(&self, sh: &Sheaves, rcu: &Rcu<P>, obj: u64) -> bool {
+        let platform = self.pa.platform();
+        let Some(mut pcs) = sh.pcs.try_lock(platform) else {
+            return false;
+        };
+        if pcs.rcu_free.is_none() {
+            if pcs.spare.as_ref().is_some_and(|s| s.size == 0) {
+                pcs.rcu_free = pcs.spare.take();
+            } else if let Some(empty) = self.barn_get_empty(sh) {
+                pcs.rcu_free = Some(empty);
+            } else {
+                drop(pcs);
+                let Some(empty) = self.new_empty_sheaf(sh) else {
+                    return false;
+                };
+                let Some(again) = sh.pcs.try_lock(platform) else {
+                    self.barn_put_empty(sh, empty);
+                    return false;
+                };
+                pcs = again;
+                if pcs.rcu_free.is_some() {
+                    self.barn_put_empty(sh, empty);
+                } else {
+                    pcs.rcu_free = Some(empty);
+                }
+            }
+        }
+        let sheaf = pcs.rcu_free.as_mut().expect("installed above");
+        sheaf.push(obj);
+        if sheaf.is_full() {
+            let sheaf = pcs.rcu_free.take().expect("full");
+            // Submitted before unlocking, as 7.0 does, so that a flush of
+            // this CPU's rcu_free sheaf cannot miss it.
+            self.submit_rcu_sheaf(rcu, sheaf);
+        }
+        true
+    }
+
+    fn submit_rcu_sheaf(&self, rcu: &Rcu<P>, mut sheaf: Box<Sheaf>) {
+        sheaf.cache = self as *const Self as usize;
+        let head = Box::into_raw(sheaf).cast::<RcuHead>();
+        // SAFETY: the sheaf is leaked here and reclaimed only by
+        // rcu_free_sheaf; the cache outlives it (Drop waits for rcu_barrier).
+        unsafe { rcu.call_rcu(head, rcu_free_sheaf::<P>) };
+    }
+
+    /// Submits this CPU's partly filled `rcu_free` sheaf, if any
+    /// (`flush_rcu_sheaves_on_cache` for one CPU).
+    pub fn flush_rcu_sheaf(&self) {
+        let (Some(sh), Some(rcu)) = (&self.sheaves, self.rcu) else {
+            return;
+        };
+        let mut pcs = sh.pcs.lock(self.pa.platform());
+        if let Some(sheaf) = pcs.rcu_free.take() {
+            if sheaf.size > 0 {
+                self.submit_rcu_sheaf(rcu, sheaf);
+            } else {
+                pcs.rcu_free = Some(sheaf);
+            }
+        }
+    }
+}
+
+/// After the grace period of an `rcu_free` sheaf (`rcu_free_sheaf`): keep
+/// it in the barn as a full sheaf if the barn has room, else flush it.
+///
+/// # Safety
+///
+/// `head` is the head of a sheaf leaked by `submit_rcu_sheaf`, whose cache
+/// is still alive.
+unsafe fn rcu_free_sheaf<P: Platform>(head: *mut RcuHead) {
+    // SAFETY: `rcu_head` is the first field of the repr(C) Sheaf leaked by
+    // submit_rcu_sheaf; we take it back once.
+    let mut sheaf = unsafe { Box::from_raw(head.cast::<Sheaf>()) };
+    // SAFETY: the cache outlives its in-flight sheaves (its Drop runs
+    // rcu_barrier first); the lifetime is not used beyond this call.
+    let cache = unsafe { &*(sheaf.cache as *const KmemCache<'static, P>) };
+    let sh = cache
+        .sheaves
+        .as_ref()
+        .expect("rcu_free sheaves come from sheaf caches");
+    if sheaf.size > 0 && sheaf.is_full() && sh.barn.nr_full.load(Relaxed) < MAX_FULL_SHEAVES {
+        cache.barn_put_full(sh, sheaf);
+        return;
+    }
+    cache.stats.inc(SlabStat::BarnPutFail);
+    cache.flush_sheaf(&mut sheaf);
+    cache.barn_put_empty(sh, sheaf);
+}
+
+/// Fallback of kfree_rcu without a sheaf: free to the slab after the grace
+/// period.
+///
+/// # Safety
+///
+/// `ctx` is a live `KmemCache<P>` and `obj` one of its objects.
+unsafe fn kfree_rcu_fallback<P: Platform>(ctx: *const (), obj: *mut u8) {
+    // SAFETY: the function's contract.
+    let cache = unsafe { &*(ctx as *const KmemCache<'static, P>) };
+    cache.free_to_slab(obj as u64);
+}
