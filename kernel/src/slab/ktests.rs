@@ -5,17 +5,22 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use mm::Gfp;
+
 use mm::slab::{KmemCache, KmemCacheArgs, SlabStat};
 
 use super::kmalloc;
 use crate::ktest::KTest;
-use crate::{memory, sched};
+use crate::platform::KernelPlatform;
+use crate::{memory, rcu, sched, time};
 
 pub const KTESTS: &[KTest] = crate::ktests![
     the_kernel_heap_is_kmalloc,
     cache_alloc_free_and_shrink_restore_the_page_allocator,
     threads_share_a_cache_under_preemption,
+    interrupts_allocate_from_a_sheaf_cache_the_cpu_is_using,
+    kfree_rcu_through_sheaves_under_the_real_tick,
 ];
 
 fn the_kernel_heap_is_kmalloc() {
@@ -107,4 +112,128 @@ fn threads_share_a_cache_under_preemption() {
     }
     assert_eq!(cache.info().active_objs, 0);
     cache.shrink();
+}
+
+type Cache = KmemCache<'static, KernelPlatform>;
+
+/// A sheaf cache shared by the test thread and a tick hook.
+static SHEAF_CACHE: spin::Once<Box<Cache>> = spin::Once::new();
+static IRQ_ON: AtomicBool = AtomicBool::new(false);
+static IRQ_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+fn sheaf_cache() -> &'static Cache {
+    SHEAF_CACHE.call_once(|| {
+        let args = KmemCacheArgs {
+            sheaf_capacity: 16,
+            ..Default::default()
+        };
+        KmemCache::new(memory::page_alloc(), "ktest-sheaf-64", 64, args)
+            .unwrap()
+            .with_rcu(rcu::rcu())
+    })
+}
+
+/// In hard IRQ: allocate and free one object of the cache the interrupted
+/// thread may be using (its sheaf lock possibly held).
+fn irq_alloc_hook() {
+    if !IRQ_ON.load(SeqCst) {
+        return;
+    }
+    let cache = sheaf_cache();
+    let p = cache.alloc(Gfp::ATOMIC).expect("atomic allocation in IRQ");
+    // SAFETY: our object, written and freed once.
+    unsafe {
+        (p.as_ptr() as *mut u64).write(0x1234);
+        cache.free(p);
+    }
+    IRQ_ALLOCS.fetch_add(1, SeqCst);
+}
+
+const TAG: u64 = 0x7a67_7a67_7a67_7a67;
+
+/// Ticks arrive while this thread allocates and frees through the sheaves,
+/// so some land while it holds the sheaf lock: those must take the slab
+/// path (trylock fails), never deadlock or corrupt the sheaves.
+fn interrupts_allocate_from_a_sheaf_cache_the_cpu_is_using() {
+    let cache = sheaf_cache();
+    time::register_tick_hook(irq_alloc_hook).expect("a free tick hook slot");
+    let slab_path_before =
+        cache.stats().get(SlabStat::AllocFastpath) + cache.stats().get(SlabStat::AllocSlowpath);
+    IRQ_ON.store(true, SeqCst);
+    let end = time::now_ns() + 60 * time::TICK_NS;
+    let mut held: Vec<NonNull<u8>> = Vec::new();
+    let mut i = 0u64;
+    while time::now_ns() < end {
+        i += 1;
+        if i % 4 == 0 {
+            if let Some(p) = held.pop() {
+                // SAFETY: ours; check it was not handed to the IRQ meanwhile.
+                let tag = unsafe { (p.as_ptr() as *const u64).read() };
+                assert_eq!(
+                    tag,
+                    p.as_ptr() as u64 ^ TAG,
+                    "object shared with an interrupt"
+                );
+                // SAFETY: freed once.
+                unsafe { cache.free(p) };
+            }
+        } else {
+            let p = cache.alloc(Gfp::KERNEL).unwrap();
+            // SAFETY: our object.
+            unsafe { (p.as_ptr() as *mut u64).write(p.as_ptr() as u64 ^ TAG) };
+            held.push(p);
+            if held.len() > 64 {
+                for p in held.drain(..) {
+                    // SAFETY: freed once.
+                    unsafe { cache.free(p) };
+                }
+            }
+        }
+    }
+    IRQ_ON.store(false, SeqCst);
+    for p in held {
+        // SAFETY: freed once.
+        unsafe { cache.free(p) };
+    }
+    let irqs = IRQ_ALLOCS.load(SeqCst);
+    let slab_path = cache.stats().get(SlabStat::AllocFastpath)
+        + cache.stats().get(SlabStat::AllocSlowpath)
+        - slab_path_before;
+    log::info!(
+        "{irqs} IRQ allocations; {} sheaf allocations; {slab_path} went to the slab path",
+        cache.stats().get(SlabStat::AllocPcs)
+    );
+    assert!(irqs >= 30, "the tick hook ran {irqs} times");
+    assert!(cache.stats().get(SlabStat::AllocPcs) > 0);
+    assert_eq!(cache.info().active_objs, 0);
+}
+
+/// kfree_rcu through the rcu_free sheaf, with the real tick driving the
+/// grace periods: objects come back only after readers are done.
+fn kfree_rcu_through_sheaves_under_the_real_tick() {
+    let cache = sheaf_cache();
+    let objs: Vec<NonNull<u8>> = (0..64).map(|_| cache.alloc(Gfp::KERNEL).unwrap()).collect();
+    let addrs: Vec<usize> = objs.iter().map(|p| p.as_ptr() as usize).collect();
+    {
+        let _reader = rcu::read_lock();
+        for p in objs {
+            // SAFETY: freed once, after a grace period.
+            unsafe { cache.kfree_rcu(p) };
+        }
+        let fresh: Vec<NonNull<u8>> = (0..64).map(|_| cache.alloc(Gfp::ATOMIC).unwrap()).collect();
+        assert!(
+            fresh
+                .iter()
+                .all(|p| !addrs.contains(&(p.as_ptr() as usize))),
+            "reused inside a reader"
+        );
+        for p in fresh {
+            // SAFETY: freed once.
+            unsafe { cache.free(p) };
+        }
+    }
+    cache.flush_rcu_sheaf();
+    rcu::rcu().rcu_barrier();
+    assert!(cache.stats().get(SlabStat::FreeRcuSheaf) >= 64);
+    assert_eq!(cache.info().active_objs, 0);
 }
