@@ -165,7 +165,7 @@ fn interrupts_allocate_from_a_sheaf_cache_the_cpu_is_using() {
     let mut i = 0u64;
     while time::now_ns() < end {
         i += 1;
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             if let Some(p) = held.pop() {
                 // SAFETY: ours; check it was not handed to the IRQ meanwhile.
                 let tag = unsafe { (p.as_ptr() as *const u64).read() };
