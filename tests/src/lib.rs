@@ -59,6 +59,27 @@ pub fn run_suite(name: &str, cfg: &QemuConfig) -> ExitCode {
     }
 }
 
+/// Boots a test image that must fail on purpose and checks the run: QEMU
+/// reports failure, the closing line says `passed` passed and 1 failed, and
+/// every needle appears in the serial log. Panics (with the log) otherwise.
+pub fn expect_failing_run(image: &str, passed: usize, needles: &[&str]) {
+    let cfg = QemuConfig {
+        echo: false,
+        timeout: Some(Duration::from_secs(120)),
+        ..QemuConfig::new(image)
+    };
+    let out = boot::run(&cfg).expect("QEMU runs");
+    let log = &out.serial;
+    assert_eq!(out.verdict, Verdict::Failure, "serial log:\n{log}");
+    for needle in needles {
+        assert!(
+            log.contains(needle),
+            "no {needle:?} in the serial log:\n{log}"
+        );
+    }
+    assert_eq!(parse_summary(log), Some((passed, 1)), "serial log:\n{log}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

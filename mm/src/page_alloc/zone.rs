@@ -358,6 +358,22 @@ impl Zone {
         }
     }
 
+    /// Takes the free block `pfn` of order `current` off the `mt` lists and
+    /// splits it down to `order`, the rest going back to the `mt` lists
+    /// (`page_del_and_expand`).
+    fn take_and_split(
+        &self,
+        area: &mut FreeArea,
+        map: &MemMap,
+        pfn: Pfn,
+        current: u32,
+        order: u32,
+        mt: MigrateType,
+    ) {
+        self.del_from_free_list(area, map, pfn, current, mt);
+        self.expand(area, map, pfn, order, current, mt);
+    }
+
     /// The smallest block of `mt` of at least `order`, split down to
     /// `order` (`__rmqueue_smallest`).
     pub(crate) fn rmqueue_smallest(
@@ -371,8 +387,7 @@ impl Zone {
             let Some(pfn) = area.lists[current as usize][mt as usize].first() else {
                 continue;
             };
-            self.del_from_free_list(area, map, pfn, current, mt);
-            self.expand(area, map, pfn, order, current, mt);
+            self.take_and_split(area, map, pfn, current, order, mt);
             return Some(pfn);
         }
         None
@@ -552,8 +567,7 @@ impl Zone {
                 let Some(pfn) = area.lists[current as usize][fb as usize].first() else {
                     continue;
                 };
-                self.del_from_free_list(area, map, pfn, current, fb);
-                self.expand(area, map, pfn, order, current, fb);
+                self.take_and_split(area, map, pfn, current, order, fb);
                 return Some(pfn);
             }
         }
