@@ -12,13 +12,20 @@
 //!   stamp naming its owner and a sequence number, and the stamp is checked
 //!   before the object is freed or changes hands; an object handed to two
 //!   owners at once shows as a foreign stamp. Objects travel between CPUs
-//!   (a mailbox per CPU), so remote frees run all the time.
+//!   (a mailbox per CPU), so remote frees run all the time, and CPUs flush
+//!   and shrink while the others go on. It runs once on classic caches
+//!   (plain, `RED_ZONE | POISON`, multi-page slabs) and once on caches with
+//!   per-CPU sheaves (capacity 8, so that main, spare and barn trade sheaves
+//!   constantly, and 32).
 //! - S2 (accounting): at quiescent points, once every CPU flushed its CPU
 //!   slab, `allocations - frees` from the counters equals the objects the
-//!   test holds, and equals `info().active_objs`.
-//! - S3 (no leaks): after every object is freed, every CPU flushed its CPU
-//!   slab and the cache was shrunk, the page allocator's free count (after
-//!   `drain_all_pages`) is what it was before the cache was created.
+//!   test holds, and equals `info().active_objs`. Objects moving between
+//!   sheaves and slabs (refill, flush) are not user operations.
+//! - S3 (no leaks): after every object is freed and every CPU shrank the
+//!   cache on its own thread (its sheaves, its CPU slab, then the barn and
+//!   the empty slabs), the page allocator's free count (after
+//!   `drain_all_pages`) is what it was before the cache was created, and
+//!   as many slabs were freed as were made.
 //! - S4 (bulk): `alloc_bulk` gives `n` distinct objects or nothing, for `n`
 //!   below, at and above the objects of one slab, and fails cleanly (no
 //!   object taken, no slab leaked) when memory runs out.
@@ -37,6 +44,7 @@
 //! object, is a race between atomics and not undefined behaviour of the
 //! test itself.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
@@ -46,10 +54,11 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
-use super::{KmemCache, KmemCacheArgs, Kmalloc, SlabFlags, SlabStat};
+use super::{Kmalloc, KmemCache, KmemCacheArgs, SlabFlags, SlabStat};
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::platform::Platform;
 use crate::sim::{self, SimPlatform};
 
 // ---------------------------------------------------------------------------
@@ -92,23 +101,20 @@ fn flush_every_cpu(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
     on_every_cpu(nr_cpus, |_| cache.flush_cpu_slab());
 }
 
-/// Flushes every CPU, then shrinks: every empty slab goes back to the
-/// buddy allocator.
+/// Shrinks on every CPU's thread, concurrently: each flushes its CPU slab,
+/// then every empty slab goes back to the buddy allocator.
 fn flush_and_shrink(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
-    flush_every_cpu(cache, nr_cpus);
-    cache.shrink();
+    on_every_cpu(nr_cpus, |_| cache.shrink());
 }
 
 /// Objects handed to users, as the counters see it.
 fn nr_allocs(cache: &KmemCache<'_, SimPlatform>) -> u64 {
-    let s = cache.stats();
-    s.get(SlabStat::AllocFastpath) + s.get(SlabStat::AllocSlowpath)
+    cache.stats().get(SlabStat::Allocs)
 }
 
 /// Objects given back by users, as the counters see it.
 fn nr_frees(cache: &KmemCache<'_, SimPlatform>) -> u64 {
-    let s = cache.stats();
-    s.get(SlabStat::FreeFastpath) + s.get(SlabStat::FreeSlowpath)
+    cache.stats().get(SlabStat::Frees)
 }
 
 /// Bad frees of any kind the cache caught and refused.
@@ -121,8 +127,8 @@ fn nr_bad_frees(cache: &KmemCache<'_, SimPlatform>) -> u64 {
 fn assert_accounting(cache: &KmemCache<'_, SimPlatform>, held: usize) {
     let (allocs, frees) = (nr_allocs(cache), nr_frees(cache));
     assert_eq!(
-        allocs - frees,
-        held as u64,
+        i128::from(allocs) - i128::from(frees),
+        held as i128,
         "{}: allocs {allocs} - frees {frees} != objects held",
         cache.name()
     );
@@ -134,10 +140,9 @@ fn assert_accounting(cache: &KmemCache<'_, SimPlatform>, held: usize) {
         cache.name()
     );
     assert!(info.active_objs <= info.num_objs, "{info:?}");
-    assert!(info.active_slabs <= info.num_slabs, "{info:?}");
     assert_eq!(
         info.num_objs,
-        info.num_slabs * info.objperslab,
+        info.num_slabs * u64::from(info.objperslab),
         "every slab holds objperslab objects: {info:?}"
     );
 }
@@ -281,23 +286,35 @@ fn alignment_of(addr: usize, cap: usize) -> usize {
 // S1, S2, S3: threads as CPUs.
 
 /// Alloc/free steps per thread.
-const STRESS_OPS: usize = 8_000;
+const STRESS_OPS: usize = 30_000;
 /// A thread alternates between growing to this many live objects and
 /// shrinking to [`STRESS_LOW`], so slabs go full, partial and empty.
 const STRESS_HIGH: usize = 384;
 /// See [`STRESS_HIGH`].
 const STRESS_LOW: usize = 16;
 
-/// The caches of the stress test: plain small objects, debug objects of an
-/// odd size, and objects large enough for multi-page slabs.
-const STRESS_CACHES: [(&str, usize, SlabFlags); 3] = [
-    ("stress-64", 64, SlabFlags::empty()),
+/// A cache of the stress test: name, object size, flags, sheaf capacity.
+type CacheSpec = (&'static str, usize, SlabFlags, u32);
+
+/// The caches of the classic stress test: plain small objects, debug
+/// objects of an odd size, objects large enough for multi-page slabs.
+const CLASSIC_CACHES: [CacheSpec; 3] = [
+    ("stress-64", 64, SlabFlags::empty(), 0),
     (
         "stress-100-debug",
         100,
         SlabFlags::RED_ZONE.union(SlabFlags::POISON),
+        0,
     ),
-    ("stress-1000-hwalign", 1000, SlabFlags::HWCACHE_ALIGN),
+    ("stress-1000-hwalign", 1000, SlabFlags::HWCACHE_ALIGN, 0),
+];
+
+/// The caches of the sheaves stress test: small sheaves (8 objects), so
+/// that main, spare and barn trade sheaves all the time and the barn hits
+/// its limits, and the usual 32 with multi-page slabs.
+const SHEAF_CACHES: [CacheSpec; 2] = [
+    ("stress-128-sheaves-8", 128, SlabFlags::empty(), 8),
+    ("stress-700-sheaves-32", 700, SlabFlags::HWCACHE_ALIGN, 32),
 ];
 
 /// One object the test holds: which cache, where, and the stamp it carries.
@@ -405,8 +422,14 @@ impl Stress<'_, '_> {
                 self.bulk_round(cpu, &mut rng, &mut seq);
             }
             if step % 3000 == 2999 {
-                // What a flush IPI would do on this CPU.
-                self.caches[rng.below(self.caches.len())].flush_cpu_slab();
+                // What a flush IPI or a shrinker would do on this CPU,
+                // while the others go on.
+                let c = &self.caches[rng.below(self.caches.len())];
+                if rng.below(2) == 0 {
+                    c.flush_cpu_slab();
+                } else {
+                    c.shrink();
+                }
             }
         }
         live
@@ -450,15 +473,16 @@ impl Stress<'_, '_> {
     }
 }
 
-/// S1..S3 on `nr_cpus` threads, one per CPU.
-fn stress(nr_cpus: u32) {
+/// S1..S3 on `nr_cpus` threads, one per CPU, with the caches of `specs`.
+fn stress(nr_cpus: u32, specs: &[CacheSpec]) {
     let pa = machine(NR_PAGES, nr_cpus as usize);
     let before = free_frames(&pa);
-    let caches: Vec<Box<KmemCache<'_, SimPlatform>>> = STRESS_CACHES
+    let caches: Vec<Box<KmemCache<'_, SimPlatform>>> = specs
         .iter()
-        .map(|&(name, size, flags)| {
+        .map(|&(name, size, flags, sheaf_capacity)| {
             let args = KmemCacheArgs {
                 flags,
+                sheaf_capacity,
                 ..KmemCacheArgs::default()
             };
             KmemCache::new(&pa, name, size, args).expect("cache creation")
@@ -488,7 +512,10 @@ fn stress(nr_cpus: u32) {
     for mailbox in &stress.mailboxes {
         let mut mailbox = mailbox.lock().unwrap_or_else(PoisonError::into_inner);
         for h in mailbox.drain(..) {
-            stress.view(&h).check(h.stamp).expect("in flight at the end");
+            stress
+                .view(&h)
+                .check(h.stamp)
+                .expect("in flight at the end");
             held.push(h);
         }
     }
@@ -514,13 +541,32 @@ fn stress(nr_cpus: u32) {
             "no remote free took the slow path"
         );
     }
+    for (cache, spec) in caches.iter().zip(specs) {
+        if spec.3 > 0 {
+            let s = cache.stats();
+            for stat in [SlabStat::AllocPcs, SlabStat::FreePcs, SlabStat::SheafRefill] {
+                assert!(
+                    s.get(stat) > 0,
+                    "{}: {} never counted",
+                    cache.name(),
+                    stat.name()
+                );
+            }
+        }
+    }
 
     // Phase 2: the survivors are dealt out to the CPUs at random and freed
     // there, mostly remotely.
     let mut rng = XorShift::new(0xF4EE);
     rng.shuffle(&mut held);
     let shares: Vec<Vec<Held>> = (0..nr_cpus as usize)
-        .map(|cpu| held.iter().copied().skip(cpu).step_by(nr_cpus as usize).collect())
+        .map(|cpu| {
+            held.iter()
+                .copied()
+                .skip(cpu)
+                .step_by(nr_cpus as usize)
+                .collect()
+        })
         .collect();
     on_every_cpu(nr_cpus, |cpu| {
         for &h in &shares[cpu as usize] {
@@ -555,27 +601,48 @@ fn stress(nr_cpus: u32) {
 
 #[test]
 fn stress_1_cpu() {
-    stress(1);
+    stress(1, &CLASSIC_CACHES);
 }
 
 #[test]
 fn stress_2_cpus() {
-    stress(2);
+    stress(2, &CLASSIC_CACHES);
 }
 
 #[test]
 fn stress_4_cpus() {
-    stress(4);
+    stress(4, &CLASSIC_CACHES);
 }
 
 #[test]
 fn stress_8_cpus() {
-    stress(8);
+    stress(8, &CLASSIC_CACHES);
+}
+
+#[test]
+fn stress_sheaves_1_cpu() {
+    stress(1, &SHEAF_CACHES);
+}
+
+#[test]
+fn stress_sheaves_2_cpus() {
+    stress(2, &SHEAF_CACHES);
+}
+
+#[test]
+fn stress_sheaves_4_cpus() {
+    stress(4, &SHEAF_CACHES);
+}
+
+#[test]
+fn stress_sheaves_8_cpus() {
+    stress(8, &SHEAF_CACHES);
 }
 
 // ---------------------------------------------------------------------------
 // S4: bulk.
 
+/// A cache of `size`-byte objects with `flags`, without sheaves.
 fn cache<'a>(
     pa: &'a PageAlloc<SimPlatform>,
     name: &'static str,
@@ -584,6 +651,20 @@ fn cache<'a>(
 ) -> Box<KmemCache<'a, SimPlatform>> {
     let args = KmemCacheArgs {
         flags,
+        ..KmemCacheArgs::default()
+    };
+    KmemCache::new(pa, name, size, args).expect("cache creation")
+}
+
+/// A cache of `size`-byte objects with `sheaf_capacity` (0: no sheaves).
+fn sheaf_cache<'a>(
+    pa: &'a PageAlloc<SimPlatform>,
+    name: &'static str,
+    size: usize,
+    sheaf_capacity: u32,
+) -> Box<KmemCache<'a, SimPlatform>> {
+    let args = KmemCacheArgs {
+        sheaf_capacity,
         ..KmemCacheArgs::default()
     };
     KmemCache::new(pa, name, size, args).expect("cache creation")
@@ -609,6 +690,8 @@ fn bulk_alloc_checked(c: &KmemCache<'_, SimPlatform>, n: usize, tag: u64) -> Vec
     objs
 }
 
+/// Checks the stamps `bulk_alloc_checked` wrote, then `free_bulk`s the
+/// objects in a shuffled order.
 fn bulk_free_checked(c: &KmemCache<'_, SimPlatform>, objs: &[*mut u8], tag: u64) {
     for (i, &p) in objs.iter().enumerate() {
         // SAFETY: allocated by `bulk_alloc_checked`, still owned.
@@ -623,10 +706,20 @@ fn bulk_free_checked(c: &KmemCache<'_, SimPlatform>, objs: &[*mut u8], tag: u64)
 
 #[test]
 fn bulk_any_count() {
+    bulk_any_count_on(&[("bulk-64", 64, 0), ("bulk-1000", 1000, 0)]);
+}
+
+#[test]
+fn bulk_any_count_sheaves() {
+    bulk_any_count_on(&[("bulk-64-sheaves", 64, 16), ("bulk-1000-sheaves", 1000, 32)]);
+}
+
+/// S4 for caches of (name, object size, sheaf capacity).
+fn bulk_any_count_on(specs: &[(&'static str, usize, u32)]) {
     let pa = machine(NR_PAGES, 1);
     let before = free_frames(&pa);
-    for (name, size) in [("bulk-64", 64), ("bulk-1000", 1000)] {
-        let c = cache(&pa, name, size, SlabFlags::empty());
+    for &(name, size, sheaf_capacity) in specs {
+        let c = sheaf_cache(&pa, name, size, sheaf_capacity);
         // Learn the slab geometry from one allocation.
         let probe = c.alloc(Gfp::KERNEL).expect("memory");
         let per = c.info().objperslab as usize;
@@ -662,16 +755,26 @@ fn bulk_any_count() {
 
 #[test]
 fn bulk_is_all_or_nothing_when_memory_runs_out() {
+    bulk_out_of_memory(0);
+}
+
+#[test]
+fn bulk_is_all_or_nothing_when_memory_runs_out_sheaves() {
+    bulk_out_of_memory(8);
+}
+
+/// S4 when memory runs out, on a cache with `sheaf_capacity`.
+fn bulk_out_of_memory(sheaf_capacity: u32) {
     // 256 frames (1 MiB): 4096 objects of 1000 bytes cannot fit.
     let pa = machine(256, 1);
     let before = free_frames(&pa);
-    let c = cache(&pa, "bulk-oom", 1000, SlabFlags::empty());
+    let c = sheaf_cache(&pa, "bulk-oom", 1000, sheaf_capacity);
     let keep = bulk_alloc_checked(&c, 10, 0);
     let mut objs = vec![core::ptr::null_mut(); 4096];
     assert_eq!(
         c.alloc_bulk(Gfp::KERNEL | Gfp::NOWARN, &mut objs),
         0,
-        "a bulk allocation larger than memory must fail as a whole"
+        "sheaves {sheaf_capacity}: a bulk allocation larger than memory must fail as a whole"
     );
     c.flush_cpu_slab();
     assert_accounting(&c, 10);
@@ -681,7 +784,33 @@ fn bulk_is_all_or_nothing_when_memory_runs_out() {
     bulk_free_checked(&c, &keep, 0);
     flush_and_shrink(&c, 1);
     assert_accounting(&c, 0);
-    assert_eq!(free_frames(&pa), before, "failed bulk leaked slabs");
+    assert_eq!(
+        free_frames(&pa),
+        before,
+        "sheaves {sheaf_capacity}: failed bulk leaked slabs"
+    );
+}
+
+/// Objects moved between sheaves and slabs (refill, flush) are not user
+/// allocations or frees: `Allocs`, `Frees` and `active_objs` see only the
+/// user's operations (SH3: objects in sheaves count as allocated to the
+/// slab layer, not to the user).
+#[test]
+fn sheaf_refill_and_flush_are_not_user_operations() {
+    let pa = machine(1024, 1);
+    let c = sheaf_cache(&pa, "sheaf-accounting", 64, 4);
+    // The first allocation refills the main sheaf with 4 objects.
+    let p = c.alloc(Gfp::KERNEL).expect("memory");
+    assert_eq!(c.stats().get(SlabStat::SheafRefill), 4);
+    assert_accounting(&c, 1);
+    // SAFETY: allocated above, freed once.
+    unsafe { c.free(p) };
+    assert_accounting(&c, 0);
+    // Flushing the sheaf moves its 4 objects to the slab.
+    c.shrink();
+    assert_eq!(c.stats().get(SlabStat::SheafFlush), 4);
+    assert_accounting(&c, 0);
+    assert_eq!(c.info().num_slabs, 0);
 }
 
 // ---------------------------------------------------------------------------
@@ -741,14 +870,14 @@ fn debug_red_zone_overwrite_is_caught_at_free() {
     let b = c.alloc(Gfp::KERNEL).expect("memory");
     // SAFETY: the whole object is ours.
     unsafe { ObjView::new(a.as_ptr() as usize, size) }.fill(1);
-    let before = c.stats().get(SlabStat::RedZone);
+    let before = c.stats().get(SlabStat::RedzoneCorrupt);
     // SAFETY: one byte past the object's end: the red zone, inside the
     // slab and so inside simulated RAM; writing it is the bug under test.
     unsafe { a.as_ptr().add(size).write_volatile(0x42) };
     // SAFETY: `a` is ours; the cache should report the red zone.
     unsafe { c.free(a) };
     assert_eq!(
-        c.stats().get(SlabStat::RedZone),
+        c.stats().get(SlabStat::RedzoneCorrupt),
         before + 1,
         "write past the end not caught"
     );
@@ -757,7 +886,7 @@ fn debug_red_zone_overwrite_is_caught_at_free() {
     unsafe { ObjView::new(b.as_ptr() as usize, size) }.fill(2);
     // SAFETY: `b` is ours.
     unsafe { c.free(b) };
-    assert_eq!(c.stats().get(SlabStat::RedZone), before + 1);
+    assert_eq!(c.stats().get(SlabStat::RedzoneCorrupt), before + 1);
     let per = c.info().objperslab as usize;
     assert_distinct_allocs(&c, 2 * per, &[]);
 }
@@ -772,7 +901,7 @@ fn debug_write_after_free_is_caught_at_next_alloc() {
     let a = c.alloc(Gfp::KERNEL).expect("memory");
     // SAFETY: `a` is ours.
     unsafe { c.free(a) };
-    let before = c.stats().get(SlabStat::Poison);
+    let before = c.stats().get(SlabStat::PoisonCorrupt);
     // SAFETY: a write into a freed object of a live slab (kept alive by
     // `keep`): simulated RAM, and the bug under test.
     unsafe { a.as_ptr().add(size / 2).write_volatile(0x42) };
@@ -782,7 +911,7 @@ fn debug_write_after_free_is_caught_at_next_alloc() {
         .map(|_| c.alloc(Gfp::KERNEL).expect("memory"))
         .collect();
     assert_eq!(
-        c.stats().get(SlabStat::Poison),
+        c.stats().get(SlabStat::PoisonCorrupt),
         before + 1,
         "write after free not caught"
     );
@@ -826,9 +955,18 @@ fn debug_freed_objects_are_poisoned() {
 fn foreign_pointers_are_refused() {
     let pa = machine(1024, 1);
     let before = free_frames(&pa);
-    for flags in [SlabFlags::empty(), SlabFlags::RED_ZONE | SlabFlags::POISON] {
-        let c = cache(&pa, "mine", 64, flags);
-        let other = cache(&pa, "other", 64, flags);
+    for (flags, sheaf_capacity) in [
+        (SlabFlags::empty(), 0),
+        (SlabFlags::RED_ZONE | SlabFlags::POISON, 0),
+        (SlabFlags::empty(), 8),
+    ] {
+        let args = KmemCacheArgs {
+            flags,
+            sheaf_capacity,
+            ..KmemCacheArgs::default()
+        };
+        let c = KmemCache::new(&pa, "mine", 64, args).expect("cache");
+        let other = KmemCache::new(&pa, "other", 64, args).expect("cache");
         let mine = c.alloc(Gfp::KERNEL).expect("memory");
         let theirs = other.alloc(Gfp::KERNEL).expect("memory");
         let page = pa.alloc_pages(Gfp::KERNEL, 0).expect("memory");
@@ -840,7 +978,10 @@ fn foreign_pointers_are_refused() {
         let foreign = [
             ("another cache's object", theirs),
             ("the middle of an object", inside),
-            ("a page from the page allocator", NonNull::new(page_va).expect("va")),
+            (
+                "a page from the page allocator",
+                NonNull::new(page_va).expect("va"),
+            ),
             ("host memory outside the machine", host_ptr),
         ];
         for (what, p) in foreign {
@@ -849,7 +990,11 @@ fn foreign_pointers_are_refused() {
             // pointer up (page record, slab, object boundary) and refuse
             // it without writing through it.
             unsafe { c.free(p) };
-            assert_eq!(nr_bad_frees(&c), bad + 1, "{flags:?}: {what} not refused");
+            assert_eq!(
+                nr_bad_frees(&c),
+                bad + 1,
+                "{flags:?}, sheaves {sheaf_capacity}: {what} not refused"
+            );
         }
         assert_eq!(*host, [0; 8], "the cache wrote host memory");
         c.flush_cpu_slab();
@@ -908,7 +1053,9 @@ fn alignment_is_honoured() {
 // S6: kmalloc.
 
 /// The kmalloc size classes (x86_64).
-const KMALLOC_CLASSES: [usize; 13] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192];
+const KMALLOC_CLASSES: [usize; 13] = [
+    8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
+];
 /// Largest request served by a slab cache (`KMALLOC_MAX_CACHE_SIZE`).
 const KMALLOC_MAX_CACHE_SIZE: usize = 8192;
 
@@ -944,15 +1091,27 @@ fn interesting_sizes() -> Vec<usize> {
     sizes.into_iter().collect()
 }
 
+/// Flushes every CPU's slab of every kmalloc cache, then shrinks them.
+fn kmalloc_flush_and_shrink(km: &Kmalloc<'_, SimPlatform>, nr_cpus: u32) {
+    for c in km.caches() {
+        flush_and_shrink(c, nr_cpus);
+        assert_accounting(c, 0);
+        assert_eq!(c.info().num_slabs, 0, "{}: {:?}", c.name(), c.info());
+    }
+}
+
 fn kmalloc_checked(km: &Kmalloc<'_, SimPlatform>, size: usize) -> NonNull<u8> {
     let p = km
         .kmalloc(size, Gfp::KERNEL)
         .unwrap_or_else(|| panic!("kmalloc({size}) failed"));
     let addr = p.as_ptr() as usize;
-    // SAFETY: `p` is a live kmalloc object.
-    let ks = unsafe { km.ksize(p) };
+    let ks = km.ksize(p);
     assert!(ks >= size, "kmalloc({size}): ksize {ks}");
-    assert_eq!(ks, expected_ksize(size), "kmalloc({size}): wrong size class");
+    assert_eq!(
+        ks,
+        expected_ksize(size),
+        "kmalloc({size}): wrong size class"
+    );
     let align = expected_align(size);
     assert!(
         is_aligned(addr, align),
@@ -998,8 +1157,7 @@ fn kmalloc_interesting_sizes_are_disjoint_and_whole() {
     }
     let mut ranges: Vec<(usize, usize)> = live
         .iter()
-        // SAFETY: live objects.
-        .map(|&(p, _, _)| (p.as_ptr() as usize, unsafe { km.ksize(p) }))
+        .map(|&(p, _, _)| (p.as_ptr() as usize, km.ksize(p)))
         .collect();
     ranges.sort_unstable();
     for w in ranges.windows(2) {
@@ -1012,7 +1170,7 @@ fn kmalloc_interesting_sizes_are_disjoint_and_whole() {
         // SAFETY: freed once.
         unsafe { km.kfree(p) };
     }
-    drop(km);
+    kmalloc_flush_and_shrink(&km, 1);
     assert_eq!(free_frames(&pa), before, "kmalloc leaked frames");
 }
 
@@ -1022,19 +1180,19 @@ fn krealloc_keeps_contents() {
     let before = free_frames(&pa);
     let km = Kmalloc::new(&pa);
     // Across classes, into and out of the page allocator, down to 1 byte.
-    let chain = [10, 50, 64, 100, 200, 190, 5000, 8192, 9000, 20000, 3000, 7, 1];
+    let chain = [
+        10, 50, 64, 100, 200, 190, 5000, 8192, 9000, 20000, 3000, 7, 1,
+    ];
     let mut size = chain[0];
     let mut p = kmalloc_checked(&km, size);
     // SAFETY: `size` bytes of a live object.
     unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(0);
     for (i, &new_size) in chain.iter().enumerate().skip(1) {
-        // SAFETY: `p` is live; it is given up to krealloc.
-        let ks_old = unsafe { km.ksize(p) };
+        let ks_old = km.ksize(p);
         // SAFETY: `p` is live and given up to krealloc.
         let q = unsafe { km.krealloc(p, new_size, Gfp::KERNEL) }
             .unwrap_or_else(|| panic!("krealloc({size} -> {new_size}) failed"));
-        // SAFETY: `q` is live.
-        let ks = unsafe { km.ksize(q) };
+        let ks = km.ksize(q);
         assert!(ks >= new_size, "krealloc({size} -> {new_size}): ksize {ks}");
         if new_size >= size && new_size <= ks_old {
             assert_eq!(q, p, "krealloc({size} -> {new_size}) within ksize moved");
@@ -1054,7 +1212,7 @@ fn krealloc_keeps_contents() {
     }
     // SAFETY: freed once.
     unsafe { km.kfree(p) };
-    drop(km);
+    kmalloc_flush_and_shrink(&km, 1);
     assert_eq!(free_frames(&pa), before, "krealloc leaked frames");
 }
 
@@ -1072,8 +1230,7 @@ fn kfree_of_large_allocations_returns_their_frames() {
     ] {
         let p = kmalloc_checked(&km, size);
         assert_eq!(free_frames(&pa), before - frames, "kmalloc({size})");
-        // SAFETY: a live kmalloc object.
-        assert_eq!(unsafe { km.ksize(p) }, frames as usize * PAGE_SIZE as usize);
+        assert_eq!(km.ksize(p), frames as usize * PAGE_SIZE as usize);
         // SAFETY: `size` bytes of a live object.
         unsafe { ObjView::new(p.as_ptr() as usize, size) }.fill(size as u64);
         // SAFETY: freed once.
@@ -1086,6 +1243,7 @@ fn kfree_of_large_allocations_returns_their_frames() {
 fn kmalloc_cross_cpu() {
     const NR_CPUS: u32 = 4;
     let pa = machine(NR_PAGES, NR_CPUS as usize);
+    let before = free_frames(&pa);
     let km = Kmalloc::new(&pa);
     let mailboxes: Vec<Mutex<Vec<(usize, usize, u64)>>> =
         (0..NR_CPUS).map(|_| Mutex::new(Vec::new())).collect();
@@ -1120,7 +1278,11 @@ fn kmalloc_cross_cpu() {
         }
     });
     for mailbox in &mailboxes {
-        for (addr, size, st) in mailbox.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for (addr, size, st) in mailbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             // SAFETY: live, owned by the test now.
             let view = unsafe { ObjView::new(addr, size) };
             view.check(st).unwrap_or_else(|e| panic!("{e}"));
@@ -1128,4 +1290,6 @@ fn kmalloc_cross_cpu() {
             unsafe { km.kfree(NonNull::new(addr as *mut u8).expect("non-null")) };
         }
     }
+    kmalloc_flush_and_shrink(&km, NR_CPUS);
+    assert_eq!(free_frames(&pa), before, "kmalloc leaked frames");
 }
