@@ -156,6 +156,8 @@ struct Layout {
     red_zone: Option<usize>,
     order: u32,
     objects: u32,
+    /// The smallest order that holds one object (`s->min`).
+    min_order: u32,
 }
 
 /// A cache of equal-sized objects (`struct kmem_cache`). Created boxed:
@@ -175,6 +177,8 @@ pub struct KmemCache<'a, P: Platform> {
     nr_partial: AtomicU64,
     /// Slabs of this cache (K1).
     nr_slabs: AtomicU64,
+    /// Object slots in those slabs (slabs of a fallback order hold fewer).
+    nr_objects: AtomicU64,
     /// Objects allocated and not freed.
     nr_active: AtomicI64,
     stats: SlabStats,
@@ -273,6 +277,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 red_zone,
                 order,
                 objects,
+                min_order: size
+                    .div_ceil(crate::addr::PAGE_SIZE as usize)
+                    .next_power_of_two()
+                    .trailing_zeros(),
             },
             flags: args.flags,
             min_partial,
@@ -287,6 +295,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             }),
             nr_partial: AtomicU64::new(0),
             nr_slabs: AtomicU64::new(0),
+            nr_objects: AtomicU64::new(0),
             nr_active: AtomicI64::new(0),
             stats: SlabStats::new(),
             // Linux ignores sheaf_capacity for debug caches.
@@ -316,7 +325,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         let slabs = self.nr_slabs.load(Relaxed);
         SlabInfo {
             active_objs: self.nr_active.load(Relaxed).max(0) as u64,
-            num_objs: slabs * u64::from(self.layout.objects),
+            num_objs: self.nr_objects.load(Relaxed),
             objsize: self.layout.size,
             objperslab: self.layout.objects,
             pagesperslab: 1 << self.layout.order,
@@ -363,8 +372,9 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// Whether `addr` is the start of an object slot of `slab` (S3).
     fn is_object_of(&self, slab: Pfn, addr: u64) -> bool {
         let base = self.slab_base(slab);
+        let objects = self.slab(slab).objects();
         addr >= base
-            && addr < base + u64::from(self.layout.objects) * self.layout.size as u64
+            && addr < base + u64::from(objects) * self.layout.size as u64
             && (addr - base).is_multiple_of(self.layout.size as u64)
     }
 
@@ -429,27 +439,32 @@ impl<'a, P: Platform> KmemCache<'a, P> {
 
     /// Allocates and formats a slab, all objects free and chained in order
     /// (`allocate_slab` + `shuffle_freelist` without the shuffle).
+    ///
+    /// If the preferred order is not to be had, a slab of the smallest order
+    /// that holds one object is tried (`ORDER_FALLBACK`).
     fn new_slab(&self, gfp: Gfp) -> Option<Slab<'a>> {
-        let order = self.layout.order;
         let gfp = (gfp & !(Gfp::ZERO | Gfp::MOVABLE)) | Gfp::NOWARN;
-        let pfn = self.pa.alloc_pages(gfp, order).ok()?;
+        let (pfn, order) = match self.pa.alloc_pages(gfp, self.layout.order) {
+            Ok(pfn) => (pfn, self.layout.order),
+            Err(_) if self.layout.min_order < self.layout.order => {
+                let pfn = self.pa.alloc_pages(gfp, self.layout.min_order).ok()?;
+                self.stats.inc(SlabStat::OrderFallback);
+                (pfn, self.layout.min_order)
+            }
+            Err(_) => return None,
+        };
         let base = self.slab_base(pfn);
-        let n = u64::from(self.layout.objects);
+        let objects = (Slab::bytes(order) / self.layout.size) as u32;
+        let n = u64::from(objects);
         let size = self.layout.size as u64;
         for i in 0..n {
             let obj = base + i * size;
             self.debug_mark_free(obj);
             self.set_freepointer(obj, if i + 1 < n { obj + size } else { 0 });
         }
-        let slab = Slab::init(
-            self.pa.memmap(),
-            pfn,
-            order,
-            self.id(),
-            self.layout.objects,
-            base,
-        );
+        let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
         self.nr_slabs.fetch_add(1, Relaxed);
+        self.nr_objects.fetch_add(n, Relaxed);
         self.stats.inc(SlabStat::NewSlab);
         Some(slab)
     }
@@ -457,15 +472,23 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// Returns an empty slab to the page allocator (`discard_slab`).
     fn discard_slab(&self, slab: Slab<'_>) {
         let pfn = slab.pfn;
-        slab.clear(self.pa.memmap(), self.layout.order);
+        let order = self.slab_order(pfn);
+        self.nr_objects
+            .fetch_sub(u64::from(slab.objects()), Relaxed);
+        slab.clear(self.pa.memmap(), order);
         self.nr_slabs.fetch_sub(1, Relaxed);
         self.stats.inc(SlabStat::FreeSlab);
-        if let Err(bad) = self.pa.free_pages(pfn, self.layout.order) {
+        if let Err(bad) = self.pa.free_pages(pfn, order) {
             log::error!(
                 "BUG {}: slab pfn {pfn} refused by the page allocator: {bad:?}",
                 self.name
             );
         }
+    }
+
+    /// The order of slab `pfn`, as the page allocator recorded it.
+    fn slab_order(&self, pfn: Pfn) -> u32 {
+        self.pa.memmap().page(pfn).order()
     }
 
     fn slab(&self, pfn: Pfn) -> Slab<'a> {

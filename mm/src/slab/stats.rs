@@ -24,6 +24,8 @@ define_stats! {
         FreeAddPartial => "free_add_partial",
         /// New slab allocated from the page allocator.
         NewSlab => "new_slab",
+        /// New slab of the minimum order, the preferred one being unavailable.
+        OrderFallback => "order_fallback",
         /// Empty slab returned to the page allocator.
         FreeSlab => "free_slab",
         /// CPU slab handed back to the node (`deactivate_slab`).

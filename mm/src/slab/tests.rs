@@ -287,3 +287,33 @@ fn kmalloc_classes_large_blocks_and_krealloc() {
         "every slab and large block returned"
     );
 }
+
+#[test]
+fn slabs_fall_back_to_the_minimum_order_when_memory_is_fragmented() {
+    let pa = machine();
+    let c = KmemCache::new(&pa, "test-2000", 2000, KmemCacheArgs::default()).unwrap();
+    assert!(c.layout.order > 0 && c.layout.min_order == 0);
+    // Fragment memory: take every page, give back every other one.
+    let mut pages = Vec::new();
+    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, 0) {
+        pages.push(pfn);
+    }
+    let (keep, give): (Vec<Pfn>, Vec<Pfn>) = pages.iter().partition(|p| p.as_u64() % 2 == 0);
+    for &pfn in &give {
+        pa.free_pages(pfn, 0).unwrap();
+    }
+    pa.drain_all_pages();
+    let objs: Vec<NonNull<u8>> = (0..10).map(|_| c.alloc(Gfp::KERNEL).unwrap()).collect();
+    assert!(c.stats().get(SlabStat::OrderFallback) >= 1);
+    // Order-0 slabs hold two 2000-byte objects each.
+    assert_eq!(c.info().num_objs, 2 * c.info().num_slabs);
+    for p in objs {
+        // SAFETY: freed once.
+        unsafe { c.free(p) };
+    }
+    c.shrink();
+    assert_eq!(c.info().num_slabs, 0);
+    for pfn in keep {
+        pa.free_pages(pfn, 0).unwrap();
+    }
+}
