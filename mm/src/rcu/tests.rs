@@ -33,6 +33,17 @@ impl Drop for OfflineOnDrop<'_> {
     }
 }
 
+/// Sets the flag when dropped, also when the test thread panics, so that
+/// helper threads waiting for it stop and a failure is reported instead of
+/// hanging the test run.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
 /// Runs `f` on CPUs 1..n in threads (CPU 0 is the calling thread); each
 /// thread goes offline when `f` returns.
 fn on_cpus(rcu: &Rcu<SimPlatform>, n: usize, f: impl Fn(usize) + Sync) {
@@ -77,6 +88,7 @@ fn synchronize_waits_for_readers_that_began_before_it() {
                 std::thread::yield_now();
             }
         });
+        let _stop = SetOnDrop(&sync_done);
         while !in_reader.load(SeqCst) {
             std::hint::spin_loop();
         }
@@ -114,6 +126,7 @@ fn callback_waits_for_the_reader_then_runs_within_a_few_ticks() {
                 tick(&rcu);
             }
         });
+        let (_release, _done) = (SetOnDrop(&release), SetOnDrop(&done));
         while !holding.load(SeqCst) {
             core::hint::spin_loop();
         }
@@ -168,6 +181,7 @@ fn barrier_waits_for_every_queued_callback() {
                 }
             });
         }
+        let _stop = SetOnDrop(&stop);
         for h in &heads[0] {
             let p = &**h as *const RcuHead as *mut RcuHead;
             // SAFETY: as above.
@@ -418,6 +432,7 @@ fn kvfree_rcu_frees_in_batches_after_a_grace_period() {
             drop(g);
             rcu.cpu_offline(CpuId::new(1));
         });
+        let _release = SetOnDrop(&release);
         while !holding.load(SeqCst) {
             core::hint::spin_loop();
         }
