@@ -26,6 +26,13 @@
 //!   per batch without the time either waits for the other, and without
 //!   each thread's slowest 5 % of batches (see [`cross_cpu`]).
 //!
+//! - (d) a fragmented heap: kmalloc against `linked_list_allocator` only,
+//!   [`MIXED_LIVE`] live objects of random sizes 8..=2048 bytes; each of
+//!   [`MIXED_STEPS`] steps frees a random live object and allocates one of
+//!   a new random size in its place (xorshift, fixed seed, the same
+//!   sequence for both). First fit walks its list of holes, which grows
+//!   with the live set; kmalloc picks a size class and a per-CPU freelist.
+//!
 //! Ours runs on `mm::sim::page_alloc` (64 MiB, 2 simulated CPUs, the first
 //! 1 MiB reserved); each measurement uses fresh caches and is repeated
 //! [`REPEATS`] times; the median is printed, then our counters of the last
@@ -74,6 +81,11 @@ const HEAP_BYTES: usize = 16 << 20;
 /// Sheaf capacity of the "with sheaves" column: 32, the maple-node and VMA
 /// cache setting.
 const SHEAF_CAPACITY: u32 = 32;
+
+/// Live objects in (d).
+const MIXED_LIVE: usize = 8192;
+/// Replace steps in (d).
+const MIXED_STEPS: usize = 1 << 17;
 
 /// A workload: runs on an allocator, returns ns per alloc + free pair.
 type Workload = fn(&dyn Objects) -> f64;
@@ -391,6 +403,89 @@ fn measure(run: Workload, size: usize) -> Row {
     }
 }
 
+/// The random sizes of (d): 8..=2048 bytes, skewed to small ones as heap
+/// objects are (a random power of two, then a random size up to it).
+fn mixed_sizes() -> Vec<usize> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..MIXED_LIVE + MIXED_STEPS * 2)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let cap = 8usize << (x % 9); // 8 .. 2048
+            8 + (x >> 8) as usize % (cap - 7)
+        })
+        .collect()
+}
+
+/// (d) for one allocator, given as alloc(size) and free(ptr, size).
+fn mixed(
+    sizes: &[usize],
+    alloc: impl Fn(usize) -> NonNull<u8>,
+    free: impl Fn(NonNull<u8>, usize),
+) -> f64 {
+    sim::set_cpu(0);
+    let mut live: Vec<(NonNull<u8>, usize)> =
+        sizes[..MIXED_LIVE].iter().map(|&n| (alloc(n), n)).collect();
+    let mut next = MIXED_LIVE;
+    let start = Instant::now();
+    for _ in 0..MIXED_STEPS {
+        let victim = sizes[next] % MIXED_LIVE;
+        let n = sizes[next + 1];
+        next += 2;
+        let (p, old) = live[victim];
+        free(p, old);
+        live[victim] = (alloc(n), n);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / MIXED_STEPS as f64;
+    for (p, n) in live {
+        free(p, n);
+    }
+    ns
+}
+
+/// (d): kmalloc vs linked_list_allocator on a fragmented heap.
+fn fragmented() {
+    let sizes = mixed_sizes();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..REPEATS {
+        let pa = machine();
+        let k = Kmalloc::new(&pa);
+        ours.push(mixed(
+            &sizes,
+            |n| black_box(k.kmalloc(n, Gfp::KERNEL)).expect("kmalloc failed"),
+            // SAFETY: from this kmalloc, freed once.
+            |p, _| unsafe { k.kfree(p) },
+        ));
+        let t = Theirs::new(8);
+        let layout = |n| std::alloc::Layout::from_size_align(n, 8).expect("layout");
+        theirs.push(mixed(
+            &sizes,
+            |n| {
+                black_box(t.heap.lock().allocate_first_fit(layout(n)))
+                    .expect("theirs: out of memory")
+            },
+            // SAFETY: from this heap with this layout, freed once.
+            |p, n| unsafe { t.heap.lock().deallocate(p, layout(n)) },
+        ));
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!();
+    println!(
+        "(d) fragmented heap: {MIXED_LIVE} live objects of 8..=2048 bytes, {MIXED_STEPS} random replacements"
+    );
+    println!(
+        "{:<20} {:>8} {:>8} {:>9} {:>9}",
+        "", "kmalloc", "theirs", "kmall/th", "th/kmall"
+    );
+    println!(
+        "{:<20} {ours:>8.1} {theirs:>8.1} {:>8.2}x {:>8.2}x",
+        "ns per free+alloc",
+        ours / theirs,
+        theirs / ours
+    );
+}
+
 fn main() {
     let workloads: [(&str, Workload); 3] = [
         ("(a) alloc+free", pairs),
@@ -477,4 +572,5 @@ fn main() {
             );
         }
     }
+    fragmented();
 }
