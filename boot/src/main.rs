@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     };
     if cfg.gdb {
         eprintln!("boot: waiting for GDB on :1234; in another terminal run");
-        eprintln!("      gdb {elf} -ex 'target remote :1234'");
+        eprintln!(
+            "      gdb -ex 'target remote :1234' -ex 'add-symbol-file {elf} -o 0x10000000000'"
+        );
+        eprintln!(
+            "      (the kernel is position-independent; the banner prints where it was loaded)"
+        );
     }
     match boot::run(&cfg) {
         Ok(outcome) => match outcome.verdict {

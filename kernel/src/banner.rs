@@ -23,8 +23,9 @@ fn kind_name(kind: MemoryRegionKind) -> &'static str {
 /// Prints the banner to the serial console.
 pub fn print(layout: &MemoryLayout) {
     println!(
-        "mmkernel {} (x86_64, Linux-faithful mm)",
-        env!("CARGO_PKG_VERSION")
+        "mmkernel {} (x86_64, Linux-faithful mm), image loaded at {:#x}",
+        env!("CARGO_PKG_VERSION"),
+        crate::arch::backtrace::image_base()
     );
     println!("Physical memory map from the bootloader:");
     let (mut ram, mut usable) = (0, 0);
