@@ -12,9 +12,10 @@
 //!   +--------+-------+-------+------+-------+----------+----------+
 //!   | lru.next (pfn) | lru.prev (pfn) | private                   |  16 B
 //!   +----------------+----------------+---------------------------+
-//!   | reserved for later owners: compound head/order of large     |  32 B
-//!   | folios, large/entire mapcount, MM-id owner slots, the PTE   |
-//!   | table lock of a page-table page (ptdesc), slab fields.      |
+//!   | ext[0..4]: overlaid by the frame's owner. Slab head: ext[0] |  32 B
+//!   | freelist, ext[1] inuse/objects/frozen (`slab::freelist`).   |
+//!   | Later: compound head/order and large/entire mapcounts of    |
+//!   | folios, MM-id owner slots, the ptdesc's PTE-table lock.     |
 //!   +-------------------------------------------------------------+
 //! ```
 //!
@@ -113,15 +114,16 @@ pub struct Page {
     lru_prev: AtomicU32,
     /// Owner-defined word (later: slab cache, ptdesc lock, swap entry).
     private: AtomicU64,
-    /// Room for the later fields drawn in the module header.
-    _reserved: [AtomicU64; 4],
+    /// Words its owner overlays with its own fields (see the module
+    /// header; accessor: [`Page::ext`]). Write/read: per the owner's rules.
+    ext: [AtomicU64; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<Page>() == 64);
 const _: () = assert!(core::mem::offset_of!(Page, refcount) == 8);
 const _: () = assert!(core::mem::offset_of!(Page, lru_next) == 16);
 const _: () = assert!(core::mem::offset_of!(Page, private) == 24);
-const _: () = assert!(core::mem::offset_of!(Page, _reserved) == 32);
+const _: () = assert!(core::mem::offset_of!(Page, ext) == 32);
 
 impl Page {
     /// A reserved frame with every field zero: the state of the memmap
@@ -138,7 +140,7 @@ impl Page {
             lru_next: AtomicU32::new(NIL),
             lru_prev: AtomicU32::new(NIL),
             private: AtomicU64::new(0),
-            _reserved: [const { AtomicU64::new(0) }; 4],
+            ext: [const { AtomicU64::new(0) }; 4],
         }
     }
 
@@ -239,11 +241,11 @@ impl Page {
         self.private.store(v, Relaxed);
     }
 
-    /// Extension word `i` (0..4): the area drawn "reserved for later
-    /// owners" in the module header. Its owner overlays its own fields and
-    /// documents them (the slab allocator: `slab::slab::Slab`).
+    /// Extension word `i` (0..4), drawn in the module header. Its owner
+    /// overlays its own fields and documents them (the slab allocator:
+    /// `slab::freelist::Slab`).
     pub(crate) fn ext(&self, i: usize) -> &AtomicU64 {
-        &self._reserved[i]
+        &self.ext[i]
     }
 }
 
