@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator;
 use mm::page_alloc::{PaStat, PageAlloc, ZoneLayout};
+use mm::rand::XorShift64;
 use mm::sim::{self, SimPlatform};
 use mm::{Gfp, Pfn};
 
@@ -44,24 +45,6 @@ const STEPS: usize = 1 << 19;
 const MIXED_MAX_ORDER: u32 = 5;
 /// The xorshift seed shared by both allocators.
 const SEED: u64 = 0x2545_F491_4F6C_DD1D;
-
-/// xorshift64: the same sequence for both allocators.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// What a workload needs from an allocator: blocks of 2^order frames,
 /// named by their first frame.
@@ -150,8 +133,8 @@ fn order0_batch(a: &mut impl Frames) -> f64 {
 /// (c): a working set of mixed orders; each step frees a random block and
 /// allocates a random order. Returns ns per step (one free + one alloc).
 fn mixed(a: &mut impl Frames) -> f64 {
-    let mut rng = XorShift(SEED);
-    let order = |rng: &mut XorShift| rng.below(MIXED_MAX_ORDER as usize + 1) as u32;
+    let mut rng = XorShift64::new(SEED);
+    let order = |rng: &mut XorShift64| rng.below(MIXED_MAX_ORDER as usize + 1) as u32;
     let mut live: Vec<(usize, u32)> = (0..WORKING_SET)
         .map(|_| {
             let o = order(&mut rng);

@@ -406,12 +406,10 @@ fn measure(run: Workload, size: usize) -> Row {
 /// The random sizes of (d): 8..=2048 bytes, skewed to small ones as heap
 /// objects are (a random power of two, then a random size up to it).
 fn mixed_sizes() -> Vec<usize> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = mm::rand::XorShift64::new(0x2545_f491_4f6c_dd1d);
     (0..MIXED_LIVE + MIXED_STEPS * 2)
         .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let cap = 8usize << (x % 9); // 8 .. 2048
             8 + (x >> 8) as usize % (cap - 7)
         })

@@ -11,6 +11,7 @@ pub mod gfp;
 pub mod memmap;
 pub mod page_alloc;
 pub mod platform;
+pub mod rand;
 pub mod rcu;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;

@@ -205,12 +205,10 @@ fn churn_keeps_invariants() {
     let pa = page_alloc();
     let mut live = [(Pfn::new(0), 0u32); 256];
     let mut nr_live = 0;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = mm::rand::XorShift64::new(0x2545_f491_4f6c_dd1d);
     let pcp_before = pa.stats().get(PaStat::AllocPcp);
     for _ in 0..20_000 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        let seed = rng.next_u64();
         if nr_live < live.len() && (nr_live == 0 || !seed.is_multiple_of(3)) {
             let order = (seed >> 8) as u32 % 5;
             let pfn = pa.alloc_pages(Gfp::KERNEL, order).unwrap();

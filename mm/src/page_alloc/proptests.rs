@@ -57,6 +57,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::rand::XorShift64;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -716,24 +717,6 @@ const STRESS_MAX_LIVE: usize = 64;
 /// What a page-start word or block-end word holds once its owner freed it.
 const POISON: u64 = 0xF4EE_F4EE_F4EE_F4EE;
 
-/// xorshift64: a fixed, cheap sequence per thread.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// The stamp `cpu` writes on page `i` of its block at `pfn`.
 fn stamp(cpu: u32, pfn: Pfn, i: u64) -> u64 {
     0xA110_C000_0000_0000 | (u64::from(cpu) << 40) | (pfn.as_u64() + i)
@@ -815,11 +798,12 @@ fn stress_thread(pa: &PageAlloc<SimPlatform>, cpu: u32) {
     ]
     .map(|g| g | Gfp::NOWARN);
     sim::set_cpu(cpu);
-    let mut rng =
-        XorShift(0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03));
+    let mut rng = XorShift64::new(
+        0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    );
     let mut live: Vec<(Pfn, u32)> = Vec::with_capacity(STRESS_MAX_LIVE);
     for i in 0..STRESS_OPS {
-        let alloc = live.is_empty() || (live.len() < STRESS_MAX_LIVE && rng.next() & 1 == 0);
+        let alloc = live.is_empty() || (live.len() < STRESS_MAX_LIVE && rng.next_u64() & 1 == 0);
         if alloc {
             let order = ORDERS[rng.below(ORDERS.len())];
             let gfp = gfps[rng.below(gfps.len())];

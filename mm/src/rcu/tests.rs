@@ -246,11 +246,9 @@ fn readers_and_writers(nr_cpus: usize) {
     let replaced = AtomicUsize::new(0);
     let reads = AtomicUsize::new(0);
     let work = |cpu: usize| {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ cpu as u64;
+        let mut rng = crate::rand::XorShift64::new(0x9e37_79b9_7f4a_7c15 ^ cpu as u64);
         for i in 0..3000u64 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = rng.next_u64();
             if seed.is_multiple_of(4) {
                 let old = shared.assign(new_node(i));
                 replaced.fetch_add(1, SeqCst);

@@ -59,6 +59,7 @@ use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::platform::Platform;
+use crate::rand::XorShift64;
 use crate::sim::{self, SimPlatform};
 
 // ---------------------------------------------------------------------------
@@ -147,32 +148,11 @@ fn assert_accounting(cache: &KmemCache<'_, SimPlatform>, held: usize) {
     );
 }
 
-/// xorshift64: a fixed, cheap sequence per thread.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
+/// A per-thread generator whose seed is spread over the whole word.
+fn rng(seed: u64) -> XorShift64 {
+    XorShift64::new(
+        0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -387,7 +367,7 @@ impl Stress<'_, '_> {
     /// Phase 1 on `cpu`: random allocs, frees, hand-overs, bulk batches and
     /// flushes. Returns the objects still held.
     fn run(&self, cpu: u32, nr_cpus: u32) -> Vec<Held> {
-        let mut rng = XorShift::new(u64::from(cpu));
+        let mut rng = rng(u64::from(cpu));
         let mut seq = 0;
         let mut live: Vec<Held> = Vec::with_capacity(STRESS_HIGH + 64);
         let mut growing = true;
@@ -436,7 +416,7 @@ impl Stress<'_, '_> {
     }
 
     /// A bulk allocation of 1..=80 objects, stamped, checked, bulk-freed.
-    fn bulk_round(&self, cpu: u32, rng: &mut XorShift, seq: &mut u64) {
+    fn bulk_round(&self, cpu: u32, rng: &mut XorShift64, seq: &mut u64) {
         let cache = rng.below(self.caches.len());
         let c = &self.caches[cache];
         let mut objs = vec![core::ptr::null_mut(); 1 + rng.below(80)];
@@ -557,7 +537,7 @@ fn stress(nr_cpus: u32, specs: &[CacheSpec]) {
 
     // Phase 2: the survivors are dealt out to the CPUs at random and freed
     // there, mostly remotely.
-    let mut rng = XorShift::new(0xF4EE);
+    let mut rng = rng(0xF4EE);
     rng.shuffle(&mut held);
     let shares: Vec<Vec<Held>> = (0..nr_cpus as usize)
         .map(|cpu| {
@@ -699,7 +679,7 @@ fn bulk_free_checked(c: &KmemCache<'_, SimPlatform>, objs: &[*mut u8], tag: u64)
         view.check(tag + i as u64).unwrap_or_else(|e| panic!("{e}"));
     }
     let mut shuffled = objs.to_vec();
-    XorShift::new(tag).shuffle(&mut shuffled);
+    rng(tag).shuffle(&mut shuffled);
     // SAFETY: every pointer was allocated from `c` and is freed once.
     unsafe { c.free_bulk(&shuffled) };
 }
@@ -1249,7 +1229,7 @@ fn kmalloc_cross_cpu() {
         (0..NR_CPUS).map(|_| Mutex::new(Vec::new())).collect();
     let sizes = interesting_sizes();
     on_every_cpu(NR_CPUS, |cpu| {
-        let mut rng = XorShift::new(u64::from(cpu) + 100);
+        let mut rng = rng(u64::from(cpu) + 100);
         let mut seq = 0;
         for _ in 0..1500 {
             let size = sizes[rng.below(sizes.len())];
