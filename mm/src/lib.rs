@@ -8,6 +8,7 @@ extern crate std;
 
 pub mod addr;
 pub mod gfp;
+pub mod maple;
 pub mod memmap;
 pub mod page_alloc;
 pub mod platform;
