@@ -13,6 +13,7 @@
 //! | `now_ns`          | `time::now_ns()`: calibrated TSC, 0 before init     |
 //! | `wait`            | block on the "mm wait queue" with a 1-tick timeout  |
 //! | `wake_waiters`    | wake everything on that queue (any context)         |
+//! | `flush_tlb`       | `invlpg` per page up to 33 pages, else reload CR3   |
 //!
 //! `nr_cpus` counts *possible* CPUs, as the `Platform` contract asks (every
 //! `cpu_id()` is below it) and as `mm` sizes its per-CPU arrays with it: it
@@ -114,5 +115,24 @@ impl Platform for KernelPlatform {
 
     fn wake_waiters(&self) {
         MM_WAIT.wake_all();
+    }
+
+    /// One CPU runs now, so flushing this CPU's TLB is a full shootdown.
+    /// Entries of any address space are dropped, not only `root`'s (more
+    /// than asked, never less): beyond `tlb_single_page_flush_ceiling`
+    /// (33) pages, or for a whole address space, the whole TLB is flushed
+    /// (global kernel entries aside, which user mappings never are).
+    fn flush_tlb(&self, _root: PhysAddr, range: Option<(u64, u64)>) {
+        use x86_64::instructions::tlb;
+        match range {
+            Some((start, end)) if end.saturating_sub(start) <= 33 * mm::PAGE_SIZE => {
+                let mut va = start & !(mm::PAGE_SIZE - 1);
+                while va < end {
+                    tlb::flush(x86_64::VirtAddr::new_truncate(va));
+                    va += mm::PAGE_SIZE;
+                }
+            }
+            _ => tlb::flush_all(),
+        }
     }
 }

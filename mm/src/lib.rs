@@ -11,6 +11,7 @@ pub mod gfp;
 pub mod maple;
 pub mod memmap;
 pub mod page_alloc;
+pub mod pgtable;
 pub mod platform;
 pub mod rand;
 pub mod rcu;

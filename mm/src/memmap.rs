@@ -14,8 +14,8 @@
 //!   +----------------+----------------+---------------------------+
 //!   | ext[0..4]: overlaid by the frame's owner. Slab head: ext[0] |  32 B
 //!   | freelist, ext[1] inuse/objects/frozen (`slab::freelist`).   |
-//!   | Later: compound head/order and large/entire mapcounts of    |
-//!   | folios, MM-id owner slots, the ptdesc's PTE-table lock.     |
+//!   | Page table (ptdesc): ext[0] table lock, ext[1] owner MM id, |
+//!   | ext[2] level (`pgtable::Ptdesc`). Later: folio fields.      |
 //!   +-------------------------------------------------------------+
 //! ```
 //!
@@ -58,6 +58,9 @@ bitflags::bitflags! {
         const TAIL = 1 << 2;
         /// Head frame of a large kmalloc block (from the page allocator).
         const LARGE_KMALLOC = 1 << 3;
+        /// A page-table page (`PG_table`): the `ext` words hold its
+        /// ptdesc (see `pgtable::Ptdesc`).
+        const PGTABLE = 1 << 4;
     }
 }
 

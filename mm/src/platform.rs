@@ -67,6 +67,12 @@ pub trait Platform: Send + Sync + 'static {
     /// Wakes every task blocked in [`Platform::wait`] so that it re-checks
     /// its condition. Callable from any context, interrupts included.
     fn wake_waiters(&self);
+
+    /// Invalidates the TLB entries of the address space whose top-level
+    /// table is at `root`: those of `[start, end)`, or all of them for
+    /// `None`, paging-structure caches included (`flush_tlb_mm_range()`).
+    /// On return no CPU uses a stale translation of that range.
+    fn flush_tlb(&self, root: PhysAddr, range: Option<(u64, u64)>);
 }
 
 /// Preemption stays disabled while this guard lives.

@@ -60,6 +60,17 @@ pub struct SimMachine {
     memory: NonNull<u8>,
     bytes: usize,
     nr_cpus: usize,
+    /// The TLB, as a log of flushes (see [`SimMachine::tlb_flushes`]).
+    tlb: std::sync::Mutex<Vec<TlbFlush>>,
+}
+
+/// One TLB flush the simulated machine was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlbFlush {
+    /// Top-level table of the address space.
+    pub root: PhysAddr,
+    /// `[start, end)`, or `None` for the whole address space.
+    pub range: Option<(u64, u64)>,
 }
 
 // SAFETY: the machine owns its buffer; sharing it between threads shares
@@ -81,6 +92,7 @@ impl SimMachine {
             memory,
             bytes,
             nr_cpus,
+            tlb: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -91,6 +103,16 @@ impl SimMachine {
     /// Frames of simulated RAM.
     pub fn nr_pages(&self) -> usize {
         self.bytes / PAGE_SIZE as usize
+    }
+
+    /// The TLB flushes requested so far, oldest first.
+    pub fn tlb_flushes(&self) -> Vec<TlbFlush> {
+        self.tlb.lock().unwrap().clone()
+    }
+
+    /// Number of TLB flushes requested so far.
+    pub fn nr_tlb_flushes(&self) -> usize {
+        self.tlb.lock().unwrap().len()
     }
 }
 
@@ -168,6 +190,11 @@ impl Platform for SimPlatform {
     }
 
     fn wake_waiters(&self) {}
+
+    /// The simulated TLB holds nothing: a flush is recorded in the log.
+    fn flush_tlb(&self, root: PhysAddr, range: Option<(u64, u64)>) {
+        self.0.tlb.lock().unwrap().push(TlbFlush { root, range });
+    }
 
     fn irq_restore(&self, state: IrqState) {
         IRQ_OFF.with(|c| {

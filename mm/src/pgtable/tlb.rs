@@ -1,0 +1,214 @@
+//! `mmu_gather`: batches the TLB invalidation of a zap or unmap and defers
+//! freeing the pages and page tables it removed until after the flush
+//! (`mm/mmu_gather.c`, `include/asm-generic/tlb.h`).
+//!
+//! Order, always: flush the TLB for the gathered range, then hand the
+//! table batch to `call_rcu` (tables are freed after a grace period, so
+//! that lockless walkers under `rcu_read_lock` never see a freed table:
+//! `MMU_GATHER_RCU_TABLE_FREE`, unconditional on x86 since 6.15), then
+//! free the pages.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use super::PageTable;
+use crate::addr::{PAGE_SIZE, Pfn};
+use crate::page_alloc::PageAlloc;
+use crate::platform::Platform;
+use crate::rcu::RcuHead;
+
+/// Pages gathered before a forced flush (one page of pointers, as
+/// Linux's `MAX_GATHER_BATCH`).
+pub const MAX_GATHER_BATCH: usize = (PAGE_SIZE as usize - 16) / 8;
+/// Tables per RCU batch (`MAX_TABLE_BATCH`: a page after the header).
+pub const MAX_TABLE_BATCH: usize = (PAGE_SIZE as usize - 40) / 8;
+/// Beyond this many pages a range flush becomes a full flush
+/// (`tlb_single_page_flush_ceiling`).
+const FLUSH_CEILING_PAGES: u64 = 33;
+
+/// Tables waiting for a grace period (`struct mmu_table_batch`).
+#[repr(C)]
+struct TableBatch<P: Platform> {
+    /// First: the RCU callback finds the batch from its head.
+    head: RcuHead,
+    pa: *const PageAlloc<P>,
+    nr: usize,
+    tables: [Pfn; MAX_TABLE_BATCH],
+}
+
+/// A TLB gather over one address space (`struct mmu_gather`).
+pub struct MmuGather<'t, 'a, P: Platform> {
+    pt: &'t PageTable<'a, P>,
+    /// Tearing down the whole address space (`tlb_gather_mmu_fullmm()`).
+    fullmm: bool,
+    /// Range still to flush: `[start, end)`, empty when `start >= end`.
+    start: u64,
+    end: u64,
+    /// Tables were unlinked: paging-structure caches need flushing too.
+    freed_tables: bool,
+    pages: Vec<Pfn>,
+    tables: Option<Box<TableBatch<P>>>,
+    /// TLB flushes issued by this gather.
+    flushes: u64,
+}
+
+impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
+    /// Starts a gather (`tlb_gather_mmu()`; `fullmm` for exit).
+    pub fn new(pt: &'t PageTable<'a, P>, fullmm: bool) -> Self {
+        MmuGather {
+            pt,
+            fullmm,
+            start: u64::MAX,
+            end: 0,
+            freed_tables: false,
+            pages: Vec::new(),
+            tables: None,
+            flushes: 0,
+        }
+    }
+
+    /// Widens the range to flush (`tlb_flush_pte_range()`).
+    pub fn adjust_range(&mut self, addr: u64, size: u64) {
+        self.start = self.start.min(addr);
+        self.end = self.end.max(addr.saturating_add(size));
+    }
+
+    /// Whether anything is waiting for a flush.
+    pub fn pending(&self) -> bool {
+        self.start < self.end || !self.pages.is_empty() || self.tables.is_some()
+    }
+
+    /// TLB flushes this gather issued.
+    pub fn flushes(&self) -> u64 {
+        self.flushes
+    }
+
+    /// Queues a page unmapped at `addr` to be freed after the flush
+    /// (`tlb_remove_page()`); flushes at once when the batch is full, or
+    /// when no batch memory can be had.
+    pub fn remove_page(&mut self, pfn: Pfn, addr: u64) {
+        self.adjust_range(addr, PAGE_SIZE);
+        if self.pages.len() == MAX_GATHER_BATCH {
+            self.flush_mmu();
+        }
+        if self.pages.try_reserve(1).is_err() {
+            self.flush_mmu();
+            put_page(self.pt.pa, pfn);
+            return;
+        }
+        self.pages.push(pfn);
+    }
+
+    /// Queues an unlinked table that mapped from `addr` (`tlb_remove_table()`).
+    pub(crate) fn remove_table(&mut self, pfn: Pfn, addr: u64) {
+        self.adjust_range(addr, PAGE_SIZE);
+        self.freed_tables = true;
+        if self
+            .tables
+            .as_ref()
+            .is_some_and(|b| b.nr == MAX_TABLE_BATCH)
+        {
+            self.flush_mmu();
+        }
+        if self.tables.is_none() {
+            self.tables = new_batch(self.pt.pa);
+        }
+        match self.tables.as_mut() {
+            Some(b) => {
+                b.tables[b.nr] = pfn;
+                b.nr += 1;
+            }
+            None => {
+                // tlb_remove_table_one(): no batch memory. Flush, wait for a
+                // grace period here, then free: the same guarantee.
+                self.flush_mmu_tlbonly();
+                self.pt.rcu.synchronize_rcu();
+                PageTable::free_table_now(self.pt.pa, pfn);
+            }
+        }
+    }
+
+    /// Flushes the TLB for the gathered range (`tlb_flush_mmu_tlbonly()`).
+    pub fn flush_mmu_tlbonly(&mut self) {
+        if self.start >= self.end {
+            return;
+        }
+        let range = if self.fullmm || self.end - self.start > FLUSH_CEILING_PAGES * PAGE_SIZE {
+            None
+        } else {
+            Some((self.start, self.end))
+        };
+        self.pt.pa.platform().flush_tlb(self.pt.root(), range);
+        self.flushes += 1;
+        self.start = u64::MAX;
+        self.end = 0;
+    }
+
+    /// Flushes, then frees what was gathered (`tlb_flush_mmu()`).
+    pub fn flush_mmu(&mut self) {
+        self.flush_mmu_tlbonly();
+        if let Some(batch) = self.tables.take() {
+            let head = Box::into_raw(batch).cast::<RcuHead>();
+            // SAFETY: the batch is leaked here and reclaimed only by
+            // free_table_batch; its page allocator outlives every RCU
+            // callback (owners wait for rcu_barrier before dropping it).
+            unsafe { self.pt.rcu.call_rcu(head, free_table_batch::<P>) };
+        }
+        self.freed_tables = false;
+        for pfn in self.pages.drain(..) {
+            put_page(self.pt.pa, pfn);
+        }
+    }
+
+    /// Ends the gather (`tlb_finish_mmu()`).
+    pub fn finish(mut self) {
+        self.flush_mmu();
+    }
+}
+
+impl<P: Platform> Drop for MmuGather<'_, '_, P> {
+    fn drop(&mut self) {
+        if self.pending() {
+            self.flush_mmu();
+        }
+    }
+}
+
+/// Drops the mapping's reference to an order-0 page (`put_page()`).
+fn put_page<P: Platform>(pa: &PageAlloc<P>, pfn: Pfn) {
+    if let Err(bad) = pa.free_pages(pfn, 0) {
+        log::error!("BUG: freeing gathered page {pfn:?}: {bad:?}");
+    }
+}
+
+fn new_batch<P: Platform>(pa: &PageAlloc<P>) -> Option<Box<TableBatch<P>>> {
+    let mut v: Vec<TableBatch<P>> = Vec::new();
+    v.try_reserve_exact(1).ok()?;
+    v.push(TableBatch {
+        head: RcuHead::new(),
+        pa,
+        nr: 0,
+        tables: [Pfn::new(0); MAX_TABLE_BATCH],
+    });
+    let raw = Box::into_raw(v.into_boxed_slice()).cast::<TableBatch<P>>();
+    // SAFETY: a boxed slice of exactly one element has the layout of a box
+    // of that element; ownership moves from the slice box to this one.
+    Some(unsafe { Box::from_raw(raw) })
+}
+
+/// RCU callback: the grace period after the flush has passed; no walker
+/// can hold any of these tables.
+///
+/// # Safety
+///
+/// `head` is the head of a batch leaked by [`MmuGather::flush_mmu`].
+unsafe fn free_table_batch<P: Platform>(head: *mut RcuHead) {
+    // SAFETY: per the contract, `head` starts a leaked Box<TableBatch<P>>
+    // (repr(C), head first).
+    let batch = unsafe { Box::from_raw(head.cast::<TableBatch<P>>()) };
+    // SAFETY: the page allocator outlives RCU callbacks (see flush_mmu).
+    let pa = unsafe { &*batch.pa };
+    for &pfn in &batch.tables[..batch.nr] {
+        PageTable::free_table_now(pa, pfn);
+    }
+}
