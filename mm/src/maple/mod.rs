@@ -28,7 +28,11 @@ mod validate;
 mod write;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_rcu;
 
 use core::marker::PhantomData;
 use core::num::NonZeroUsize;
