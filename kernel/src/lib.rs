@@ -15,6 +15,7 @@ pub mod bench;
 pub mod heap;
 pub mod ktest;
 pub mod logger;
+pub mod maple;
 pub mod memory;
 pub mod panic;
 pub mod percpu;

@@ -1,0 +1,317 @@
+//! In-kernel maple tree tests: `mm::maple` with nodes from a real
+//! sheaf-enabled node cache (`maple_tree_init()`'s arguments), freed
+//! through the kernel's RCU, whose grace periods the real tick and the
+//! scheduler drive.
+//!
+//! - Stores, loads, erases and gap searches on a VMA-flagged tree, with
+//!   multi-node preallocations served by prefilled sheaves.
+//! - A reader kernel thread walks and iterates the tree without the lock
+//!   while this thread stores and erases under preemption; every entry
+//!   it sees encodes the range it was stored over, so a torn node, a
+//!   misplaced entry or a freed node read as an entry is caught.
+//! - `destroy` hands every node back: after `kvfree_rcu_barrier` the
+//!   cache has no active objects, and `shrink` frees all its slabs.
+#![forbid(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::num::NonZeroUsize;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+use mm::Gfp;
+use mm::maple::{MapleError, MapleStat, MapleTree, MtFlags, NODE_SIZE, node_cache_args};
+use mm::rand::XorShift64;
+use mm::slab::{KmemCache, SlabStat};
+
+use crate::ktest::KTest;
+use crate::platform::KernelPlatform;
+use crate::{memory, rcu, sched, time};
+
+pub const KTESTS: &[KTest] = crate::ktests![
+    stores_loads_erases_and_gap_search_with_sheaf_nodes,
+    a_reader_thread_sees_only_stored_ranges_while_the_writer_churns,
+    destroy_returns_every_node_after_a_grace_period,
+];
+
+type Cache = KmemCache<'static, KernelPlatform>;
+type Tree<'a> = MapleTree<'a, NonZeroUsize, KernelPlatform>;
+
+/// The VMA tree's flags (`MM_MT_FLAGS` without the external lock).
+const VMA: MtFlags = MtFlags::ALLOC_RANGE.union(MtFlags::USE_RCU);
+const PAGE: u64 = 4096;
+
+fn node_cache(name: &'static str) -> Box<Cache> {
+    KmemCache::new(memory::page_alloc(), name, NODE_SIZE, node_cache_args())
+        .expect("maple node cache")
+        .with_rcu(rcu::rcu())
+}
+
+fn v(x: usize) -> Option<NonZeroUsize> {
+    NonZeroUsize::new(x)
+}
+
+fn store(t: &Tree<'_>, lo: u64, hi: u64, x: usize) {
+    let mut w = t.lock();
+    w.preallocate(lo, hi, v(x), Gfp::KERNEL)
+        .expect("node preallocation");
+    w.store_prealloc(lo, hi, v(x));
+    let (req, used) = w.nodes_requested_used();
+    assert!(
+        used <= req,
+        "[{lo:#x}, {hi:#x}]: used {used} > requested {req}"
+    );
+}
+
+fn validate(t: &Tree<'_>) -> (usize, usize) {
+    t.validate()
+        .unwrap_or_else(|e| panic!("invalid maple tree: {e}"))
+}
+
+/// Frees what the tree handed to RCU and checks the cache is empty.
+fn destroy_and_check(t: &Tree<'_>, cache: &Cache) {
+    t.destroy();
+    cache.flush_rcu_sheaf();
+    rcu::rcu().kvfree_rcu_barrier();
+    assert_eq!(
+        t.stat(MapleStat::NodesFreed),
+        t.stat(MapleStat::NodesUsed),
+        "every node built was freed"
+    );
+    assert_eq!(cache.info().active_objs, 0, "maple nodes leaked");
+    assert_eq!(t.stat(MapleStat::PreallocMiss), 0);
+}
+
+/// 2000 page-aligned VMAs with one-page holes, then lookups, gap searches
+/// and erases; the reference gap scenario on a fresh tree.
+fn stores_loads_erases_and_gap_search_with_sheaf_nodes() {
+    let start = time::now_ns();
+    let cache = node_cache("ktest-maple");
+    {
+        let t = Tree::new(&cache, rcu::rcu(), VMA);
+        // VMA i: [base + 3i pages, base + 3i + 2 pages), hole of one page.
+        let base = 0x10_0000u64;
+        let vma = |i: u64| (base + 3 * i * PAGE, base + (3 * i + 2) * PAGE - 1);
+        let n = 2000u64;
+        let mut order: Vec<u64> = (0..n).collect();
+        XorShift64::new(0x6b7e).shuffle(&mut order);
+        for &i in &order {
+            let (lo, hi) = vma(i);
+            store(&t, lo, hi, i as usize + 1);
+        }
+        let (entries, nodes) = validate(&t);
+        assert_eq!(entries, n as usize);
+        assert!(t.height() >= 3, "height {} with {nodes} nodes", t.height());
+        for i in (0..n).step_by(7) {
+            let (lo, hi) = vma(i);
+            assert_eq!(t.walk_range(lo + PAGE), (lo, hi, v(i as usize + 1)));
+            assert_eq!(t.load(hi + 1), None);
+            let next = t.find(hi + 1, u64::MAX).map(|(s, _, x)| (s, x.get()));
+            let prev = t.find_prev(hi + 1, 0).map(|(s, _, x)| (s, x.get()));
+            assert_eq!(prev, Some((lo, i as usize + 1)));
+            if i + 1 < n {
+                assert_eq!(next, Some((vma(i + 1).0, i as usize + 2)));
+            }
+        }
+        assert_eq!(t.iter(0, u64::MAX).count(), n as usize);
+        // One-page holes everywhere: a two-page area only below and above.
+        assert_eq!(t.empty_area(base, u64::MAX, PAGE), Ok(base + 2 * PAGE));
+        assert_eq!(t.empty_area(base, u64::MAX, 2 * PAGE), Ok(vma(n - 1).1 + 1));
+        assert_eq!(
+            t.empty_area(base, vma(n - 1).1, 2 * PAGE),
+            Err(MapleError::Busy)
+        );
+        assert_eq!(
+            t.empty_area_rev(0, base + PAGE, 2 * PAGE),
+            Ok(base - 2 * PAGE)
+        );
+        // Erasing every other VMA opens 4-page gaps.
+        for i in (0..n).step_by(2) {
+            assert_eq!(t.lock().erase(vma(i).0, Gfp::KERNEL), Ok(v(i as usize + 1)));
+        }
+        assert_eq!(validate(&t).0, (n / 2) as usize);
+        assert_eq!(
+            t.empty_area(base + PAGE, u64::MAX, 4 * PAGE),
+            Ok(vma(1).1 + 1)
+        );
+        assert!(t.stat(MapleStat::StoreSplit) > 0 && t.stat(MapleStat::StoreRebalance) > 0);
+        // Multi-node requests came from prefilled sheaves.
+        let prefills = cache.stats().get(SlabStat::SheafPrefillFast)
+            + cache.stats().get(SlabStat::SheafPrefillSlow)
+            + cache.stats().get(SlabStat::SheafPrefillOversize);
+        assert!(prefills > 0, "no prefilled sheaf was used");
+        destroy_and_check(&t, &cache);
+
+        // The reference notes' gap scenario.
+        store(&t, 0x1000, 0x1fff, 1);
+        store(&t, 0x5000, 0x5fff, 2);
+        assert_eq!(t.empty_area(0, 0xffff, 0x2000), Ok(0x2000));
+        assert_eq!(t.empty_area_rev(0, 0xffff, 0x2000), Ok(0xe000));
+        assert_eq!(t.empty_area(0, 0x4fff, 0x4000), Err(MapleError::Busy));
+        destroy_and_check(&t, &cache);
+    }
+    log::info!("maple smoke: {} ms", (time::now_ns() - start) / 1_000_000);
+}
+
+/// Values of the reader/writer scenario: the range stored over, and a tag
+/// in the low byte (so poison, 0x6b.., or a node pointer never decodes).
+const TAG: usize = 0x5a;
+const SPACE: u64 = 1 << 14;
+
+fn encode(lo: u64, hi: u64) -> usize {
+    ((lo as usize) << 40) | ((hi as usize) << 16) | TAG
+}
+
+fn decode(x: usize) -> Option<(u64, u64)> {
+    (x & 0xff == TAG).then_some(((x >> 40) as u64, ((x >> 16) & 0xff_ffff) as u64))
+}
+
+static RW_CACHE: spin::Once<Box<Cache>> = spin::Once::new();
+static RW_TREE: spin::Once<Tree<'static>> = spin::Once::new();
+static STOP: AtomicBool = AtomicBool::new(false);
+static READS: AtomicU64 = AtomicU64::new(0);
+
+/// An entry `x` seen over `[lo, hi]` containing `i`: stored over a range
+/// that includes `[lo, hi]`.
+fn check_seen(i: u64, lo: u64, hi: u64, x: usize) {
+    assert!(
+        lo <= i && i <= hi,
+        "[{lo:#x}, {hi:#x}] does not hold {i:#x}"
+    );
+    let (slo, shi) = decode(x).unwrap_or_else(|| panic!("{x:#x} at {i:#x} was never stored"));
+    assert!(
+        slo <= lo && hi <= shi,
+        "{x:#x} seen over [{lo:#x}, {hi:#x}], stored over [{slo:#x}, {shi:#x}]"
+    );
+}
+
+fn reader() {
+    let t = RW_TREE.get().expect("tree");
+    let mut rng = XorShift64::new(0x7ead);
+    while !STOP.load(SeqCst) {
+        let i = rng.below(SPACE as usize) as u64;
+        let span = rng.below(512) as u64;
+        match rng.below(4) {
+            0 | 1 => {
+                if let (lo, hi, Some(x)) = t.walk_range(i) {
+                    check_seen(i, lo, hi, x.get());
+                }
+            }
+            2 => {
+                let mut last = None;
+                for (lo, hi, x) in t.iter(i, i + span) {
+                    assert!(last.is_none_or(|l| l < hi), "iteration went back");
+                    last = Some(hi);
+                    check_seen(lo.max(i), lo, hi, x.get());
+                }
+            }
+            _ => {
+                if let Some((lo, hi, x)) = t.find_prev(i, i.saturating_sub(span)) {
+                    check_seen(hi.min(i), lo, hi, x.get());
+                }
+            }
+        }
+        READS.fetch_add(1, SeqCst);
+    }
+}
+
+/// The writer churns for at least 20 ticks; the tick preempts both
+/// threads, so reads run in the middle of stores.
+fn a_reader_thread_sees_only_stored_ranges_while_the_writer_churns() {
+    let start = time::now_ns();
+    let cache = RW_CACHE.call_once(|| node_cache("ktest-maple-rw"));
+    let t = RW_TREE.call_once(|| Tree::new(cache, rcu::rcu(), VMA));
+    let mut model = vec![0usize; SPACE as usize];
+    let mut rng = XorShift64::new(0x3e17e);
+    for k in 0..512u64 {
+        let lo = k * 32;
+        store(t, lo, lo + 15, encode(lo, lo + 15));
+        model[lo as usize..=lo as usize + 15].fill(encode(lo, lo + 15));
+    }
+    let reader = sched::spawn("maple-reader", reader);
+    let end = time::now_ns() + 20 * time::TICK_NS;
+    let mut ops = 0u64;
+    while ops < 4000 || time::now_ns() < end {
+        ops += 1;
+        let lo = rng.below(SPACE as usize) as u64;
+        let len = match rng.below(10) {
+            0 => rng.below(2048) as u64,
+            1..=3 => rng.below(128) as u64,
+            _ => rng.below(16) as u64,
+        };
+        let hi = (lo + len).min(SPACE - 1);
+        let x = match rng.below(10) {
+            0..=5 => encode(lo, hi),
+            _ => 0,
+        };
+        if x == 0 && rng.below(2) == 0 {
+            let (s, e, got) = t.walk_range(lo);
+            assert_eq!(got, v(model[lo as usize]), "load {lo:#x}");
+            assert_eq!(t.lock().erase(lo, Gfp::KERNEL), Ok(got));
+            if got.is_some() {
+                model[s as usize..=e as usize].fill(0);
+            }
+        } else {
+            store(t, lo, hi, x);
+            model[lo as usize..=hi as usize].fill(x);
+        }
+        if ops.is_multiple_of(64) {
+            sched::yield_now();
+        }
+    }
+    STOP.store(true, SeqCst);
+    reader.join();
+    let reads = READS.load(SeqCst);
+    log::info!(
+        "maple rw: {ops} writes, {reads} reads, {} read restarts, {} nodes freed, {} ms",
+        t.stat(MapleStat::ReadRestart),
+        t.stat(MapleStat::NodesFreed),
+        (time::now_ns() - start) / 1_000_000
+    );
+    assert!(reads > 0, "the reader never ran");
+    validate(t);
+    for (i, &x) in model.iter().enumerate() {
+        assert_eq!(t.load(i as u64), v(x), "final contents at {i:#x}");
+    }
+    assert!(cache.stats().get(SlabStat::FreeRcuSheaf) > 0);
+    destroy_and_check(t, cache);
+}
+
+/// A tree of 6000 entries (height 3 or more) is destroyed: every node comes
+/// back to the cache after a grace period, and the cache's slabs to the
+/// page allocator. A preallocation dropped without a store returns its
+/// nodes at once.
+fn destroy_returns_every_node_after_a_grace_period() {
+    let start = time::now_ns();
+    let cache = node_cache("ktest-maple-destroy");
+    {
+        let t = Tree::new(&cache, rcu::rcu(), VMA);
+        for i in 0..6000u64 {
+            store(&t, i * 2 * PAGE, (i * 2 + 1) * PAGE - 1, i as usize + 1);
+        }
+        let (_, nodes) = validate(&t);
+        assert!(t.height() >= 3, "height {}", t.height());
+        let active = cache.info().active_objs;
+        {
+            let mut w = t.lock();
+            w.preallocate(PAGE, 1000 * PAGE, v(7), Gfp::KERNEL)
+                .expect("spanning store preallocation");
+            let (req, _) = w.nodes_requested_used();
+            assert!(req > 1);
+            w.destroy();
+        }
+        assert_eq!(
+            cache.info().active_objs,
+            active,
+            "unused nodes not returned"
+        );
+        rcu::rcu().kvfree_rcu_barrier();
+        cache.flush_rcu_sheaf();
+        rcu::rcu().rcu_barrier();
+        assert_eq!(cache.info().active_objs, nodes as u64);
+        destroy_and_check(&t, &cache);
+    }
+    cache.shrink();
+    assert_eq!(cache.info().num_slabs, 0, "slabs left after shrink");
+    log::info!("maple destroy: {} ms", (time::now_ns() - start) / 1_000_000);
+}
