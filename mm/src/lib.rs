@@ -7,6 +7,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod addr;
+pub mod errno;
 pub mod gfp;
 pub mod maple;
 pub mod memmap;
@@ -20,6 +21,7 @@ pub mod sim;
 pub mod slab;
 pub mod stats;
 pub mod sync;
+pub mod vm;
 
 pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 pub use gfp::Gfp;

@@ -234,6 +234,12 @@ impl Page {
         self.mapcount.load(Relaxed)
     }
 
+    /// Adds `n` (may be negative) to the mapping count; returns the new
+    /// value. The caller holds the lock of the page table it changes.
+    pub(crate) fn mapcount_add(&self, n: i32) -> i32 {
+        self.mapcount.fetch_add(n, Relaxed) + n
+    }
+
     /// The owner-defined word.
     pub fn private(&self) -> u64 {
         self.private.load(Relaxed)

@@ -36,6 +36,10 @@ bitflags::bitflags! {
         /// A leaf above the PTE level (`_PAGE_PSE`).
         const HUGE = 1 << 7;
         const GLOBAL = 1 << 8;
+        /// Software, with PRESENT clear: a user page mapped but made
+        /// inaccessible by PROT_NONE (`_PAGE_PROTNONE`, the global bit's
+        /// alias: user PTEs never set GLOBAL).
+        const PROTNONE = 1 << 8;
         /// Software: no `struct page` behind it, or one not to be
         /// refcounted, such as the zero page (`_PAGE_SPECIAL`).
         const SPECIAL = 1 << 9;
@@ -78,8 +82,10 @@ impl Entry {
         self.0 == 0
     }
 
+    /// Maps a frame: present, or PROT_NONE (`pte_present()`).
     pub fn is_present(self) -> bool {
-        self.flags().contains(PteFlags::PRESENT)
+        self.flags()
+            .intersects(PteFlags::PRESENT | PteFlags::PROTNONE)
     }
 
     pub fn is_huge(self) -> bool {

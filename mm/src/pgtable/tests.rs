@@ -129,7 +129,7 @@ fn gathered_pages_and_tables_are_freed_only_after_the_flush_and_a_grace_period()
         .pte_offset_map_lock(0x1000)
         .unwrap()
         .get_and_clear(0x1000);
-    tlb.remove_page(old.pfn(), 0x1000);
+    assert!(!tlb.remove_page(old.pfn(), 0x1000));
     pt.free_pgd_range(&mut tlb, 0, PMD_SIZE, 0, 0);
     assert_eq!(
         free_pages(&pa),
@@ -254,12 +254,15 @@ fn ptdump_merges_runs_and_wx_check_finds_writable_executable_pages() {
 /// A PTE table is unlinked and RCU-freed while another CPU keeps locking
 /// it through `pte_alloc_map_lock()`: every lock it gets is on a linked
 /// table, its writes are seen until the table goes, and no frame leaks.
+/// The reclaimer runs a fixed number of rounds, so that the test ends
+/// (and reports) even if the other CPU fails.
 #[test]
 fn map_lock_never_returns_an_unlinked_table() {
     let (pa, rcu) = machine(2);
     let before = free_pages(&pa);
     let stop = AtomicBool::new(false);
     let locked = AtomicU64::new(0);
+    let reclaimed = AtomicU64::new(0);
     {
         let pt = PageTable::new(&pa, &rcu, 1).unwrap();
         let addr = 0x20_0000u64;
@@ -284,8 +287,19 @@ fn map_lock_never_returns_an_unlinked_table() {
             });
             // The "reclaimer": PMD lock, then the PTE lock; clear the PMD;
             // free the table through the gather.
-            while locked.load(SeqCst) < 2000 {
-                let pmd = pt.slot(addr, Level::Pmd).unwrap();
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, SeqCst);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
+            for _ in 0..500 {
+                let pmd = pt.slot(addr, Level::Pmd).unwrap_or_else(|| {
+                    // Tables above the PMD exist once CPU 1 mapped.
+                    pt.pte_alloc_map_lock(addr).map(drop).unwrap();
+                    pt.slot(addr, Level::Pmd).unwrap()
+                });
                 let guard = pt.pmd_lock(pmd);
                 if let Some(mut ptl) = pt.pte_offset_map_lock(addr) {
                     let table = ptl.table_pfn();
@@ -296,6 +310,7 @@ fn map_lock_never_returns_an_unlinked_table() {
                     let mut tlb = MmuGather::new(&pt, false);
                     pt.queue_table_free(&mut tlb, table, addr);
                     tlb.finish();
+                    reclaimed.fetch_add(1, SeqCst);
                 } else {
                     drop(guard);
                 }
@@ -304,8 +319,8 @@ fn map_lock_never_returns_an_unlinked_table() {
                 }
                 std::thread::yield_now();
             }
-            stop.store(true, SeqCst);
         });
+        assert!(locked.load(SeqCst) > 0 && reclaimed.load(SeqCst) > 0);
         teardown(&pt, 0, PMD_SIZE * 2);
         rcu.rcu_barrier();
     }

@@ -25,6 +25,8 @@ pub const MAX_TABLE_BATCH: usize = (PAGE_SIZE as usize - 40) / 8;
 /// Beyond this many pages a range flush becomes a full flush
 /// (`tlb_single_page_flush_ceiling`).
 const FLUSH_CEILING_PAGES: u64 = 33;
+/// Pages the gather holds without allocating (`MMU_GATHER_BUNDLE`).
+const GATHER_BUNDLE: usize = 8;
 
 /// Tables waiting for a grace period (`struct mmu_table_batch`).
 #[repr(C)]
@@ -47,6 +49,9 @@ pub struct MmuGather<'t, 'a, P: Platform> {
     /// Tables were unlinked: paging-structure caches need flushing too.
     freed_tables: bool,
     pages: Vec<Pfn>,
+    /// Pages gathered when no batch memory could be had.
+    local: [Pfn; GATHER_BUNDLE],
+    nr_local: usize,
     tables: Option<Box<TableBatch<P>>>,
     /// TLB flushes issued by this gather.
     flushes: u64,
@@ -62,6 +67,8 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
             end: 0,
             freed_tables: false,
             pages: Vec::new(),
+            local: [Pfn::new(0); GATHER_BUNDLE],
+            nr_local: 0,
             tables: None,
             flushes: 0,
         }
@@ -75,7 +82,10 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
 
     /// Whether anything is waiting for a flush.
     pub fn pending(&self) -> bool {
-        self.start < self.end || !self.pages.is_empty() || self.tables.is_some()
+        self.start < self.end
+            || !self.pages.is_empty()
+            || self.nr_local > 0
+            || self.tables.is_some()
     }
 
     /// TLB flushes this gather issued.
@@ -84,19 +94,28 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
     }
 
     /// Queues a page unmapped at `addr` to be freed after the flush
-    /// (`tlb_remove_page()`); flushes at once when the batch is full, or
-    /// when no batch memory can be had.
-    pub fn remove_page(&mut self, pfn: Pfn, addr: u64) {
+    /// (`__tlb_remove_page()`). Returns true when the batch has no room
+    /// for another page: the caller must then leave lazy MMU mode, flush
+    /// the TLB before dropping the PTE lock and [`MmuGather::flush_mmu`]
+    /// after (Linux's `force_flush`). Never flushes by itself, so that no
+    /// page is freed while a cleared PTE is still queued.
+    #[must_use = "a full batch must be flushed before the next page"]
+    pub fn remove_page(&mut self, pfn: Pfn, addr: u64) -> bool {
         self.adjust_range(addr, PAGE_SIZE);
-        if self.pages.len() == MAX_GATHER_BATCH {
-            self.flush_mmu();
-        }
-        if self.pages.try_reserve(1).is_err() {
-            self.flush_mmu();
-            put_page(self.pt.pa, pfn);
-            return;
+        if self.pages.len() == self.pages.capacity()
+            && self.pages.try_reserve_exact(MAX_GATHER_BATCH).is_err()
+        {
+            // No batch memory: the embedded bundle (MMU_GATHER_BUNDLE).
+            assert!(
+                self.nr_local < GATHER_BUNDLE,
+                "BUG: mmu_gather overflow: flush when full"
+            );
+            self.local[self.nr_local] = pfn;
+            self.nr_local += 1;
+            return self.nr_local == GATHER_BUNDLE;
         }
         self.pages.push(pfn);
+        self.pages.len() >= MAX_GATHER_BATCH
     }
 
     /// Queues an unlinked table that mapped from `addr` (`tlb_remove_table()`).
@@ -158,6 +177,10 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
         for pfn in self.pages.drain(..) {
             put_page(self.pt.pa, pfn);
         }
+        for &pfn in &self.local[..self.nr_local] {
+            put_page(self.pt.pa, pfn);
+        }
+        self.nr_local = 0;
     }
 
     /// Ends the gather (`tlb_finish_mmu()`).

@@ -1,0 +1,369 @@
+//! The address space (`struct mm_struct`): VMAs in an allocation-range
+//! maple tree, page tables, the mmap lock, the MM id and the counters
+//! `/proc/PID/status` shows.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::Vm;
+use super::vma::Vma;
+use crate::addr::PAGE_SIZE;
+use crate::errno::{Errno, Result};
+use crate::gfp::Gfp;
+use crate::maple::{MapleTree, MtFlags};
+use crate::pgtable::{MmuGather, PageTable, TASK_SIZE};
+use crate::platform::Platform;
+
+/// What the mmap lock protects besides the VMA set.
+pub(super) struct MmLocked {
+    /// VMAs in the tree (`map_count`).
+    pub map_count: usize,
+    /// Program break: start of the heap and its current end.
+    pub start_brk: u64,
+    pub brk: u64,
+    /// Top of the top-down mmap area (`mmap_base`).
+    pub mmap_base: u64,
+}
+
+/// `/proc/PID/status` memory lines, in kB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmStatus {
+    pub vm_size: u64,
+    pub vm_rss: u64,
+    pub vm_data: u64,
+    pub vm_stk: u64,
+    pub vm_exe: u64,
+    pub vm_pte: u64,
+}
+
+/// One address space.
+pub struct Mm<'v, 'a, P: Platform> {
+    pub(super) vm: &'v Vm<'a, P>,
+    id: u32,
+    pub(super) pt: PageTable<'a, P>,
+    /// VMAs keyed by `[start, end - 1]`; each entry is a leaked
+    /// `Box<Vma>`, freed through RCU when replaced or removed.
+    pub(super) vmas: MapleTree<'a, NonNull<Vma>, P>,
+    /// The mmap lock (`mmap_lock`): write for VMA changes, read for
+    /// faults and lookups.
+    pub(super) mmap_lock: spin::RwLock<MmLocked>,
+    total_vm: AtomicU64,
+    data_vm: AtomicU64,
+    stack_vm: AtomicU64,
+    exec_vm: AtomicU64,
+    /// Anonymous pages mapped (`MM_ANONPAGES`).
+    pub(super) rss_anon: AtomicU64,
+}
+
+// SAFETY: the VMA pointers in the tree are owned by the Mm and read only
+// under the mmap lock or RCU; everything else is atomics and locks.
+unsafe impl<P: Platform> Send for Mm<'_, '_, P> {}
+// SAFETY: as above.
+unsafe impl<P: Platform> Sync for Mm<'_, '_, P> {}
+
+impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
+    /// An empty address space (`mm_alloc()`).
+    pub fn new(vm: &'v Vm<'a, P>) -> Result<Self> {
+        let id = vm.alloc_mm_id().ok_or(Errno::ENOMEM)?;
+        let pt = match PageTable::new(vm.pa, vm.rcu, id) {
+            Ok(pt) => pt,
+            Err(_) => {
+                vm.free_mm_id(id);
+                return Err(Errno::ENOMEM);
+            }
+        };
+        Ok(Mm {
+            vm,
+            id,
+            pt,
+            vmas: MapleTree::new(
+                vm.node_cache,
+                vm.rcu,
+                MtFlags::ALLOC_RANGE | MtFlags::USE_RCU,
+            ),
+            mmap_lock: spin::RwLock::new(MmLocked {
+                map_count: 0,
+                start_brk: 0,
+                brk: 0,
+                // mmap_base(): below the largest stack gap Linux allows for
+                // (128 MiB), without randomization.
+                mmap_base: TASK_SIZE - (128 << 20),
+            }),
+            total_vm: AtomicU64::new(0),
+            data_vm: AtomicU64::new(0),
+            stack_vm: AtomicU64::new(0),
+            exec_vm: AtomicU64::new(0),
+            rss_anon: AtomicU64::new(0),
+        })
+    }
+
+    /// The MM id (`mm->mm_id`).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn page_table(&self) -> &PageTable<'a, P> {
+        &self.pt
+    }
+
+    /// The VMA tree (read it under the mmap lock or RCU).
+    pub fn vma_tree(&self) -> &MapleTree<'a, NonNull<Vma>, P> {
+        &self.vmas
+    }
+
+    /// Sets the program break's start (the ELF loader's `start_brk`).
+    pub fn set_brk_start(&self, start: u64) {
+        let mut l = self.mmap_lock.write();
+        l.start_brk = start;
+        l.brk = start;
+    }
+
+    /// The memory lines of `/proc/PID/status`.
+    pub fn status(&self) -> MmStatus {
+        let kb = |pages: &AtomicU64| pages.load(Relaxed) * (PAGE_SIZE / 1024);
+        MmStatus {
+            vm_size: kb(&self.total_vm),
+            vm_rss: kb(&self.rss_anon),
+            vm_data: kb(&self.data_vm),
+            vm_stk: kb(&self.stack_vm),
+            vm_exe: kb(&self.exec_vm),
+            vm_pte: self.pt.pgtables_bytes() / 1024,
+        }
+    }
+
+    /// Number of VMAs.
+    pub fn map_count(&self) -> usize {
+        self.mmap_lock.read().map_count
+    }
+
+    /// Copies the VMA behind a tree entry.
+    pub(super) fn read(&self, p: NonNull<Vma>) -> Vma {
+        let _rcu = self.vm.rcu.read_lock();
+        // SAFETY: entries are leaked boxes, freed only through RCU after
+        // leaving the tree; we hold the mmap lock or the RCU read lock.
+        unsafe { *p.as_ref() }
+    }
+
+    /// The first VMA ending above `addr` (`find_vma()`).
+    pub fn find_vma(&self, addr: u64) -> Option<Vma> {
+        self.find_vma_entry(addr).map(|(_, v)| v)
+    }
+
+    pub(super) fn find_vma_entry(&self, addr: u64) -> Option<(NonNull<Vma>, Vma)> {
+        self.vmas
+            .find(addr, u64::MAX)
+            .map(|(_, _, p)| (p, self.read(p)))
+    }
+
+    /// The VMA containing `addr` (`vma_lookup()`).
+    pub fn vma_lookup(&self, addr: u64) -> Option<Vma> {
+        self.vmas.load(addr).map(|p| self.read(p))
+    }
+
+    /// The last VMA starting below `addr` (`find_vma_prev()`'s prev).
+    pub(super) fn prev_vma_entry(&self, addr: u64) -> Option<(NonNull<Vma>, Vma)> {
+        if addr == 0 {
+            return None;
+        }
+        self.vmas
+            .find_prev(addr - 1, 0)
+            .map(|(_, _, p)| (p, self.read(p)))
+    }
+
+    /// Every VMA, in address order.
+    pub fn vmas(&self) -> Vec<Vma> {
+        let _l = self.mmap_lock.read();
+        self.vmas
+            .iter(0, u64::MAX)
+            .map(|(_, _, p)| self.read(p))
+            .collect()
+    }
+
+    /// VMA entries intersecting `[start, end)`.
+    pub(super) fn vmas_in(&self, start: u64, end: u64) -> Vec<(NonNull<Vma>, Vma)> {
+        if start >= end {
+            return Vec::new();
+        }
+        self.vmas
+            .iter(start, end - 1)
+            .map(|(_, _, p)| (p, self.read(p)))
+            .collect()
+    }
+
+    // ----- VMA set changes: the caller holds the mmap lock for write -----
+
+    /// Stores `v` over its range (`vma_iter_store_new()`), overwriting
+    /// what is there; accounts it.
+    pub(super) fn insert_vma(&self, l: &mut MmLocked, v: Vma) -> Result<NonNull<Vma>> {
+        let p = NonNull::from(Box::leak(Box::new(v)));
+        if let Err(e) = self
+            .vmas
+            .lock()
+            .store_range(v.start, v.end - 1, Some(p), Gfp::KERNEL)
+        {
+            // SAFETY: never published: still ours.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
+            return Err(Errno(-e.errno()));
+        }
+        l.map_count += 1;
+        self.account(&v, 1);
+        Ok(p)
+    }
+
+    /// Unaccounts a VMA that left the tree (or whose range was
+    /// overwritten) and frees it after a grace period (`vm_area_free()`).
+    pub(super) fn retire_vma(&self, l: &mut MmLocked, p: NonNull<Vma>) {
+        // SAFETY: a leaked box no longer reachable from the tree; readers
+        // that found it keep it until their grace period ends.
+        let v = unsafe { Box::from_raw(p.as_ptr()) };
+        l.map_count -= 1;
+        self.account(&v, -1);
+        self.vm.rcu.kvfree_rcu(v);
+    }
+
+    /// Replaces the VMA `old` by `pieces` (which cover its range, or part
+    /// of it when the rest is cleared separately).
+    pub(super) fn replace_vma(
+        &self,
+        l: &mut MmLocked,
+        old: NonNull<Vma>,
+        pieces: &[Vma],
+    ) -> Result<()> {
+        for v in pieces {
+            self.insert_vma(l, *v)?;
+        }
+        self.retire_vma(l, old);
+        Ok(())
+    }
+
+    /// Splits the VMA `p` at `at` (`__split_vma()`); returns the pieces.
+    pub(super) fn split_vma(
+        &self,
+        l: &mut MmLocked,
+        p: NonNull<Vma>,
+        at: u64,
+    ) -> Result<(NonNull<Vma>, NonNull<Vma>)> {
+        let v = self.read(p);
+        debug_assert!(v.start < at && at < v.end);
+        if l.map_count >= self.vm.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let lower = self.insert_vma(l, v.slice(v.start, at))?;
+        let upper = match self.insert_vma(l, v.slice(at, v.end)) {
+            Ok(u) => u,
+            Err(e) => {
+                // Put the old VMA back over the lower piece: an exact fit,
+                // which needs no memory.
+                self.vmas
+                    .lock()
+                    .store_range(v.start, at - 1, Some(p), Gfp::NOWAIT)
+                    .expect("exact-fit store needs no nodes");
+                self.retire_vma(l, lower);
+                l.map_count += 1;
+                self.account(&v, 1);
+                self.account(&v.slice(v.start, at), -1);
+                return Err(e);
+            }
+        };
+        self.retire_vma(l, p);
+        Ok((lower, upper))
+    }
+
+    /// Clears `[start, end)` from the tree (no VMA may straddle its ends).
+    pub(super) fn clear_range(&self, start: u64, end: u64) -> Result<()> {
+        self.vmas
+            .lock()
+            .store_range(start, end - 1, None, Gfp::KERNEL)
+            .map_err(|e| Errno(-e.errno()))
+    }
+
+    fn account(&self, v: &Vma, sign: i64) {
+        let n = (v.pages() as i64 * sign) as u64;
+        self.total_vm.fetch_add(n, Relaxed);
+        if v.flags.is_data() {
+            self.data_vm.fetch_add(n, Relaxed);
+        }
+        if v.flags.is_stack() {
+            self.stack_vm.fetch_add(n, Relaxed);
+        }
+        if v.flags.is_exec() {
+            self.exec_vm.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Checks the address space's invariants: VMAs do not overlap, are
+    /// page aligned, adjacent compatible VMAs are merged, every present
+    /// PTE lies inside a VMA that allows it, and the RSS counter matches
+    /// the PTEs. For tests and debugging.
+    pub fn validate(&self) -> core::result::Result<(), alloc::string::String> {
+        use alloc::format;
+        let _l = self.mmap_lock.read();
+        let vmas: Vec<Vma> = self
+            .vmas
+            .iter(0, u64::MAX)
+            .map(|(_, _, p)| self.read(p))
+            .collect();
+        for w in vmas.windows(2) {
+            if w[0].end > w[1].start {
+                return Err(format!("overlapping VMAs {:?} {:?}", w[0], w[1]));
+            }
+            if super::can_merge(&w[0], &w[1]) {
+                return Err(format!("unmerged compatible VMAs {:?} {:?}", w[0], w[1]));
+            }
+        }
+        let mut rss = 0;
+        for r in self.pt.dump().ranges {
+            let mut a = r.start;
+            while a < r.end {
+                let v = vmas.iter().find(|v| v.contains(a));
+                let Some(v) = v else {
+                    return Err(format!("PTE at {a:#x} outside every VMA"));
+                };
+                if r.flags.contains(crate::pgtable::PteFlags::WRITE)
+                    && !v.flags.contains(super::VmFlags::WRITE)
+                {
+                    return Err(format!("writable PTE at {a:#x} in {v:?}"));
+                }
+                if !r.flags.contains(crate::pgtable::PteFlags::NX)
+                    && !v.flags.contains(super::VmFlags::EXEC)
+                {
+                    return Err(format!("executable PTE at {a:#x} in {v:?}"));
+                }
+                let e = self.pt.get_pte(a).expect("dumped");
+                if e.pfn() != self.vm.zero_page() {
+                    rss += 1;
+                }
+                a += PAGE_SIZE;
+            }
+        }
+        if rss != self.rss_anon.load(Relaxed) {
+            return Err(format!(
+                "RSS counter {} but {rss} anonymous pages mapped",
+                self.rss_anon.load(Relaxed)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<P: Platform> Drop for Mm<'_, '_, P> {
+    /// `exit_mmap()`: zap every VMA, free every table, free the VMAs.
+    fn drop(&mut self) {
+        let mut l = self.mmap_lock.write();
+        let all = self.vmas_in(0, u64::MAX);
+        let mut tlb = MmuGather::new(&self.pt, true);
+        for (_, v) in &all {
+            self.zap_range(&mut tlb, v.start, v.end);
+        }
+        self.pt.free_pgd_range(&mut tlb, 0, TASK_SIZE, 0, 0);
+        tlb.finish();
+        for (p, _) in all {
+            self.retire_vma(&mut l, p);
+        }
+        drop(l);
+        self.vmas.destroy();
+        self.vm.free_mm_id(self.id);
+    }
+}

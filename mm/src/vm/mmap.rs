@@ -1,0 +1,397 @@
+//! mmap, munmap, brk and `get_unmapped_area()` (`mm/mmap.c`, `mm/vma.c`).
+
+use super::mm::MmLocked;
+use super::vma::{VmFlags, Vma, can_merge};
+use super::{FaultAccess, Mm, STACK_GUARD_GAP};
+use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
+use crate::errno::{Errno, Result};
+use crate::pgtable::{MmuGather, TASK_SIZE};
+use crate::platform::Platform;
+
+bitflags::bitflags! {
+    /// `PROT_*`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Prot: u64 {
+        const READ = 0x1;
+        const WRITE = 0x2;
+        const EXEC = 0x4;
+        const GROWSDOWN = 0x0100_0000;
+        const GROWSUP = 0x0200_0000;
+    }
+}
+
+bitflags::bitflags! {
+    /// `MAP_*` (x86_64 values).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MapFlags: u64 {
+        const SHARED = 0x01;
+        const PRIVATE = 0x02;
+        const FIXED = 0x10;
+        const ANONYMOUS = 0x20;
+        const GROWSDOWN = 0x100;
+        const DENYWRITE = 0x800;
+        const EXECUTABLE = 0x1000;
+        const LOCKED = 0x2000;
+        const NORESERVE = 0x4000;
+        const POPULATE = 0x8000;
+        const NONBLOCK = 0x10000;
+        const STACK = 0x20000;
+        const HUGETLB = 0x40000;
+        const SYNC = 0x80000;
+        const FIXED_NOREPLACE = 0x100000;
+    }
+}
+
+impl MapFlags {
+    /// `MAP_SHARED_VALIDATE`: the type field value 3.
+    pub const SHARED_VALIDATE: MapFlags = MapFlags::SHARED.union(MapFlags::PRIVATE);
+    const TYPE: MapFlags = MapFlags::SHARED_VALIDATE;
+}
+
+/// Rounds up to a page; `None` on overflow (`PAGE_ALIGN`).
+pub(super) fn page_align(len: u64) -> Option<u64> {
+    len.checked_add(PAGE_SIZE - 1).map(|l| l & !(PAGE_SIZE - 1))
+}
+
+/// `calc_vm_prot_bits()`.
+pub(super) fn prot_to_vm(prot: Prot) -> VmFlags {
+    let mut f = VmFlags::empty();
+    if prot.contains(Prot::READ) {
+        f |= VmFlags::READ;
+    }
+    if prot.contains(Prot::WRITE) {
+        f |= VmFlags::WRITE;
+    }
+    if prot.contains(Prot::EXEC) {
+        f |= VmFlags::EXEC;
+    }
+    f
+}
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// Whether `[addr, addr + len)` is free, stack guard gaps included.
+    fn range_free(&self, addr: u64, len: u64) -> bool {
+        let end = addr + len;
+        match self.find_vma(addr) {
+            Some(next) => end <= next.start_gap(STACK_GUARD_GAP),
+            None => true,
+        }
+    }
+
+    /// Picks the address of a new mapping (`__get_unmapped_area()`,
+    /// top-down): `MAP_FIXED` takes `addr`; else a free hint; else the
+    /// highest gap below `mmap_base` (`unmapped_area_topdown()`), then
+    /// bottom-up from the lowest address as Linux's fallback does.
+    pub(super) fn get_unmapped_area(
+        &self,
+        l: &MmLocked,
+        addr: u64,
+        len: u64,
+        flags: MapFlags,
+    ) -> Result<u64> {
+        if len > TASK_SIZE {
+            return Err(Errno::ENOMEM);
+        }
+        if flags.contains(MapFlags::FIXED) {
+            if addr & (PAGE_SIZE - 1) != 0 {
+                return Err(Errno::EINVAL);
+            }
+            if addr > TASK_SIZE - len {
+                return Err(Errno::ENOMEM);
+            }
+            return Ok(addr);
+        }
+        let low = PAGE_SIZE.max(self.vm.mmap_min_addr);
+        if addr != 0
+            && let Some(hint) = page_align(addr)
+            && hint >= low
+            && hint <= TASK_SIZE - len
+            && self.range_free(hint, len)
+        {
+            return Ok(hint);
+        }
+        let mut high = l.mmap_base.min(TASK_SIZE);
+        // Highest gap: retry below a stack whose guard gap the area would
+        // intrude on.
+        while high > low && high - low >= len {
+            match self.vmas.empty_area_rev(low, high - 1, len) {
+                Ok(start) => {
+                    if self.range_free(start, len) {
+                        return Ok(start);
+                    }
+                    let next = self.find_vma(start).expect("a VMA above the gap");
+                    high = next.start_gap(STACK_GUARD_GAP).min(high);
+                    if high <= start {
+                        high = start;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let mut from = low;
+        while from <= TASK_SIZE - len {
+            match self.vmas.empty_area(from, TASK_SIZE - 1, len) {
+                Ok(start) if self.range_free(start, len) => return Ok(start),
+                Ok(start) => from = start + PAGE_SIZE,
+                Err(_) => break,
+            }
+        }
+        Err(Errno::ENOMEM)
+    }
+
+    /// `mmap()` of anonymous memory (`do_mmap()`, `mmap_region()`):
+    /// returns the address. File mappings are refused with `EBADF` (no
+    /// files yet); `fd` must be -1 with `MAP_ANONYMOUS`.
+    pub fn mmap(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        fd: i64,
+        offset: u64,
+    ) -> Result<u64> {
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align(len).ok_or(Errno::ENOMEM)?;
+        if len > TASK_SIZE {
+            return Err(Errno::ENOMEM);
+        }
+        if offset & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if (offset >> PAGE_SHIFT)
+            .checked_add(len >> PAGE_SHIFT)
+            .is_none()
+        {
+            return Err(Errno::EOVERFLOW);
+        }
+        let ty = flags & MapFlags::TYPE;
+        if ty.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        if ty == MapFlags::SHARED_VALIDATE && !MapFlags::all().contains(flags) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if !flags.contains(MapFlags::ANONYMOUS) {
+            return Err(if fd < 0 { Errno::EBADF } else { Errno::ENODEV });
+        }
+        if flags.contains(MapFlags::HUGETLB) {
+            // No hugetlbfs here.
+            return Err(Errno::EINVAL);
+        }
+        if prot.intersects(Prot::GROWSDOWN | Prot::GROWSUP) {
+            return Err(Errno::EINVAL);
+        }
+        let mut vm_flags =
+            prot_to_vm(prot) | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
+        if ty == MapFlags::PRIVATE {
+            if flags.contains(MapFlags::NORESERVE) {
+                vm_flags |= VmFlags::NORESERVE;
+            }
+        } else {
+            vm_flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
+        }
+        if flags.contains(MapFlags::GROWSDOWN) {
+            vm_flags |= VmFlags::GROWSDOWN;
+        }
+        if flags.contains(MapFlags::LOCKED) {
+            vm_flags |= VmFlags::LOCKED;
+        }
+        if vm_flags.accountable() {
+            vm_flags |= VmFlags::ACCOUNT;
+        }
+        let fixed = flags.intersects(MapFlags::FIXED | MapFlags::FIXED_NOREPLACE);
+        let gua_flags = if fixed { MapFlags::FIXED } else { flags };
+        let start = {
+            let mut l = self.mmap_lock.write();
+            let start = self.get_unmapped_area(&l, addr, len, gua_flags)?;
+            if fixed && start < self.vm.mmap_min_addr {
+                return Err(Errno::EPERM);
+            }
+            if flags.contains(MapFlags::FIXED_NOREPLACE) {
+                if self.find_vma(start).is_some_and(|v| v.start < start + len) {
+                    return Err(Errno::EEXIST);
+                }
+            } else if flags.contains(MapFlags::FIXED) {
+                self.do_munmap(&mut l, start, len)?;
+            }
+            if l.map_count >= self.vm.max_map_count {
+                return Err(Errno::ENOMEM);
+            }
+            let new = Vma {
+                start,
+                end: start + len,
+                flags: vm_flags,
+                pgoff: start >> PAGE_SHIFT,
+                anon_vma: None,
+            };
+            self.map_new_range(&mut l, new)?;
+            start
+        };
+        if flags.contains(MapFlags::POPULATE) || vm_flags.contains(VmFlags::LOCKED) {
+            self.populate(start, start + len);
+        }
+        Ok(start)
+    }
+
+    /// Faults in every page of `[start, end)` (`mm_populate()`); failures
+    /// are ignored as Linux's MAP_POPULATE does.
+    fn populate(&self, start: u64, end: u64) {
+        let mut a = start;
+        while a < end {
+            let access = match self.vma_lookup(a) {
+                Some(v) if v.flags.contains(VmFlags::WRITE) => FaultAccess::Write,
+                Some(_) => FaultAccess::Read,
+                None => break,
+            };
+            if self.handle_fault(a, access).is_err() {
+                break;
+            }
+            a += PAGE_SIZE;
+        }
+    }
+
+    /// Inserts a VMA over a free range, merging with compatible
+    /// neighbours (`vma_merge_new_range()`, else a new VMA).
+    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<()> {
+        let prev = self
+            .prev_vma_entry(new.start)
+            .filter(|(_, v)| can_merge(v, &new));
+        let next = self
+            .find_vma_entry(new.end)
+            .filter(|(_, v)| can_merge(&new, v));
+        let mut merged = new;
+        if let Some((_, p)) = prev {
+            merged.start = p.start;
+            merged.pgoff = p.pgoff;
+            merged.anon_vma = p.anon_vma.or(new.anon_vma);
+        }
+        if let Some((_, n)) = next {
+            // Both sides: prev and next must agree with each other too.
+            if can_merge(
+                &Vma {
+                    end: n.start,
+                    ..merged
+                },
+                &n,
+            ) {
+                merged.end = n.end;
+                merged.anon_vma = merged.anon_vma.or(n.anon_vma);
+            }
+        }
+        let next = next.filter(|(_, n)| merged.end == n.end);
+        self.insert_vma(l, merged)?;
+        if let Some((p, _)) = prev {
+            self.retire_vma(l, p);
+        }
+        if let Some((p, _)) = next {
+            self.retire_vma(l, p);
+        }
+        Ok(())
+    }
+
+    /// `munmap()` (`do_vmi_munmap()`).
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<()> {
+        if addr & (PAGE_SIZE - 1) != 0 || len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align(len).ok_or(Errno::EINVAL)?;
+        if len > TASK_SIZE || addr > TASK_SIZE - len {
+            return Err(Errno::EINVAL);
+        }
+        let mut l = self.mmap_lock.write();
+        self.do_munmap(&mut l, addr, len)
+    }
+
+    /// Unmaps `[start, start + len)` with the mmap lock held for write
+    /// (`do_vmi_align_munmap()`): split the VMAs at both ends, clear the
+    /// range from the tree, zap it and free the page tables that only it
+    /// used, within the gap between the neighbours.
+    pub(super) fn do_munmap(&self, l: &mut MmLocked, start: u64, len: u64) -> Result<()> {
+        let end = start + len;
+        let Some((first_p, first)) = self.find_vma_entry(start) else {
+            return Ok(());
+        };
+        if first.start >= end {
+            return Ok(());
+        }
+        if first.start < start {
+            // Unmapping the middle of a VMA makes one more.
+            if first.end > end && l.map_count >= self.vm.max_map_count {
+                return Err(Errno::ENOMEM);
+            }
+            self.split_vma(l, first_p, start)?;
+        }
+        if let Some(last_p) = self.vmas.load(end - 1)
+            && self.read(last_p).end > end
+        {
+            self.split_vma(l, last_p, end)?;
+        }
+        let doomed = self.vmas_in(start, end);
+        self.clear_range(start, end)?;
+        let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
+        let ceiling = self.find_vma(end).map_or(0, |v| v.start);
+        let mut tlb = MmuGather::new(&self.pt, false);
+        for (_, v) in &doomed {
+            self.zap_range(&mut tlb, v.start, v.end);
+        }
+        if let (Some((_, lo)), Some((_, hi))) = (doomed.first(), doomed.last()) {
+            self.pt
+                .free_pgd_range(&mut tlb, lo.start, hi.end, floor, ceiling);
+        }
+        tlb.finish();
+        for (p, _) in doomed {
+            self.retire_vma(l, p);
+        }
+        Ok(())
+    }
+
+    /// `brk()`: moves the program break; returns the new break, or the
+    /// old one when the request is refused (Linux's convention).
+    pub fn brk(&self, brk: u64) -> u64 {
+        let mut l = self.mmap_lock.write();
+        let old = l.brk;
+        if brk < l.start_brk || brk > TASK_SIZE {
+            return old;
+        }
+        let (Some(newbrk), Some(oldbrk)) = (page_align(brk), page_align(old)) else {
+            return old;
+        };
+        if newbrk == oldbrk {
+            l.brk = brk;
+            return brk;
+        }
+        if brk <= old {
+            if self.do_munmap(&mut l, newbrk, oldbrk - newbrk).is_err() {
+                return old;
+            }
+            l.brk = brk;
+            return brk;
+        }
+        // Room up to the next VMA (and its guard gap)?
+        if self
+            .find_vma(oldbrk)
+            .is_some_and(|n| newbrk > n.start_gap(STACK_GUARD_GAP))
+        {
+            return old;
+        }
+        let mut flags = VmFlags::DATA_DEFAULT;
+        if flags.accountable() {
+            flags |= VmFlags::ACCOUNT;
+        }
+        let new = Vma {
+            start: oldbrk,
+            end: newbrk,
+            flags,
+            pgoff: oldbrk >> PAGE_SHIFT,
+            anon_vma: None,
+        };
+        if l.map_count >= self.vm.max_map_count || self.map_new_range(&mut l, new).is_err() {
+            return old;
+        }
+        l.brk = brk;
+        brk
+    }
+}

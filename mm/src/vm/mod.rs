@@ -1,0 +1,116 @@
+//! Address spaces: an [`Mm`] holds its VMAs in a maple tree and its page
+//! tables, and implements the memory syscalls (mmap, munmap, mprotect,
+//! madvise, brk) and the anonymous page-fault path, with Linux's
+//! semantics and errno rules.
+//!
+//! A [`Vm`] is what all address spaces of a machine share: the page
+//! allocator, RCU, the maple node cache, the zero page, the MM-id
+//! allocator and the tunables.
+
+mod fault;
+mod mm;
+mod mmap;
+mod mprotect;
+mod vma;
+mod zap;
+
+#[cfg(test)]
+mod tests;
+
+use alloc::vec::Vec;
+
+use crate::addr::{PAGE_SIZE, Pfn};
+use crate::gfp::Gfp;
+use crate::page_alloc::PageAlloc;
+use crate::platform::Platform;
+use crate::rcu::Rcu;
+use crate::slab::KmemCache;
+
+pub use fault::{FaultAccess, FaultError, SegvCode};
+pub use mm::{Mm, MmStatus};
+pub use mmap::{MapFlags, Prot};
+pub use mprotect::Advice;
+pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
+
+/// Lowest address user mappings may use (`mmap_min_addr`).
+pub const MMAP_MIN_ADDR: u64 = 0x10000;
+/// Most VMAs an address space may have (`sysctl_max_map_count`).
+pub const MAX_MAP_COUNT: usize = 65530;
+/// Gap kept free below a stack VMA (`stack_guard_gap`, 256 pages).
+pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// What every address space of one machine shares.
+pub struct Vm<'a, P: Platform> {
+    pub pa: &'a PageAlloc<P>,
+    pub rcu: &'a Rcu<P>,
+    /// Maple tree nodes of every VMA tree (`maple_node_cache`).
+    pub node_cache: &'a KmemCache<'a, P>,
+    /// The shared zero page, mapped read-only on read faults.
+    zero_page: Pfn,
+    /// Used MM ids (bit `i` of word `i / 64`; id 0 is never handed out).
+    mm_ids: spin::Mutex<Vec<u64>>,
+    /// Lowest mappable address (`mmap_min_addr`); tests may lower it to 0.
+    pub mmap_min_addr: u64,
+    pub max_map_count: usize,
+}
+
+impl<'a, P: Platform> Vm<'a, P> {
+    /// Sets up the shared state; `None` without memory for the zero page.
+    pub fn new(
+        pa: &'a PageAlloc<P>,
+        rcu: &'a Rcu<P>,
+        node_cache: &'a KmemCache<'a, P>,
+    ) -> Option<Self> {
+        let zero_page = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0).ok()?;
+        Some(Vm {
+            pa,
+            rcu,
+            node_cache,
+            zero_page,
+            mm_ids: spin::Mutex::new(Vec::new()),
+            mmap_min_addr: MMAP_MIN_ADDR,
+            max_map_count: MAX_MAP_COUNT,
+        })
+    }
+
+    pub fn zero_page(&self) -> Pfn {
+        self.zero_page
+    }
+
+    /// The lowest free MM id (`mm_id_alloc()`, an ida): ids are small
+    /// unique integers, reused after [`Vm::free_mm_id`].
+    fn alloc_mm_id(&self) -> Option<u32> {
+        let mut ids = self.mm_ids.lock();
+        for (w, word) in ids.iter_mut().enumerate() {
+            let free = !*word & if w == 0 { !1 } else { !0 };
+            if free != 0 {
+                let bit = free.trailing_zeros();
+                *word |= 1 << bit;
+                return Some((w * 64) as u32 + bit);
+            }
+        }
+        ids.try_reserve(1).ok()?;
+        // Id 0 is never handed out: the first word starts with it taken.
+        let first = ids.is_empty();
+        ids.push(if first { 0b11 } else { 1 });
+        Some(((ids.len() - 1) * 64) as u32 + u32::from(first))
+    }
+
+    fn free_mm_id(&self, id: u32) {
+        let mut ids = self.mm_ids.lock();
+        let (w, bit) = (id as usize / 64, id % 64);
+        assert!(
+            ids.get(w).is_some_and(|x| x & (1 << bit) != 0),
+            "BUG: freeing MM id {id} that is not allocated"
+        );
+        ids[w] &= !(1 << bit);
+    }
+}
+
+impl<P: Platform> Drop for Vm<'_, P> {
+    fn drop(&mut self) {
+        if let Err(bad) = self.pa.free_pages(self.zero_page, 0) {
+            log::error!("BUG: freeing the zero page: {bad:?}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! mprotect and madvise: attribute changes on a range of VMAs, with
+//! splits at the ends and merges afterwards (`vma_modify_flags()`), and
+//! `change_protection()` of the PTEs.
+
+use super::mm::MmLocked;
+use super::mmap::{page_align, prot_to_vm};
+use super::vma::{VmFlags, Vma, can_merge};
+use super::{Mm, Prot};
+use crate::addr::PAGE_SIZE;
+use crate::errno::{Errno, Result};
+use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end};
+use crate::platform::Platform;
+
+/// `MADV_*` values accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advice {
+    Normal,
+    Random,
+    Sequential,
+    WillNeed,
+    DontNeed,
+    Free,
+}
+
+impl Advice {
+    /// The advice for a `madvise()` argument; `None` (EINVAL) if unknown.
+    pub fn from_raw(advice: i64) -> Option<Advice> {
+        Some(match advice {
+            0 => Advice::Normal,
+            1 => Advice::Random,
+            2 => Advice::Sequential,
+            3 => Advice::WillNeed,
+            4 => Advice::DontNeed,
+            8 => Advice::Free,
+            _ => return None,
+        })
+    }
+}
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// `mprotect()` (`do_mprotect_pkey()`).
+    pub fn mprotect(&self, start: u64, len: u64, prot: Prot) -> Result<()> {
+        if start & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        if !Prot::all().contains(prot) || prot.contains(Prot::GROWSDOWN | Prot::GROWSUP) {
+            return Err(Errno::EINVAL);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let len = page_align(len).ok_or(Errno::ENOMEM)?;
+        let mut end = start.checked_add(len).ok_or(Errno::ENOMEM)?;
+        let mut start = start;
+        let access = prot_to_vm(prot);
+        let mut l = self.mmap_lock.write();
+        let first = self.find_vma(start).ok_or(Errno::ENOMEM)?;
+        if prot.contains(Prot::GROWSUP) {
+            return Err(Errno::EINVAL);
+        }
+        if prot.contains(Prot::GROWSDOWN) {
+            if !first.flags.contains(VmFlags::GROWSDOWN) {
+                return Err(Errno::EINVAL);
+            }
+            start = first.start;
+        }
+        if first.start > start {
+            return Err(Errno::ENOMEM);
+        }
+        end = end.max(start);
+        let mut at = start;
+        for (_, v) in self.vmas_in(start, end) {
+            if v.start > at {
+                // A hole: the VMAs before it keep their new protection.
+                return Err(Errno::ENOMEM);
+            }
+            // The new rights must be allowed by VM_MAY* (bit << 4).
+            let want = (v.flags - VmFlags::ACCESS) | access;
+            if (want.bits() & !(want.bits() >> 4)) & VmFlags::ACCESS.bits() != 0 {
+                return Err(Errno::EACCES);
+            }
+            let mut nf = want;
+            if nf.accountable() {
+                nf |= VmFlags::ACCOUNT;
+            }
+            let (s, e) = (at.max(v.start), end.min(v.end));
+            self.modify_flags(&mut l, s, e, nf)?;
+            self.change_protection(s, e, nf);
+            at = e;
+        }
+        if at < end {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+
+    /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`: split
+    /// off the parts outside, then merge with compatible neighbours.
+    pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
+        let p = self.vmas.load(s).expect("a VMA at the start");
+        let v = self.read(p);
+        if v.flags == nf {
+            return Ok(());
+        }
+        let extra = usize::from(v.start < s) + usize::from(e < v.end);
+        if l.map_count + extra > self.vm.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        let mut pieces = [v; 3];
+        let mut n = 0;
+        if v.start < s {
+            pieces[n] = v.slice(v.start, s);
+            n += 1;
+        }
+        pieces[n] = Vma {
+            flags: nf,
+            ..v.slice(s, e)
+        };
+        n += 1;
+        if e < v.end {
+            pieces[n] = v.slice(e, v.end);
+            n += 1;
+        }
+        self.replace_vma(l, p, &pieces[..n])?;
+        self.merge_around(l, s)
+    }
+
+    /// Merges the VMA at `addr` with compatible neighbours
+    /// (`vma_merge_existing_range()`).
+    pub(super) fn merge_around(&self, l: &mut MmLocked, addr: u64) -> Result<()> {
+        let p = self.vmas.load(addr).expect("a VMA");
+        let v = self.read(p);
+        let prev = self
+            .prev_vma_entry(v.start)
+            .filter(|(_, pv)| can_merge(pv, &v));
+        let next = self
+            .find_vma_entry(v.end)
+            .filter(|(_, nv)| can_merge(&v, nv));
+        if prev.is_none() && next.is_none() {
+            return Ok(());
+        }
+        let mut merged = v;
+        if let Some((_, pv)) = prev {
+            merged.start = pv.start;
+            merged.pgoff = pv.pgoff;
+            merged.anon_vma = pv.anon_vma.or(v.anon_vma);
+        }
+        let next = next.filter(|(_, nv)| {
+            can_merge(
+                &Vma {
+                    end: nv.start,
+                    ..merged
+                },
+                nv,
+            )
+        });
+        if let Some((_, nv)) = next {
+            merged.end = nv.end;
+            merged.anon_vma = merged.anon_vma.or(nv.anon_vma);
+        }
+        self.insert_vma(l, merged)?;
+        self.retire_vma(l, p);
+        for (q, _) in prev.into_iter().chain(next) {
+            self.retire_vma(l, q);
+        }
+        Ok(())
+    }
+
+    /// Rewrites the PTEs of `[start, end)` for flags `nf`
+    /// (`change_protection()`): write permission is only ever removed here
+    /// (a write fault grants it back), NX follows VM_EXEC, a VMA without
+    /// access rights keeps its pages as PROT_NONE entries. One TLB flush
+    /// for the range.
+    fn change_protection(&self, start: u64, end: u64, nf: VmFlags) {
+        let mut addr = start;
+        let mut changed = false;
+        while addr < end {
+            let next = addr_end(addr, end, PMD_SIZE);
+            let Some(mut ptl) = self.pt.pte_offset_map_lock(addr) else {
+                addr = next;
+                continue;
+            };
+            let mut lazy = ptl.lazy_mmu();
+            while addr < next {
+                let old = lazy.get(addr);
+                if old.is_present() {
+                    let keep =
+                        old.flags() & (PteFlags::SPECIAL | PteFlags::DIRTY | PteFlags::WRITE);
+                    let mut f = nf.pte_flags() | keep;
+                    if !nf.contains(VmFlags::WRITE) {
+                        f -= PteFlags::WRITE;
+                    }
+                    if !nf.intersects(VmFlags::ACCESS) {
+                        f = (f - PteFlags::PRESENT) | PteFlags::PROTNONE;
+                    }
+                    let new = old.with_flags(f);
+                    if new != old {
+                        lazy.set(addr, new);
+                        changed = true;
+                    }
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        if changed {
+            self.vm
+                .pa
+                .platform()
+                .flush_tlb(self.pt.root(), Some((start, end)));
+        }
+    }
+
+    /// `madvise()`: applies the advice to the mapped parts of the range;
+    /// `ENOMEM` afterwards if part of it was unmapped.
+    pub fn madvise(&self, start: u64, len: u64, advice: i64) -> Result<()> {
+        let advice = Advice::from_raw(advice).ok_or(Errno::EINVAL)?;
+        if start & (PAGE_SIZE - 1) != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let len = page_align(len).ok_or(Errno::EINVAL)?;
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let mut unmapped = false;
+        match advice {
+            Advice::Normal | Advice::Random | Advice::Sequential => {
+                let mut l = self.mmap_lock.write();
+                let mut at = start;
+                for (_, v) in self.vmas_in(start, end) {
+                    unmapped |= v.start > at;
+                    let (s, e) = (at.max(v.start), end.min(v.end));
+                    let mut nf = v.flags - (VmFlags::SEQ_READ | VmFlags::RAND_READ);
+                    match advice {
+                        Advice::Random => nf |= VmFlags::RAND_READ,
+                        Advice::Sequential => nf |= VmFlags::SEQ_READ,
+                        _ => {}
+                    }
+                    self.modify_flags(&mut l, s, e, nf)?;
+                    at = e;
+                }
+                unmapped |= at < end;
+            }
+            Advice::WillNeed | Advice::DontNeed | Advice::Free => {
+                let _l = self.mmap_lock.read();
+                let mut at = start;
+                let vmas = self.vmas_in(start, end);
+                for (_, v) in &vmas {
+                    if advice == Advice::DontNeed
+                        && v.flags.intersects(VmFlags::LOCKED | VmFlags::PFNMAP)
+                    {
+                        return Err(Errno::EINVAL);
+                    }
+                    if advice == Advice::Free
+                        && v.flags.intersects(VmFlags::SHARED | VmFlags::PFNMAP)
+                    {
+                        return Err(Errno::EINVAL);
+                    }
+                }
+                let mut tlb = MmuGather::new(&self.pt, false);
+                for (_, v) in vmas {
+                    unmapped |= v.start > at;
+                    let (s, e) = (at.max(v.start), end.min(v.end));
+                    if advice == Advice::DontNeed {
+                        self.zap_range(&mut tlb, s, e);
+                    }
+                    // WILLNEED: no swap or page cache to read ahead.
+                    // FREE: the pages become reclaimable without a write;
+                    // with no reclaim yet they simply stay, which is what
+                    // a reader sees before reclaim on Linux too.
+                    at = e;
+                }
+                tlb.finish();
+                unmapped |= at < end;
+            }
+        }
+        if unmapped {
+            return Err(Errno::ENOMEM);
+        }
+        Ok(())
+    }
+}
