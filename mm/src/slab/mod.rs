@@ -67,7 +67,7 @@ mod tests_stress;
 use alloc::boxed::Box;
 use core::panic::Location;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
 pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
@@ -179,8 +179,8 @@ pub struct KmemCache<'a, P: Platform> {
     nr_slabs: AtomicU64,
     /// Object slots in those slabs (slabs of a fallback order hold fewer).
     nr_objects: AtomicU64,
-    /// Objects allocated and not freed.
-    nr_active: AtomicI64,
+    /// Event counters, per CPU. Objects allocated and not freed are
+    /// `Allocs - Frees` (no shared counter is written per object).
     stats: SlabStats,
     /// Per-CPU sheaves and the barn, if the cache has them.
     sheaves: Option<sheaf::Sheaves>,
@@ -296,8 +296,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             nr_partial: AtomicU64::new(0),
             nr_slabs: AtomicU64::new(0),
             nr_objects: AtomicU64::new(0),
-            nr_active: AtomicI64::new(0),
-            stats: SlabStats::new(),
+            stats: SlabStats::new(nr_cpus),
             // Linux ignores sheaf_capacity for debug caches.
             sheaves: (args.sheaf_capacity > 0 && !debug)
                 .then(|| sheaf::Sheaves::new(nr_cpus, args.sheaf_capacity as usize)),
@@ -324,13 +323,26 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     pub fn info(&self) -> SlabInfo {
         let slabs = self.nr_slabs.load(Relaxed);
         SlabInfo {
-            active_objs: self.nr_active.load(Relaxed).max(0) as u64,
+            active_objs: self.nr_active(),
             num_objs: self.nr_objects.load(Relaxed),
             objsize: self.layout.size,
             objperslab: self.layout.objects,
             pagesperslab: 1 << self.layout.order,
             num_slabs: slabs,
         }
+    }
+
+    /// Objects allocated and not freed (racy: the two sums are read one
+    /// after the other).
+    fn nr_active(&self) -> u64 {
+        let frees = self.stats.get(SlabStat::Frees);
+        self.stats.get(SlabStat::Allocs).saturating_sub(frees)
+    }
+
+    /// Counts an event on this CPU.
+    #[inline]
+    fn stat(&self, s: SlabStat) {
+        self.stats.inc(self.pa.platform().cpu_id(), s);
     }
 
     fn id(&self) -> u64 {
@@ -383,7 +395,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     fn pop_freelist(&self, slab: Pfn, head: u64) -> (u64, u64) {
         let next = self.get_freepointer(head);
         if next != 0 && !self.is_object_of(slab, next) {
-            self.stats.inc(SlabStat::FreelistCorrupt);
+            self.stat(SlabStat::FreelistCorrupt);
             log::error!(
                 "BUG {}: freelist corrupted: object {head:#x} of slab pfn {slab} points to {next:#x}; \
                  the rest of the list is leaked",
@@ -422,7 +434,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 .position(|&b| b != POISON_FREE)
                 .or((bytes[n - 1] != POISON_END).then_some(n - 1));
             if let Some(at) = bad {
-                self.stats.inc(SlabStat::PoisonCorrupt);
+                self.stat(SlabStat::PoisonCorrupt);
                 log::error!(
                     "BUG {}: Poison overwritten: object {obj:#x} byte {at} is {:#04x}: written after it was freed",
                     self.name,
@@ -448,7 +460,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             Ok(pfn) => (pfn, self.layout.order),
             Err(_) if self.layout.min_order < self.layout.order => {
                 let pfn = self.pa.alloc_pages(gfp, self.layout.min_order).ok()?;
-                self.stats.inc(SlabStat::OrderFallback);
+                self.stat(SlabStat::OrderFallback);
                 (pfn, self.layout.min_order)
             }
             Err(_) => return None,
@@ -465,7 +477,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
         self.nr_slabs.fetch_add(1, Relaxed);
         self.nr_objects.fetch_add(n, Relaxed);
-        self.stats.inc(SlabStat::NewSlab);
+        self.stat(SlabStat::NewSlab);
         Some(slab)
     }
 
@@ -477,7 +489,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             .fetch_sub(u64::from(slab.objects()), Relaxed);
         slab.clear(self.pa.memmap(), order);
         self.nr_slabs.fetch_sub(1, Relaxed);
-        self.stats.inc(SlabStat::FreeSlab);
+        self.stat(SlabStat::FreeSlab);
         if let Err(bad) = self.pa.free_pages(pfn, order) {
             log::error!(
                 "BUG {}: slab pfn {pfn} refused by the page allocator: {bad:?}",
@@ -518,7 +530,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 let slab = cpu.slab.expect("a CPU freelist has a CPU slab");
                 let (obj, next) = self.pop_freelist(slab, cpu.freelist);
                 cpu.freelist = next;
-                self.stats.inc(SlabStat::AllocFastpath);
+                self.stat(SlabStat::AllocFastpath);
                 obj
             }
             Some(mut cpu) => self.alloc_slow(&mut cpu, gfp)?,
@@ -532,14 +544,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if gfp.contains(Gfp::ZERO) {
             self.fill(obj, self.layout.object_size, 0);
         }
-        self.stats.inc(SlabStat::Allocs);
-        self.nr_active.fetch_add(1, Relaxed);
+        self.stat(SlabStat::Allocs);
         NonNull::new(obj as *mut u8)
     }
 
     /// Refills this CPU's freelist and takes one object (`___slab_alloc`).
     fn alloc_slow(&self, cpu: &mut CpuSlab, gfp: Gfp) -> Option<u64> {
-        self.stats.inc(SlabStat::AllocSlowpath);
+        self.stat(SlabStat::AllocSlowpath);
         {
             let _irq = IrqGuard::new(self.pa.platform());
             let mut node = self.list_lock.lock();
@@ -550,7 +561,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                     // Objects freed remotely to our CPU slab: take them all.
                     slab.set_freelist(0);
                     slab.set_counters(slab.objects(), true);
-                    self.stats.inc(SlabStat::AllocRefill);
+                    self.stat(SlabStat::AllocRefill);
                     return Some(self.take_first(cpu, pfn, remote));
                 }
                 // Full: it leaves the CPU and sits on no list (S2).
@@ -563,7 +574,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 let list = slab.freelist();
                 slab.set_freelist(0);
                 slab.set_counters(slab.objects(), true);
-                self.stats.inc(SlabStat::AllocFromPartial);
+                self.stat(SlabStat::AllocFromPartial);
                 return Some(self.take_first(cpu, pfn, list));
             }
         }
@@ -586,7 +597,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// interrupted: one object from the node, never touching CPU state.
     #[cold]
     fn alloc_no_cpu(&self, gfp: Gfp) -> Option<u64> {
-        self.stats.inc(SlabStat::AllocNoCpu);
+        self.stat(SlabStat::AllocNoCpu);
         let _irq = IrqGuard::new(self.pa.platform());
         let mut node = self.list_lock.lock();
         let pfn = match node.partial.first() {
@@ -672,15 +683,14 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             self.debug_mark_free(addr);
             self.set_freepointer(addr, cpu.freelist);
             cpu.freelist = addr;
-            self.stats.inc(SlabStat::FreeFastpath);
+            self.stat(SlabStat::FreeFastpath);
             return true;
         }
         self.slab_free_slow(slab, addr, caller)
     }
 
     fn account_free(&self) {
-        self.stats.inc(SlabStat::Frees);
-        self.nr_active.fetch_sub(1, Relaxed);
+        self.stat(SlabStat::Frees);
     }
 
     /// Frees several objects (`kmem_cache_free_bulk`).
@@ -707,7 +717,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         match slab {
             Some(s) if s.cache() == self.id() && self.is_object_of(s.pfn, addr) => Some(s.pfn),
             _ => {
-                self.stats.inc(SlabStat::BadFree);
+                self.stat(SlabStat::BadFree);
                 log::error!(
                     "BUG {}: kmem_cache_free of {addr:#x}, which is not an object of this cache, from {caller}; ignored",
                     self.name
@@ -729,7 +739,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 false
             }
             other => {
-                self.stats.inc(SlabStat::RedzoneCorrupt);
+                self.stat(SlabStat::RedzoneCorrupt);
                 log::error!(
                     "BUG {}: Redzone overwritten: object {addr:#x} (size {}) red zone is {other:#x}: \
                      written past its end; freed from {caller}",
@@ -744,7 +754,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
 
     #[cold]
     fn report_double_free(&self, addr: u64, caller: &'static Location<'static>) {
-        self.stats.inc(SlabStat::DoubleFree);
+        self.stat(SlabStat::DoubleFree);
         log::error!(
             "BUG {}: double free of object {addr:#x} from {caller}; ignored",
             self.name
@@ -753,7 +763,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
 
     /// Frees to the object's slab under the node lock (`__slab_free`).
     fn slab_free_slow(&self, pfn: Pfn, addr: u64, caller: &'static Location<'static>) -> bool {
-        self.stats.inc(SlabStat::FreeSlowpath);
+        self.stat(SlabStat::FreeSlowpath);
         let discard = {
             let _irq = IrqGuard::new(self.pa.platform());
             let mut node = self.list_lock.lock();
@@ -783,7 +793,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 if was_full {
                     node.partial.push_back(self.pa.memmap(), pfn);
                     self.nr_partial.fetch_add(1, Relaxed);
-                    self.stats.inc(SlabStat::FreeAddPartial);
+                    self.stat(SlabStat::FreeAddPartial);
                 }
                 false
             }
@@ -806,7 +816,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             return;
         };
         let mut list = core::mem::take(&mut cpu.freelist);
-        self.stats.inc(SlabStat::DeactivateSlab);
+        self.stat(SlabStat::DeactivateSlab);
         let discard = {
             let _irq = IrqGuard::new(platform);
             let mut node = self.list_lock.lock();
@@ -880,7 +890,7 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
             log::error!(
                 "BUG {}: kmem_cache_destroy: {} objects remain in {left} slabs; slabs leaked",
                 self.name,
-                self.nr_active.load(Relaxed)
+                self.nr_active()
             );
         }
     }

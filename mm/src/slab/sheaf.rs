@@ -239,12 +239,12 @@ impl<P: Platform> KmemCache<'_, P> {
             }
         });
         if kept.is_some() {
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
         }
     }
 
     fn barn_put_full(&self, sh: &Sheaves, sheaf: Box<Sheaf>) {
-        self.stats.inc(SlabStat::BarnPut);
+        self.stat(SlabStat::BarnPut);
         self.barn_locked(sh, |b| b.full.push(sheaf));
     }
 
@@ -270,18 +270,22 @@ impl<P: Platform> KmemCache<'_, P> {
                 }
             }
         }
-        for _ in 0..got {
-            self.stats.inc(SlabStat::SheafRefill);
-        }
+        self.stats.add(
+            self.pa.platform().cpu_id(),
+            SlabStat::SheafRefill,
+            got as u64,
+        );
         true
     }
 
     /// Returns every object of `sheaf` to the slabs (`sheaf_flush_unused`).
     fn flush_sheaf(&self, sheaf: &mut Sheaf) {
+        let flushed = sheaf.size as u64;
         while let Some(obj) = sheaf.pop() {
             self.free_to_slab(obj);
-            self.stats.inc(SlabStat::SheafFlush);
         }
+        self.stats
+            .add(self.pa.platform().cpu_id(), SlabStat::SheafFlush, flushed);
     }
 
     /// Frees one object, known to be ours, to its slab.
@@ -303,7 +307,7 @@ impl<P: Platform> KmemCache<'_, P> {
             pcs = self.replace_empty_main(sh, pcs, gfp)?;
         }
         let obj = pcs.main().pop().expect("main refilled above");
-        self.stats.inc(SlabStat::AllocPcs);
+        self.stats.inc(pcs.cpu(), SlabStat::AllocPcs);
         Some(obj)
     }
 
@@ -325,12 +329,12 @@ impl<P: Platform> KmemCache<'_, P> {
         match self.barn_replace_empty(sh, empty) {
             Ok(full) => {
                 pcs.main = Some(full);
-                self.stats.inc(SlabStat::BarnGet);
+                self.stat(SlabStat::BarnGet);
                 return Some(pcs);
             }
             Err(empty) => {
                 pcs.main = Some(empty);
-                self.stats.inc(SlabStat::BarnGetFail);
+                self.stat(SlabStat::BarnGetFail);
             }
         }
         if !gfp.allows_blocking() {
@@ -342,12 +346,12 @@ impl<P: Platform> KmemCache<'_, P> {
         let mut full = match to_fill {
             Some(s) => s,
             None => {
-                self.stats.inc(SlabStat::SheafAlloc);
+                self.stat(SlabStat::SheafAlloc);
                 Sheaf::try_new(sh.capacity)?
             }
         };
         if !self.refill_sheaf(&mut full, gfp | Gfp::NOMEMALLOC) {
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
             return None;
         }
         // Relock (we may be on another CPU now) and decide again.
@@ -386,7 +390,7 @@ impl<P: Platform> KmemCache<'_, P> {
             }
         }
         pcs.main().push(obj);
-        self.stats.inc(SlabStat::FreePcs);
+        self.stats.inc(pcs.cpu(), SlabStat::FreePcs);
         true
     }
 
@@ -419,7 +423,7 @@ impl<P: Platform> KmemCache<'_, P> {
                     Ok(empty) => {
                         pcs.main = Some(empty);
                         pcs.spare = Some(full_spare);
-                        self.stats.inc(SlabStat::BarnPut);
+                        self.stat(SlabStat::BarnPut);
                         return Some(pcs);
                     }
                     Err((refusal, main)) => {
@@ -427,7 +431,7 @@ impl<P: Platform> KmemCache<'_, P> {
                         if refusal == BarnRefusal::Full {
                             // The barn holds enough: flush the full spare to
                             // slabs and use it as our empty sheaf.
-                            self.stats.inc(SlabStat::BarnPutFail);
+                            self.stat(SlabStat::BarnPutFail);
                             drop(pcs);
                             let mut s = full_spare;
                             self.flush_sheaf(&mut s);
@@ -463,7 +467,7 @@ impl<P: Platform> KmemCache<'_, P> {
     }
 
     fn new_empty_sheaf(&self, sh: &Sheaves) -> Option<Box<Sheaf>> {
-        self.stats.inc(SlabStat::SheafAlloc);
+        self.stat(SlabStat::SheafAlloc);
         Sheaf::try_new(sh.capacity)
     }
 
@@ -479,23 +483,23 @@ impl<P: Platform> KmemCache<'_, P> {
             return None;
         }
         if count > sh.capacity {
-            self.stats.inc(SlabStat::SheafPrefillOversize);
+            self.stat(SlabStat::SheafPrefillOversize);
             let mut sheaf = Sheaf::try_new(count)?;
-            self.stats.inc(SlabStat::SheafAlloc);
+            self.stat(SlabStat::SheafAlloc);
             return self.refill_sheaf(&mut sheaf, gfp).then_some(sheaf);
         }
         let mut sheaf = {
             let mut pcs = sh.pcs.lock(self.pa.platform());
             match pcs.spare.take() {
                 Some(s) => {
-                    self.stats.inc(SlabStat::SheafPrefillFast);
+                    self.stat(SlabStat::SheafPrefillFast);
                     Some(s)
                 }
                 None => {
                     drop(pcs);
-                    self.stats.inc(SlabStat::SheafPrefillSlow);
+                    self.stat(SlabStat::SheafPrefillSlow);
                     let got = self.barn_locked(sh, |b| b.full.pop().or_else(|| b.empty.pop()));
-                    self.stats.inc(if got.as_ref().is_some_and(|s| s.size > 0) {
+                    self.stat(if got.as_ref().is_some_and(|s| s.size > 0) {
                         SlabStat::BarnGet
                     } else {
                         SlabStat::BarnGetFail
@@ -510,7 +514,7 @@ impl<P: Platform> KmemCache<'_, P> {
         let mut sheaf = sheaf.expect("set above");
         if sheaf.size < count && !self.refill_sheaf(&mut sheaf, gfp) {
             self.flush_sheaf(&mut sheaf);
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
             return None;
         }
         Some(sheaf)
@@ -561,11 +565,11 @@ impl<P: Platform> KmemCache<'_, P> {
                 })
             {
                 pcs.spare = Some(sheaf);
-                self.stats.inc(SlabStat::SheafReturnFast);
+                self.stat(SlabStat::SheafReturnFast);
                 return;
             }
             drop(pcs);
-            self.stats.inc(SlabStat::SheafReturnSlow);
+            self.stat(SlabStat::SheafReturnSlow);
             if sh.barn.nr_full.load(Relaxed) < MAX_FULL_SHEAVES
                 && self.refill_sheaf(&mut sheaf, gfp)
             {
@@ -574,7 +578,7 @@ impl<P: Platform> KmemCache<'_, P> {
             }
         }
         self.flush_sheaf(&mut sheaf);
-        self.stats.inc(SlabStat::SheafFree);
+        self.stat(SlabStat::SheafFree);
     }
 
     // ----- flushing -----
@@ -646,10 +650,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if let Some(sh) = &self.sheaves
             && self.kfree_rcu_sheaf(sh, rcu, addr)
         {
-            self.stats.inc(SlabStat::FreeRcuSheaf);
+            self.stat(SlabStat::FreeRcuSheaf);
             return;
         }
-        self.stats.inc(SlabStat::FreeRcuSheafFail);
+        self.stat(SlabStat::FreeRcuSheafFail);
         // SAFETY: the cache outlives the callback: its Drop waits for
         // rcu_barrier; `addr` is our object, given up by the caller.
         unsafe {
@@ -747,7 +751,7 @@ unsafe fn rcu_free_sheaf<P: Platform>(head: *mut RcuHead) {
         cache.barn_put_full(sh, sheaf);
         return;
     }
-    cache.stats.inc(SlabStat::BarnPutFail);
+    cache.stat(SlabStat::BarnPutFail);
     cache.flush_sheaf(&mut sheaf);
     cache.barn_put_empty(sh, sheaf);
 }
