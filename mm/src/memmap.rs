@@ -145,6 +145,7 @@ impl Page {
     }
 
     /// The frame's flags.
+    #[inline]
     pub fn flags(&self) -> PageFlags {
         PageFlags::from_bits_retain(self.flags.load(Relaxed))
     }
@@ -232,6 +233,7 @@ impl Page {
     }
 
     /// The owner-defined word.
+    #[inline]
     pub fn private(&self) -> u64 {
         self.private.load(Relaxed)
     }
@@ -244,6 +246,7 @@ impl Page {
     /// Extension word `i` (0..4), drawn in the module header. Its owner
     /// overlays its own fields and documents them (the slab allocator:
     /// `slab::freelist::Slab`).
+    #[inline]
     pub(crate) fn ext(&self, i: usize) -> &AtomicU64 {
         &self.ext[i]
     }

@@ -62,6 +62,7 @@ impl<T> PerCpuSlots<T> {
     }
 
     /// Claims this CPU's copy; preemption must already be disabled.
+    #[inline]
     fn try_acquire(&self, cpu: CpuId) -> bool {
         !self.slots[cpu.index()]
             .acquired
@@ -89,6 +90,7 @@ impl<T, P: Platform> LocalGuard<'_, T, P> {
 
 impl<T, P: Platform> Deref for LocalGuard<'_, T, P> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: L1: this guard is the only holder of this CPU's copy.
         unsafe { &*self.slots.slots[self.cpu.index()].data.get() }
@@ -96,6 +98,7 @@ impl<T, P: Platform> Deref for LocalGuard<'_, T, P> {
 }
 
 impl<T, P: Platform> DerefMut for LocalGuard<'_, T, P> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: L1, and `&mut self` makes this borrow unique.
         unsafe { &mut *self.slots.slots[self.cpu.index()].data.get() }
@@ -103,6 +106,7 @@ impl<T, P: Platform> DerefMut for LocalGuard<'_, T, P> {
 }
 
 impl<T, P: Platform> Drop for LocalGuard<'_, T, P> {
+    #[inline]
     fn drop(&mut self) {
         self.slots.slots[self.cpu.index()]
             .acquired
@@ -190,6 +194,7 @@ impl<T: Send> LocalTryLock<T> {
     /// This CPU's copy if no one on this CPU holds it (`localtry_trylock`):
     /// from an interrupt that arrived while this CPU's task held the lock it
     /// fails, never waits. Any context.
+    #[inline]
     pub fn try_lock<'a, P: Platform>(&'a self, platform: &'a P) -> Option<LocalGuard<'a, T, P>> {
         platform.preempt_disable();
         let cpu = platform.cpu_id();

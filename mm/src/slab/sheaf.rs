@@ -49,6 +49,8 @@ use crate::sync::{LocalGuard, LocalTryLock};
 pub const MAX_FULL_SHEAVES: usize = 10;
 /// The barn keeps at most this many empty sheaves from RCU and returns.
 pub const MAX_EMPTY_SHEAVES: usize = 10;
+/// Objects copied out of a main sheaf per lock hold when flushing it.
+const PCS_BATCH_MAX: usize = 32;
 
 /// An array of free objects of one cache (`struct slab_sheaf`).
 #[repr(C)]
@@ -89,15 +91,18 @@ impl Sheaf {
         self.objects.len()
     }
 
+    #[inline]
     fn is_full(&self) -> bool {
         self.size == self.objects.len()
     }
 
+    #[inline]
     fn push(&mut self, obj: u64) {
         self.objects[self.size] = obj;
         self.size += 1;
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<u64> {
         self.size = self.size.checked_sub(1)?;
         Some(self.objects[self.size])
@@ -106,15 +111,19 @@ impl Sheaf {
 
 /// One CPU's sheaves (`struct slub_percpu_sheaves`).
 pub(super) struct PcpSheaves {
-    main: Option<Box<Sheaf>>,
+    /// Allocated from and freed into; always present (SH1), exchanged in
+    /// place (`mem::replace`, `mem::swap`), never taken out.
+    main: Box<Sheaf>,
     spare: Option<Box<Sheaf>>,
     /// Collects `kfree_rcu` objects until full.
     rcu_free: Option<Box<Sheaf>>,
 }
 
 impl PcpSheaves {
-    fn main(&mut self) -> &mut Sheaf {
-        self.main.as_mut().expect("SH1: main exists while unlocked")
+    /// Makes the spare the main sheaf and the old main the spare.
+    fn swap_main_spare(&mut self) {
+        let spare = self.spare.as_mut().expect("a spare to swap with");
+        core::mem::swap(&mut self.main, spare);
     }
 }
 
@@ -150,7 +159,7 @@ impl Sheaves {
         Self {
             capacity,
             pcs: LocalTryLock::new(nr_cpus, |_| PcpSheaves {
-                main: Some(Sheaf::try_new(capacity).expect("boot-time sheaf")),
+                main: Sheaf::try_new(capacity).expect("boot-time sheaf"),
                 spare: None,
                 rcu_free: None,
             }),
@@ -180,44 +189,37 @@ impl<P: Platform> KmemCache<'_, P> {
         r
     }
 
-    /// Trades an empty sheaf for a full one (`barn_replace_empty_sheaf`).
-    fn barn_replace_empty(
-        &self,
-        sh: &Sheaves,
-        empty: Box<Sheaf>,
-    ) -> Result<Box<Sheaf>, Box<Sheaf>> {
+    /// Trades the empty sheaf in `slot` for a full one
+    /// (`barn_replace_empty_sheaf`); false if the barn has none.
+    fn barn_replace_empty(&self, sh: &Sheaves, slot: &mut Box<Sheaf>) -> bool {
         if sh.barn.nr_full.load(Relaxed) == 0 {
-            return Err(empty);
+            return false;
         }
         self.barn_locked(sh, |b| match b.full.pop() {
             Some(full) => {
-                b.empty.push(empty);
-                Ok(full)
+                b.empty.push(core::mem::replace(slot, full));
+                true
             }
-            None => Err(empty),
+            None => false,
         })
     }
 
-    /// Trades a full sheaf for an empty one (`barn_replace_full_sheaf`):
-    /// `Err(Full)` if the barn holds its limit of full sheaves, `Err(NoEmpty)`
-    /// if it has no empty one.
-    fn barn_replace_full(
-        &self,
-        sh: &Sheaves,
-        full: Box<Sheaf>,
-    ) -> Result<Box<Sheaf>, (BarnRefusal, Box<Sheaf>)> {
+    /// Trades the full sheaf in `slot` for an empty one
+    /// (`barn_replace_full_sheaf`): `Err(Full)` if the barn holds its limit
+    /// of full sheaves, `Err(NoEmpty)` if it has no empty one.
+    fn barn_replace_full(&self, sh: &Sheaves, slot: &mut Box<Sheaf>) -> Result<(), BarnRefusal> {
         if sh.barn.nr_full.load(Relaxed) >= MAX_FULL_SHEAVES {
-            return Err((BarnRefusal::Full, full));
+            return Err(BarnRefusal::Full);
         }
         if sh.barn.nr_empty.load(Relaxed) == 0 {
-            return Err((BarnRefusal::NoEmpty, full));
+            return Err(BarnRefusal::NoEmpty);
         }
         self.barn_locked(sh, |b| match b.empty.pop() {
             Some(empty) => {
-                b.full.push(full);
-                Ok(empty)
+                b.full.push(core::mem::replace(slot, empty));
+                Ok(())
             }
-            None => Err((BarnRefusal::NoEmpty, full)),
+            None => Err(BarnRefusal::NoEmpty),
         })
     }
 
@@ -303,10 +305,10 @@ impl<P: Platform> KmemCache<'_, P> {
     pub(super) fn alloc_from_pcs(&self, sh: &Sheaves, gfp: Gfp) -> Option<u64> {
         let platform = self.pa.platform();
         let mut pcs = sh.pcs.try_lock(platform)?;
-        if pcs.main().size == 0 {
+        if pcs.main.size == 0 {
             pcs = self.replace_empty_main(sh, pcs, gfp)?;
         }
-        let obj = pcs.main().pop().expect("main refilled above");
+        let obj = pcs.main.pop().expect("main refilled above");
         self.stats.inc(pcs.cpu(), SlabStat::AllocPcs);
         Some(obj)
     }
@@ -321,22 +323,14 @@ impl<P: Platform> KmemCache<'_, P> {
         gfp: Gfp,
     ) -> Option<PcsGuard<'g, P>> {
         if pcs.spare.as_ref().is_some_and(|s| s.size > 0) {
-            let p = &mut *pcs;
-            core::mem::swap(&mut p.main, &mut p.spare);
+            pcs.swap_main_spare();
             return Some(pcs);
         }
-        let empty = pcs.main.take().expect("SH1");
-        match self.barn_replace_empty(sh, empty) {
-            Ok(full) => {
-                pcs.main = Some(full);
-                self.stat(SlabStat::BarnGet);
-                return Some(pcs);
-            }
-            Err(empty) => {
-                pcs.main = Some(empty);
-                self.stat(SlabStat::BarnGetFail);
-            }
+        if self.barn_replace_empty(sh, &mut pcs.main) {
+            self.stat(SlabStat::BarnGet);
+            return Some(pcs);
         }
+        self.stat(SlabStat::BarnGetFail);
         if !gfp.allows_blocking() {
             return None;
         }
@@ -356,8 +350,8 @@ impl<P: Platform> KmemCache<'_, P> {
         }
         // Relock (we may be on another CPU now) and decide again.
         let mut pcs = sh.pcs.lock(self.pa.platform());
-        if pcs.main().size == 0 {
-            let old = pcs.main.replace(full).expect("SH1");
+        if pcs.main.size == 0 {
+            let old = core::mem::replace(&mut pcs.main, full);
             if pcs.spare.is_none() {
                 pcs.spare = Some(old);
             } else {
@@ -383,13 +377,13 @@ impl<P: Platform> KmemCache<'_, P> {
         let Some(mut pcs) = sh.pcs.try_lock(platform) else {
             return false;
         };
-        if pcs.main().is_full() {
+        if pcs.main.is_full() {
             match self.replace_full_main(sh, pcs) {
                 Some(p) => pcs = p,
                 None => return false,
             }
         }
-        pcs.main().push(obj);
+        pcs.main.push(obj);
         self.stats.inc(pcs.cpu(), SlabStat::FreePcs);
         true
     }
@@ -403,7 +397,7 @@ impl<P: Platform> KmemCache<'_, P> {
         let empty = match pcs.spare.take() {
             None => match self.barn_get_empty(sh) {
                 Some(empty) => {
-                    let old = pcs.main.replace(empty).expect("SH1");
+                    let old = core::mem::replace(&mut pcs.main, empty);
                     pcs.spare = Some(old);
                     return Some(pcs);
                 }
@@ -413,21 +407,18 @@ impl<P: Platform> KmemCache<'_, P> {
                 }
             },
             Some(spare) if spare.size == 0 => {
-                let old = pcs.main.replace(spare).expect("SH1");
+                let old = core::mem::replace(&mut pcs.main, spare);
                 pcs.spare = Some(old);
                 return Some(pcs);
             }
             Some(full_spare) => {
-                let main = pcs.main.take().expect("SH1");
-                match self.barn_replace_full(sh, main) {
-                    Ok(empty) => {
-                        pcs.main = Some(empty);
+                match self.barn_replace_full(sh, &mut pcs.main) {
+                    Ok(()) => {
                         pcs.spare = Some(full_spare);
                         self.stat(SlabStat::BarnPut);
                         return Some(pcs);
                     }
-                    Err((refusal, main)) => {
-                        pcs.main = Some(main);
+                    Err(refusal) => {
                         if refusal == BarnRefusal::Full {
                             // The barn holds enough: flush the full spare to
                             // slabs and use it as our empty sheaf.
@@ -451,16 +442,15 @@ impl<P: Platform> KmemCache<'_, P> {
             return None;
         };
         if pcs.spare.is_none() {
-            let old = pcs.main.replace(empty).expect("SH1");
+            let old = core::mem::replace(&mut pcs.main, empty);
             pcs.spare = Some(old);
-        } else if !pcs.main().is_full() {
+        } else if !pcs.main.is_full() {
             self.barn_put_empty(sh, empty);
         } else if pcs.spare.as_ref().is_some_and(|s| !s.is_full()) {
-            let pcs_ref = &mut *pcs;
-            core::mem::swap(&mut pcs_ref.main, &mut pcs_ref.spare);
+            pcs.swap_main_spare();
             self.barn_put_empty(sh, empty);
         } else {
-            let old = pcs.main.replace(empty).expect("SH1");
+            let old = core::mem::replace(&mut pcs.main, empty);
             self.barn_put_full(sh, old);
         }
         Some(pcs)
@@ -583,16 +573,40 @@ impl<P: Platform> KmemCache<'_, P> {
 
     // ----- flushing -----
 
-    /// Flushes this CPU's sheaves to the slabs (`pcs_flush_all`).
+    /// Flushes this CPU's sheaves to the slabs (`pcs_flush_all`): the
+    /// spare is taken out and flushed, the main sheaf is emptied in place
+    /// (`sheaf_flush_main`).
     pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves) {
-        let (mut main, spare) = {
-            let mut pcs = sh.pcs.lock(self.pa.platform());
-            let fresh = Sheaf::try_new(sh.capacity).expect("a small allocation");
-            (pcs.main.replace(fresh).expect("SH1"), pcs.spare.take())
-        };
-        self.flush_sheaf(&mut main);
+        let spare = sh.pcs.lock(self.pa.platform()).spare.take();
         if let Some(mut spare) = spare {
             self.flush_sheaf(&mut spare);
+            self.stat(SlabStat::SheafFree);
+        }
+        self.flush_main(sh);
+    }
+
+    /// Empties the main sheaf to the slabs, [`PCS_BATCH_MAX`] objects at a
+    /// time copied out under the lock and freed without it
+    /// (`sheaf_flush_main`).
+    fn flush_main(&self, sh: &Sheaves) {
+        loop {
+            let mut batch = [0u64; PCS_BATCH_MAX];
+            let n = {
+                let mut pcs = sh.pcs.lock(self.pa.platform());
+                let main = &mut pcs.main;
+                let n = main.size.min(PCS_BATCH_MAX);
+                main.size -= n;
+                batch[..n].copy_from_slice(&main.objects[main.size..main.size + n]);
+                n
+            };
+            if n == 0 {
+                return;
+            }
+            for &obj in &batch[..n] {
+                self.free_to_slab(obj);
+            }
+            self.stats
+                .add(self.pa.platform().cpu_id(), SlabStat::SheafFlush, n as u64);
         }
     }
 
