@@ -30,14 +30,18 @@
 //! # Locking
 //!
 //! 1. the CPU slab lock (`cpu`, a [`LocalTryLock`]): trylock on alloc and
-//!    free, so that an interrupt that finds it held goes to the node;
+//!    free, so that an interrupt that finds it held goes to the node (as
+//!    does this CPU while another one flushes it); `lock_on` when flushing,
+//!    from any CPU, one CPU's lock at a time;
 //! 2. the node's `list_lock` (interrupts off): the partial list, and the
 //!    freelist and counters of every slab (S2).
 //!
 //! # Context
 //!
 //! `alloc` and `free` never sleep and may run in interrupt context.
-//! `flush_cpu_slab` and `shrink` act on the calling CPU's state.
+//! `flush_cpu_slab` acts on the calling CPU's slab; `shrink` and the
+//! cache's destruction flush every CPU's sheaves and slab from the calling
+//! CPU (task context).
 //!
 //! # Debugging
 //!
@@ -73,7 +77,7 @@ pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
 pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
 pub use stats::{SlabStat, SlabStats};
 
-use crate::addr::Pfn;
+use crate::addr::{CpuId, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::PageList;
 use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
@@ -839,8 +843,30 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// freelist rejoins the slab's, and the slab goes to the partial list,
     /// or back to the page allocator if empty and enough are kept.
     pub fn flush_cpu_slab(&self) {
+        self.flush_cpu_slab_on(self.pa.platform().cpu_id());
+    }
+
+    /// Flushes every CPU's sheaves, the barn, then every CPU's slab
+    /// (`flush_all`). Sheaves go first: their objects are freed through
+    /// this CPU's slab, which is flushed with the others after them.
+    fn flush_all(&self) {
+        let nr_cpus = self.pa.platform().nr_cpus() as u32;
+        if let Some(sh) = &self.sheaves {
+            for cpu in 0..nr_cpus {
+                self.flush_cpu_sheaves(sh, CpuId::new(cpu));
+            }
+            self.barn_shrink(sh);
+        }
+        for cpu in 0..nr_cpus {
+            self.flush_cpu_slab_on(CpuId::new(cpu));
+        }
+    }
+
+    /// [`KmemCache::flush_cpu_slab`] for any CPU's slab, taken under that
+    /// CPU's lock from here (`flush_cpu_slab` run by `flush_all`).
+    fn flush_cpu_slab_on(&self, cpu_id: CpuId) {
         let platform = self.pa.platform();
-        let mut cpu = self.cpu.lock(platform);
+        let mut cpu = self.cpu.lock_on(cpu_id, platform);
         let Some(pfn) = cpu.slab.take() else {
             return;
         };
@@ -875,15 +901,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
     }
 
-    /// Flushes this CPU's slab and returns every empty slab on the partial
-    /// list to the page allocator (`kmem_cache_shrink`). Other CPUs' slabs
-    /// are flushed by calling `flush_cpu_slab` on them.
+    /// Flushes every CPU's sheaves and slab, empties the barn, and returns
+    /// every empty slab on the partial list to the page allocator
+    /// (`kmem_cache_shrink`). Other CPUs' state is flushed from here under
+    /// their per-CPU locks ([`LocalTryLock::lock_on`]); CPUs that go on
+    /// using the cache meanwhile may cache objects again.
     pub fn shrink(&self) {
-        if let Some(sh) = &self.sheaves {
-            self.flush_cpu_sheaves(sh);
-            self.barn_shrink(sh);
-        }
-        self.flush_cpu_slab();
+        self.flush_all();
         let mut empty = PageList::new();
         {
             let _irq = IrqGuard::new(self.pa.platform());
@@ -909,8 +933,9 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
     /// objects are reported and their slabs leaked, never freed under them.
     fn drop(&mut self) {
         if let Some(rcu) = self.rcu {
-            // rcu_free sheaves in flight still point at this cache.
-            self.flush_rcu_sheaf();
+            // rcu_free sheaves, on any CPU or in flight, hold objects and
+            // point at this cache.
+            self.flush_all_rcu_sheaves();
             rcu.rcu_barrier();
         }
         self.shrink();

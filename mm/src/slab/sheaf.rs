@@ -27,7 +27,9 @@
 //!
 //! 1. the CPU's sheaves (`LocalTryLock`): trylock on paths that may run in
 //!    interrupt context (alloc, free, kfree_rcu); `lock` where the caller may
-//!    block (the relock after a refill, prefill, return, flush);
+//!    block (the relock after a refill, prefill, return); `lock_on` to flush
+//!    any CPU's sheaves from the calling one (shrink, destroy), which makes
+//!    that CPU's trylocks fail meanwhile (its objects take the slab path);
 //! 2. the barn lock (interrupts off);
 //! 3. the slab layer's locks (`list_lock`).
 //!
@@ -40,6 +42,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::{KmemCache, SlabStat};
+use crate::addr::CpuId;
 use crate::gfp::Gfp;
 use crate::platform::{IrqGuard, Platform};
 use crate::rcu::{Rcu, RcuHead};
@@ -573,26 +576,27 @@ impl<P: Platform> KmemCache<'_, P> {
 
     // ----- flushing -----
 
-    /// Flushes this CPU's sheaves to the slabs (`pcs_flush_all`): the
-    /// spare is taken out and flushed, the main sheaf is emptied in place
-    /// (`sheaf_flush_main`).
-    pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves) {
-        let spare = sh.pcs.lock(self.pa.platform()).spare.take();
+    /// Flushes `cpu`'s sheaves to the slabs (`pcs_flush_all`), from any
+    /// CPU: the spare is taken out and flushed, the main sheaf is emptied
+    /// in place (`sheaf_flush_main`). The objects go to the slabs through
+    /// the calling CPU.
+    pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves, cpu: CpuId) {
+        let spare = sh.pcs.lock_on(cpu, self.pa.platform()).spare.take();
         if let Some(mut spare) = spare {
             self.flush_sheaf(&mut spare);
             self.stat(SlabStat::SheafFree);
         }
-        self.flush_main(sh);
+        self.flush_main(sh, cpu);
     }
 
     /// Empties the main sheaf to the slabs, [`PCS_BATCH_MAX`] objects at a
     /// time copied out under the lock and freed without it
     /// (`sheaf_flush_main`).
-    fn flush_main(&self, sh: &Sheaves) {
+    fn flush_main(&self, sh: &Sheaves, cpu: CpuId) {
         loop {
             let mut batch = [0u64; PCS_BATCH_MAX];
             let n = {
-                let mut pcs = sh.pcs.lock(self.pa.platform());
+                let mut pcs = sh.pcs.lock_on(cpu, self.pa.platform());
                 let main = &mut pcs.main;
                 let n = main.size.min(PCS_BATCH_MAX);
                 main.size -= n;
@@ -620,6 +624,18 @@ impl<P: Platform> KmemCache<'_, P> {
             self.flush_sheaf(&mut s);
         }
         drop(empty);
+    }
+}
+
+#[cfg(test)]
+impl<P: Platform> KmemCache<'_, P> {
+    /// Objects in `cpu`'s main and spare sheaves, and in its `rcu_free`
+    /// sheaf (taken under that CPU's lock, from any CPU).
+    pub(super) fn objects_in_sheaves_of(&self, cpu: CpuId) -> (usize, usize) {
+        let sh = self.sheaves.as_ref().expect("a cache with sheaves");
+        let pcs = sh.pcs.lock_on(cpu, self.pa.platform());
+        let size = |s: &Option<Box<Sheaf>>| s.as_ref().map_or(0, |s| s.size);
+        (pcs.main.size + size(&pcs.spare), size(&pcs.rcu_free))
     }
 }
 
@@ -729,10 +745,22 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// Submits this CPU's partly filled `rcu_free` sheaf, if any
     /// (`flush_rcu_sheaves_on_cache` for one CPU).
     pub fn flush_rcu_sheaf(&self) {
+        self.flush_rcu_sheaf_on(self.pa.platform().cpu_id());
+    }
+
+    /// Submits every CPU's partly filled `rcu_free` sheaf
+    /// (`flush_rcu_sheaves_on_cache`).
+    pub(super) fn flush_all_rcu_sheaves(&self) {
+        for cpu in 0..self.pa.platform().nr_cpus() as u32 {
+            self.flush_rcu_sheaf_on(CpuId::new(cpu));
+        }
+    }
+
+    fn flush_rcu_sheaf_on(&self, cpu: CpuId) {
         let (Some(sh), Some(rcu)) = (&self.sheaves, self.rcu) else {
             return;
         };
-        let mut pcs = sh.pcs.lock(self.pa.platform());
+        let mut pcs = sh.pcs.lock_on(cpu, self.pa.platform());
         if let Some(sheaf) = pcs.rcu_free.take() {
             if sheaf.size > 0 {
                 self.submit_rcu_sheaf(rcu, sheaf);
