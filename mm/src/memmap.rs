@@ -148,6 +148,7 @@ impl Page {
     }
 
     /// The frame's flags.
+    #[inline]
     pub fn flags(&self) -> PageFlags {
         PageFlags::from_bits_retain(self.flags.load(Relaxed))
     }
@@ -241,6 +242,7 @@ impl Page {
     }
 
     /// The owner-defined word.
+    #[inline]
     pub fn private(&self) -> u64 {
         self.private.load(Relaxed)
     }
@@ -253,6 +255,7 @@ impl Page {
     /// Extension word `i` (0..4), drawn in the module header. Its owner
     /// overlays its own fields and documents them (the slab allocator:
     /// `slab::freelist::Slab`).
+    #[inline]
     pub(crate) fn ext(&self, i: usize) -> &AtomicU64 {
         &self.ext[i]
     }

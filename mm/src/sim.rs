@@ -128,17 +128,20 @@ impl Drop for SimMachine {
 pub struct SimPlatform(pub Arc<SimMachine>);
 
 impl Platform for SimPlatform {
+    #[inline]
     fn phys_to_virt(&self, pa: PhysAddr) -> *mut u8 {
         let offset = pa.as_u64() as usize;
         assert!(offset < self.0.bytes, "{pa:?} is outside simulated RAM");
         self.0.memory.as_ptr().wrapping_add(offset)
     }
 
+    #[inline]
     fn virt_to_phys(&self, va: *const u8) -> Option<PhysAddr> {
         let offset = (va as usize).checked_sub(self.0.memory.as_ptr() as usize)?;
         (offset < self.0.bytes).then(|| PhysAddr::new(offset as u64))
     }
 
+    #[inline]
     fn cpu_id(&self) -> CpuId {
         let cpu = CPU.with(Cell::get);
         assert!(
@@ -149,10 +152,12 @@ impl Platform for SimPlatform {
         CpuId::new(cpu)
     }
 
+    #[inline]
     fn nr_cpus(&self) -> usize {
         self.0.nr_cpus
     }
 
+    #[inline]
     fn irq_save(&self) -> IrqState {
         IRQ_OFF.with(|c| {
             let was = c.get();
@@ -161,10 +166,12 @@ impl Platform for SimPlatform {
         })
     }
 
+    #[inline]
     fn preempt_disable(&self) {
         PREEMPT_OFF.with(|c| c.set(c.get() + 1));
     }
 
+    #[inline]
     fn preempt_enable(&self) {
         PREEMPT_OFF.with(|c| {
             assert!(c.get() > 0, "preempt_enable without preempt_disable");
@@ -172,6 +179,7 @@ impl Platform for SimPlatform {
         });
     }
 
+    #[inline]
     fn in_interrupt(&self) -> bool {
         IN_IRQ.with(Cell::get)
     }
@@ -196,6 +204,7 @@ impl Platform for SimPlatform {
         self.0.tlb.lock().unwrap().push(TlbFlush { root, range });
     }
 
+    #[inline]
     fn irq_restore(&self, state: IrqState) {
         IRQ_OFF.with(|c| {
             let now = c.get();

@@ -10,15 +10,26 @@
 //!   interrupt arrived while its task was inside), it fails instead of
 //!   deadlocking or corrupting the per-CPU data. SLUB's sheaves use this
 //!   (an interrupt-time allocation then falls back to the slab path).
+//!   [`LocalTryLock::lock_on`] takes *another* CPU's copy, spinning while
+//!   that CPU holds it, so that one CPU can flush every CPU's caches
+//!   (`kmem_cache_shrink`). Linux runs such flushes on each CPU through a
+//!   work item instead (`flush_all_cpus_locked`), which keeps its local lock
+//!   free of atomics; the simulated machine has no way to run code on
+//!   another CPU's thread, so here the lock is a real per-CPU spinlock, as
+//!   PREEMPT_RT's `local_lock_t` and the page allocator's `pcp->lock` are.
+//!   Its acquisition was an atomic exchange already (it is a compare and
+//!   exchange now); only the owner's state is new.
 //! - [`BitSpinLock`]: one bit of an atomic word used as a spinlock, the
 //!   other bits left for the owner's data (folio MM-id slots share their
 //!   word with such a lock bit).
 //!
 //! # Invariants
 //!
-//! - L1: a CPU's `acquired` flag is set exactly while a guard for that
-//!   CPU's copy exists; only that CPU, with preemption disabled, sets and
-//!   clears it.
+//! - L1: a CPU's `owner` is not `FREE` exactly while a guard for that CPU's
+//!   copy exists, and at most one guard exists per copy (taken by compare
+//!   and exchange from `FREE`). `LOCAL` is set and cleared by that CPU,
+//!   `REMOTE` by the other CPU that called `lock_on`; both hold preemption
+//!   disabled meanwhile.
 //!
 //! This is one of the few modules with `unsafe`: handing out `&mut T` to a
 //! CPU's copy, justified by L1.
@@ -27,17 +38,25 @@ use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::addr::CpuId;
 use crate::platform::{IrqState, Platform};
 
+/// `Slot::owner` values: free, held by its own CPU, held by another CPU.
+const FREE: u8 = 0;
+const LOCAL: u8 = 1;
+const REMOTE: u8 = 2;
+
 struct Slot<T> {
-    acquired: AtomicBool,
+    /// [`FREE`], [`LOCAL`] or [`REMOTE`] (L1). Acquire on taking pairs with
+    /// the Release of the previous guard's drop, so each holder sees the
+    /// writes of the one before, even on another CPU.
+    owner: AtomicU8,
     data: UnsafeCell<T>,
 }
 
-/// A `T` per CPU, guarded by the per-CPU `acquired` flag (L1).
+/// A `T` per CPU, guarded by the per-CPU `owner` state (L1).
 struct PerCpuSlots<T> {
     slots: Box<[Slot<T>]>,
 }
@@ -54,18 +73,21 @@ impl<T> PerCpuSlots<T> {
         Self {
             slots: (0..nr_cpus)
                 .map(|c| Slot {
-                    acquired: AtomicBool::new(false),
+                    owner: AtomicU8::new(FREE),
                     data: UnsafeCell::new(init(CpuId::new(c as u32))),
                 })
                 .collect(),
         }
     }
 
-    /// Claims this CPU's copy; preemption must already be disabled.
-    fn try_acquire(&self, cpu: CpuId) -> bool {
-        !self.slots[cpu.index()]
-            .acquired
-            .swap(true, Ordering::Acquire)
+    /// Claims `cpu`'s copy as `owner` ([`LOCAL`] or [`REMOTE`]);
+    /// preemption must already be disabled. On failure, the current owner.
+    #[inline]
+    fn try_acquire(&self, cpu: CpuId, owner: u8) -> Result<(), u8> {
+        self.slots[cpu.index()]
+            .owner
+            .compare_exchange(FREE, owner, Ordering::Acquire, Ordering::Relaxed)
+            .map(|_| ())
     }
 }
 
@@ -89,6 +111,7 @@ impl<T, P: Platform> LocalGuard<'_, T, P> {
 
 impl<T, P: Platform> Deref for LocalGuard<'_, T, P> {
     type Target = T;
+    #[inline]
     fn deref(&self) -> &T {
         // SAFETY: L1: this guard is the only holder of this CPU's copy.
         unsafe { &*self.slots.slots[self.cpu.index()].data.get() }
@@ -96,6 +119,7 @@ impl<T, P: Platform> Deref for LocalGuard<'_, T, P> {
 }
 
 impl<T, P: Platform> DerefMut for LocalGuard<'_, T, P> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: L1, and `&mut self` makes this borrow unique.
         unsafe { &mut *self.slots.slots[self.cpu.index()].data.get() }
@@ -103,10 +127,11 @@ impl<T, P: Platform> DerefMut for LocalGuard<'_, T, P> {
 }
 
 impl<T, P: Platform> Drop for LocalGuard<'_, T, P> {
+    #[inline]
     fn drop(&mut self) {
         self.slots.slots[self.cpu.index()]
-            .acquired
-            .store(false, Ordering::Release);
+            .owner
+            .store(FREE, Ordering::Release);
         if let Some(irq) = self.irq {
             self.platform.irq_restore(irq);
         }
@@ -123,11 +148,16 @@ fn lock_slots<'a, T, P: Platform>(
     platform.preempt_disable();
     let irq = irqsave.then(|| platform.irq_save());
     let cpu = platform.cpu_id();
-    assert!(
-        slots.try_acquire(cpu),
-        "BUG: {what} taken recursively on CPU {} (an interrupt handler must use try_lock)",
-        cpu.index()
-    );
+    // Another CPU flushing ours (lock_on) lets go soon; this CPU holding
+    // it already is a bug.
+    while let Err(owner) = slots.try_acquire(cpu, LOCAL) {
+        assert!(
+            owner != LOCAL,
+            "BUG: {what} taken recursively on CPU {} (an interrupt handler must use try_lock)",
+            cpu.index()
+        );
+        core::hint::spin_loop();
+    }
     LocalGuard {
         slots,
         platform,
@@ -190,10 +220,11 @@ impl<T: Send> LocalTryLock<T> {
     /// This CPU's copy if no one on this CPU holds it (`localtry_trylock`):
     /// from an interrupt that arrived while this CPU's task held the lock it
     /// fails, never waits. Any context.
+    #[inline]
     pub fn try_lock<'a, P: Platform>(&'a self, platform: &'a P) -> Option<LocalGuard<'a, T, P>> {
         platform.preempt_disable();
         let cpu = platform.cpu_id();
-        if !self.slots.try_acquire(cpu) {
+        if self.slots.try_acquire(cpu, LOCAL).is_err() {
             platform.preempt_enable();
             return None;
         }
@@ -206,11 +237,39 @@ impl<T: Send> LocalTryLock<T> {
         })
     }
 
+    /// `cpu`'s copy, from any CPU, spinning while it is held: the caller's
+    /// own copy is taken as [`LocalTryLock::lock`] does, another CPU's as
+    /// its remote owner. Meanwhile that CPU's `try_lock` fails (its
+    /// allocations take the slow path) and its `lock` spins. Task context;
+    /// the caller must not hold any copy of this lock (one remote copy at a
+    /// time, so two CPUs flushing each other cannot deadlock).
+    pub fn lock_on<'a, P: Platform>(&'a self, cpu: CpuId, platform: &'a P) -> LocalGuard<'a, T, P> {
+        platform.preempt_disable();
+        let me = if cpu == platform.cpu_id() {
+            LOCAL
+        } else {
+            REMOTE
+        };
+        while let Err(owner) = self.slots.try_acquire(cpu, me) {
+            assert!(
+                !(me == LOCAL && owner == LOCAL),
+                "BUG: localtry_lock taken recursively on CPU {}",
+                cpu.index()
+            );
+            core::hint::spin_loop();
+        }
+        LocalGuard {
+            slots: &self.slots,
+            platform,
+            cpu,
+            irq: None,
+            _not_send: PhantomData,
+        }
+    }
+
     /// Whether `cpu`'s copy is held right now (racy; for assertions).
     pub fn is_locked(&self, cpu: CpuId) -> bool {
-        self.slots.slots[cpu.index()]
-            .acquired
-            .load(Ordering::Relaxed)
+        self.slots.slots[cpu.index()].owner.load(Ordering::Relaxed) != FREE
     }
 }
 
@@ -324,6 +383,53 @@ mod tests {
             });
             drop(g0);
         });
+    }
+
+    #[test]
+    fn lock_on_takes_another_cpus_copy_and_excludes_its_owner() {
+        let p = platform(2);
+        let lock = LocalTryLock::new(2, |_| 0u64);
+        let held = std::sync::Barrier::new(2);
+        let checked = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                sim::set_cpu(1);
+                let g = lock.lock_on(CpuId::new(0), &p);
+                assert_eq!(g.cpu(), CpuId::new(0));
+                assert!(lock.is_locked(CpuId::new(0)));
+                held.wait();
+                checked.wait();
+            });
+            held.wait();
+            // CPU 0's own fast path backs off while CPU 1 holds its copy.
+            assert!(lock.try_lock(&p).is_none());
+            assert_eq!(sim::preempt_count(), 0);
+            checked.wait();
+        });
+        // The owner's lock() and a remote lock_on() exclude each other.
+        std::thread::scope(|s| {
+            for cpu in 0..2u32 {
+                let (lock, p) = (&lock, &p);
+                s.spawn(move || {
+                    sim::set_cpu(cpu);
+                    for _ in 0..20_000 {
+                        *lock.lock_on(CpuId::new(0), p) += 1;
+                    }
+                });
+            }
+        });
+        sim::set_cpu(0);
+        assert_eq!(*lock.lock(&p), 40_000);
+        assert!(!lock.is_locked(CpuId::new(0)));
+    }
+
+    #[test]
+    #[should_panic(expected = "taken recursively")]
+    fn recursive_lock_on_own_cpu_is_reported() {
+        let p = platform(1);
+        let lock = LocalTryLock::new(1, |_| ());
+        let _a = lock.lock(&p);
+        let _b = lock.lock_on(CpuId::new(0), &p);
     }
 
     #[test]

@@ -257,11 +257,13 @@ impl<P: Platform> PageAlloc<P> {
     }
 
     /// The platform this allocator runs on.
+    #[inline]
     pub fn platform(&self) -> &P {
         &self.platform
     }
 
     /// The memmap.
+    #[inline]
     pub fn memmap(&self) -> &MemMap {
         &self.memmap
     }

@@ -43,6 +43,7 @@ pub(super) struct Slab<'a> {
 
 impl<'a> Slab<'a> {
     /// The slab whose head is `pfn` (the frame must be a slab head).
+    #[inline]
     pub(super) fn from_head(map: &'a MemMap, pfn: Pfn) -> Self {
         let page = map.page(pfn);
         debug_assert!(page.flags().contains(PageFlags::SLAB));
@@ -50,6 +51,7 @@ impl<'a> Slab<'a> {
     }
 
     /// The slab containing frame `pfn`, if it is part of one.
+    #[inline]
     pub(super) fn containing(map: &'a MemMap, pfn: Pfn) -> Option<Self> {
         let page = map.get(pfn)?;
         let flags = page.flags();
@@ -103,30 +105,37 @@ impl<'a> Slab<'a> {
     }
 
     /// The owning cache's address.
+    #[inline]
     pub(super) fn cache(&self) -> u64 {
         self.page.private()
     }
 
+    #[inline]
     pub(super) fn freelist(&self) -> u64 {
         self.page.ext(0).load(Relaxed)
     }
 
+    #[inline]
     pub(super) fn set_freelist(&self, v: u64) {
         self.page.ext(0).store(v, Relaxed);
     }
 
+    #[inline]
     pub(super) fn inuse(&self) -> u32 {
         (self.page.ext(1).load(Relaxed) & INUSE_MASK) as u32
     }
 
+    #[inline]
     pub(super) fn objects(&self) -> u32 {
         ((self.page.ext(1).load(Relaxed) >> OBJECTS_SHIFT) & 0xffff) as u32
     }
 
+    #[inline]
     pub(super) fn frozen(&self) -> bool {
         self.page.ext(1).load(Relaxed) & FROZEN != 0
     }
 
+    #[inline]
     pub(super) fn set_counters(&self, inuse: u32, frozen: bool) {
         let v = u64::from(inuse)
             | (u64::from(self.objects()) << OBJECTS_SHIFT)
@@ -135,7 +144,7 @@ impl<'a> Slab<'a> {
     }
 
     /// Bytes the slab spans.
-    pub(super) fn bytes(order: u32) -> usize {
+    pub(super) const fn bytes(order: u32) -> usize {
         (PAGE_SIZE as usize) << order
     }
 }

@@ -30,14 +30,18 @@
 //! # Locking
 //!
 //! 1. the CPU slab lock (`cpu`, a [`LocalTryLock`]): trylock on alloc and
-//!    free, so that an interrupt that finds it held goes to the node;
+//!    free, so that an interrupt that finds it held goes to the node (as
+//!    does this CPU while another one flushes it); `lock_on` when flushing,
+//!    from any CPU, one CPU's lock at a time;
 //! 2. the node's `list_lock` (interrupts off): the partial list, and the
 //!    freelist and counters of every slab (S2).
 //!
 //! # Context
 //!
 //! `alloc` and `free` never sleep and may run in interrupt context.
-//! `flush_cpu_slab` and `shrink` act on the calling CPU's state.
+//! `flush_cpu_slab` acts on the calling CPU's slab; `shrink` and the
+//! cache's destruction flush every CPU's sheaves and slab from the calling
+//! CPU (task context).
 //!
 //! # Debugging
 //!
@@ -67,13 +71,13 @@ mod tests_stress;
 use alloc::boxed::Box;
 use core::panic::Location;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
 pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
 pub use stats::{SlabStat, SlabStats};
 
-use crate::addr::Pfn;
+use crate::addr::{CpuId, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::PageList;
 use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
@@ -150,6 +154,10 @@ struct Layout {
     object_size: usize,
     /// Slot size: object, red zone, free pointer, alignment padding.
     size: usize,
+    /// `ceil(2^64 / size)`, to test divisibility by `size` without a
+    /// division ([`Layout::is_slot_offset`]; Linux keeps
+    /// `s->reciprocal_size` for `obj_to_index` likewise).
+    size_recip: u64,
     /// Free pointer offset within the slot.
     offset: usize,
     /// Red zone offset, if any.
@@ -179,14 +187,31 @@ pub struct KmemCache<'a, P: Platform> {
     nr_slabs: AtomicU64,
     /// Object slots in those slabs (slabs of a fallback order hold fewer).
     nr_objects: AtomicU64,
-    /// Objects allocated and not freed.
-    nr_active: AtomicI64,
+    /// Event counters, per CPU. Objects allocated and not freed are
+    /// `Allocs - Frees` (no shared counter is written per object).
     stats: SlabStats,
     /// Per-CPU sheaves and the barn, if the cache has them.
     sheaves: Option<sheaf::Sheaves>,
     /// RCU, for `kfree_rcu` (set with [`KmemCache::with_rcu`]).
     rcu: Option<&'a Rcu<P>>,
 }
+
+impl Layout {
+    /// Whether a byte offset into a slab is the start of a slot, i.e. a
+    /// multiple of `size`. For `off` and `size` below 2^32, `off` is a
+    /// multiple of `size` exactly when `off * ceil(2^64 / size)`, wrapped,
+    /// is below `ceil(2^64 / size)` (Lemire, Kaser and Kurz, "Faster
+    /// remainder by direct computation", 2019): a multiply instead of a
+    /// division on every free.
+    #[inline]
+    fn is_slot_offset(&self, off: u64) -> bool {
+        debug_assert!(off < 1 << 32);
+        off.wrapping_mul(self.size_recip) < self.size_recip
+    }
+}
+
+// Offsets within a slab fit in 32 bits (is_slot_offset).
+const _: () = assert!(Slab::bytes(MAX_PAGE_ORDER) <= 1 << 32);
 
 /// `calculate_order`: the smallest order whose leftover is within 1/16 of
 /// the slab (then 1/8, 1/4), with at least `min_objects` when possible.
@@ -273,6 +298,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             layout: Layout {
                 object_size,
                 size,
+                size_recip: u64::MAX / size as u64 + 1,
                 offset,
                 red_zone,
                 order,
@@ -296,8 +322,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             nr_partial: AtomicU64::new(0),
             nr_slabs: AtomicU64::new(0),
             nr_objects: AtomicU64::new(0),
-            nr_active: AtomicI64::new(0),
-            stats: SlabStats::new(),
+            stats: SlabStats::new(nr_cpus),
             // Linux ignores sheaf_capacity for debug caches.
             sheaves: (args.sheaf_capacity > 0 && !debug)
                 .then(|| sheaf::Sheaves::new(nr_cpus, args.sheaf_capacity as usize)),
@@ -324,13 +349,26 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     pub fn info(&self) -> SlabInfo {
         let slabs = self.nr_slabs.load(Relaxed);
         SlabInfo {
-            active_objs: self.nr_active.load(Relaxed).max(0) as u64,
+            active_objs: self.nr_active(),
             num_objs: self.nr_objects.load(Relaxed),
             objsize: self.layout.size,
             objperslab: self.layout.objects,
             pagesperslab: 1 << self.layout.order,
             num_slabs: slabs,
         }
+    }
+
+    /// Objects allocated and not freed (racy: the two sums are read one
+    /// after the other).
+    fn nr_active(&self) -> u64 {
+        let frees = self.stats.get(SlabStat::Frees);
+        self.stats.get(SlabStat::Allocs).saturating_sub(frees)
+    }
+
+    /// Counts an event on this CPU.
+    #[inline]
+    fn stat(&self, s: SlabStat) {
+        self.stats.inc(self.pa.platform().cpu_id(), s);
     }
 
     fn id(&self) -> u64 {
@@ -370,12 +408,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// Whether `addr` is the start of an object slot of `slab` (S3).
+    #[inline]
     fn is_object_of(&self, slab: Pfn, addr: u64) -> bool {
         let base = self.slab_base(slab);
         let objects = self.slab(slab).objects();
         addr >= base
             && addr < base + u64::from(objects) * self.layout.size as u64
-            && (addr - base).is_multiple_of(self.layout.size as u64)
+            && self.layout.is_slot_offset(addr - base)
     }
 
     /// Pops the first object of a freelist starting at `head` (in `slab`),
@@ -383,7 +422,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     fn pop_freelist(&self, slab: Pfn, head: u64) -> (u64, u64) {
         let next = self.get_freepointer(head);
         if next != 0 && !self.is_object_of(slab, next) {
-            self.stats.inc(SlabStat::FreelistCorrupt);
+            self.stat(SlabStat::FreelistCorrupt);
             log::error!(
                 "BUG {}: freelist corrupted: object {head:#x} of slab pfn {slab} points to {next:#x}; \
                  the rest of the list is leaked",
@@ -422,7 +461,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 .position(|&b| b != POISON_FREE)
                 .or((bytes[n - 1] != POISON_END).then_some(n - 1));
             if let Some(at) = bad {
-                self.stats.inc(SlabStat::PoisonCorrupt);
+                self.stat(SlabStat::PoisonCorrupt);
                 log::error!(
                     "BUG {}: Poison overwritten: object {obj:#x} byte {at} is {:#04x}: written after it was freed",
                     self.name,
@@ -448,7 +487,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             Ok(pfn) => (pfn, self.layout.order),
             Err(_) if self.layout.min_order < self.layout.order => {
                 let pfn = self.pa.alloc_pages(gfp, self.layout.min_order).ok()?;
-                self.stats.inc(SlabStat::OrderFallback);
+                self.stat(SlabStat::OrderFallback);
                 (pfn, self.layout.min_order)
             }
             Err(_) => return None,
@@ -465,7 +504,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
         self.nr_slabs.fetch_add(1, Relaxed);
         self.nr_objects.fetch_add(n, Relaxed);
-        self.stats.inc(SlabStat::NewSlab);
+        self.stat(SlabStat::NewSlab);
         Some(slab)
     }
 
@@ -477,7 +516,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             .fetch_sub(u64::from(slab.objects()), Relaxed);
         slab.clear(self.pa.memmap(), order);
         self.nr_slabs.fetch_sub(1, Relaxed);
-        self.stats.inc(SlabStat::FreeSlab);
+        self.stat(SlabStat::FreeSlab);
         if let Err(bad) = self.pa.free_pages(pfn, order) {
             log::error!(
                 "BUG {}: slab pfn {pfn} refused by the page allocator: {bad:?}",
@@ -518,7 +557,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 let slab = cpu.slab.expect("a CPU freelist has a CPU slab");
                 let (obj, next) = self.pop_freelist(slab, cpu.freelist);
                 cpu.freelist = next;
-                self.stats.inc(SlabStat::AllocFastpath);
+                self.stat(SlabStat::AllocFastpath);
                 obj
             }
             Some(mut cpu) => self.alloc_slow(&mut cpu, gfp)?,
@@ -532,14 +571,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if gfp.contains(Gfp::ZERO) {
             self.fill(obj, self.layout.object_size, 0);
         }
-        self.stats.inc(SlabStat::Allocs);
-        self.nr_active.fetch_add(1, Relaxed);
+        self.stat(SlabStat::Allocs);
         NonNull::new(obj as *mut u8)
     }
 
     /// Refills this CPU's freelist and takes one object (`___slab_alloc`).
     fn alloc_slow(&self, cpu: &mut CpuSlab, gfp: Gfp) -> Option<u64> {
-        self.stats.inc(SlabStat::AllocSlowpath);
+        self.stat(SlabStat::AllocSlowpath);
         {
             let _irq = IrqGuard::new(self.pa.platform());
             let mut node = self.list_lock.lock();
@@ -550,7 +588,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                     // Objects freed remotely to our CPU slab: take them all.
                     slab.set_freelist(0);
                     slab.set_counters(slab.objects(), true);
-                    self.stats.inc(SlabStat::AllocRefill);
+                    self.stat(SlabStat::AllocRefill);
                     return Some(self.take_first(cpu, pfn, remote));
                 }
                 // Full: it leaves the CPU and sits on no list (S2).
@@ -563,7 +601,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 let list = slab.freelist();
                 slab.set_freelist(0);
                 slab.set_counters(slab.objects(), true);
-                self.stats.inc(SlabStat::AllocFromPartial);
+                self.stat(SlabStat::AllocFromPartial);
                 return Some(self.take_first(cpu, pfn, list));
             }
         }
@@ -586,7 +624,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// interrupted: one object from the node, never touching CPU state.
     #[cold]
     fn alloc_no_cpu(&self, gfp: Gfp) -> Option<u64> {
-        self.stats.inc(SlabStat::AllocNoCpu);
+        self.stat(SlabStat::AllocNoCpu);
         let _irq = IrqGuard::new(self.pa.platform());
         let mut node = self.list_lock.lock();
         let pfn = match node.partial.first() {
@@ -672,15 +710,14 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             self.debug_mark_free(addr);
             self.set_freepointer(addr, cpu.freelist);
             cpu.freelist = addr;
-            self.stats.inc(SlabStat::FreeFastpath);
+            self.stat(SlabStat::FreeFastpath);
             return true;
         }
         self.slab_free_slow(slab, addr, caller)
     }
 
     fn account_free(&self) {
-        self.stats.inc(SlabStat::Frees);
-        self.nr_active.fetch_sub(1, Relaxed);
+        self.stat(SlabStat::Frees);
     }
 
     /// Frees several objects (`kmem_cache_free_bulk`).
@@ -699,6 +736,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// The slab of `addr`, if it is an object slot of this cache.
+    #[inline]
     fn lookup(&self, addr: u64, caller: &'static Location<'static>) -> Option<Pfn> {
         let platform = self.pa.platform();
         let slab = platform
@@ -707,14 +745,19 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         match slab {
             Some(s) if s.cache() == self.id() && self.is_object_of(s.pfn, addr) => Some(s.pfn),
             _ => {
-                self.stats.inc(SlabStat::BadFree);
-                log::error!(
-                    "BUG {}: kmem_cache_free of {addr:#x}, which is not an object of this cache, from {caller}; ignored",
-                    self.name
-                );
+                self.report_bad_free(addr, caller);
                 None
             }
         }
+    }
+
+    #[cold]
+    fn report_bad_free(&self, addr: u64, caller: &'static Location<'static>) {
+        self.stat(SlabStat::BadFree);
+        log::error!(
+            "BUG {}: kmem_cache_free of {addr:#x}, which is not an object of this cache, from {caller}; ignored",
+            self.name
+        );
     }
 
     /// Red-zone checks at free; false if the free must be refused.
@@ -729,7 +772,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 false
             }
             other => {
-                self.stats.inc(SlabStat::RedzoneCorrupt);
+                self.stat(SlabStat::RedzoneCorrupt);
                 log::error!(
                     "BUG {}: Redzone overwritten: object {addr:#x} (size {}) red zone is {other:#x}: \
                      written past its end; freed from {caller}",
@@ -744,7 +787,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
 
     #[cold]
     fn report_double_free(&self, addr: u64, caller: &'static Location<'static>) {
-        self.stats.inc(SlabStat::DoubleFree);
+        self.stat(SlabStat::DoubleFree);
         log::error!(
             "BUG {}: double free of object {addr:#x} from {caller}; ignored",
             self.name
@@ -753,7 +796,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
 
     /// Frees to the object's slab under the node lock (`__slab_free`).
     fn slab_free_slow(&self, pfn: Pfn, addr: u64, caller: &'static Location<'static>) -> bool {
-        self.stats.inc(SlabStat::FreeSlowpath);
+        self.stat(SlabStat::FreeSlowpath);
         let discard = {
             let _irq = IrqGuard::new(self.pa.platform());
             let mut node = self.list_lock.lock();
@@ -783,7 +826,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 if was_full {
                     node.partial.push_back(self.pa.memmap(), pfn);
                     self.nr_partial.fetch_add(1, Relaxed);
-                    self.stats.inc(SlabStat::FreeAddPartial);
+                    self.stat(SlabStat::FreeAddPartial);
                 }
                 false
             }
@@ -800,13 +843,35 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// freelist rejoins the slab's, and the slab goes to the partial list,
     /// or back to the page allocator if empty and enough are kept.
     pub fn flush_cpu_slab(&self) {
+        self.flush_cpu_slab_on(self.pa.platform().cpu_id());
+    }
+
+    /// Flushes every CPU's sheaves, the barn, then every CPU's slab
+    /// (`flush_all`). Sheaves go first: their objects are freed through
+    /// this CPU's slab, which is flushed with the others after them.
+    fn flush_all(&self) {
+        let nr_cpus = self.pa.platform().nr_cpus() as u32;
+        if let Some(sh) = &self.sheaves {
+            for cpu in 0..nr_cpus {
+                self.flush_cpu_sheaves(sh, CpuId::new(cpu));
+            }
+            self.barn_shrink(sh);
+        }
+        for cpu in 0..nr_cpus {
+            self.flush_cpu_slab_on(CpuId::new(cpu));
+        }
+    }
+
+    /// [`KmemCache::flush_cpu_slab`] for any CPU's slab, taken under that
+    /// CPU's lock from here (`flush_cpu_slab` run by `flush_all`).
+    fn flush_cpu_slab_on(&self, cpu_id: CpuId) {
         let platform = self.pa.platform();
-        let mut cpu = self.cpu.lock(platform);
+        let mut cpu = self.cpu.lock_on(cpu_id, platform);
         let Some(pfn) = cpu.slab.take() else {
             return;
         };
         let mut list = core::mem::take(&mut cpu.freelist);
-        self.stats.inc(SlabStat::DeactivateSlab);
+        self.stat(SlabStat::DeactivateSlab);
         let discard = {
             let _irq = IrqGuard::new(platform);
             let mut node = self.list_lock.lock();
@@ -836,15 +901,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
     }
 
-    /// Flushes this CPU's slab and returns every empty slab on the partial
-    /// list to the page allocator (`kmem_cache_shrink`). Other CPUs' slabs
-    /// are flushed by calling `flush_cpu_slab` on them.
+    /// Flushes every CPU's sheaves and slab, empties the barn, and returns
+    /// every empty slab on the partial list to the page allocator
+    /// (`kmem_cache_shrink`). Other CPUs' state is flushed from here under
+    /// their per-CPU locks ([`LocalTryLock::lock_on`]); CPUs that go on
+    /// using the cache meanwhile may cache objects again.
     pub fn shrink(&self) {
-        if let Some(sh) = &self.sheaves {
-            self.flush_cpu_sheaves(sh);
-            self.barn_shrink(sh);
-        }
-        self.flush_cpu_slab();
+        self.flush_all();
         let mut empty = PageList::new();
         {
             let _irq = IrqGuard::new(self.pa.platform());
@@ -870,8 +933,9 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
     /// objects are reported and their slabs leaked, never freed under them.
     fn drop(&mut self) {
         if let Some(rcu) = self.rcu {
-            // rcu_free sheaves in flight still point at this cache.
-            self.flush_rcu_sheaf();
+            // rcu_free sheaves, on any CPU or in flight, hold objects and
+            // point at this cache.
+            self.flush_all_rcu_sheaves();
             rcu.rcu_barrier();
         }
         self.shrink();
@@ -880,7 +944,7 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
             log::error!(
                 "BUG {}: kmem_cache_destroy: {} objects remain in {left} slabs; slabs leaked",
                 self.name,
-                self.nr_active.load(Relaxed)
+                self.nr_active()
             );
         }
     }

@@ -27,7 +27,9 @@
 //!
 //! 1. the CPU's sheaves (`LocalTryLock`): trylock on paths that may run in
 //!    interrupt context (alloc, free, kfree_rcu); `lock` where the caller may
-//!    block (the relock after a refill, prefill, return, flush);
+//!    block (the relock after a refill, prefill, return); `lock_on` to flush
+//!    any CPU's sheaves from the calling one (shrink, destroy), which makes
+//!    that CPU's trylocks fail meanwhile (its objects take the slab path);
 //! 2. the barn lock (interrupts off);
 //! 3. the slab layer's locks (`list_lock`).
 //!
@@ -40,6 +42,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::{KmemCache, SlabStat};
+use crate::addr::CpuId;
 use crate::gfp::Gfp;
 use crate::platform::{IrqGuard, Platform};
 use crate::rcu::{Rcu, RcuHead};
@@ -49,6 +52,8 @@ use crate::sync::{LocalGuard, LocalTryLock};
 pub const MAX_FULL_SHEAVES: usize = 10;
 /// The barn keeps at most this many empty sheaves from RCU and returns.
 pub const MAX_EMPTY_SHEAVES: usize = 10;
+/// Objects copied out of a main sheaf per lock hold when flushing it.
+const PCS_BATCH_MAX: usize = 32;
 
 /// An array of free objects of one cache (`struct slab_sheaf`).
 #[repr(C)]
@@ -89,15 +94,18 @@ impl Sheaf {
         self.objects.len()
     }
 
+    #[inline]
     fn is_full(&self) -> bool {
         self.size == self.objects.len()
     }
 
+    #[inline]
     fn push(&mut self, obj: u64) {
         self.objects[self.size] = obj;
         self.size += 1;
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<u64> {
         self.size = self.size.checked_sub(1)?;
         Some(self.objects[self.size])
@@ -106,15 +114,19 @@ impl Sheaf {
 
 /// One CPU's sheaves (`struct slub_percpu_sheaves`).
 pub(super) struct PcpSheaves {
-    main: Option<Box<Sheaf>>,
+    /// Allocated from and freed into; always present (SH1), exchanged in
+    /// place (`mem::replace`, `mem::swap`), never taken out.
+    main: Box<Sheaf>,
     spare: Option<Box<Sheaf>>,
     /// Collects `kfree_rcu` objects until full.
     rcu_free: Option<Box<Sheaf>>,
 }
 
 impl PcpSheaves {
-    fn main(&mut self) -> &mut Sheaf {
-        self.main.as_mut().expect("SH1: main exists while unlocked")
+    /// Makes the spare the main sheaf and the old main the spare.
+    fn swap_main_spare(&mut self) {
+        let spare = self.spare.as_mut().expect("a spare to swap with");
+        core::mem::swap(&mut self.main, spare);
     }
 }
 
@@ -150,7 +162,7 @@ impl Sheaves {
         Self {
             capacity,
             pcs: LocalTryLock::new(nr_cpus, |_| PcpSheaves {
-                main: Some(Sheaf::try_new(capacity).expect("boot-time sheaf")),
+                main: Sheaf::try_new(capacity).expect("boot-time sheaf"),
                 spare: None,
                 rcu_free: None,
             }),
@@ -180,44 +192,37 @@ impl<P: Platform> KmemCache<'_, P> {
         r
     }
 
-    /// Trades an empty sheaf for a full one (`barn_replace_empty_sheaf`).
-    fn barn_replace_empty(
-        &self,
-        sh: &Sheaves,
-        empty: Box<Sheaf>,
-    ) -> Result<Box<Sheaf>, Box<Sheaf>> {
+    /// Trades the empty sheaf in `slot` for a full one
+    /// (`barn_replace_empty_sheaf`); false if the barn has none.
+    fn barn_replace_empty(&self, sh: &Sheaves, slot: &mut Box<Sheaf>) -> bool {
         if sh.barn.nr_full.load(Relaxed) == 0 {
-            return Err(empty);
+            return false;
         }
         self.barn_locked(sh, |b| match b.full.pop() {
             Some(full) => {
-                b.empty.push(empty);
-                Ok(full)
+                b.empty.push(core::mem::replace(slot, full));
+                true
             }
-            None => Err(empty),
+            None => false,
         })
     }
 
-    /// Trades a full sheaf for an empty one (`barn_replace_full_sheaf`):
-    /// `Err(Full)` if the barn holds its limit of full sheaves, `Err(NoEmpty)`
-    /// if it has no empty one.
-    fn barn_replace_full(
-        &self,
-        sh: &Sheaves,
-        full: Box<Sheaf>,
-    ) -> Result<Box<Sheaf>, (BarnRefusal, Box<Sheaf>)> {
+    /// Trades the full sheaf in `slot` for an empty one
+    /// (`barn_replace_full_sheaf`): `Err(Full)` if the barn holds its limit
+    /// of full sheaves, `Err(NoEmpty)` if it has no empty one.
+    fn barn_replace_full(&self, sh: &Sheaves, slot: &mut Box<Sheaf>) -> Result<(), BarnRefusal> {
         if sh.barn.nr_full.load(Relaxed) >= MAX_FULL_SHEAVES {
-            return Err((BarnRefusal::Full, full));
+            return Err(BarnRefusal::Full);
         }
         if sh.barn.nr_empty.load(Relaxed) == 0 {
-            return Err((BarnRefusal::NoEmpty, full));
+            return Err(BarnRefusal::NoEmpty);
         }
         self.barn_locked(sh, |b| match b.empty.pop() {
             Some(empty) => {
-                b.full.push(full);
-                Ok(empty)
+                b.full.push(core::mem::replace(slot, empty));
+                Ok(())
             }
-            None => Err((BarnRefusal::NoEmpty, full)),
+            None => Err(BarnRefusal::NoEmpty),
         })
     }
 
@@ -239,12 +244,12 @@ impl<P: Platform> KmemCache<'_, P> {
             }
         });
         if kept.is_some() {
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
         }
     }
 
     fn barn_put_full(&self, sh: &Sheaves, sheaf: Box<Sheaf>) {
-        self.stats.inc(SlabStat::BarnPut);
+        self.stat(SlabStat::BarnPut);
         self.barn_locked(sh, |b| b.full.push(sheaf));
     }
 
@@ -270,18 +275,22 @@ impl<P: Platform> KmemCache<'_, P> {
                 }
             }
         }
-        for _ in 0..got {
-            self.stats.inc(SlabStat::SheafRefill);
-        }
+        self.stats.add(
+            self.pa.platform().cpu_id(),
+            SlabStat::SheafRefill,
+            got as u64,
+        );
         true
     }
 
     /// Returns every object of `sheaf` to the slabs (`sheaf_flush_unused`).
     fn flush_sheaf(&self, sheaf: &mut Sheaf) {
+        let flushed = sheaf.size as u64;
         while let Some(obj) = sheaf.pop() {
             self.free_to_slab(obj);
-            self.stats.inc(SlabStat::SheafFlush);
         }
+        self.stats
+            .add(self.pa.platform().cpu_id(), SlabStat::SheafFlush, flushed);
     }
 
     /// Frees one object, known to be ours, to its slab.
@@ -299,11 +308,11 @@ impl<P: Platform> KmemCache<'_, P> {
     pub(super) fn alloc_from_pcs(&self, sh: &Sheaves, gfp: Gfp) -> Option<u64> {
         let platform = self.pa.platform();
         let mut pcs = sh.pcs.try_lock(platform)?;
-        if pcs.main().size == 0 {
+        if pcs.main.size == 0 {
             pcs = self.replace_empty_main(sh, pcs, gfp)?;
         }
-        let obj = pcs.main().pop().expect("main refilled above");
-        self.stats.inc(SlabStat::AllocPcs);
+        let obj = pcs.main.pop().expect("main refilled above");
+        self.stats.inc(pcs.cpu(), SlabStat::AllocPcs);
         Some(obj)
     }
 
@@ -317,22 +326,14 @@ impl<P: Platform> KmemCache<'_, P> {
         gfp: Gfp,
     ) -> Option<PcsGuard<'g, P>> {
         if pcs.spare.as_ref().is_some_and(|s| s.size > 0) {
-            let p = &mut *pcs;
-            core::mem::swap(&mut p.main, &mut p.spare);
+            pcs.swap_main_spare();
             return Some(pcs);
         }
-        let empty = pcs.main.take().expect("SH1");
-        match self.barn_replace_empty(sh, empty) {
-            Ok(full) => {
-                pcs.main = Some(full);
-                self.stats.inc(SlabStat::BarnGet);
-                return Some(pcs);
-            }
-            Err(empty) => {
-                pcs.main = Some(empty);
-                self.stats.inc(SlabStat::BarnGetFail);
-            }
+        if self.barn_replace_empty(sh, &mut pcs.main) {
+            self.stat(SlabStat::BarnGet);
+            return Some(pcs);
         }
+        self.stat(SlabStat::BarnGetFail);
         if !gfp.allows_blocking() {
             return None;
         }
@@ -342,18 +343,18 @@ impl<P: Platform> KmemCache<'_, P> {
         let mut full = match to_fill {
             Some(s) => s,
             None => {
-                self.stats.inc(SlabStat::SheafAlloc);
+                self.stat(SlabStat::SheafAlloc);
                 Sheaf::try_new(sh.capacity)?
             }
         };
         if !self.refill_sheaf(&mut full, gfp | Gfp::NOMEMALLOC) {
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
             return None;
         }
         // Relock (we may be on another CPU now) and decide again.
         let mut pcs = sh.pcs.lock(self.pa.platform());
-        if pcs.main().size == 0 {
-            let old = pcs.main.replace(full).expect("SH1");
+        if pcs.main.size == 0 {
+            let old = core::mem::replace(&mut pcs.main, full);
             if pcs.spare.is_none() {
                 pcs.spare = Some(old);
             } else {
@@ -379,14 +380,14 @@ impl<P: Platform> KmemCache<'_, P> {
         let Some(mut pcs) = sh.pcs.try_lock(platform) else {
             return false;
         };
-        if pcs.main().is_full() {
+        if pcs.main.is_full() {
             match self.replace_full_main(sh, pcs) {
                 Some(p) => pcs = p,
                 None => return false,
             }
         }
-        pcs.main().push(obj);
-        self.stats.inc(SlabStat::FreePcs);
+        pcs.main.push(obj);
+        self.stats.inc(pcs.cpu(), SlabStat::FreePcs);
         true
     }
 
@@ -399,7 +400,7 @@ impl<P: Platform> KmemCache<'_, P> {
         let empty = match pcs.spare.take() {
             None => match self.barn_get_empty(sh) {
                 Some(empty) => {
-                    let old = pcs.main.replace(empty).expect("SH1");
+                    let old = core::mem::replace(&mut pcs.main, empty);
                     pcs.spare = Some(old);
                     return Some(pcs);
                 }
@@ -409,25 +410,22 @@ impl<P: Platform> KmemCache<'_, P> {
                 }
             },
             Some(spare) if spare.size == 0 => {
-                let old = pcs.main.replace(spare).expect("SH1");
+                let old = core::mem::replace(&mut pcs.main, spare);
                 pcs.spare = Some(old);
                 return Some(pcs);
             }
             Some(full_spare) => {
-                let main = pcs.main.take().expect("SH1");
-                match self.barn_replace_full(sh, main) {
-                    Ok(empty) => {
-                        pcs.main = Some(empty);
+                match self.barn_replace_full(sh, &mut pcs.main) {
+                    Ok(()) => {
                         pcs.spare = Some(full_spare);
-                        self.stats.inc(SlabStat::BarnPut);
+                        self.stat(SlabStat::BarnPut);
                         return Some(pcs);
                     }
-                    Err((refusal, main)) => {
-                        pcs.main = Some(main);
+                    Err(refusal) => {
                         if refusal == BarnRefusal::Full {
                             // The barn holds enough: flush the full spare to
                             // slabs and use it as our empty sheaf.
-                            self.stats.inc(SlabStat::BarnPutFail);
+                            self.stat(SlabStat::BarnPutFail);
                             drop(pcs);
                             let mut s = full_spare;
                             self.flush_sheaf(&mut s);
@@ -447,23 +445,22 @@ impl<P: Platform> KmemCache<'_, P> {
             return None;
         };
         if pcs.spare.is_none() {
-            let old = pcs.main.replace(empty).expect("SH1");
+            let old = core::mem::replace(&mut pcs.main, empty);
             pcs.spare = Some(old);
-        } else if !pcs.main().is_full() {
+        } else if !pcs.main.is_full() {
             self.barn_put_empty(sh, empty);
         } else if pcs.spare.as_ref().is_some_and(|s| !s.is_full()) {
-            let pcs_ref = &mut *pcs;
-            core::mem::swap(&mut pcs_ref.main, &mut pcs_ref.spare);
+            pcs.swap_main_spare();
             self.barn_put_empty(sh, empty);
         } else {
-            let old = pcs.main.replace(empty).expect("SH1");
+            let old = core::mem::replace(&mut pcs.main, empty);
             self.barn_put_full(sh, old);
         }
         Some(pcs)
     }
 
     fn new_empty_sheaf(&self, sh: &Sheaves) -> Option<Box<Sheaf>> {
-        self.stats.inc(SlabStat::SheafAlloc);
+        self.stat(SlabStat::SheafAlloc);
         Sheaf::try_new(sh.capacity)
     }
 
@@ -479,23 +476,23 @@ impl<P: Platform> KmemCache<'_, P> {
             return None;
         }
         if count > sh.capacity {
-            self.stats.inc(SlabStat::SheafPrefillOversize);
+            self.stat(SlabStat::SheafPrefillOversize);
             let mut sheaf = Sheaf::try_new(count)?;
-            self.stats.inc(SlabStat::SheafAlloc);
+            self.stat(SlabStat::SheafAlloc);
             return self.refill_sheaf(&mut sheaf, gfp).then_some(sheaf);
         }
         let mut sheaf = {
             let mut pcs = sh.pcs.lock(self.pa.platform());
             match pcs.spare.take() {
                 Some(s) => {
-                    self.stats.inc(SlabStat::SheafPrefillFast);
+                    self.stat(SlabStat::SheafPrefillFast);
                     Some(s)
                 }
                 None => {
                     drop(pcs);
-                    self.stats.inc(SlabStat::SheafPrefillSlow);
+                    self.stat(SlabStat::SheafPrefillSlow);
                     let got = self.barn_locked(sh, |b| b.full.pop().or_else(|| b.empty.pop()));
-                    self.stats.inc(if got.as_ref().is_some_and(|s| s.size > 0) {
+                    self.stat(if got.as_ref().is_some_and(|s| s.size > 0) {
                         SlabStat::BarnGet
                     } else {
                         SlabStat::BarnGetFail
@@ -510,7 +507,7 @@ impl<P: Platform> KmemCache<'_, P> {
         let mut sheaf = sheaf.expect("set above");
         if sheaf.size < count && !self.refill_sheaf(&mut sheaf, gfp) {
             self.flush_sheaf(&mut sheaf);
-            self.stats.inc(SlabStat::SheafFree);
+            self.stat(SlabStat::SheafFree);
             return None;
         }
         Some(sheaf)
@@ -561,11 +558,11 @@ impl<P: Platform> KmemCache<'_, P> {
                 })
             {
                 pcs.spare = Some(sheaf);
-                self.stats.inc(SlabStat::SheafReturnFast);
+                self.stat(SlabStat::SheafReturnFast);
                 return;
             }
             drop(pcs);
-            self.stats.inc(SlabStat::SheafReturnSlow);
+            self.stat(SlabStat::SheafReturnSlow);
             if sh.barn.nr_full.load(Relaxed) < MAX_FULL_SHEAVES
                 && self.refill_sheaf(&mut sheaf, gfp)
             {
@@ -574,21 +571,46 @@ impl<P: Platform> KmemCache<'_, P> {
             }
         }
         self.flush_sheaf(&mut sheaf);
-        self.stats.inc(SlabStat::SheafFree);
+        self.stat(SlabStat::SheafFree);
     }
 
     // ----- flushing -----
 
-    /// Flushes this CPU's sheaves to the slabs (`pcs_flush_all`).
-    pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves) {
-        let (mut main, spare) = {
-            let mut pcs = sh.pcs.lock(self.pa.platform());
-            let fresh = Sheaf::try_new(sh.capacity).expect("a small allocation");
-            (pcs.main.replace(fresh).expect("SH1"), pcs.spare.take())
-        };
-        self.flush_sheaf(&mut main);
+    /// Flushes `cpu`'s sheaves to the slabs (`pcs_flush_all`), from any
+    /// CPU: the spare is taken out and flushed, the main sheaf is emptied
+    /// in place (`sheaf_flush_main`). The objects go to the slabs through
+    /// the calling CPU.
+    pub(super) fn flush_cpu_sheaves(&self, sh: &Sheaves, cpu: CpuId) {
+        let spare = sh.pcs.lock_on(cpu, self.pa.platform()).spare.take();
         if let Some(mut spare) = spare {
             self.flush_sheaf(&mut spare);
+            self.stat(SlabStat::SheafFree);
+        }
+        self.flush_main(sh, cpu);
+    }
+
+    /// Empties the main sheaf to the slabs, [`PCS_BATCH_MAX`] objects at a
+    /// time copied out under the lock and freed without it
+    /// (`sheaf_flush_main`).
+    fn flush_main(&self, sh: &Sheaves, cpu: CpuId) {
+        loop {
+            let mut batch = [0u64; PCS_BATCH_MAX];
+            let n = {
+                let mut pcs = sh.pcs.lock_on(cpu, self.pa.platform());
+                let main = &mut pcs.main;
+                let n = main.size.min(PCS_BATCH_MAX);
+                main.size -= n;
+                batch[..n].copy_from_slice(&main.objects[main.size..main.size + n]);
+                n
+            };
+            if n == 0 {
+                return;
+            }
+            for &obj in &batch[..n] {
+                self.free_to_slab(obj);
+            }
+            self.stats
+                .add(self.pa.platform().cpu_id(), SlabStat::SheafFlush, n as u64);
         }
     }
 
@@ -602,6 +624,18 @@ impl<P: Platform> KmemCache<'_, P> {
             self.flush_sheaf(&mut s);
         }
         drop(empty);
+    }
+}
+
+#[cfg(test)]
+impl<P: Platform> KmemCache<'_, P> {
+    /// Objects in `cpu`'s main and spare sheaves, and in its `rcu_free`
+    /// sheaf (taken under that CPU's lock, from any CPU).
+    pub(super) fn objects_in_sheaves_of(&self, cpu: CpuId) -> (usize, usize) {
+        let sh = self.sheaves.as_ref().expect("a cache with sheaves");
+        let pcs = sh.pcs.lock_on(cpu, self.pa.platform());
+        let size = |s: &Option<Box<Sheaf>>| s.as_ref().map_or(0, |s| s.size);
+        (pcs.main.size + size(&pcs.spare), size(&pcs.rcu_free))
     }
 }
 
@@ -646,10 +680,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if let Some(sh) = &self.sheaves
             && self.kfree_rcu_sheaf(sh, rcu, addr)
         {
-            self.stats.inc(SlabStat::FreeRcuSheaf);
+            self.stat(SlabStat::FreeRcuSheaf);
             return;
         }
-        self.stats.inc(SlabStat::FreeRcuSheafFail);
+        self.stat(SlabStat::FreeRcuSheafFail);
         // SAFETY: the cache outlives the callback: its Drop waits for
         // rcu_barrier; `addr` is our object, given up by the caller.
         unsafe {
@@ -711,10 +745,22 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// Submits this CPU's partly filled `rcu_free` sheaf, if any
     /// (`flush_rcu_sheaves_on_cache` for one CPU).
     pub fn flush_rcu_sheaf(&self) {
+        self.flush_rcu_sheaf_on(self.pa.platform().cpu_id());
+    }
+
+    /// Submits every CPU's partly filled `rcu_free` sheaf
+    /// (`flush_rcu_sheaves_on_cache`).
+    pub(super) fn flush_all_rcu_sheaves(&self) {
+        for cpu in 0..self.pa.platform().nr_cpus() as u32 {
+            self.flush_rcu_sheaf_on(CpuId::new(cpu));
+        }
+    }
+
+    fn flush_rcu_sheaf_on(&self, cpu: CpuId) {
         let (Some(sh), Some(rcu)) = (&self.sheaves, self.rcu) else {
             return;
         };
-        let mut pcs = sh.pcs.lock(self.pa.platform());
+        let mut pcs = sh.pcs.lock_on(cpu, self.pa.platform());
         if let Some(sheaf) = pcs.rcu_free.take() {
             if sheaf.size > 0 {
                 self.submit_rcu_sheaf(rcu, sheaf);
@@ -747,7 +793,7 @@ unsafe fn rcu_free_sheaf<P: Platform>(head: *mut RcuHead) {
         cache.barn_put_full(sh, sheaf);
         return;
     }
-    cache.stats.inc(SlabStat::BarnPutFail);
+    cache.stat(SlabStat::BarnPutFail);
     cache.flush_sheaf(&mut sheaf);
     cache.barn_put_empty(sh, sheaf);
 }

@@ -1,7 +1,8 @@
 //! SLUB event counters (`CONFIG_SLUB_STATS`' `enum stat_item`, in part).
 #![forbid(unsafe_code)]
 
-use crate::stats::{Counters, define_stats};
+use crate::addr::CpuId;
+use crate::stats::{PerCpuCounters, define_stats};
 
 define_stats! {
     /// Named events of one cache.
@@ -76,20 +77,27 @@ define_stats! {
     }
 }
 
-/// One atomic per [`SlabStat`].
-pub struct SlabStats(Counters<{ SlabStat::COUNT }>);
+/// The [`SlabStat`] counters of one cache, per CPU (`s->cpu_slab->stat[]`).
+pub struct SlabStats(PerCpuCounters<{ SlabStat::COUNT }>);
 
 impl SlabStats {
-    pub(super) const fn new() -> Self {
-        Self(Counters::new())
+    pub(super) fn new(nr_cpus: usize) -> Self {
+        Self(PerCpuCounters::new(nr_cpus))
     }
 
+    /// Counts one event on `cpu`, the CPU the caller runs on.
     #[inline]
-    pub(super) fn inc(&self, s: SlabStat) {
-        self.0.add(s as usize, 1);
+    pub(super) fn inc(&self, cpu: CpuId, s: SlabStat) {
+        self.0.add(cpu, s as usize, 1);
     }
 
-    /// The current value of a counter (racy snapshot).
+    /// Counts `n` events on `cpu`.
+    #[inline]
+    pub(super) fn add(&self, cpu: CpuId, s: SlabStat, n: u64) {
+        self.0.add(cpu, s as usize, n);
+    }
+
+    /// The current value of a counter, summed over the CPUs (racy snapshot).
     pub fn get(&self, s: SlabStat) -> u64 {
         self.0.get(s as usize)
     }

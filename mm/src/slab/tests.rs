@@ -16,6 +16,39 @@ fn free_pages(pa: &PageAlloc<SimPlatform>) -> u64 {
 }
 
 #[test]
+fn slot_offset_test_agrees_with_the_remainder() {
+    let max = Slab::bytes(MAX_PAGE_ORDER) as u64;
+    for size in (8..=max.min(1 << 20)).step_by(8) {
+        let layout = Layout {
+            object_size: size as usize,
+            size: size as usize,
+            size_recip: u64::MAX / size + 1,
+            offset: 0,
+            red_zone: None,
+            order: 0,
+            objects: 1,
+            min_order: 0,
+        };
+        // Multiples near 0 and near the largest slab, and their neighbours.
+        let last = (max - 1) / size;
+        for k in (0..4).chain(last.saturating_sub(3)..=last) {
+            for delta in [-9i64, -8, -1, 0, 1, 7, 8, 9] {
+                let Some(off) = (k * size).checked_add_signed(delta) else {
+                    continue;
+                };
+                if off < max {
+                    assert_eq!(
+                        layout.is_slot_offset(off),
+                        off % size == 0,
+                        "size {size} offset {off}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn layout_and_order_follow_slub() {
     let pa = machine();
     let c = KmemCache::new(&pa, "test-64", 64, KmemCacheArgs::default()).unwrap();

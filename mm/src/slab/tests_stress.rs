@@ -22,10 +22,13 @@
 //!   test holds, and equals `info().active_objs`. Objects moving between
 //!   sheaves and slabs (refill, flush) are not user operations.
 //! - S3 (no leaks): after every object is freed and every CPU shrank the
-//!   cache on its own thread (its sheaves, its CPU slab, then the barn and
-//!   the empty slabs), the page allocator's free count (after
+//!   cache on its own thread, all at once (each flushes every CPU's sheaves
+//!   and CPU slab, then the barn and the empty slabs), the page allocator's free count (after
 //!   `drain_all_pages`) is what it was before the cache was created, and
 //!   as many slabs were freed as were made.
+//! - S3' (flushing other CPUs): objects left in every CPU's sheaves (main,
+//!   spare, `rcu_free`) and CPU slab are all returned when one CPU shrinks
+//!   or destroys the cache: it flushes the others under their per-CPU locks.
 //! - S4 (bulk): `alloc_bulk` gives `n` distinct objects or nothing, for `n`
 //!   below, at and above the objects of one slab, and fails cleanly (no
 //!   object taken, no slab leaked) when memory runs out.
@@ -55,12 +58,14 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 
 use super::{Kmalloc, KmemCache, KmemCacheArgs, SlabFlags, SlabStat};
+use crate::addr::CpuId;
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::platform::Platform;
 use crate::rand::XorShift64;
-use crate::sim::{self, SimPlatform};
+use crate::rcu::Rcu;
+use crate::sim::{self, SimMachine, SimPlatform};
 
 // ---------------------------------------------------------------------------
 // The machine and its CPUs.
@@ -102,8 +107,9 @@ fn flush_every_cpu(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
     on_every_cpu(nr_cpus, |_| cache.flush_cpu_slab());
 }
 
-/// Shrinks on every CPU's thread, concurrently: each flushes its CPU slab,
-/// then every empty slab goes back to the buddy allocator.
+/// Shrinks on every CPU's thread, concurrently: each flushes every CPU's
+/// sheaves and slab (the others' under their locks, while they do the
+/// same), then every empty slab goes back to the buddy allocator.
 fn flush_and_shrink(cache: &KmemCache<'_, SimPlatform>, nr_cpus: u32) {
     on_every_cpu(nr_cpus, |_| cache.shrink());
 }
@@ -617,6 +623,80 @@ fn stress_sheaves_4_cpus() {
 #[test]
 fn stress_sheaves_8_cpus() {
     stress(8, &SHEAF_CACHES);
+}
+
+// ---------------------------------------------------------------------------
+// S3': one CPU flushes them all.
+
+/// CPUs of the flush-all tests.
+const FLUSH_CPUS: u32 = 4;
+/// Objects each CPU allocates then frees: two and a half sheaves of 8, so
+/// that main and spare hold objects, and 4 CPUs stay below the barn's
+/// `MAX_FULL_SHEAVES`.
+const FLUSH_OBJECTS: usize = 20;
+
+/// Every CPU allocates [`FLUSH_OBJECTS`] and frees them; the first
+/// `nr_rcu` through `kfree_rcu`. Checks that each CPU kept objects in its
+/// sheaves (and `nr_rcu` of them in its rcu_free sheaf).
+fn leave_objects_on_every_cpu(c: &KmemCache<'_, SimPlatform>, nr_rcu: usize) {
+    on_every_cpu(FLUSH_CPUS, |_| {
+        let objs: Vec<NonNull<u8>> = (0..FLUSH_OBJECTS)
+            .map(|_| c.alloc(Gfp::KERNEL).expect("alloc"))
+            .collect();
+        for (i, p) in objs.into_iter().enumerate() {
+            // SAFETY: allocated above, freed once.
+            unsafe {
+                if i < nr_rcu {
+                    c.kfree_rcu(p);
+                } else {
+                    c.free(p);
+                }
+            }
+        }
+    });
+    sim::set_cpu(0);
+    for cpu in 0..FLUSH_CPUS {
+        let (cached, rcu_free) = c.objects_in_sheaves_of(CpuId::new(cpu));
+        assert!(cached > 0, "CPU {cpu} kept nothing in its sheaves");
+        assert_eq!(rcu_free, nr_rcu, "CPU {cpu}'s rcu_free sheaf");
+    }
+    assert_eq!(c.info().active_objs, 0);
+    assert!(c.info().num_slabs > 0);
+}
+
+#[test]
+fn shrink_from_one_cpu_flushes_every_cpu() {
+    let pa = machine(NR_PAGES, FLUSH_CPUS as usize);
+    let start = free_frames(&pa);
+    let c = sheaf_cache(&pa, "flush-all", 64, 8);
+    leave_objects_on_every_cpu(&c, 0);
+    c.shrink();
+    for cpu in 0..FLUSH_CPUS {
+        assert_eq!(c.objects_in_sheaves_of(CpuId::new(cpu)), (0, 0));
+    }
+    assert_eq!(c.info().num_slabs, 0, "slabs left after a shrink on CPU 0");
+    assert_eq!(free_frames(&pa), start);
+    let s = c.stats();
+    assert_eq!(s.get(SlabStat::NewSlab), s.get(SlabStat::FreeSlab));
+}
+
+#[test]
+fn destroy_from_one_cpu_flushes_every_cpu_and_rcu_free_sheaf() {
+    let pa = machine(NR_PAGES, FLUSH_CPUS as usize);
+    let rcu = Rcu::new(SimPlatform(SimMachine::new(1, FLUSH_CPUS as usize)));
+    let start = free_frames(&pa);
+    let c = sheaf_cache(&pa, "flush-all-rcu", 64, 8).with_rcu(&rcu);
+    leave_objects_on_every_cpu(&c, 3);
+    // The other CPUs' threads are gone: take them out of grace periods.
+    for cpu in 1..FLUSH_CPUS {
+        rcu.cpu_offline(CpuId::new(cpu));
+    }
+    drop(c);
+    assert_eq!(
+        free_frames(&pa),
+        start,
+        "slabs leaked by a destroy on CPU 0"
+    );
 }
 
 // ---------------------------------------------------------------------------
