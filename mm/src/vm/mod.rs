@@ -11,9 +11,12 @@ mod fault;
 mod mm;
 mod mmap;
 mod mprotect;
+mod mremap;
 mod vma;
 mod zap;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 

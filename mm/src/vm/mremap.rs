@@ -1,0 +1,1 @@
+//! mremap (`mm/mremap.c`, the 6.16 `vma_remap_struct` flow).

@@ -1,0 +1,1 @@
+//! Randomized tests of address spaces against a model.
