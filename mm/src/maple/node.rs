@@ -54,6 +54,7 @@ pub enum NodeType {
 
 impl NodeType {
     /// Slots (`mt_slots[]`).
+    #[inline]
     pub const fn slots(self) -> usize {
         match self {
             NodeType::Arange64 => ARANGE64_SLOTS,
@@ -62,6 +63,7 @@ impl NodeType {
     }
 
     /// Stored pivots (`mt_pivots[]`).
+    #[inline]
     pub const fn pivots(self) -> usize {
         self.slots() - 1
     }
@@ -69,6 +71,7 @@ impl NodeType {
     /// `mt_min_slots[]`: a node other than the root is deficient when its
     /// last used slot is below this, i.e. it holds fewer than this + 1
     /// slots.
+    #[inline]
     pub const fn min_slots(self) -> usize {
         match self {
             NodeType::Arange64 => ARANGE64_SLOTS / 2 - 1,
@@ -77,15 +80,18 @@ impl NodeType {
     }
 
     /// Fewest slots a non-root node may hold.
+    #[inline]
     pub const fn min_count(self) -> usize {
         self.min_slots() + 1
     }
 
+    #[inline]
     pub const fn is_leaf(self) -> bool {
         matches!(self, NodeType::Leaf64)
     }
 
     /// Index of the metadata word.
+    #[inline]
     const fn meta_word(self) -> usize {
         match self {
             NodeType::Arange64 => 29,
@@ -93,6 +99,7 @@ impl NodeType {
         }
     }
 
+    #[inline]
     fn from_bits(bits: usize) -> NodeType {
         match bits {
             1 => NodeType::Leaf64,
@@ -118,15 +125,18 @@ const _: () = assert!(core::mem::size_of::<Node>() == NODE_SIZE);
 pub struct Enode(pub usize);
 
 impl Enode {
+    #[inline]
     pub fn new(node: *const Node, t: NodeType) -> Enode {
         debug_assert!((node as usize).is_multiple_of(NODE_SIZE));
         Enode(node as usize | ((t as usize) << TYPE_SHIFT))
     }
 
+    #[inline]
     pub fn node_type(self) -> NodeType {
         NodeType::from_bits((self.0 & TYPE_MASK) >> TYPE_SHIFT)
     }
 
+    #[inline]
     pub fn ptr(self) -> *mut Node {
         (self.0 & !(NODE_SIZE - 1)) as *mut Node
     }
@@ -137,6 +147,7 @@ impl Enode {
     ///
     /// The node is live, or the caller is an RCU reader that found it
     /// inside its read-side section (freed nodes wait for a grace period).
+    #[inline]
     pub unsafe fn node<'a>(self) -> &'a Node {
         // SAFETY: per the contract, the node's memory is valid for reads.
         unsafe { &*self.ptr() }
@@ -152,44 +163,54 @@ impl Node {
         }
     }
 
+    #[inline]
     pub fn is_dead(&self) -> bool {
         self.header.load(Acquire) == DEAD
     }
 
+    #[inline]
     pub fn set_dead(&self) {
         self.header.store(DEAD, Release);
     }
 
+    #[inline]
     pub fn pivot(&self, i: usize) -> u64 {
         self.w[i].load(Acquire)
     }
 
+    #[inline]
     pub fn set_pivot(&self, i: usize, v: u64) {
         self.w[i].store(v, Release);
     }
 
+    #[inline]
     pub fn slot(&self, t: NodeType, i: usize) -> usize {
         self.w[t.pivots() + i].load(Acquire) as usize
     }
 
+    #[inline]
     pub fn set_slot(&self, t: NodeType, i: usize, v: usize) {
         self.w[t.pivots() + i].store(v as u64, Release);
     }
 
     /// Largest gap below slot `i` (arange_64 only).
+    #[inline]
     pub fn gap(&self, i: usize) -> u64 {
         self.w[ARANGE64_SLOTS + NodeType::Arange64.pivots() + i].load(Relaxed)
     }
 
+    #[inline]
     pub fn set_gap(&self, i: usize, v: u64) {
         self.w[ARANGE64_SLOTS + NodeType::Arange64.pivots() + i].store(v, Relaxed);
     }
 
+    #[inline]
     pub fn set_meta_end(&self, t: NodeType, end: usize) {
         self.w[t.meta_word()].store(end as u64, Release);
     }
 
     /// The last used slot (`ma_data_end()`), given the node's maximum.
+    #[inline]
     pub fn data_end(&self, t: NodeType, max: u64) -> usize {
         let meta = || (self.w[t.meta_word()].load(Acquire) & 0xff) as usize;
         match t {
@@ -204,6 +225,7 @@ impl Node {
 
     /// The range of slot `i` of a node spanning `[min, max]` whose last
     /// used slot is `end`.
+    #[inline]
     pub fn slot_range(&self, i: usize, end: usize, min: u64, max: u64) -> (u64, u64) {
         let lo = if i == 0 { min } else { self.pivot(i - 1) + 1 };
         let hi = if i < end { self.pivot(i) } else { max };
@@ -213,6 +235,7 @@ impl Node {
 
 /// Size of the NULL range `[lo, hi]` (saturating: the whole index space
 /// does not fit in a u64).
+#[inline]
 pub fn range_size(lo: u64, hi: u64) -> u64 {
     (hi - lo).saturating_add(1)
 }

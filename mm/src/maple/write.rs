@@ -102,6 +102,10 @@ impl Path {
     pub(super) fn leaf(&self) -> &Level {
         &self.lv[self.height - 1]
     }
+
+    fn leaf_mut(&mut self) -> &mut Level {
+        &mut self.lv[self.height - 1]
+    }
 }
 
 /// A slot's worth of new content: an entry (leaves) or a child node, the
@@ -149,6 +153,8 @@ impl Big {
 
 /// A planned store.
 struct Plan {
+    /// What was asked: `(index, last, raw)` before NULL extension.
+    asked: (u64, u64, usize),
     index: u64,
     last: u64,
     raw: usize,
@@ -184,6 +190,9 @@ pub struct MaWriter<'t, 'a, T: MapleEntry, P: Platform> {
     supply: Supply,
     /// Range of the pending preallocation.
     prealloc: Option<(u64, u64)>,
+    /// Its plan: the tree cannot change before the store (we hold the
+    /// lock), so the store reuses the walk (as `ma_state` carries it).
+    planned: Option<Box<Plan>>,
 }
 
 impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
@@ -193,6 +202,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             _guard: tree.lock.lock(),
             supply: Supply::default(),
             prealloc: None,
+            planned: None,
         }
     }
 
@@ -246,7 +256,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             plan.request_full as u64,
         );
         self.prealloc = Some((index, last));
-        Ok(plan.kind)
+        let kind = plan.kind;
+        self.planned = Some(Box::new(plan));
+        Ok(kind)
     }
 
     /// Stores with the preallocated nodes (`mas_store_prealloc()`), then
@@ -257,7 +269,11 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             Some((index, last)),
             "maple: store_prealloc without a matching preallocate"
         );
-        let plan = self.tree.plan(index, last, entry.map_or(0, T::into_raw));
+        let raw = entry.map_or(0, T::into_raw);
+        let plan = match self.planned.take() {
+            Some(p) if p.asked == (index, last, raw) => *p,
+            _ => self.tree.plan(index, last, raw),
+        };
         if let Some(s) = plan.kind.stat() {
             self.tree.inc(s, 1);
         }
@@ -268,6 +284,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
     /// Gives back nodes preallocated and not used (`mas_destroy()`).
     pub fn destroy(&mut self) {
         self.prealloc = None;
+        self.planned = None;
         let unused = self.supply.release(self.tree);
         self.tree.inc(MapleStat::NodesUnused, unused as u64);
     }
@@ -679,6 +696,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             height: 0,
         };
         let mut plan = Plan {
+            asked: (index, last, raw),
             index,
             last,
             raw,
@@ -695,43 +713,66 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             }
             return plan;
         }
+        let mut lp = self.write_path(index);
         if raw == 0 {
-            // mas_wr_extend_null() / mas_extend_spanning_null(): absorb the
-            // NULL ranges at and next to both ends.
-            let (lo, _, r) = self.walk_locked(index);
-            if r == 0 {
+            // mas_wr_extend_null(): absorb the NULL range at `index` or just
+            // before it. It is in this leaf: a leaf other than the
+            // rightmost never ends with NULL.
+            let leaf = lp.leaf_mut();
+            // SAFETY: a live node; the writer holds the lock.
+            let node = unsafe { leaf.node.node() };
+            let (lo, _) = node.slot_range(leaf.offset, leaf.end, leaf.min, leaf.max);
+            if node.slot(NodeType::Leaf64, leaf.offset) == 0 {
                 index = lo;
+            } else if index == lo
+                && leaf.offset > 0
+                && node.slot(NodeType::Leaf64, leaf.offset - 1) == 0
+            {
+                leaf.offset -= 1;
+                index = node.slot_range(leaf.offset, leaf.end, leaf.min, leaf.max).0;
             }
-            if index > 0 && self.walk_locked(index - 1).2 == 0 {
-                index = self.walk_locked(index - 1).0;
-            }
-            let (_, hi, r) = self.walk_locked(last);
-            if r == 0 {
-                last = hi;
-            }
-            if last < u64::MAX && self.walk_locked(last + 1).2 == 0 {
-                last = self.walk_locked(last + 1).1;
-            }
-            plan.index = index;
-            plan.last = last;
         }
+        let mut rp = if last > lp.leaf().max {
+            self.write_path(last)
+        } else {
+            lp.clone()
+        };
+        if raw == 0 {
+            // The same at `last`, within its leaf...
+            let leaf = *rp.leaf();
+            // SAFETY: as above.
+            let node = unsafe { leaf.node.node() };
+            let mut o = 0;
+            while o < leaf.end && node.pivot(o) < last {
+                o += 1;
+            }
+            let (_, hi) = node.slot_range(o, leaf.end, leaf.min, leaf.max);
+            if node.slot(NodeType::Leaf64, o) == 0 {
+                last = hi;
+            } else if last == hi && o < leaf.end && node.slot(NodeType::Leaf64, o + 1) == 0 {
+                last = node.slot_range(o + 1, leaf.end, leaf.min, leaf.max).1;
+            }
+            // ...and a NULL store reaching the end of a leaf other than the
+            // rightmost takes in the next leaf (mas_is_span_wr()), absorbing
+            // a NULL range at its start.
+            if last == leaf.max && last != u64::MAX {
+                rp = self.write_path(last + 1);
+                let next = *rp.leaf();
+                // SAFETY: as above.
+                let nnode = unsafe { next.node.node() };
+                if nnode.slot(NodeType::Leaf64, 0) == 0 {
+                    last = nnode.slot_range(0, next.end, next.min, next.max).1;
+                }
+            }
+        }
+        plan.index = index;
+        plan.last = last;
         if index == 0 && last == u64::MAX {
             plan.kind = StoreType::NewRoot;
             (plan.request, plan.request_full) = (1, 1);
             return plan;
         }
-        let lp = self.write_path(index);
         let leaf = *lp.leaf();
-        let mut rp = if last > leaf.max {
-            self.write_path(last)
-        } else {
-            lp.clone()
-        };
-        // A leaf other than the rightmost never ends with NULL: a NULL
-        // store reaching its end takes in the next leaf (mas_is_span_wr()).
-        if raw == 0 && last == rp.leaf().max && last != u64::MAX {
-            rp = self.write_path(last + 1);
-        }
         let h = lp.height;
         // Vacant and sufficient heights from the nodes above the point
         // where the paths part (mas_wr_walk()).
