@@ -63,8 +63,18 @@ define_stats! {
         /// Lazy MMU mode: updates queued, and queue flushes.
         LazyUpdates => "lazy_mmu_updates",
         LazyFlushes => "lazy_mmu_flushes",
+        /// Empty PTE tables freed by a zap with `reclaim_pt`: the PMD
+        /// cleared under the PTE lock (fast path), after a full rescan
+        /// under both locks (slow path), and slow-path attempts that found
+        /// the table refilled or gone (`pt_reclaim` events).
+        PtReclaimFast => "pt_reclaim_fast",
+        PtReclaimSlow => "pt_reclaim_slow",
+        PtReclaimSlowFail => "pt_reclaim_slow_fail",
     }
 }
+
+/// What a freed table's entries are overwritten with.
+pub const TABLE_POISON: u64 = 0x6b6b_6b6b_6b6b_6b6b;
 
 /// No memory for a page table (`-ENOMEM`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +121,8 @@ pub struct PageTable<'a, P: Platform> {
 /// after the lock was taken.
 pub struct PteLock<'t, P: Platform> {
     pt: &'t PageTable<'t, P>,
+    /// The PMD entry that points at the table.
+    pmd: &'t AtomicU64,
     table: &'t [AtomicU64; PTRS_PER_TABLE],
     pfn: Pfn,
     /// Address mapped by entry 0.
@@ -202,6 +214,15 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// table no walker can have reached (never published, or the PGD at
     /// teardown), or after a grace period.
     fn free_table_now(pa: &PageAlloc<P>, pfn: Pfn) {
+        // Poisoned, so that a walker holding a table past its grace
+        // period (a bug) reads garbage that tests can recognise.
+        let va = pa.platform().phys_to_virt(pfn.phys_addr());
+        // SAFETY: the table is unreachable (never published, or its grace
+        // period has passed); its frame is ours until freed below.
+        let entries = unsafe { &*va.cast::<[AtomicU64; PTRS_PER_TABLE]>() };
+        for e in entries {
+            e.store(TABLE_POISON, Relaxed);
+        }
         let page = pa.memmap().page(pfn);
         page.set_flags(page.flags() - PageFlags::PGTABLE);
         for i in 0..3 {
@@ -308,6 +329,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
             }
             return Some(PteLock {
                 pt: self,
+                pmd,
                 table: self.table(pmdval.pfn()),
                 pfn: pmdval.pfn(),
                 base: addr & !(PMD_SIZE - 1),
@@ -427,10 +449,44 @@ impl<'a, P: Platform> PageTable<'a, P> {
 
     /// Hands an unlinked table to the gather (`pte_free_tlb()` and
     /// friends; `mm_dec_nr_ptes()`).
-    pub(crate) fn queue_table_free(&self, tlb: &mut MmuGather<'_, '_, P>, pfn: Pfn, addr: u64) {
+    pub fn queue_table_free(&self, tlb: &mut MmuGather<'_, '_, P>, pfn: Pfn, addr: u64) {
         self.nr_tables.fetch_sub(1, Relaxed);
         self.inc(PtStat::TableFree, 1);
         tlb.remove_table(pfn, addr);
+    }
+
+    /// `try_to_free_pte()` (`mm/pt_reclaim.c`), the slow path of empty
+    /// PTE-table reclaim: with the PMD lock, then the PTE lock, rescan all
+    /// 512 entries; only if every one is none clear the PMD and queue the
+    /// table on `tlb`. False if the table is gone or not empty.
+    pub fn try_free_pte_table(&self, tlb: &mut MmuGather<'_, '_, P>, addr: u64) -> bool {
+        let _rcu = self.rcu.read_lock();
+        let Some(pmd) = self.slot(addr, Level::Pmd) else {
+            return false;
+        };
+        let pml = self.pmd_lock(pmd);
+        let pmdval = Entry(pmd.load(Acquire));
+        if !pmdval.is_present() || pmdval.is_huge() {
+            self.inc(PtStat::PtReclaimSlowFail, 1);
+            return false;
+        }
+        let ptl = BitSpinLock::lock(self.ptdesc(pmdval.pfn()).lock_word(), 0, self.pa.platform());
+        let empty = self
+            .table(pmdval.pfn())
+            .iter()
+            .all(|e| e.load(Acquire) == 0);
+        if empty {
+            pmd.store(0, Release);
+        }
+        drop(ptl);
+        drop(pml);
+        if !empty {
+            self.inc(PtStat::PtReclaimSlowFail, 1);
+            return false;
+        }
+        self.inc(PtStat::PtReclaimSlow, 1);
+        self.queue_table_free(tlb, pmdval.pfn(), addr & !(PMD_SIZE - 1));
+        true
     }
 
     /// Enters lazy MMU mode for this CPU; see [`LazyMmu`].
@@ -502,6 +558,30 @@ impl<'t, P: Platform> PteLock<'t, P> {
     /// Whether every entry of the table is none (reclaim's rescan).
     pub fn all_none(&self) -> bool {
         self.table.iter().all(|e| e.load(Acquire) == 0)
+    }
+
+    /// The fast path of empty PTE-table reclaim
+    /// (`try_get_and_clear_pmd()`): the caller emptied the whole table
+    /// without dropping this lock. Only a trylock of the PMD lock is
+    /// allowed here (the usual order is PMD, then PTE); on success the
+    /// PMD is cleared and the table is returned, to be queued with
+    /// [`PageTable::queue_table_free`] after this lock is dropped.
+    pub fn try_clear_pmd(&mut self) -> Option<Pfn> {
+        let word = {
+            let va = self.pmd as *const AtomicU64 as *const u8;
+            let pa = self
+                .pt
+                .pa
+                .platform()
+                .virt_to_phys(va)
+                .expect("PMD slot in the direct map");
+            self.pt.ptdesc(pa.pfn()).lock_word()
+        };
+        let _pml = BitSpinLock::try_lock(word, 0, self.pt.pa.platform())?;
+        debug_assert!(self.all_none(), "reclaiming a PTE table that is not empty");
+        self.pmd.store(0, Release);
+        self.pt.inc(PtStat::PtReclaimFast, 1);
+        Some(self.pfn)
     }
 
     /// Enters lazy MMU mode for updates of this table; leaving it (drop)

@@ -9,6 +9,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::Vm;
 use super::vma::Vma;
+use super::zap::ZapDetails;
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
@@ -355,7 +356,7 @@ impl<P: Platform> Drop for Mm<'_, '_, P> {
         let all = self.vmas_in(0, u64::MAX);
         let mut tlb = MmuGather::new(&self.pt, true);
         for (_, v) in &all {
-            self.zap_range(&mut tlb, v.start, v.end);
+            self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
         }
         self.pt.free_pgd_range(&mut tlb, 0, TASK_SIZE, 0, 0);
         tlb.finish();

@@ -2,6 +2,7 @@
 
 use super::mm::MmLocked;
 use super::vma::{VmFlags, Vma, can_merge};
+use super::zap::ZapDetails;
 use super::{FaultAccess, Mm, STACK_GUARD_GAP};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
 use crate::errno::{Errno, Result};
@@ -335,7 +336,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         let ceiling = self.find_vma(end).map_or(0, |v| v.start);
         let mut tlb = MmuGather::new(&self.pt, false);
         for (_, v) in &doomed {
-            self.zap_range(&mut tlb, v.start, v.end);
+            self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
         }
         if let (Some((_, lo)), Some((_, hi))) = (doomed.first(), doomed.last()) {
             self.pt

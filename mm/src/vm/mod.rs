@@ -19,8 +19,11 @@ mod zap;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reclaim;
 
 use alloc::vec::Vec;
+use core::sync::atomic::AtomicBool;
 
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
@@ -54,6 +57,9 @@ pub struct Vm<'a, P: Platform> {
     mm_ids: spin::Mutex<Vec<u64>>,
     /// Lowest mappable address (`mmap_min_addr`); tests may lower it to 0.
     pub mmap_min_addr: u64,
+    /// Reclaim the PTE tables MADV_DONTNEED empties (`CONFIG_PT_RECLAIM`;
+    /// a switch here so that both modes can be measured in one build).
+    pub pt_reclaim: AtomicBool,
     pub max_map_count: usize,
 }
 
@@ -72,6 +78,7 @@ impl<'a, P: Platform> Vm<'a, P> {
             zero_page,
             mm_ids: spin::Mutex::new(Vec::new()),
             mmap_min_addr: MMAP_MIN_ADDR,
+            pt_reclaim: AtomicBool::new(true),
             max_map_count: MAX_MAP_COUNT,
         })
     }

@@ -5,6 +5,7 @@
 use super::mm::MmLocked;
 use super::mmap::{page_align, prot_to_vm};
 use super::vma::{VmFlags, Vma, can_merge};
+use super::zap::ZapDetails;
 use super::{Mm, Prot};
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
@@ -262,7 +263,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                     unmapped |= v.start > at;
                     let (s, e) = (at.max(v.start), end.min(v.end));
                     if advice == Advice::DontNeed {
-                        self.zap_range(&mut tlb, s, e);
+                        self.zap_range(&mut tlb, s, e, ZapDetails { reclaim_pt: true });
                     }
                     // WILLNEED: no swap or page cache to read ahead.
                     // FREE: the pages become reclaimable without a write;

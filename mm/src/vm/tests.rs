@@ -11,7 +11,7 @@ use crate::page_alloc::ZoneLayout;
 use crate::pgtable::{PteFlags, TASK_SIZE};
 use crate::sim::{self, SimPlatform};
 
-type TestMm<'v, 'a> = Mm<'v, 'a, SimPlatform>;
+pub(super) type TestMm<'v, 'a> = Mm<'v, 'a, SimPlatform>;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
@@ -20,8 +20,15 @@ const PG: u64 = PAGE_SIZE;
 /// Runs `f` on a fresh address space, then tears it down and checks that
 /// every frame came back to the page allocator.
 pub(crate) fn with_mm<R>(f: impl FnOnce(&TestMm<'_, '_>) -> R) -> R {
+    with_mm_on(1, 8192, f)
+}
+
+/// [`with_mm`] on a machine of `cpus` CPUs and `pages` frames; threads
+/// standing for CPUs other than 0 must be offline (`Rcu::cpu_offline`)
+/// when `f` returns.
+pub(crate) fn with_mm_on<R>(cpus: usize, pages: usize, f: impl FnOnce(&TestMm<'_, '_>) -> R) -> R {
     sim::set_cpu(0);
-    let pa = sim::page_alloc(8192, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+    let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
     let cache = KmemCache::new(
         &pa,
@@ -53,7 +60,7 @@ pub(crate) fn with_mm<R>(f: impl FnOnce(&TestMm<'_, '_>) -> R) -> R {
 }
 
 /// Reads a user word the way the CPU would: fault first if needed.
-fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
+pub(super) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
     let pte = mm
         .page_table()
         .get_pte(addr)
@@ -73,7 +80,7 @@ fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
 }
 
 /// Writes a user word the way the CPU would.
-fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), FaultError> {
+pub(super) fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), FaultError> {
     let pte = mm.page_table().get_pte(addr);
     if !pte.is_some_and(|e| e.flags().contains(PteFlags::PRESENT | PteFlags::WRITE)) {
         mm.handle_fault(addr, FaultAccess::Write)?;

@@ -1,5 +1,7 @@
 //! Zapping: clearing the PTEs of a range and handing their pages to an
-//! mmu_gather (`unmap_page_range()` .. `zap_pte_range()`).
+//! mmu_gather (`unmap_page_range()` .. `zap_pte_range()`), with the
+//! reclaim of PTE tables a `MADV_DONTNEED` empties (Linux 6.14,
+//! `mm/pt_reclaim.c`).
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -8,23 +10,62 @@ use crate::addr::PAGE_SIZE;
 use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end};
 use crate::platform::Platform;
 
+/// How to zap (`struct zap_details`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ZapDetails {
+    /// Free a PTE table the zap leaves empty (`reclaim_pt`; only
+    /// MADV_DONTNEED sets it: munmap and exit free tables through
+    /// `free_pgd_range()`).
+    pub reclaim_pt: bool,
+}
+
 impl<P: Platform> Mm<'_, '_, P> {
     /// Clears every PTE in `[start, end)`; pages go to `tlb` and are freed
     /// after its flush. The caller holds the mmap lock and keeps the VMAs
     /// of the range stable.
-    pub(super) fn zap_range(&self, tlb: &mut MmuGather<'_, '_, P>, start: u64, end: u64) {
+    pub(super) fn zap_range(
+        &self,
+        tlb: &mut MmuGather<'_, '_, P>,
+        start: u64,
+        end: u64,
+        details: ZapDetails,
+    ) {
         let mut addr = start;
         while addr < end {
             let next = addr_end(addr, end, PMD_SIZE);
+            self.zap_pte_range(tlb, addr, next, details);
+            addr = next;
+        }
+    }
+
+    /// Zaps `[start, end)` within one PTE table (`zap_pte_range()`).
+    fn zap_pte_range(
+        &self,
+        tlb: &mut MmuGather<'_, '_, P>,
+        start: u64,
+        end: u64,
+        details: ZapDetails,
+    ) {
+        // Only a zap of the whole table can leave it empty for sure
+        // (`reclaim_pt_is_enabled()`).
+        let can_reclaim = details.reclaim_pt
+            && self.vm.pt_reclaim.load(Relaxed)
+            && start.is_multiple_of(PMD_SIZE)
+            && end - start == PMD_SIZE;
+        // Whether the lock was held from the first entry to the last.
+        let mut direct_reclaim = true;
+        let mut addr = start;
+        let mut cleared_pmd = None;
+        loop {
             // No table (or it went away meanwhile): nothing mapped here.
             let Some(mut ptl) = self.pt.pte_offset_map_lock(addr) else {
-                addr = next;
-                continue;
+                return;
             };
             let mut force_flush = false;
             {
                 let mut lazy = ptl.lazy_mmu();
-                while addr < next {
+                while addr < end {
+                    // Runs of none entries are skipped without work.
                     let here = addr;
                     addr += PAGE_SIZE;
                     if lazy.get(here).is_none() {
@@ -43,14 +84,36 @@ impl<P: Platform> Mm<'_, '_, P> {
                     }
                 }
             }
-            // Lazy mode left: the cleared PTEs are in the table. Flush
-            // before other CPUs can see the lock free, free after.
+            // Lazy mode left: the cleared PTEs are in the table.
+            // Fast path: the whole table emptied under one lock hold. A
+            // failed PMD trylock leaves it to the slow path.
+            if can_reclaim && direct_reclaim && addr == end {
+                cleared_pmd = ptl.try_clear_pmd();
+            }
             if force_flush {
+                // Flush before other CPUs can see the lock free; free the
+                // pages after.
                 tlb.flush_mmu_tlbonly();
             }
             drop(ptl);
             if force_flush {
                 tlb.flush_mmu();
+            }
+            if addr == end {
+                break;
+            }
+            // The lock was dropped midway: another thread may refill what
+            // we scanned, so only a full rescan may free the table (the
+            // 6.14-rc fix).
+            direct_reclaim = false;
+        }
+        if !can_reclaim {
+            return;
+        }
+        match cleared_pmd {
+            Some(table) => self.pt.queue_table_free(tlb, table, start),
+            None => {
+                self.pt.try_free_pte_table(tlb, start);
             }
         }
     }
