@@ -48,7 +48,7 @@ pub use entry::{
     Entry, Level, PGDIR_SIZE, PMD_SHIFT, PMD_SIZE, PTRS_PER_TABLE, PUD_SIZE, PteFlags, TABLE_FLAGS,
     TASK_SIZE, USER_PGD_ENTRIES, addr_end,
 };
-pub use tlb::{MAX_GATHER_BATCH, MAX_TABLE_BATCH, MmuGather};
+pub use tlb::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
 
 define_stats! {
     /// Page-table events of one address space.
@@ -113,6 +113,10 @@ pub struct PageTable<'a, P: Platform> {
     nr_tables: AtomicU64,
     /// Per CPU: inside a lazy MMU region of this address space.
     lazy: Vec<AtomicBool>,
+    /// Pages an mmu_gather holds before it must flush
+    /// ([`MAX_GATHER_BATCH`] x [`MAX_GATHER_BATCH_COUNT`]); lowered by
+    /// tests to force flushes midway through a zap.
+    gather_limit: core::sync::atomic::AtomicUsize,
     stats: Counters<{ PtStat::COUNT }>,
 }
 
@@ -146,6 +150,9 @@ impl<'a, P: Platform> PageTable<'a, P> {
                 .map(|_| AtomicBool::new(false))
                 .collect(),
             stats: Counters::new(),
+            gather_limit: core::sync::atomic::AtomicUsize::new(
+                MAX_GATHER_BATCH * tlb::MAX_GATHER_BATCH_COUNT,
+            ),
         };
         pt.pgd = pt.alloc_table(Level::Pgd)?;
         Ok(pt)
@@ -167,6 +174,12 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// Bytes of tables below the PGD (`VmPTE`, Linux's `pgtables_bytes`).
     pub fn pgtables_bytes(&self) -> u64 {
         self.nr_tables.load(Relaxed) * PAGE_SIZE
+    }
+
+    /// Sets how many pages a gather holds before a forced flush (at
+    /// least 1); for tests that need zaps to drop the PTE lock midway.
+    pub fn set_gather_limit(&self, pages: usize) {
+        self.gather_limit.store(pages.max(1), Relaxed);
     }
 
     pub fn stat(&self, s: PtStat) -> u64 {

@@ -10,6 +10,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::PageTable;
 use crate::addr::{PAGE_SIZE, Pfn};
@@ -17,9 +18,12 @@ use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::rcu::RcuHead;
 
-/// Pages gathered before a forced flush (one page of pointers, as
-/// Linux's `MAX_GATHER_BATCH`).
+/// Pages per gather batch (one page of pointers, as Linux's
+/// `MAX_GATHER_BATCH`).
 pub const MAX_GATHER_BATCH: usize = (PAGE_SIZE as usize - 16) / 8;
+/// Batches a gather may chain before it must flush
+/// (`MAX_GATHER_BATCH_COUNT`: about 10000 pages in all).
+pub const MAX_GATHER_BATCH_COUNT: usize = 10000 / MAX_GATHER_BATCH;
 /// Tables per RCU batch (`MAX_TABLE_BATCH`: a page after the header).
 pub const MAX_TABLE_BATCH: usize = (PAGE_SIZE as usize - 40) / 8;
 /// Beyond this many pages a range flush becomes a full flush
@@ -102,6 +106,7 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
     #[must_use = "a full batch must be flushed before the next page"]
     pub fn remove_page(&mut self, pfn: Pfn, addr: u64) -> bool {
         self.adjust_range(addr, PAGE_SIZE);
+        let limit = self.pt.gather_limit.load(Relaxed);
         if self.pages.len() == self.pages.capacity()
             && self.pages.try_reserve_exact(MAX_GATHER_BATCH).is_err()
         {
@@ -115,7 +120,7 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
             return self.nr_local == GATHER_BUNDLE;
         }
         self.pages.push(pfn);
-        self.pages.len() >= MAX_GATHER_BATCH
+        self.pages.len() >= limit
     }
 
     /// Queues an unlinked table that mapped from `addr` (`tlb_remove_table()`).
