@@ -8,6 +8,7 @@ extern crate std;
 
 pub mod addr;
 pub mod errno;
+pub mod folio;
 pub mod gfp;
 pub mod maple;
 pub mod memmap;

@@ -337,6 +337,18 @@ impl BitSpinLock {
     }
 }
 
+impl<P: Platform> BitSpinGuard<'_, P> {
+    /// Unlocks by storing `value` (its lock bit cleared) with one plain
+    /// release store instead of an atomic read-modify-write
+    /// (`__bit_spin_unlock`). Only for a word whose other bits, too, are
+    /// changed only by holders of this lock.
+    pub fn unlock_store(self, value: u64) {
+        self.word.store(value & !self.mask, Ordering::Release);
+        self.platform.preempt_enable();
+        core::mem::forget(self);
+    }
+}
+
 impl<P: Platform> Drop for BitSpinGuard<'_, P> {
     fn drop(&mut self) {
         // Release: the holder's writes are visible to the next holder.
