@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace -- -D warnings
-cargo clippy --workspace --exclude kernel --all-targets --features mm/std -- -D warnings
+cargo clippy --workspace --exclude kernel --exclude user --all-targets --features mm/std -- -D warnings

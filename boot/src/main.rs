@@ -38,10 +38,10 @@ fn main() -> ExitCode {
     if cfg.gdb {
         eprintln!("boot: waiting for GDB on :1234; in another terminal run");
         eprintln!(
-            "      gdb -ex 'target remote :1234' -ex 'add-symbol-file {elf} -o 0x10000000000'"
+            "      gdb -ex 'target remote :1234' -ex 'add-symbol-file {elf} -o 0xffffffff80000000'"
         );
         eprintln!(
-            "      (the kernel is position-independent; the banner prints where it was loaded)"
+            "      (the position-independent kernel is loaded at KERNEL_BASE; the banner prints it)"
         );
     }
     match boot::run(&cfg) {

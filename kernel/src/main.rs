@@ -13,9 +13,15 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     // Let the tick run a little (kmain sleeps; the idle task halts).
     kernel::sched::sleep_ms(100);
     kernel::banner::print_time();
-    // Until there is a userland to run, a successful boot powers off.
-    log::info!("boot complete; powering off");
-    qemu::exit(qemu::ExitCode::Success)
+    // Run the userland: init's exit (status 0, every frame back) is the
+    // verdict.
+    let ok = kernel::process::run_init();
+    log::info!("init has exited; powering off");
+    qemu::exit(if ok {
+        qemu::ExitCode::Success
+    } else {
+        qemu::ExitCode::Failure
+    })
 }
 
 #[panic_handler]

@@ -85,6 +85,13 @@ pub struct PerCpu {
     pub nr_ticks: AtomicU64,
     /// Whether this CPU runs kernel code. Write: its bring-up.
     online: AtomicBool,
+    /// Top of the running task's kernel stack (Linux's
+    /// `cpu_current_top_of_stack`): where `SYSCALL` entry switches to.
+    /// Write: the local CPU, in the context switch (interrupts off).
+    pub(crate) top_of_stack: AtomicU64,
+    /// The user `rsp` saved by `SYSCALL` entry before it switches stacks
+    /// (Linux's `cpu_tss_rw.sp2` scratch). Write: entry code, interrupts off.
+    pub(crate) user_sp_scratch: AtomicU64,
 }
 
 impl PerCpu {
@@ -98,6 +105,8 @@ impl PerCpu {
             current: AtomicPtr::new(core::ptr::null_mut()),
             nr_ticks: AtomicU64::new(0),
             online: AtomicBool::new(false),
+            top_of_stack: AtomicU64::new(0),
+            user_sp_scratch: AtomicU64::new(0),
         }
     }
 

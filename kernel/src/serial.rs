@@ -33,3 +33,14 @@ macro_rules! println {
     () => ($crate::print!("\n"));
     ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
 }
+
+/// Writes raw bytes to the serial console (a user program's `write(1, ..)`):
+/// not necessarily UTF-8, so not through `fmt`.
+pub fn write_bytes(bytes: &[u8]) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut port = COM1.lock();
+        for &b in bytes {
+            port.send_raw(b);
+        }
+    });
+}

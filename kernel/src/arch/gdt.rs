@@ -25,6 +25,10 @@
 //! - I1: the IST stacks are used only by the CPU, on the gates that name them;
 //!   Rust code never creates a reference to them.
 //! - I2: [`init`] runs once per boot: loading an already-busy TSS faults.
+//! - I3: the TSS lives in a `static mut` that Rust code touches only in
+//!   [`init`] (before it is loaded) and in [`set_kernel_stack`] (one field,
+//!   by raw pointer, interrupts off); the CPU reads it on every ring 3 -> 0
+//!   transition through an interrupt gate (`RSP0`) and on IST gates.
 //!
 //! One TSS serves one CPU; SMP bring-up will need a TSS (and IST stacks) per CPU.
 
@@ -71,7 +75,9 @@ pub struct Selectors {
     pub tss: SegmentSelector,
 }
 
-static TSS: Once<TaskStateSegment> = Once::new();
+/// The TSS (I3). `RSP0` is the running task's kernel stack top: the stack
+/// an interrupt or exception from user mode starts on.
+static mut TSS: TaskStateSegment = TaskStateSegment::new();
 static GDT: Once<(GlobalDescriptorTable, Selectors)> = Once::new();
 static LOADED: AtomicBool = AtomicBool::new(false);
 
@@ -83,14 +89,13 @@ pub fn init() {
         !LOADED.swap(true, Ordering::Relaxed),
         "gdt::init called twice"
     );
-    let tss = TSS.call_once(|| {
-        let mut tss = TaskStateSegment::new();
-        for (slot, top) in ist_stack_tops().enumerate() {
-            // The TSS is packed: assign in place, never through a reference.
-            tss.interrupt_stack_table[slot] = top;
-        }
-        tss
-    });
+    let tss = &raw mut TSS;
+    for (slot, top) in ist_stack_tops().enumerate() {
+        // SAFETY: init runs once, before the TSS is loaded (I2, I3): nothing
+        // else reads or writes it yet. The TSS is packed: assign in place,
+        // never through a reference.
+        unsafe { (*tss).interrupt_stack_table[slot] = top };
+    }
     let (gdt, sel) = GDT.call_once(|| {
         let mut gdt = GlobalDescriptorTable::new();
         let sel = Selectors {
@@ -98,7 +103,9 @@ pub fn init() {
             kernel_data: gdt.append(Descriptor::kernel_data_segment()),
             user_data: gdt.append(Descriptor::user_data_segment()),
             user_code: gdt.append(Descriptor::user_code_segment()),
-            tss: gdt.append(Descriptor::tss_segment(tss)),
+            // SAFETY: the TSS is a static: it lives and stays put for as
+            // long as the GDT is loaded (forever).
+            tss: gdt.append(unsafe { Descriptor::tss_segment_unchecked(tss) }),
         };
         (gdt, sel)
     });
@@ -114,6 +121,17 @@ pub fn init() {
         ES::set_reg(sel.kernel_data);
         load_tss(sel.tss);
     }
+}
+
+/// Sets the TSS's `RSP0`: the kernel stack an interrupt or exception taken
+/// in ring 3 switches to. Called by the context switch with interrupts off.
+pub fn set_kernel_stack(top: u64) {
+    debug_assert!(!x86_64::instructions::interrupts::are_enabled());
+    // One CPU, interrupts off (I3): no other Rust code touches the TSS
+    // meanwhile; the write is in place through a raw pointer (packed).
+    let tss = &raw mut TSS;
+    // SAFETY: as above.
+    unsafe { (*tss).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 
 /// The GDT's selectors, once [`init`] has run.

@@ -31,6 +31,14 @@
 //! raised while delivering a `#PF`, such as a kernel stack overflow, leaves
 //! the faulting address in CR2).
 //!
+//! # User mode
+//!
+//! An exception raised in ring 3 is the process's business, not a kernel
+//! bug: the handler hands it to the installed [`UserTrapHook`]
+//! ([`set_user_trap_hook`]; the process layer's), which resolves a page
+//! fault through the process's `Mm` and returns, or kills the process
+//! (never returns). Without a hook, it is reported like a kernel fault.
+//!
 //! # Locking
 //!
 //! The table lives in a static behind a spinlock, taken only with
@@ -82,6 +90,57 @@ static FAULT_REPORT_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// Installs `hook` into every later fatal exception report.
 pub fn set_fault_report_hook(hook: FaultReportHook) {
     FAULT_REPORT_HOOK.store(hook as *mut (), Ordering::Release);
+}
+
+/// An exception from user mode: see the module docs.
+#[derive(Debug, Clone, Copy)]
+pub struct UserTrap {
+    pub vector: u8,
+    /// The CPU's error code (0 when it pushes none).
+    pub error_code: u64,
+    /// CR2 for `#PF`, else 0.
+    pub cr2: u64,
+    pub rip: u64,
+    pub rsp: u64,
+}
+
+/// Handles a [`UserTrap`]: returns when the faulting instruction may be
+/// retried (a resolved `#PF`); otherwise ends the process and never
+/// returns. Runs on the task's kernel stack with interrupts off; may
+/// enable them.
+pub type UserTrapHook = fn(&UserTrap);
+
+/// The installed user-trap hook, type-erased; null means none. Release by
+/// [`set_user_trap_hook`], Acquire by the handlers.
+static USER_TRAP_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the handler of exceptions raised in user mode.
+pub fn set_user_trap_hook(hook: UserTrapHook) {
+    USER_TRAP_HOOK.store(hook as *mut (), Ordering::Release);
+}
+
+/// Passes an exception from ring 3 to the user-trap hook; false when the
+/// exception came from ring 0 or no hook is installed.
+fn user_trap(frame: &InterruptStackFrame, vector: u8, error_code: u64, cr2: u64) -> bool {
+    if frame.code_segment.rpl() != PrivilegeLevel::Ring3 {
+        return false;
+    }
+    let hook = USER_TRAP_HOOK.load(Ordering::Acquire);
+    if hook.is_null() {
+        return false;
+    }
+    // SAFETY: the only non-null values stored in USER_TRAP_HOOK are
+    // `UserTrapHook`s cast by set_user_trap_hook; on x86_64 function and
+    // data pointers have the same size and representation.
+    let hook = unsafe { core::mem::transmute::<*mut (), UserTrapHook>(hook) };
+    hook(&UserTrap {
+        vector,
+        error_code,
+        cr2,
+        rip: frame.instruction_pointer.as_u64(),
+        rsp: frame.stack_pointer.as_u64(),
+    });
+    true
 }
 
 /// The IDT. The CPU holds its address from [`init`] on: it must never move.
@@ -178,6 +237,9 @@ macro_rules! interrupted_rbp {
 macro_rules! fatal_handler {
     ($fn:ident, $vector:literal, $name:literal) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
+            if user_trap(&frame, $vector, 0, 0) {
+                return;
+            }
             fatal_exception($vector, $name, &frame, ErrorCode::None, interrupted_rbp!())
         }
     };
@@ -188,6 +250,9 @@ macro_rules! fatal_handler {
     };
     ($fn:ident, $vector:literal, $name:literal, $kind:ident) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
+            if user_trap(&frame, $vector, code, 0) {
+                return;
+            }
             fatal_exception(
                 $vector,
                 $name,
@@ -238,6 +303,9 @@ fatal_handler!(vmm_communication, 29, "#VC VMM communication", Plain);
 fatal_handler!(security_exception, 30, "#SX security exception", Plain);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    if user_trap(&frame, 14, code.bits(), Cr2::read_raw()) {
+        return;
+    }
     fatal_exception(
         14,
         "#PF page fault",

@@ -5,6 +5,8 @@
 //! - [`idt`]: the IDT, a handler for every CPU exception, and
 //!   [`idt::set_interrupt_handler`] for device interrupts.
 //! - [`backtrace`]: frame-pointer backtraces for panic and exception reports.
+//! - [`entry`]: NX/SMEP/SMAP, `SYSCALL` entry, entering user mode, CR3 and
+//!   kernel-stack switching per task.
 //!
 //! # Ordering
 //!
@@ -13,6 +15,7 @@
 //! an exception is a triple fault (QEMU exits without a verdict).
 
 pub mod backtrace;
+pub mod entry;
 pub mod gdt;
 pub mod idt;
 
@@ -20,6 +23,7 @@ pub mod idt;
 pub fn init() {
     gdt::init();
     idt::init();
+    entry::init();
 }
 
 /// A fault [`selftest_fault`] can provoke on purpose.

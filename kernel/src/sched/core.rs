@@ -277,6 +277,8 @@ pub(super) fn __schedule(preempt: bool) {
     next.slice_left.store(super::SLICE_TICKS, Ordering::Relaxed);
     rq.waiting_since_ns = time::now_ns();
     percpu::set_current_ptr(Arc::as_ptr(&next));
+    // CR3 and the kernel stack for entries from user mode (arch entry E1).
+    crate::arch::entry::switch_mm(next.pgd.load(Ordering::Relaxed), next.kernel_entry_top());
     let prev_sp = prev.saved_sp.as_ptr();
     let next_sp = next.saved_sp.load(Ordering::Relaxed);
     rq.curr = Some(next);
@@ -359,6 +361,30 @@ pub(super) fn do_exit() -> ! {
     percpu::preempt_count_inc();
     __schedule(false);
     panic!("BUG: a dead task was scheduled again")
+}
+
+/// Makes `pgd` (0: the boot PGD) the running task's address space and
+/// loads it now (Linux's `switch_mm` at exec and exit). Switching to the
+/// boot PGD also forgets the user-entry stack top.
+pub fn switch_mm(pgd: u64) {
+    let irqs = sync::irq_save();
+    with_current(|t| {
+        t.pgd.store(pgd, Ordering::Relaxed);
+        if pgd == 0 {
+            t.user_entry_top.store(0, Ordering::Relaxed);
+        }
+        crate::arch::entry::switch_mm(pgd, t.kernel_entry_top());
+    });
+    sync::irq_restore(irqs);
+}
+
+/// Sets where entries from user mode start on the running task's kernel
+/// stack (arch entry E2) and loads it now. Interrupts off.
+pub fn set_user_entry_top(top: u64) {
+    with_current(|t| {
+        t.user_entry_top.store(top, Ordering::Relaxed);
+        crate::arch::entry::switch_mm(t.pgd.load(Ordering::Relaxed), Some(top));
+    });
 }
 
 /// Wakes `task` if it sleeps (Linux's `try_to_wake_up`): RUNNING again, and

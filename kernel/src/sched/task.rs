@@ -162,6 +162,14 @@ pub struct Task {
     pub(super) nvcsw: AtomicU64,
     /// Involuntary context switches (preempted), `nivcsw`.
     pub(super) nivcsw: AtomicU64,
+    /// Physical address of the PGD loaded while the task runs (`mm->pgd`);
+    /// 0: the boot PGD (kernel threads). Write: the task itself, interrupts
+    /// off ([`super::switch_mm`]). Read: the context switch.
+    pub(super) pgd: AtomicU64,
+    /// Where entries from user mode start on this task's kernel stack
+    /// (arch entry E2); 0: the stack top. Write: the task itself,
+    /// interrupts off. Read: the context switch.
+    pub(super) user_entry_top: AtomicU64,
 }
 
 impl Task {
@@ -198,6 +206,8 @@ impl Task {
             hung_reported: AtomicBool::new(false),
             nvcsw: AtomicU64::new(0),
             nivcsw: AtomicU64::new(0),
+            pgd: AtomicU64::new(0),
+            user_entry_top: AtomicU64::new(0),
         }
     }
 
@@ -240,6 +250,25 @@ impl Task {
     /// The task's stack range `[bottom, top)`, if it has one of its own.
     pub fn stack_range(&self) -> Option<(u64, u64)> {
         self.stack.as_ref().map(|s| (s.bottom(), s.top()))
+    }
+
+    /// The PGD the task runs on (0: the boot PGD).
+    pub fn pgd(&self) -> u64 {
+        self.pgd.load(Ordering::Relaxed)
+    }
+
+    /// Where entries from user mode start on the kernel stack (0: none set).
+    pub fn user_entry_top(&self) -> u64 {
+        self.user_entry_top.load(Ordering::Relaxed)
+    }
+
+    /// The kernel stack top for entries from user mode: the user-entry top
+    /// if set, else the stack's top.
+    pub(super) fn kernel_entry_top(&self) -> Option<u64> {
+        match self.user_entry_top() {
+            0 => self.stack.as_ref().map(|s| s.top()),
+            top => Some(top),
+        }
     }
 
     /// Whether the task has exited and been switched away for good (T3).

@@ -26,6 +26,7 @@
 
 mod dump;
 mod entry;
+mod kernel_half;
 mod tlb;
 
 #[cfg(test)]

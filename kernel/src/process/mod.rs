@@ -1,0 +1,384 @@
+//! Processes: an address space ([`Mm`]) run by one kernel thread that
+//! enters user mode (Linux's `task_struct` + `mm_struct` of a
+//! single-threaded process), with its files and its exit status.
+//!
+//! # Life of a process
+//!
+//! ```text
+//!   spawn_process(elf)           kmain: a Process with pid, a kthread
+//!     -> exec (thread)           Mm::new, kernel half of the boot PGD,
+//!                                ELF segments, stack (elf.rs); switch_mm
+//!     -> enter_user              iretq to the ELF entry
+//!        syscalls / faults       syscall.rs; user_trap below
+//!     -> do_exit(status)         exit/exit_group/reboot, or killed by a
+//!                                fault: boot PGD loaded, Mm dropped (every
+//!                                page and table freed), thread exits
+//!   wait() (kmain)               joins the thread, reads the status
+//! ```
+//!
+//! # Invariants
+//!
+//! - P1: a process's PGD shares the boot PGD's kernel half
+//!   (`PageTable::clone_kernel_half`), so the kernel runs unchanged on it
+//!   (arch entry E1).
+//! - P2: the `Mm` is dropped only after the task has loaded the boot PGD:
+//!   no CPU walks page tables that are being freed.
+//! - P3: only the process's own thread uses its `Mm` (single-threaded
+//!   processes; no fork yet), so a page the uaccess walk found stays mapped
+//!   while the syscall copies (`crate::uaccess`).
+//!
+//! # Locking
+//!
+//! `PROCESSES` (the process list) and each process's `mm` and `files`
+//! locks are leaves: nothing else is taken under them, and nothing sleeps.
+
+pub mod elf;
+pub mod procfs;
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+
+use mm::errno::Errno;
+use mm::pgtable::TASK_SIZE;
+use mm::vm::{FaultAccess, FaultError, Mm, Vm};
+use spin::Once;
+
+use crate::arch::idt::{self, UserTrap};
+use crate::platform::KernelPlatform;
+use crate::sched::{self, JoinHandle};
+use crate::sync::SpinLock;
+use crate::{memory, rcu, slab};
+
+/// An address space of the kernel.
+pub type KMm = Mm<'static, 'static, KernelPlatform>;
+
+/// What all address spaces share (zero page, MM ids, the VMA tree nodes).
+static VM: Once<Vm<'static, KernelPlatform>> = Once::new();
+
+/// Every live process (leaf lock).
+static PROCESSES: SpinLock<Vec<Arc<Process>>> = SpinLock::new("processes", Vec::new());
+
+/// The next pid; init is 1.
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+
+/// The shared address-space state; panics before [`init`].
+pub fn vm() -> &'static Vm<'static, KernelPlatform> {
+    VM.get().expect("process::init has not run")
+}
+
+/// Sets up the shared address-space state and the user-trap hook. Call once
+/// after RCU and the slab allocator are up.
+pub fn init() {
+    VM.call_once(|| {
+        let pa = memory::page_alloc();
+        let cache = mm::slab::KmemCache::new(
+            pa,
+            "maple_node",
+            mm::maple::NODE_SIZE,
+            mm::maple::node_cache_args(),
+        )
+        .expect("memory for the maple node cache")
+        .with_rcu(rcu::rcu());
+        Vm::new(pa, rcu::rcu(), Box::leak(cache)).expect("memory for the zero page")
+    });
+    idt::set_user_trap_hook(user_trap);
+}
+
+/// How a process ended (Linux's wait status, decoded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by a signal (SIGSEGV = 11, SIGILL = 4, SIGFPE = 8, SIGKILL = 9).
+    Signaled(u32),
+}
+
+impl ExitStatus {
+    /// Linux's wait status: `code << 8`, or the signal number.
+    pub fn to_wait_status(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => (code & 0xff) << 8,
+            ExitStatus::Signaled(sig) => (sig & 0x7f) as i32,
+        }
+    }
+
+    /// Decodes [`Self::to_wait_status`].
+    pub fn from_wait_status(w: i32) -> Self {
+        if w & 0x7f == 0 {
+            ExitStatus::Exited((w >> 8) & 0xff)
+        } else {
+            ExitStatus::Signaled((w & 0x7f) as u32)
+        }
+    }
+}
+
+/// An open pseudo file: a snapshot of its contents and a read position.
+pub struct OpenFile {
+    pub data: Vec<u8>,
+    pub pos: usize,
+}
+
+/// One process; see the module docs.
+pub struct Process {
+    pub pid: u32,
+    pub comm: String,
+    /// The thread running it (set by the thread itself when it starts).
+    tid: AtomicU32,
+    /// The address space; `None` before exec and after exit (P2).
+    mm: SpinLock<Option<Arc<KMm>>>,
+    /// Open files: fd 3 is `files[0]` (0..=2 are the console).
+    pub files: SpinLock<Vec<Option<OpenFile>>>,
+    /// `ExitStatus` encoded as Linux's wait status: `code << 8` or `sig`.
+    wait_status: AtomicI32,
+    /// `mm->start_brk`, set by exec.
+    start_brk: AtomicU64,
+}
+
+impl Process {
+    /// The address space, while the process has one.
+    pub fn mm(&self) -> Option<Arc<KMm>> {
+        self.mm.lock().clone()
+    }
+
+    /// The heap: `[start_brk, brk)` rounded out to pages (empty before exec).
+    pub fn brk_range(&self) -> core::ops::Range<u64> {
+        let start = self.start_brk.load(Ordering::Relaxed);
+        match self.mm() {
+            Some(mm) => start..mm.brk(0).next_multiple_of(mm::PAGE_SIZE),
+            None => start..start,
+        }
+    }
+
+    /// How the process ended (valid once its thread has exited).
+    pub fn exit_status(&self) -> ExitStatus {
+        ExitStatus::from_wait_status(self.wait_status.load(Ordering::Acquire))
+    }
+}
+
+/// The process the running thread belongs to.
+pub fn current() -> Option<Arc<Process>> {
+    let tid = sched::with_current(|t| t.tid().as_u32());
+    PROCESSES
+        .lock()
+        .iter()
+        .find(|p| p.tid.load(Ordering::Relaxed) == tid)
+        .cloned()
+}
+
+/// A started process: wait for it with [`Running::wait`].
+pub struct Running {
+    pub process: Arc<Process>,
+    thread: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the process has exited (`wait4`); returns its status.
+    pub fn wait(self) -> ExitStatus {
+        self.thread.join();
+        let p = self.process;
+        PROCESSES.lock().retain(|q| !Arc::ptr_eq(q, &p));
+        p.exit_status()
+    }
+}
+
+/// Starts `elf` as a new process named `comm` with arguments `argv`.
+pub fn spawn(comm: &str, elf: &'static [u8], argv: Vec<String>) -> Running {
+    let process = Arc::new(Process {
+        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
+        comm: String::from(comm),
+        tid: AtomicU32::new(u32::MAX),
+        mm: SpinLock::new("process.mm", None),
+        files: SpinLock::new("process.files", Vec::new()),
+        wait_status: AtomicI32::new(0),
+        start_brk: AtomicU64::new(0),
+    });
+    PROCESSES.lock().push(process.clone());
+    let p = process.clone();
+    let thread = sched::spawn(comm, move || {
+        p.tid
+            .store(sched::with_current(|t| t.tid().as_u32()), Ordering::Relaxed);
+        let status = exec_and_run(&p, elf, argv).unwrap_or_else(|err| {
+            log::error!("{}[{}]: exec failed: {err:?}", p.comm, p.pid);
+            ExitStatus::Exited(127)
+        });
+        // The exit's teardown (P2): boot PGD first, then the Mm goes.
+        p.wait_status
+            .store(status.to_wait_status(), Ordering::Release);
+        let mm = p.mm.lock().take();
+        sched::switch_mm(0);
+        drop(mm);
+        p.files.lock().clear();
+    });
+    Running { process, thread }
+}
+
+/// Builds the address space from `elf` (`execve`), runs the program until
+/// it exits, and returns how it ended; an error if it could not start.
+fn exec_and_run(p: &Process, elf: &[u8], argv: Vec<String>) -> Result<ExitStatus, Errno> {
+    let mm = Arc::new(Mm::new(vm())?);
+    mm.page_table()
+        .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
+    let image = elf::load(&mm, elf, &argv)?;
+    drop(argv);
+    p.start_brk.store(image.start_brk, Ordering::Relaxed);
+    let pgd = mm.page_table().root().as_u64();
+    *p.mm.lock() = Some(mm);
+    sched::switch_mm(pgd);
+    log::info!(
+        "{}[{}]: entering user mode at {:#x}, stack {:#x}",
+        p.comm,
+        p.pid,
+        image.entry,
+        image.sp
+    );
+    // SAFETY: CR3 holds this task's process PGD (switch_mm above), the
+    // entry and stack are below TASK_SIZE (elf::load checks), no lock is
+    // held and preemption is on (thread context).
+    let w = unsafe { crate::arch::entry::run_user(image.entry, image.sp) };
+    x86_64::instructions::interrupts::enable();
+    Ok(ExitStatus::from_wait_status(w as i32))
+}
+
+/// Ends the running process (`do_exit`): leaves user mode for good and
+/// returns `status` to the process's thread, which tears the address
+/// space down ([`spawn`]). Callers drop what they own first (the frames in
+/// between are abandoned).
+pub fn do_exit(status: ExitStatus) -> ! {
+    crate::arch::entry::exit_to_kernel(status.to_wait_status() as u64)
+}
+
+/// Signal numbers a fatal trap raises.
+const SIGILL: u32 = 4;
+const SIGFPE: u32 = 8;
+const SIGKILL: u32 = 9;
+const SIGSEGV: u32 = 11;
+
+/// The user-trap hook (see `arch::idt`): resolves page faults through the
+/// process's `Mm`; kills the process on anything else, with Linux's lines.
+fn user_trap(t: &UserTrap) {
+    x86_64::instructions::interrupts::enable();
+    let Some(p) = current() else {
+        panic!("BUG: user-mode trap {t:?} on a thread without a process");
+    };
+    if t.vector == 14 {
+        // Error code bits: 1 write, 4 user, 0x10 instruction fetch.
+        let access = if t.error_code & 0x10 != 0 {
+            FaultAccess::Exec
+        } else if t.error_code & 0x2 != 0 {
+            FaultAccess::Write
+        } else {
+            FaultAccess::Read
+        };
+        let result = match p.mm() {
+            Some(mm) if t.cr2 < TASK_SIZE => mm.handle_fault(t.cr2, access),
+            _ => Err(FaultError::Segv(mm::vm::SegvCode::MapErr)),
+        };
+        match result {
+            Ok(()) => {
+                x86_64::instructions::interrupts::disable();
+                return;
+            }
+            Err(FaultError::Oom) => {
+                log::error!(
+                    "Out of memory: Killed process {} ({})",
+                    p.pid,
+                    p.comm.as_str()
+                );
+                drop(p);
+                do_exit(ExitStatus::Signaled(SIGKILL));
+            }
+            Err(FaultError::Segv(_)) => {
+                crate::println!(
+                    "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",
+                    p.comm,
+                    p.pid,
+                    t.cr2,
+                    t.rip,
+                    t.rsp,
+                    t.error_code
+                );
+                drop(p);
+                do_exit(ExitStatus::Signaled(SIGSEGV));
+            }
+        }
+    }
+    let (name, sig) = match t.vector {
+        0 => ("divide error", SIGFPE),
+        6 => ("invalid opcode", SIGILL),
+        13 => ("general protection fault", SIGSEGV),
+        _ => ("trap", SIGSEGV),
+    };
+    crate::println!(
+        "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
+        p.comm,
+        p.pid,
+        t.rip,
+        t.rsp,
+        t.error_code,
+        t.vector
+    );
+    drop(p);
+    do_exit(ExitStatus::Signaled(sig))
+}
+
+/// The `init` program, built from `user/` and embedded in the kernel image.
+pub static INIT_ELF: &[u8] = include_bytes!(env!("CARGO_BIN_FILE_USER_init"));
+
+/// Runs `init` to its end and checks that its exit gave every frame back
+/// ([`settled_used_pages`] before and after). Returns
+/// whether init exited 0 and nothing leaked.
+pub fn run_init() -> bool {
+    // Warm up: a thread's first stack slot may allocate page tables for good.
+    sched::spawn("warmup", || ()).join();
+    let before = settled_used_pages();
+    let status = spawn("init", INIT_ELF, alloc::vec![String::from("init")]).wait();
+    PROCESSES.lock().shrink_to_fit();
+    let after = settled_used_pages();
+    let ok = match status {
+        ExitStatus::Exited(0) => {
+            crate::println!("init exited with status 0");
+            true
+        }
+        s => {
+            crate::println!(
+                "Kernel panic - not syncing: Attempted to kill init! exitcode={:#010x} ({s:?})",
+                s.to_wait_status()
+            );
+            false
+        }
+    };
+    if after != before {
+        crate::println!(
+            "BUG: process exit leaked frames: {before} in use before init, {after} after ({} missing)",
+            after as i64 - before as i64
+        );
+        return false;
+    }
+    crate::println!(
+        "process exit: every frame came back ({after} frames in use outside slabs before and after)"
+    );
+    ok
+}
+
+/// Frames neither free in the buddy allocator nor in a slab (kmalloc or
+/// the maple node cache), with pending RCU frees done and the per-CPU lists
+/// drained: what a process's user pages and page tables count in. (Slabs
+/// are left alone: a freed object's slab may stay cached, as on Linux.)
+pub fn settled_used_pages() -> u64 {
+    rcu::rcu().rcu_barrier();
+    vm().node_cache.shrink();
+    let slab_pages: u64 = slab::kmalloc()
+        .caches()
+        .chain(core::iter::once(vm().node_cache))
+        .map(|c| {
+            let info = c.info();
+            info.num_slabs * u64::from(info.pagesperslab)
+        })
+        .sum();
+    let pa = memory::page_alloc();
+    pa.drain_all_pages();
+    pa.managed_pages() - pa.nr_free_pages() - slab_pages
+}

@@ -1,0 +1,251 @@
+//! Raw syscalls and typed wrappers (Linux x86_64 numbers and constants).
+
+use core::arch::asm;
+use core::fmt;
+
+pub const SYS_READ: u64 = 0;
+pub const SYS_WRITE: u64 = 1;
+pub const SYS_CLOSE: u64 = 3;
+pub const SYS_MMAP: u64 = 9;
+pub const SYS_MPROTECT: u64 = 10;
+pub const SYS_MUNMAP: u64 = 11;
+pub const SYS_BRK: u64 = 12;
+pub const SYS_SCHED_YIELD: u64 = 24;
+pub const SYS_MADVISE: u64 = 28;
+pub const SYS_GETPID: u64 = 39;
+pub const SYS_EXIT: u64 = 60;
+pub const SYS_REBOOT: u64 = 169;
+pub const SYS_CLOCK_GETTIME: u64 = 228;
+pub const SYS_EXIT_GROUP: u64 = 231;
+pub const SYS_OPENAT: u64 = 257;
+
+pub const PROT_NONE: u64 = 0;
+pub const PROT_READ: u64 = 1;
+pub const PROT_WRITE: u64 = 2;
+pub const PROT_EXEC: u64 = 4;
+pub const MAP_PRIVATE: u64 = 0x02;
+pub const MAP_FIXED: u64 = 0x10;
+pub const MAP_ANONYMOUS: u64 = 0x20;
+pub const MAP_POPULATE: u64 = 0x8000;
+pub const MADV_DONTNEED: u64 = 4;
+pub const CLOCK_MONOTONIC: u64 = 1;
+pub const AT_FDCWD: i64 = -100;
+pub const O_RDONLY: u64 = 0;
+
+pub const AT_NULL: u64 = 0;
+pub const AT_PHDR: u64 = 3;
+pub const AT_PHNUM: u64 = 5;
+pub const AT_PAGESZ: u64 = 6;
+pub const AT_ENTRY: u64 = 9;
+pub const AT_RANDOM: u64 = 25;
+
+pub const LINUX_REBOOT_MAGIC1: u64 = 0xfee1_dead;
+pub const LINUX_REBOOT_MAGIC2: u64 = 672_274_793;
+pub const LINUX_REBOOT_CMD_POWER_OFF: u64 = 0x4321_fedc;
+
+/// A positive error number (`EINVAL` = 22 ...).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i64);
+
+impl Errno {
+    pub const EPERM: Errno = Errno(1);
+    pub const ENOENT: Errno = Errno(2);
+    pub const EBADF: Errno = Errno(9);
+    pub const ENOMEM: Errno = Errno(12);
+    pub const EFAULT: Errno = Errno(14);
+    pub const EINVAL: Errno = Errno(22);
+    pub const ENOSYS: Errno = Errno(38);
+
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "EPERM",
+            2 => "ENOENT",
+            9 => "EBADF",
+            12 => "ENOMEM",
+            14 => "EFAULT",
+            22 => "EINVAL",
+            38 => "ENOSYS",
+            _ => "E?",
+        }
+    }
+}
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// A raw syscall's result as Linux returns it: `-4095..0` is `-errno`.
+pub fn check(ret: u64) -> Result<u64, Errno> {
+    let r = ret as i64;
+    if (-4095..0).contains(&r) {
+        Err(Errno(-r))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A syscall with up to six arguments.
+///
+/// # Safety
+///
+/// The arguments must be valid for syscall `nr` (pointers the kernel writes
+/// through must be writable memory of the right size, and so on).
+#[inline]
+pub unsafe fn syscall6(nr: u64, a: [u64; 6]) -> u64 {
+    let ret;
+    // SAFETY: the syscall instruction clobbers only rax, rcx and r11 (ABI);
+    // what it does with memory is the caller's contract.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// `write(fd, buf)`.
+pub fn write(fd: u64, buf: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: buf is readable for its length.
+    let r = unsafe {
+        syscall6(
+            SYS_WRITE,
+            [fd, buf.as_ptr() as u64, buf.len() as u64, 0, 0, 0],
+        )
+    };
+    check(r).map(|n| n as usize)
+}
+
+/// `read(fd, buf)`.
+pub fn read(fd: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: buf is writable for its length.
+    let r = unsafe {
+        syscall6(
+            SYS_READ,
+            [fd, buf.as_mut_ptr() as u64, buf.len() as u64, 0, 0, 0],
+        )
+    };
+    check(r).map(|n| n as usize)
+}
+
+/// `openat(AT_FDCWD, path, O_RDONLY)`; `path` must end with a NUL.
+pub fn open(path: &[u8]) -> Result<u64, Errno> {
+    assert!(path.last() == Some(&0), "path without NUL");
+    // SAFETY: path is a readable NUL-terminated string.
+    let r = unsafe {
+        syscall6(
+            SYS_OPENAT,
+            [AT_FDCWD as u64, path.as_ptr() as u64, O_RDONLY, 0, 0, 0],
+        )
+    };
+    check(r)
+}
+
+/// `close(fd)`.
+pub fn close(fd: u64) -> Result<(), Errno> {
+    // SAFETY: no memory arguments.
+    check(unsafe { syscall6(SYS_CLOSE, [fd, 0, 0, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)`.
+pub fn mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: i64, off: u64) -> Result<u64, Errno> {
+    // SAFETY: mmap only changes this address space; callers use the result.
+    check(unsafe { syscall6(SYS_MMAP, [addr, len, prot, flags, fd as u64, off]) })
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+///
+/// Nothing live (Rust references) may point into the range.
+pub unsafe fn munmap(addr: u64, len: u64) -> Result<(), Errno> {
+    // SAFETY: by the contract.
+    check(unsafe { syscall6(SYS_MUNMAP, [addr, len, 0, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `mprotect(addr, len, prot)`.
+pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
+    // SAFETY: changes permissions only; an access they forbid faults.
+    check(unsafe { syscall6(SYS_MPROTECT, [addr, len, prot, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `madvise(addr, len, advice)`.
+///
+/// # Safety
+///
+/// `MADV_DONTNEED` zeroes the range: nothing may rely on its contents.
+pub unsafe fn madvise(addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
+    // SAFETY: by the contract.
+    check(unsafe { syscall6(SYS_MADVISE, [addr, len, advice, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `brk(addr)`: the new break (the old one if it could not move).
+pub fn brk(addr: u64) -> u64 {
+    // SAFETY: moving the break only maps or unmaps the heap past it.
+    unsafe { syscall6(SYS_BRK, [addr, 0, 0, 0, 0, 0]) }
+}
+
+/// `getpid()`.
+pub fn getpid() -> u64 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(SYS_GETPID, [0; 6]) }
+}
+
+/// `sched_yield()`.
+pub fn sched_yield() {
+    // SAFETY: no arguments.
+    unsafe { syscall6(SYS_SCHED_YIELD, [0; 6]) };
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = [0u64; 2];
+    // SAFETY: ts is a writable struct timespec.
+    let r = unsafe {
+        syscall6(
+            SYS_CLOCK_GETTIME,
+            [CLOCK_MONOTONIC, ts.as_mut_ptr() as u64, 0, 0, 0, 0],
+        )
+    };
+    match check(r) {
+        Ok(_) => ts[0] * 1_000_000_000 + ts[1],
+        Err(_) => 0,
+    }
+}
+
+/// `exit_group(status)`.
+pub fn exit_group(status: i32) -> ! {
+    // SAFETY: does not return.
+    unsafe { syscall6(SYS_EXIT_GROUP, [status as u64, 0, 0, 0, 0, 0]) };
+    unreachable!("exit_group returned")
+}
+
+/// `reboot(LINUX_REBOOT_CMD_POWER_OFF)`: returns only on error.
+pub fn power_off() -> Errno {
+    // SAFETY: powers the machine off.
+    let r = unsafe {
+        syscall6(
+            SYS_REBOOT,
+            [
+                LINUX_REBOOT_MAGIC1,
+                LINUX_REBOOT_MAGIC2,
+                LINUX_REBOOT_CMD_POWER_OFF,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    check(r).err().unwrap_or(Errno(0))
+}
