@@ -221,6 +221,21 @@ impl Page {
         debug_assert!(old > 0, "get_page on a free page");
     }
 
+    /// Drops a reference unless it is the last one
+    /// (`atomic_add_unless(-1, 1)`); false when the caller holds the last.
+    pub(crate) fn refcount_dec_not_one(&self) -> bool {
+        self.refcount
+            .fetch_update(core::sync::atomic::Ordering::AcqRel, Relaxed, |c| {
+                (c > 1).then(|| c - 1)
+            })
+            .is_ok()
+    }
+
+    /// Adds `n` references (`folio_ref_add`).
+    pub(crate) fn refcount_add(&self, n: i32) {
+        self.refcount.fetch_add(n, Relaxed);
+    }
+
     /// Drops a reference; true when it was the last (`put_page_testzero`).
     /// AcqRel: the last dropper must see every write made under the other
     /// references before the frame is reused.

@@ -369,6 +369,33 @@ impl<'a> Folio<'a> {
     }
 }
 
+/// Drops a reference to the folio of `pfn` (`folio_put()`); the last one
+/// undoes the folio and frees its block. Mapping code holds one reference
+/// per PTE mapping.
+pub fn folio_put<P: crate::platform::Platform>(pa: &crate::page_alloc::PageAlloc<P>, pfn: Pfn) {
+    let folio = Folio::of(pa.memmap(), pfn);
+    let head = folio.page(0);
+    if head.refcount_dec_not_one() {
+        return;
+    }
+    if let Err(why) = folio.unprep() {
+        log::error!(
+            "BUG: folio {:?} (order {}): {why}",
+            folio.head(),
+            folio.order()
+        );
+        return;
+    }
+    if let Err(bad) = pa.free_pages(folio.head(), folio.order()) {
+        log::error!("BUG: freeing folio {:?}: {bad:?}", folio.head());
+    }
+}
+
+/// Takes `n` references to the folio (`folio_ref_add()`).
+pub fn folio_ref_add(folio: &Folio<'_>, n: i32) {
+    folio.page(0).refcount_add(n);
+}
+
 /// The `_mm_ids`/mapcount state being updated under the lock, in Linux's
 /// −1-based form.
 struct Slots {

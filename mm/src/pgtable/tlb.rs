@@ -202,11 +202,9 @@ impl<P: Platform> Drop for MmuGather<'_, '_, P> {
     }
 }
 
-/// Drops the mapping's reference to an order-0 page (`put_page()`).
+/// Drops the mapping's reference to the folio of a page (`folio_put()`).
 fn put_page<P: Platform>(pa: &PageAlloc<P>, pfn: Pfn) {
-    if let Err(bad) = pa.free_pages(pfn, 0) {
-        log::error!("BUG: freeing gathered page {pfn:?}: {bad:?}");
-    }
+    crate::folio::folio_put(pa, pfn);
 }
 
 fn new_batch<P: Platform>(pa: &PageAlloc<P>) -> Option<Box<TableBatch<P>>> {
