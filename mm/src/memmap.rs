@@ -224,11 +224,19 @@ impl Page {
     /// Drops a reference unless it is the last one
     /// (`atomic_add_unless(-1, 1)`); false when the caller holds the last.
     pub(crate) fn refcount_dec_not_one(&self) -> bool {
-        self.refcount
-            .fetch_update(core::sync::atomic::Ordering::AcqRel, Relaxed, |c| {
-                (c > 1).then(|| c - 1)
-            })
-            .is_ok()
+        let mut c = self.refcount.load(Relaxed);
+        while c > 1 {
+            match self.refcount.compare_exchange_weak(
+                c,
+                c - 1,
+                core::sync::atomic::Ordering::AcqRel,
+                Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => c = now,
+            }
+        }
+        false
     }
 
     /// Adds `n` references (`folio_ref_add`).
