@@ -212,6 +212,25 @@ impl<'a> Folio<'a> {
         self.word(2).load(Relaxed) & SHARED != 0
     }
 
+    /// `__wp_can_reuse_large_anon_folio()` (6.15): may a write fault make
+    /// a PTE of this large folio writable instead of copying? Only when
+    /// it has more than one mapping, is certainly mapped by one MM, and
+    /// every reference is one of those mappings (no pins, nothing in
+    /// flight); rechecked under the slot lock, which freezes the
+    /// mapcount against new mappings.
+    pub fn wp_can_reuse_large(&self) -> bool {
+        let refs = || self.page(0).refcount() as i64;
+        if self.large_mapcount() <= 1
+            || self.word(2).load(Relaxed) & SHARED != 0
+            || self.large_mapcount() != refs()
+        {
+            return false;
+        }
+        let mut ok = false;
+        self.with_slots(|s| ok = !s.shared && s.total + 1 == refs());
+        ok
+    }
+
     /// Runs `f` on the decoded slot state under the `_mm_ids` bit lock and
     /// writes it back with the unlocking store.
     fn with_slots(&self, f: impl FnOnce(&mut Slots)) {

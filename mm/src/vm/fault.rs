@@ -3,8 +3,9 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::{Mm, VmFlags};
+use super::{Mm, VmEvent, VmFlags};
 use crate::addr::PAGE_SIZE;
+use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
 use crate::pgtable::{Entry, PteFlags};
 use crate::platform::Platform;
@@ -40,6 +41,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// mmap lock for read. Returns when the access can be retried.
     pub fn handle_fault(&self, addr: u64, access: FaultAccess) -> Result<(), FaultError> {
         let _l = self.mmap_lock.read();
+        self.vm.count(VmEvent::PgFault);
         let Some(vma) = self.vma_lookup(addr) else {
             return Err(FaultError::Segv(SegvCode::MapErr));
         };
@@ -55,89 +57,181 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let addr = addr & !(PAGE_SIZE - 1);
         let write = access == FaultAccess::Write;
-        let prot = vma.flags.pte_flags();
-        // A page allocated with no lock held, used if the PTE is still
-        // what we saw (Linux allocates before taking the PTE lock).
-        let mut fresh = None;
         loop {
             let mut ptl = self
                 .pt
                 .pte_alloc_map_lock(addr)
                 .map_err(|_| FaultError::Oom)?;
             let pte = ptl.get(addr);
-            let need_page = pte.is_none() && (write || vma.flags.contains(VmFlags::SHARED))
-                || pte.is_present() && write && !pte.is_writable();
-            if pte.is_none() && !need_page {
-                // Read fault on private memory: the shared zero page.
-                ptl.set(
-                    addr,
-                    Entry::new(self.vm.zero_page(), prot | PteFlags::SPECIAL),
-                );
-                break;
+            if pte.is_none() {
+                if !write && !vma.flags.contains(VmFlags::SHARED) {
+                    // Read fault on private memory: the shared zero page.
+                    let zero = Entry::new(
+                        self.vm.zero_page(),
+                        vma.flags.pte_flags() | PteFlags::SPECIAL,
+                    );
+                    ptl.set(addr, zero);
+                    return Ok(());
+                }
+                drop(ptl);
+                if self.do_anonymous_page(&vma, addr)? {
+                    return Ok(());
+                }
+                continue;
             }
-            if pte.is_present() && !(write && !pte.is_writable()) {
+            if !(write && !pte.is_writable()) {
                 // Another thread resolved it (or a spurious fault).
-                break;
+                return Ok(());
             }
-            // A write to a read-only PTE of a page we map alone: reuse it
-            // (`wp_can_reuse_anon_folio()`); fork's shared pages and the
-            // zero page are copied.
-            if pte.is_present() && !pte.flags().contains(PteFlags::SPECIAL) {
-                let page = self.vm.pa.memmap().page(pte.pfn());
-                if page.mapcount() == 1 && page.refcount() == 1 {
+            if !pte.flags().contains(PteFlags::SPECIAL) {
+                let folio = Folio::of(self.vm.pa.memmap(), pte.pfn());
+                if self.wp_can_reuse(&folio) {
                     ptl.set(
                         addr,
                         pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
                     );
-                    break;
+                    return Ok(());
                 }
             }
-            let Some(pfn) = fresh.take() else {
-                drop(ptl);
-                let pfn = self
-                    .vm
-                    .pa
-                    .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
-                    .map_err(|_| FaultError::Oom)?;
-                fresh = Some(pfn);
+            drop(ptl);
+            if self.wp_page_copy(&vma, addr, pte)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `wp_can_reuse_anon_folio()`: a write to a read-only PTE of this
+    /// folio may make it writable in place when the folio is certainly
+    /// ours alone and every reference is one of our mappings.
+    fn wp_can_reuse(&self, folio: &Folio<'_>) -> bool {
+        if !folio.is_large() {
+            let reuse = folio.page(0).mapcount() == 1 && folio.page(0).refcount() == 1;
+            if reuse {
+                self.vm.count(VmEvent::CowReuse);
+            }
+            return reuse;
+        }
+        if !self.vm.cow_reuse_large.load(Relaxed) {
+            return false;
+        }
+        let reuse = folio.wp_can_reuse_large();
+        if reuse {
+            self.vm.count(VmEvent::CowReuse);
+            self.vm.count(VmEvent::CowReuseLarge);
+        }
+        reuse
+    }
+
+    /// The largest enabled folio order whose naturally aligned range
+    /// around `addr` lies in the VMA and is unmapped (`alloc_anon_folio()`),
+    /// with its first address; order 0 otherwise.
+    fn anon_folio_order(&self, vma: &super::Vma, addr: u64) -> (u32, u64) {
+        let orders = self.vm.anon_orders.load(Relaxed);
+        for order in (1..=9u32).rev() {
+            if orders & (1 << order) == 0 {
+                continue;
+            }
+            let size = PAGE_SIZE << order;
+            let base = addr & !(size - 1);
+            if base < vma.start || base + size > vma.end {
+                continue;
+            }
+            let Some(ptl) = self.pt.pte_offset_map_lock(addr) else {
                 continue;
             };
-            if pte.is_present() && !pte.flags().contains(PteFlags::SPECIAL) {
-                self.copy_page(pte.pfn(), pfn);
+            if (0..1u64 << order).all(|i| ptl.get(base + i * PAGE_SIZE).is_none()) {
+                return (order, base);
             }
-            let mut flags = prot | PteFlags::DIRTY;
-            if write && vma.flags.contains(VmFlags::WRITE) {
-                flags |= PteFlags::WRITE;
-            }
-            self.vm.pa.memmap().page(pfn).mapcount_add(1);
-            self.rss_anon.fetch_add(1, Relaxed);
-            let old = ptl.get_and_clear(addr);
-            ptl.set(addr, Entry::new(pfn, flags));
-            if old.is_present() {
-                // The old translation must be gone before the old page is
-                // released (`ptep_clear_flush()`).
-                self.vm
-                    .pa
-                    .platform()
-                    .flush_tlb(self.pt.root(), Some((addr, addr + PAGE_SIZE)));
-                if !old.flags().contains(PteFlags::SPECIAL) {
-                    let page = self.vm.pa.memmap().page(old.pfn());
-                    page.mapcount_add(-1);
-                    self.rss_anon.fetch_sub(1, Relaxed);
-                    drop(ptl);
-                    if let Err(bad) = self.vm.pa.free_pages(old.pfn(), 0) {
-                        log::error!("BUG: CoW release of {:?}: {bad:?}", old.pfn());
-                    }
+        }
+        (0, addr)
+    }
+
+    /// `do_anonymous_page()` for a write (or shared) fault on a none PTE:
+    /// allocate a folio (a large one where enabled and possible), zeroed,
+    /// and map all its pages. False if the PTEs changed meanwhile (retry).
+    fn do_anonymous_page(&self, vma: &super::Vma, addr: u64) -> Result<bool, FaultError> {
+        let pa = self.vm.pa;
+        let (mut order, mut base) = self.anon_folio_order(vma, addr);
+        let pfn = loop {
+            match pa.alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO | Gfp::NOWARN, order) {
+                Ok(pfn) => break pfn,
+                Err(_) if order > 0 => {
+                    self.vm.count(VmEvent::ThpFaultFallback);
+                    (order, base) = (0, addr);
                 }
+                Err(_) => return Err(FaultError::Oom),
             }
-            return Ok(());
+        };
+        if order > 0 {
+            self.vm.count(VmEvent::ThpFaultAlloc);
         }
-        if let Some(pfn) = fresh
-            && let Err(bad) = self.vm.pa.free_pages(pfn, 0)
-        {
-            log::error!("BUG: freeing unused fault page {pfn:?}: {bad:?}");
+        let folio = Folio::prep(pa.memmap(), pfn);
+        let nr = folio.nr_pages() as u64;
+        let mut ptl = self
+            .pt
+            .pte_alloc_map_lock(addr)
+            .map_err(|_| FaultError::Oom)?;
+        if (0..nr).any(|i| !ptl.get(base + i * PAGE_SIZE).is_none()) {
+            drop(ptl);
+            folio_put(pa, pfn);
+            return Ok(false);
         }
-        Ok(())
+        let mut flags = vma.flags.pte_flags() | PteFlags::DIRTY;
+        if vma.flags.contains(VmFlags::WRITE) {
+            flags |= PteFlags::WRITE;
+        }
+        // One reference per PTE mapping (the allocation's is the first).
+        folio_ref_add(&folio, nr as i32 - 1);
+        folio.add_new_anon_rmap(self.id(), self.vm.mapcount_mode());
+        for i in 0..nr {
+            ptl.set(base + i * PAGE_SIZE, Entry::new(pfn.add(i), flags));
+        }
+        self.rss_anon.fetch_add(nr, Relaxed);
+        Ok(true)
+    }
+
+    /// `wp_page_copy()`: a private copy of the page (or of the zero page)
+    /// replaces the read-only PTE. False if the PTE changed meanwhile.
+    fn wp_page_copy(&self, vma: &super::Vma, addr: u64, old: Entry) -> Result<bool, FaultError> {
+        let pa = self.vm.pa;
+        let pfn = pa
+            .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
+            .map_err(|_| FaultError::Oom)?;
+        let from_zero = old.flags().contains(PteFlags::SPECIAL);
+        if !from_zero {
+            self.copy_page(old.pfn(), pfn);
+        }
+        let folio = Folio::prep(pa.memmap(), pfn);
+        let mut ptl = self
+            .pt
+            .pte_alloc_map_lock(addr)
+            .map_err(|_| FaultError::Oom)?;
+        if ptl.get(addr) != old {
+            drop(ptl);
+            folio_put(pa, pfn);
+            return Ok(false);
+        }
+        folio.add_new_anon_rmap(self.id(), self.vm.mapcount_mode());
+        let flags = vma.flags.pte_flags() | PteFlags::DIRTY | PteFlags::WRITE;
+        ptl.get_and_clear(addr);
+        // The old translation must be gone before the old page is
+        // released (`ptep_clear_flush()`).
+        pa.platform()
+            .flush_tlb(self.pt.root(), Some((addr, addr + PAGE_SIZE)));
+        ptl.set(addr, Entry::new(pfn, flags));
+        if from_zero {
+            self.rss_anon.fetch_add(1, Relaxed);
+        } else {
+            let old_folio = Folio::of(pa.memmap(), old.pfn());
+            let idx = (old.pfn().as_u64() - old_folio.head().as_u64()) as usize;
+            old_folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
+            self.vm.count(VmEvent::CowCopy);
+        }
+        drop(ptl);
+        if !from_zero {
+            folio_put(pa, old.pfn());
+        }
+        Ok(true)
     }
 
     fn copy_page(&self, from: crate::addr::Pfn, to: crate::addr::Pfn) {
@@ -145,7 +239,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         let src = platform.phys_to_virt(from.phys_addr());
         let dst = platform.phys_to_virt(to.phys_addr());
         // SAFETY: two distinct frames in the direct map: `from` is mapped
-        // by the PTE we hold locked, `to` is freshly allocated and ours.
+        // by a PTE of ours and holds a reference for it until we drop it
+        // after the copy; `to` is freshly allocated and ours.
         unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
     }
 }

@@ -8,6 +8,7 @@
 //! allocator and the tunables.
 
 mod fault;
+mod fork;
 mod mm;
 mod mmap;
 mod mprotect;
@@ -20,17 +21,21 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fork;
+#[cfg(test)]
 mod tests_reclaim;
 
 use alloc::vec::Vec;
-use core::sync::atomic::AtomicBool;
+use core::sync::atomic::{AtomicBool, AtomicU32};
 
 use crate::addr::{PAGE_SIZE, Pfn};
+use crate::folio::MapcountMode;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::rcu::Rcu;
 use crate::slab::KmemCache;
+use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use mm::{Mm, MmStatus};
@@ -44,6 +49,23 @@ pub const MMAP_MIN_ADDR: u64 = 0x10000;
 pub const MAX_MAP_COUNT: usize = 65530;
 /// Gap kept free below a stack VMA (`stack_guard_gap`, 256 pages).
 pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+define_stats! {
+    /// Address-space events (`/proc/vmstat` style).
+    pub enum VmEvent {
+        /// Page faults handled.
+        PgFault => "pgfault",
+        /// Anonymous large folios allocated on fault / fallbacks to a
+        /// smaller order (`thp_fault_alloc`, `thp_fault_fallback`).
+        ThpFaultAlloc => "thp_fault_alloc",
+        ThpFaultFallback => "thp_fault_fallback",
+        /// Write faults on a read-only anonymous page: copied, or the page
+        /// reused in place (small or large folio).
+        CowCopy => "cow_copy",
+        CowReuse => "cow_reuse",
+        CowReuseLarge => "cow_reuse_large",
+    }
+}
 
 /// What every address space of one machine shares.
 pub struct Vm<'a, P: Platform> {
@@ -60,6 +82,17 @@ pub struct Vm<'a, P: Platform> {
     /// Reclaim the PTE tables MADV_DONTNEED empties (`CONFIG_PT_RECLAIM`;
     /// a switch here so that both modes can be measured in one build).
     pub pt_reclaim: AtomicBool,
+    /// Folio orders anonymous faults may allocate, bit `k` for order `k`
+    /// (mTHP's per-size `enabled` settings; order 0 always works).
+    pub anon_orders: AtomicU32,
+    /// Large folios without per-page mapcounts (`NO_PAGE_MAPCOUNT`); only
+    /// to be changed while no anonymous memory is mapped.
+    pub no_page_mapcount: AtomicBool,
+    /// Reuse an exclusively mapped large folio on a CoW fault instead of
+    /// copying (6.15); a switch to measure the difference.
+    pub cow_reuse_large: AtomicBool,
+    /// `/proc/vmstat`-style event counters.
+    pub events: Counters<{ VmEvent::COUNT }>,
     pub max_map_count: usize,
 }
 
@@ -79,12 +112,36 @@ impl<'a, P: Platform> Vm<'a, P> {
             mm_ids: spin::Mutex::new(Vec::new()),
             mmap_min_addr: MMAP_MIN_ADDR,
             pt_reclaim: AtomicBool::new(true),
+            anon_orders: AtomicU32::new(1),
+            no_page_mapcount: AtomicBool::new(false),
+            cow_reuse_large: AtomicBool::new(true),
+            events: Counters::new(),
             max_map_count: MAX_MAP_COUNT,
         })
     }
 
     pub fn zero_page(&self) -> Pfn {
         self.zero_page
+    }
+
+    /// How large folios count their mappings.
+    pub fn mapcount_mode(&self) -> MapcountMode {
+        if self
+            .no_page_mapcount
+            .load(core::sync::atomic::Ordering::Relaxed)
+        {
+            MapcountMode::NoPageMapcount
+        } else {
+            MapcountMode::PerPage
+        }
+    }
+
+    pub fn event(&self, e: VmEvent) -> u64 {
+        self.events.get(e as usize)
+    }
+
+    pub(super) fn count(&self, e: VmEvent) {
+        self.events.add(e as usize, 1);
     }
 
     /// The lowest free MM id (`mm_id_alloc()`, an ida): ids are small

@@ -21,6 +21,9 @@ pub enum Advice {
     WillNeed,
     DontNeed,
     Free,
+    /// `MADV_DONTFORK` / `MADV_DOFORK`: set or clear `VM_DONTCOPY`.
+    DontFork,
+    DoFork,
 }
 
 impl Advice {
@@ -33,6 +36,8 @@ impl Advice {
             3 => Advice::WillNeed,
             4 => Advice::DontNeed,
             8 => Advice::Free,
+            10 => Advice::DontFork,
+            11 => Advice::DoFork,
             _ => return None,
         })
     }
@@ -225,18 +230,29 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let mut unmapped = false;
         match advice {
-            Advice::Normal | Advice::Random | Advice::Sequential => {
+            Advice::Normal
+            | Advice::Random
+            | Advice::Sequential
+            | Advice::DontFork
+            | Advice::DoFork => {
                 let mut l = self.mmap_lock.write();
                 let mut at = start;
                 for (_, v) in self.vmas_in(start, end) {
                     unmapped |= v.start > at;
                     let (s, e) = (at.max(v.start), end.min(v.end));
-                    let mut nf = v.flags - (VmFlags::SEQ_READ | VmFlags::RAND_READ);
-                    match advice {
-                        Advice::Random => nf |= VmFlags::RAND_READ,
-                        Advice::Sequential => nf |= VmFlags::SEQ_READ,
-                        _ => {}
-                    }
+                    let nf = match advice {
+                        Advice::DontFork => v.flags | VmFlags::DONTCOPY,
+                        Advice::DoFork => v.flags - VmFlags::DONTCOPY,
+                        _ => {
+                            let mut nf = v.flags - (VmFlags::SEQ_READ | VmFlags::RAND_READ);
+                            match advice {
+                                Advice::Random => nf |= VmFlags::RAND_READ,
+                                Advice::Sequential => nf |= VmFlags::SEQ_READ,
+                                _ => {}
+                            }
+                            nf
+                        }
+                    };
                     self.modify_flags(&mut l, s, e, nf)?;
                     at = e;
                 }

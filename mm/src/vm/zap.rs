@@ -7,6 +7,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::Mm;
 use crate::addr::PAGE_SIZE;
+use crate::folio::Folio;
 use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end};
 use crate::platform::Platform;
 
@@ -76,7 +77,9 @@ impl<P: Platform> Mm<'_, '_, P> {
                     if !old.is_present() || old.flags().contains(PteFlags::SPECIAL) {
                         continue;
                     }
-                    self.vm.pa.memmap().page(old.pfn()).mapcount_add(-1);
+                    let folio = Folio::of(self.vm.pa.memmap(), old.pfn());
+                    let idx = (old.pfn().as_u64() - folio.head().as_u64()) as usize;
+                    folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
                     self.rss_anon.fetch_sub(1, Relaxed);
                     if tlb.remove_page(old.pfn(), here) {
                         force_flush = true;

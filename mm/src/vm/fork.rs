@@ -1,0 +1,82 @@
+//! fork's address-space copy (`dup_mmap()`, `copy_page_range()`): the
+//! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs;
+//! private anonymous pages are write-protected in both and shared with
+//! their folios' references and owner slots updated, so that the first
+//! write on either side copies (or reuses) the page.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::{Mm, VmFlags};
+use crate::addr::PAGE_SIZE;
+use crate::errno::{Errno, Result};
+use crate::folio::{Folio, folio_ref_add};
+use crate::pgtable::{PMD_SIZE, PteFlags, addr_end};
+use crate::platform::Platform;
+
+impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
+    /// A copy of this address space for a child (`dup_mmap()`).
+    pub fn fork(&self) -> Result<Mm<'v, 'a, P>> {
+        let child = Mm::new(self.vm)?;
+        // The parent's VMAs and PTEs stay put while we copy.
+        let l = self.mmap_lock.write();
+        {
+            let mut cl = child.mmap_lock.write();
+            cl.start_brk = l.start_brk;
+            cl.brk = l.brk;
+            cl.mmap_base = l.mmap_base;
+            for (_, v) in self.vmas_in(0, u64::MAX) {
+                if v.flags.contains(VmFlags::DONTCOPY) {
+                    continue;
+                }
+                child.insert_vma(&mut cl, v)?;
+                self.copy_page_range(&child, &v)?;
+            }
+        }
+        // Write-protected parent PTEs: no stale writable translation.
+        self.vm.pa.platform().flush_tlb(self.pt.root(), None);
+        drop(l);
+        Ok(child)
+    }
+
+    /// Copies the PTEs of `v` into `child` (`copy_pte_range()`).
+    fn copy_page_range(&self, child: &Mm<'_, '_, P>, v: &super::Vma) -> Result<()> {
+        let cow = !v.flags.contains(VmFlags::SHARED);
+        let mut addr = v.start;
+        while addr < v.end {
+            let next = addr_end(addr, v.end, PMD_SIZE);
+            if self.pt.get_pte(addr).is_none() && self.pt.pte_offset_map_lock(addr).is_none() {
+                addr = next;
+                continue;
+            }
+            // The child's table first, then the parent's lock (Linux's
+            // order: destination, then source nested).
+            let mut dst = child
+                .pt
+                .pte_alloc_map_lock(addr)
+                .map_err(|_| Errno::ENOMEM)?;
+            let Some(mut src) = self.pt.pte_offset_map_lock(addr) else {
+                addr = next;
+                continue;
+            };
+            while addr < next {
+                let mut e = src.get(addr);
+                if e.is_present() {
+                    if !e.flags().contains(PteFlags::SPECIAL) {
+                        let folio = Folio::of(self.vm.pa.memmap(), e.pfn());
+                        let idx = (e.pfn().as_u64() - folio.head().as_u64()) as usize;
+                        folio_ref_add(&folio, 1);
+                        folio.add_rmap_ptes(idx, 1, child.id(), self.vm.mapcount_mode());
+                        child.rss_anon.fetch_add(1, Relaxed);
+                        if cow && e.is_writable() {
+                            e = e.with_flags(e.flags() - PteFlags::WRITE);
+                            src.set(addr, e);
+                        }
+                    }
+                    dst.set(addr, e);
+                }
+                addr += PAGE_SIZE;
+            }
+        }
+        Ok(())
+    }
+}
