@@ -36,13 +36,9 @@ use proptest::prelude::*;
 use super::tests::{Model, Tree, VMA, v, with_tree};
 use super::*;
 use crate::Gfp;
-use crate::addr::Pfn;
-use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::rand::XorShift64;
 use crate::rcu::Rcu;
-use crate::sim;
 use crate::sim::SimPlatform;
-use crate::slab::KmemCache;
 
 /// One step of a property-test sequence. Values stored are unique (the
 /// step number), so an entry landing in the wrong place is seen.
@@ -196,24 +192,7 @@ fn write(
 /// [`with_tree`] on a 16 MiB machine: `with_tree`'s 256 MiB machine takes
 /// about half a second to set up in a debug build, too much per case.
 fn with_small_tree<R>(flags: MtFlags, f: impl FnOnce(&Tree<'_>, &Rcu<SimPlatform>) -> R) -> R {
-    sim::set_cpu(0);
-    let pa: PageAlloc<SimPlatform> =
-        sim::page_alloc(1 << 12, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
-    let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .unwrap()
-        .with_rcu(&rcu);
-    let r = {
-        let tree = Tree::new(&cache, &rcu, flags);
-        let r = f(&tree, &rcu);
-        tree.destroy();
-        assert_eq!(tree.stat(MapleStat::PreallocMiss), 0);
-        r
-    };
-    cache.flush_rcu_sheaf();
-    rcu.rcu_barrier();
-    assert_eq!(cache.info().active_objs, 0, "maple nodes leaked");
-    r
+    super::tests::with_tree_pages(1 << 12, flags, f)
 }
 
 /// Runs one sequence on a tree with `flags`.

@@ -19,9 +19,19 @@ pub(crate) type Tree<'a> = MapleTree<'a, NonZeroUsize, SimPlatform>;
 /// Runs `f` with an empty tree of `flags` on a one-CPU simulated machine,
 /// then destroys the tree and checks that every node came back.
 pub(crate) fn with_tree<R>(flags: MtFlags, f: impl FnOnce(&Tree<'_>, &Rcu<SimPlatform>) -> R) -> R {
+    with_tree_pages(1 << 16, flags, f)
+}
+
+/// [`with_tree`] on a machine of `nr_pages` frames (a small one sets up
+/// faster: property tests build one per case).
+pub(crate) fn with_tree_pages<R>(
+    nr_pages: usize,
+    flags: MtFlags,
+    f: impl FnOnce(&Tree<'_>, &Rcu<SimPlatform>) -> R,
+) -> R {
     sim::set_cpu(0);
     let pa: PageAlloc<SimPlatform> =
-        sim::page_alloc(1 << 16, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+        sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
     let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
         .unwrap()
