@@ -127,9 +127,32 @@ impl<'a> Folio<'a> {
         f
     }
 
+    /// Records the anonymous mapping of the folio (`__folio_set_anon()`):
+    /// its anon_vma and the linear page index of its first page, kept in
+    /// the head frame's `ext[0]` and `ext[1]`.
+    pub fn set_anon(&self, anon_vma: u64, index: u64) {
+        self.page(0).ext(0).store(anon_vma, Relaxed);
+        self.page(0).ext(1).store(index, Relaxed);
+    }
+
+    /// The anon_vma of an anonymous folio (`folio_anon_vma()`).
+    pub fn anon_vma(&self) -> Option<u64> {
+        match self.page(0).ext(0).load(Relaxed) {
+            0 => None,
+            av => Some(av),
+        }
+    }
+
+    /// Linear page index of the first page (`folio->index`).
+    pub fn index(&self) -> u64 {
+        self.page(0).ext(1).load(Relaxed)
+    }
+
     /// Undoes [`Folio::prep`] before the block goes back to the page
     /// allocator; a folio still mapped or owned is reported.
     pub fn unprep(&self) -> Result<(), &'static str> {
+        self.page(0).ext(0).store(0, Relaxed);
+        self.page(0).ext(1).store(0, Relaxed);
         if self.is_large() {
             if self.large_mapcount() != 0 || self.entire_mapcount() != 0 {
                 return Err("large folio freed while mapped");

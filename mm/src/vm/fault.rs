@@ -151,6 +151,9 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// and map all its pages. False if the PTEs changed meanwhile (retry).
     fn do_anonymous_page(&self, vma: &super::Vma, addr: u64) -> Result<bool, FaultError> {
         let pa = self.vm.pa;
+        let anon_vma = self
+            .anon_vma_prepare(addr)
+            .ok_or(FaultError::Segv(SegvCode::MapErr))?;
         let (mut order, mut base) = self.anon_folio_order(vma, addr);
         let pfn = loop {
             match pa.alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO | Gfp::NOWARN, order) {
@@ -166,6 +169,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             self.vm.count(VmEvent::ThpFaultAlloc);
         }
         let folio = Folio::prep(pa.memmap(), pfn);
+        folio.set_anon(anon_vma, vma.pgoff_at(base));
         let nr = folio.nr_pages() as u64;
         let mut ptl = self
             .pt
@@ -194,6 +198,9 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// replaces the read-only PTE. False if the PTE changed meanwhile.
     fn wp_page_copy(&self, vma: &super::Vma, addr: u64, old: Entry) -> Result<bool, FaultError> {
         let pa = self.vm.pa;
+        let anon_vma = self
+            .anon_vma_prepare(addr)
+            .ok_or(FaultError::Segv(SegvCode::MapErr))?;
         let pfn = pa
             .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
             .map_err(|_| FaultError::Oom)?;
@@ -202,6 +209,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             self.copy_page(old.pfn(), pfn);
         }
         let folio = Folio::prep(pa.memmap(), pfn);
+        folio.set_anon(anon_vma, vma.pgoff_at(addr));
         let mut ptl = self
             .pt
             .pte_alloc_map_lock(addr)

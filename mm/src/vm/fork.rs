@@ -28,7 +28,8 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
-                child.insert_vma(&mut cl, v)?;
+                let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
+                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
                 self.copy_page_range(&child, &v)?;
             }
         }

@@ -365,6 +365,7 @@ impl<P: Platform> Drop for Mm<'_, '_, P> {
         }
         drop(l);
         self.vmas.destroy();
+        self.anon_vma_exit();
         self.vm.free_mm_id(self.id);
     }
 }

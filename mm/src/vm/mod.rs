@@ -13,6 +13,7 @@ mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
+mod rmap;
 mod vma;
 mod zap;
 
@@ -24,6 +25,8 @@ mod tests;
 mod tests_fork;
 #[cfg(test)]
 mod tests_reclaim;
+#[cfg(test)]
+mod tests_rmap;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32};
@@ -41,6 +44,7 @@ pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mprotect::Advice;
+pub use rmap::RmapHit;
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 
 /// Lowest address user mappings may use (`mmap_min_addr`).
@@ -93,6 +97,8 @@ pub struct Vm<'a, P: Platform> {
     pub cow_reuse_large: AtomicBool,
     /// `/proc/vmstat`-style event counters.
     pub events: Counters<{ VmEvent::COUNT }>,
+    /// anon_vmas and their families (`rmap`).
+    anon_vmas: spin::Mutex<rmap::AnonVmas>,
     pub max_map_count: usize,
 }
 
@@ -116,6 +122,7 @@ impl<'a, P: Platform> Vm<'a, P> {
             no_page_mapcount: AtomicBool::new(false),
             cow_reuse_large: AtomicBool::new(true),
             events: Counters::new(),
+            anon_vmas: spin::Mutex::new(rmap::AnonVmas::default()),
             max_map_count: MAX_MAP_COUNT,
         })
     }
