@@ -359,9 +359,14 @@ impl<P: Platform> Drop for Mm<'_, '_, P> {
         }
         self.pt.free_pgd_range(&mut tlb, 0, TASK_SIZE, 0, 0);
         tlb.finish();
-        for (p, _) in all {
+        let mut nr_accounted = 0;
+        for (p, v) in all {
+            if v.flags.contains(super::VmFlags::ACCOUNT) {
+                nr_accounted += v.pages();
+            }
             self.retire_vma(&mut l, p);
         }
+        self.vm.vm_unacct_memory(nr_accounted);
         drop(l);
         self.vmas.destroy();
         self.vm.free_mm_id(self.id);

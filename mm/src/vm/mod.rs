@@ -21,6 +21,7 @@ mod proptests;
 mod tests;
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
@@ -55,6 +56,13 @@ pub struct Vm<'a, P: Platform> {
     /// Lowest mappable address (`mmap_min_addr`); tests may lower it to 0.
     pub mmap_min_addr: u64,
     pub max_map_count: usize,
+    /// Pages committed by accountable (`VM_ACCOUNT`) mappings of every
+    /// address space (`vm_committed_as`). Write: charged when a mapping
+    /// gains `VM_ACCOUNT` (mmap, brk, mprotect, mremap growth), uncharged
+    /// when such a mapping is unmapped; splits, merges and moves leave it
+    /// alone. Racy read: Relaxed. No overcommit limit is enforced yet
+    /// (`OVERCOMMIT_ALWAYS`).
+    committed: AtomicU64,
 }
 
 impl<'a, P: Platform> Vm<'a, P> {
@@ -73,11 +81,29 @@ impl<'a, P: Platform> Vm<'a, P> {
             mm_ids: spin::Mutex::new(Vec::new()),
             mmap_min_addr: MMAP_MIN_ADDR,
             max_map_count: MAX_MAP_COUNT,
+            committed: AtomicU64::new(0),
         })
     }
 
     pub fn zero_page(&self) -> Pfn {
         self.zero_page
+    }
+
+    /// Pages currently committed (`vm_committed_as`, `Committed_AS` in
+    /// `/proc/meminfo`).
+    pub fn committed_pages(&self) -> u64 {
+        self.committed.load(Relaxed)
+    }
+
+    /// Charges `pages` (`vm_acct_memory()`).
+    fn vm_acct_memory(&self, pages: u64) {
+        self.committed.fetch_add(pages, Relaxed);
+    }
+
+    /// Uncharges `pages` (`vm_unacct_memory()`).
+    fn vm_unacct_memory(&self, pages: u64) {
+        let old = self.committed.fetch_sub(pages, Relaxed);
+        debug_assert!(old >= pages, "BUG: committed memory underflow");
     }
 
     /// The lowest free MM id (`mm_id_alloc()`, an ida): ids are small
