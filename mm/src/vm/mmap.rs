@@ -241,7 +241,7 @@ impl<P: Platform> Mm<'_, '_, P> {
 
     /// Faults in every page of `[start, end)` (`mm_populate()`); failures
     /// are ignored as Linux's MAP_POPULATE does.
-    fn populate(&self, start: u64, end: u64) {
+    pub(super) fn populate(&self, start: u64, end: u64) {
         let mut a = start;
         while a < end {
             let access = match self.vma_lookup(a) {

@@ -34,6 +34,7 @@ pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mprotect::Advice;
+pub use mremap::{MremapFlags, MremapStat};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 
 /// Lowest address user mappings may use (`mmap_min_addr`).
