@@ -59,21 +59,36 @@ fn measure(setup: Setup, phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64) -
     let r = {
         let mm = Mm::new(&vm).unwrap();
         let flags = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED;
-        mm.mmap(BASE, PAGES * PAGE_SIZE, Prot::READ | Prot::WRITE, flags, -1, 0)
-            .unwrap();
+        mm.mmap(
+            BASE,
+            PAGES * PAGE_SIZE,
+            Prot::READ | Prot::WRITE,
+            flags,
+            -1,
+            0,
+        )
+        .unwrap();
         for p in 0..PAGES {
-            mm.handle_fault(BASE + p * PAGE_SIZE, FaultAccess::Write).unwrap();
+            mm.handle_fault(BASE + p * PAGE_SIZE, FaultAccess::Write)
+                .unwrap();
         }
         let (c0, r0) = (vm.event(VmEvent::CowCopy), vm.event(VmEvent::CowReuse));
         let ns = phase(&mm);
-        (ns, vm.event(VmEvent::CowCopy) - c0, vm.event(VmEvent::CowReuse) - r0)
+        (
+            ns,
+            vm.event(VmEvent::CowCopy) - c0,
+            vm.event(VmEvent::CowReuse) - r0,
+        )
     };
     rcu.rcu_barrier();
     r
 }
 
 /// Median over [`REPEATS`] runs.
-fn median(setup: Setup, phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64 + Copy) -> (f64, u64, u64) {
+fn median(
+    setup: Setup,
+    phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64 + Copy,
+) -> (f64, u64, u64) {
     let mut runs: Vec<(f64, u64, u64)> = (0..REPEATS).map(|_| measure(setup, phase)).collect();
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     runs[REPEATS / 2]
@@ -81,7 +96,8 @@ fn median(setup: Setup, phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64 + C
 
 fn write_all(mm: &Mm<'_, '_, sim::SimPlatform>) {
     for p in 0..PAGES {
-        mm.handle_fault(BASE + p * PAGE_SIZE, FaultAccess::Write).unwrap();
+        mm.handle_fault(BASE + p * PAGE_SIZE, FaultAccess::Write)
+            .unwrap();
     }
 }
 
@@ -119,7 +135,10 @@ fn main() {
     println!();
     println!("(a) CoW write after fork, child alive          ns/page   copies");
     println!("    4 KiB folios                               {a4:>7.0}   {c4:>6}");
-    println!("    64 KiB folios                              {a64:>7.0}   {c64:>6}   ({:.2}x of 4 KiB)", a64 / a4);
+    println!(
+        "    64 KiB folios                              {a64:>7.0}   {c64:>6}   ({:.2}x of 4 KiB)",
+        a64 / a4
+    );
 
     // (b) The child exits at once; the parent writes.
     let exit_then_write = |mm: &Mm<'_, '_, sim::SimPlatform>| {
@@ -167,6 +186,12 @@ fn main() {
     let (fk_no, ..) = median(no_pm, fork);
     println!();
     println!("(c) 64 KiB folios                 per-page mapcounts   NO_PAGE_MAPCOUNT    ratio");
-    println!("    munmap (ns/page)              {um_pp:>18.0}   {um_no:>16.0}   {:>6.2}x", um_no / um_pp);
-    println!("    fork (ns/page)                {fk_pp:>18.0}   {fk_no:>16.0}   {:>6.2}x", fk_no / fk_pp);
+    println!(
+        "    munmap (ns/page)              {um_pp:>18.0}   {um_no:>16.0}   {:>6.2}x",
+        um_no / um_pp
+    );
+    println!(
+        "    fork (ns/page)                {fk_pp:>18.0}   {fk_no:>16.0}   {:>6.2}x",
+        fk_no / fk_pp
+    );
 }

@@ -28,6 +28,10 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
+                // dup_mmap(): the child commits its own copy.
+                if v.flags.contains(VmFlags::ACCOUNT) {
+                    self.vm.vm_acct_memory(v.pages());
+                }
                 let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
                 child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
                 self.copy_page_range(&child, &v)?;

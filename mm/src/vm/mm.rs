@@ -8,7 +8,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::Vm;
-use super::vma::Vma;
+use super::mremap::MremapStat;
+use super::vma::{VmFlags, Vma};
 use super::zap::ZapDetails;
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
@@ -16,6 +17,7 @@ use crate::gfp::Gfp;
 use crate::maple::{MapleTree, MtFlags};
 use crate::pgtable::{MmuGather, PageTable, TASK_SIZE};
 use crate::platform::Platform;
+use crate::stats::Counters;
 
 /// What the mmap lock protects besides the VMA set.
 pub(super) struct MmLocked {
@@ -56,6 +58,8 @@ pub struct Mm<'v, 'a, P: Platform> {
     exec_vm: AtomicU64,
     /// Anonymous pages mapped (`MM_ANONPAGES`).
     pub(super) rss_anon: AtomicU64,
+    /// mremap paths taken; read with [`Mm::mremap_stat`].
+    pub(super) mremap_stats: Counters<{ MremapStat::COUNT }>,
 }
 
 // SAFETY: the VMA pointers in the tree are owned by the Mm and read only
@@ -97,6 +101,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             stack_vm: AtomicU64::new(0),
             exec_vm: AtomicU64::new(0),
             rss_anon: AtomicU64::new(0),
+            mremap_stats: Counters::new(),
         })
     }
 
@@ -239,6 +244,30 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         Ok(())
     }
 
+    /// Gives the VMA `p` new flags where it is (`vm_flags_set()`,
+    /// `vm_flags_clear()`): a copy stored over exactly its range, which
+    /// needs no tree memory. No merging. Returns the new entry.
+    pub(super) fn set_vma_flags(
+        &self,
+        l: &mut MmLocked,
+        p: NonNull<Vma>,
+        flags: VmFlags,
+    ) -> NonNull<Vma> {
+        let v = Vma {
+            flags,
+            ..self.read(p)
+        };
+        let new = NonNull::from(Box::leak(Box::new(v)));
+        self.vmas
+            .lock()
+            .store_range(v.start, v.end - 1, Some(new), Gfp::NOWAIT)
+            .expect("exact-fit store needs no nodes");
+        l.map_count += 1;
+        self.account(&v, 1);
+        self.retire_vma(l, p);
+        new
+    }
+
     /// Splits the VMA `p` at `at` (`__split_vma()`); returns the pieces.
     pub(super) fn split_vma(
         &self,
@@ -323,12 +352,12 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                     return Err(format!("PTE at {a:#x} outside every VMA"));
                 };
                 if r.flags.contains(crate::pgtable::PteFlags::WRITE)
-                    && !v.flags.contains(super::VmFlags::WRITE)
+                    && !v.flags.contains(VmFlags::WRITE)
                 {
                     return Err(format!("writable PTE at {a:#x} in {v:?}"));
                 }
                 if !r.flags.contains(crate::pgtable::PteFlags::NX)
-                    && !v.flags.contains(super::VmFlags::EXEC)
+                    && !v.flags.contains(VmFlags::EXEC)
                 {
                     return Err(format!("executable PTE at {a:#x} in {v:?}"));
                 }
@@ -360,9 +389,14 @@ impl<P: Platform> Drop for Mm<'_, '_, P> {
         }
         self.pt.free_pgd_range(&mut tlb, 0, TASK_SIZE, 0, 0);
         tlb.finish();
-        for (p, _) in all {
+        let mut nr_accounted = 0;
+        for (p, v) in all {
+            if v.flags.contains(VmFlags::ACCOUNT) {
+                nr_accounted += v.pages();
+            }
             self.retire_vma(&mut l, p);
         }
+        self.vm.vm_unacct_memory(nr_accounted);
         drop(l);
         self.vmas.destroy();
         self.anon_vma_exit();

@@ -229,6 +229,9 @@ impl<P: Platform> Mm<'_, '_, P> {
                 anon_vma: None,
             };
             self.map_new_range(&mut l, new)?;
+            if vm_flags.contains(VmFlags::ACCOUNT) {
+                self.vm.vm_acct_memory(len >> PAGE_SHIFT);
+            }
             start
         };
         if flags.contains(MapFlags::POPULATE) || vm_flags.contains(VmFlags::LOCKED) {
@@ -239,7 +242,7 @@ impl<P: Platform> Mm<'_, '_, P> {
 
     /// Faults in every page of `[start, end)` (`mm_populate()`); failures
     /// are ignored as Linux's MAP_POPULATE does.
-    fn populate(&self, start: u64, end: u64) {
+    pub(super) fn populate(&self, start: u64, end: u64) {
         let mut a = start;
         while a < end {
             let access = match self.vma_lookup(a) {
@@ -343,9 +346,14 @@ impl<P: Platform> Mm<'_, '_, P> {
                 .free_pgd_range(&mut tlb, lo.start, hi.end, floor, ceiling);
         }
         tlb.finish();
-        for (p, _) in doomed {
+        let mut nr_accounted = 0;
+        for (p, v) in doomed {
+            if v.flags.contains(VmFlags::ACCOUNT) {
+                nr_accounted += v.pages();
+            }
             self.retire_vma(l, p);
         }
+        self.vm.vm_unacct_memory(nr_accounted);
         Ok(())
     }
 
@@ -392,6 +400,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         if l.map_count >= self.vm.max_map_count || self.map_new_range(&mut l, new).is_err() {
             return old;
         }
+        self.vm.vm_acct_memory(new.pages());
         l.brk = brk;
         brk
     }

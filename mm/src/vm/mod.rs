@@ -29,7 +29,7 @@ mod tests_reclaim;
 mod tests_rmap;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::folio::MapcountMode;
@@ -44,6 +44,7 @@ pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mprotect::Advice;
+pub use mremap::{MremapFlags, MremapStat};
 pub use rmap::RmapHit;
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 
@@ -99,7 +100,19 @@ pub struct Vm<'a, P: Platform> {
     pub events: Counters<{ VmEvent::COUNT }>,
     /// anon_vmas and their families (`rmap`).
     anon_vmas: spin::Mutex<rmap::AnonVmas>,
+    /// Give VMAs anon_vmas at their first anonymous page (on by default).
+    /// Off, VMAs never get one and folios have no reverse mapping: only for
+    /// the address-space model test, whose model does not track anon_vmas
+    /// (the merge and page-offset rules they change).
+    pub anon_vmas_on: AtomicBool,
     pub max_map_count: usize,
+    /// Pages committed by accountable (`VM_ACCOUNT`) mappings of every
+    /// address space (`vm_committed_as`). Write: charged when a mapping
+    /// gains `VM_ACCOUNT` (mmap, brk, mprotect, mremap growth), uncharged
+    /// when such a mapping is unmapped; splits, merges and moves leave it
+    /// alone. Racy read: Relaxed. No overcommit limit is enforced yet
+    /// (`OVERCOMMIT_ALWAYS`).
+    committed: AtomicU64,
 }
 
 impl<'a, P: Platform> Vm<'a, P> {
@@ -123,7 +136,9 @@ impl<'a, P: Platform> Vm<'a, P> {
             cow_reuse_large: AtomicBool::new(true),
             events: Counters::new(),
             anon_vmas: spin::Mutex::new(rmap::AnonVmas::default()),
+            anon_vmas_on: AtomicBool::new(true),
             max_map_count: MAX_MAP_COUNT,
+            committed: AtomicU64::new(0),
         })
     }
 
@@ -149,6 +164,23 @@ impl<'a, P: Platform> Vm<'a, P> {
 
     pub(super) fn count(&self, e: VmEvent) {
         self.events.add(e as usize, 1);
+    }
+
+    /// Pages currently committed (`vm_committed_as`, `Committed_AS` in
+    /// `/proc/meminfo`).
+    pub fn committed_pages(&self) -> u64 {
+        self.committed.load(Relaxed)
+    }
+
+    /// Charges `pages` (`vm_acct_memory()`).
+    fn vm_acct_memory(&self, pages: u64) {
+        self.committed.fetch_add(pages, Relaxed);
+    }
+
+    /// Uncharges `pages` (`vm_unacct_memory()`).
+    fn vm_unacct_memory(&self, pages: u64) {
+        let old = self.committed.fetch_sub(pages, Relaxed);
+        debug_assert!(old >= pages, "BUG: committed memory underflow");
     }
 
     /// The lowest free MM id (`mm_id_alloc()`, an ida): ids are small

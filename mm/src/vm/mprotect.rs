@@ -91,6 +91,10 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
             let (s, e) = (at.max(v.start), end.min(v.end));
             self.modify_flags(&mut l, s, e, nf)?;
+            if nf.contains(VmFlags::ACCOUNT) && !v.flags.contains(VmFlags::ACCOUNT) {
+                // Private memory made writable is committed now.
+                self.vm.vm_acct_memory((e - s) / PAGE_SIZE);
+            }
             self.change_protection(s, e, nf);
             at = e;
         }

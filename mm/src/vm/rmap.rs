@@ -30,7 +30,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use super::vma::{AnonVmaId, Vma};
+use super::vma::{AnonVmaId, VmFlags, Vma};
 use super::{Mm, Vm};
 use crate::folio::Folio;
 use crate::gfp::Gfp;
@@ -81,6 +81,14 @@ impl AnonVmas {
     }
 }
 
+/// Whether `a` and `b` (directly above it) could share an anon_vma
+/// (`anon_vma_compatible()`): adjacent, same flags but for the access
+/// rights and soft-dirty, contiguous page offsets.
+fn anon_vma_compatible(a: &Vma, b: &Vma) -> bool {
+    let ignore = VmFlags::ACCESS | VmFlags::SOFTDIRTY;
+    a.end == b.start && (a.flags - ignore) == (b.flags - ignore) && b.pgoff == a.pgoff + a.pages()
+}
+
 /// One PTE found by an rmap walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RmapHit {
@@ -93,15 +101,40 @@ pub struct RmapHit {
 impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// The anon_vma of the VMA at `addr`, assigned now if it has none
     /// (`anon_vma_prepare()`). The caller holds the mmap lock (read).
+    /// Returns 0 (no anon_vma) when `Vm::anon_vmas_on` is off; `None` if
+    /// no VMA is there.
     pub(super) fn anon_vma_prepare(&self, addr: u64) -> Option<AnonVmaId> {
         let mut reg = self.vm.anon_vmas.lock();
         let p = self.vmas.load(addr)?;
         let v = self.read(p);
+        if !self
+            .vm
+            .anon_vmas_on
+            .load(core::sync::atomic::Ordering::Relaxed)
+        {
+            return Some(0);
+        }
         if let Some(av) = v.anon_vma {
             return Some(av);
         }
-        let av = reg.alloc(None);
-        reg.join(av, self.id());
+        // find_mergeable_anon_vma(): share an adjacent neighbour's, so that
+        // the two can still merge later.
+        let reuse = [
+            self.prev_vma_entry(v.start).map(|(_, p)| (p, v)),
+            self.find_vma_entry(v.end).map(|(_, n)| (v, n)),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|(a, b)| anon_vma_compatible(a, b) && (a.anon_vma.is_some() || b.anon_vma.is_some()))
+        .and_then(|(a, b)| a.anon_vma.or(b.anon_vma));
+        let av = match reuse {
+            Some(av) => av,
+            None => {
+                let av = reg.alloc(None);
+                reg.join(av, self.id());
+                av
+            }
+        };
         let new = NonNull::from(Box::leak(Box::new(Vma {
             anon_vma: Some(av),
             ..v

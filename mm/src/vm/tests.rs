@@ -20,13 +20,32 @@ const PG: u64 = PAGE_SIZE;
 /// Runs `f` on a fresh address space, then tears it down and checks that
 /// every frame came back to the page allocator.
 pub(crate) fn with_mm<R>(f: impl FnOnce(&TestMm<'_, '_>) -> R) -> R {
-    with_mm_on(1, 8192, f)
+    with_tuned_mm(|_| {}, f)
+}
+
+/// [`with_mm`] with the shared state's tunables (`mmap_min_addr`,
+/// `max_map_count`) set by `tune` first. Also checks that the address
+/// space's commit charge is returned when it is torn down.
+pub(crate) fn with_tuned_mm<R>(
+    tune: impl FnOnce(&mut Vm<'_, SimPlatform>),
+    f: impl FnOnce(&TestMm<'_, '_>) -> R,
+) -> R {
+    with_machine(1, 8192, tune, f)
 }
 
 /// [`with_mm`] on a machine of `cpus` CPUs and `pages` frames; threads
 /// standing for CPUs other than 0 must be offline (`Rcu::cpu_offline`)
 /// when `f` returns.
 pub(crate) fn with_mm_on<R>(cpus: usize, pages: usize, f: impl FnOnce(&TestMm<'_, '_>) -> R) -> R {
+    with_machine(cpus, pages, |_| {}, f)
+}
+
+fn with_machine<R>(
+    cpus: usize,
+    pages: usize,
+    tune: impl FnOnce(&mut Vm<'_, SimPlatform>),
+    f: impl FnOnce(&TestMm<'_, '_>) -> R,
+) -> R {
     sim::set_cpu(0);
     let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
@@ -38,7 +57,8 @@ pub(crate) fn with_mm_on<R>(cpus: usize, pages: usize, f: impl FnOnce(&TestMm<'_
     )
     .unwrap()
     .with_rcu(&rcu);
-    let vm = Vm::new(&pa, &rcu, &cache).unwrap();
+    let mut vm = Vm::new(&pa, &rcu, &cache).unwrap();
+    tune(&mut vm);
     let settle = || {
         cache.flush_rcu_sheaf();
         rcu.rcu_barrier();
@@ -53,14 +73,30 @@ pub(crate) fn with_mm_on<R>(cpus: usize, pages: usize, f: impl FnOnce(&TestMm<'_
         if let Err(e) = mm.validate() {
             panic!("invalid address space at the end: {e}");
         }
+        assert_eq!(
+            vm.committed_pages(),
+            accounted_pages(&mm),
+            "commit charge differs from the VM_ACCOUNT mappings"
+        );
         r
     };
+    assert_eq!(vm.committed_pages(), 0, "commit charge left after exit");
     assert_eq!(settle(), before, "frames leaked by the address space");
     r
 }
 
+/// Pages of the address space's `VM_ACCOUNT` mappings: what it should
+/// have committed.
+pub(crate) fn accounted_pages(mm: &TestMm<'_, '_>) -> u64 {
+    mm.vmas()
+        .iter()
+        .filter(|v| v.flags.contains(VmFlags::ACCOUNT))
+        .map(|v| v.pages())
+        .sum()
+}
+
 /// Reads a user word the way the CPU would: fault first if needed.
-pub(super) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
+pub(crate) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
     let pte = mm
         .page_table()
         .get_pte(addr)
@@ -80,7 +116,7 @@ pub(super) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
 }
 
 /// Writes a user word the way the CPU would.
-pub(super) fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), FaultError> {
+pub(crate) fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), FaultError> {
     let pte = mm.page_table().get_pte(addr);
     if !pte.is_some_and(|e| e.flags().contains(PteFlags::PRESENT | PteFlags::WRITE)) {
         mm.handle_fault(addr, FaultAccess::Write)?;
@@ -495,4 +531,44 @@ fn mm_ids_are_small_unique_and_reused() {
     drop(many);
     drop(b);
     rcu.rcu_barrier();
+}
+
+#[test]
+fn private_writable_memory_is_committed_until_unmapped() {
+    with_mm(|mm| {
+        let vm = mm.vm;
+        let a = mm.mmap(0, 8 * PG, RW, ANON, -1, 0).unwrap();
+        assert_eq!(vm.committed_pages(), 8);
+        mm.mmap(0, 8 * PG, Prot::READ, ANON, -1, 0).unwrap();
+        mm.mmap(0, 8 * PG, RW, ANON | MapFlags::NORESERVE, -1, 0)
+            .unwrap();
+        mm.mmap(0, 8 * PG, RW, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        assert_eq!(
+            vm.committed_pages(),
+            8,
+            "read-only, NORESERVE, shared: not charged"
+        );
+        // Splitting and merging do not change the charge.
+        mm.mprotect(a + 2 * PG, 2 * PG, Prot::READ).unwrap();
+        assert_eq!(vm.committed_pages(), 8);
+        mm.mprotect(a + 2 * PG, 2 * PG, RW).unwrap();
+        assert_eq!(
+            vm.committed_pages(),
+            8,
+            "it kept VM_ACCOUNT while read-only"
+        );
+        mm.munmap(a + 3 * PG, 2 * PG).unwrap();
+        assert_eq!(vm.committed_pages(), 6);
+        // Read-only memory made writable is charged then.
+        let r = mm.mmap(0, 4 * PG, Prot::READ, ANON, -1, 0).unwrap();
+        mm.mprotect(r, 2 * PG, RW).unwrap();
+        assert_eq!(vm.committed_pages(), 8);
+        mm.set_brk_start(0x60_0000);
+        mm.brk(0x60_0000 + 3 * PG);
+        assert_eq!(vm.committed_pages(), 11);
+        mm.brk(0x60_0000 + PG);
+        assert_eq!(vm.committed_pages(), 9);
+        assert_eq!(vm.committed_pages(), accounted_pages(mm));
+    });
 }
