@@ -280,23 +280,13 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         if l.map_count >= self.vm.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let lower = self.insert_vma(l, v.slice(v.start, at))?;
-        let upper = match self.insert_vma(l, v.slice(at, v.end)) {
-            Ok(u) => u,
-            Err(e) => {
-                // Put the old VMA back over the lower piece: an exact fit,
-                // which needs no memory.
-                self.vmas
-                    .lock()
-                    .store_range(v.start, at - 1, Some(p), Gfp::NOWAIT)
-                    .expect("exact-fit store needs no nodes");
-                self.retire_vma(l, lower);
-                l.map_count += 1;
-                self.account(&v, 1);
-                self.account(&v.slice(v.start, at), -1);
-                return Err(e);
-            }
-        };
+        // The upper piece first: the only store that may need nodes; if it
+        // fails, nothing changed. The old entry then covers exactly the
+        // lower piece, so replacing it is an exact fit, which needs none.
+        let upper = self.insert_vma(l, v.slice(at, v.end))?;
+        let lower = self
+            .insert_vma(l, v.slice(v.start, at))
+            .expect("an exact-fit store needs no nodes");
         self.retire_vma(l, p);
         Ok((lower, upper))
     }
