@@ -30,6 +30,7 @@ pub mod sync;
 pub mod syscall;
 pub mod time;
 pub mod uaccess;
+pub mod vm_ktests;
 
 use bootloader_api::config::Mapping;
 use bootloader_api::{BootInfo, BootloaderConfig};

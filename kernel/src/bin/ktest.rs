@@ -16,6 +16,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kernel::rcu::ktests::KTESTS,
         kernel::slab::ktests::KTESTS,
         kernel::maple::KTESTS,
+        kernel::vm_ktests::KTESTS,
     ])
 }
 
