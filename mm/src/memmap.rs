@@ -485,7 +485,7 @@ impl PageList {
     }
 
     /// Iterates the list front to back (the caller holds the list's lock).
-    pub(crate) fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = Pfn> + 'a {
+    pub(crate) fn iter<'a>(&self, map: &'a MemMap) -> impl Iterator<Item = Pfn> + use<'a> {
         let mut cur = self.head;
         core::iter::from_fn(move || {
             if cur == NIL {

@@ -913,8 +913,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             let _irq = IrqGuard::new(self.pa.platform());
             let mut node = self.list_lock.lock();
             let map = self.pa.memmap();
-            let all: alloc::vec::Vec<Pfn> = node.partial.iter(map).collect();
-            for pfn in all {
+            // No allocation here: this may be a kmalloc cache, whose own
+            // list_lock we hold. The iterator has read the next link before
+            // it yields a slab, so unlinking that slab is safe.
+            for pfn in node.partial.iter(map) {
                 if self.slab(pfn).inuse() == 0 {
                     node.partial.remove(map, pfn);
                     self.nr_partial.fetch_sub(1, Relaxed);

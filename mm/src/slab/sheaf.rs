@@ -167,9 +167,10 @@ impl Sheaves {
                 rcu_free: None,
             }),
             barn: Barn {
+                // Room for the limits up front: no allocation under the lock.
                 lock: spin::Mutex::new(BarnInner {
-                    full: Vec::new(),
-                    empty: Vec::new(),
+                    full: Vec::with_capacity(MAX_FULL_SHEAVES),
+                    empty: Vec::with_capacity(MAX_EMPTY_SHEAVES),
                 }),
                 nr_full: AtomicUsize::new(0),
                 nr_empty: AtomicUsize::new(0),
