@@ -7,8 +7,8 @@
 //! anonymous without an anon_vma (the test turns `Vm::anon_vmas_on` off:
 //! the model does not track anon_vmas yet), so its page offset is always
 //! its start page and two neighbours merge exactly when their flags are
-//! equal. The rules anon_vmas add are tested in `tests_rmap` and the
-//! mremap tests.
+//! equal. A second test runs sequences with anon_vmas on, comparing VMAs
+//! page by page (flags) and checking the reverse map of every mapped page.
 //!
 //! Seeded xorshift sequences ([`SEEDS`] seeds of [`STEPS`] steps) draw
 //! mmap (anywhere, at a hint, MAP_FIXED, MAP_FIXED_NOREPLACE; private,
@@ -70,6 +70,10 @@ struct Model {
     pages: BTreeMap<u64, PageModel>,
     start_brk: u64,
     brk: u64,
+    /// anon_vmas are on: a VMA may end before the model's run of equal
+    /// pages does (faulted neighbours with different anon_vmas do not
+    /// merge); mremap then asks the kernel where the VMA ends.
+    anon_vmas: bool,
 }
 
 impl Model {
@@ -413,8 +417,22 @@ fn step(mm: &TestMm<'_, '_>, m: &mut Model, op: Op) -> Result<(), String> {
             flags,
             new_addr,
         } => {
+            let vma_end = if m.anon_vmas {
+                mm.vma_lookup(addr).map(|v| v.end)
+            } else {
+                None
+            };
             let r = mm.mremap(addr, old_pages * PG, new_pages * PG, flags, new_addr);
-            model_mremap(m, addr, old_pages * PG, new_pages * PG, flags, new_addr, r)?;
+            model_mremap(
+                m,
+                addr,
+                old_pages * PG,
+                new_pages * PG,
+                flags,
+                new_addr,
+                vma_end,
+                r,
+            )?;
         }
         Op::Madvise {
             addr,
@@ -498,7 +516,9 @@ fn step(mm: &TestMm<'_, '_>, m: &mut Model, op: Op) -> Result<(), String> {
 }
 
 /// The model of mremap, in the order the kernel checks and acts; `r` is
-/// the kernel's result, consulted only for addresses it may choose.
+/// the kernel's result, consulted only for addresses it may choose;
+/// `vma_end`, with anon_vmas on, is where the kernel's VMA at `addr` ends.
+#[allow(clippy::too_many_arguments)]
 fn model_mremap(
     m: &mut Model,
     addr: u64,
@@ -506,6 +526,7 @@ fn model_mremap(
     new_len: u64,
     flags: MremapFlags,
     new_addr: u64,
+    vma_end: Option<u64>,
     r: Result<u64, Errno>,
 ) -> Result<(), String> {
     let err = |e: Errno| expect("mremap", r, Err(e));
@@ -525,6 +546,7 @@ fn model_mremap(
     let Some((_, ve, _)) = m.vma_at(addr) else {
         return err(Errno::EFAULT);
     };
+    let ve = vma_end.map_or(ve, |k| k.min(ve));
     let shrink = new_len < old_len;
     if new_len > old_len || implies_new {
         if old_len == 0 {
@@ -652,19 +674,52 @@ fn read_mapped(mm: &TestMm<'_, '_>, e: Entry, addr: u64) -> u64 {
 }
 
 /// M1..M5.
-fn check(mm: &TestMm<'_, '_>, m: &Model) -> Result<(), String> {
+fn check(mm: &TestMm<'_, '_>, m: &Model, anon_vmas: bool) -> Result<(), String> {
     mm.validate()?;
-    let got: Vec<(u64, u64, VmFlags)> = mm
-        .vmas()
-        .iter()
-        .map(|v| (v.start, v.end, v.flags))
-        .collect();
-    if got != m.vmas() {
-        return Err(format!("VMAs {got:x?}\n  model {:x?}", m.vmas()));
-    }
-    for v in mm.vmas() {
-        if v.pgoff != v.start / PG {
-            return Err(format!("{v:?}: page offset {:#x}", v.pgoff));
+    if anon_vmas {
+        // anon_vmas decide merges and page offsets the model does not
+        // track: compare page by page, and check the reverse map (M6).
+        for (&a, p) in &m.pages {
+            match mm.vma_lookup(a) {
+                Some(v) if v.flags == p.flags => {}
+                v => return Err(format!("page {a:#x}: VMA {v:?}, model flags {:?}", p.flags)),
+            }
+        }
+        expect(
+            "VMA pages",
+            mm.vmas().iter().map(|v| v.pages()).sum::<u64>(),
+            m.pages.len() as u64,
+        )?;
+        let zero = mm.vm.zero_page();
+        for &a in m.pages.keys() {
+            let Some(e) = mm
+                .page_table()
+                .get_pte(a)
+                .filter(|e| e.is_present() && e.pfn() != zero)
+            else {
+                continue;
+            };
+            let folio = crate::folio::Folio::of(mm.vm.pa.memmap(), e.pfn());
+            let hits = mm.vm.rmap_walk(&folio, &[mm]);
+            if !hits.iter().any(|h| h.addr == a && h.mm_id == mm.id()) {
+                return Err(format!(
+                    "rmap walk of the folio at {a:#x} misses it: {hits:x?}"
+                ));
+            }
+        }
+    } else {
+        let got: Vec<(u64, u64, VmFlags)> = mm
+            .vmas()
+            .iter()
+            .map(|v| (v.start, v.end, v.flags))
+            .collect();
+        if got != m.vmas() {
+            return Err(format!("VMAs {got:x?}\n  model {:x?}", m.vmas()));
+        }
+        for v in mm.vmas() {
+            if v.pgoff != v.start / PG {
+                return Err(format!("{v:?}: page offset {:#x}", v.pgoff));
+            }
         }
     }
     expect("committed pages", mm.vm.committed_pages(), m.accounted())?;
@@ -689,23 +744,24 @@ fn check(mm: &TestMm<'_, '_>, m: &Model) -> Result<(), String> {
 }
 
 /// One sequence; returns the mremap path counts.
-fn run(seed: u64) -> Vec<u64> {
+fn run(seed: u64, anon_vmas: bool) -> Vec<u64> {
     with_mm(|mm| {
         mm.vm
             .anon_vmas_on
-            .store(false, core::sync::atomic::Ordering::Relaxed);
+            .store(anon_vmas, core::sync::atomic::Ordering::Relaxed);
         let mut rng = XorShift64::new(seed);
         let mut m = Model {
             pages: BTreeMap::new(),
             start_brk: BRK_BASE,
             brk: BRK_BASE,
+            anon_vmas,
         };
         mm.set_brk_start(BRK_BASE);
         let mut log: Vec<Op> = Vec::new();
         for i in 0..STEPS {
             let op = gen_op(&mut rng, &m);
             log.push(op);
-            if let Err(e) = step(mm, &mut m, op).and_then(|()| check(mm, &m)) {
+            if let Err(e) = step(mm, &mut m, op).and_then(|()| check(mm, &m, anon_vmas)) {
                 let from = log.len().saturating_sub(12);
                 panic!(
                     "seed {seed:#x} step {i}: {e}\nlast operations:\n{}",
@@ -727,7 +783,7 @@ fn run(seed: u64) -> Vec<u64> {
 fn random_syscalls_and_faults_match_the_model() {
     let mut paths = [0; MremapStat::COUNT];
     for seed in 1..=SEEDS {
-        let n = run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let n = run(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), false);
         for (sum, n) in paths.iter_mut().zip(n) {
             *sum += n;
         }
@@ -739,5 +795,16 @@ fn random_syscalls_and_faults_match_the_model() {
             "{} never ran",
             s.name()
         );
+    }
+}
+
+/// The same sequences with anon_vmas on (as the kernel runs): VMA
+/// boundaries and offsets may differ from the model's (anon_vmas keep
+/// faulted neighbours apart), so the VMAs are compared page by page, and
+/// every mapped page must be found by an rmap walk of its folio (M6).
+#[test]
+fn random_syscalls_with_anon_vmas_keep_the_reverse_map_exact() {
+    for seed in 1..=SEEDS / 2 {
+        run(seed.wrapping_mul(0x2545_f491_4f6c_dd1d), true);
     }
 }
