@@ -46,6 +46,36 @@ fn with_machine<R>(
     tune: impl FnOnce(&mut Vm<'_, SimPlatform>),
     f: impl FnOnce(&TestMm<'_, '_>) -> R,
 ) -> R {
+    with_vm(cpus, pages, |vm, settle| {
+        tune(vm);
+        let before = settle();
+        let r = {
+            let mm = Mm::new(vm).unwrap();
+            let r = f(&mm);
+            if let Err(e) = mm.validate() {
+                panic!("invalid address space at the end: {e}");
+            }
+            assert_eq!(
+                vm.committed_pages(),
+                accounted_pages(&mm),
+                "commit charge differs from the VM_ACCOUNT mappings"
+            );
+            r
+        };
+        assert_eq!(vm.committed_pages(), 0, "commit charge left after exit");
+        assert_eq!(settle(), before, "frames leaked by the address space");
+        r
+    })
+}
+
+/// Runs `f` with the shared state of a fresh machine of `cpus` CPUs and
+/// `pages` frames, and a function that lets RCU, the node cache and the
+/// per-CPU lists settle and returns the free frames.
+fn with_vm<R>(
+    cpus: usize,
+    pages: usize,
+    f: impl FnOnce(&mut Vm<'_, SimPlatform>, &dyn Fn() -> u64) -> R,
+) -> R {
     sim::set_cpu(0);
     let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
@@ -58,7 +88,6 @@ fn with_machine<R>(
     .unwrap()
     .with_rcu(&rcu);
     let mut vm = Vm::new(&pa, &rcu, &cache).unwrap();
-    tune(&mut vm);
     let settle = || {
         cache.flush_rcu_sheaf();
         rcu.rcu_barrier();
@@ -66,23 +95,7 @@ fn with_machine<R>(
         pa.drain_all_pages();
         pa.nr_free_pages()
     };
-    let before = settle();
-    let r = {
-        let mm = Mm::new(&vm).unwrap();
-        let r = f(&mm);
-        if let Err(e) = mm.validate() {
-            panic!("invalid address space at the end: {e}");
-        }
-        assert_eq!(
-            vm.committed_pages(),
-            accounted_pages(&mm),
-            "commit charge differs from the VM_ACCOUNT mappings"
-        );
-        r
-    };
-    assert_eq!(vm.committed_pages(), 0, "commit charge left after exit");
-    assert_eq!(settle(), before, "frames leaked by the address space");
-    r
+    f(&mut vm, &settle)
 }
 
 /// Pages of the address space's `VM_ACCOUNT` mappings: what it should
@@ -505,32 +518,18 @@ fn map_populate_faults_everything_in() {
 
 #[test]
 fn mm_ids_are_small_unique_and_reused() {
-    sim::set_cpu(0);
-    let pa = sim::page_alloc(2048, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
-    let rcu = crate::rcu::Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(
-        &pa,
-        "maple_node",
-        crate::maple::NODE_SIZE,
-        node_cache_args(),
-    )
-    .unwrap()
-    .with_rcu(&rcu);
-    let vm = Vm::new(&pa, &rcu, &cache).unwrap();
-    let a = Mm::new(&vm).unwrap();
-    let b = Mm::new(&vm).unwrap();
-    assert_eq!((a.id(), b.id()), (1, 2));
-    let many: Vec<_> = (0..70).map(|_| Mm::new(&vm).unwrap()).collect();
-    assert_eq!(many.last().unwrap().id(), 72);
-    drop(a);
-    assert_eq!(
-        Mm::new(&vm).unwrap().id(),
-        1,
-        "the lowest free id is reused"
-    );
-    drop(many);
-    drop(b);
-    rcu.rcu_barrier();
+    with_vm(1, 2048, |vm, settle| {
+        let a = Mm::new(vm).unwrap();
+        let b = Mm::new(vm).unwrap();
+        assert_eq!((a.id(), b.id()), (1, 2));
+        let many: Vec<_> = (0..70).map(|_| Mm::new(vm).unwrap()).collect();
+        assert_eq!(many.last().unwrap().id(), 72);
+        drop(a);
+        assert_eq!(Mm::new(vm).unwrap().id(), 1, "the lowest free id is reused");
+        drop(many);
+        drop(b);
+        settle();
+    });
 }
 
 #[test]
