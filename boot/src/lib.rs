@@ -240,6 +240,16 @@ pub fn run(cfg: &QemuConfig) -> Result<Outcome, RunError> {
     })
 }
 
+/// The QEMU arguments that hand `args` (space-separated words) to the
+/// userland init: a fw_cfg file the kernel reads at boot
+/// (`kernel::qemu::INIT_ARGS_FILE`). Commas are doubled, QEMU's escape.
+pub fn init_args(args: &str) -> [String; 2] {
+    [
+        "-fw_cfg".into(),
+        format!("name=opt/mmkernel/init,string={}", args.replace(',', ",,")),
+    ]
+}
+
 /// Parses a memory size: plain MiB (`512`), or with a `K`, `M`, `G` suffix.
 pub fn parse_mem_mib(s: &str) -> Option<u64> {
     let s = s.trim();

@@ -1,7 +1,7 @@
 //! `cargo run`: boots the kernel under QEMU and exits with its verdict.
 //!
 //! ```text
-//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench] [-- QEMU ARGS...]
+//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench] [--init ARGS] [-- QEMU ARGS...]
 //! ```
 
 use std::process::ExitCode;
@@ -20,6 +20,8 @@ options:
   --timeout SECS   kill QEMU after SECS seconds (0 = never)       [600]
   --test           boot the in-kernel test image instead of the kernel
   --bench          boot the in-kernel benchmark image instead of the kernel
+  --init ARGS      arguments for the userland init, e.g. test, \"fuzz 7 50000\",
+                   bench, \"bench 6400\" (passed through QEMU's fw_cfg)
   -h, --help       this text";
 
 fn main() -> ExitCode {
@@ -108,6 +110,10 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
                 let secs: u64 = v.parse().map_err(|_| format!("bad --timeout {v:?}"))?;
                 cfg.timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            "--init" => {
+                let v = value("--init")?;
+                cfg.extra_args.extend(boot::init_args(&v));
+            }
             "--gdb" => cfg.gdb = true,
             "--uefi" => cfg.uefi = true,
             "--test" | "--bench" if image != Image::Kernel => {
@@ -116,7 +122,7 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
             "--test" => image = Image::Test,
             "--bench" => image = Image::Bench,
             "--" => {
-                cfg.extra_args = it.cloned().collect();
+                cfg.extra_args.extend(it.cloned());
                 break;
             }
             other => return Err(format!("unknown argument {other:?}")),

@@ -15,7 +15,10 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     kernel::banner::print_time();
     // Run the userland: init's exit (status 0, every frame back) is the
     // verdict.
-    let ok = kernel::process::run_init();
+    // init's arguments come from QEMU's fw_cfg (`cargo run -- --init MODE`).
+    let argv = qemu::init_argv();
+    log::info!("init arguments: {argv:?}");
+    let ok = kernel::process::run_init(argv);
     log::info!("init has exited; powering off");
     qemu::exit(if ok {
         qemu::ExitCode::Success

@@ -6,8 +6,8 @@
 //! | nr  | name           | notes                                          |
 //! |-----|----------------|------------------------------------------------|
 //! | 0   | read           | fd 0: end of file; opened `/proc` files        |
-//! | 1   | write          | fd 1 and 2: the serial console                 |
-//! | 2   | open           | `/proc/self/{status,maps}`, read-only           |
+//! | 1   | write          | fd 1, 2: the console; `/proc/sys/vm` settings  |
+//! | 2   | open           | `/proc` files (`process::procfs`)              |
 //! | 3   | close          |                                                |
 //! | 9   | mmap           | anonymous private mappings (`mm::vm`)          |
 //! | 10  | mprotect       |                                                |
@@ -16,7 +16,11 @@
 //! | 24  | sched_yield    |                                                |
 //! | 28  | madvise        |                                                |
 //! | 39  | getpid         |                                                |
+//! | 56  | clone          | a plain fork only (flags = exit signal)        |
+//! | 57  | fork           | copy-on-write (`Mm::fork`)                     |
 //! | 60  | exit           | (one thread per process: as exit_group)        |
+//! | 61  | wait4          | WNOHANG; rusage reads as zeros                 |
+//! | 110 | getppid        |                                                |
 //! | 169 | reboot         | POWER_OFF/HALT/RESTART: ends init, powers off  |
 //! | 228 | clock_gettime  | every clock reads the TSC clock since boot     |
 //! | 231 | exit_group     |                                                |
@@ -66,7 +70,7 @@ pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) {
     let regs = unsafe { &mut *regs };
     x86_64::instructions::interrupts::enable();
     let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
-    let ret = match dispatch(regs.orig_rax, args) {
+    let ret = match dispatch(regs, regs.orig_rax, args) {
         Ok(v) => v,
         Err(e) => (-(e.0 as i64)) as u64,
     };
@@ -77,7 +81,7 @@ pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) {
     x86_64::instructions::interrupts::disable();
 }
 
-fn dispatch(nr: u64, a: [u64; 6]) -> SysResult {
+fn dispatch(regs: &PtRegs, nr: u64, a: [u64; 6]) -> SysResult {
     let Some(p) = process::current() else {
         panic!("BUG: syscall {nr} from a thread without a process");
     };
@@ -99,6 +103,10 @@ fn dispatch(nr: u64, a: [u64; 6]) -> SysResult {
         }
         28 => mm_of(&p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
         39 => Ok(p.pid as u64),
+        56 => sys_clone(&p, regs, a),
+        57 => process::fork(&p, regs).map(u64::from),
+        61 => sys_wait4(&p, a),
+        110 => Ok(u64::from(p.ppid())),
         60 | 231 => {
             drop(p);
             process::do_exit(ExitStatus::Exited(a[0] as i32))
@@ -132,7 +140,7 @@ fn log_enosys(p: &Process, nr: u64) {
 
 fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     if fd != 1 && fd != 2 {
-        return Err(Errno::EBADF);
+        return sys_write_file(p, fd, buf, count);
     }
     let mm = mm_of(p)?;
     let count = count.min(MAX_RW_COUNT);
@@ -177,16 +185,52 @@ fn sys_read(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     Ok(bytes.len() as u64)
 }
 
+/// A write to an open file: only `/proc/sys/vm` settings take one, as a
+/// decimal number (`echo 1 > /proc/sys/vm/pt_reclaim`).
+fn sys_write_file(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let sysctl = {
+        let files = p.files.lock();
+        let file = fd
+            .checked_sub(3)
+            .and_then(|i| files.get(i as usize))
+            .and_then(|f| f.as_ref())
+            .ok_or(Errno::EBADF)?;
+        file.sysctl.ok_or(Errno::EBADF)?
+    };
+    let mut text = [0u8; 32];
+    let n = count.min(text.len() as u64) as usize;
+    let mm = mm_of(p)?;
+    copy_from_user(&mm, &mut text[..n], buf)?;
+    procfs::write_sysctl(sysctl, &text[..n])?;
+    Ok(count)
+}
+
 fn sys_openat(p: &Process, path: u64, flags: u64) -> SysResult {
     let mm = mm_of(p)?;
     let path = strncpy_from_user(&mm, path, PATH_MAX)?;
     let data = procfs::generate(p, &path).ok_or(ENOENT)?;
-    if flags & 3 != 0 {
-        // O_WRONLY / O_RDWR on a read-only proc file.
-        return Err(Errno::EACCES);
+    let sysctl = procfs::sysctl(&path);
+    let writable = flags & 3 != 0;
+    if (writable && sysctl.is_none()) || flags & 3 == 3 {
+        // O_WRONLY / O_RDWR on a read-only proc file; access mode 3.
+        return Err(if flags & 3 == 3 {
+            Errno::EINVAL
+        } else {
+            Errno::EACCES
+        });
     }
+    // A file opened for writing only cannot be read.
+    let sysctl = if writable { sysctl } else { None };
     let mut files = p.files.lock();
-    let file = Some(OpenFile { data, pos: 0 });
+    let file = Some(OpenFile {
+        data: if flags & 3 == 1 {
+            vec::Vec::new()
+        } else {
+            data
+        },
+        pos: 0,
+        sysctl,
+    });
     let slot = match files.iter().position(Option::is_none) {
         Some(i) => {
             files[i] = file;
@@ -207,6 +251,64 @@ fn sys_close(p: &Process, fd: u64) -> SysResult {
         .and_then(|i| files.get_mut(i as usize))
         .ok_or(Errno::EBADF)?;
     slot.take().ok_or(Errno::EBADF).map(|_| 0)
+}
+
+/// `clone(flags, stack, ..)`: only a plain fork, `flags` holding just the
+/// exit signal (glibc's `fork()` passes SIGCHLD), optionally on a new
+/// stack. Linux's invalid combinations give EINVAL; threads, namespaces
+/// and the other sharing flags are not supported here: ENOSYS.
+fn sys_clone(p: &Process, regs: &PtRegs, a: [u64; 6]) -> SysResult {
+    const CSIGNAL: u64 = 0xff;
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_FS: u64 = 0x200;
+    const CLONE_SIGHAND: u64 = 0x800;
+    const CLONE_THREAD: u64 = 0x10000;
+    const CLONE_NEWNS: u64 = 0x20000;
+    let flags = a[0];
+    let invalid = flags & (CLONE_NEWNS | CLONE_FS) == (CLONE_NEWNS | CLONE_FS)
+        || (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
+        || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
+        || (flags & CSIGNAL) > 64
+        || flags >> 32 != 0;
+    if invalid {
+        return Err(Errno::EINVAL);
+    }
+    if flags & !CSIGNAL != 0 {
+        return Err(Errno::ENOSYS);
+    }
+    let mut regs = *regs;
+    if a[1] != 0 {
+        regs.rsp = a[1];
+    }
+    process::fork(p, &regs).map(u64::from)
+}
+
+/// `wait4(pid, wstatus, options, rusage)`.
+fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
+    const WUNTRACED: u64 = 2;
+    const WCONTINUED: u64 = 8;
+    const WNOTHREAD: u64 = 0x2000_0000;
+    const WALL: u64 = 0x4000_0000;
+    const WCLONE: u64 = 0x8000_0000;
+    let (pid, wstatus, options, rusage) = (a[0] as i32 as i64, a[1], a[2], a[3]);
+    let known = process::WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE;
+    if options & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pid == i64::from(i32::MIN) {
+        return Err(Errno(3)); // ESRCH
+    }
+    let Some((child, status)) = process::wait_child(p, pid, options)? else {
+        return Ok(0);
+    };
+    let mm = mm_of(p)?;
+    if wstatus != 0 {
+        copy_to_user(&mm, wstatus, &status.to_wait_status().to_le_bytes())?;
+    }
+    if rusage != 0 {
+        copy_to_user(&mm, rusage, &[0u8; 144])?;
+    }
+    Ok(u64::from(child))
 }
 
 fn sys_mmap(p: &Process, a: [u64; 6]) -> SysResult {

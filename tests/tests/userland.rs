@@ -1,11 +1,17 @@
 //! `cargo test` target: boots the `kernel` image (what `cargo run` boots)
-//! and checks that the userland `init` runs its memory tour in ring 3 and
-//! exits 0, that the kernel sees every frame come back, and that the run
-//! succeeds.
+//! three times, with init's default mode (the memory tour in ring 3), its
+//! `test` mode (the userland suite) and its `fuzz` mode, and checks that
+//! init exits 0, that the kernel sees every frame come back (children's
+//! too), and that the run succeeds.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use boot::Verdict;
+
+/// QEMU locks the disk image for writing: one boot of it at a time (the
+/// tests of this file run in parallel threads otherwise).
+static IMAGE: Mutex<()> = Mutex::new(());
 
 #[test]
 fn init_tours_the_memory_syscalls_and_exits_0() {
@@ -14,7 +20,10 @@ fn init_tours_the_memory_syscalls_and_exits_0() {
         timeout: Some(Duration::from_secs(300)),
         ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
     };
-    let out = boot::run(&cfg).expect("QEMU runs");
+    let out = {
+        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+        boot::run(&cfg).expect("QEMU runs")
+    };
     let log = &out.serial;
     for needle in [
         "init[1]: entering user mode at 0x",
@@ -28,6 +37,68 @@ fn init_tours_the_memory_syscalls_and_exits_0() {
         "munmap unaligned             -> Some(EINVAL (22))",
         "write bad pointer            -> Some(EFAULT (14))",
         "init: tour done",
+        "init exited with status 0",
+        "process exit: every frame came back",
+    ] {
+        assert!(
+            log.contains(needle),
+            "no {needle:?} in the serial log:\n{log}"
+        );
+    }
+    assert!(!log.contains("BUG"), "a BUG line in the serial log:\n{log}");
+    assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+}
+
+/// Boots the kernel with `init ARGS` and returns the run's outcome.
+fn boot_init(args: &str) -> boot::Outcome {
+    let cfg = boot::QemuConfig {
+        echo: false,
+        timeout: Some(Duration::from_secs(300)),
+        extra_args: boot::init_args(args).into(),
+        ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
+    };
+    let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    boot::run(&cfg).expect("QEMU runs")
+}
+
+/// `init test`: the userland suite passes (its closing line says so),
+/// init exits 0, and every frame its children and it used came back.
+#[test]
+fn init_test_mode_passes() {
+    let out = boot_init("test");
+    let log = &out.serial;
+    let (passed, failed) = tests::parse_summary(log).expect("a closing line");
+    assert_eq!(failed, 0, "serial log:\n{log}");
+    assert!(passed >= 10, "serial log:\n{log}");
+    for needle in [
+        "test user::fork_wait4_exit_status ... ok",
+        // The child killed by its write to a read-only page.
+        "init[",
+        "]: segfault at ",
+        "test user::segv_on_read_only_page_in_child ... ok",
+        "test user::fork_large_folio_reused ... ok",
+        "test user::pt_reclaim_vmpte_drops ... ok",
+        "init exited with status 0",
+        "process exit: every frame came back",
+    ] {
+        assert!(
+            log.contains(needle),
+            "no {needle:?} in the serial log:\n{log}"
+        );
+    }
+    assert!(!log.contains("BUG"), "a BUG line in the serial log:\n{log}");
+    assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+}
+
+/// `init fuzz`: random and hostile mm syscalls; the kernel survives, every
+/// result is valid, and the frame accounting balances at the end.
+#[test]
+fn init_fuzz_mode_survives() {
+    let out = boot_init("fuzz 1 20000");
+    let log = &out.serial;
+    for needle in [
+        "init: fuzz: seed 1, 20000 iterations",
+        "init: fuzz done",
         "init exited with status 0",
         "process exit: every frame came back",
     ] {

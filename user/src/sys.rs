@@ -13,7 +13,11 @@ pub const SYS_BRK: u64 = 12;
 pub const SYS_SCHED_YIELD: u64 = 24;
 pub const SYS_MADVISE: u64 = 28;
 pub const SYS_GETPID: u64 = 39;
+pub const SYS_CLONE: u64 = 56;
+pub const SYS_FORK: u64 = 57;
 pub const SYS_EXIT: u64 = 60;
+pub const SYS_WAIT4: u64 = 61;
+pub const SYS_GETPPID: u64 = 110;
 pub const SYS_REBOOT: u64 = 169;
 pub const SYS_CLOCK_GETTIME: u64 = 228;
 pub const SYS_EXIT_GROUP: u64 = 231;
@@ -27,7 +31,18 @@ pub const MAP_PRIVATE: u64 = 0x02;
 pub const MAP_FIXED: u64 = 0x10;
 pub const MAP_ANONYMOUS: u64 = 0x20;
 pub const MAP_POPULATE: u64 = 0x8000;
+pub const MAP_SHARED: u64 = 0x01;
+pub const MAP_FIXED_NOREPLACE: u64 = 0x10_0000;
+pub const MAP_NORESERVE: u64 = 0x4000;
+pub const MADV_NORMAL: u64 = 0;
 pub const MADV_DONTNEED: u64 = 4;
+pub const MADV_DONTFORK: u64 = 10;
+pub const MADV_DOFORK: u64 = 11;
+pub const WNOHANG: u64 = 1;
+pub const SIGCHLD: u64 = 17;
+pub const SIGSEGV: i32 = 11;
+pub const O_WRONLY: u64 = 1;
+pub const O_RDWR: u64 = 2;
 pub const CLOCK_MONOTONIC: u64 = 1;
 pub const AT_FDCWD: i64 = -100;
 pub const O_RDONLY: u64 = 0;
@@ -51,8 +66,13 @@ impl Errno {
     pub const EPERM: Errno = Errno(1);
     pub const ENOENT: Errno = Errno(2);
     pub const EBADF: Errno = Errno(9);
+    pub const ECHILD: Errno = Errno(10);
+    pub const EAGAIN: Errno = Errno(11);
     pub const ENOMEM: Errno = Errno(12);
+    pub const EACCES: Errno = Errno(13);
     pub const EFAULT: Errno = Errno(14);
+    pub const EEXIST: Errno = Errno(17);
+    pub const ENODEV: Errno = Errno(19);
     pub const EINVAL: Errno = Errno(22);
     pub const ENOSYS: Errno = Errno(38);
 
@@ -61,8 +81,13 @@ impl Errno {
             1 => "EPERM",
             2 => "ENOENT",
             9 => "EBADF",
+            10 => "ECHILD",
+            11 => "EAGAIN",
             12 => "ENOMEM",
+            13 => "EACCES",
             14 => "EFAULT",
+            17 => "EEXIST",
+            19 => "ENODEV",
             22 => "EINVAL",
             38 => "ENOSYS",
             _ => "E?",
@@ -152,6 +177,71 @@ pub fn open(path: &[u8]) -> Result<u64, Errno> {
     check(r)
 }
 
+/// `openat(AT_FDCWD, path, flags)`; `path` must end with a NUL.
+pub fn open_flags(path: &[u8], flags: u64) -> Result<u64, Errno> {
+    assert!(path.last() == Some(&0), "path without NUL");
+    // SAFETY: path is a readable NUL-terminated string.
+    let r = unsafe {
+        syscall6(
+            SYS_OPENAT,
+            [AT_FDCWD as u64, path.as_ptr() as u64, flags, 0, 0, 0],
+        )
+    };
+    check(r)
+}
+
+/// `fork()`: the child's pid in the parent, 0 in the child.
+pub fn fork() -> Result<u64, Errno> {
+    // SAFETY: the child continues from here with a copy of this address
+    // space; nothing is shared that either side could corrupt.
+    check(unsafe { syscall6(SYS_FORK, [0; 6]) })
+}
+
+/// `clone(flags, stack, 0, 0, 0)` (a raw clone: `fork` for flags =
+/// SIGCHLD and stack = 0).
+///
+/// # Safety
+///
+/// As `fork`; a non-zero `stack` must be usable by the child.
+pub unsafe fn clone(flags: u64, stack: u64) -> Result<u64, Errno> {
+    // SAFETY: by the contract.
+    check(unsafe { syscall6(SYS_CLONE, [flags, stack, 0, 0, 0, 0]) })
+}
+
+/// `wait4(pid, &status, options, NULL)`: the reaped child's pid (0 under
+/// WNOHANG if none has exited) and its wait status.
+pub fn wait4(pid: i64, options: u64) -> Result<(u64, i32), Errno> {
+    let mut status = 0i32;
+    // SAFETY: status is a writable int.
+    let r = unsafe {
+        syscall6(
+            SYS_WAIT4,
+            [pid as u64, &mut status as *mut i32 as u64, options, 0, 0, 0],
+        )
+    };
+    check(r).map(|pid| (pid, status))
+}
+
+/// `getppid()`.
+pub fn getppid() -> u64 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(SYS_GETPPID, [0; 6]) }
+}
+
+/// `WIFEXITED` / `WEXITSTATUS` / `WIFSIGNALED` / `WTERMSIG`.
+pub fn wifexited(w: i32) -> bool {
+    w & 0x7f == 0
+}
+pub fn wexitstatus(w: i32) -> i32 {
+    (w >> 8) & 0xff
+}
+pub fn wifsignaled(w: i32) -> bool {
+    ((w & 0x7f) + 1) as i8 >> 1 > 0
+}
+pub fn wtermsig(w: i32) -> i32 {
+    w & 0x7f
+}
+
 /// `close(fd)`.
 pub fn close(fd: u64) -> Result<(), Errno> {
     // SAFETY: no memory arguments.
@@ -222,6 +312,13 @@ pub fn monotonic_ns() -> u64 {
         Ok(_) => ts[0] * 1_000_000_000 + ts[1],
         Err(_) => 0,
     }
+}
+
+/// `exit(status)`.
+pub fn exit(status: i32) -> ! {
+    // SAFETY: does not return.
+    unsafe { syscall6(SYS_EXIT, [status as u64, 0, 0, 0, 0, 0]) };
+    unreachable!("exit returned")
 }
 
 /// `exit_group(status)`.

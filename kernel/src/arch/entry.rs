@@ -236,6 +236,80 @@ pub unsafe extern "sysv64" fn run_user(rip: u64, rsp: u64) -> u64 {
     )
 }
 
+/// Like [`run_user`], but enters user mode with every register taken from
+/// `regs` (a fork child's copy of its parent's syscall frame: Linux's
+/// `ret_from_fork` to user mode). The user RFLAGS keep only the arithmetic
+/// flags and DF; IF is set; CS and SS are the user selectors whatever
+/// `regs` says. Returns as [`run_user`] does.
+///
+/// # Safety
+///
+/// As [`run_user`], for `regs.rip` and `regs.rsp`; `regs` points at a
+/// frame that stays valid until this function has entered user mode.
+#[unsafe(naked)]
+pub unsafe extern "sysv64" fn run_user_regs(regs: *const PtRegs) -> u64 {
+    naked_asm!(
+        "push rbp",
+        "push rbx",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "sub rsp, 8",
+        "mov r12, rdi",
+        "mov rdi, rsp",
+        "call {prepare}",
+        "cli",
+        "push {ss}",
+        "push qword ptr [r12 + {rsp}]",
+        "mov rax, [r12 + {rflags}]",
+        "and rax, {flags_mask}",
+        "or rax, 0x202",
+        "push rax",
+        "push {cs}",
+        "push qword ptr [r12 + {rip}]",
+        "mov r15, [r12 + {r15}]",
+        "mov r14, [r12 + {r14}]",
+        "mov r13, [r12 + {r13}]",
+        "mov rbp, [r12 + {rbp}]",
+        "mov rbx, [r12 + {rbx}]",
+        "mov r11, [r12 + {r11}]",
+        "mov r10, [r12 + {r10}]",
+        "mov r9, [r12 + {r9}]",
+        "mov r8, [r12 + {r8}]",
+        "mov rax, [r12 + {rax}]",
+        "mov rcx, [r12 + {rcx}]",
+        "mov rdx, [r12 + {rdx}]",
+        "mov rsi, [r12 + {rsi}]",
+        "mov rdi, [r12 + {rdi}]",
+        "mov r12, [r12 + {r12}]",
+        "iretq",
+        prepare = sym run_user_prepare,
+        ss = const USER_SS,
+        cs = const USER_CS,
+        // CF, PF, AF, ZF, SF, DF, OF.
+        flags_mask = const 0xcd5,
+        rsp = const offset_of!(PtRegs, rsp),
+        rflags = const offset_of!(PtRegs, rflags),
+        rip = const offset_of!(PtRegs, rip),
+        r15 = const offset_of!(PtRegs, r15),
+        r14 = const offset_of!(PtRegs, r14),
+        r13 = const offset_of!(PtRegs, r13),
+        r12 = const offset_of!(PtRegs, r12),
+        rbp = const offset_of!(PtRegs, rbp),
+        rbx = const offset_of!(PtRegs, rbx),
+        r11 = const offset_of!(PtRegs, r11),
+        r10 = const offset_of!(PtRegs, r10),
+        r9 = const offset_of!(PtRegs, r9),
+        r8 = const offset_of!(PtRegs, r8),
+        rax = const offset_of!(PtRegs, rax),
+        rcx = const offset_of!(PtRegs, rcx),
+        rdx = const offset_of!(PtRegs, rdx),
+        rsi = const offset_of!(PtRegs, rsi),
+        rdi = const offset_of!(PtRegs, rdi),
+    )
+}
+
 /// Makes `resume_sp` (16-aligned, [`run_user`]'s saved frame) the task's
 /// user-entry stack top, now and at every later switch to it (E1).
 extern "sysv64" fn run_user_prepare(resume_sp: u64) {

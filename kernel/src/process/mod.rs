@@ -13,7 +13,15 @@
 //!     -> do_exit(status)         exit/exit_group/reboot, or killed by a
 //!                                fault: boot PGD loaded, Mm dropped (every
 //!                                page and table freed), thread exits
-//!   wait() (kmain)               joins the thread, reads the status
+//!   wait() (kmain, wait4)        joins the thread, reads the status
+//!
+//!   fork(parent, regs)           fork/clone: Mm::fork (CoW), a Process
+//!     -> run_user_regs           with ppid; its thread enters user mode
+//!                                with the parent's registers, rax = 0
+//!     -> do_exit(status)         as above; then its children go to init,
+//!                                `exited` is set and CHILD_EXIT woken
+//!   wait4 (parent)               sleeps on CHILD_EXIT until a child has
+//!                                exited, joins it (the zombie is reaped)
 //! ```
 //!
 //! # Invariants
@@ -24,13 +32,18 @@
 //! - P2: the `Mm` is dropped only after the task has loaded the boot PGD:
 //!   no CPU walks page tables that are being freed.
 //! - P3: only the process's own thread uses its `Mm` (single-threaded
-//!   processes; no fork yet), so a page the uaccess walk found stays mapped
+//!   processes; a fork child gets an `Mm` of its own, sharing folios
+//!   write-protected), so a page the uaccess walk found stays mapped
 //!   while the syscall copies (`crate::uaccess`).
+//! - P4: a process is reaped (removed from `PROCESSES`, its thread joined)
+//!   only by whoever holds its [`Running`]: its parent's `children` list,
+//!   init's after the parent exited, or `run_init` for init itself.
 //!
 //! # Locking
 //!
-//! `PROCESSES` (the process list) and each process's `mm` and `files`
-//! locks are leaves: nothing else is taken under them, and nothing sleeps.
+//! `PROCESSES` (the process list) and each process's `mm`, `files` and
+//! `children` locks are leaves: nothing else is taken under them, and
+//! nothing sleeps.
 
 pub mod elf;
 pub mod procfs;
@@ -39,15 +52,17 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use mm::errno::Errno;
 use mm::pgtable::TASK_SIZE;
 use mm::vm::{FaultAccess, FaultError, Mm, Vm};
 use spin::Once;
 
+use crate::arch::entry::PtRegs;
 use crate::arch::idt::{self, UserTrap};
 use crate::platform::KernelPlatform;
+use crate::sched::wait::WaitQueue;
 use crate::sched::{self, JoinHandle};
 use crate::sync::SpinLock;
 use crate::{memory, rcu, slab};
@@ -60,6 +75,10 @@ static VM: Once<Vm<'static, KernelPlatform>> = Once::new();
 
 /// Every live process (leaf lock).
 static PROCESSES: SpinLock<Vec<Arc<Process>>> = SpinLock::new("processes", Vec::new());
+
+/// Woken whenever a process exits (Linux's `wait_chldexit`, one queue for
+/// all parents: each waiter re-checks its own children).
+static CHILD_EXIT: WaitQueue = WaitQueue::new("child_exit");
 
 /// The next pid; init is 1.
 static NEXT_PID: AtomicU32 = AtomicU32::new(1);
@@ -115,15 +134,20 @@ impl ExitStatus {
     }
 }
 
-/// An open pseudo file: a snapshot of its contents and a read position.
+/// An open pseudo file: a snapshot of its contents and a read position;
+/// `sysctl` names the `/proc/sys/vm` setting a write goes to.
+#[derive(Clone)]
 pub struct OpenFile {
     pub data: Vec<u8>,
     pub pos: usize,
+    pub sysctl: Option<procfs::Sysctl>,
 }
 
 /// One process; see the module docs.
 pub struct Process {
     pub pid: u32,
+    /// The parent's pid (0 for init); 1 once the parent has exited.
+    ppid: AtomicU32,
     pub comm: String,
     /// The thread running it (set by the thread itself when it starts).
     tid: AtomicU32,
@@ -133,8 +157,13 @@ pub struct Process {
     pub files: SpinLock<Vec<Option<OpenFile>>>,
     /// `ExitStatus` encoded as Linux's wait status: `code << 8` or `sig`.
     wait_status: AtomicI32,
-    /// `mm->start_brk`, set by exec.
+    /// `mm->start_brk`, set by exec (copied by fork).
     start_brk: AtomicU64,
+    /// Children not reaped yet (P4).
+    children: SpinLock<Vec<Running>>,
+    /// Set (Release) once the exit's teardown is done: the process is a
+    /// zombie that wait4 may reap. Read with Acquire.
+    exited: AtomicBool,
 }
 
 impl Process {
@@ -150,6 +179,11 @@ impl Process {
             Some(mm) => start..mm.brk(0).next_multiple_of(mm::PAGE_SIZE),
             None => start..start,
         }
+    }
+
+    /// The parent's pid (`getppid`).
+    pub fn ppid(&self) -> u32 {
+        self.ppid.load(Ordering::Relaxed)
     }
 
     /// How the process ended (valid once its thread has exited).
@@ -177,6 +211,10 @@ pub struct Running {
 impl Running {
     /// Waits until the process has exited (`wait4`); returns its status.
     pub fn wait(self) -> ExitStatus {
+        // A process may run for long: sleep IDLE (no hung-task report)
+        // until its exit is done; the join after that is short.
+        let p = &self.process;
+        CHILD_EXIT.wait_until_idle(|| p.exited.load(Ordering::Acquire));
         self.thread.join();
         let p = self.process;
         PROCESSES.lock().retain(|q| !Arc::ptr_eq(q, &p));
@@ -184,35 +222,181 @@ impl Running {
     }
 }
 
+impl Process {
+    fn new(pid: u32, ppid: u32, comm: &str) -> Self {
+        Process {
+            pid,
+            ppid: AtomicU32::new(ppid),
+            comm: String::from(comm),
+            tid: AtomicU32::new(u32::MAX),
+            mm: SpinLock::new("process.mm", None),
+            files: SpinLock::new("process.files", Vec::new()),
+            wait_status: AtomicI32::new(0),
+            start_brk: AtomicU64::new(0),
+            children: SpinLock::new("process.children", Vec::new()),
+            exited: AtomicBool::new(false),
+        }
+    }
+}
+
 /// Starts `elf` as a new process named `comm` with arguments `argv`.
 pub fn spawn(comm: &str, elf: &'static [u8], argv: Vec<String>) -> Running {
-    let process = Arc::new(Process {
-        pid: NEXT_PID.fetch_add(1, Ordering::Relaxed),
-        comm: String::from(comm),
-        tid: AtomicU32::new(u32::MAX),
-        mm: SpinLock::new("process.mm", None),
-        files: SpinLock::new("process.files", Vec::new()),
-        wait_status: AtomicI32::new(0),
-        start_brk: AtomicU64::new(0),
-    });
-    PROCESSES.lock().push(process.clone());
-    let p = process.clone();
-    let thread = sched::spawn(comm, move || {
-        p.tid
-            .store(sched::with_current(|t| t.tid().as_u32()), Ordering::Relaxed);
-        let status = exec_and_run(&p, elf, argv).unwrap_or_else(|err| {
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let process = Arc::new(Process::new(pid, 0, comm));
+    start(process, move |p| {
+        exec_and_run(p, elf, argv).unwrap_or_else(|err| {
             log::error!("{}[{}]: exec failed: {err:?}", p.comm, p.pid);
             ExitStatus::Exited(127)
-        });
-        // The exit's teardown (P2): boot PGD first, then the Mm goes.
-        p.wait_status
+        })
+    })
+    .unwrap_or_else(|e| panic!("no thread for process {comm}: {e:?}"))
+}
+
+/// Runs `body` as process `p` on a new thread, then tears the process down
+/// (`do_exit`'s second half): status published, boot PGD, `Mm` dropped
+/// (P2), files closed, children handed to init, `exited` set.
+fn start(
+    p: Arc<Process>,
+    body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
+) -> Result<Running, Errno> {
+    PROCESSES.lock().push(p.clone());
+    let q = p.clone();
+    let thread = sched::try_spawn(&p.comm, move || {
+        q.tid
+            .store(sched::with_current(|t| t.tid().as_u32()), Ordering::Relaxed);
+        let status = body(&q);
+        q.wait_status
             .store(status.to_wait_status(), Ordering::Release);
-        let mm = p.mm.lock().take();
+        let mm = q.mm.lock().take();
         sched::switch_mm(0);
         drop(mm);
-        p.files.lock().clear();
+        q.files.lock().clear();
+        reparent_children(&q);
+        q.exited.store(true, Ordering::Release);
+        CHILD_EXIT.wake_all();
     });
-    Running { process, thread }
+    match thread {
+        Ok(thread) => Ok(Running { process: p, thread }),
+        Err(_) => {
+            PROCESSES.lock().retain(|x| !Arc::ptr_eq(x, &p));
+            Err(Errno::EAGAIN)
+        }
+    }
+}
+
+/// Hands the children of exiting `p` to init (`forget_original_parent`);
+/// init's own stay with it (`run_init` reaps them).
+fn reparent_children(p: &Process) {
+    if p.pid == 1 {
+        return;
+    }
+    let orphans = core::mem::take(&mut *p.children.lock());
+    if orphans.is_empty() {
+        return;
+    }
+    let init = PROCESSES.lock().iter().find(|q| q.pid == 1).cloned();
+    match init {
+        Some(init) => {
+            for c in &orphans {
+                c.process.ppid.store(1, Ordering::Relaxed);
+            }
+            init.children.lock().extend(orphans);
+        }
+        // No init to adopt them (not a `run_init` run): reap here.
+        None => orphans.into_iter().for_each(reap_tree),
+    }
+}
+
+/// Waits for `r` and, recursively, for every child it left behind.
+fn reap_tree(r: Running) {
+    let p = r.process.clone();
+    r.wait();
+    let orphans = core::mem::take(&mut *p.children.lock());
+    orphans.into_iter().for_each(reap_tree);
+}
+
+/// `fork()`: a child process with a copy-on-write copy of `parent`'s
+/// address space and files, which returns to user mode with `regs` and
+/// `rax` = 0. Returns the child's pid.
+pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
+    let mm = parent.mm().ok_or(Errno::EFAULT)?;
+    let child_mm = mm.fork()?;
+    drop(mm);
+    child_mm
+        .page_table()
+        .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let child = Arc::new(Process::new(pid, parent.pid, &parent.comm));
+    child
+        .start_brk
+        .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.files.lock() = parent.files.lock().clone();
+    *child.mm.lock() = Some(Arc::new(child_mm));
+    let mut regs = *regs;
+    regs.rax = 0;
+    let running = start(child, move |p| {
+        let pgd = match p.mm() {
+            Some(mm) => mm.page_table().root().as_u64(),
+            None => return ExitStatus::Signaled(SIGKILL),
+        };
+        sched::switch_mm(pgd);
+        // SAFETY: 1. CR3 holds this task's process PGD (switch_mm above).
+        // 2. `regs` is the parent's syscall frame: rip and rsp are the
+        // user's, and a bad value only faults in user mode (CS/SS are
+        // forced to the user selectors). 3. `regs` lives on this thread's
+        // stack until run_user_regs returns. 4. No lock is held and
+        // preemption is on (thread context).
+        let w = unsafe { crate::arch::entry::run_user_regs(&regs) };
+        x86_64::instructions::interrupts::enable();
+        ExitStatus::from_wait_status(w as i32)
+    })?;
+    parent.children.lock().push(running);
+    Ok(pid)
+}
+
+/// `wait4` options: return at once if no child has exited.
+pub const WNOHANG: u64 = 1;
+
+/// `wait4(pid, ..)` for `parent`: `pid` > 0 waits for that child, -1 (or
+/// 0, or a process group: there is one) for any. Returns the reaped
+/// child's pid and status, `None` under `WNOHANG` if none has exited yet,
+/// `ECHILD` if there is no such child.
+pub fn wait_child(
+    parent: &Process,
+    pid: i64,
+    options: u64,
+) -> Result<Option<(u32, ExitStatus)>, Errno> {
+    const ECHILD: Errno = Errno(10);
+    let matches = |r: &Running| pid <= 0 || i64::from(r.process.pid) == pid;
+    loop {
+        let mut found = None;
+        {
+            let mut children = parent.children.lock();
+            if !children.iter().any(matches) {
+                return Err(ECHILD);
+            }
+            if let Some(i) = children
+                .iter()
+                .position(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
+            {
+                found = Some(children.swap_remove(i));
+            }
+        }
+        if let Some(r) = found {
+            let pid = r.process.pid;
+            return Ok(Some((pid, r.wait())));
+        }
+        if options & WNOHANG != 0 {
+            return Ok(None);
+        }
+        CHILD_EXIT.wait_until_idle(|| {
+            parent
+                .children
+                .lock()
+                .iter()
+                .any(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
+        });
+    }
 }
 
 /// Builds the address space from `elf` (`execve`), runs the program until
@@ -327,14 +511,21 @@ fn user_trap(t: &UserTrap) {
 /// The `init` program, built from `user/` and embedded in the kernel image.
 pub static INIT_ELF: &[u8] = include_bytes!(env!("CARGO_BIN_FILE_USER_init"));
 
-/// Runs `init` to its end and checks that its exit gave every frame back
+/// Runs `init` with `argv` to its end (and reaps any children it left)
+/// and checks that its exit gave every frame back
 /// ([`settled_used_pages`] before and after). Returns
 /// whether init exited 0 and nothing leaked.
-pub fn run_init() -> bool {
+pub fn run_init(argv: Vec<String>) -> bool {
     // Warm up: a thread's first stack slot may allocate page tables for good.
     sched::spawn("warmup", || ()).join();
     let before = settled_used_pages();
-    let status = spawn("init", INIT_ELF, alloc::vec![String::from("init")]).wait();
+    let init = spawn("init", INIT_ELF, argv);
+    let p = init.process.clone();
+    let status = init.wait();
+    // Children init left behind (a process killed with live children).
+    let orphans = core::mem::take(&mut *p.children.lock());
+    orphans.into_iter().for_each(reap_tree);
+    drop(p);
     PROCESSES.lock().shrink_to_fit();
     let after = settled_used_pages();
     let ok = match status {

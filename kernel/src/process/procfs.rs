@@ -1,18 +1,35 @@
-//! The `/proc/self` files a process can open, in Linux's formats
-//! (`fs/proc/array.c`, `fs/proc/task_mmu.c`): the contents are generated at
-//! `open` and read from that snapshot, as a `seq_file` read in one go.
+//! The `/proc` files a process can open, in Linux's formats
+//! (`fs/proc/array.c`, `fs/proc/task_mmu.c`, `fs/proc/meminfo.c`,
+//! `mm/vmstat.c`, `mm/slab_common.c`, `kernel/sysctl.c`): the contents are
+//! generated at `open` and read from that snapshot, as a `seq_file` read
+//! in one go.
 //!
 //! - `/proc/self/status`: Name, State, Pid, PPid and the memory lines
 //!   (`VmSize`, `VmRSS`, `VmData`, `VmStk`, `VmExe`, `VmPTE`).
 //! - `/proc/self/maps`: one line per VMA,
 //!   `start-end perms offset dev inode  [name]`.
+//! - `/proc/meminfo`: `MemTotal`, `MemFree`, `MemAvailable` and a few more
+//!   (`Name:` padded to 16 columns, the value in 8, ` kB`).
+//! - `/proc/buddyinfo`, `/proc/slabinfo` (version 2.1, the kmalloc caches
+//!   and the maple node cache): the boot banner's formatters.
+//! - `/proc/vmstat`: `name value` lines: free pages, the address-space
+//!   events (`mm::vm::VmEvent`) and the page allocator's (`PaStat`).
+//! - `/proc/sys/vm/{pt_reclaim, anon_orders, cow_reuse_large}`: the `Vm`
+//!   tunables, one decimal number; writable ([`write_sysctl`]) so that a
+//!   program can switch modes. `anon_orders` is a bitmask of folio orders
+//!   (bit k = order k; 16 = 64 KiB folios); Linux spreads it over
+//!   `/sys/kernel/mm/transparent_hugepage/hugepages-*kB/enabled`.
 #![forbid(unsafe_code)]
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use mm::vm::VmFlags;
+use core::sync::atomic::Ordering::Relaxed;
+
+use mm::errno::Errno;
+use mm::page_alloc::PaStat;
+use mm::vm::{VmEvent, VmFlags};
 
 use super::Process;
 
@@ -22,7 +39,15 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
     let text = match path {
         b"/proc/self/status" => status(p),
         b"/proc/self/maps" => maps(p),
-        _ => return None,
+        b"/proc/meminfo" => meminfo(),
+        b"/proc/buddyinfo" => alloc::format!("{}", crate::memory::page_alloc().buddyinfo()),
+        b"/proc/slabinfo" => slabinfo(),
+        b"/proc/vmstat" => vmstat(),
+        _ => {
+            let mut s = String::new();
+            let _ = writeln!(s, "{}", read_sysctl(sysctl(path)?));
+            s
+        }
     };
     Some(text.into_bytes())
 }
@@ -33,7 +58,7 @@ fn status(p: &Process) -> String {
     let _ = writeln!(s, "State:\tR (running)");
     let _ = writeln!(s, "Tgid:\t{}", p.pid);
     let _ = writeln!(s, "Pid:\t{}", p.pid);
-    let _ = writeln!(s, "PPid:\t0");
+    let _ = writeln!(s, "PPid:\t{}", p.ppid());
     if let Some(mm) = p.mm() {
         let st = mm.status();
         for (name, kb) in [
@@ -95,6 +120,122 @@ fn maps(p: &Process) -> String {
             s.push_str(name);
         }
         s.push('\n');
+    }
+    s
+}
+
+/// A `/proc/sys/vm` setting (a `Vm` tunable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sysctl {
+    /// `Vm::pt_reclaim`: 0 or 1.
+    PtReclaim,
+    /// `Vm::anon_orders`: bitmask of orders 0..=9 (the PMD order).
+    AnonOrders,
+    /// `Vm::cow_reuse_large`: 0 or 1.
+    CowReuseLarge,
+}
+
+/// The setting `path` names, if any.
+pub fn sysctl(path: &[u8]) -> Option<Sysctl> {
+    match path {
+        b"/proc/sys/vm/pt_reclaim" => Some(Sysctl::PtReclaim),
+        b"/proc/sys/vm/anon_orders" => Some(Sysctl::AnonOrders),
+        b"/proc/sys/vm/cow_reuse_large" => Some(Sysctl::CowReuseLarge),
+        _ => None,
+    }
+}
+
+fn read_sysctl(c: Sysctl) -> u64 {
+    let vm = super::vm();
+    match c {
+        Sysctl::PtReclaim => u64::from(vm.pt_reclaim.load(Relaxed)),
+        Sysctl::AnonOrders => u64::from(vm.anon_orders.load(Relaxed)),
+        Sysctl::CowReuseLarge => u64::from(vm.cow_reuse_large.load(Relaxed)),
+    }
+}
+
+/// Sets `c` from the text a program wrote: a decimal number, optionally
+/// followed by whitespace (`proc_dointvec`); EINVAL for anything else or
+/// a value out of range.
+pub fn write_sysctl(c: Sysctl, text: &[u8]) -> Result<(), Errno> {
+    let text = core::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
+    let v: u32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
+    let vm = super::vm();
+    match c {
+        Sysctl::PtReclaim | Sysctl::CowReuseLarge if v > 1 => return Err(Errno::EINVAL),
+        Sysctl::PtReclaim => vm.pt_reclaim.store(v == 1, Relaxed),
+        Sysctl::CowReuseLarge => vm.cow_reuse_large.store(v == 1, Relaxed),
+        Sysctl::AnonOrders if v >= 1 << (mm::pgtable::PMD_SHIFT - mm::PAGE_SHIFT + 1) => {
+            return Err(Errno::EINVAL);
+        }
+        Sysctl::AnonOrders => vm.anon_orders.store(v, Relaxed),
+    }
+    Ok(())
+}
+
+fn meminfo() -> String {
+    let pa = crate::memory::page_alloc();
+    let kb = |pages: u64| pages * mm::PAGE_SIZE / 1024;
+    let free = pa.nr_free_pages() + pa.nr_pcp_pages();
+    let slab: u64 = crate::slab::kmalloc()
+        .caches()
+        .chain(core::iter::once(super::vm().node_cache))
+        .map(|c| {
+            let i = c.info();
+            i.num_slabs * u64::from(i.pagesperslab)
+        })
+        .sum();
+    let mut s = String::new();
+    for (name, pages) in [
+        ("MemTotal", pa.managed_pages()),
+        ("MemFree", free),
+        // No page cache and nothing reclaimable: what is free is available.
+        ("MemAvailable", free),
+        ("Buffers", 0),
+        ("Cached", 0),
+        ("SwapCached", 0),
+        ("Slab", slab),
+        ("SwapTotal", 0),
+        ("SwapFree", 0),
+    ] {
+        let _ = writeln!(s, "{:<16}{:>8} kB", alloc::format!("{name}:"), kb(pages));
+    }
+    s
+}
+
+fn slabinfo() -> String {
+    let mut s = alloc::format!("{}", crate::slab::SlabinfoTable);
+    let c = super::vm().node_cache;
+    let i = c.info();
+    let _ = writeln!(
+        s,
+        "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables    0    0    0 : slabdata {:>6} {:>6}      0",
+        "maple_node",
+        i.active_objs,
+        i.num_objs,
+        i.objsize,
+        i.objperslab,
+        i.pagesperslab,
+        i.num_slabs,
+        i.num_slabs
+    );
+    s
+}
+
+fn vmstat() -> String {
+    let pa = crate::memory::page_alloc();
+    let vm = super::vm();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "nr_free_pages {}",
+        pa.nr_free_pages() + pa.nr_pcp_pages()
+    );
+    for &e in VmEvent::ALL {
+        let _ = writeln!(s, "{} {}", e.name(), vm.event(e));
+    }
+    for &e in PaStat::ALL {
+        let _ = writeln!(s, "{} {}", e.name(), pa.stats().get(e));
     }
     s
 }

@@ -1,12 +1,27 @@
-//! `init`, the first user program. Default mode: a short tour of the memory
-//! syscalls (map, touch, protect, advise, unmap, brk) printing the memory
-//! lines of `/proc/self/status` and `/proc/self/maps` at each step; exits 0,
-//! and the kernel then powers off with success.
+//! `init`, the first user program. Its first argument picks the mode (the
+//! kernel passes the words of QEMU's fw_cfg file `opt/mmkernel/init`,
+//! `cargo run -- --init MODE`):
+//!
+//! - none: a short tour of the memory syscalls (map, touch, protect,
+//!   advise, unmap, brk) printing the memory lines of `/proc/self/status`
+//!   and `/proc/self/maps` at each step;
+//! - `test`: the userland test suite (`tests.rs`), `test NAME ... ok`
+//!   lines and `N passed, N failed`;
+//! - `fuzz [SEED [ITERATIONS]]`: random mm syscalls with hostile arguments
+//!   (`fuzz.rs`);
+//! - `bench [CHUNKS]`: fault, mmap and madvise rates and Linux 6.14's
+//!   pt_reclaim loop (`bench.rs`).
+//!
+//! init exits 0 on success, and the kernel then powers off with success.
 //!
 //! Written against the Linux x86_64 syscall ABI only: the same binary runs
 //! on Linux.
 #![no_std]
 #![no_main]
+
+mod bench;
+mod fuzz;
+mod tests;
 
 use user::*;
 
@@ -67,12 +82,102 @@ fn maps() {
     }
 }
 
+/// The value (in kB) of line `key` (`b"VmPTE:"`) of `/proc/self/status`.
+pub fn status_kb(key: &[u8]) -> Option<u64> {
+    let mut buf = [0u8; 2048];
+    let len = read_file(b"/proc/self/status\0", &mut buf).ok()?;
+    field(&buf[..len], key)
+}
+
+/// Counter `name` (`b"cow_reuse_large"`) of `/proc/vmstat`.
+pub fn vmstat(name: &[u8]) -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let len = read_file(b"/proc/vmstat\0", &mut buf).ok()?;
+    for line in buf[..len].split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(name)
+            && rest.first() == Some(&b' ')
+        {
+            return parse_u64(&rest[1..]);
+        }
+    }
+    None
+}
+
+/// The number after `key` on its line of `text`, ignoring blanks and a
+/// `kB` unit.
+pub fn field(text: &[u8], key: &[u8]) -> Option<u64> {
+    text.split(|&b| b == b'\n')
+        .find_map(|line| line.strip_prefix(key))
+        .and_then(parse_u64)
+}
+
+/// A decimal number, blanks before it and anything after it ignored.
+pub fn parse_u64(s: &[u8]) -> Option<u64> {
+    let s = s.trim_ascii_start();
+    let end = s
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(s.len());
+    core::str::from_utf8(&s[..end]).ok()?.parse().ok()
+}
+
+/// Writes `value` to `/proc/sys/vm/NAME` (`path` given whole, with its
+/// NUL) and returns the previous value.
+pub fn sysctl(path: &[u8], value: u64) -> Result<u64, Errno> {
+    let mut buf = [0u8; 32];
+    let len = read_file(path, &mut buf)?;
+    let old = parse_u64(&buf[..len]).ok_or(Errno::EINVAL)?;
+    let fd = open_flags(path, O_WRONLY)?;
+    let mut text = [0u8; 24];
+    let n = fmt_u64(value, &mut text);
+    let r = write(fd, &text[..n]);
+    close(fd)?;
+    r.map(|_| old)
+}
+
+/// `v` in decimal, followed by a newline; returns the length.
+fn fmt_u64(mut v: u64, out: &mut [u8; 24]) -> usize {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        out[i] = digits[n - 1 - i];
+    }
+    out[n] = b'\n';
+    n + 1
+}
+
 fn fail(what: &str, e: Errno) -> i32 {
     println!("init: {what} failed: {e:?}");
     1
 }
 
 fn main(args: &Args) -> i32 {
+    let num = |i| args.arg(i).and_then(parse_u64);
+    match args.arg(1) {
+        None | Some(b"tour") => tour(args),
+        Some(b"test") => tests::run(),
+        Some(b"fuzz") => fuzz::run(num(2).unwrap_or(1), num(3).unwrap_or(20_000)),
+        Some(b"bench") => bench::run(num(2).unwrap_or(25 * 1024)),
+        Some(other) => {
+            println!(
+                "init: unknown mode {:?} (tour, test, fuzz, bench)",
+                core::str::from_utf8(other).unwrap_or("?")
+            );
+            2
+        }
+    }
+}
+
+/// The default mode: the memory tour.
+fn tour(args: &Args) -> i32 {
     let t0 = monotonic_ns();
     println!(
         "init: pid {}, argv[0] {:?}, AT_PAGESZ {}, AT_ENTRY {:#x}, AT_PHNUM {}",
