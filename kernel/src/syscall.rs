@@ -39,7 +39,7 @@ use alloc::vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use mm::errno::Errno;
-use mm::vm::{MapFlags, Prot};
+use mm::vm::{MapFlags, MremapFlags, Prot};
 
 use crate::arch::entry::PtRegs;
 use crate::process::{self, ExitStatus, OpenFile, Process, procfs};
@@ -100,6 +100,10 @@ fn dispatch(regs: &PtRegs, nr: u64, a: [u64; 6]) -> SysResult {
         24 => {
             sched::yield_now();
             Ok(0)
+        }
+        25 => {
+            let flags = MremapFlags::from_bits(a[3]).ok_or(Errno::EINVAL)?;
+            mm_of(&p)?.mremap(a[0], a[1], a[2], flags, a[4])
         }
         28 => mm_of(&p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
         39 => Ok(p.pid as u64),

@@ -12,6 +12,7 @@ pub const SYS_MUNMAP: u64 = 11;
 pub const SYS_BRK: u64 = 12;
 pub const SYS_SCHED_YIELD: u64 = 24;
 pub const SYS_MADVISE: u64 = 28;
+pub const SYS_MREMAP: u64 = 25;
 pub const SYS_GETPID: u64 = 39;
 pub const SYS_CLONE: u64 = 56;
 pub const SYS_FORK: u64 = 57;
@@ -278,6 +279,27 @@ pub fn mprotect(addr: u64, len: u64, prot: u64) -> Result<(), Errno> {
 pub unsafe fn madvise(addr: u64, len: u64, advice: u64) -> Result<(), Errno> {
     // SAFETY: by the contract.
     check(unsafe { syscall6(SYS_MADVISE, [addr, len, advice, 0, 0, 0]) }).map(|_| ())
+}
+
+/// `MREMAP_MAYMOVE`, `MREMAP_FIXED`, `MREMAP_DONTUNMAP`.
+pub const MREMAP_MAYMOVE: u64 = 1;
+pub const MREMAP_FIXED: u64 = 2;
+pub const MREMAP_DONTUNMAP: u64 = 4;
+
+/// `mremap(old, old_len, new_len, flags, new_addr)`: the new address.
+///
+/// # Safety
+///
+/// Nothing live (Rust references) may point into the old range.
+pub unsafe fn mremap(
+    old: u64,
+    old_len: u64,
+    new_len: u64,
+    flags: u64,
+    new_addr: u64,
+) -> Result<u64, Errno> {
+    // SAFETY: by the contract.
+    check(unsafe { syscall6(SYS_MREMAP, [old, old_len, new_len, flags, new_addr, 0]) })
 }
 
 /// `brk(addr)`: the new break (the old one if it could not move).

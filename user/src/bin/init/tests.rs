@@ -49,6 +49,7 @@ type Test = (&'static str, fn() -> TestResult);
 const TESTS: &[Test] = &[
     ("mmap_errnos", mmap_errnos),
     ("munmap_errnos_and_split", munmap_errnos_and_split),
+    ("mremap_moves_data_and_errnos", mremap_moves_data_and_errnos),
     ("mprotect_errnos", mprotect_errnos),
     ("madvise_errnos_and_zeros", madvise_errnos_and_zeros),
     ("brk_grows_and_shrinks", brk_grows_and_shrinks),
@@ -177,6 +178,42 @@ fn munmap_errnos_and_split() -> TestResult {
     // Nothing mapped there any more: still a success.
     check_eq!(unmap(a + PAGE, PAGE), Ok(()));
     check_eq!(unmap(a, 3 * PAGE), Ok(()));
+    Ok(())
+}
+
+fn mremap_moves_data_and_errnos() -> TestResult {
+    let a = anon(4 * PAGE, PROT_READ | PROT_WRITE).map_err(|_| ())?;
+    for i in 0..4 {
+        poke(a + i * PAGE, 10 + i);
+    }
+    // Another mapping next to it (top-down placement puts it below).
+    let g = anon(PAGE, PROT_READ).map_err(|_| ())?;
+    // SAFETY: nothing references the ranges.
+    unsafe {
+        check_eq!(mremap(a + 1, PAGE, PAGE, 0, 0), Err(Errno::EINVAL));
+        check_eq!(mremap(a, PAGE, 0, MREMAP_MAYMOVE, 0), Err(Errno::EINVAL));
+        check_eq!(mremap(a, PAGE, PAGE, 8, 0), Err(Errno::EINVAL));
+        check_eq!(
+            mremap(a, PAGE, PAGE, MREMAP_FIXED, a + 64 * PAGE),
+            Err(Errno::EINVAL)
+        );
+        // Growing a range that runs past its VMA: EFAULT (an unchanged
+        // size returns at once, as Linux does, without that check).
+        check_eq!(mremap(a, 8 * PAGE, 16 * PAGE, 0, 0), Err(Errno::EFAULT));
+        check_eq!(mremap(a, 8 * PAGE, 8 * PAGE, 0, 0), Ok(a));
+        // Shrink in place.
+        check_eq!(mremap(a, 4 * PAGE, 3 * PAGE, 0, 0), Ok(a));
+        // Grow by 61 pages, in place or moved: the data comes along.
+        let b = mremap(a, 3 * PAGE, 64 * PAGE, MREMAP_MAYMOVE, 0).map_err(|_| ())?;
+        for i in 0..3 {
+            check_eq!(peek(b + i * PAGE), 10 + i);
+        }
+        check_eq!(peek(b + 40 * PAGE), 0);
+        check_eq!(unmap(b, 64 * PAGE), Ok(()));
+        check_eq!(unmap(g, PAGE), Ok(()));
+        // Nothing mapped at the old address: EFAULT.
+        check_eq!(mremap(b, PAGE, PAGE, 0, 0), Err(Errno::EFAULT));
+    }
     Ok(())
 }
 
