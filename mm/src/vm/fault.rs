@@ -152,7 +152,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     fn do_anonymous_page(&self, vma: &super::Vma, addr: u64) -> Result<bool, FaultError> {
         let pa = self.vm.pa;
         let anon_vma = self
-            .anon_vma_prepare(addr)
+            .anon_vma_prepare(vma, addr)
             .ok_or(FaultError::Segv(SegvCode::MapErr))?;
         let (mut order, mut base) = self.anon_folio_order(vma, addr);
         let pfn = loop {
@@ -199,7 +199,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     fn wp_page_copy(&self, vma: &super::Vma, addr: u64, old: Entry) -> Result<bool, FaultError> {
         let pa = self.vm.pa;
         let anon_vma = self
-            .anon_vma_prepare(addr)
+            .anon_vma_prepare(vma, addr)
             .ok_or(FaultError::Segv(SegvCode::MapErr))?;
         let pfn = pa
             .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)

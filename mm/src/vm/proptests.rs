@@ -662,15 +662,10 @@ fn count_tables(mm: &TestMm<'_, '_>) -> u64 {
 
 /// The word at `addr` through its PTE `e`, without faulting.
 fn read_mapped(mm: &TestMm<'_, '_>, e: Entry, addr: u64) -> u64 {
-    let va = mm
-        .vm
-        .pa
-        .platform()
-        .phys_to_virt(e.pfn().phys_addr())
-        .wrapping_add((addr % PG) as usize);
+    let va = super::tests::user_word(mm, e, addr);
     // SAFETY: 1. `e` is a present PTE of this address space, so its frame
     // is simulated RAM it maps; 2. nothing else runs; 3. aligned.
-    unsafe { va.cast::<u64>().read_volatile() }
+    unsafe { va.read_volatile() }
 }
 
 /// M1..M5.

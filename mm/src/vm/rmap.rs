@@ -99,11 +99,17 @@ pub struct RmapHit {
 }
 
 impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
-    /// The anon_vma of the VMA at `addr`, assigned now if it has none
-    /// (`anon_vma_prepare()`). The caller holds the mmap lock (read).
-    /// Returns 0 (no anon_vma) when `Vm::anon_vmas_on` is off; `None` if
-    /// no VMA is there.
-    pub(super) fn anon_vma_prepare(&self, addr: u64) -> Option<AnonVmaId> {
+    /// The anon_vma of `vma` (the VMA at `addr`, as the caller looked it
+    /// up), assigned now if it has none (`anon_vma_prepare()`). The caller
+    /// holds the mmap lock (read). Returns 0 (no anon_vma) when
+    /// `Vm::anon_vmas_on` is off; `None` if no VMA is there.
+    pub(super) fn anon_vma_prepare(&self, vma: &Vma, addr: u64) -> Option<AnonVmaId> {
+        // Fast path, without the registry lock: a VMA keeps its anon_vma
+        // once it has one, and only writers (excluded by the mmap lock)
+        // replace it by another VMA.
+        if let Some(av) = vma.anon_vma {
+            return Some(av);
+        }
         let mut reg = self.vm.anon_vmas.lock();
         let p = self.vmas.load(addr)?;
         let v = self.read(p);

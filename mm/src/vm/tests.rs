@@ -118,14 +118,18 @@ pub(crate) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
         mm.handle_fault(addr, FaultAccess::Read)?;
     }
     let e = mm.page_table().get_pte(addr).unwrap();
-    let va = mm
-        .vm
+    // SAFETY: a frame of simulated RAM mapped by a PTE we just checked.
+    Ok(unsafe { user_word(mm, e, addr).read_volatile() })
+}
+
+/// The direct-map address of the word at `addr`, which `e` maps.
+pub(crate) fn user_word(mm: &TestMm<'_, '_>, e: crate::pgtable::Entry, addr: u64) -> *mut u64 {
+    mm.vm
         .pa
         .platform()
         .phys_to_virt(e.pfn().phys_addr())
-        .wrapping_add((addr % PG) as usize);
-    // SAFETY: a frame of simulated RAM mapped by a PTE we just checked.
-    Ok(unsafe { va.cast::<u64>().read_volatile() })
+        .wrapping_add((addr % PG) as usize)
+        .cast::<u64>()
 }
 
 /// Writes a user word the way the CPU would.
@@ -136,14 +140,8 @@ pub(crate) fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), Fault
     }
     let e = mm.page_table().get_pte(addr).unwrap();
     assert!(e.is_writable());
-    let va = mm
-        .vm
-        .pa
-        .platform()
-        .phys_to_virt(e.pfn().phys_addr())
-        .wrapping_add((addr % PG) as usize);
     // SAFETY: as in peek.
-    unsafe { va.cast::<u64>().write_volatile(val) };
+    unsafe { user_word(mm, e, addr).write_volatile(val) };
     Ok(())
 }
 
