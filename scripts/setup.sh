@@ -16,25 +16,30 @@ channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 if rustup run "$channel" rustc --version >/dev/null 2>&1 &&
     rustup component list --toolchain "$channel" --installed 2>/dev/null | grep -q '^rust-src' &&
     rustup component list --toolchain "$channel" --installed 2>/dev/null | grep -q '^clippy' &&
-    rustup target list --toolchain "$channel" --installed 2>/dev/null | grep -q '^x86_64-unknown-none'; then
+    rustup target list --toolchain "$channel" --installed 2>/dev/null | grep -q '^x86_64-unknown-none' &&
+    rustup target list --toolchain "$channel" --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-musl'; then
     say "toolchain $channel present"
 else
     say "installing toolchain $channel (components and target from rust-toolchain.toml)"
     rustup toolchain install
 fi
 
-# 2. QEMU.
-if command -v qemu-system-x86_64 >/dev/null 2>&1; then
-    say "$(qemu-system-x86_64 --version | head -n 1)"
+# 2. QEMU, and musl-gcc (musl-tools: the static C test programs the kernel
+#    runs as init).
+missing=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+command -v musl-gcc >/dev/null 2>&1 || missing+=(musl-tools)
+if [ ${#missing[@]} -eq 0 ]; then
+    say "$(qemu-system-x86_64 --version | head -n 1); musl-gcc present"
 elif command -v apt-get >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    say "installing qemu-system-x86 with apt-get"
+    say "installing ${missing[*]} with apt-get"
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q qemu-system-x86
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 else
-    say "qemu-system-x86_64 is missing and this machine has no apt-get:"
-    say "install QEMU's x86_64 system emulator with your package manager, then run this again"
+    say "missing: ${missing[*]}, and this machine has no apt-get:"
+    say "install QEMU's x86_64 system emulator and musl-gcc with your package manager, then run this again"
     exit 1
 fi
 say "ready: 'cargo run' boots the kernel, 'cargo test' runs every test"

@@ -62,9 +62,28 @@ pub struct QemuConfig {
     pub timeout: Option<Duration>,
     /// Print the guest's serial output as it arrives.
     pub echo: bool,
+    /// The kernel command line (Linux's): kernel parameters such as
+    /// `quiet`, then `--`, then the words init gets as `argv[1..]`. Handed
+    /// to the kernel through QEMU's fw_cfg ([`CMDLINE_FILE`]).
+    pub cmdline: String,
+    /// Files packed, read-only, into the initramfs (a `newc` cpio archive,
+    /// fw_cfg [`INITRD_FILE`]); `/init`, if there, is run as PID 1.
+    pub files: Vec<PackedFile>,
     /// Extra arguments passed to QEMU unchanged.
     pub extra_args: Vec<String>,
 }
+
+/// A host file packed into the initramfs at `guest` (an absolute path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedFile {
+    pub host: PathBuf,
+    pub guest: String,
+}
+
+/// The fw_cfg file holding the kernel command line.
+pub const CMDLINE_FILE: &str = "opt/mmkernel/cmdline";
+/// The fw_cfg file holding the initramfs.
+pub const INITRD_FILE: &str = "opt/mmkernel/initrd";
 
 impl QemuConfig {
     /// The defaults: 512 MiB, one CPU, BIOS, no GDB, a 10-minute timeout.
@@ -77,9 +96,52 @@ impl QemuConfig {
             gdb: false,
             timeout: Some(Duration::from_secs(600)),
             echo: true,
+            cmdline: String::new(),
+            files: Vec::new(),
             extra_args: Vec::new(),
         }
     }
+
+    /// Boots `image` with the static Linux executable `program` as PID 1
+    /// (packed as `/init`), `argv` = `["/init", args..]`, and the kernel's
+    /// log quiet, so that the serial log is the program's output.
+    pub fn with_program(
+        image: impl Into<PathBuf>,
+        program: impl Into<PathBuf>,
+        args: &[&str],
+    ) -> Self {
+        let mut cfg = Self::new(image);
+        cfg.files.push(PackedFile {
+            host: program.into(),
+            guest: "/init".into(),
+        });
+        cfg.cmdline = cmdline_with_args("quiet", args.iter().copied());
+        cfg
+    }
+}
+
+/// A kernel command line: `params`, then `--` and `args` (each quoted if
+/// it has a space, as Linux's parser allows).
+pub fn cmdline_with_args<'a>(params: &str, args: impl IntoIterator<Item = &'a str>) -> String {
+    let mut line = String::from(params.trim());
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some() {
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str("--");
+        for a in args {
+            line.push(' ');
+            if a.is_empty() || a.contains(char::is_whitespace) {
+                line.push('"');
+                line.push_str(a);
+                line.push('"');
+            } else {
+                line.push_str(a);
+            }
+        }
+    }
+    line
 }
 
 /// How a run ended.
@@ -87,7 +149,8 @@ impl QemuConfig {
 pub enum Verdict {
     /// The kernel wrote [`EXIT_SUCCESS`] to the debug-exit port.
     Success,
-    /// The kernel wrote [`EXIT_FAILURE`] to the debug-exit port.
+    /// The kernel wrote [`EXIT_FAILURE`] to the debug-exit port (init
+    /// exited non-zero or was killed, or the kernel found a bug).
     Failure,
     /// QEMU exited without a verdict from the kernel (status code, if any).
     NoVerdict(Option<i32>),
@@ -108,6 +171,44 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub serial: String,
     pub elapsed: Duration,
+    /// How init ended, from the kernel's last line about it.
+    pub init_exit: Option<InitExit>,
+}
+
+/// How PID 1 ended, as the kernel reports it on the serial line
+/// (`init: exited with status N`, `init: killed by signal N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl InitExit {
+    /// The last such line in `serial`.
+    pub fn parse(serial: &str) -> Option<Self> {
+        serial.lines().rev().find_map(|l| {
+            let l = l.trim();
+            if let Some(n) = l.strip_prefix("init: exited with status ") {
+                n.parse().ok().map(InitExit::Exited)
+            } else if let Some(n) = l.strip_prefix("init: killed by signal ") {
+                n.split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+                    .map(InitExit::Signaled)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// A shell's view of it: the status, or 128 + the signal.
+    pub fn shell_status(self) -> u8 {
+        match self {
+            InitExit::Exited(code) => code as u8,
+            InitExit::Signaled(sig) => (128 + sig) as u8,
+        }
+    }
 }
 
 /// Why QEMU could not be run at all.
@@ -121,6 +222,10 @@ pub enum RunError {
     ImageMissing(PathBuf),
     /// Another I/O error starting or talking to QEMU.
     Io(std::io::Error),
+    /// A file to pack could not be read (or the archive written).
+    File(PathBuf, std::io::Error),
+    /// A guest path that is not absolute, or names a directory.
+    BadGuestPath(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -137,6 +242,10 @@ impl std::fmt::Display for RunError {
             ),
             RunError::ImageMissing(p) => write!(f, "disk image {} does not exist", p.display()),
             RunError::Io(e) => write!(f, "running {QEMU}: {e}"),
+            RunError::File(p, e) => write!(f, "{}: {e}", p.display()),
+            RunError::BadGuestPath(p) => {
+                write!(f, "guest path {p:?} must be absolute and name a file")
+            }
         }
     }
 }
@@ -174,8 +283,108 @@ pub fn qemu_command(cfg: &QemuConfig) -> Result<Command, RunError> {
     if cfg.gdb {
         cmd.args(["-s", "-S"]);
     }
+    if !cfg.cmdline.is_empty() {
+        cmd.arg("-fw_cfg").arg(format!(
+            "name={CMDLINE_FILE},string={}",
+            cfg.cmdline.replace(',', ",,")
+        ));
+    }
+    if !cfg.files.is_empty() {
+        let path = write_initramfs(&cfg.files)?;
+        cmd.arg("-fw_cfg").arg(format!(
+            "name={INITRD_FILE},file={}",
+            path.display().to_string().replace(',', ",,")
+        ));
+    }
     cmd.args(&cfg.extra_args);
     Ok(cmd)
+}
+
+/// Packs `files` into a `newc` cpio archive (Linux's initramfs format,
+/// `Documentation/driver-api/early-userspace/buffer-format.rst`) in the
+/// temporary directory, with the parent directories of each file, and
+/// returns its path.
+pub fn write_initramfs(files: &[PackedFile]) -> Result<PathBuf, RunError> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<String> = Vec::new();
+    let mut ino = 1u32;
+    for f in files {
+        if !f.guest.starts_with('/') || f.guest.ends_with('/') || f.guest.contains("/../") {
+            return Err(RunError::BadGuestPath(f.guest.clone()));
+        }
+        let data = std::fs::read(&f.host).map_err(|e| RunError::File(f.host.clone(), e))?;
+        let name = f.guest.trim_start_matches('/');
+        let mut parent = String::new();
+        for part in name
+            .split('/')
+            .rev()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            parent = if parent.is_empty() {
+                part.to_string()
+            } else {
+                format!("{parent}/{part}")
+            };
+            if !dirs.contains(&parent) {
+                dirs.push(parent.clone());
+                cpio_entry(&mut out, ino, 0o040755, &parent, &[]);
+                ino += 1;
+            }
+        }
+        let mode = if data.starts_with(b"\x7fELF") {
+            0o100755
+        } else {
+            0o100644
+        };
+        cpio_entry(&mut out, ino, mode, name, &data);
+        ino += 1;
+    }
+    cpio_entry(&mut out, 0, 0, "TRAILER!!!", &[]);
+    let path = std::env::temp_dir().join(format!(
+        "mmkernel-initramfs-{}-{}.cpio",
+        std::process::id(),
+        INITRAMFS_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, out).map_err(|e| RunError::File(path.clone(), e))?;
+    Ok(path)
+}
+
+static INITRAMFS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// One `newc` entry: the 110-byte header, the name padded to 4 bytes,
+/// the data padded to 4 bytes.
+fn cpio_entry(out: &mut Vec<u8>, ino: u32, mode: u32, name: &str, data: &[u8]) {
+    let fields = [
+        ino,
+        mode,
+        0,
+        0,
+        if mode & 0o040000 != 0 { 2 } else { 1 },
+        0,
+        data.len() as u32,
+        0,
+        0,
+        0,
+        0,
+        name.len() as u32 + 1,
+        0,
+    ];
+    out.extend_from_slice(b"070701");
+    for f in fields {
+        out.extend_from_slice(format!("{f:08x}").as_bytes());
+    }
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
+    out.extend_from_slice(data);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
+    }
 }
 
 /// Boots `cfg.image` under QEMU, streams the serial output, and waits for the
@@ -235,19 +444,16 @@ pub fn run(cfg: &QemuConfig) -> Result<Outcome, RunError> {
     };
     Ok(Outcome {
         verdict,
+        init_exit: InitExit::parse(&serial),
         serial,
         elapsed: start.elapsed(),
     })
 }
 
-/// The QEMU arguments that hand `args` (space-separated words) to the
-/// userland init: a fw_cfg file the kernel reads at boot
-/// (`kernel::qemu::INIT_ARGS_FILE`). Commas are doubled, QEMU's escape.
-pub fn init_args(args: &str) -> [String; 2] {
-    [
-        "-fw_cfg".into(),
-        format!("name=opt/mmkernel/init,string={}", args.replace(',', ",,")),
-    ]
+/// The kernel command line that hands `args` (space-separated words) to
+/// the built-in userland init as `argv[1..]`.
+pub fn init_args(args: &str) -> String {
+    cmdline_with_args("", args.split_whitespace())
 }
 
 /// Parses a memory size: plain MiB (`512`), or with a `K`, `M`, `G` suffix.

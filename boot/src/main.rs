@@ -1,8 +1,13 @@
 //! `cargo run`: boots the kernel under QEMU and exits with its verdict.
 //!
 //! ```text
-//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench] [--init ARGS] [-- QEMU ARGS...]
+//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench]
+//!               [--append PARAMS] [--file HOST:GUEST]... [--verbose] [--init PROGRAM|MODE [ARG...]]
+//!               [-- QEMU ARGS...]
 //! ```
+//!
+//! The runner exits with init's status (128 + the signal if it was
+//! killed), as a shell would, or 1 if the kernel failed on its own.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,8 +25,18 @@ options:
   --timeout SECS   kill QEMU after SECS seconds (0 = never)       [600]
   --test           boot the in-kernel test image instead of the kernel
   --bench          boot the in-kernel benchmark image instead of the kernel
-  --init ARGS      arguments for the userland init, e.g. test, \"fuzz 7 50000\",
-                   bench, \"bench 6400\" (passed through QEMU's fw_cfg)
+  --append PARAMS  kernel command line parameters, e.g. quiet, loglevel=7,
+                   page_mapcount=off (words after a `--` in it go to init)
+  --file HOST:GUEST  pack HOST_PATH read-only into the initramfs at GUEST_PATH
+                   (init can open or execve it); may be repeated
+  --verbose        keep the kernel's log when running a PROGRAM (default quiet)
+  --init PROGRAM [ARG...]
+                   run the static x86_64 Linux executable PROGRAM (a host
+                   path) as PID 1, with ARGs as argv[1..]; every word up to
+                   the next `--` is an argument
+  --init MODE [ARG...]
+                   run the built-in init in MODE: test, \"fuzz 7 50000\",
+                   bench, \"bench 6400\" (default: the memory tour)
   -h, --help       this text";
 
 fn main() -> ExitCode {
@@ -49,10 +64,13 @@ fn main() -> ExitCode {
     match boot::run(&cfg) {
         Ok(outcome) => match outcome.verdict {
             Verdict::Success => ExitCode::SUCCESS,
-            Verdict::Failure => {
-                eprintln!("boot: the kernel reported failure");
-                ExitCode::FAILURE
-            }
+            Verdict::Failure => match outcome.init_exit {
+                Some(e) if e != boot::InitExit::Exited(0) => ExitCode::from(e.shell_status()),
+                _ => {
+                    eprintln!("boot: the kernel reported failure");
+                    ExitCode::FAILURE
+                }
+            },
             Verdict::NoVerdict(code) => {
                 eprintln!(
                     "boot: QEMU exited ({code:?}) without a verdict from the kernel (triple fault?)"
@@ -84,6 +102,10 @@ enum Image {
 fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> {
     let mut cfg = QemuConfig::new(boot::KERNEL_BIOS_IMAGE);
     let mut image = Image::Kernel;
+    let mut params: Vec<String> = Vec::new();
+    let mut init_args: Vec<String> = Vec::new();
+    let mut program = false;
+    let mut verbose = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -110,9 +132,37 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
                 let secs: u64 = v.parse().map_err(|_| format!("bad --timeout {v:?}"))?;
                 cfg.timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
+            "--append" => params.push(value("--append")?),
+            "--file" => {
+                let v = value("--file")?;
+                let (host, guest) = v
+                    .rsplit_once(':')
+                    .ok_or(format!("--file wants HOST:GUEST, not {v:?}"))?;
+                cfg.files.push(boot::PackedFile {
+                    host: host.into(),
+                    guest: guest.into(),
+                });
+            }
+            "--verbose" => verbose = true,
             "--init" => {
-                let v = value("--init")?;
-                cfg.extra_args.extend(boot::init_args(&v));
+                let first = value("--init")?;
+                if std::path::Path::new(&first).is_file() {
+                    program = true;
+                    cfg.files.push(boot::PackedFile {
+                        host: first.into(),
+                        guest: "/init".into(),
+                    });
+                } else {
+                    // A built-in mode; "fuzz 7 50000" as one word works too.
+                    init_args.extend(first.split_whitespace().map(String::from));
+                }
+                for a in it.by_ref() {
+                    if a == "--" {
+                        cfg.extra_args.extend(it.by_ref().cloned());
+                        break;
+                    }
+                    init_args.push(a.clone());
+                }
             }
             "--gdb" => cfg.gdb = true,
             "--uefi" => cfg.uefi = true,
@@ -128,6 +178,10 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if program && !verbose {
+        params.insert(0, "quiet".into());
+    }
+    cfg.cmdline = boot::cmdline_with_args(&params.join(" "), init_args.iter().map(String::as_str));
     let (bios, uefi, elf) = match image {
         Image::Kernel => (
             boot::KERNEL_BIOS_IMAGE,

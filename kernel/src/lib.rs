@@ -12,7 +12,9 @@ extern crate alloc;
 pub mod arch;
 pub mod banner;
 pub mod bench;
+pub mod cmdline;
 pub mod heap;
+pub mod initramfs;
 pub mod ktest;
 pub mod logger;
 pub mod maple;
@@ -22,6 +24,7 @@ pub mod percpu;
 pub mod platform;
 pub mod process;
 pub mod qemu;
+pub mod random;
 pub mod rcu;
 pub mod sched;
 pub mod serial;
@@ -85,6 +88,8 @@ pub fn init(boot_info: &'static BootInfo) -> &'static memory::MemoryLayout {
     arch::init();
     let layout = memory::init(boot_info);
     slab::init();
+    // The command line (fw_cfg) needs the heap; `quiet` applies from here.
+    logger::set_level(cmdline::get().log_filter());
     time::init(memory::page_alloc().platform().phys_offset());
     sched::init();
     x86_64::instructions::interrupts::enable();

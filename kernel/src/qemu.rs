@@ -28,37 +28,41 @@ pub fn halt_forever() -> ! {
 
 /// QEMU's firmware configuration device (`docs/specs/fw_cfg.rst`): a
 /// 16-bit selector port and an 8-bit data port; the kernel reads its
-/// "command line" from a named file there.
+/// command line and its initramfs from named files there. Only the boot
+/// task reads it, before init starts (`crate::cmdline::get`,
+/// `crate::initramfs::init`): the device has one read cursor.
 const FW_CFG_SELECTOR: u16 = 0x510;
 const FW_CFG_DATA: u16 = 0x511;
 /// Selectors: the signature (`"QEMU"`) and the file directory.
 const FW_CFG_SIGNATURE: u16 = 0x0000;
 const FW_CFG_FILE_DIR: u16 = 0x0019;
 
-/// The fw_cfg file that holds init's arguments, space-separated
-/// (`-fw_cfg name=opt/mmkernel/init,string=test`; `cargo run -- --init test`).
-pub const INIT_ARGS_FILE: &[u8] = b"opt/mmkernel/init";
-
 /// Selects fw_cfg item `key` and reads `buf.len()` bytes from its start
 /// (or its current position, with `select` false).
 fn fw_cfg_read(key: Option<u16>, buf: &mut [u8]) {
     // SAFETY: 1. Ports 0x510/0x511 are QEMU's fw_cfg device on the PC
     // machine; selecting an item and reading its bytes has no side effect
-    // beyond the device's read cursor. 2. Only the boot task calls this,
-    // before any process runs (no concurrent use of the cursor).
+    // beyond the device's read cursor. Only the boot task reads fw_cfg,
+    // before init starts (no concurrent use of the cursor). 2. `rep insb` writes exactly `buf.len()` bytes at
+    // `buf` (rdi, rcx), which we own mutably; the direction flag is clear
+    // (the ABI's state at any call).
     unsafe {
         if let Some(key) = key {
             Port::<u16>::new(FW_CFG_SELECTOR).write(key);
         }
-        let mut data = Port::<u8>::new(FW_CFG_DATA);
-        for b in buf {
-            *b = data.read();
-        }
+        core::arch::asm!(
+            "rep insb",
+            in("dx") FW_CFG_DATA,
+            inout("rdi") buf.as_mut_ptr() => _,
+            inout("rcx") buf.len() => _,
+            options(nostack, preserves_flags)
+        );
     }
 }
 
-/// The contents of fw_cfg file `name`, if QEMU has the device and the file.
-pub fn fw_cfg_file(name: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+/// The selector and size of fw_cfg file `name`, if QEMU has the device and
+/// the file.
+fn fw_cfg_find(name: &[u8]) -> Option<(u16, u32)> {
     let mut sig = [0u8; 4];
     fw_cfg_read(Some(FW_CFG_SIGNATURE), &mut sig);
     if &sig != b"QEMU" {
@@ -77,22 +81,39 @@ pub fn fw_cfg_file(name: &[u8]) -> Option<alloc::vec::Vec<u8>> {
             found = Some((u16::from_be_bytes([e[4], e[5]]), size));
         }
     }
-    let (select, size) = found?;
-    let mut data = alloc::vec![0u8; size.min(4096) as usize];
-    fw_cfg_read(Some(select), &mut data);
-    Some(data)
+    found
 }
 
-/// init's arguments: `init` followed by the words of [`INIT_ARGS_FILE`].
-pub fn init_argv() -> alloc::vec::Vec<alloc::string::String> {
-    let mut argv = alloc::vec![alloc::string::String::from("init")];
-    if let Some(text) = fw_cfg_file(INIT_ARGS_FILE) {
-        let text = alloc::string::String::from_utf8_lossy(&text);
-        argv.extend(
-            text.split_whitespace()
-                .filter(|w| !w.is_empty())
-                .map(alloc::string::String::from),
-        );
+/// Size of the pieces [`fw_cfg_file_chunks`] reads a file into.
+pub const FW_CFG_CHUNK: usize = 64 * 1024;
+
+/// The contents of fw_cfg file `name` in pieces of [`FW_CFG_CHUNK`] bytes
+/// (the last one shorter), so that a file of many megabytes needs no
+/// physically contiguous buffer; `None` without the device or the file, or
+/// without memory for it.
+pub fn fw_cfg_file_chunks(name: &[u8]) -> Option<alloc::vec::Vec<alloc::boxed::Box<[u8]>>> {
+    let (select, size) = fw_cfg_find(name)?;
+    let mut chunks = alloc::vec::Vec::new();
+    let mut left = size as usize;
+    let mut first = true;
+    while left > 0 {
+        let n = left.min(FW_CFG_CHUNK);
+        let mut v = alloc::vec::Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        v.resize(n, 0u8);
+        fw_cfg_read(first.then_some(select), &mut v);
+        first = false;
+        chunks.push(v.into_boxed_slice());
+        left -= n;
     }
-    argv
+    Some(chunks)
+}
+
+/// The contents of the small fw_cfg file `name` (at most 64 KiB read),
+/// if QEMU has the device and the file.
+pub fn fw_cfg_file(name: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+    let (select, size) = fw_cfg_find(name)?;
+    let mut data = alloc::vec![0u8; (size as usize).min(FW_CFG_CHUNK)];
+    fw_cfg_read(Some(select), &mut data);
+    Some(data)
 }

@@ -37,7 +37,7 @@ fn init_tours_the_memory_syscalls_and_exits_0() {
         "munmap unaligned             -> Some(EINVAL (22))",
         "write bad pointer            -> Some(EFAULT (14))",
         "init: tour done",
-        "init exited with status 0",
+        "init: exited with status 0",
         "process exit: every frame came back",
     ] {
         assert!(
@@ -54,7 +54,7 @@ fn boot_init(args: &str) -> boot::Outcome {
     let cfg = boot::QemuConfig {
         echo: false,
         timeout: Some(Duration::from_secs(300)),
-        extra_args: boot::init_args(args).into(),
+        cmdline: boot::init_args(args),
         ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
     };
     let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
@@ -78,7 +78,7 @@ fn init_test_mode_passes() {
         "test user::segv_on_read_only_page_in_child ... ok",
         "test user::fork_large_folio_reused ... ok",
         "test user::pt_reclaim_vmpte_drops ... ok",
-        "init exited with status 0",
+        "init: exited with status 0",
         "process exit: every frame came back",
     ] {
         assert!(
@@ -99,7 +99,7 @@ fn init_fuzz_mode_survives() {
     for needle in [
         "init: fuzz: seed 1, 20000 iterations",
         "init: fuzz done",
-        "init exited with status 0",
+        "init: exited with status 0",
         "process exit: every frame came back",
     ] {
         assert!(

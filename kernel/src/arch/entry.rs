@@ -182,6 +182,12 @@ pub fn switch_mm(pgd: u64, stack_top: Option<u64>) {
     }
 }
 
+/// Loads `base` into the `FS_BASE` MSR (the user's thread pointer; the
+/// kernel does not use FS). The caller checked that `base` is canonical.
+pub fn load_fs_base(base: u64) {
+    x86_64::registers::model_specific::FsBase::write(VirtAddr::new_truncate(base));
+}
+
 /// Runs the current task in user mode from `rip` with stack `rsp` (all
 /// other registers zero, interrupts on) until [`exit_to_kernel`] ends it;
 /// returns the value passed there (`start_thread` + the return to user,

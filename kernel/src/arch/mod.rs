@@ -16,6 +16,7 @@
 
 pub mod backtrace;
 pub mod entry;
+pub mod fpu;
 pub mod gdt;
 pub mod idt;
 
@@ -24,6 +25,7 @@ pub fn init() {
     gdt::init();
     idt::init();
     entry::init();
+    fpu::init();
 }
 
 /// A fault [`selftest_fault`] can provoke on purpose.

@@ -47,6 +47,7 @@
 
 pub mod elf;
 pub mod procfs;
+pub mod signal;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -61,6 +62,7 @@ use spin::Once;
 
 use crate::arch::entry::PtRegs;
 use crate::arch::idt::{self, UserTrap};
+use crate::initramfs::FileData;
 use crate::platform::KernelPlatform;
 use crate::sched::wait::WaitQueue;
 use crate::sched::{self, JoinHandle};
@@ -138,23 +140,118 @@ impl ExitStatus {
 /// `sysctl` names the `/proc/sys/vm` setting a write goes to.
 #[derive(Clone)]
 pub struct OpenFile {
-    pub data: Vec<u8>,
+    /// A snapshot (pseudo files) or the file itself (initramfs).
+    pub data: OpenData,
     pub pos: usize,
     pub sysctl: Option<procfs::Sysctl>,
+    /// `O_CLOEXEC` / `FD_CLOEXEC`.
+    pub cloexec: bool,
+    /// `O_RDONLY` (0), `O_WRONLY` (1) or `O_RDWR` (2), plus `O_APPEND`,
+    /// `O_NONBLOCK` as given (`F_GETFL`).
+    pub flags: u32,
+    /// `st_mode` for `fstat`.
+    pub mode: u32,
 }
+
+/// What an open file reads.
+#[derive(Clone)]
+pub enum OpenData {
+    /// The serial console (`/dev/ttyS0`): reads end at once (no input),
+    /// writes go to the serial port.
+    Console,
+    Bytes(Vec<u8>),
+    File(Arc<FileData>),
+    /// A directory at this path (`getdents` is not there).
+    Dir(String),
+}
+
+impl OpenData {
+    pub fn len(&self) -> usize {
+        match self {
+            OpenData::Bytes(b) => b.len(),
+            OpenData::File(f) => f.len(),
+            OpenData::Console | OpenData::Dir(_) => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies bytes at `off` into `buf`; returns how many.
+    pub fn read_at(&self, off: usize, buf: &mut [u8]) -> usize {
+        match self {
+            OpenData::Bytes(b) => {
+                let n = buf.len().min(b.len().saturating_sub(off));
+                buf[..n].copy_from_slice(&b[off..off + n]);
+                n
+            }
+            OpenData::File(f) => f.read_at(off, buf),
+            OpenData::Console | OpenData::Dir(_) => 0,
+        }
+    }
+}
+
+impl OpenFile {
+    /// The console, as fds 0, 1 and 2 are at start.
+    pub fn console() -> Self {
+        OpenFile {
+            data: OpenData::Console,
+            pos: 0,
+            sysctl: None,
+            cloexec: false,
+            flags: 2,
+            mode: 0o020620,
+        }
+    }
+}
+
+/// `RLIM_INFINITY`.
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+/// Linux's defaults for init (`INIT_RLIMITS`): CPU, FSIZE, DATA, STACK
+/// (8 MiB soft), CORE (0 soft), RSS, NPROC, NOFILE (1024/4096), MEMLOCK
+/// (8 MiB), AS, LOCKS, SIGPENDING, MSGQUEUE, NICE, RTPRIO, RTTIME.
+const DEFAULT_RLIMITS: [(u64, u64); 16] = {
+    let inf = (RLIM_INFINITY, RLIM_INFINITY);
+    [
+        inf,
+        inf,
+        inf,
+        (8 << 20, RLIM_INFINITY),
+        (0, RLIM_INFINITY),
+        inf,
+        (3870, 3870),
+        (1024, 4096),
+        (8 << 20, 8 << 20),
+        inf,
+        inf,
+        (3870, 3870),
+        (819_200, 819_200),
+        (0, 0),
+        (0, 0),
+        inf,
+    ]
+};
 
 /// One process; see the module docs.
 pub struct Process {
     pub pid: u32,
     /// The parent's pid (0 for init); 1 once the parent has exited.
     ppid: AtomicU32,
-    pub comm: String,
+    /// The name (`task->comm`): the program file's last component, set by
+    /// exec.
+    comm: SpinLock<String>,
     /// The thread running it (set by the thread itself when it starts).
     tid: AtomicU32,
     /// The address space; `None` before exec and after exit (P2).
     mm: SpinLock<Option<Arc<KMm>>>,
-    /// Open files: fd 3 is `files[0]` (0..=2 are the console).
+    /// Open files by descriptor (0..=2: the console at start).
     pub files: SpinLock<Vec<Option<OpenFile>>>,
+    /// `prlimit64` values, (soft, hard) per resource.
+    pub rlimits: SpinLock<[(u64, u64); 16]>,
+    /// Set when a `vfork` child has exec'd or exited: its parent goes on.
+    vfork_done: AtomicBool,
     /// `ExitStatus` encoded as Linux's wait status: `code << 8` or `sig`.
     wait_status: AtomicI32,
     /// `mm->start_brk`, set by exec (copied by fork).
@@ -164,9 +261,28 @@ pub struct Process {
     /// Set (Release) once the exit's teardown is done: the process is a
     /// zombie that wait4 may reap. Read with Acquire.
     exited: AtomicBool,
+    /// Page faults handled without I/O (`min_flt`: every fault here).
+    pub min_flt: AtomicU64,
+    /// The reaped children's `min_flt`, with theirs (`cmin_flt`).
+    pub cmin_flt: AtomicU64,
+    /// A signal that kills the process at its next entry to or exit from
+    /// the kernel (`kill`); 0: none.
+    pub pending_kill: AtomicU32,
+    /// Signal dispositions and the blocked mask, recorded
+    /// (`rt_sigaction`, `rt_sigprocmask`, `sigaltstack`); see `signal`.
+    /// (Boxed: 2 KiB, which a debug kernel would copy between stack
+    /// frames whenever a `Process` is built.)
+    pub signals: SpinLock<Box<signal::Signals>>,
+    /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
+    pub clear_child_tid: AtomicU64,
 }
 
 impl Process {
+    /// The name (`comm`).
+    pub fn comm(&self) -> String {
+        self.comm.lock().clone()
+    }
+
     /// The address space, while the process has one.
     pub fn mm(&self) -> Option<Arc<KMm>> {
         self.mm.lock().clone()
@@ -227,25 +343,40 @@ impl Process {
         Process {
             pid,
             ppid: AtomicU32::new(ppid),
-            comm: String::from(comm),
+            comm: SpinLock::new("process.comm", String::from(comm)),
             tid: AtomicU32::new(u32::MAX),
             mm: SpinLock::new("process.mm", None),
-            files: SpinLock::new("process.files", Vec::new()),
+            files: SpinLock::new(
+                "process.files",
+                alloc::vec![
+                    Some(OpenFile::console()),
+                    Some(OpenFile::console()),
+                    Some(OpenFile::console())
+                ],
+            ),
+            rlimits: SpinLock::new("process.rlimits", DEFAULT_RLIMITS),
+            vfork_done: AtomicBool::new(false),
             wait_status: AtomicI32::new(0),
             start_brk: AtomicU64::new(0),
             children: SpinLock::new("process.children", Vec::new()),
             exited: AtomicBool::new(false),
+            min_flt: AtomicU64::new(0),
+            cmin_flt: AtomicU64::new(0),
+            pending_kill: AtomicU32::new(0),
+            signals: SpinLock::new("process.signals", Box::default()),
+            clear_child_tid: AtomicU64::new(0),
         }
     }
 }
 
-/// Starts `elf` as a new process named `comm` with arguments `argv`.
-pub fn spawn(comm: &str, elf: &'static [u8], argv: Vec<String>) -> Running {
+/// Starts `elf` as a new process named `comm` with arguments `argv` and
+/// environment `envp`.
+pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String>) -> Running {
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let process = Arc::new(Process::new(pid, 0, comm));
     start(process, move |p| {
-        exec_and_run(p, elf, argv).unwrap_or_else(|err| {
-            log::error!("{}[{}]: exec failed: {err:?}", p.comm, p.pid);
+        exec_and_run(p, &elf, argv, envp).unwrap_or_else(|err| {
+            crate::println!("{}[{}]: exec failed: {err:?}", p.comm(), p.pid);
             ExitStatus::Exited(127)
         })
     })
@@ -261,7 +392,7 @@ fn start(
 ) -> Result<Running, Errno> {
     PROCESSES.lock().push(p.clone());
     let q = p.clone();
-    let thread = sched::try_spawn(&p.comm, move || {
+    let thread = sched::try_spawn(&p.comm(), move || {
         q.tid
             .store(sched::with_current(|t| t.tid().as_u32()), Ordering::Relaxed);
         let status = body(&q);
@@ -272,6 +403,7 @@ fn start(
         drop(mm);
         q.files.lock().clear();
         reparent_children(&q);
+        q.vfork_done.store(true, Ordering::Release);
         q.exited.store(true, Ordering::Release);
         CHILD_EXIT.wake_all();
     });
@@ -326,13 +458,20 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
         .page_table()
         .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
-    let child = Arc::new(Process::new(pid, parent.pid, &parent.comm));
+    let child = Arc::new(Process::new(pid, parent.pid, &parent.comm()));
     child
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.files.lock() = parent.files.lock().clone();
+    *child.signals.lock() = parent.signals.lock().clone();
+    *child.rlimits.lock() = *parent.rlimits.lock();
+    // The child starts with the parent's registers: x87/SSE and FS base.
+    let fpu = crate::arch::fpu::FxArea::capture();
+    let fs_base = sched::with_current(|t| t.fs_base());
     *child.mm.lock() = Some(Arc::new(child_mm));
-    let mut regs = *regs;
+    // Boxed, as `fpu`: a debug kernel copies a closure's captures from
+    // frame to frame, and the parent's fork path is deep already.
+    let mut regs = alloc::boxed::Box::new(*regs);
     regs.rax = 0;
     let running = start(child, move |p| {
         let pgd = match p.mm() {
@@ -340,18 +479,57 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
             None => return ExitStatus::Signaled(SIGKILL),
         };
         sched::switch_mm(pgd);
+        fpu.load();
+        sched::set_fs_base(fs_base);
         // SAFETY: 1. CR3 holds this task's process PGD (switch_mm above).
         // 2. `regs` is the parent's syscall frame: rip and rsp are the
         // user's, and a bad value only faults in user mode (CS/SS are
-        // forced to the user selectors). 3. `regs` lives on this thread's
-        // stack until run_user_regs returns. 4. No lock is held and
+        // forced to the user selectors). 3. `regs` (boxed, owned by this
+        // closure) lives until run_user_regs returns. 4. No lock is held and
         // preemption is on (thread context).
-        let w = unsafe { crate::arch::entry::run_user_regs(&regs) };
+        let w = unsafe { crate::arch::entry::run_user_regs(&*regs) };
         x86_64::instructions::interrupts::enable();
         ExitStatus::from_wait_status(w as i32)
     })?;
     parent.children.lock().push(running);
     Ok(pid)
+}
+
+/// `vfork()`: [`fork`], then the parent sleeps until the child has exec'd
+/// or exited (Linux's `CLONE_VFORK` wait). The child gets a copy of the
+/// address space, not the parent's own (POSIX allows it; a program that
+/// only execs or `_exit`s, which is all vfork permits, cannot tell).
+pub fn vfork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
+    let pid = fork(parent, regs)?;
+    let child = parent
+        .children
+        .lock()
+        .iter()
+        .find(|r| r.process.pid == pid)
+        .map(|r| r.process.clone());
+    if let Some(c) = child {
+        CHILD_EXIT.wait_until_idle(|| c.vfork_done.load(Ordering::Acquire));
+    }
+    Ok(pid)
+}
+
+/// Finds a live process by pid.
+pub fn find(pid: u32) -> Option<Arc<Process>> {
+    PROCESSES
+        .lock()
+        .iter()
+        .find(|p| p.pid == pid && !p.exited.load(Ordering::Acquire))
+        .cloned()
+}
+
+/// Every live process's pid.
+pub fn pids() -> Vec<u32> {
+    PROCESSES
+        .lock()
+        .iter()
+        .filter(|p| !p.exited.load(Ordering::Acquire))
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// `wait4` options: return at once if no child has exited.
@@ -383,8 +561,12 @@ pub fn wait_child(
             }
         }
         if let Some(r) = found {
-            let pid = r.process.pid;
-            return Ok(Some((pid, r.wait())));
+            let child = r.process.clone();
+            let status = r.wait();
+            let faults =
+                child.min_flt.load(Ordering::Relaxed) + child.cmin_flt.load(Ordering::Relaxed);
+            parent.cmin_flt.fetch_add(faults, Ordering::Relaxed);
+            return Ok(Some((child.pid, status)));
         }
         if options & WNOHANG != 0 {
             return Ok(None);
@@ -401,19 +583,17 @@ pub fn wait_child(
 
 /// Builds the address space from `elf` (`execve`), runs the program until
 /// it exits, and returns how it ended; an error if it could not start.
-fn exec_and_run(p: &Process, elf: &[u8], argv: Vec<String>) -> Result<ExitStatus, Errno> {
-    let mm = Arc::new(Mm::new(vm())?);
-    mm.page_table()
-        .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
-    let image = elf::load(&mm, elf, &argv)?;
-    drop(argv);
-    p.start_brk.store(image.start_brk, Ordering::Relaxed);
-    let pgd = mm.page_table().root().as_u64();
-    *p.mm.lock() = Some(mm);
-    sched::switch_mm(pgd);
+fn exec_and_run(
+    p: &Process,
+    elf: &FileData,
+    argv: Vec<String>,
+    envp: Vec<String>,
+) -> Result<ExitStatus, Errno> {
+    let image = exec(p, elf, &argv, &envp)?;
+    drop((argv, envp));
     log::info!(
         "{}[{}]: entering user mode at {:#x}, stack {:#x}",
-        p.comm,
+        p.comm(),
         p.pid,
         image.entry,
         image.sp
@@ -424,6 +604,43 @@ fn exec_and_run(p: &Process, elf: &[u8], argv: Vec<String>) -> Result<ExitStatus
     let w = unsafe { crate::arch::entry::run_user(image.entry, image.sp) };
     x86_64::instructions::interrupts::enable();
     Ok(ExitStatus::from_wait_status(w as i32))
+}
+
+/// Replaces `p`'s address space with a new one holding `elf` (the point of
+/// no return of `execve`, `begin_new_exec`): on success the old `Mm` is
+/// gone (after CR3 moved off it, P2), the x87/SSE registers and FS base
+/// are reset, signal handlers go back to their defaults and close-on-exec
+/// files are closed; on failure `p` is unchanged.
+pub fn exec(
+    p: &Process,
+    elf: &FileData,
+    argv: &[String],
+    envp: &[String],
+) -> Result<elf::Image, Errno> {
+    let mm = Arc::new(Mm::new(vm())?);
+    mm.page_table()
+        .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
+    let image = elf::load(&mm, elf, argv, envp)?;
+    p.start_brk.store(image.start_brk, Ordering::Relaxed);
+    let pgd = mm.page_table().root().as_u64();
+    let old = p.mm.lock().replace(mm);
+    sched::switch_mm(pgd);
+    drop(old);
+    crate::arch::fpu::FxArea::INIT.load();
+    sched::set_fs_base(0);
+    p.signals.lock().exec();
+    p.files.lock().iter_mut().for_each(|f| {
+        if f.as_ref().is_some_and(|f| f.cloexec) {
+            *f = None;
+        }
+    });
+    if let Some(name) = argv.first() {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        *p.comm.lock() = base.chars().take(15).collect();
+    }
+    p.vfork_done.store(true, Ordering::Release);
+    CHILD_EXIT.wake_all();
+    Ok(image)
 }
 
 /// Ends the running process (`do_exit`): leaves user mode for good and
@@ -462,28 +679,29 @@ fn user_trap(t: &UserTrap) {
         };
         match result {
             Ok(()) => {
+                p.min_flt.fetch_add(1, Ordering::Relaxed);
+                check_pending_kill(p);
                 x86_64::instructions::interrupts::disable();
                 return;
             }
             Err(FaultError::Oom) => {
-                log::error!(
-                    "Out of memory: Killed process {} ({})",
-                    p.pid,
-                    p.comm.as_str()
-                );
+                log::error!("Out of memory: Killed process {} ({})", p.pid, p.comm());
                 drop(p);
                 do_exit(ExitStatus::Signaled(SIGKILL));
             }
             Err(FaultError::Segv(_)) => {
-                crate::println!(
-                    "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",
-                    p.comm,
-                    p.pid,
-                    t.cr2,
-                    t.rip,
-                    t.rsp,
-                    t.error_code
-                );
+                // Linux prints this at KERN_INFO (KERN_EMERG for init).
+                if p.pid == 1 || crate::cmdline::get().shows_info() {
+                    crate::println!(
+                        "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",
+                        p.comm(),
+                        p.pid,
+                        t.cr2,
+                        t.rip,
+                        t.rsp,
+                        t.error_code
+                    );
+                }
                 drop(p);
                 do_exit(ExitStatus::Signaled(SIGSEGV));
             }
@@ -497,7 +715,7 @@ fn user_trap(t: &UserTrap) {
     };
     crate::println!(
         "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
-        p.comm,
+        p.comm(),
         p.pid,
         t.rip,
         t.rsp,
@@ -508,18 +726,64 @@ fn user_trap(t: &UserTrap) {
     do_exit(ExitStatus::Signaled(sig))
 }
 
-/// The `init` program, built from `user/` and embedded in the kernel image.
+/// The built-in `init` program, built from `user/` and embedded in the
+/// kernel image.
 pub static INIT_ELF: &[u8] = include_bytes!(env!("CARGO_BIN_FILE_USER_init"));
 
-/// Runs `init` with `argv` to its end (and reaps any children it left)
-/// and checks that its exit gave every frame back
-/// ([`settled_used_pages`] before and after). Returns
-/// whether init exited 0 and nothing leaked.
-pub fn run_init(argv: Vec<String>) -> bool {
+/// Kills `p` with its pending signal (`kill`), if it has one; called at
+/// the kernel's exits to user mode (syscall return, resolved fault).
+pub fn check_pending_kill(p: Arc<Process>) {
+    let sig = p.pending_kill.load(Ordering::Relaxed);
+    if sig != 0 {
+        drop(p);
+        do_exit(ExitStatus::Signaled(sig));
+    }
+}
+
+/// The program the kernel runs as PID 1 (Linux's `kernel_init`): the
+/// command line's `init=` or `rdinit=` file, else `/init` from the
+/// initramfs, else the built-in init; `argv[0]` is its path.
+fn init_program() -> Result<(Arc<FileData>, String), String> {
+    let c = crate::cmdline::get();
+    let wanted = c.init.as_ref().or(c.rdinit.as_ref());
+    let path = match wanted {
+        Some(p) => {
+            crate::initramfs::normalize(p.as_bytes()).map_err(|e| alloc::format!("{p}: {e:?}"))?
+        }
+        None => String::from("/init"),
+    };
+    match crate::initramfs::lookup(&path) {
+        Some(crate::initramfs::Node::File(data, _)) => Ok((data, path)),
+        _ if wanted.is_some() => Err(alloc::format!("{path}: no such file in the initramfs")),
+        _ => Ok((Arc::new(FileData::Static(INIT_ELF)), String::from("init"))),
+    }
+}
+
+/// Runs init (see [`init_program`]) with the command line's arguments and
+/// environment to its end (and reaps any children it left), and checks
+/// that its exit gave every frame back ([`settled_used_pages`] before and
+/// after). Prints `init: exited with status N` or `init: killed by signal
+/// N` last (the runner's exit status). Returns whether init exited 0 and
+/// nothing leaked.
+pub fn run_init() -> bool {
+    let c = crate::cmdline::get();
+    let (elf, path) = match init_program() {
+        Ok(x) => x,
+        Err(msg) => {
+            crate::println!("Kernel panic - not syncing: Requested init {msg} failed");
+            return false;
+        }
+    };
+    let mut argv = alloc::vec![path.clone()];
+    argv.extend(c.init_args.iter().cloned());
+    let mut envp = alloc::vec![String::from("HOME=/"), String::from("TERM=linux")];
+    envp.extend(c.init_env.iter().cloned());
+    log::info!("Run {path} as init process: argv {argv:?}");
     // Warm up: a thread's first stack slot may allocate page tables for good.
     sched::spawn("warmup", || ()).join();
     let before = settled_used_pages();
-    let init = spawn("init", INIT_ELF, argv);
+    let comm = path.rsplit('/').next().unwrap_or("init");
+    let init = spawn(comm, elf, argv, envp);
     let p = init.process.clone();
     let status = init.wait();
     // Children init left behind (a process killed with live children).
@@ -528,30 +792,24 @@ pub fn run_init(argv: Vec<String>) -> bool {
     drop(p);
     PROCESSES.lock().shrink_to_fit();
     let after = settled_used_pages();
-    let ok = match status {
-        ExitStatus::Exited(0) => {
-            crate::println!("init exited with status 0");
-            true
-        }
-        s => {
-            crate::println!(
-                "Kernel panic - not syncing: Attempted to kill init! exitcode={:#010x} ({s:?})",
-                s.to_wait_status()
-            );
-            false
-        }
-    };
-    if after != before {
+    let leaked = after != before;
+    if leaked {
         crate::println!(
             "BUG: process exit leaked frames: {before} in use before init, {after} after ({} missing)",
             after as i64 - before as i64
         );
-        return false;
+    } else if c.shows_info() {
+        crate::println!(
+            "process exit: every frame came back ({after} frames in use outside slabs before and after)"
+        );
     }
-    crate::println!(
-        "process exit: every frame came back ({after} frames in use outside slabs before and after)"
-    );
-    ok
+    match status {
+        ExitStatus::Exited(code) => crate::println!("init: exited with status {code}"),
+        ExitStatus::Signaled(sig) => {
+            crate::println!("init: killed by signal {sig} ({})", signal::name(sig))
+        }
+    }
+    status == ExitStatus::Exited(0) && !leaked
 }
 
 /// Frames neither free in the buddy allocator nor in a slab (kmalloc or

@@ -14,6 +14,16 @@
 //!   and the maple node cache): the boot banner's formatters.
 //! - `/proc/vmstat`: `name value` lines: free pages, the address-space
 //!   events (`mm::vm::VmEvent`) and the page allocator's (`PaStat`).
+//! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
+//!   `Anonymous` (every resident page here is anonymous and counted whole).
+//! - `/proc/self/stat`: the 52 fields of Linux's `do_task_stat`, with
+//!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
+//! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
+//!   `/proc/cmdline`, `/proc/version`, `/proc/uptime`.
+//! - `/sys/kernel/mm/transparent_hugepage/enabled` (`always [madvise]
+//!   never`: no PMD-sized folios) and `.../hugepages-<size>kB/enabled` for
+//!   the mTHP sizes up to 64 KiB, in Linux's bracketed format, reflecting
+//!   `anon_orders`.
 //! - `/proc/sys/vm/{pt_reclaim, anon_orders, cow_reuse_large}`: the `Vm`
 //!   tunables, one decimal number; writable ([`write_sysctl`]) so that a
 //!   program can switch modes. `anon_orders` is a bitmask of folio orders
@@ -43,6 +53,28 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         b"/proc/buddyinfo" => alloc::format!("{}", crate::memory::page_alloc().buddyinfo()),
         b"/proc/slabinfo" => slabinfo(),
         b"/proc/vmstat" => vmstat(),
+        b"/proc/self/smaps_rollup" => smaps_rollup(p),
+        b"/proc/self/stat" => stat(p),
+        b"/proc/cpuinfo" => cpuinfo(),
+        b"/proc/cmdline" => alloc::format!("{}\n", crate::cmdline::get().raw),
+        b"/proc/version" => alloc::format!(
+            "Linux version 6.18.0-mmkernel-{} (rustc) #1 SMP PREEMPT_DYNAMIC\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+        b"/proc/uptime" => {
+            let ns = crate::time::now_ns();
+            alloc::format!("{}.{:02} 0.00\n", ns / 1_000_000_000, ns / 10_000_000 % 100)
+        }
+        b"/sys/kernel/mm/transparent_hugepage/enabled" => String::from("always [madvise] never\n"),
+        _ if thp_size(path).is_some() => {
+            let order = thp_size(path)?;
+            let on = super::vm().anon_orders.load(Relaxed) & (1 << order) != 0;
+            String::from(if on {
+                "[always] inherit madvise never\n"
+            } else {
+                "always inherit madvise [never]\n"
+            })
+        }
         _ => {
             let mut s = String::new();
             let _ = writeln!(s, "{}", read_sysctl(sysctl(path)?));
@@ -54,7 +86,7 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
 
 fn status(p: &Process) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Name:\t{}", p.comm);
+    let _ = writeln!(s, "Name:\t{}", p.comm());
     let _ = writeln!(s, "State:\tR (running)");
     let _ = writeln!(s, "Tgid:\t{}", p.pid);
     let _ = writeln!(s, "Pid:\t{}", p.pid);
@@ -236,6 +268,265 @@ fn vmstat() -> String {
     }
     for &e in PaStat::ALL {
         let _ = writeln!(s, "{} {}", e.name(), pa.stats().get(e));
+    }
+    s
+}
+
+/// The folio order of `/sys/kernel/mm/transparent_hugepage/hugepages-<kB>kB/enabled`
+/// (16, 32, 64 kB: orders 2..=4), if `path` is one.
+fn thp_size(path: &[u8]) -> Option<u32> {
+    let rest = path.strip_prefix(b"/sys/kernel/mm/transparent_hugepage/hugepages-")?;
+    let kb = rest.strip_suffix(b"kB/enabled")?;
+    match kb {
+        b"16" => Some(2),
+        b"32" => Some(3),
+        b"64" => Some(4),
+        _ => None,
+    }
+}
+
+/// Whether `path` is a directory of the pseudo file systems.
+pub fn is_dir(path: &[u8]) -> bool {
+    matches!(
+        path,
+        b"/proc"
+            | b"/proc/self"
+            | b"/proc/sys"
+            | b"/proc/sys/vm"
+            | b"/sys"
+            | b"/sys/kernel"
+            | b"/sys/kernel/mm"
+            | b"/sys/kernel/mm/transparent_hugepage"
+            | b"/sys/kernel/mm/transparent_hugepage/hugepages-16kB"
+            | b"/sys/kernel/mm/transparent_hugepage/hugepages-32kB"
+            | b"/sys/kernel/mm/transparent_hugepage/hugepages-64kB"
+    )
+}
+
+fn smaps_rollup(p: &Process) -> String {
+    let mut s = String::new();
+    let Some(mm) = p.mm() else {
+        return s;
+    };
+    let vmas = mm.vmas();
+    let (lo, hi) = match (vmas.first(), vmas.last()) {
+        (Some(f), Some(l)) => (f.start, l.end),
+        _ => (0, 0),
+    };
+    let rss = mm.status().vm_rss;
+    let _ = writeln!(
+        s,
+        "{lo:08x}-{hi:08x} ---p 00000000 00:00 0                          [rollup]"
+    );
+    for (name, kb) in [
+        ("Rss", rss),
+        ("Pss", rss),
+        ("Pss_Dirty", rss),
+        ("Pss_Anon", rss),
+        ("Pss_File", 0),
+        ("Pss_Shmem", 0),
+        ("Shared_Clean", 0),
+        ("Shared_Dirty", 0),
+        ("Private_Clean", 0),
+        ("Private_Dirty", rss),
+        ("Referenced", rss),
+        ("Anonymous", rss),
+        ("KSM", 0),
+        ("LazyFree", 0),
+        ("AnonHugePages", 0),
+        ("ShmemPmdMapped", 0),
+        ("FilePmdMapped", 0),
+        ("Shared_Hugetlb", 0),
+        ("Private_Hugetlb", 0),
+        ("Swap", 0),
+        ("SwapPss", 0),
+        ("Locked", 0),
+    ] {
+        let _ = writeln!(s, "{:<16}{kb:>8} kB", alloc::format!("{name}:"));
+    }
+    s
+}
+
+/// `/proc/self/stat` (`fs/proc/array.c`, `do_task_stat`): 52 fields.
+fn stat(p: &Process) -> String {
+    let (vsize, rss_pages) = p.mm().map_or((0, 0), |mm| {
+        let st = mm.status();
+        (st.vm_size * 1024, st.vm_rss / 4)
+    });
+    let start_brk = p.brk_range();
+    let mut f: alloc::vec::Vec<String> = alloc::vec::Vec::new();
+    let pid = p.pid;
+    f.push(alloc::format!("{pid}"));
+    f.push(alloc::format!("({})", p.comm()));
+    f.push(String::from("R"));
+    f.push(alloc::format!("{}", p.ppid()));
+    // pgrp, session, tty_nr (ttyS0: 4, 64), tpgid, flags.
+    for v in [1u64, 1, (4 << 8) | 64, 1, 0x0040_0100] {
+        f.push(alloc::format!("{v}"));
+    }
+    f.push(alloc::format!("{}", p.min_flt.load(Relaxed)));
+    f.push(alloc::format!("{}", p.cmin_flt.load(Relaxed)));
+    // majflt, cmajflt, utime, stime, cutime, cstime, priority, nice,
+    // num_threads, itrealvalue, starttime.
+    for v in ["0", "0", "0", "0", "0", "0", "20", "0", "1", "0", "0"] {
+        f.push(String::from(v));
+    }
+    f.push(alloc::format!("{vsize}"));
+    f.push(alloc::format!("{rss_pages}"));
+    // rsslim, startcode, endcode, startstack, kstkesp, kstkeip, signal,
+    // blocked, sigignore, sigcatch, wchan, nswap, cnswap, exit_signal,
+    // processor, rt_priority, policy, delayacct_blkio_ticks, guest_time,
+    // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
+    // env_start, env_end, exit_code.
+    let blocked = p.signals.lock().blocked;
+    let rest = [
+        u64::MAX,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        blocked,
+        0,
+        0,
+        0,
+        0,
+        0,
+        17,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        start_brk.start,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    for v in rest {
+        f.push(alloc::format!("{v}"));
+    }
+    let mut s = f.join(" ");
+    s.push('\n');
+    s
+}
+
+fn cpuinfo() -> String {
+    use core::arch::x86_64::__cpuid;
+    let v = __cpuid(0);
+    let mut vendor = [0u8; 12];
+    vendor[..4].copy_from_slice(&v.ebx.to_le_bytes());
+    vendor[4..8].copy_from_slice(&v.edx.to_le_bytes());
+    vendor[8..].copy_from_slice(&v.ecx.to_le_bytes());
+    let l1 = __cpuid(1);
+    let family = ((l1.eax >> 8) & 0xf)
+        + if (l1.eax >> 8) & 0xf == 0xf {
+            (l1.eax >> 20) & 0xff
+        } else {
+            0
+        };
+    let model = ((l1.eax >> 4) & 0xf) | (((l1.eax >> 16) & 0xf) << 4);
+    let mut name = [0u8; 48];
+    if __cpuid(0x8000_0000).eax >= 0x8000_0004 {
+        for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+            let r = __cpuid(leaf);
+            for (j, w) in [r.eax, r.ebx, r.ecx, r.edx].iter().enumerate() {
+                name[i * 16 + j * 4..i * 16 + j * 4 + 4].copy_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+    let name = core::str::from_utf8(&name)
+        .unwrap_or("")
+        .trim_matches(char::from(0))
+        .trim();
+    // CPUID.1 EDX/ECX bits, named as Linux names them.
+    const EDX: [(u32, &str); 17] = [
+        (0, "fpu"),
+        (3, "pse"),
+        (4, "tsc"),
+        (5, "msr"),
+        (6, "pae"),
+        (8, "cx8"),
+        (9, "apic"),
+        (11, "sep"),
+        (13, "pge"),
+        (15, "cmov"),
+        (16, "pat"),
+        (19, "clflush"),
+        (23, "mmx"),
+        (24, "fxsr"),
+        (25, "sse"),
+        (26, "sse2"),
+        (28, "ht"),
+    ];
+    const ECX: [(u32, &str); 12] = [
+        (0, "pni"),
+        (1, "pclmulqdq"),
+        (9, "ssse3"),
+        (12, "fma"),
+        (13, "cx16"),
+        (19, "sse4_1"),
+        (20, "sse4_2"),
+        (22, "movbe"),
+        (23, "popcnt"),
+        (25, "aes"),
+        (28, "avx"),
+        (30, "rdrand"),
+    ];
+    let mut flags: alloc::vec::Vec<&str> = EDX
+        .iter()
+        .filter(|(b, _)| l1.edx & (1 << b) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    flags.extend(
+        ECX.iter()
+            .filter(|(b, _)| l1.ecx & (1 << b) != 0)
+            .map(|(_, n)| *n),
+    );
+    let ext = __cpuid(0x8000_0001);
+    for (b, n) in [(11u32, "syscall"), (20, "nx"), (29, "lm")] {
+        if ext.edx & (1 << b) != 0 {
+            flags.push(n);
+        }
+    }
+    let l7 = __cpuid(7);
+    for (b, n) in [
+        (7u32, "smep"),
+        (20, "smap"),
+        (5, "avx2"),
+        (3, "bmi1"),
+        (8, "bmi2"),
+    ] {
+        if l7.ebx & (1 << b) != 0 {
+            flags.push(n);
+        }
+    }
+    let mut s = String::new();
+    for cpu in 0..crate::percpu::nr_online_cpus() {
+        let _ = writeln!(s, "processor\t: {cpu}");
+        let _ = writeln!(
+            s,
+            "vendor_id\t: {}",
+            core::str::from_utf8(&vendor).unwrap_or("?")
+        );
+        let _ = writeln!(s, "cpu family\t: {family}");
+        let _ = writeln!(s, "model\t\t: {model}");
+        let _ = writeln!(s, "model name\t: {name}");
+        let _ = writeln!(s, "stepping\t: {}", l1.eax & 0xf);
+        let _ = writeln!(s, "physical id\t: 0");
+        let _ = writeln!(s, "siblings\t: {}", crate::percpu::nr_online_cpus());
+        let _ = writeln!(s, "core id\t\t: {cpu}");
+        let _ = writeln!(s, "cpu cores\t: {}", crate::percpu::nr_online_cpus());
+        let _ = writeln!(s, "fpu\t\t: yes");
+        let _ = writeln!(s, "flags\t\t: {}", flags.join(" "));
+        let _ = writeln!(s, "address sizes\t: 40 bits physical, 48 bits virtual");
+        let _ = writeln!(s);
     }
     s
 }

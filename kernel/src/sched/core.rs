@@ -279,6 +279,11 @@ pub(super) fn __schedule(preempt: bool) {
     percpu::set_current_ptr(Arc::as_ptr(&next));
     // CR3 and the kernel stack for entries from user mode (arch entry E1).
     crate::arch::entry::switch_mm(next.pgd.load(Ordering::Relaxed), next.kernel_entry_top());
+    // SAFETY: interrupts are off and the runqueue lock is held; `prev` ran
+    // on this CPU until now and `next` runs nowhere (it was queued, or is
+    // this CPU's idle task).
+    unsafe { crate::arch::fpu::FpuState::switch(&prev.fpu, &next.fpu) };
+    crate::arch::entry::load_fs_base(next.fs_base.load(Ordering::Relaxed));
     let prev_sp = prev.saved_sp.as_ptr();
     let next_sp = next.saved_sp.load(Ordering::Relaxed);
     rq.curr = Some(next);
@@ -375,6 +380,15 @@ pub fn switch_mm(pgd: u64) {
         }
         crate::arch::entry::switch_mm(pgd, t.kernel_entry_top());
     });
+    sync::irq_restore(irqs);
+}
+
+/// Sets the running task's user FS base (`arch_prctl(ARCH_SET_FS)`) and
+/// loads it now.
+pub fn set_fs_base(base: u64) {
+    let irqs = sync::irq_save();
+    with_current(|t| t.fs_base.store(base, Ordering::Relaxed));
+    crate::arch::entry::load_fs_base(base);
     sync::irq_restore(irqs);
 }
 

@@ -81,7 +81,7 @@ use alloc::sync::Arc;
 
 pub use self::core::{
     current, irqentry_exit_cond_resched, is_running, nr_queued, nr_tasks, schedule, scheduler_tick,
-    set_user_entry_top, switch_mm, try_to_wake_up, with_current,
+    set_fs_base, set_user_entry_top, switch_mm, try_to_wake_up, with_current,
 };
 pub use preempt::{PreemptGuard, preempt_disable, preempt_enable, preempt_enable_no_resched};
 pub use stack::StackError;

@@ -170,6 +170,11 @@ pub struct Task {
     /// (arch entry E2); 0: the stack top. Write: the task itself,
     /// interrupts off. Read: the context switch.
     pub(super) user_entry_top: AtomicU64,
+    /// The user's x87/SSE registers while the task is switched out.
+    pub(super) fpu: crate::arch::fpu::FpuState,
+    /// The user's FS base (`arch_prctl(ARCH_SET_FS)`), loaded into the
+    /// `FS_BASE` MSR at every switch to the task. Write: the task itself.
+    pub(super) fs_base: AtomicU64,
 }
 
 impl Task {
@@ -208,6 +213,8 @@ impl Task {
             nivcsw: AtomicU64::new(0),
             pgd: AtomicU64::new(0),
             user_entry_top: AtomicU64::new(0),
+            fpu: crate::arch::fpu::FpuState::new(),
+            fs_base: AtomicU64::new(0),
         }
     }
 
@@ -258,6 +265,11 @@ impl Task {
     }
 
     /// Where entries from user mode start on the kernel stack (0: none set).
+    pub fn fs_base(&self) -> u64 {
+        self.fs_base.load(Ordering::Relaxed)
+    }
+
+    /// The user-entry stack top (arch entry E2).
     pub fn user_entry_top(&self) -> u64 {
         self.user_entry_top.load(Ordering::Relaxed)
     }

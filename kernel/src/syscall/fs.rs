@@ -1,0 +1,628 @@
+//! File syscalls over the console, the initramfs (`crate::initramfs`) and
+//! the pseudo files (`process::procfs`). Every process's working directory
+//! is `/`; there are no symlinks, so `lstat` is `stat`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use mm::errno::Errno;
+
+use super::{
+    EBADF, EISDIR, EMFILE, ENODEV, ENOENT, ENOTDIR, ENOTTY, ERANGE, EROFS, ESPIPE, MAX_RW_COUNT,
+    PATH_MAX, SysResult, mm_of,
+};
+use crate::initramfs::{self, Node};
+use crate::process::{OpenData, OpenFile, Process, procfs};
+use crate::serial;
+use crate::uaccess::{copy_from_user, copy_to_user, strncpy_from_user};
+
+/// `AT_FDCWD`: relative paths start at the working directory.
+pub const AT_FDCWD: i32 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_EACCESS: u64 = 0x200;
+const AT_NO_AUTOMOUNT: u64 = 0x800;
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+const O_ACCMODE: u64 = 3;
+const O_CREAT: u64 = 0o100;
+const O_TRUNC: u64 = 0o1000;
+const O_APPEND: u64 = 0o2000;
+const O_NONBLOCK: u64 = 0o4000;
+const O_DIRECTORY: u64 = 0o200000;
+const O_CLOEXEC: u64 = 0o2000000;
+
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+
+/// Most descriptors a process has (`RLIMIT_NOFILE`'s default soft limit).
+const NR_OPEN: usize = 1024;
+
+/// Runs `f` on open file `fd`.
+fn with_file<R>(p: &Process, fd: u64, f: impl FnOnce(&mut OpenFile) -> R) -> Result<R, Errno> {
+    let mut files = p.files.lock();
+    let file = usize::try_from(fd)
+        .ok()
+        .and_then(|i| files.get_mut(i))
+        .and_then(|f| f.as_mut())
+        .ok_or(EBADF)?;
+    Ok(f(file))
+}
+
+/// Puts `file` in the lowest free descriptor at or above `min`.
+fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
+    let mut files = p.files.lock();
+    let slot = (min..NR_OPEN).find(|&i| files.get(i).is_none_or(|f| f.is_none()));
+    let Some(i) = slot else {
+        return Err(EMFILE);
+    };
+    if files.len() <= i {
+        files.resize(i + 1, None);
+    }
+    files[i] = Some(file);
+    Ok(i as u64)
+}
+
+pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    let (console, sysctl, mode) = with_file(p, fd, |f| {
+        (matches!(f.data, OpenData::Console), f.sysctl, f.flags & 3)
+    })?;
+    if mode == 0 {
+        return Err(EBADF);
+    }
+    let mm = mm_of(p)?;
+    if !console {
+        // Only /proc/sys/vm settings take a write: a decimal number.
+        let sysctl = sysctl.ok_or(EBADF)?;
+        let mut text = [0u8; 32];
+        let n = count.min(text.len() as u64) as usize;
+        copy_from_user(&mm, &mut text[..n], buf)?;
+        procfs::write_sysctl(sysctl, &text[..n])?;
+        return Ok(count);
+    }
+    let count = count.min(MAX_RW_COUNT);
+    let mut chunk = [0u8; 256];
+    let mut done = 0u64;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        if let Err(e) = copy_from_user(&mm, &mut chunk[..n], buf.wrapping_add(done)) {
+            // Linux: a partial write returns what was written.
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        serial::write_bytes(&chunk[..n]);
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// Reads from `fd` at `at` (its position if `None`, then advanced).
+fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
+    let count = count.min(MAX_RW_COUNT) as usize;
+    let (data, pos, mode) = with_file(p, fd, |f| (f.data.clone(), f.pos, f.flags & 3))?;
+    if mode == 1 {
+        return Err(EBADF);
+    }
+    match data {
+        OpenData::Dir(_) => return Err(EISDIR),
+        OpenData::Console => {
+            if at.is_some() {
+                return Err(ESPIPE);
+            }
+            // No input: end of file (after checking the buffer, as Linux
+            // does only when it has bytes to copy: it has none).
+            return Ok(0);
+        }
+        OpenData::Bytes(_) | OpenData::File(_) => {}
+    }
+    let mm = mm_of(p)?;
+    let start = at.map_or(pos, |a| a as usize);
+    let mut done = 0usize;
+    let mut chunk = alloc::vec![0u8; count.min(64 * 1024)];
+    while done < count {
+        let want = (count - done).min(chunk.len());
+        let n = data.read_at(start + done, &mut chunk[..want]);
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = copy_to_user(&mm, buf.wrapping_add(done as u64), &chunk[..n]) {
+            if done == 0 {
+                return Err(e);
+            }
+            break;
+        }
+        done += n;
+    }
+    if at.is_none() {
+        with_file(p, fd, |f| {
+            if f.pos == pos {
+                f.pos = pos + done;
+            }
+        })?;
+    }
+    Ok(done as u64)
+}
+
+pub fn sys_read(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    read_common(p, fd, buf, count, None)
+}
+
+pub fn sys_pread(p: &Process, fd: u64, buf: u64, count: u64, off: i64) -> SysResult {
+    if off < 0 {
+        return Err(Errno::EINVAL);
+    }
+    read_common(p, fd, buf, count, Some(off as u64))
+}
+
+/// Reads the `iovec` array (`base`, `len` pairs); Linux's checks: at most
+/// `UIO_MAXIOV` (1024) entries, no length above `isize::MAX`.
+fn iovecs(p: &Process, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
+    if cnt > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let mut bytes = alloc::vec![0u8; cnt as usize * 16];
+    copy_from_user(&mm, &mut bytes, iov)?;
+    let mut out = Vec::new();
+    let mut total = 0u64;
+    for c in bytes.chunks(16) {
+        let base = u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8]));
+        let len = u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8]));
+        if len > i64::MAX as u64 {
+            return Err(Errno::EINVAL);
+        }
+        // Linux truncates the total to MAX_RW_COUNT.
+        let len = len.min(MAX_RW_COUNT - total);
+        total += len;
+        out.push((base, len));
+    }
+    Ok(out)
+}
+
+fn vectored(
+    p: &Process,
+    fd: u64,
+    iov: u64,
+    cnt: u64,
+    op: fn(&Process, u64, u64, u64) -> SysResult,
+) -> SysResult {
+    with_file(p, fd, |_| ())?;
+    let mut done = 0;
+    for (base, len) in iovecs(p, iov, cnt)? {
+        if len == 0 {
+            continue;
+        }
+        match op(p, fd, base, len) {
+            Ok(n) => {
+                done += n;
+                if n < len {
+                    break;
+                }
+            }
+            Err(e) if done == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(done)
+}
+
+pub fn sys_readv(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
+    vectored(p, fd, iov, cnt, sys_read)
+}
+
+pub fn sys_writev(p: &Process, fd: u64, iov: u64, cnt: u64) -> SysResult {
+    vectored(p, fd, iov, cnt, sys_write)
+}
+
+/// Resolves `(dirfd, path)` to a normalized absolute path.
+fn resolve(p: &Process, dirfd: i32, raw: &[u8]) -> Result<String, Errno> {
+    if raw.first() == Some(&b'/') || dirfd == AT_FDCWD {
+        return initramfs::normalize(raw);
+    }
+    let dir = with_file(p, dirfd as u32 as u64, |f| match &f.data {
+        OpenData::Dir(path) => Ok(path.clone()),
+        _ => Err(ENOTDIR),
+    })??;
+    let mut full = dir.into_bytes();
+    full.push(b'/');
+    full.extend_from_slice(raw);
+    initramfs::normalize(&full)
+}
+
+/// `/proc/<own pid>/...` is `/proc/self/...`.
+fn proc_self(p: &Process, path: &str) -> String {
+    let own = alloc::format!("/proc/{}/", p.pid);
+    match path.strip_prefix(own.as_str()) {
+        Some(rest) => alloc::format!("/proc/self/{rest}"),
+        None => String::from(path),
+    }
+}
+
+/// What is at `path`: (data, st_mode, sysctl).
+fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::Sysctl>), Errno> {
+    let path = proc_self(p, path);
+    if let Some(data) = procfs::generate(p, path.as_bytes()) {
+        let sysctl = procfs::sysctl(path.as_bytes());
+        let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
+        return Ok((OpenData::Bytes(data), S_IFREG | mode, sysctl));
+    }
+    if procfs::is_dir(path.as_bytes()) {
+        return Ok((OpenData::Dir(path), S_IFDIR | 0o555, None));
+    }
+    match initramfs::lookup(&path) {
+        Some(Node::File(f, mode)) => Ok((OpenData::File(f), S_IFREG | mode, None)),
+        Some(Node::Dir) => Ok((OpenData::Dir(path), S_IFDIR | 0o755, None)),
+        None => Err(ENOENT),
+    }
+}
+
+pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, dirfd, &raw)?;
+    let acc = flags & O_ACCMODE;
+    let (data, mode, sysctl) = match open_node(p, &path) {
+        Ok(x) => x,
+        // Nothing is created: the file systems are read-only.
+        Err(e) if e == ENOENT && flags & O_CREAT != 0 => return Err(EROFS),
+        Err(e) => return Err(e),
+    };
+    let is_dir = matches!(data, OpenData::Dir(_));
+    if flags & O_DIRECTORY != 0 && !is_dir {
+        return Err(ENOTDIR);
+    }
+    if acc == 3 {
+        return Err(Errno::EINVAL);
+    }
+    if is_dir && (acc != 0 || flags & O_CREAT != 0) {
+        return Err(EISDIR);
+    }
+    if (acc != 0 || flags & O_TRUNC != 0) && sysctl.is_none() {
+        // /proc files refuse writes (EACCES); initramfs files are on a
+        // read-only file system.
+        return Err(if matches!(data, OpenData::Bytes(_)) {
+            Errno::EACCES
+        } else {
+            EROFS
+        });
+    }
+    let file = OpenFile {
+        data: if acc == 1 {
+            OpenData::Bytes(Vec::new())
+        } else {
+            data
+        },
+        pos: 0,
+        sysctl: if acc != 0 { sysctl } else { None },
+        cloexec: flags & O_CLOEXEC != 0,
+        flags: (flags & (O_ACCMODE | O_APPEND | O_NONBLOCK)) as u32,
+        mode,
+    };
+    install(p, file, 0)
+}
+
+pub fn sys_close(p: &Process, fd: u64) -> SysResult {
+    let mut files = p.files.lock();
+    let slot = usize::try_from(fd)
+        .ok()
+        .and_then(|i| files.get_mut(i))
+        .ok_or(EBADF)?;
+    slot.take().ok_or(EBADF).map(|_| 0)
+}
+
+/// `dup(fd)` (`new` None) or `dup3(fd, new, flags)`.
+pub fn sys_dup3(p: &Process, fd: u64, new: Option<u64>, flags: u64) -> SysResult {
+    if flags & !O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mut file = with_file(p, fd, |f| f.clone())?;
+    file.cloexec = flags & O_CLOEXEC != 0;
+    let Some(new) = new else {
+        return install(p, file, 0);
+    };
+    if new == fd {
+        return Err(Errno::EINVAL);
+    }
+    let i = usize::try_from(new)
+        .ok()
+        .filter(|&i| i < NR_OPEN)
+        .ok_or(EBADF)?;
+    let mut files = p.files.lock();
+    if files.len() <= i {
+        files.resize(i + 1, None);
+    }
+    files[i] = Some(file);
+    Ok(new)
+}
+
+pub fn sys_dup2(p: &Process, fd: u64, new: u64) -> SysResult {
+    if fd == new {
+        return with_file(p, fd, |_| fd);
+    }
+    sys_dup3(p, fd, Some(new), 0)
+}
+
+pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
+    with_file(p, fd, |f| {
+        let base = match (whence, &f.data) {
+            (_, OpenData::Console) => return Err(ESPIPE),
+            (0, _) => 0,
+            (1, _) => f.pos as i64,
+            // seq_file (/proc) does not support SEEK_END.
+            (2, OpenData::Bytes(_)) => return Err(Errno::EINVAL),
+            (2, d) => d.len() as i64,
+            _ => return Err(Errno::EINVAL),
+        };
+        let pos = base
+            .checked_add(off)
+            .filter(|p| *p >= 0)
+            .ok_or(Errno::EINVAL)?;
+        f.pos = pos as usize;
+        Ok(pos as u64)
+    })?
+}
+
+/// A `struct stat` (x86_64 layout, 144 bytes).
+fn stat_bytes(mode: u32, size: u64, ino: u64) -> [u8; 144] {
+    let mut b = [0u8; 144];
+    let put = |b: &mut [u8; 144], at: usize, v: u64, n: usize| {
+        b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
+    };
+    let console = mode & 0o170000 == 0o020000;
+    put(&mut b, 0, if console { 0x16 } else { 0x2 }, 8); // st_dev
+    put(&mut b, 8, ino, 8);
+    put(&mut b, 16, if mode & S_IFDIR != 0 { 2 } else { 1 }, 8); // st_nlink
+    put(&mut b, 24, u64::from(mode), 4);
+    if console {
+        put(&mut b, 40, (4 << 8) | 64, 8); // st_rdev: ttyS0 (4, 64)
+    }
+    put(&mut b, 48, size, 8);
+    put(&mut b, 56, if console { 1024 } else { 4096 }, 8); // st_blksize
+    put(&mut b, 64, size.div_ceil(512), 8); // st_blocks
+    b
+}
+
+/// A stable inode number for a path (FNV-1a).
+fn ino_of(path: &str) -> u64 {
+    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+        (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
+    }) & 0xffff_ffff
+}
+
+fn stat_of_file(f: &OpenFile, fd: u64) -> [u8; 144] {
+    // /proc files report size 0, as on Linux.
+    let size = match &f.data {
+        OpenData::File(d) => d.len() as u64,
+        _ => 0,
+    };
+    stat_bytes(f.mode, size, fd + 1000)
+}
+
+pub fn sys_fstat(p: &Process, fd: u64, st: u64) -> SysResult {
+    let bytes = with_file(p, fd, |f| stat_of_file(f, fd))?;
+    copy_to_user(&*mm_of(p)?, st, &bytes)?;
+    Ok(0)
+}
+
+fn stat_path(p: &Process, path: &str) -> Result<[u8; 144], Errno> {
+    let (data, mode, _) = open_node(p, path)?;
+    let size = match &data {
+        OpenData::File(d) => d.len() as u64,
+        _ => 0,
+    };
+    Ok(stat_bytes(mode, size, ino_of(path)))
+}
+
+pub fn sys_stat(p: &Process, path: u64, st: u64) -> SysResult {
+    sys_newfstatat(p, AT_FDCWD, path, st, 0)
+}
+
+pub fn sys_newfstatat(p: &Process, dirfd: i32, path: u64, st: u64, flags: u64) -> SysResult {
+    if flags & !(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let bytes = if raw.is_empty() && flags & AT_EMPTY_PATH != 0 {
+        if dirfd == AT_FDCWD {
+            stat_path(p, "/")?
+        } else {
+            let fd = dirfd as u32 as u64;
+            with_file(p, fd, |f| stat_of_file(f, fd))?
+        }
+    } else {
+        stat_path(p, &resolve(p, dirfd, &raw)?)?
+    };
+    copy_to_user(&mm, st, &bytes)?;
+    Ok(0)
+}
+
+pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64) -> SysResult {
+    if mode & !7 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let _ = AT_EACCESS;
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, dirfd, &raw)?;
+    let (_, st_mode, sysctl) = open_node(p, &path)?;
+    // W_OK on a read-only file system or /proc file: EROFS / EACCES.
+    if mode & 2 != 0 && sysctl.is_none() {
+        return Err(if path.starts_with("/proc") {
+            Errno::EACCES
+        } else {
+            EROFS
+        });
+    }
+    // X_OK (root): some execute bit, or a directory.
+    if mode & 1 != 0 && st_mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok(0)
+}
+
+pub fn sys_ioctl(p: &Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
+    const TCGETS: u64 = 0x5401;
+    const TIOCGWINSZ: u64 = 0x5413;
+    let console = with_file(p, fd, |f| matches!(f.data, OpenData::Console))?;
+    if !console {
+        return Err(ENOTTY);
+    }
+    let mm = mm_of(p)?;
+    match cmd & 0xffff_ffff {
+        TIOCGWINSZ => {
+            // rows, cols, xpixel, ypixel.
+            let ws: [u16; 4] = [24, 80, 0, 0];
+            let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
+            copy_to_user(&mm, arg, &bytes)?;
+            Ok(0)
+        }
+        TCGETS => {
+            // A serial console in cooked mode: c_iflag ICRNL|IXON, c_oflag
+            // OPOST|ONLCR, c_cflag B38400|CS8|CREAD|HUPCL, c_lflag
+            // ISIG|ICANON|ECHO|ECHOE|ECHOK|ECHOCTL|ECHOKE|IEXTEN.
+            let mut t = [0u8; 60];
+            for (i, v) in [0x0500u32, 0x5, 0x4bf, 0x8a3b].iter().enumerate() {
+                t[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            copy_to_user(&mm, arg, &t)?;
+            Ok(0)
+        }
+        _ => Err(ENOTTY),
+    }
+}
+
+/// `poll(fds, nfds, timeout)`: every open descriptor is ready for what it
+/// can do (the console reads end of file at once, files never block);
+/// a closed one reports `POLLNVAL`.
+pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout: i32) -> SysResult {
+    const POLLIN: u16 = 1;
+    const POLLOUT: u16 = 4;
+    const POLLNVAL: u16 = 0x20;
+    if nfds > NR_OPEN as u64 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let mut buf = alloc::vec![0u8; nfds as usize * 8];
+    copy_from_user(&mm, &mut buf, fds)?;
+    let mut ready = 0;
+    for e in buf.chunks_mut(8) {
+        let fd = i32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+        let events = u16::from_le_bytes([e[4], e[5]]);
+        let revents = if fd < 0 {
+            0
+        } else {
+            match with_file(p, fd as u64, |f| {
+                (f.flags & 3, matches!(f.data, OpenData::Dir(_)))
+            }) {
+                Err(_) => POLLNVAL,
+                Ok((acc, _)) => {
+                    let can = match acc {
+                        0 => POLLIN,
+                        1 => POLLOUT,
+                        _ => POLLIN | POLLOUT,
+                    };
+                    events & can
+                }
+            }
+        };
+        e[6..8].copy_from_slice(&revents.to_le_bytes());
+        if revents != 0 {
+            ready += 1;
+        }
+    }
+    copy_to_user(&mm, fds, &buf)?;
+    if ready == 0 && timeout != 0 {
+        // Nothing will ever become ready: sleep out the timeout.
+        if timeout < 0 {
+            crate::sched::sleep_ms(u64::MAX / 2_000_000);
+        } else {
+            crate::sched::sleep_ms(timeout as u64);
+        }
+    }
+    Ok(ready)
+}
+
+pub fn sys_fcntl(p: &Process, fd: u64, cmd: u32, arg: u64) -> SysResult {
+    const F_DUPFD: u32 = 0;
+    const F_GETFD: u32 = 1;
+    const F_SETFD: u32 = 2;
+    const F_GETFL: u32 = 3;
+    const F_SETFL: u32 = 4;
+    const F_DUPFD_CLOEXEC: u32 = 1030;
+    const FD_CLOEXEC: u64 = 1;
+    const O_LARGEFILE: u64 = 0o100000;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let min = usize::try_from(arg)
+                .ok()
+                .filter(|&m| m < NR_OPEN)
+                .ok_or(Errno::EINVAL)?;
+            let mut file = with_file(p, fd, |f| f.clone())?;
+            file.cloexec = cmd == F_DUPFD_CLOEXEC;
+            install(p, file, min)
+        }
+        F_GETFD => with_file(p, fd, |f| u64::from(f.cloexec)),
+        F_SETFD => with_file(p, fd, |f| {
+            f.cloexec = arg & FD_CLOEXEC != 0;
+            0
+        }),
+        // Linux reports O_LARGEFILE on 64-bit for files opened by open().
+        F_GETFL => with_file(p, fd, |f| {
+            u64::from(f.flags)
+                | if matches!(f.data, OpenData::Console) {
+                    0
+                } else {
+                    O_LARGEFILE
+                }
+        }),
+        F_SETFL => with_file(p, fd, |f| {
+            let settable = (O_APPEND | O_NONBLOCK) as u32;
+            f.flags = (f.flags & !settable) | (arg as u32 & settable);
+            0
+        }),
+        _ => {
+            with_file(p, fd, |_| ())?;
+            Err(Errno::EINVAL)
+        }
+    }
+}
+
+pub fn sys_getcwd(p: &Process, buf: u64, size: u64) -> SysResult {
+    if size < 2 {
+        return Err(ERANGE);
+    }
+    copy_to_user(&*mm_of(p)?, buf, b"/\0")?;
+    Ok(2)
+}
+
+pub fn sys_mkdirat(p: &Process, dirfd: i32, path: u64) -> SysResult {
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, dirfd, &raw)?;
+    if path.starts_with("/proc/") || path.starts_with("/sys/") {
+        return Err(if open_node(p, &path).is_ok() {
+            initramfs::EEXIST
+        } else {
+            ENOENT
+        });
+    }
+    initramfs::mkdir(&path).map(|()| 0)
+}
+
+/// `mount(source, target, fstype, flags, data)`: the pseudo file systems
+/// are always there, so mounting `proc`, `sysfs`, `devtmpfs` or `tmpfs`
+/// on an existing directory succeeds and changes nothing; other types are
+/// unknown (ENODEV).
+pub fn sys_mount(p: &Process, _source: u64, target: u64, fstype: u64) -> SysResult {
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, target, PATH_MAX)?;
+    let target = resolve(p, AT_FDCWD, &raw)?;
+    let fstype = strncpy_from_user(&mm, fstype, 256)?;
+    let (data, _, _) = open_node(p, &target)?;
+    if !matches!(data, OpenData::Dir(_)) {
+        return Err(ENOTDIR);
+    }
+    match fstype.as_slice() {
+        b"proc" | b"sysfs" | b"devtmpfs" | b"tmpfs" => Ok(0),
+        _ => Err(ENODEV),
+    }
+}

@@ -1,0 +1,431 @@
+//! The system-call table (Linux's `arch/x86/entry/syscall_64.c`): Linux
+//! x86_64 numbers and argument order, results in `rax`, errors as
+//! `-errno`. Anything a user program passes is checked; a bad pointer
+//! gives `-EFAULT` (`crate::uaccess`), never a kernel fault. Enough of
+//! Linux is here for unmodified static musl and Rust-std programs
+//! (`cargo run -- --init PROGRAM`).
+//!
+//! | nr  | name              | notes                                       |
+//! |-----|-------------------|---------------------------------------------|
+//! | 0   | read              | console: end of file; files, `/proc`        |
+//! | 1   | write             | console; `/proc/sys/vm` settings            |
+//! | 2   | open              | initramfs files and dirs, `/proc`, `/sys`   |
+//! | 3   | close             |                                             |
+//! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
+//! | 5   | fstat             |                                             |
+//! | 7   | poll              | every fd is always ready                    |
+//! | 8   | lseek             | ESPIPE on the console                       |
+//! | 9   | mmap              | anonymous mappings (`mm::vm`)               |
+//! | 10  | mprotect          |                                             |
+//! | 11  | munmap            |                                             |
+//! | 12  | brk               |                                             |
+//! | 13  | rt_sigaction      | recorded (`process::signal`)                |
+//! | 14  | rt_sigprocmask    | recorded                                    |
+//! | 16  | ioctl             | console: TIOCGWINSZ (80x24), TCGETS         |
+//! | 17  | pread64           |                                             |
+//! | 19  | readv             |                                             |
+//! | 20  | writev            |                                             |
+//! | 21  | access            | exists or ENOENT                            |
+//! | 24  | sched_yield       |                                             |
+//! | 25  | mremap            |                                             |
+//! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
+//! | 32  | dup               |                                             |
+//! | 33  | dup2              |                                             |
+//! | 35  | nanosleep         |                                             |
+//! | 39  | getpid            |                                             |
+//! | 56  | clone             | a plain fork (flags = exit signal), or      |
+//! |     |                   | CLONE_VFORK/CLONE_VM as vfork               |
+//! | 57  | fork              | copy-on-write (`Mm::fork`)                  |
+//! | 58  | vfork             | fork; the parent waits for exec or exit     |
+//! | 59  | execve            | a static ELF from the initramfs             |
+//! | 60  | exit              | (one thread per process: as exit_group)     |
+//! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
+//! | 62  | kill              | at the target's next kernel entry/exit      |
+//! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
+//! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
+//! | 79  | getcwd            | always `/`                                  |
+//! | 83  | mkdir             | in the initramfs tree                       |
+//! | 96  | gettimeofday      |                                             |
+//! | 97  | getrlimit         |                                             |
+//! | 98  | getrusage         | ru_minflt counted as Linux counts faults    |
+//! | 102.. | getuid, getgid, geteuid, getegid: 0 (root)                    |
+//! | 110 | getppid           |                                             |
+//! | 131 | sigaltstack       | recorded                                    |
+//! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
+//! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
+//! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
+//! | 186 | gettid            | = pid                                       |
+//! | 204 | sched_getaffinity |                                             |
+//! | 218 | set_tid_address   | recorded; returns the tid                   |
+//! | 228 | clock_gettime     | see `misc`: every clock counts from boot    |
+//! | 229 | clock_getres      |                                             |
+//! | 230 | clock_nanosleep   |                                             |
+//! | 231 | exit_group        |                                             |
+//! | 257 | openat            |                                             |
+//! | 258 | mkdirat           |                                             |
+//! | 262 | newfstatat        |                                             |
+//! | 269 | faccessat         |                                             |
+//! | 273 | set_robust_list   | recorded nowhere; checks the size           |
+//! | 292 | dup3              |                                             |
+//! | 302 | prlimit64         | own process only                            |
+//! | 318 | getrandom         | RDRAND                                      |
+//!
+//! Any other number returns `-ENOSYS`; the first call of each number is
+//! logged (a warning: hidden under `quiet`).
+//!
+//! # Context
+//!
+//! Entered from `arch::entry` with interrupts off on the task's kernel
+//! stack; runs with interrupts on (preemptible, may sleep); reschedules if
+//! asked before going back to user mode.
+
+mod fs;
+mod misc;
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use mm::errno::Errno;
+use mm::vm::{MapFlags, MremapFlags, Prot};
+
+use crate::arch::entry::PtRegs;
+use crate::process::{self, ExitStatus, Process};
+use crate::{percpu, sched};
+
+pub(crate) const ENOENT: Errno = Errno(2);
+pub(crate) const ESRCH: Errno = Errno(3);
+pub(crate) const E2BIG: Errno = Errno(7);
+pub(crate) const EBADF: Errno = Errno(9);
+pub(crate) const EPERM: Errno = Errno(1);
+pub(crate) const ENOTDIR: Errno = Errno(20);
+pub(crate) const EISDIR: Errno = Errno(21);
+pub(crate) const EMFILE: Errno = Errno(24);
+pub(crate) const ENOTTY: Errno = Errno(25);
+pub(crate) const ESPIPE: Errno = Errno(29);
+pub(crate) const EROFS: Errno = Errno(30);
+pub(crate) const ERANGE: Errno = Errno(34);
+pub(crate) const ENAMETOOLONG: Errno = Errno(36);
+pub(crate) const ENODEV: Errno = Errno(19);
+
+/// Most bytes one read or write moves (Linux's `MAX_RW_COUNT`).
+pub(crate) const MAX_RW_COUNT: u64 = 0x7fff_f000;
+/// Longest path (`PATH_MAX`).
+pub(crate) const PATH_MAX: usize = 4096;
+
+/// Numbers already logged as unknown: bit `nr` for `nr < 512`, bit 511 of
+/// the last word standing for every larger number.
+static ENOSYS_LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+pub(crate) type SysResult = Result<u64, Errno>;
+
+/// Called by the `SYSCALL` entry with the saved user registers.
+///
+/// # Safety
+///
+/// `regs` points at the `PtRegs` frame the entry code just pushed on the
+/// current task's kernel stack.
+pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) {
+    // SAFETY: by the contract: a valid, exclusive frame for this call.
+    let regs = unsafe { &mut *regs };
+    x86_64::instructions::interrupts::enable();
+    let args = [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9];
+    let Some(p) = process::current() else {
+        panic!(
+            "BUG: syscall {} from a thread without a process",
+            regs.orig_rax
+        );
+    };
+    let nr = regs.orig_rax;
+    // The calls that end the process own no value past this point: the
+    // frames in between are abandoned (`do_exit`).
+    let exit = match nr {
+        60 | 231 => Ok(ExitStatus::Exited(args[0] as i32)),
+        169 => check_reboot(&p, args).map(|()| ExitStatus::Exited(0)),
+        _ => Err(Errno::ENOSYS),
+    };
+    if let Ok(status) = exit {
+        drop(p);
+        process::do_exit(status);
+    }
+    let ret = match exit {
+        Err(e) if nr == 169 => Err(e),
+        _ => dispatch(&p, regs, nr, args),
+    };
+    let ret = match ret {
+        Ok(v) => v,
+        Err(e) => (-(e.0 as i64)) as u64,
+    };
+    // execve replaced the frame: the result is the new program's rax, 0.
+    if regs.orig_rax != 59 || ret > (-4096i64) as u64 {
+        regs.rax = ret;
+    }
+    process::check_pending_kill(p);
+    if percpu::need_resched() {
+        sched::schedule();
+    }
+    x86_64::instructions::interrupts::disable();
+}
+
+fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysResult {
+    match nr {
+        0 => fs::sys_read(p, a[0], a[1], a[2]),
+        1 => fs::sys_write(p, a[0], a[1], a[2]),
+        2 => fs::sys_openat(p, fs::AT_FDCWD, a[0], a[1]),
+        3 => fs::sys_close(p, a[0]),
+        4 | 6 => fs::sys_stat(p, a[0], a[1]),
+        5 => fs::sys_fstat(p, a[0], a[1]),
+        7 => fs::sys_poll(p, a[0], a[1], a[2] as i32),
+        8 => fs::sys_lseek(p, a[0], a[1] as i64, a[2]),
+        9 => sys_mmap(p, a),
+        10 => {
+            let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
+            mm_of(p)?.mprotect(a[0], a[1], prot).map(|()| 0)
+        }
+        11 => mm_of(p)?.munmap(a[0], a[1]).map(|()| 0),
+        12 => Ok(mm_of(p)?.brk(a[0])),
+        13 => misc::sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
+        14 => misc::sys_rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
+        16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
+        17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
+        19 => fs::sys_readv(p, a[0], a[1], a[2]),
+        20 => fs::sys_writev(p, a[0], a[1], a[2]),
+        21 => fs::sys_faccessat(p, fs::AT_FDCWD, a[0], a[1]),
+        24 => {
+            sched::yield_now();
+            Ok(0)
+        }
+        25 => {
+            let flags = MremapFlags::from_bits(a[3]).ok_or(Errno::EINVAL)?;
+            mm_of(p)?.mremap(a[0], a[1], a[2], flags, a[4])
+        }
+        28 => mm_of(p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
+        32 => fs::sys_dup3(p, a[0], None, 0),
+        33 => fs::sys_dup2(p, a[0], a[1]),
+        35 => misc::sys_nanosleep(p, a[0], a[1]),
+        39 => Ok(p.pid as u64),
+        56 => sys_clone(p, regs, a),
+        57 => process::fork(p, regs).map(u64::from),
+        58 => process::vfork(p, regs).map(u64::from),
+        59 => sys_execve(p, regs, a[0], a[1], a[2]),
+        61 => sys_wait4(p, a),
+        62 => misc::sys_kill(p, a[0] as i32, a[1]),
+        63 => misc::sys_uname(p, a[0]),
+        72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
+        79 => fs::sys_getcwd(p, a[0], a[1]),
+        83 => fs::sys_mkdirat(p, fs::AT_FDCWD, a[0]),
+        96 => misc::sys_gettimeofday(p, a[0], a[1]),
+        97 => misc::sys_prlimit64(p, 0, a[0], 0, a[1]),
+        98 => misc::sys_getrusage(p, a[0] as i64, a[1]),
+        102 | 104 | 107 | 108 => Ok(0),
+        110 => Ok(u64::from(p.ppid())),
+        131 => misc::sys_sigaltstack(p, a[0], a[1]),
+        158 => misc::sys_arch_prctl(p, a[0], a[1]),
+        165 => fs::sys_mount(p, a[0], a[1], a[2]),
+        186 => Ok(p.pid as u64),
+        204 => misc::sys_sched_getaffinity(p, a[0] as i32, a[1], a[2]),
+        218 => {
+            p.clear_child_tid.store(a[0], Ordering::Relaxed);
+            Ok(p.pid as u64)
+        }
+        228 => misc::sys_clock_gettime(p, a[0], a[1]),
+        229 => misc::sys_clock_getres(p, a[0], a[1]),
+        230 => misc::sys_clock_nanosleep(p, a[0], a[1], a[2], a[3]),
+        257 => fs::sys_openat(p, a[0] as i32, a[1], a[2]),
+        258 => fs::sys_mkdirat(p, a[0] as i32, a[1]),
+        262 => fs::sys_newfstatat(p, a[0] as i32, a[1], a[2], a[3]),
+        269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
+        273 => {
+            // sizeof(struct robust_list_head) on x86_64.
+            if a[1] != 24 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(0)
+        }
+        292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
+        302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
+        318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
+        _ => {
+            log_enosys(p, nr);
+            Err(Errno::ENOSYS)
+        }
+    }
+}
+
+pub(crate) fn mm_of(p: &Process) -> Result<Arc<process::KMm>, Errno> {
+    p.mm().ok_or(Errno::EFAULT)
+}
+
+fn log_enosys(p: &Process, nr: u64) {
+    let bit = nr.min(511);
+    let word = &ENOSYS_LOGGED[(bit / 64) as usize];
+    let mask = 1u64 << (bit % 64);
+    if word.fetch_or(mask, Ordering::Relaxed) & mask == 0 {
+        log::warn!(
+            "{}[{}]: unknown syscall {nr}: -ENOSYS (logged once)",
+            p.comm(),
+            p.pid
+        );
+    }
+}
+
+/// `clone(flags, stack, ..)`: a plain fork, `flags` holding just the exit
+/// signal (glibc's `fork()` passes SIGCHLD), optionally on a new stack; or
+/// `CLONE_VFORK` (with or without `CLONE_VM`), done as [`process::vfork`]
+/// on a copy of the address space. Linux's invalid combinations give
+/// EINVAL; threads, namespaces and the other sharing flags are not
+/// supported here: ENOSYS.
+fn sys_clone(p: &Process, regs: &PtRegs, a: [u64; 6]) -> SysResult {
+    const CSIGNAL: u64 = 0xff;
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_FS: u64 = 0x200;
+    const CLONE_SIGHAND: u64 = 0x800;
+    const CLONE_VFORK: u64 = 0x4000;
+    const CLONE_THREAD: u64 = 0x10000;
+    const CLONE_NEWNS: u64 = 0x20000;
+    let flags = a[0];
+    let invalid = flags & (CLONE_NEWNS | CLONE_FS) == (CLONE_NEWNS | CLONE_FS)
+        || (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
+        || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
+        || (flags & CSIGNAL) > 64
+        || flags >> 32 != 0;
+    if invalid {
+        return Err(Errno::EINVAL);
+    }
+    let vfork = flags & CLONE_VFORK != 0;
+    if flags & !(CSIGNAL | CLONE_VFORK | if vfork { CLONE_VM } else { 0 }) != 0 {
+        return Err(Errno::ENOSYS);
+    }
+    let mut regs = *regs;
+    if a[1] != 0 {
+        regs.rsp = a[1];
+    }
+    if vfork {
+        process::vfork(p, &regs).map(u64::from)
+    } else {
+        process::fork(p, &regs).map(u64::from)
+    }
+}
+
+/// Most arguments plus environment strings `execve` takes (Linux's limit
+/// is a quarter of the stack rlimit; ours is the initial stack's size).
+const MAX_ARG_BYTES: usize = 96 * 1024;
+
+/// Reads a NULL-terminated array of string pointers (argv, envp).
+fn user_strings(
+    mm: &process::KMm,
+    mut at: u64,
+    total: &mut usize,
+) -> Result<alloc::vec::Vec<alloc::string::String>, Errno> {
+    let mut out = alloc::vec::Vec::new();
+    if at == 0 {
+        return Ok(out);
+    }
+    loop {
+        let mut w = [0u8; 8];
+        crate::uaccess::copy_from_user(mm, &mut w, at)?;
+        let ptr = u64::from_le_bytes(w);
+        if ptr == 0 {
+            return Ok(out);
+        }
+        let s = crate::uaccess::strncpy_from_user(mm, ptr, MAX_ARG_BYTES)
+            .map_err(|e| if e == ENAMETOOLONG { E2BIG } else { e })?;
+        *total += s.len() + 1 + 8;
+        if *total > MAX_ARG_BYTES {
+            return Err(E2BIG);
+        }
+        out.push(alloc::string::String::from_utf8_lossy(&s).into_owned());
+        at = at.checked_add(8).ok_or(Errno::EFAULT)?;
+    }
+}
+
+/// `execve(path, argv, envp)`: replaces the program with the static ELF
+/// at `path` in the initramfs. Errors (Linux's): ENOENT, EACCES (a
+/// directory or a file without execute permission), ENOEXEC (not a static
+/// x86_64 ELF), E2BIG, EFAULT; then the old program goes on. On success the
+/// syscall "returns" into the new program: the frame gets its entry,
+/// stack and zeroed registers.
+fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -> SysResult {
+    const EACCES: Errno = Errno(13);
+    let mm = mm_of(p)?;
+    let raw = crate::uaccess::strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = crate::initramfs::normalize(&raw)?;
+    let mut total = 0;
+    let argv = user_strings(&mm, argv, &mut total)?;
+    let envp = user_strings(&mm, envp, &mut total)?;
+    drop(mm);
+    let elf = match crate::initramfs::lookup(&path) {
+        Some(crate::initramfs::Node::File(data, mode)) if mode & 0o111 != 0 => data,
+        Some(_) => return Err(EACCES),
+        None => return Err(ENOENT),
+    };
+    let image = process::exec(p, &elf, &argv, &envp)?;
+    *regs = PtRegs {
+        rip: image.entry,
+        rsp: image.sp,
+        rflags: 0x202,
+        cs: crate::arch::entry::USER_CS,
+        ss: crate::arch::entry::USER_SS,
+        orig_rax: 59,
+        ..PtRegs::default()
+    };
+    Ok(0)
+}
+
+/// `wait4(pid, wstatus, options, rusage)`.
+fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
+    const WUNTRACED: u64 = 2;
+    const WCONTINUED: u64 = 8;
+    const WNOTHREAD: u64 = 0x2000_0000;
+    const WALL: u64 = 0x4000_0000;
+    const WCLONE: u64 = 0x8000_0000;
+    let (pid, wstatus, options, rusage) = (a[0] as i32 as i64, a[1], a[2], a[3]);
+    let known = process::WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE;
+    if options & !known != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if pid == i64::from(i32::MIN) {
+        return Err(ESRCH);
+    }
+    let before = p.cmin_flt.load(Ordering::Relaxed);
+    let Some((child, status)) = process::wait_child(p, pid, options)? else {
+        return Ok(0);
+    };
+    let mm = mm_of(p)?;
+    if wstatus != 0 {
+        crate::uaccess::copy_to_user(&mm, wstatus, &status.to_wait_status().to_le_bytes())?;
+    }
+    if rusage != 0 {
+        // The reaped child's own faults (and its children's).
+        let minflt = p.cmin_flt.load(Ordering::Relaxed) - before;
+        crate::uaccess::copy_to_user(&mm, rusage, &misc::rusage_bytes(minflt))?;
+    }
+    Ok(u64::from(child))
+}
+
+fn sys_mmap(p: &Process, a: [u64; 6]) -> SysResult {
+    let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
+    let flags = MapFlags::from_bits_retain(a[3]);
+    mm_of(p)?.mmap(a[0], a[1], prot, flags, a[4] as i32 as i64, a[5])
+}
+
+/// `reboot(magic, magic2, cmd, arg)`: Ok if it ends init (the caller
+/// exits with status 0), Linux's EINVAL for bad magic or an unknown cmd.
+fn check_reboot(p: &Process, a: [u64; 6]) -> Result<(), Errno> {
+    const MAGIC1: u64 = 0xfee1_dead;
+    const MAGIC2: [u64; 4] = [672_274_793, 85_072_278, 369_367_448, 537_993_216];
+    const CMD_RESTART: u64 = 0x0123_4567;
+    const CMD_HALT: u64 = 0xcdef_0123;
+    const CMD_POWER_OFF: u64 = 0x4321_fedc;
+    if a[0] as u32 as u64 != MAGIC1 || !MAGIC2.contains(&(a[1] as u32 as u64)) {
+        return Err(Errno::EINVAL);
+    }
+    match a[2] as u32 as u64 {
+        CMD_POWER_OFF | CMD_HALT | CMD_RESTART => {
+            if crate::cmdline::get().shows_info() {
+                crate::println!("reboot: Power down (requested by {}[{}])", p.comm(), p.pid);
+            }
+            Ok(())
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
