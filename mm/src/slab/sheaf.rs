@@ -30,6 +30,9 @@
 //!    block (the relock after a refill, prefill, return); `lock_on` to flush
 //!    any CPU's sheaves from the calling one (shrink, destroy), which makes
 //!    that CPU's trylocks fail meanwhile (its objects take the slab path);
+//!    it also guards that CPU's `AllocPcs` and `FreePcs` counter slots,
+//!    which the fast paths bump with a plain load and store under it
+//!    (`SlabStats::inc_locked`);
 //! 2. the barn lock (interrupts off);
 //! 3. the slab layer's locks (`list_lock`).
 //!
