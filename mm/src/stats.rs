@@ -73,12 +73,22 @@ struct CpuCounters<const N: usize>([AtomicU64; N]);
 /// A block of `N` counters per CPU, summed when read (`this_cpu_inc` of a
 /// per-CPU `stat[]`, `CONFIG_SLUB_STATS`).
 ///
-/// Write: [`PerCpuCounters::add`] with the writer's CPU, a relaxed
-/// `fetch_add` on that CPU's line. Not a plain load and store: an
-/// interrupt or a task that migrated after reading its CPU id may add to
-/// the same slot meanwhile, and Linux's single-instruction `this_cpu_inc`
-/// (which is safe against both) has no portable Rust equivalent. The line
-/// stays in the writer's cache, so the atomic costs no transfer.
+/// Write, one of two ways, chosen per counter (never both for one counter
+/// of one block):
+/// - [`PerCpuCounters::add`] with the writer's CPU, a relaxed `fetch_add`
+///   on that CPU's line. Not a plain load and store: an interrupt or a
+///   task that migrated after reading its CPU id may add to the same slot
+///   meanwhile, and Linux's single-instruction `this_cpu_inc` (which is
+///   safe against both) has no portable Rust equivalent. The line stays in
+///   the writer's cache, so the atomic costs no transfer, but it is still
+///   a locked instruction (a full barrier on x86).
+/// - [`PerCpuCounters::add_locked`]: a Relaxed load and a Relaxed store
+///   (`__this_cpu_add` under a lock), for a counter whose every writer
+///   holds one lock per CPU slot, such as SLUB's sheaf counters under that
+///   CPU's sheaves lock: the lock excludes the interrupt and the migrated
+///   task above, and orders successive holders (its Acquire pairs with the
+///   previous holder's Release), so no count is lost.
+///
 /// Read: [`PerCpuCounters::get`], a racy sum (Relaxed); each slot only
 /// grows, so a sum never goes below an earlier sum of the same counter.
 pub struct PerCpuCounters<const N: usize> {
@@ -101,6 +111,20 @@ impl<const N: usize> PerCpuCounters<N> {
     #[inline]
     pub fn add(&self, cpu: CpuId, i: usize, n: u64) {
         self.cpus[cpu.index()].0[i].fetch_add(n, Relaxed);
+    }
+
+    /// Adds `n` to counter `i` of `cpu` with a plain load and store.
+    ///
+    /// The caller holds a lock that every writer of counter `i` of `cpu`
+    /// holds while writing it (for SLUB, `cpu`'s sheaves lock), so that no
+    /// other write falls between the load and the store; `cpu` need not be
+    /// the caller's CPU (a remote holder of that lock writes the same
+    /// slot). Breaking this loses counts, nothing worse: both accesses are
+    /// atomic, so readers see the old or the new value, never a torn one.
+    #[inline]
+    pub fn add_locked(&self, cpu: CpuId, i: usize, n: u64) {
+        let slot = &self.cpus[cpu.index()].0[i];
+        slot.store(slot.load(Relaxed).wrapping_add(n), Relaxed);
     }
 
     /// The sum of counter `i` over all CPUs (racy snapshot).
@@ -132,6 +156,18 @@ mod tests {
         assert_eq!(c.get(0), 0);
         assert_eq!(c.get(1), 4000);
         assert_eq!(c.get(2), 1 + 2 + 3);
+        // add_locked: each thread is the only writer of its own slot.
+        std::thread::scope(|s| {
+            for cpu in 0..4u32 {
+                let c = &c;
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        c.add_locked(CpuId::new(cpu), 0, 2);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.get(0), 8000);
         // Each CPU's block starts a line and fills whole lines (no sharing).
         assert_eq!(core::mem::size_of::<CpuCounters<3>>(), 64);
         for cpu in &c.cpus[..] {

@@ -438,8 +438,25 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         unsafe { core::ptr::write_bytes(obj as *mut u8, byte, len) };
     }
 
+    /// Whether the cache has debug flags (`kmem_cache_debug`): the debug
+    /// hooks below test this inline and do their work out of line, so
+    /// that the fast paths of other caches pay one test per hook.
+    #[inline]
+    fn is_debug(&self) -> bool {
+        self.flags
+            .intersects(SlabFlags::RED_ZONE | SlabFlags::POISON)
+    }
+
     /// Debug preparation of an object entering the free state.
+    #[inline]
     fn debug_mark_free(&self, obj: u64) {
+        if self.is_debug() {
+            self.mark_free_debug(obj);
+        }
+    }
+
+    #[cold]
+    fn mark_free_debug(&self, obj: u64) {
         if self.flags.contains(SlabFlags::POISON) {
             let n = self.layout.object_size;
             self.fill(obj, n - 1, POISON_FREE);
@@ -451,7 +468,15 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// Debug checks of an object leaving the free state (allocation).
+    #[inline]
     fn debug_check_alloc(&self, obj: u64) {
+        if self.is_debug() {
+            self.check_alloc_debug(obj);
+        }
+    }
+
+    #[cold]
+    fn check_alloc_debug(&self, obj: u64) {
         if self.flags.contains(SlabFlags::POISON) {
             let n = self.layout.object_size;
             // SAFETY: the object is free and ours to read, n bytes long.
@@ -543,9 +568,11 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if let Some(sh) = &self.sheaves
             && let Some(obj) = self.alloc_from_pcs(sh, gfp)
         {
+            // Counted as `AllocPcs` under the sheaves lock (stats.rs).
             return self.post_alloc(obj, gfp);
         }
         let obj = self.alloc_classic(gfp)?;
+        self.stat(SlabStat::Allocs);
         self.post_alloc(obj, gfp)
     }
 
@@ -566,12 +593,14 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         Some(obj)
     }
 
+    /// Debug checks and zeroing of an object being handed out; the
+    /// caller has counted it.
+    #[inline]
     fn post_alloc(&self, obj: u64, gfp: Gfp) -> Option<NonNull<u8>> {
         self.debug_check_alloc(obj);
         if gfp.contains(Gfp::ZERO) {
             self.fill(obj, self.layout.object_size, 0);
         }
-        self.stat(SlabStat::Allocs);
         NonNull::new(obj as *mut u8)
     }
 
@@ -686,8 +715,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         if let Some(sh) = &self.sheaves
             && self.free_to_pcs(sh, addr)
         {
-            self.account_free();
-            return;
+            return; // Counted as `FreePcs` under the sheaves lock.
         }
         if self.free_classic(slab, addr, caller) {
             self.account_free();
@@ -761,7 +789,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// Red-zone checks at free; false if the free must be refused.
+    #[inline]
     fn debug_check_free(&self, addr: u64, caller: &'static Location<'static>) -> bool {
+        !self.is_debug() || self.check_free_debug(addr, caller)
+    }
+
+    #[cold]
+    fn check_free_debug(&self, addr: u64, caller: &'static Location<'static>) -> bool {
         let Some(rz) = self.layout.red_zone else {
             return true;
         };

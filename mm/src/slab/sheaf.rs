@@ -30,6 +30,9 @@
 //!    block (the relock after a refill, prefill, return); `lock_on` to flush
 //!    any CPU's sheaves from the calling one (shrink, destroy), which makes
 //!    that CPU's trylocks fail meanwhile (its objects take the slab path);
+//!    it also guards that CPU's `AllocPcs` and `FreePcs` counter slots,
+//!    which the fast paths bump with a plain load and store under it
+//!    (`SlabStats::inc_locked`);
 //! 2. the barn lock (interrupts off);
 //! 3. the slab layer's locks (`list_lock`).
 //!
@@ -101,14 +104,29 @@ impl Sheaf {
 
     #[inline]
     fn push(&mut self, obj: u64) {
-        self.objects[self.size] = obj;
-        self.size += 1;
+        let pushed = self.try_push(obj);
+        assert!(pushed, "push onto a full sheaf");
+    }
+
+    /// Pushes `obj` unless the sheaf is full (one bounds check).
+    #[inline]
+    fn try_push(&mut self, obj: u64) -> bool {
+        match self.objects.get_mut(self.size) {
+            Some(slot) => {
+                *slot = obj;
+                self.size += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     #[inline]
     fn pop(&mut self) -> Option<u64> {
-        self.size = self.size.checked_sub(1)?;
-        Some(self.objects[self.size])
+        let top = self.size.checked_sub(1)?;
+        let obj = *self.objects.get(top)?;
+        self.size = top;
+        Some(obj)
     }
 }
 
@@ -305,15 +323,33 @@ impl<P: Platform> KmemCache<'_, P> {
     // ----- the allocation side -----
 
     /// Allocates from this CPU's sheaves (`alloc_from_pcs`); `None` sends
-    /// the caller to the slab path.
+    /// the caller to the slab path. Counts the object (`AllocPcs`, which
+    /// reads as `Allocs` too) under the lock: the only counter written.
+    #[inline]
     pub(super) fn alloc_from_pcs(&self, sh: &Sheaves, gfp: Gfp) -> Option<u64> {
-        let platform = self.pa.platform();
-        let mut pcs = sh.pcs.try_lock(platform)?;
-        if pcs.main.size == 0 {
-            pcs = self.replace_empty_main(sh, pcs, gfp)?;
+        let mut pcs = sh.pcs.try_lock(self.pa.platform())?;
+        match pcs.main.pop() {
+            Some(obj) => {
+                self.stats.inc_locked(pcs.cpu(), SlabStat::AllocPcs);
+                Some(obj)
+            }
+            None => self.alloc_from_pcs_slow(sh, pcs, gfp),
         }
+    }
+
+    /// [`KmemCache::alloc_from_pcs`] with an empty main sheaf.
+    #[inline(never)]
+    fn alloc_from_pcs_slow<'g>(
+        &'g self,
+        sh: &'g Sheaves,
+        pcs: PcsGuard<'g, P>,
+        gfp: Gfp,
+    ) -> Option<u64> {
+        // The lock may have been dropped and re-taken on another CPU: count
+        // under the guard we get back.
+        let mut pcs = self.replace_empty_main(sh, pcs, gfp)?;
         let obj = pcs.main.pop().expect("main refilled above");
-        self.stats.inc(pcs.cpu(), SlabStat::AllocPcs);
+        self.stats.inc_locked(pcs.cpu(), SlabStat::AllocPcs);
         Some(obj)
     }
 
@@ -376,19 +412,29 @@ impl<P: Platform> KmemCache<'_, P> {
 
     /// Frees into this CPU's sheaves (`free_to_pcs`); `false` sends the
     /// caller to the slab path.
+    /// Counts the object (`FreePcs`, which reads as `Frees` too) under the
+    /// lock: the only counter written.
+    #[inline]
     pub(super) fn free_to_pcs(&self, sh: &Sheaves, obj: u64) -> bool {
-        let platform = self.pa.platform();
-        let Some(mut pcs) = sh.pcs.try_lock(platform) else {
+        let Some(mut pcs) = sh.pcs.try_lock(self.pa.platform()) else {
             return false;
         };
-        if pcs.main.is_full() {
-            match self.replace_full_main(sh, pcs) {
-                Some(p) => pcs = p,
-                None => return false,
-            }
+        if pcs.main.try_push(obj) {
+            self.stats.inc_locked(pcs.cpu(), SlabStat::FreePcs);
+            return true;
         }
+        self.free_to_pcs_slow(sh, pcs, obj)
+    }
+
+    /// [`KmemCache::free_to_pcs`] with a full main sheaf.
+    #[inline(never)]
+    fn free_to_pcs_slow<'g>(&'g self, sh: &'g Sheaves, pcs: PcsGuard<'g, P>, obj: u64) -> bool {
+        // As in alloc_from_pcs_slow, count under the guard we get back.
+        let Some(mut pcs) = self.replace_full_main(sh, pcs) else {
+            return false;
+        };
         pcs.main.push(obj);
-        self.stats.inc(pcs.cpu(), SlabStat::FreePcs);
+        self.stats.inc_locked(pcs.cpu(), SlabStat::FreePcs);
         true
     }
 
@@ -518,6 +564,7 @@ impl<P: Platform> KmemCache<'_, P> {
     /// `None` only when the sheaf is empty. Only `Gfp::ZERO` matters.
     pub fn alloc_from_sheaf(&self, sheaf: &mut Sheaf, gfp: Gfp) -> Option<NonNull<u8>> {
         let obj = sheaf.pop()?;
+        self.stat(SlabStat::Allocs);
         self.post_alloc(obj, gfp)
     }
 

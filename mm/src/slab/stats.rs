@@ -31,9 +31,12 @@ define_stats! {
         FreeSlab => "free_slab",
         /// CPU slab handed back to the node (`deactivate_slab`).
         DeactivateSlab => "deactivate_slab",
-        /// Objects allocated (all paths).
+        /// Objects allocated (all paths). Stored: allocations not served by
+        /// the main sheaf; read ([`SlabStats::get`]): those plus `AllocPcs`,
+        /// so that the sheaf fast path writes one counter, not two.
         Allocs => "allocs",
-        /// Objects freed (all paths).
+        /// Objects freed (all paths); stored and read as `Allocs`, with
+        /// `FreePcs`.
         Frees => "frees",
         /// Free of a pointer that is not an object of this cache (refused).
         BadFree => "bad_free",
@@ -45,9 +48,11 @@ define_stats! {
         RedzoneCorrupt => "redzone_corrupt",
         /// Poison of a free object was overwritten: use after free (debug caches).
         PoisonCorrupt => "poison_corrupt",
-        /// Object taken from this CPU's main sheaf (`ALLOC_PCS`).
+        /// Object taken from this CPU's main sheaf (`ALLOC_PCS`). Write:
+        /// holds that CPU's sheaves lock ([`SlabStats::inc_locked`]).
         AllocPcs => "alloc_cpu_sheaf",
-        /// Object put into this CPU's main sheaf (`FREE_PCS`).
+        /// Object put into this CPU's main sheaf (`FREE_PCS`). Write: as
+        /// `AllocPcs`.
         FreePcs => "free_cpu_sheaf",
         /// Objects put into sheaves by refills from slabs (`SHEAF_REFILL`).
         SheafRefill => "sheaf_refill",
@@ -91,6 +96,16 @@ impl SlabStats {
         self.0.add(cpu, s as usize, 1);
     }
 
+    /// Counts one event on `cpu` with a plain load and store
+    /// ([`PerCpuCounters::add_locked`]): for `AllocPcs` and `FreePcs`, and
+    /// only by a holder of `cpu`'s sheaves lock, which every writer of
+    /// those two counters holds (no `inc`/`add` of them anywhere).
+    #[inline]
+    pub(super) fn inc_locked(&self, cpu: CpuId, s: SlabStat) {
+        debug_assert!(matches!(s, SlabStat::AllocPcs | SlabStat::FreePcs));
+        self.0.add_locked(cpu, s as usize, 1);
+    }
+
     /// Counts `n` events on `cpu`.
     #[inline]
     pub(super) fn add(&self, cpu: CpuId, s: SlabStat, n: u64) {
@@ -98,7 +113,14 @@ impl SlabStats {
     }
 
     /// The current value of a counter, summed over the CPUs (racy snapshot).
+    /// `Allocs` and `Frees` include the sheaf fast path's `AllocPcs` and
+    /// `FreePcs`, which that path counts instead of them.
     pub fn get(&self, s: SlabStat) -> u64 {
-        self.0.get(s as usize)
+        let raw = |s: SlabStat| self.0.get(s as usize);
+        match s {
+            SlabStat::Allocs => raw(s).wrapping_add(raw(SlabStat::AllocPcs)),
+            SlabStat::Frees => raw(s).wrapping_add(raw(SlabStat::FreePcs)),
+            _ => raw(s),
+        }
     }
 }
