@@ -113,8 +113,8 @@ fn main() {
     );
     println!();
     println!(
-        "{:<26} {:>8} {:>14} {:>10} {:>10} {:>9} {:>8}",
-        "variant", "reclaim", "VmSize kB", "VmRSS kB", "VmPTE kB", "loop s", "on/off"
+        "{:<26} {:>8} {:>14} {:>10} {:>10} {:>9} {:>9} {:>8}",
+        "variant", "reclaim", "VmSize kB", "VmRSS kB", "VmPTE kB", "loop s", "ns/chunk", "on/off"
     );
     let only = std::env::var("PT_RECLAIM_ONLY").ok();
     let mode = std::env::var("PT_RECLAIM_MODE").ok();
@@ -135,8 +135,15 @@ fn main() {
                 _ => String::new(),
             };
             println!(
-                "{:<26} {:>8} {:>14} {:>10} {:>10} {:>9.2} {:>8}",
-                name, label, r.vm_size, r.vm_rss, r.vm_pte, r.secs, ratio
+                "{:<26} {:>8} {:>14} {:>10} {:>10} {:>9.2} {:>9.0} {:>8}",
+                name,
+                label,
+                r.vm_size,
+                r.vm_rss,
+                r.vm_pte,
+                r.secs,
+                r.secs * 1e9 / chunks as f64,
+                ratio
             );
         }
     }
