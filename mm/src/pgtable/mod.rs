@@ -489,7 +489,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// 512 entries; only if every one is none clear the PMD and queue the
     /// table on `tlb`. False if the table is gone or not empty.
     pub fn try_free_pte_table(&self, tlb: &mut MmuGather<'_, '_, P>, addr: u64) -> bool {
-        let _rcu = self.rcu.read_lock();
+        let rcu = self.rcu.read_lock();
         let Some(pmd) = self.slot(addr, Level::Pmd) else {
             return false;
         };
@@ -509,6 +509,11 @@ impl<'a, P: Platform> PageTable<'a, P> {
         }
         drop(ptl);
         drop(pml);
+        // The table is unlinked and ours (only the clearer of the PMD
+        // frees it): leave the read-side section before queueing it,
+        // because without a batch page the gather waits for a grace
+        // period in place (`tlb_remove_table_one()`).
+        drop(rcu);
         if !empty {
             self.inc(PtStat::PtReclaimSlowFail, 1);
             return false;

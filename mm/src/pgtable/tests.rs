@@ -364,3 +364,38 @@ fn without_a_batch_page_a_table_is_freed_alone_after_flush_and_grace_period() {
     rcu.rcu_barrier();
     assert_eq!(pt.pgtables_bytes(), 0);
 }
+
+#[test]
+fn slow_path_reclaim_without_a_batch_page_waits_outside_rcu() {
+    let (pa, rcu) = machine(1);
+    let pt = PageTable::new(&pa, &rcu, 1).unwrap();
+    pt.pte_alloc_map_lock(0x1000)
+        .unwrap()
+        .set(0x1000, special(50, PteFlags::empty()));
+    pt.pte_offset_map_lock(0x1000)
+        .unwrap()
+        .get_and_clear(0x1000);
+    let table = pt.pte_offset_map_lock(0x1000).unwrap().table_pfn();
+    let mut held = Vec::new();
+    for gfp in [Gfp::KERNEL, Gfp::NOWAIT] {
+        while let Ok(pfn) = pa.alloc_pages(gfp, 0) {
+            held.push(pfn);
+        }
+    }
+    let mut tlb = MmuGather::new(&pt, false);
+    assert!(pt.try_free_pte_table(&mut tlb, 0x1000));
+    assert_eq!(pt.stat(PtStat::TableBatchNoMem), 1);
+    // The in-place grace period was a real one, not refused as a sleep
+    // inside a read-side section.
+    assert_eq!(rcu.stats().get(crate::rcu::RcuStat::BlockedInReader), 0);
+    assert_eq!(
+        pa.memmap().page(table).flags() & PageFlags::PGTABLE,
+        PageFlags::empty()
+    );
+    tlb.finish();
+    for pfn in held {
+        pa.free_pages(pfn, 0).unwrap();
+    }
+    teardown(&pt, 0, PMD_SIZE);
+    rcu.rcu_barrier();
+}
