@@ -71,11 +71,24 @@ define_stats! {
         PtReclaimFast => "pt_reclaim_fast",
         PtReclaimSlow => "pt_reclaim_slow",
         PtReclaimSlowFail => "pt_reclaim_slow_fail",
+        /// No page for an mmu_gather table batch: the table was freed on
+        /// its own after a flush and an in-place grace period
+        /// (`tlb_remove_table_one()`).
+        TableBatchNoMem => "pgtable_batch_nomem",
     }
 }
 
-/// What a freed table's entries are overwritten with.
+/// What a freed table's entries are overwritten with when
+/// [`POISON_FREED_TABLES`] is on.
 pub const TABLE_POISON: u64 = 0x6b6b_6b6b_6b6b_6b6b;
+
+/// Whether freed tables are poisoned: in debug builds (every `cargo test`
+/// build, host and kernel), so that tests can catch a walker that reads a
+/// table after its grace period; not in release builds, because Linux
+/// writes nothing into a page table it frees (only the page allocator's
+/// debug options, `init_on_free` and page poisoning, do), and 512 stores
+/// per table are most of what freeing one costs.
+pub const POISON_FREED_TABLES: bool = cfg!(debug_assertions);
 
 /// No memory for a page table (`-ENOMEM`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,14 +241,16 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// table no walker can have reached (never published, or the PGD at
     /// teardown), or after a grace period.
     fn free_table_now(pa: &PageAlloc<P>, pfn: Pfn) {
-        // Poisoned, so that a walker holding a table past its grace
-        // period (a bug) reads garbage that tests can recognise.
-        let va = pa.platform().phys_to_virt(pfn.phys_addr());
-        // SAFETY: the table is unreachable (never published, or its grace
-        // period has passed); its frame is ours until freed below.
-        let entries = unsafe { &*va.cast::<[AtomicU64; PTRS_PER_TABLE]>() };
-        for e in entries {
-            e.store(TABLE_POISON, Relaxed);
+        if POISON_FREED_TABLES {
+            // Poisoned, so that a walker holding a table past its grace
+            // period (a bug) reads garbage that tests can recognise.
+            let va = pa.platform().phys_to_virt(pfn.phys_addr());
+            // SAFETY: the table is unreachable (never published, or its
+            // grace period has passed); its frame is ours until freed below.
+            let entries = unsafe { &*va.cast::<[AtomicU64; PTRS_PER_TABLE]>() };
+            for e in entries {
+                e.store(TABLE_POISON, Relaxed);
+            }
         }
         let page = pa.memmap().page(pfn);
         page.set_flags(page.flags() - PageFlags::PGTABLE);
@@ -474,7 +489,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// 512 entries; only if every one is none clear the PMD and queue the
     /// table on `tlb`. False if the table is gone or not empty.
     pub fn try_free_pte_table(&self, tlb: &mut MmuGather<'_, '_, P>, addr: u64) -> bool {
-        let _rcu = self.rcu.read_lock();
+        let rcu = self.rcu.read_lock();
         let Some(pmd) = self.slot(addr, Level::Pmd) else {
             return false;
         };
@@ -494,6 +509,11 @@ impl<'a, P: Platform> PageTable<'a, P> {
         }
         drop(ptl);
         drop(pml);
+        // The table is unlinked and ours (only the clearer of the PMD
+        // frees it): leave the read-side section before queueing it,
+        // because without a batch page the gather waits for a grace
+        // period in place (`tlb_remove_table_one()`).
+        drop(rcu);
         if !empty {
             self.inc(PtStat::PtReclaimSlowFail, 1);
             return false;

@@ -7,13 +7,28 @@
 //! that lockless walkers under `rcu_read_lock` never see a freed table:
 //! `MMU_GATHER_RCU_TABLE_FREE`, unconditional on x86 since 6.15), then
 //! free the pages.
+//!
+//! The table batch is one page frame from the page allocator, taken with
+//! `GFP_NOWAIT` when the gather queues its first table and not zeroed
+//! (`__get_free_page()` in `tlb_remove_table()`); the RCU callback frees
+//! the tables and then the batch page itself, so the path allocates no
+//! heap memory. When no page can be had, the table is freed on its own
+//! after a flush and a grace period waited for in place
+//! (`tlb_remove_table_one()`).
+//!
+//! ```text
+//!  batch page:  | RcuHead (24) | pa (8) | nr (8) | tables[0 .. MAX_TABLE_BATCH] |
+//!                 first: the callback finds the batch from its head
+//! ```
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::PageTable;
+use super::{PageTable, PtStat};
 use crate::addr::{PAGE_SIZE, Pfn};
+use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::rcu::RcuHead;
@@ -32,14 +47,16 @@ const FLUSH_CEILING_PAGES: u64 = 33;
 /// Pages the gather holds without allocating (`MMU_GATHER_BUNDLE`).
 const GATHER_BUNDLE: usize = 8;
 
-/// Tables waiting for a grace period (`struct mmu_table_batch`).
+/// Tables waiting for a grace period (`struct mmu_table_batch`), laid
+/// over a page frame of the page allocator. Only `tables[..nr]` is
+/// initialised.
 #[repr(C)]
 struct TableBatch<P: Platform> {
     /// First: the RCU callback finds the batch from its head.
     head: RcuHead,
     pa: *const PageAlloc<P>,
     nr: usize,
-    tables: [Pfn; MAX_TABLE_BATCH],
+    tables: [MaybeUninit<Pfn>; MAX_TABLE_BATCH],
 }
 
 /// A TLB gather over one address space (`struct mmu_gather`).
@@ -56,7 +73,9 @@ pub struct MmuGather<'t, 'a, P: Platform> {
     /// Pages gathered when no batch memory could be had.
     local: [Pfn; GATHER_BUNDLE],
     nr_local: usize,
-    tables: Option<Box<TableBatch<P>>>,
+    /// The table batch: a page frame owned by this gather until
+    /// [`MmuGather::flush_mmu`] hands it to `call_rcu`.
+    tables: Option<NonNull<TableBatch<P>>>,
     /// TLB flushes issued by this gather.
     flushes: u64,
 }
@@ -127,28 +146,32 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
     pub(crate) fn remove_table(&mut self, pfn: Pfn, addr: u64) {
         self.adjust_range(addr, PAGE_SIZE);
         self.freed_tables = true;
-        if self
-            .tables
-            .as_ref()
-            .is_some_and(|b| b.nr == MAX_TABLE_BATCH)
-        {
-            self.flush_mmu();
-        }
         if self.tables.is_none() {
             self.tables = new_batch(self.pt.pa);
         }
-        match self.tables.as_mut() {
-            Some(b) => {
-                b.tables[b.nr] = pfn;
-                b.nr += 1;
-            }
-            None => {
-                // tlb_remove_table_one(): no batch memory. Flush, wait for a
-                // grace period here, then free: the same guarantee.
-                self.flush_mmu_tlbonly();
-                self.pt.rcu.synchronize_rcu();
-                PageTable::free_table_now(self.pt.pa, pfn);
-            }
+        let Some(batch) = self.tables else {
+            // tlb_remove_table_one(): no batch memory. Flush, wait for a
+            // grace period here, then free: the same guarantee.
+            self.pt.inc(PtStat::TableBatchNoMem, 1);
+            self.flush_mmu_tlbonly();
+            self.pt.rcu.synchronize_rcu();
+            PageTable::free_table_now(self.pt.pa, pfn);
+            return;
+        };
+        // SAFETY: 1. `batch` is this gather's own batch page (set up by
+        // new_batch, not yet handed to call_rcu: flush_mmu takes it out of
+        // `self.tables` before it does); 2. `nr < MAX_TABLE_BATCH`, because
+        // a full batch is flushed right below, so the write is in bounds.
+        let full = unsafe {
+            let b = batch.as_ptr();
+            let nr = (*b).nr;
+            debug_assert!(nr < MAX_TABLE_BATCH);
+            (*b).tables[nr] = MaybeUninit::new(pfn);
+            (*b).nr = nr + 1;
+            nr + 1 == MAX_TABLE_BATCH
+        };
+        if full {
+            self.flush_mmu();
         }
     }
 
@@ -172,9 +195,11 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
     pub fn flush_mmu(&mut self) {
         self.flush_mmu_tlbonly();
         if let Some(batch) = self.tables.take() {
-            let head = Box::into_raw(batch).cast::<RcuHead>();
-            // SAFETY: the batch is leaked here and reclaimed only by
-            // free_table_batch; its page allocator outlives every RCU
+            let head = batch.as_ptr().cast::<RcuHead>();
+            // SAFETY: 1. the TLB was flushed above, so the grace period
+            // the callback waits for begins after the flush; 2. the batch
+            // page leaves this gather here and is touched again only by
+            // free_table_batch; 3. its page allocator outlives every RCU
             // callback (owners wait for rcu_barrier before dropping it).
             unsafe { self.pt.rcu.call_rcu(head, free_table_batch::<P>) };
         }
@@ -207,34 +232,55 @@ fn put_page<P: Platform>(pa: &PageAlloc<P>, pfn: Pfn) {
     crate::folio::folio_put(pa, pfn);
 }
 
-fn new_batch<P: Platform>(pa: &PageAlloc<P>) -> Option<Box<TableBatch<P>>> {
-    let mut v: Vec<TableBatch<P>> = Vec::new();
-    v.try_reserve_exact(1).ok()?;
-    v.push(TableBatch {
-        head: RcuHead::new(),
-        pa,
-        nr: 0,
-        tables: [Pfn::new(0); MAX_TABLE_BATCH],
-    });
-    let raw = Box::into_raw(v.into_boxed_slice()).cast::<TableBatch<P>>();
-    // SAFETY: a boxed slice of exactly one element has the layout of a box
-    // of that element; ownership moves from the slice box to this one.
-    Some(unsafe { Box::from_raw(raw) })
+/// A table batch in a fresh page frame (`__get_free_page(GFP_NOWAIT)`);
+/// `None` when the page allocator has none to give without waiting.
+/// Only the header is initialised: the table slots are written as tables
+/// come.
+fn new_batch<P: Platform>(pa: &PageAlloc<P>) -> Option<NonNull<TableBatch<P>>> {
+    const { assert!(core::mem::size_of::<TableBatch<P>>() <= PAGE_SIZE as usize) };
+    let pfn = pa.alloc_pages(Gfp::NOWAIT, 0).ok()?;
+    let b = pa
+        .platform()
+        .phys_to_virt(pfn.phys_addr())
+        .cast::<TableBatch<P>>();
+    // SAFETY: 1. `b` is the direct-map address of a page frame we were
+    // just given, page aligned and PAGE_SIZE long, which holds a
+    // TableBatch (const assert above); 2. no one else can reach the frame,
+    // so raw writes of the header fields race with nothing.
+    unsafe {
+        ptr::addr_of_mut!((*b).head).write(RcuHead::new());
+        ptr::addr_of_mut!((*b).pa).write(pa);
+        ptr::addr_of_mut!((*b).nr).write(0);
+    }
+    NonNull::new(b)
 }
 
 /// RCU callback: the grace period after the flush has passed; no walker
-/// can hold any of these tables.
+/// can hold any of these tables. Frees them, then the batch page.
 ///
 /// # Safety
 ///
-/// `head` is the head of a batch leaked by [`MmuGather::flush_mmu`].
+/// `head` is the head of a batch page handed to `call_rcu` by
+/// [`MmuGather::flush_mmu`].
 unsafe fn free_table_batch<P: Platform>(head: *mut RcuHead) {
-    // SAFETY: per the contract, `head` starts a leaked Box<TableBatch<P>>
-    // (repr(C), head first).
-    let batch = unsafe { Box::from_raw(head.cast::<TableBatch<P>>()) };
-    // SAFETY: the page allocator outlives RCU callbacks (see flush_mmu).
-    let pa = unsafe { &*batch.pa };
-    for &pfn in &batch.tables[..batch.nr] {
+    let b = head.cast::<TableBatch<P>>();
+    // SAFETY: 1. per the contract, `head` starts a batch page (repr(C),
+    // head first) that only this callback touches now; 2. `tables[..nr]`
+    // were initialised by remove_table; 3. the page allocator outlives RCU
+    // callbacks (see flush_mmu).
+    let (pa, tables) = unsafe {
+        let nr = (*b).nr;
+        let tables = ptr::addr_of!((*b).tables).cast::<Pfn>();
+        (&*(*b).pa, core::slice::from_raw_parts(tables, nr))
+    };
+    for &pfn in tables {
         PageTable::free_table_now(pa, pfn);
+    }
+    let Some(batch_pa) = pa.platform().virt_to_phys(b.cast::<u8>()) else {
+        log::error!("BUG: mmu_gather table batch {b:p} outside the direct map (leaked)");
+        return;
+    };
+    if let Err(bad) = pa.free_pages(batch_pa.pfn(), 0) {
+        log::error!("BUG: freeing mmu_gather table batch {b:p}: {bad:?}");
     }
 }
