@@ -51,7 +51,8 @@ enum Build {
     Musl,
     /// `tests/programs/c/NAME.c` with `gcc -static -nostdlib -ffreestanding`.
     NoLibc,
-    /// `tests/programs/rust-std` with cargo, target x86_64-unknown-linux-musl.
+    /// `tests/programs/rust-std` with cargo, target x86_64-unknown-linux-musl:
+    /// rustc's default there is a static-pie (`ET_DYN`, self-relocating).
     RustStd,
 }
 
