@@ -130,6 +130,7 @@ int main(void)
 		return 1;
 	}
 	long size1 = status("VmSize"), rss1 = status("VmRSS");
+	printf("~ VmSize %ld kB after mmap (+%ld kB)\n", size1, size1 - size0);
 	printf("VmSize grows by 4 MiB + 8 KiB after mmap: %s\n", yes(size1 - size0 == 4096 + 8));
 	printf("VmRSS grows by less than 1 MiB before touching: %s\n", yes(rss1 - rss0 < 1024));
 
@@ -167,6 +168,7 @@ int main(void)
 	munmap(p, 4 * MIB);
 	munmap(g, 4 * MIB + 8192);
 	long size4 = status("VmSize"), rss4 = status("VmRSS");
+	printf("~ VmSize %ld kB after munmap\n", size4);
 	printf("VmSize back after munmap: %s\n", yes(size4 == size0));
 	printf("VmRSS back within 1 MiB after munmap: %s\n", yes(rss4 - rss0 < 1024));
 	printf("maps has the mapping after munmap: %s\n", yes(maps_lines_within(a, e) > 0));
