@@ -1,0 +1,468 @@
+//! `cargo test` target: unmodified static Linux programs as the kernel's
+//! PID 1, held against the host's Linux running the same binary.
+//!
+//! Each program of `tests/programs/` is built here (C with `musl-gcc
+//! -static`, the libc-free one with `gcc -nostdlib`, the Rust one with
+//! cargo for `x86_64-unknown-linux-musl`) into `CARGO_TARGET_TMPDIR`, then:
+//!
+//! 1. run on the host: argv[0] `/init`, the same arguments, an empty
+//!    environment, stdin `/dev/null`, stdout a pipe;
+//! 2. booted under QEMU with [`boot::QemuConfig::with_program`]: packed as
+//!    `/init`, run as PID 1 with the kernel's `quiet` log;
+//! 3. compared: the serial log is split into the program's lines and the
+//!    kernel's Linux-style lines (`NAME[PID]: ...`, `init: exited ...`); the
+//!    program's lines from `NAME: start` on must equal the host's, except
+//!    lines starting with `~`, which carry kernel-dependent numbers; init's
+//!    exit status must equal the host's; a run that exits 0 must end in
+//!    `Verdict::Success` (no leaked frame); and the kernel may print no
+//!    line but the ones a program expects (a segfault it causes on purpose).
+//!
+//! The programs write only to stdout (so stdout and stderr cannot
+//! interleave differently) and print facts that hold on any Linux rather
+//! than numbers that differ between kernels.
+//!
+//! musl-gcc and the musl target are required: their absence fails the
+//! tests with a pointer to `./scripts/setup.sh`, which installs them.
+
+use std::io::ErrorKind;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use boot::{InitExit, Verdict};
+
+/// QEMU locks the disk image for writing: one boot of it at a time (the
+/// tests of this file run in parallel threads otherwise).
+static IMAGE: Mutex<()> = Mutex::new(());
+
+/// How long one boot may take (each takes seconds under TCG).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What the missing-tool failures tell the reader to do.
+const SETUP_HINT: &str =
+    "run ./scripts/setup.sh, which installs musl-tools and the x86_64-unknown-linux-musl target";
+
+/// How a program is built.
+#[derive(Clone, Copy)]
+enum Build {
+    /// `tests/programs/c/NAME.c` with `musl-gcc -static`.
+    Musl,
+    /// `tests/programs/c/NAME.c` with `gcc -static -nostdlib -ffreestanding`.
+    NoLibc,
+    /// `tests/programs/rust-std` with cargo, target x86_64-unknown-linux-musl:
+    /// rustc's default there is a static-pie (`ET_DYN`, self-relocating).
+    RustStd,
+}
+
+/// One program: how to build it, its arguments, and the kernel lines its
+/// run must produce (substrings; each must appear in some kernel line).
+struct Program {
+    name: &'static str,
+    build: Build,
+    args: &'static [&'static str],
+    expected_kernel_lines: &'static [&'static str],
+}
+
+impl Program {
+    const fn new(name: &'static str, build: Build) -> Self {
+        Self {
+            name,
+            build,
+            args: &[],
+            expected_kernel_lines: &[],
+        }
+    }
+}
+
+#[test]
+fn mallocs_small_and_mmap_sized_blocks() {
+    check(&Program::new("mallocs", Build::Musl));
+}
+
+#[test]
+fn procstatus_reads_proc_self_status_maps_and_meminfo() {
+    check(&Program::new("procstatus", Build::Musl));
+}
+
+#[test]
+fn forkwait_exit_statuses_sigsegv_and_cow() {
+    check(&Program {
+        // The child that writes through NULL, as Linux reports it.
+        expected_kernel_lines: &["]: segfault at 0 ip "],
+        ..Program::new("forkwait", Build::Musl)
+    });
+}
+
+#[test]
+fn stack_grows_down_on_use() {
+    check(&Program {
+        args: &["3000"],
+        ..Program::new("stack", Build::Musl)
+    });
+}
+
+#[test]
+fn rawsys_runs_without_libc() {
+    check(&Program {
+        args: &["one", "two"],
+        ..Program::new("rawsys", Build::NoLibc)
+    });
+}
+
+#[test]
+fn errno_matches_linux_for_bad_arguments() {
+    check(&Program::new("errno", Build::Musl));
+}
+
+#[test]
+fn rust_std_program_exits_with_its_code() {
+    check(&Program {
+        args: &["alpha", "beta", "exit=3"],
+        ..Program::new("rust-std", Build::RustStd)
+    });
+}
+
+/// Builds `prog`, runs it on the host and under QEMU, and asserts that the
+/// two runs agree (see the module header for what "agree" means).
+fn check(prog: &Program) {
+    let bin = build(prog);
+    let host = run_host(&bin, prog.args);
+    assert!(
+        host.stdout.starts_with(&format!("{}: start\n", prog.name)),
+        "{} on the host does not start with its start line:\n{}{}",
+        prog.name,
+        host.stdout,
+        host.stderr
+    );
+    assert!(
+        host.stderr.is_empty(),
+        "{} wrote to stderr on the host:\n{}",
+        prog.name,
+        host.stderr
+    );
+
+    let cfg = boot::QemuConfig {
+        echo: false,
+        timeout: Some(BOOT_TIMEOUT),
+        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, prog.args)
+    };
+    let out = {
+        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+        boot::run(&cfg).expect("QEMU runs")
+    };
+    let guest = split_serial(&out.serial);
+    // Everything needed to judge a failure, in one block.
+    let report = |what: &str| {
+        format!(
+            "{name}: {what}\n\
+             --- host: {host_exit:?} ---\n{host_out}\
+             --- guest: {guest_exit:?}, {verdict:?}, {secs:.1} s ---\n\
+             kernel lines:\n{kernel}\n\
+             --- serial log ---\n{serial}--- end of serial log ---",
+            name = prog.name,
+            host_exit = host.exit,
+            host_out = host.stdout,
+            guest_exit = out.init_exit,
+            verdict = out.verdict,
+            secs = out.elapsed.as_secs_f64(),
+            kernel = guest.kernel.join("\n"),
+            serial = out.serial,
+        )
+    };
+
+    let start = format!("{}: start", prog.name);
+    let Some(begin) = guest.program.iter().position(|l| *l == start) else {
+        panic!(
+            "{}",
+            report(&format!("no {start:?} line in the guest's output"))
+        );
+    };
+    let diff = diff_lines(
+        &compared(host.stdout.lines()),
+        &compared(guest.program[begin..].iter().copied()),
+    );
+    assert!(
+        diff.is_empty(),
+        "{}",
+        report(&format!(
+            "output differs from the host's (- host, + guest):\n{}",
+            diff.join("\n")
+        ))
+    );
+    assert_eq!(
+        out.init_exit,
+        Some(host.exit),
+        "{}",
+        report("init's exit status differs from the host's")
+    );
+    if host.exit == InitExit::Exited(0) {
+        assert_eq!(
+            out.verdict,
+            Verdict::Success,
+            "{}",
+            report("exit 0 but no success verdict (leaked frames?)")
+        );
+    }
+    for want in prog.expected_kernel_lines {
+        assert!(
+            guest.kernel.iter().any(|l| l.contains(want)),
+            "{}",
+            report(&format!("no kernel line with {want:?}"))
+        );
+    }
+    let unexpected: Vec<&str> = guest
+        .kernel
+        .iter()
+        .copied()
+        .filter(|l| !is_init_exit_line(l))
+        .filter(|l| !prog.expected_kernel_lines.iter().any(|w| l.contains(w)))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "{}",
+        report(&format!(
+            "unexpected kernel lines (Linux prints none of these):\n{}",
+            unexpected.join("\n")
+        ))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Building
+
+/// `tests/programs/`.
+fn programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("programs")
+}
+
+/// Where built programs go.
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("linux-programs");
+    std::fs::create_dir_all(&dir).expect("create the output directory");
+    dir
+}
+
+/// Builds `prog` and returns the path of its static executable.
+fn build(prog: &Program) -> PathBuf {
+    match prog.build {
+        Build::Musl => build_c(prog.name, "musl-gcc", &[]),
+        Build::NoLibc => build_c(
+            prog.name,
+            "gcc",
+            &[
+                "-nostdlib",
+                "-ffreestanding",
+                "-fno-builtin",
+                "-fno-tree-loop-distribute-patterns",
+                "-fno-stack-protector",
+            ],
+        ),
+        Build::RustStd => build_rust_std(),
+    }
+}
+
+/// Compiles `c/NAME.c` with `cc -static -no-pie -O2 FLAGS`.
+fn build_c(name: &str, cc: &str, flags: &[&str]) -> PathBuf {
+    let src = programs_dir().join("c").join(format!("{name}.c"));
+    let bin = out_dir().join(name);
+    let out = Command::new(cc)
+        .args(["-static", "-no-pie", "-O2", "-Wall", "-Wextra"])
+        .args(flags)
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap_or_else(|e| match e.kind() {
+            ErrorKind::NotFound => panic!("{cc} not found: {SETUP_HINT}"),
+            _ => panic!("running {cc}: {e}"),
+        });
+    assert!(
+        out.status.success(),
+        "{cc} {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Builds `rust-std` with the cargo that runs this test (the pinned
+/// toolchain) and returns its executable.
+fn build_rust_std() -> PathBuf {
+    let cargo = PathBuf::from(env!("CARGO"));
+    // The toolchain's own rustc sits next to its cargo; the rustup proxy
+    // picks the pinned toolchain otherwise (rust-toolchain.toml).
+    let rustc = cargo.with_file_name("rustc");
+    let rustc = if rustc.exists() {
+        rustc
+    } else {
+        PathBuf::from("rustc")
+    };
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc runs");
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    let musl = Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-musl");
+    assert!(
+        musl.exists(),
+        "the x86_64-unknown-linux-musl target is not installed in {sysroot}: {SETUP_HINT}"
+    );
+
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-std");
+    let manifest = programs_dir().join("rust-std/Cargo.toml");
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--release", "--locked", "--quiet"])
+        .args(["--target", "x86_64-unknown-linux-musl"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTC", &rustc);
+    // The outer cargo's settings for this build (target dir, flags,
+    // wrappers, jobserver, package metadata) must not leak into the inner
+    // one; CARGO_HOME stays so that its config and caches are shared.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let outer_cargo =
+            (key.starts_with("CARGO_") || key.starts_with("__CARGO")) && key != "CARGO_HOME";
+        let outer_rustc = matches!(
+            &*key,
+            "RUSTFLAGS" | "RUSTDOCFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTDOC"
+        );
+        if outer_cargo || outer_rustc {
+            cmd.env_remove(&*key);
+        }
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "building {} failed ({SETUP_HINT} if the musl target is missing):\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join("x86_64-unknown-linux-musl/release/rust-std")
+}
+
+// ---------------------------------------------------------------------------
+// Running and comparing
+
+/// A run on the host.
+struct HostRun {
+    stdout: String,
+    stderr: String,
+    exit: InitExit,
+}
+
+/// Runs `bin` on the host as the kernel runs it: argv[0] `/init`, no
+/// environment, stdin at EOF.
+fn run_host(bin: &Path, args: &[&str]) -> HostRun {
+    let out = Command::new(bin)
+        .arg0("/init")
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {} on the host: {e}", bin.display()));
+    let exit = match (out.status.code(), out.status.signal()) {
+        (Some(code), _) => InitExit::Exited(code),
+        (None, Some(sig)) => InitExit::Signaled(sig),
+        (None, None) => unreachable!("a process ends by exit or by signal"),
+    };
+    HostRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        exit,
+    }
+}
+
+/// The guest's serial log, split in two.
+struct GuestLines<'a> {
+    /// What the program wrote.
+    program: Vec<&'a str>,
+    /// What the kernel wrote.
+    kernel: Vec<&'a str>,
+}
+
+fn split_serial(serial: &str) -> GuestLines<'_> {
+    let (kernel, program) = serial.lines().partition(|l| is_kernel_line(l));
+    GuestLines { program, kernel }
+}
+
+/// The kernel's last line: `init: exited with status N` or `init: killed
+/// by signal N`.
+fn is_init_exit_line(line: &str) -> bool {
+    line.starts_with("init: exited with status ") || line.starts_with("init: killed by signal ")
+}
+
+/// Whether `line` is one of the kernel's Linux-style lines: init's exit
+/// line, `traps: ...`, or `NAME[PID]: ...` (segfaults, unknown syscalls).
+fn is_kernel_line(line: &str) -> bool {
+    if is_init_exit_line(line) || line.starts_with("traps: ") {
+        return true;
+    }
+    let Some((head, _)) = line.split_once("]: ") else {
+        return false;
+    };
+    let Some((name, pid)) = head.split_once('[') else {
+        return false;
+    };
+    !name.is_empty()
+        && !name.contains(' ')
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The lines that must agree: all but the `~` ones.
+fn compared<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    lines.filter(|l| !l.starts_with('~')).collect()
+}
+
+/// A line diff of `host` and `guest` (longest common subsequence):
+/// `- line` only on the host, `+ line` only in the guest; empty if equal.
+fn diff_lines(host: &[&str], guest: &[&str]) -> Vec<String> {
+    let (n, m) = (host.len(), guest.len());
+    // lcs[i][j]: length of the LCS of host[i..] and guest[j..].
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if host[i] == guest[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && host[i] == guest[j] {
+            i += 1;
+            j += 1;
+        } else if j == m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("- {}", host[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", guest[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn serial_split_and_diff() {
+    let serial = "BIOS noise\nerrno: start\ninit[2]: segfault at 0 ip 401000 sp 7ff error 6\n\
+                  a: 1\n~ RSS 5\ninit: exited with status 0\n";
+    let g = split_serial(serial);
+    assert_eq!(g.program, ["BIOS noise", "errno: start", "a: 1", "~ RSS 5"]);
+    assert_eq!(g.kernel.len(), 2);
+    assert!(!is_kernel_line("argv[1] one"));
+    assert!(!is_kernel_line("a [1]: b"));
+    assert!(is_kernel_line("init[1]: syscall 999 not implemented"));
+    assert_eq!(
+        diff_lines(&["a", "b", "c"], &["a", "x", "c", "d"]),
+        ["- b", "+ x", "+ d"]
+    );
+    assert!(diff_lines(&compared(["a", "~ 1"].into_iter()), &["a"]).is_empty());
+}
