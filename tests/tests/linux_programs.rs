@@ -88,11 +88,10 @@ fn procstatus_reads_proc_self_status_maps_and_meminfo() {
 
 #[test]
 fn forkwait_exit_statuses_sigsegv_and_cow() {
-    check(&Program {
-        // The child that writes through NULL, as Linux reports it.
-        expected_kernel_lines: &["]: segfault at 0 ip "],
-        ..Program::new("forkwait", Build::Musl)
-    });
+    // The child that writes through NULL is reported by Linux at
+    // KERN_INFO, which `quiet` hides (only init's own segfault shows):
+    // so no kernel line at all, which `check` asserts.
+    check(&Program::new("forkwait", Build::Musl));
 }
 
 #[test]

@@ -46,6 +46,7 @@
 //! nothing sleeps.
 
 pub mod elf;
+pub mod pipe;
 pub mod procfs;
 pub mod signal;
 
@@ -163,6 +164,8 @@ pub enum OpenData {
     File(Arc<FileData>),
     /// A directory at this path (`getdents` is not there).
     Dir(String),
+    /// One end of a pipe.
+    Pipe(Arc<pipe::PipeEnd>),
 }
 
 impl OpenData {
@@ -170,7 +173,7 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
-            OpenData::Console | OpenData::Dir(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
         }
     }
 
@@ -187,7 +190,7 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
-            OpenData::Console | OpenData::Dir(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
         }
     }
 }

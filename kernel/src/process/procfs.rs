@@ -139,7 +139,9 @@ fn maps(p: &Process) -> String {
         );
         let name = if f.contains(VmFlags::GROWSDOWN) {
             Some("[stack]")
-        } else if heap.start < heap.end && v.start >= heap.start && v.end <= heap.end {
+        } else if v.start < heap.end && v.end > heap.start {
+            // Linux's test is overlap with [start_brk, brk] (the heap may
+            // have merged with the anonymous bss below it).
             Some("[heap]")
         } else {
             None

@@ -12,6 +12,7 @@ use super::{
     PATH_MAX, SysResult, mm_of,
 };
 use crate::initramfs::{self, Node};
+use crate::process::pipe::{PIPE_BUF_BYTES, Pipe};
 use crate::process::{OpenData, OpenFile, Process, procfs};
 use crate::serial;
 use crate::uaccess::{copy_from_user, copy_to_user, strncpy_from_user};
@@ -63,13 +64,31 @@ fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
 }
 
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
-    let (console, sysctl, mode) = with_file(p, fd, |f| {
-        (matches!(f.data, OpenData::Console), f.sysctl, f.flags & 3)
+    let (console, sysctl, mode, pipe) = with_file(p, fd, |f| {
+        let pipe = match &f.data {
+            OpenData::Pipe(end) => Some(end.clone()),
+            _ => None,
+        };
+        (
+            matches!(f.data, OpenData::Console),
+            f.sysctl,
+            f.flags & 3,
+            pipe,
+        )
     })?;
     if mode == 0 {
         return Err(EBADF);
     }
     let mm = mm_of(p)?;
+    if let Some(end) = pipe {
+        return pipe_write(
+            &mm,
+            &end.pipe,
+            buf,
+            count.min(MAX_RW_COUNT),
+            mode_nonblock(p, fd),
+        );
+    }
     if !console {
         // Only /proc/sys/vm settings take a write: a decimal number.
         let sysctl = sysctl.ok_or(EBADF)?;
@@ -94,6 +113,40 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     Ok(done)
 }
 
+/// Whether `fd` has `O_NONBLOCK`.
+fn mode_nonblock(p: &Process, fd: u64) -> bool {
+    with_file(p, fd, |f| u64::from(f.flags) & O_NONBLOCK != 0).unwrap_or(false)
+}
+
+fn pipe_write(
+    mm: &crate::process::KMm,
+    pipe: &Pipe,
+    buf: u64,
+    count: u64,
+    nonblock: bool,
+) -> SysResult {
+    let mut chunk = [0u8; 512];
+    let mut done = 0u64;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        if let Err(e) = copy_from_user(mm, &mut chunk[..n], buf.wrapping_add(done)) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        let mut put = 0;
+        while put < n {
+            match pipe.write(&chunk[put..n], nonblock) {
+                Ok(0) if done + put as u64 > 0 => return Ok(done + put as u64),
+                Ok(0) => return Err(Errno::EAGAIN),
+                Ok(k) => put += k,
+                Err(_) if done + put as u64 > 0 => return Ok(done + put as u64),
+                Err(e) => return Err(e),
+            }
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
 /// Reads from `fd` at `at` (its position if `None`, then advanced).
 fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
     let count = count.min(MAX_RW_COUNT) as usize;
@@ -110,6 +163,18 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
             // No input: end of file (after checking the buffer, as Linux
             // does only when it has bytes to copy: it has none).
             return Ok(0);
+        }
+        OpenData::Pipe(end) => {
+            if at.is_some() {
+                return Err(ESPIPE);
+            }
+            let mut chunk = alloc::vec![0u8; count.min(PIPE_BUF_BYTES)];
+            let n = end
+                .pipe
+                .read(&mut chunk, mode_nonblock(p, fd))
+                .ok_or(Errno::EAGAIN)?;
+            copy_to_user(&*mm_of(p)?, buf, &chunk[..n])?;
+            return Ok(n as u64);
         }
         OpenData::Bytes(_) | OpenData::File(_) => {}
     }
@@ -250,7 +315,20 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     match initramfs::lookup(&path) {
         Some(Node::File(f, mode)) => Ok((OpenData::File(f), S_IFREG | mode, None)),
         Some(Node::Dir) => Ok((OpenData::Dir(path), S_IFDIR | 0o755, None)),
-        None => Err(ENOENT),
+        None => {
+            // A component that is a file, not a directory: ENOTDIR.
+            let mut at = path.len();
+            while let Some(i) = path[..at].rfind('/') {
+                let prefix = &path[..i];
+                if procfs::generate(p, prefix.as_bytes()).is_some()
+                    || matches!(initramfs::lookup(prefix), Some(Node::File(..)))
+                {
+                    return Err(ENOTDIR);
+                }
+                at = i;
+            }
+            Err(ENOENT)
+        }
     }
 }
 
@@ -343,7 +421,7 @@ pub fn sys_dup2(p: &Process, fd: u64, new: u64) -> SysResult {
 pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
     with_file(p, fd, |f| {
         let base = match (whence, &f.data) {
-            (_, OpenData::Console) => return Err(ESPIPE),
+            (_, OpenData::Console | OpenData::Pipe(_)) => return Err(ESPIPE),
             (0, _) => 0,
             (1, _) => f.pos as i64,
             // seq_file (/proc) does not support SEEK_END.
@@ -625,4 +703,37 @@ pub fn sys_mount(p: &Process, _source: u64, target: u64, fstype: u64) -> SysResu
         b"proc" | b"sysfs" | b"devtmpfs" | b"tmpfs" => Ok(0),
         _ => Err(ENODEV),
     }
+}
+
+/// `pipe2(fds, flags)` (and `pipe`): flags `O_CLOEXEC`, `O_NONBLOCK`.
+pub fn sys_pipe2(p: &Process, fds: u64, flags: u64) -> SysResult {
+    if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (r, w) = Pipe::pair();
+    let end = |data, acc: u64| OpenFile {
+        data,
+        pos: 0,
+        sysctl: None,
+        cloexec: flags & O_CLOEXEC != 0,
+        flags: (acc | (flags & O_NONBLOCK)) as u32,
+        mode: 0o010600,
+    };
+    let rfd = install(p, end(OpenData::Pipe(r), 0), 0)?;
+    let wfd = match install(p, end(OpenData::Pipe(w), 1), 0) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = sys_close(p, rfd);
+            return Err(e);
+        }
+    };
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&(rfd as i32).to_le_bytes());
+    b[4..].copy_from_slice(&(wfd as i32).to_le_bytes());
+    if let Err(e) = copy_to_user(&*mm_of(p)?, fds, &b) {
+        let _ = sys_close(p, rfd);
+        let _ = sys_close(p, wfd);
+        return Err(e);
+    }
+    Ok(0)
 }

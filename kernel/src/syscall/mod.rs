@@ -26,6 +26,7 @@
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
 //! | 21  | access            | exists or ENOENT                            |
+//! | 22  | pipe              | 64 KiB; EPIPE without readers (no SIGPIPE)  |
 //! | 24  | sched_yield       |                                             |
 //! | 25  | mremap            |                                             |
 //! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
@@ -67,6 +68,7 @@
 //! | 269 | faccessat         |                                             |
 //! | 273 | set_robust_list   | recorded nowhere; checks the size           |
 //! | 292 | dup3              |                                             |
+//! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
 //!
@@ -190,6 +192,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         19 => fs::sys_readv(p, a[0], a[1], a[2]),
         20 => fs::sys_writev(p, a[0], a[1], a[2]),
         21 => fs::sys_faccessat(p, fs::AT_FDCWD, a[0], a[1]),
+        22 => fs::sys_pipe2(p, a[0], 0),
         24 => {
             sched::yield_now();
             Ok(0)
@@ -242,6 +245,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
             Ok(0)
         }
         292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
+        293 => fs::sys_pipe2(p, a[0], a[1]),
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
         _ => {

@@ -37,13 +37,70 @@ pub enum FaultError {
 }
 
 impl<P: Platform> Mm<'_, '_, P> {
+    /// Grows the stack VMA just above `addr` down to cover it
+    /// (`expand_stack()`, `expand_downwards()`, `acct_stack_growth()`):
+    /// the VMA must be `VM_GROWSDOWN`, the stack may not come within
+    /// `stack_guard_gap` of the accessible VMA below it, nor exceed
+    /// [`super::STACK_RLIMIT`]. As Linux since 5.0, the fault address is
+    /// not checked against the stack pointer. The grown VMA replaces the
+    /// old one (a copy over the larger range; `vm_pgoff` moves down with
+    /// the start) and its pages are charged when it is accountable.
+    /// `MapErr` when it cannot grow; `Oom` without tree memory.
+    pub(super) fn expand_stack(&self, addr: u64) -> Result<(), FaultError> {
+        let segv = FaultError::Segv(SegvCode::MapErr);
+        let mut l = self.mmap_lock.write();
+        let Some((p, v)) = self.find_vma_entry(addr) else {
+            return Err(segv);
+        };
+        if v.start <= addr {
+            return Ok(()); // Another fault grew it meanwhile.
+        }
+        if !v.flags.contains(VmFlags::GROWSDOWN) {
+            return Err(segv);
+        }
+        let start = addr & !(PAGE_SIZE - 1);
+        if v.end - start > super::STACK_RLIMIT {
+            return Err(segv);
+        }
+        if let Some((_, prev)) = self.prev_vma_entry(v.start)
+            && !prev.flags.contains(VmFlags::GROWSDOWN)
+            && prev.flags.intersects(VmFlags::ACCESS)
+            && start.saturating_sub(prev.end) < super::STACK_GUARD_GAP
+        {
+            return Err(segv);
+        }
+        let grow = (v.start - start) / PAGE_SIZE;
+        let grown = super::vma::Vma {
+            start,
+            pgoff: v.pgoff.checked_sub(grow).ok_or(segv)?,
+            ..v
+        };
+        self.insert_vma(&mut l, grown)
+            .map_err(|_| FaultError::Oom)?;
+        self.retire_vma(&mut l, p);
+        if v.flags.contains(VmFlags::ACCOUNT) {
+            self.vm.vm_acct_memory(grow);
+        }
+        self.vm.count(VmEvent::StackGrow);
+        Ok(())
+    }
+
     /// Resolves a user fault at `addr` (`handle_mm_fault()`), taking the
     /// mmap lock for read. Returns when the access can be retried.
     pub fn handle_fault(&self, addr: u64, access: FaultAccess) -> Result<(), FaultError> {
-        let _l = self.mmap_lock.read();
+        let mut _l = self.mmap_lock.read();
         self.vm.count(VmEvent::PgFault);
-        let Some(vma) = self.vma_lookup(addr) else {
-            return Err(FaultError::Segv(SegvCode::MapErr));
+        let vma = match self.vma_lookup(addr) {
+            Some(v) => v,
+            None => {
+                // Below a stack: grow it (`lock_mm_and_find_vma()`, which
+                // upgrades to the write lock for `expand_stack()`).
+                drop(_l);
+                self.expand_stack(addr)?;
+                _l = self.mmap_lock.read();
+                self.vma_lookup(addr)
+                    .ok_or(FaultError::Segv(SegvCode::MapErr))?
+            }
         };
         // access_error(): writes need VM_WRITE, instruction fetches
         // VM_EXEC, reads any access right.

@@ -52,6 +52,10 @@ pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 pub const MMAP_MIN_ADDR: u64 = 0x10000;
 /// Most VMAs an address space may have (`sysctl_max_map_count`).
 pub const MAX_MAP_COUNT: usize = 65530;
+/// Largest size a stack VMA grows to (`RLIMIT_STACK`'s default soft
+/// limit, 8 MiB; the limit is not per process here).
+pub const STACK_RLIMIT: u64 = 8 << 20;
+
 /// Gap kept free below a stack VMA (`stack_guard_gap`, 256 pages).
 pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
@@ -69,6 +73,8 @@ define_stats! {
         CowCopy => "cow_copy",
         CowReuse => "cow_reuse",
         CowReuseLarge => "cow_reuse_large",
+        /// A stack VMA grown down to a fault below it (`expand_stack`).
+        StackGrow => "stack_grow",
     }
 }
 

@@ -305,6 +305,44 @@ fn top_down_placement_honours_hints_and_stack_guard_gaps() {
 }
 
 #[test]
+fn a_fault_below_a_stack_grows_it_within_the_guard_gap_and_rlimit() {
+    with_mm(|mm| {
+        let top = 0x7000_0000;
+        let stack = top - 4 * PG;
+        let flags = ANON | MapFlags::FIXED | MapFlags::GROWSDOWN;
+        mm.mmap(stack, 4 * PG, RW, flags, -1, 0).unwrap();
+        // A fault 64 KiB below the stack's start grows it to there.
+        let below = stack - 16 * PG + 8;
+        assert_eq!(mm.handle_fault(below, FaultAccess::Write), Ok(()));
+        let v = mm.vma_lookup(below).expect("the stack covers the address");
+        assert_eq!((v.start, v.end), (stack - 16 * PG, top));
+        assert_eq!(mm.status().vm_stk, 20 * 4);
+        assert_eq!(mm.map_count(), 1);
+        assert_eq!(mm.vm.event(VmEvent::StackGrow), 1);
+        poke(mm, below, 7).unwrap();
+        // Not past RLIMIT_STACK (8 MiB).
+        let far = top - STACK_RLIMIT - PG;
+        assert_eq!(
+            mm.handle_fault(far, FaultAccess::Write),
+            Err(FaultError::Segv(SegvCode::MapErr))
+        );
+        // Not within stack_guard_gap of the mapping below.
+        let low = v.start - STACK_GUARD_GAP - 4 * PG;
+        mm.mmap(low, PG, RW, ANON | MapFlags::FIXED, -1, 0).unwrap();
+        assert_eq!(
+            mm.handle_fault(low + PG + 3 * PG, FaultAccess::Read),
+            Err(FaultError::Segv(SegvCode::MapErr))
+        );
+        // A plain mapping does not grow.
+        assert_eq!(
+            mm.handle_fault(low - PG, FaultAccess::Read),
+            Err(FaultError::Segv(SegvCode::MapErr))
+        );
+        mm.validate().unwrap();
+    });
+}
+
+#[test]
 fn mprotect_splits_then_merges_back_and_drops_write_permission() {
     with_mm(|mm| {
         let base = 0x3000_0000;

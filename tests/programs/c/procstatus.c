@@ -9,6 +9,7 @@
  * it into three lines of maps, the break shows as [heap]. Lines starting
  * with '~' carry numbers and are for humans; the test does not compare them.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +21,22 @@
 
 static char text[64 * 1024];
 
-/* Reads a whole /proc file into `text`; returns its length or -1. */
+/* Reads a whole /proc file into `text`; returns its length or -1. With
+ * open/read, not stdio: fopen's malloc would change VmSize between the
+ * measurements. */
 static long slurp(const char *path)
 {
-	FILE *f = fopen(path, "r");
-	if (!f)
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
 		return -1;
-	size_t n = fread(text, 1, sizeof text - 1, f);
-	fclose(f);
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, text + n, sizeof text - 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+	}
+	close(fd);
 	text[n] = 0;
 	return (long)n;
 }
