@@ -90,6 +90,38 @@ fn init_test_mode_passes() {
     assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
 }
 
+/// The same suite with large folios keeping no per-page mapcounts
+/// (`page_mapcount=off` on the kernel command line, Linux's
+/// `CONFIG_NO_PAGE_MAPCOUNT`): fork, CoW (64 KiB folios reused), pt
+/// reclaim and exit balance in that mode too.
+#[test]
+fn init_test_mode_passes_without_per_page_mapcounts() {
+    let cfg = boot::QemuConfig {
+        echo: false,
+        timeout: Some(Duration::from_secs(300)),
+        cmdline: boot::cmdline_with_args("page_mapcount=off", ["test"]),
+        ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
+    };
+    let out = {
+        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+        boot::run(&cfg).expect("QEMU runs")
+    };
+    let log = &out.serial;
+    assert!(
+        log.contains("mm: large folios keep no per-page mapcounts"),
+        "the kernel did not take page_mapcount=off:\n{log}"
+    );
+    let (passed, failed) = tests::parse_summary(log).expect("a closing line");
+    assert_eq!(failed, 0, "serial log:\n{log}");
+    assert!(passed >= 10, "serial log:\n{log}");
+    assert!(
+        log.contains("test user::fork_large_folio_reused ... ok"),
+        "{log}"
+    );
+    assert!(!log.contains("BUG"), "a BUG line in the serial log:\n{log}");
+    assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+}
+
 /// `init fuzz`: random and hostile mm syscalls; the kernel survives, every
 /// result is valid, and the frame accounting balances at the end.
 #[test]
