@@ -125,6 +125,54 @@ fn rust_std_program_exits_with_its_code() {
 
 /// Builds `prog`, runs it on the host and under QEMU, and asserts that the
 /// two runs agree (see the module header for what "agree" means).
+/// execve of packed programs (after fork and after vfork), a file packed
+/// with `--file`, the command line's `NAME=VALUE` in init's environment
+/// and in /proc/cmdline, words after `--` in argv, kill of a looping
+/// child. QEMU only: the host has no /init nor the packed file, so the
+/// expected lines are fixed here rather than taken from a host run.
+#[test]
+fn execve_packed_files_cmdline_and_kill() {
+    let bin = build(&Program::new("execkill", Build::Musl));
+    let note = out_dir().join("note.txt");
+    std::fs::write(&note, "note for the test\n").expect("write the packed file");
+    let mut cfg = boot::QemuConfig {
+        echo: false,
+        timeout: Some(BOOT_TIMEOUT),
+        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, &[])
+    };
+    cfg.files.push(boot::PackedFile {
+        host: note,
+        guest: "/data/note.txt".into(),
+    });
+    cfg.cmdline = boot::cmdline_with_args("quiet mode=fast", ["fromcmd"]);
+    let out = {
+        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+        boot::run(&cfg).expect("QEMU runs")
+    };
+    let want = "\
+execkill: start
+argv[1] from the command line: fromcmd
+env mode=fast
+packed file: note for the test
+/proc/cmdline has mode=fast: yes
+exec'd: argv[0] /init, argc 2
+fork+execve child exited 9
+exec'd: argv[0] /init, argc 2
+vfork+execve child exited 9
+execve of a missing file: -1, ENOENT: yes
+execve of a non-executable file: EACCES: yes
+looping child killed by SIGTERM: yes
+kill of a missing pid: ESRCH: yes
+execkill: done
+init: exited with status 0
+";
+    // From the program's first line on (firmware may print before it).
+    let from = out.serial.find("execkill: start").unwrap_or(0);
+    assert_eq!(&out.serial[from..], want, "serial log:\n{}", out.serial);
+    assert_eq!(out.init_exit, Some(InitExit::Exited(0)));
+    assert_eq!(out.verdict, Verdict::Success);
+}
+
 fn check(prog: &Program) {
     let bin = build(prog);
     let host = run_host(&bin, prog.args);
