@@ -173,6 +173,35 @@ init: exited with status 0
     assert_eq!(out.verdict, Verdict::Success);
 }
 
+/// Random syscall numbers with hostile arguments in forked children
+/// (`sysfuzz.c`): the kernel survives, init exits 0, frames balance.
+#[test]
+fn random_syscalls_never_crash_the_kernel() {
+    let bin = build(&Program::new("sysfuzz", Build::Musl));
+    let cfg = boot::QemuConfig {
+        echo: false,
+        timeout: Some(BOOT_TIMEOUT),
+        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, &["30", "400"])
+    };
+    let out = {
+        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+        boot::run(&cfg).expect("QEMU runs")
+    };
+    let log = &out.serial;
+    assert!(log.contains("sysfuzz: done"), "serial log:\n{log}");
+    assert_eq!(log.matches("child ").count(), 30, "serial log:\n{log}");
+    assert!(
+        !log.contains("BUG") && !log.contains("panic"),
+        "serial log:\n{log}"
+    );
+    assert_eq!(
+        out.init_exit,
+        Some(InitExit::Exited(0)),
+        "serial log:\n{log}"
+    );
+    assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+}
+
 fn check(prog: &Program) {
     let bin = build(prog);
     let host = run_host(&bin, prog.args);

@@ -716,15 +716,18 @@ fn user_trap(t: &UserTrap) {
         13 => ("general protection fault", SIGSEGV),
         _ => ("trap", SIGSEGV),
     };
-    crate::println!(
-        "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
-        p.comm(),
-        p.pid,
-        t.rip,
-        t.rsp,
-        t.error_code,
-        t.vector
-    );
+    // KERN_INFO on Linux, as the segfault line (shown for init always).
+    if p.pid == 1 || crate::cmdline::get().shows_info() {
+        crate::println!(
+            "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
+            p.comm(),
+            p.pid,
+            t.rip,
+            t.rsp,
+            t.error_code,
+            t.vector
+        );
+    }
     drop(p);
     do_exit(ExitStatus::Signaled(sig))
 }
