@@ -4,8 +4,8 @@
 //! generated at `open` and read from that snapshot, as a `seq_file` read
 //! in one go.
 //!
-//! - `/proc/self/status`: Name, State, Pid, PPid and the memory lines
-//!   (`VmSize`, `VmRSS`, `VmData`, `VmStk`, `VmExe`, `VmPTE`).
+//! - `/proc/self/status`: Name, State, Pid, PPid, Uid, ... and the memory
+//!   lines in Linux's order (`VmPeak` .. `VmSwap`, with `RssAnon`).
 //! - `/proc/self/maps`: one line per VMA,
 //!   `start-end perms offset dev inode  [name]`.
 //! - `/proc/meminfo`: `MemTotal`, `MemFree`, `MemAvailable` and a few more
@@ -87,24 +87,48 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
 fn status(p: &Process) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Name:\t{}", p.comm());
+    let _ = writeln!(s, "Umask:\t0022");
     let _ = writeln!(s, "State:\tR (running)");
     let _ = writeln!(s, "Tgid:\t{}", p.pid);
+    let _ = writeln!(s, "Ngid:\t0");
     let _ = writeln!(s, "Pid:\t{}", p.pid);
     let _ = writeln!(s, "PPid:\t{}", p.ppid());
+    let _ = writeln!(s, "TracerPid:\t0");
+    let _ = writeln!(s, "Uid:\t0\t0\t0\t0");
+    let _ = writeln!(s, "Gid:\t0\t0\t0\t0");
+    let _ = writeln!(
+        s,
+        "FDSize:\t{}",
+        p.files.lock().len().next_power_of_two().max(64)
+    );
     if let Some(mm) = p.mm() {
+        // Linux's order (`task_mem`); no high-water marks are kept, so
+        // VmPeak and VmHWM are the current sizes; every resident page is
+        // anonymous; nothing is locked, pinned or swapped.
         let st = mm.status();
         for (name, kb) in [
+            ("VmPeak", st.vm_size),
             ("VmSize", st.vm_size),
+            ("VmLck", 0),
+            ("VmPin", 0),
+            ("VmHWM", st.vm_rss),
             ("VmRSS", st.vm_rss),
+            ("RssAnon", st.vm_rss),
+            ("RssFile", 0),
+            ("RssShmem", 0),
             ("VmData", st.vm_data),
             ("VmStk", st.vm_stk),
             ("VmExe", st.vm_exe),
+            ("VmLib", 0),
             ("VmPTE", st.vm_pte),
+            ("VmSwap", 0),
         ] {
             let _ = writeln!(s, "{name}:\t{kb:>8} kB");
         }
     }
     let _ = writeln!(s, "Threads:\t1");
+    let blocked = p.signals.lock().blocked;
+    let _ = writeln!(s, "SigBlk:\t{blocked:016x}");
     s
 }
 
