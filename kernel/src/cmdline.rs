@@ -19,6 +19,10 @@
 //! | `page_mapcount=off`  | do not keep per-page mapcounts in large folios  |
 //! |                      | (Linux's CONFIG_NO_PAGE_MAPCOUNT); `on` default  |
 //! | `pt_reclaim=0/1`     | `/proc/sys/vm/pt_reclaim` at boot                |
+//! | `thp_anon=SPEC`      | anonymous folio sizes (Linux 6.13's syntax:     |
+//! |                      | `16K,64K:always;32K:never`, ranges `16K-64K`):  |
+//! |                      | `always`/`inherit` enable a size, `madvise`/    |
+//! |                      | `never` disable it (no per-VMA madvise policy)  |
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,6 +48,8 @@ pub struct Cmdline {
     /// `page_mapcount=off`.
     pub no_page_mapcount: bool,
     pub pt_reclaim: Option<bool>,
+    /// `thp_anon=`: (orders to enable, orders to disable) as bitmasks.
+    pub thp_anon: Option<(u32, u32)>,
     /// Parameters with a bad value, reported at boot.
     pub bad: Vec<String>,
 }
@@ -107,6 +113,10 @@ impl Cmdline {
                 ("page_mapcount", Some("on")) => c.no_page_mapcount = false,
                 ("pt_reclaim", Some("0")) => c.pt_reclaim = Some(false),
                 ("pt_reclaim", Some("1")) => c.pt_reclaim = Some(true),
+                ("thp_anon", Some(v)) => match parse_thp_anon(v) {
+                    Some(masks) => c.thp_anon = Some(masks),
+                    None => c.bad.push(w.clone()),
+                },
                 ("page_mapcount" | "pt_reclaim", _) => c.bad.push(w.clone()),
                 // Module parameters (`mod.param=..`) are not init's.
                 (k, _) if k.contains('.') => {}
@@ -139,6 +149,57 @@ impl Cmdline {
     }
 }
 
+/// A folio size of `thp_anon=` (`64K`, `2M`) as an order, for the sizes
+/// anonymous faults may use here (8 KiB .. 2 MiB: orders 1..=9).
+fn thp_order(size: &str) -> Option<u32> {
+    let (num, unit) = size.split_at(size.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let bytes = n.checked_mul(match unit {
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        _ => return None,
+    })?;
+    if !bytes.is_power_of_two() || !(8192..=2 << 20).contains(&bytes) {
+        return None;
+    }
+    Some(bytes.trailing_zeros() - 12)
+}
+
+/// `thp_anon=` (Linux's `setup_thp_anon`): `;`-separated
+/// `SIZES:POLICY`, SIZES a `,` list of sizes or `A-B` ranges.
+fn parse_thp_anon(spec: &str) -> Option<(u32, u32)> {
+    let (mut on, mut off) = (0u32, 0u32);
+    for part in spec.split(';') {
+        let (sizes, policy) = part.split_once(':')?;
+        let mut mask = 0u32;
+        for s in sizes.split(',') {
+            let (a, b) = match s.split_once('-') {
+                Some((a, b)) => (thp_order(a)?, thp_order(b)?),
+                None => (thp_order(s)?, thp_order(s)?),
+            };
+            if a > b {
+                return None;
+            }
+            for o in a..=b {
+                mask |= 1 << o;
+            }
+        }
+        match policy {
+            "always" | "inherit" => {
+                on |= mask;
+                off &= !mask;
+            }
+            "madvise" | "never" => {
+                off |= mask;
+                on &= !mask;
+            }
+            _ => return None,
+        }
+    }
+    Some((on, off))
+}
+
 static CMDLINE: Once<Cmdline> = Once::new();
 
 /// The command line, read from fw_cfg on first use (empty without QEMU's
@@ -164,5 +225,11 @@ pub fn apply_mm_params(c: &Cmdline) {
     }
     if let Some(on) = c.pt_reclaim {
         vm.pt_reclaim.store(on, Relaxed);
+    }
+    if let Some((on, off)) = c.thp_anon {
+        // Order 0 always stays (the fallback).
+        let orders = (vm.anon_orders.load(Relaxed) | on) & !off | 1;
+        vm.anon_orders.store(orders, Relaxed);
+        log::info!("mm: anonymous folio orders {orders:#x} (thp_anon=)");
     }
 }

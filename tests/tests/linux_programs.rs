@@ -127,7 +127,8 @@ fn rust_std_program_exits_with_its_code() {
 /// two runs agree (see the module header for what "agree" means).
 /// execve of packed programs (after fork and after vfork), a file packed
 /// with `--file`, the command line's `NAME=VALUE` in init's environment
-/// and in /proc/cmdline, words after `--` in argv, kill of a looping
+/// and in /proc/cmdline, `thp_anon=` in the mTHP sysfs files, words
+/// after `--` in argv, kill of a looping
 /// child. QEMU only: the host has no /init nor the packed file, so the
 /// expected lines are fixed here rather than taken from a host run.
 #[test]
@@ -144,7 +145,7 @@ fn execve_packed_files_cmdline_and_kill() {
         host: note,
         guest: "/data/note.txt".into(),
     });
-    cfg.cmdline = boot::cmdline_with_args("quiet mode=fast", ["fromcmd"]);
+    cfg.cmdline = boot::cmdline_with_args("quiet mode=fast thp_anon=64K:always", ["fromcmd"]);
     let out = {
         let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
         boot::run(&cfg).expect("QEMU runs")
@@ -155,6 +156,8 @@ argv[1] from the command line: fromcmd
 env mode=fast
 packed file: note for the test
 /proc/cmdline has mode=fast: yes
+hugepages-16kB/enabled: always inherit madvise [never]
+hugepages-64kB/enabled: [always] inherit madvise never
 exec'd: argv[0] /init, argc 2
 fork+execve child exited 9
 exec'd: argv[0] /init, argc 2

@@ -3,7 +3,8 @@
  * under QEMU only (no host comparison): a packed file read back, execve of
  * a packed program (itself, with an argument that makes it the "child"
  * half), vfork + execve, kill of a looping child, the command line's
- * NAME=VALUE parameter in the environment and /proc/cmdline.
+ * NAME=VALUE parameter in the environment and /proc/cmdline, thp_anon=
+ * in the mTHP sysfs files.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +40,19 @@ int main(int argc, char **argv)
 	buf[n > 0 ? n : 0] = 0;
 	close(fd);
 	printf("/proc/cmdline has mode=fast: %s\n", yes(strstr(buf, "mode=fast") != NULL));
+
+	/* thp_anon=64K:always on the command line: 64 KiB folios on. */
+	static const char *const sizes[] = {"16", "64"};
+	for (int i = 0; i < 2; i++) {
+		char path[96];
+		snprintf(path, sizeof path,
+			 "/sys/kernel/mm/transparent_hugepage/hugepages-%skB/enabled", sizes[i]);
+		fd = open(path, O_RDONLY);
+		n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+		buf[n > 0 ? n : 0] = 0;
+		close(fd);
+		printf("hugepages-%skB/enabled: %s", sizes[i], n > 0 ? buf : "(unreadable)\n");
+	}
 
 	char *cargv[] = {"/init", "child", NULL};
 	char *cenv[] = {NULL};
