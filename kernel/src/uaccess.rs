@@ -113,3 +113,11 @@ pub fn strncpy_from_user(mm: &KMm, src: u64, max: usize) -> Result<alloc::vec::V
         }
     }
 }
+
+/// The little-endian 64-bit word at byte `at` of `b` (a struct copied from
+/// user memory); 0 past the end.
+pub fn le64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}

@@ -136,20 +136,13 @@ fn execve_packed_files_cmdline_and_kill() {
     let bin = build(&Program::new("execkill", Build::Musl));
     let note = out_dir().join("note.txt");
     std::fs::write(&note, "note for the test\n").expect("write the packed file");
-    let mut cfg = boot::QemuConfig {
-        echo: false,
-        timeout: Some(BOOT_TIMEOUT),
-        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, &[])
-    };
+    let mut cfg = program_config(&bin, &[]);
     cfg.files.push(boot::PackedFile {
         host: note,
         guest: "/data/note.txt".into(),
     });
     cfg.cmdline = boot::cmdline_with_args("quiet mode=fast thp_anon=64K:always", ["fromcmd"]);
-    let out = {
-        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-        boot::run(&cfg).expect("QEMU runs")
-    };
+    let out = boot_one(&cfg);
     let want = "\
 execkill: start
 argv[1] from the command line: fromcmd
@@ -181,15 +174,8 @@ init: exited with status 0
 #[test]
 fn random_syscalls_never_crash_the_kernel() {
     let bin = build(&Program::new("sysfuzz", Build::Musl));
-    let cfg = boot::QemuConfig {
-        echo: false,
-        timeout: Some(BOOT_TIMEOUT),
-        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, &["30", "400"])
-    };
-    let out = {
-        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-        boot::run(&cfg).expect("QEMU runs")
-    };
+    let cfg = program_config(&bin, &["30", "400"]);
+    let out = boot_one(&cfg);
     let log = &out.serial;
     assert!(log.contains("sysfuzz: done"), "serial log:\n{log}");
     assert_eq!(log.matches("child ").count(), 30, "serial log:\n{log}");
@@ -203,6 +189,22 @@ fn random_syscalls_never_crash_the_kernel() {
         "serial log:\n{log}"
     );
     assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+}
+
+/// The kernel image booting `bin` as init with `args`, quiet, silent on
+/// our stdout, with the boot timeout.
+fn program_config(bin: &Path, args: &[&str]) -> boot::QemuConfig {
+    boot::QemuConfig {
+        echo: false,
+        timeout: Some(BOOT_TIMEOUT),
+        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, bin, args)
+    }
+}
+
+/// Boots `cfg`, one boot at a time (QEMU locks the disk image).
+fn boot_one(cfg: &boot::QemuConfig) -> boot::Outcome {
+    let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
+    boot::run(cfg).expect("QEMU runs")
 }
 
 fn check(prog: &Program) {
@@ -222,15 +224,8 @@ fn check(prog: &Program) {
         host.stderr
     );
 
-    let cfg = boot::QemuConfig {
-        echo: false,
-        timeout: Some(BOOT_TIMEOUT),
-        ..boot::QemuConfig::with_program(boot::KERNEL_BIOS_IMAGE, &bin, prog.args)
-    };
-    let out = {
-        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-        boot::run(&cfg).expect("QEMU runs")
-    };
+    let cfg = program_config(&bin, prog.args);
+    let out = boot_one(&cfg);
     let guest = split_serial(&out.serial);
     // Everything needed to judge a failure, in one block.
     let report = |what: &str| {

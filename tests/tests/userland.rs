@@ -15,15 +15,7 @@ static IMAGE: Mutex<()> = Mutex::new(());
 
 #[test]
 fn init_tours_the_memory_syscalls_and_exits_0() {
-    let cfg = boot::QemuConfig {
-        echo: false,
-        timeout: Some(Duration::from_secs(300)),
-        ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
-    };
-    let out = {
-        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-        boot::run(&cfg).expect("QEMU runs")
-    };
+    let out = boot_cmdline(String::new());
     let log = &out.serial;
     for needle in [
         "init[1]: entering user mode at 0x",
@@ -51,10 +43,15 @@ fn init_tours_the_memory_syscalls_and_exits_0() {
 
 /// Boots the kernel with `init ARGS` and returns the run's outcome.
 fn boot_init(args: &str) -> boot::Outcome {
+    boot_cmdline(boot::init_args(args))
+}
+
+/// Boots the kernel with the command line `cmdline`.
+fn boot_cmdline(cmdline: String) -> boot::Outcome {
     let cfg = boot::QemuConfig {
         echo: false,
         timeout: Some(Duration::from_secs(300)),
-        cmdline: boot::init_args(args),
+        cmdline,
         ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
     };
     let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,16 +93,7 @@ fn init_test_mode_passes() {
 /// reclaim and exit balance in that mode too.
 #[test]
 fn init_test_mode_passes_without_per_page_mapcounts() {
-    let cfg = boot::QemuConfig {
-        echo: false,
-        timeout: Some(Duration::from_secs(300)),
-        cmdline: boot::cmdline_with_args("page_mapcount=off", ["test"]),
-        ..boot::QemuConfig::new(boot::KERNEL_BIOS_IMAGE)
-    };
-    let out = {
-        let _image = IMAGE.lock().unwrap_or_else(|e| e.into_inner());
-        boot::run(&cfg).expect("QEMU runs")
-    };
+    let out = boot_cmdline(boot::cmdline_with_args("page_mapcount=off", ["test"]));
     let log = &out.serial;
     assert!(
         log.contains("mm: large folios keep no per-page mapcounts"),

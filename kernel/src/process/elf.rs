@@ -236,12 +236,21 @@ pub fn load(mm: &KMm, elf: &FileData, argv: &[String], envp: &[String]) -> Resul
     } else {
         0
     };
+    // Each segment's pages, placed: [start, end).
+    let pages: Vec<(u64, u64)> = loads
+        .iter()
+        .map(|ph| {
+            (
+                page_down(ph.vaddr) + bias,
+                page_up(ph.vaddr + ph.memsz).unwrap_or(0) + bias,
+            )
+        })
+        .collect();
     // Pass 1: map every segment writable (a page shared by two is mapped
     // once) and copy the file bytes in.
     let mut mapped_to = 0;
-    for ph in &loads {
-        let start = (page_down(ph.vaddr) + bias).max(mapped_to);
-        let end = page_up(ph.vaddr + ph.memsz).ok_or(ENOEXEC)? + bias;
+    for (ph, &(start, end)) in loads.iter().zip(&pages) {
+        let start = start.max(mapped_to);
         if start < end {
             let flags = MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED;
             mm.mmap(start, end - start, Prot::READ | Prot::WRITE, flags, -1, 0)?;
@@ -249,16 +258,12 @@ pub fn load(mm: &KMm, elf: &FileData, argv: &[String], envp: &[String]) -> Resul
         }
         copy_segment(mm, elf, ph.offset, ph.vaddr + bias, ph.filesz)?;
     }
-    // Pass 2: each segment's permissions; a shared page gets the union.
-    for (i, ph) in loads.iter().enumerate() {
-        let start = page_down(ph.vaddr) + bias;
-        let end = page_up(ph.vaddr + ph.memsz).ok_or(ENOEXEC)? + bias;
+    // Pass 2: each segment's permissions; a page shared with the segment
+    // before gets the union.
+    for (i, (ph, &(start, end))) in loads.iter().zip(&pages).enumerate() {
         mm.mprotect(start, end - start, prot_of(ph.flags))?;
-        if let Some(prev) = i.checked_sub(1).map(|j| loads[j]) {
-            let prev_last = page_up(prev.vaddr + prev.memsz).ok_or(ENOEXEC)? + bias - PAGE_SIZE;
-            if prev_last == start {
-                mm.mprotect(start, PAGE_SIZE, prot_of(ph.flags | prev.flags))?;
-            }
+        if i > 0 && pages[i - 1].1 - PAGE_SIZE == start {
+            mm.mprotect(start, PAGE_SIZE, prot_of(ph.flags | loads[i - 1].flags))?;
         }
     }
     let entry = entry

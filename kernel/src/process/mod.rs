@@ -181,6 +181,15 @@ impl OpenData {
         self.len() == 0
     }
 
+    /// `st_size`: a file's length; 0 for everything else (`/proc` files
+    /// report 0, as on Linux).
+    pub fn st_size(&self) -> u64 {
+        match self {
+            OpenData::File(f) => f.len() as u64,
+            _ => 0,
+        }
+    }
+
     /// Copies bytes at `off` into `buf`; returns how many.
     pub fn read_at(&self, off: usize, buf: &mut [u8]) -> usize {
         match self {

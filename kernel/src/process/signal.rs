@@ -42,12 +42,12 @@ impl SigAction {
     }
 
     pub fn from_bytes(b: &[u8; 32]) -> Self {
-        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        use crate::uaccess::le64;
         SigAction {
-            handler: w(0),
-            flags: w(1),
-            restorer: w(2),
-            mask: w(3),
+            handler: le64(b, 0),
+            flags: le64(b, 8),
+            restorer: le64(b, 16),
+            mask: le64(b, 24),
         }
     }
 }

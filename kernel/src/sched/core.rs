@@ -283,7 +283,11 @@ pub(super) fn __schedule(preempt: bool) {
     // on this CPU until now and `next` runs nowhere (it was queued, or is
     // this CPU's idle task).
     unsafe { crate::arch::fpu::FpuState::switch(&prev.fpu, &next.fpu) };
-    crate::arch::entry::load_fs_base(next.fs_base.load(Ordering::Relaxed));
+    let fs_base = next.fs_base.load(Ordering::Relaxed);
+    if fs_base != prev.fs_base.load(Ordering::Relaxed) {
+        // A WRMSR only when it changes (never between kernel threads).
+        crate::arch::entry::load_fs_base(fs_base);
+    }
     let prev_sp = prev.saved_sp.as_ptr();
     let next_sp = next.saved_sp.load(Ordering::Relaxed);
     rq.curr = Some(next);

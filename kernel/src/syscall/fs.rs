@@ -15,7 +15,7 @@ use crate::initramfs::{self, Node};
 use crate::process::pipe::{PIPE_BUF_BYTES, Pipe};
 use crate::process::{OpenData, OpenFile, Process, procfs};
 use crate::serial;
-use crate::uaccess::{copy_from_user, copy_to_user, strncpy_from_user};
+use crate::uaccess::{copy_from_user, copy_to_user, le64, strncpy_from_user};
 
 /// `AT_FDCWD`: relative paths start at the working directory.
 pub const AT_FDCWD: i32 = -100;
@@ -64,30 +64,20 @@ fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
 }
 
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
-    let (console, sysctl, mode, pipe) = with_file(p, fd, |f| {
+    let (console, sysctl, mode, pipe, nonblock) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
             _ => None,
         };
-        (
-            matches!(f.data, OpenData::Console),
-            f.sysctl,
-            f.flags & 3,
-            pipe,
-        )
+        let console = matches!(f.data, OpenData::Console);
+        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f))
     })?;
     if mode == 0 {
         return Err(EBADF);
     }
     let mm = mm_of(p)?;
     if let Some(end) = pipe {
-        return pipe_write(
-            &mm,
-            &end.pipe,
-            buf,
-            count.min(MAX_RW_COUNT),
-            mode_nonblock(p, fd),
-        );
+        return pipe_write(&mm, &end.pipe, buf, count.min(MAX_RW_COUNT), nonblock);
     }
     if !console {
         // Only /proc/sys/vm settings take a write: a decimal number.
@@ -113,9 +103,9 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     Ok(done)
 }
 
-/// Whether `fd` has `O_NONBLOCK`.
-fn mode_nonblock(p: &Process, fd: u64) -> bool {
-    with_file(p, fd, |f| u64::from(f.flags) & O_NONBLOCK != 0).unwrap_or(false)
+/// Whether the file has `O_NONBLOCK`.
+fn nonblocking(f: &OpenFile) -> bool {
+    u64::from(f.flags) & O_NONBLOCK != 0
 }
 
 fn pipe_write(
@@ -150,7 +140,9 @@ fn pipe_write(
 /// Reads from `fd` at `at` (its position if `None`, then advanced).
 fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
     let count = count.min(MAX_RW_COUNT) as usize;
-    let (data, pos, mode) = with_file(p, fd, |f| (f.data.clone(), f.pos, f.flags & 3))?;
+    let (data, pos, mode, nonblock) = with_file(p, fd, |f| {
+        (f.data.clone(), f.pos, f.flags & 3, nonblocking(f))
+    })?;
     if mode == 1 {
         return Err(EBADF);
     }
@@ -169,10 +161,7 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
                 return Err(ESPIPE);
             }
             let mut chunk = alloc::vec![0u8; count.min(PIPE_BUF_BYTES)];
-            let n = end
-                .pipe
-                .read(&mut chunk, mode_nonblock(p, fd))
-                .ok_or(Errno::EAGAIN)?;
+            let n = end.pipe.read(&mut chunk, nonblock).ok_or(Errno::EAGAIN)?;
             copy_to_user(&*mm_of(p)?, buf, &chunk[..n])?;
             return Ok(n as u64);
         }
@@ -229,8 +218,7 @@ fn iovecs(p: &Process, iov: u64, cnt: u64) -> Result<Vec<(u64, u64)>, Errno> {
     let mut out = Vec::new();
     let mut total = 0u64;
     for c in bytes.chunks(16) {
-        let base = u64::from_le_bytes(c[..8].try_into().unwrap_or([0; 8]));
-        let len = u64::from_le_bytes(c[8..].try_into().unwrap_or([0; 8]));
+        let (base, len) = (le64(c, 0), le64(c, 8));
         if len > i64::MAX as u64 {
             return Err(Errno::EINVAL);
         }
@@ -466,12 +454,7 @@ fn ino_of(path: &str) -> u64 {
 }
 
 fn stat_of_file(f: &OpenFile, fd: u64) -> [u8; 144] {
-    // /proc files report size 0, as on Linux.
-    let size = match &f.data {
-        OpenData::File(d) => d.len() as u64,
-        _ => 0,
-    };
-    stat_bytes(f.mode, size, fd + 1000)
+    stat_bytes(f.mode, f.data.st_size(), fd + 1000)
 }
 
 pub fn sys_fstat(p: &Process, fd: u64, st: u64) -> SysResult {
@@ -482,11 +465,7 @@ pub fn sys_fstat(p: &Process, fd: u64, st: u64) -> SysResult {
 
 fn stat_path(p: &Process, path: &str) -> Result<[u8; 144], Errno> {
     let (data, mode, _) = open_node(p, path)?;
-    let size = match &data {
-        OpenData::File(d) => d.len() as u64,
-        _ => 0,
-    };
-    Ok(stat_bytes(mode, size, ino_of(path)))
+    Ok(stat_bytes(mode, data.st_size(), ino_of(path)))
 }
 
 pub fn sys_stat(p: &Process, path: u64, st: u64) -> SysResult {

@@ -12,7 +12,7 @@ use mm::pgtable::TASK_SIZE;
 use super::{EPERM, ESRCH, SysResult, mm_of};
 use crate::process::signal::{self, SIG_DFL, SIG_IGN, SigAction};
 use crate::process::{self, Process};
-use crate::uaccess::{copy_from_user, copy_to_user};
+use crate::uaccess::{copy_from_user, copy_to_user, le64};
 use crate::{sched, time};
 
 /// The sigset size the rt_ calls take (`sizeof(sigset_t)` in the kernel).
@@ -95,9 +95,7 @@ pub fn sys_sigaltstack(p: &Process, ss: u64, old: u64) -> SysResult {
     if ss != 0 {
         let mut b = [0u8; 24];
         copy_from_user(&*mm_of(p)?, &mut b, ss)?;
-        let sp = u64::from_le_bytes(b[0..8].try_into().unwrap_or([0; 8]));
-        let flags = u32::from_le_bytes(b[8..12].try_into().unwrap_or([0; 4]));
-        let size = u64::from_le_bytes(b[16..24].try_into().unwrap_or([0; 8]));
+        let (sp, flags, size) = (le64(&b, 0), le64(&b, 8) as u32, le64(&b, 16));
         let mode = flags & !signal::SS_AUTODISARM;
         if mode != signal::SS_DISABLE && mode != signal::SS_ONSTACK && mode != 0 {
             return Err(Errno::EINVAL);
@@ -174,8 +172,7 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
 fn read_timespec(p: &Process, at: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 16];
     copy_from_user(&*mm_of(p)?, &mut b, at)?;
-    let sec = i64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+    let (sec, nsec) = (le64(&b, 0) as i64, le64(&b, 8) as i64);
     if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
         return Err(Errno::EINVAL);
     }
@@ -320,8 +317,7 @@ pub fn sys_prlimit64(p: &Process, pid: i32, res: u64, new: u64, old: u64) -> Sys
     let new = if new != 0 {
         let mut b = [0u8; 16];
         copy_from_user(&mm, &mut b, new)?;
-        let cur = u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8]));
-        let max = u64::from_le_bytes(b[8..].try_into().unwrap_or([0; 8]));
+        let (cur, max) = (le64(&b, 0), le64(&b, 8));
         if cur > max {
             return Err(Errno::EINVAL);
         }
