@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Formatting and lints for every crate, warnings as errors.
+# Formatting, lints and docs for every crate, warnings as errors.
 # The kernel is checked on its own target (forced-target); host crates are
 # checked with all their targets (tests, benches) in a separate invocation,
 # because dev-dependencies (proptest) would turn on `std` features of shared
@@ -9,3 +9,8 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace -- -D warnings
 cargo clippy --workspace --exclude kernel --exclude user --all-targets --features mm/std -- -D warnings
+# Documentation builds without warnings. A kernel's docs are for the people
+# who work on it, so private items are documented too (and may be linked
+# from public ones).
+RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
+    cargo doc --workspace --no-deps --document-private-items

@@ -5,7 +5,6 @@
 //! fail-on-purpose `kfault` and `kstack`. All start with [`init`].
 #![no_std]
 #![feature(abi_x86_interrupt)]
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 extern crate alloc;
 

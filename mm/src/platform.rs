@@ -2,7 +2,7 @@
 //!
 //! `mm` never executes a privileged instruction. What it needs from the
 //! machine it asks of a [`Platform`]: the kernel implements it on x86_64, and
-//! the simulated machine in [`crate::sim`] implements it for host tests, so
+//! the simulated machine in `crate::sim` (feature `std`) implements it for host tests, so
 //! the same allocator code runs in both places.
 //!
 //! The allocators need the direct map, the CPU number and interrupt

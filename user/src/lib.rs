@@ -8,7 +8,6 @@
 //! `r11` clobbered; `-4095..0` is `-errno`), so a program built with it runs
 //! unchanged on Linux.
 #![no_std]
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod fmt;
 pub mod sys;

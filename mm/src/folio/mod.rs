@@ -4,7 +4,7 @@
 //!
 //! A small (order-0) folio counts its page-table mappings in the head
 //! frame's mapcount. A large folio keeps, in the `ext` words of its first
-//! tail frame (page[1]):
+//! tail frame (`page[1]`):
 //!
 //! ```text
 //!   ext[0]  _large_mapcount     all PTE/PMD mappings − 1 (−1: unmapped)

@@ -4,7 +4,7 @@
 //! buddy blocks of an order chosen so that little is wasted. Free objects
 //! of a slab are chained through a free pointer stored inside each of them,
 //! obfuscated as with `SLAB_FREELIST_HARDENED` so that a corrupted pointer
-//! is caught rather than followed ([`slab`]).
+//! is caught rather than followed ([`freelist`]).
 //!
 //! ```text
 //!  alloc:  this CPU's freelist ──empty──▶ CPU slab's own freelist (remote

@@ -275,9 +275,9 @@ fn tour(args: &Args) -> i32 {
         ),
         // SAFETY: an unaligned munmap changes nothing.
         ("munmap unaligned", unsafe { munmap(base + 1, PAGE) }.err()),
-        // SAFETY: the kernel must refuse the unmapped buffer with EFAULT.
         (
             "write bad pointer",
+            // SAFETY: the kernel must refuse the unmapped buffer with EFAULT.
             check(unsafe { syscall6(SYS_WRITE, [1, 0x10, 8, 0, 0, 0]) }).err(),
         ),
     ];

@@ -355,8 +355,8 @@ fn fork_wait4_exit_status() -> TestResult {
         check_eq!(wexitstatus(w), 3);
     }
     check_eq!(wait4(-1, 0), Err(Errno::ECHILD));
-    // SAFETY: bad options change nothing.
     check_eq!(
+        // SAFETY: bad options change nothing.
         check(unsafe { syscall6(SYS_WAIT4, [u64::MAX, 0, 0x100, 0, 0, 0]) }),
         Err(Errno::EINVAL)
     );
