@@ -1,5 +1,29 @@
 //! The anonymous page-fault path (`handle_mm_fault()`,
 //! `do_anonymous_page()`, `do_wp_page()`).
+//!
+//! # Context
+//!
+//! Called from a task's fault with no lock held. Takes the mmap lock for
+//! read; growing a stack drops it and takes it for write
+//! (`expand_stack`, Linux's upgrade in `lock_mm_and_find_vma()`), then
+//! looks the VMA up again. Allocations may sleep.
+//!
+//! # Ordering
+//!
+//! - A new folio is allocated and zeroed before the PTE lock is taken.
+//!   Under the lock the PTEs are checked again (another thread may have
+//!   faulted the same range): if any changed, the folio is dropped and
+//!   the fault retried. Its references and rmap are set before the PTEs
+//!   that publish it.
+//! - A CoW copy (`wp_page_copy()`): copy, then under the PTE lock check
+//!   the old PTE is unchanged, clear it, flush the TLB, set the new PTE
+//!   (`ptep_clear_flush()` then `set_pte_at()`): no CPU may write the old
+//!   page once the copy is visible. The old folio's reference is dropped
+//!   after the lock.
+//! - Reuse in place (`wp_can_reuse_anon_folio()`) is decided under the
+//!   PTE lock, from the mapcount and refcount (small folio) or the owner
+//!   slots (large folio): no other MM can map the folio meanwhile,
+//!   because mapping it needs a PTE lock of ours (fork) or a reference.
 
 use core::sync::atomic::Ordering::Relaxed;
 

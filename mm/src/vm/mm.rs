@@ -1,6 +1,27 @@
 //! The address space (`struct mm_struct`): VMAs in an allocation-range
 //! maple tree, page tables, the mmap lock, the MM id and the counters
 //! `/proc/PID/status` shows.
+//!
+//! # Invariants
+//!
+//! - M1: every tree entry is a leaked `Box<Vma>` owned by this `Mm`. A
+//!   VMA is never changed in place: a change stores a new copy over its
+//!   range and retires the old one through RCU ([`Mm::retire_vma`]), so
+//!   a reader's copy ([`Mm::read`]) is always one consistent VMA.
+//! - M2: `map_count` is the number of entries; `total_vm`, `data_vm`,
+//!   `stack_vm` and `exec_vm` are the pages of the VMAs of each kind
+//!   (every insert and retire goes through `account`).
+//! - M3: at drop (`exit_mmap()`), every page and table is freed through
+//!   one mmu_gather and every VMA is retired; the MM id goes back last.
+//!
+//! # Locking
+//!
+//! The lock order is in the [module header](super). The VMA-set changes
+//! here (`insert_vma`, `retire_vma`, `replace_vma`, `set_vma_flags`,
+//! `split_vma`) take `&mut MmLocked`, which only the mmap lock's write
+//! guard gives out: the type proves the caller holds it. `clear_range`
+//! is called under the same guard. The counters are Relaxed atomics,
+//! read racily for `/proc`.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

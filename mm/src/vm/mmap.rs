@@ -1,4 +1,20 @@
 //! mmap, munmap, brk and `get_unmapped_area()` (`mm/mmap.c`, `mm/vma.c`).
+//!
+//! # Context
+//!
+//! `mmap`, `munmap` and `brk` take the mmap lock for write;
+//! `do_munmap` and `map_new_range` take `&mut MmLocked` (the caller holds
+//! it: mremap and `MAP_FIXED` unmap through them). `MAP_POPULATE` and
+//! `VM_LOCKED` populate after the lock is dropped, one fault per page as
+//! Linux's `mm_populate()`; failures there are not reported.
+//!
+//! # Ordering
+//!
+//! munmap (`do_vmi_align_munmap()`): split the VMAs at both ends and
+//! clear the range from the tree (the steps that can fail, all before a
+//! page is touched), zap the pages, free the page tables only the range
+//! used, and flush the TLB in the mmu_gather before any page or table is
+//! freed; the VMAs are retired last, through RCU.
 
 use super::mm::MmLocked;
 use super::vma::{VmFlags, Vma, can_merge};

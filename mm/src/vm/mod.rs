@@ -6,6 +6,82 @@
 //! A [`Vm`] is what all address spaces of a machine share: the page
 //! allocator, RCU, the maple node cache, the zero page, the MM-id
 //! allocator and the tunables.
+//!
+//! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
+//! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
+//! `mprotect.rs` (`mm/mprotect.c`, `mm/madvise.c`), `mremap.rs`
+//! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`,
+//! `mm/pt_reclaim.c`), `fork.rs` (`kernel/fork.c` `dup_mmap()`),
+//! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//!
+//! # Invariants
+//!
+//! Checked by [`Mm::validate`] (and, per step, by the model tests):
+//!
+//! - I1: VMAs are page aligned, non-empty and do not overlap; the maple
+//!   tree maps exactly `[start, end - 1]` of each to its [`Vma`].
+//! - I2: no two adjacent VMAs are compatible ([`can_merge`]): every
+//!   change that could make a pair compatible merges it (`vma_merge`).
+//! - I3: every present PTE lies inside a VMA whose flags allow it (no
+//!   writable PTE in a VMA without `VM_WRITE`, no executable PTE
+//!   without `VM_EXEC`).
+//! - I4: `rss_anon` equals the present PTEs that are not the zero page;
+//!   each mapped page holds one folio reference and one mapcount per PTE.
+//! - I5: the commit charge ([`Vm::committed_pages`]) is the sum of the
+//!   pages of every `VM_ACCOUNT` VMA of every address space.
+//! - I6: a VMA leaves the tree before it is freed, and is freed only
+//!   through RCU ([`Mm::retire_vma`]): a lockless reader that found it
+//!   may read it until its grace period ends.
+//!
+//! # Locking
+//!
+//! Lock order, outermost first (Linux's order in `mm/rmap.c`'s header,
+//! with the locks this kernel has):
+//!
+//! 1. `Mm::mmap_lock` (`mmap_lock`): write for any change of the VMA set,
+//!    a VMA's flags or the break; read for faults and for lookups that
+//!    must not see a VMA change under them. Two address spaces' mmap
+//!    locks are taken together only by fork: parent, then child (the
+//!    child is not yet visible to anyone else).
+//! 2. `Vm::anon_vmas`, the anon_vma registry (standing in for
+//!    `anon_vma->rwsem`): taken with the mmap lock held for read (a
+//!    fault's `anon_vma_prepare`) or write (fork), or alone by exit and
+//!    by the reverse-map walk, which reads VMAs under RCU.
+//! 3. The maple tree's writer lock (`MapleTree::lock`): held only for one
+//!    store, with the mmap lock held for write, or held for read by a
+//!    fault's `anon_vma_prepare`, which stores the VMA's copy with its
+//!    new anon_vma over exactly its range under the registry lock (that
+//!    lock serializes such faults; the read lock keeps writers out).
+//!    Nothing in `vm` is taken under it (its node allocations take slab
+//!    and page allocator locks).
+//! 4. `PageTable::page_table_lock` (`mm->page_table_lock`): installing a
+//!    PGD or PUD entry; nothing is taken under it.
+//! 5. A PMD table's lock (`pmd_lock()`): installing or clearing a PMD
+//!    entry (a PTE table).
+//! 6. A PTE table's lock (`pte_offset_map_lock()`): every change of a
+//!    PTE. Two PTE locks of one address space are held together only by
+//!    mremap's move (old table, then new), under the exclusive mmap lock.
+//!    PTE-table reclaim's fast path takes the PMD lock *inside* the PTE
+//!    lock with a trylock only (`try_clear_pmd`), which cannot deadlock.
+//! 7. A large folio's `_mm_ids` bit lock (`folio_lock_large_mapcount()`):
+//!    owner-slot and mapcount updates, under the PTE lock of the mapping
+//!    being changed.
+//!
+//! Under all of them: the page allocator (zone lock, per-CPU lists), the
+//! slab caches and RCU's callback queues, which take no `vm` lock.
+//!
+//! # Context
+//!
+//! - Every entry point may sleep (`Gfp::KERNEL` allocations, the mmap
+//!   lock, `synchronize_rcu` inside an mmu_gather without a batch page),
+//!   so none may be called from interrupt context or with preemption
+//!   disabled; the kernel calls them from a task's syscall or fault.
+//! - Lockless readers (`vma_lookup`, `find_vma` without the mmap lock,
+//!   the reverse-map walk) run under `rcu_read_lock` and copy the VMA
+//!   out ([`Mm::read`]) before leaving the section.
+//! - PTE tables may be unlinked while the mmap lock is held only for read
+//!   (PTE-table reclaim after `MADV_DONTNEED`): every PTE access goes
+//!   through `pte_offset_map_lock()` and retries when it returns `None`.
 
 mod fault;
 mod fork;

@@ -2,6 +2,28 @@
 //! mmu_gather (`unmap_page_range()` .. `zap_pte_range()`), with the
 //! reclaim of PTE tables a `MADV_DONTNEED` empties (Linux 6.14,
 //! `mm/pt_reclaim.c`).
+//!
+//! # Context
+//!
+//! The caller holds the mmap lock (read for `MADV_DONTNEED`, write for
+//! munmap and exit) and keeps the range's VMAs in place.
+//!
+//! # Ordering
+//!
+//! `include/asm-generic/tlb.h`'s rule: unhook the page, invalidate the
+//! TLB, free the page. PTEs are cleared under the PTE lock and their
+//! pages queued on the mmu_gather, which frees them only after its TLB
+//! flush. When the gather's batch fills, the TLB is flushed before the
+//! PTE lock is dropped (`force_flush`) and the pages freed after.
+//!
+//! A PTE table is reclaimed only when it is certainly empty: on the fast
+//! path the zap covered the whole table under one hold of its lock and
+//! the PMD lock is taken with a trylock (`try_clear_pmd`); otherwise the
+//! slow path (`try_free_pte_table`) takes the PMD lock, then the PTE
+//! lock, and rescans all 512 entries. Either way the table leaves the
+//! PMD under both locks and is freed through the mmu_gather: after the
+//! TLB flush and an RCU grace period, since lockless walkers
+//! (`pte_offset_map_lock()` under `rcu_read_lock`) may still read it.
 
 use core::sync::atomic::Ordering::Relaxed;
 
