@@ -29,11 +29,32 @@
 //!
 //! # Locking
 //!
-//! 1. the CPU slab lock (`cpu`, a [`LocalTryLock`]): trylock on alloc and
+//! The lock order of the whole allocator, sheaves included (as
+//! `mm/slub.c`'s header numbers it; Linux takes `list_lock` outside the
+//! CPU slab lock, we take it inside):
+//!
+//! 1. a CPU's sheaves (`Sheaves::pcs`, a [`LocalTryLock`]; [`sheaf`]):
+//!    trylock on paths that may run in interrupt context (alloc, free,
+//!    kfree_rcu); `lock` where the caller may block (the relock after a
+//!    refill, prefill, return); `lock_on` to flush any CPU's sheaves from
+//!    the calling one (shrink, destroy), which makes that CPU's trylocks
+//!    fail meanwhile (its objects take the slab path). It also guards
+//!    that CPU's `AllocPcs` and `FreePcs` counter slots, which the fast
+//!    paths bump with a plain load and store under it
+//!    (`SlabStats::inc_locked`). Held across a barn exchange, the
+//!    queueing of an `rcu_free` sheaf (RCU's callback lock) and, in
+//!    `return_sheaf`, the flush of a partly used sheaf to the slabs (3, 4);
+//!    never across a refill from the slabs nor a sheaf allocation.
+//! 2. the barn lock (interrupts off): the barn's full and empty lists.
+//!    Its counts are read racily before the lock, to fail fast, and again
+//!    under it. Nothing is taken under it.
+//! 3. the CPU slab lock (`cpu`, a [`LocalTryLock`]): trylock on alloc and
 //!    free, so that an interrupt that finds it held goes to the node (as
-//!    does this CPU while another one flushes it); `lock_on` when flushing,
-//!    from any CPU, one CPU's lock at a time;
-//! 2. the node's `list_lock` (interrupts off): the partial list, and the
+//!    does this CPU while another one flushes it); `lock_on` when
+//!    flushing, from any CPU, one CPU's lock at a time. Never taken with
+//!    2 held. A new slab is allocated from the page allocator under it
+//!    (but not under 4).
+//! 4. the node's `list_lock` (interrupts off): the partial list, and the
 //!    freelist and counters of every slab (S2).
 //!
 //! # Context

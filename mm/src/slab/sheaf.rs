@@ -25,19 +25,8 @@
 //!
 //! # Locking
 //!
-//! 1. the CPU's sheaves (`LocalTryLock`): trylock on paths that may run in
-//!    interrupt context (alloc, free, kfree_rcu); `lock` where the caller may
-//!    block (the relock after a refill, prefill, return); `lock_on` to flush
-//!    any CPU's sheaves from the calling one (shrink, destroy), which makes
-//!    that CPU's trylocks fail meanwhile (its objects take the slab path);
-//!    it also guards that CPU's `AllocPcs` and `FreePcs` counter slots,
-//!    which the fast paths bump with a plain load and store under it
-//!    (`SlabStats::inc_locked`);
-//! 2. the barn lock (interrupts off);
-//! 3. the slab layer's locks (`list_lock`).
-//!
-//! The barn status is checked racily (`nr_full`, `nr_empty`) before taking
-//! its lock, to fail fast, and again under it.
+//! The sheaves lock and the barn lock are locks 1 and 2 of the
+//! allocator's one lock order, in the [`super`] module header.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
