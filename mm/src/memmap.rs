@@ -296,7 +296,7 @@ pub struct MemMap {
 // SAFETY: a MemMap is a shared view of an array of `Page`s, whose fields are
 // all atomics; handing it to other threads shares only atomics.
 unsafe impl Send for MemMap {}
-// SAFETY: as above, `&MemMap` hands out only `&Page`, and `Page` is `Sync`.
+// SAFETY: `&MemMap` hands out only `&Page`, whose fields are atomics (`Page` is `Sync`).
 unsafe impl Sync for MemMap {}
 
 impl MemMap {

@@ -64,7 +64,8 @@ struct PerCpuSlots<T> {
 // SAFETY: each copy is only reachable through a guard, which exists on one
 // CPU at a time (L1); moving or sharing the container shares no `&mut T`.
 unsafe impl<T: Send> Sync for PerCpuSlots<T> {}
-// SAFETY: as above; the copies are `Send`.
+// SAFETY: moving the container moves the per-CPU copies, which are `Send`; guards borrow it, so
+// none is live across the move.
 unsafe impl<T: Send> Send for PerCpuSlots<T> {}
 
 impl<T> PerCpuSlots<T> {

@@ -82,7 +82,7 @@ unsafe fn cstr<'a>(p: *const u8) -> &'a [u8] {
     while unsafe { *p.add(n) } != 0 {
         n += 1;
     }
-    // SAFETY: as above.
+    // SAFETY: the loop above read every byte up to the NUL: `n` bytes are readable for `'a`.
     unsafe { core::slice::from_raw_parts(p, n) }
 }
 

@@ -130,7 +130,8 @@ pub fn set_kernel_stack(top: u64) {
     // One CPU, interrupts off (I3): no other Rust code touches the TSS
     // meanwhile; the write is in place through a raw pointer (packed).
     let tss = &raw mut TSS;
-    // SAFETY: as above.
+    // SAFETY: interrupts are off on the only CPU that touches this TSS (I3), so nothing else reads
+    // or writes it meanwhile.
     unsafe { (*tss).privilege_stack_table[0] = VirtAddr::new(top) };
 }
 

@@ -184,7 +184,8 @@ pub struct MapleTree<'a, T: MapleEntry, P: Platform> {
 // SAFETY: the tree's shared state is atomics and the writer lock; entries
 // are plain words handed back to readers, so T must be shareable.
 unsafe impl<T: MapleEntry + Send + Sync, P: Platform> Sync for MapleTree<'_, T, P> {}
-// SAFETY: as above; nodes belong to the tree.
+// SAFETY: moving the tree moves only the root word and its lock; its nodes belong to it, and
+// entries are `Send`.
 unsafe impl<T: MapleEntry + Send + Sync, P: Platform> Send for MapleTree<'_, T, P> {}
 
 /// Where a walk ended: a slot of a leaf.

@@ -373,7 +373,8 @@ fn zeroed_pages_are_zero() {
     let again = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 1).unwrap();
     assert_eq!(again, pfn, "LIFO pcp list returns the same block");
     let va = pa.platform().phys_to_virt(again.phys_addr());
-    // SAFETY: as above; read-only view of our own block.
+    // SAFETY: the block is ours again (just allocated), 2 pages long, in the simulated direct map;
+    // a read-only view.
     let bytes = unsafe { core::slice::from_raw_parts(va, 8192) };
     assert!(bytes.iter().all(|&b| b == 0));
 }

@@ -37,7 +37,7 @@ pub struct RcuHead {
 // lock while queued, and by the callback that owns it afterwards; sharing
 // the enclosing object between threads shares no unsynchronised access.
 unsafe impl Send for RcuHead {}
-// SAFETY: as above; `&RcuHead` gives no access to the fields.
+// SAFETY: `&RcuHead` gives no access to its fields, so sharing one shares nothing unsynchronised.
 unsafe impl Sync for RcuHead {}
 
 impl RcuHead {
@@ -132,7 +132,7 @@ impl CbList {
         // SAFETY: every head on the list is queued and valid (H1).
         while !cur.is_null() && done(unsafe { (*cur).gp_seq }) {
             last = cur;
-            // SAFETY: as above.
+            // SAFETY: `cur` is a queued head of this list, valid (H1).
             cur = unsafe { (*cur).next };
             n += 1;
         }

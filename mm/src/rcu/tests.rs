@@ -184,7 +184,7 @@ fn barrier_waits_for_every_queued_callback() {
         let _stop = SetOnDrop(&stop);
         for h in &heads[0] {
             let p = &**h as *const RcuHead as *mut RcuHead;
-            // SAFETY: as above.
+            // SAFETY: the boxes of `heads` outlive the barrier below, which runs every callback.
             unsafe { rcu.call_rcu(p, cb) };
         }
         while queued.load(SeqCst) < 3 {
@@ -268,7 +268,7 @@ fn readers_and_writers(nr_cpus: usize) {
                     magic, LIVE,
                     "reader saw a node whose grace period had ended"
                 );
-                // SAFETY: as above.
+                // SAFETY: still inside the read-side section: the node is not freed.
                 let _ = unsafe { (*p).value };
                 if seed % 16 == 1 {
                     std::thread::yield_now();
@@ -280,7 +280,8 @@ fn readers_and_writers(nr_cpus: usize) {
                     for _ in 0..20 {
                         rcu.sched_clock_irq();
                         std::thread::yield_now();
-                        // SAFETY: as above.
+                        // SAFETY: still inside the read-side section (ticks are not quiescent
+                        // states): the node is not freed.
                         let magic = unsafe { (*p).magic.load(SeqCst) };
                         assert_eq!(magic, LIVE, "node freed under a reader");
                     }

@@ -86,7 +86,8 @@ pub struct Mm<'v, 'a, P: Platform> {
 // SAFETY: the VMA pointers in the tree are owned by the Mm and read only
 // under the mmap lock or RCU; everything else is atomics and locks.
 unsafe impl<P: Platform> Send for Mm<'_, '_, P> {}
-// SAFETY: as above.
+// SAFETY: shared use reads VMAs only under the mmap lock or RCU (freed through RCU) and changes
+// them under the write lock; the rest is atomics.
 unsafe impl<P: Platform> Sync for Mm<'_, '_, P> {}
 
 impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {

@@ -213,7 +213,8 @@ fn dontneed_races_with_faults_and_lockless_walkers() {
                                         // No zap of this chunk since: the
                                         // same page, our value in it.
                                         assert_eq!(e2, e, "PTE lost at {addr:#x}");
-                                        // SAFETY: as above.
+                                        // SAFETY: the PTE lock is held again on the same PTE: the
+                                        // frame is still mapped, not freed.
                                         let got = unsafe { word.read_volatile() };
                                         assert_eq!(got, value, "value lost at {addr:#x}");
                                         checked.fetch_add(1, SeqCst);

@@ -167,7 +167,7 @@ pub fn run(seed: u64, iterations: u64) -> i32 {
             // Keep memory bounded: empty the arena now and then.
             // SAFETY: nothing of init's lives in the arena.
             outside.clear();
-            // SAFETY: as above.
+            // SAFETY: the arena holds only the fuzzer's own mappings; nothing of init lives there.
             if let Err(e) = unsafe { munmap(ARENA, 2 * ARENA_LEN) } {
                 println!("init: fuzz: arena munmap: {e:?}");
                 bad += 1;
@@ -176,7 +176,7 @@ pub fn run(seed: u64, iterations: u64) -> i32 {
     }
     let _ = close(status_fd);
     outside.clear();
-    // SAFETY: as above.
+    // SAFETY: the arena holds only the fuzzer's own mappings; nothing of init lives there.
     let end = unsafe { munmap(ARENA, 2 * ARENA_LEN) };
     let restored = (sysctl(orders, old_orders), sysctl(reclaim, old_reclaim));
     println!(
