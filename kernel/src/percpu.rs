@@ -18,10 +18,11 @@
 //! an interrupt cannot split it and the task cannot migrate halfway, which is
 //! why `preempt_count` lives here and is not reached through a pointer.
 //!
-//! Kernel mode keeps the per-CPU address in `IA32_GS_BASE` and
-//! `IA32_KERNEL_GS_BASE` holds the user GS base (0 for now); the user-mode
-//! entry paths of a later issue must `swapgs` on the way in and out, and
-//! nothing may load the GS *selector*, which would clear the base.
+//! The per-CPU address stays in `IA32_GS_BASE` in user mode too: the
+//! entry paths do not `swapgs`, and `arch_prctl(ARCH_SET_GS)` is refused,
+//! so no program can set its own GS base. Entry paths that let programs
+//! have one must `swapgs` on the way in and out. Nothing may load the GS
+//! *selector*, which would clear the base.
 //!
 //! # Invariants
 //!
@@ -36,9 +37,9 @@
 //! # CPU counts
 //!
 //! [`MAX_CPUS`] records exist. [`nr_possible_cpus`] is Linux's `nr_cpu_ids`:
-//! fixed at boot, every CPU id is below it; 1 until AP bring-up (a later
-//! issue) reads the ACPI MADT. [`nr_online_cpus`] counts CPUs that run
-//! kernel code: 1 now.
+//! fixed at boot, every CPU id is below it. It is 1: only the boot CPU
+//! is started (no ACPI MADT parsing, no AP bring-up). [`nr_online_cpus`]
+//! counts CPUs that run kernel code: 1.
 //!
 //! # Context
 //!

@@ -7,6 +7,22 @@
 //! simulated RAM. Each table frame's memmap record holds its ptdesc
 //! ([`Ptdesc`]): the table lock, the owner's MM id and the level.
 //!
+//! # Invariants
+//!
+//! - P1: every table frame's ptdesc records its level and the MM id of
+//!   its address space; a table below the PGD is linked from exactly one
+//!   entry of the level above, or from none once it is being freed.
+//! - P2: `nr_tables` counts the tables linked below the PGD (`VmPTE` is
+//!   it times 4 KiB); at drop it is 0, or the tables are leaked and
+//!   reported, never freed under a possible walker.
+//! - P3: an upper entry (PGD, PUD, PMD) changes only from none to a new,
+//!   zeroed table, under its lock, and back to none only when the table
+//!   below is freed: by [`PageTable::free_pgd_range`] (upper tables and
+//!   PTE tables) or by PTE-table reclaim (PTE tables).
+//! - P4: a table that was ever linked is freed only through an
+//!   [`MmuGather`]: after the TLB flush and an RCU grace period. A table
+//!   that lost an install race was never visible and is freed at once.
+//!
 //! # Locking (Documentation/mm/process_addrs.rst)
 //!
 //! - PGD and PUD entries are installed under the address space's
@@ -15,7 +31,8 @@
 //!   through [`PageTable::pte_offset_map_lock`]. Order: PMD lock, then PTE
 //!   lock.
 //! - A PTE table can be unlinked while the mmap lock is held only for
-//!   read (empty-table reclaim, a later issue): every PTE access is under
+//!   read (empty-table reclaim after `MADV_DONTNEED`, in `vm/zap.rs`):
+//!   every PTE access is under
 //!   `rcu_read_lock` and re-checks the PMD after taking the PTE lock, and
 //!   `pte_offset_map_lock()` returns `None` when the table is gone — the
 //!   caller retries (a fault faults again, a zap redoes the PMD).

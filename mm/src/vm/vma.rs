@@ -81,9 +81,11 @@ impl VmFlags {
     }
 }
 
-/// An anonymous VMA's reverse-map anchor, assigned by the rmap layer (a
-/// later issue); until then every VMA has none. It takes part in the
-/// merge rules already.
+/// An anonymous VMA's reverse-map anchor: assigned at its first
+/// anonymous page by `anon_vma_prepare()` (`vm/rmap.rs`; a VMA's
+/// `anon_vma` is `None` before), inherited by fork through
+/// `anon_vma_fork()`. It takes part in the merge rules
+/// (`is_mergeable_anon_vma()`).
 pub type AnonVmaId = u64;
 
 /// A VMA: `[start, end)` with flags. Immutable once in an address space's
