@@ -23,6 +23,7 @@
 //! index 0 is not kept in the root pointer: a non-empty tree always has a
 //! root node, so the `wr_store_root` case folds into `wr_new_root`.
 
+mod hook;
 mod node;
 mod validate;
 mod write;
@@ -31,6 +32,8 @@ mod write;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_race;
 #[cfg(test)]
 mod tests_rcu;
 
@@ -195,6 +198,9 @@ struct LeafSlot {
     max: u64,
     end: usize,
     offset: usize,
+    /// The slot's range, from the same pivot loads that chose the slot.
+    lo: u64,
+    hi: u64,
 }
 
 impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
@@ -285,6 +291,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
     /// Descends to the leaf slot containing `index` (`mtree_range_walk()`);
     /// `None` for an empty tree. Callers hold RCU or the writer lock.
     fn walk(&self, index: u64) -> Result<Option<LeafSlot>, Dead> {
+        hook::reader_load();
         let mut en = Enode(self.root.load(Acquire));
         if en.0 == 0 {
             return Ok(None);
@@ -297,11 +304,9 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             // only after a grace period.
             let node = unsafe { en.node() };
             let end = node.data_end(t, max);
-            let mut offset = 0;
-            while offset < end && node.pivot(offset) < index {
-                offset += 1;
-            }
-            let (lo, hi) = node.slot_range(offset, end, min, max);
+            // Each pivot is loaded once: the slot's range is made of the
+            // loads that chose it (see `# Ordering`).
+            let (offset, lo, hi) = node.find_slot(index, end, min, max);
             let slot = node.slot(t, offset);
             if node.is_dead() {
                 return Err(Dead);
@@ -313,6 +318,8 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
                     max,
                     end,
                     offset,
+                    lo,
+                    hi,
                 }));
             }
             (en, min, max) = (Enode(slot), lo, hi);
@@ -342,12 +349,11 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         };
         // SAFETY: as in walk().
         let node = unsafe { ls.node.node() };
-        let (lo, hi) = node.slot_range(ls.offset, ls.end, ls.min, ls.max);
         let raw = node.slot(NodeType::Leaf64, ls.offset);
         if node.is_dead() {
             return Err(Dead);
         }
-        Ok((lo, hi, raw))
+        Ok((ls.lo, ls.hi, raw))
     }
 
     /// The first entry whose range intersects `[index, max]`
@@ -368,11 +374,10 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             };
             // SAFETY: as in walk().
             let node = unsafe { ls.node.node() };
-            for i in ls.offset..=ls.end {
-                let (lo, hi) = node.slot_range(i, ls.end, ls.min, ls.max);
-                if lo > max {
-                    break;
-                }
+            // The next slot starts after the end loaded for this one
+            // (`mas_next_slot()`): each pivot is loaded once.
+            let (mut i, mut lo, mut hi) = (ls.offset, ls.lo, ls.hi);
+            while lo <= max {
                 let raw = node.slot(NodeType::Leaf64, i);
                 if raw != 0 {
                     if node.is_dead() {
@@ -380,6 +385,12 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
                     }
                     return Ok(Some((lo, hi, raw)));
                 }
+                if i == ls.end {
+                    break;
+                }
+                i += 1;
+                lo = hi + 1;
+                hi = if i < ls.end { node.pivot(i) } else { ls.max };
             }
             if node.is_dead() {
                 return Err(Dead);
@@ -409,11 +420,10 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             };
             // SAFETY: as in walk().
             let node = unsafe { ls.node.node() };
-            for i in (0..=ls.offset).rev() {
-                let (lo, hi) = node.slot_range(i, ls.end, ls.min, ls.max);
-                if hi < min {
-                    break;
-                }
+            // The previous slot ends before the start loaded for this one
+            // (`mas_prev_slot()`): each pivot is loaded once.
+            let (mut i, mut lo, mut hi) = (ls.offset, ls.lo, ls.hi);
+            while hi >= min {
                 let raw = node.slot(NodeType::Leaf64, i);
                 if raw != 0 {
                     if node.is_dead() {
@@ -421,6 +431,16 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
                     }
                     return Ok(Some((lo, hi, raw)));
                 }
+                if i == 0 {
+                    break;
+                }
+                i -= 1;
+                hi = lo - 1;
+                lo = if i == 0 {
+                    ls.min
+                } else {
+                    node.pivot(i - 1) + 1
+                };
             }
             if node.is_dead() {
                 return Err(Dead);
@@ -474,6 +494,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             return Err(MapleError::Inval);
         }
         let found = self.read(|| {
+            hook::reader_load();
             let en = Enode(self.root.load(Acquire));
             if en.0 == 0 {
                 return Ok(Some(if rev { max - (size - 1) } else { min }));
@@ -550,6 +571,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         // is marked dead here, before readers' grace period ends.
         let node = unsafe { en.node() };
         node.set_dead();
+        hook::writer_step("set_dead");
         self.inc(MapleStat::NodesFreed, 1);
         let obj = NonNull::new(en.ptr().cast::<u8>()).expect("node pointer");
         // SAFETY: the node is an object of our cache, unreachable from the

@@ -165,6 +165,7 @@ impl Node {
 
     #[inline]
     pub fn is_dead(&self) -> bool {
+        super::hook::reader_load();
         self.header.load(Acquire) == DEAD
     }
 
@@ -175,6 +176,7 @@ impl Node {
 
     #[inline]
     pub fn pivot(&self, i: usize) -> u64 {
+        super::hook::reader_load();
         self.w[i].load(Acquire)
     }
 
@@ -185,6 +187,7 @@ impl Node {
 
     #[inline]
     pub fn slot(&self, t: NodeType, i: usize) -> usize {
+        super::hook::reader_load();
         self.w[t.pivots() + i].load(Acquire) as usize
     }
 
@@ -196,6 +199,7 @@ impl Node {
     /// Largest gap below slot `i` (arange_64 only).
     #[inline]
     pub fn gap(&self, i: usize) -> u64 {
+        super::hook::reader_load();
         self.w[ARANGE64_SLOTS + NodeType::Arange64.pivots() + i].load(Relaxed)
     }
 
@@ -212,7 +216,10 @@ impl Node {
     /// The last used slot (`ma_data_end()`), given the node's maximum.
     #[inline]
     pub fn data_end(&self, t: NodeType, max: u64) -> usize {
-        let meta = || (self.w[t.meta_word()].load(Acquire) & 0xff) as usize;
+        let meta = || {
+            super::hook::reader_load();
+            (self.w[t.meta_word()].load(Acquire) & 0xff) as usize
+        };
         match t {
             NodeType::Arange64 => meta(),
             _ => match self.pivot(t.pivots() - 1) {
@@ -223,8 +230,28 @@ impl Node {
         }
     }
 
+    /// The slot of `index` in a node spanning `[min, max]` whose last used
+    /// slot is `end`, with the slot's range (`mtree_range_walk()`'s inner
+    /// loop): `(offset, lo, hi)`. Each pivot is loaded once and the range
+    /// is made of the loads that chose the slot, so it contains `index`
+    /// even while a slot store moves a pivot of this node in place; the
+    /// slot itself must be loaded after this returns.
+    #[inline]
+    pub fn find_slot(&self, index: u64, end: usize, min: u64, max: u64) -> (usize, u64, u64) {
+        let mut lo = min;
+        for offset in 0..end {
+            let p = self.pivot(offset);
+            if p >= index {
+                return (offset, lo, p);
+            }
+            lo = p + 1;
+        }
+        (end, lo, max)
+    }
+
     /// The range of slot `i` of a node spanning `[min, max]` whose last
-    /// used slot is `end`.
+    /// used slot is `end`. Two pivot loads: only for the writer, or for a
+    /// reader that does not need the range to agree with an earlier load.
     #[inline]
     pub fn slot_range(&self, i: usize, end: usize, min: u64, max: u64) -> (u64, u64) {
         let lo = if i == 0 { min } else { self.pivot(i - 1) + 1 };
