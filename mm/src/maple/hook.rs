@@ -3,13 +3,24 @@
 //!
 //! A thread may install a *reader hook*, called before each load a reader
 //! makes of a node word or of the root (`pivot`, `slot`, `gap`,
-//! metadata, the dead check), and a *writer hook*, called after each store
-//! the writer makes to a node or pointer that readers can see (a slot or
-//! pivot of a live leaf, a parent's child pointer, the root, a gap, a dead
-//! marking). Hooks are per thread: a deterministic race test runs a reader
+//! metadata, the header), and a *writer hook*, called after each store
+//! the writer makes to a node or pointer that readers can see (a slot,
+//! pivot or header of a live leaf, a parent's child pointer, the root, a
+//! gap, a dead marking). Hooks are per thread: a deterministic race test runs a reader
 //! thread and a writer thread and hands control from one to the other at
 //! chosen hook calls, so that one interleaving is replayed exactly
 //! (`tests_race.rs`).
+
+#[cfg(test)]
+pub(super) use imp::*;
+
+#[cfg(not(test))]
+#[inline(always)]
+pub(super) fn reader_load() {}
+
+#[cfg(not(test))]
+#[inline(always)]
+pub(super) fn writer_step(_what: &'static str) {}
 
 #[cfg(test)]
 mod imp {
@@ -64,14 +75,3 @@ mod imp {
         }
     }
 }
-
-#[cfg(test)]
-pub(super) use imp::*;
-
-#[cfg(not(test))]
-#[inline(always)]
-pub(super) fn reader_load() {}
-
-#[cfg(not(test))]
-#[inline(always)]
-pub(super) fn writer_step(_what: &'static str) {}

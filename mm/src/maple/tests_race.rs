@@ -234,8 +234,7 @@ fn count_steps(t: &Tree<'_>, sc: &Scenario, r: Read) -> (usize, usize) {
         store(t, lo, hi, x);
     }
     set_writer_hook(None);
-    let n = (*loads.lock().unwrap(), *steps.lock().unwrap());
-    n
+    (*loads.lock().unwrap(), *steps.lock().unwrap())
 }
 
 /// Replays every interleaving of `sc` with each of its reads; returns
@@ -385,6 +384,34 @@ fn slot_store_over_an_entry_and_part_of_the_next_gap() {
 #[test]
 fn slot_store_over_part_of_an_entry_and_the_next_gap() {
     let sc = scenario("slot store [33, 39]", VMA, &[(33, 39, 0x100)], (29, 40));
+    std::println!("{} interleavings", replay(&sc));
+}
+
+/// Two slot stores in a row on one leaf, each moving a different pivot:
+/// a reader that loads the two pivots bounding its slot on either side
+/// of both must not combine them.
+#[test]
+fn two_slot_stores_on_one_leaf() {
+    let sc = scenario(
+        "slot stores [30, 37], [38, 42]",
+        VMA,
+        &[(30, 37, 0x100), (38, 42, 0x200)],
+        (29, 46),
+    );
+    std::println!("{} interleavings", replay(&sc));
+}
+
+/// A slot store that moves the end of an entry down, then an exact fit
+/// over what is left of it: a reader that loaded the entry's old bounds
+/// before both must not return the new value over them.
+#[test]
+fn slot_store_then_exact_fit() {
+    let sc = scenario(
+        "slot store [33, 39], exact fit [30, 32]",
+        VMA,
+        &[(33, 39, 0x100), (30, 32, 0x200)],
+        (29, 40),
+    );
     std::println!("{} interleavings", replay(&sc));
 }
 

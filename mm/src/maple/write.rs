@@ -20,6 +20,16 @@
 //! part, the new nodes and its right part, and the loop climbs until a
 //! level where the span is one node whose replacement fits: that node is
 //! swapped in with one pointer store (or a new root is published).
+//!
+//! # Ordering
+//!
+//! What readers may see is the protocol of the module's `# Ordering`
+//! (mod.rs): a rebuilt node is complete before the one pointer store
+//! that publishes it, and the nodes it replaces are marked dead after
+//! that store and before `kfree_rcu`; the in-place store types (exact
+//! fit, slot store, append) store the slot that gains range before the
+//! pivot that gives it the range, and end with
+//! [`Node::end_in_place_store`], which readers check.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -327,6 +337,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 let old = node.slot(NodeType::Leaf64, leaf.offset);
                 node.set_slot(NodeType::Leaf64, leaf.offset, plan.raw);
                 hook::writer_step("exact_fit: slot");
+                node.end_in_place_store();
+                hook::writer_step("exact_fit: header");
                 if (old == 0) != (plan.raw == 0) {
                     tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
                 }
@@ -351,6 +363,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                     node.set_pivot(o, plan.index - 1);
                     hook::writer_step("slot_store: pivot");
                 }
+                node.end_in_place_store();
+                hook::writer_step("slot_store: header");
                 tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
             }
             StoreType::Append => {
@@ -370,6 +384,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 if end < t.pivots() {
                     node.set_meta_end(t, end);
                 }
+                node.end_in_place_store();
                 tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
             }
             StoreType::NodeStore
