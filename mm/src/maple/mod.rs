@@ -41,7 +41,8 @@
 //!    range that its slot already had.
 //!
 //! A reader, in each node from the root down: loads the header; loads
-//! the end (`ma_data_end()`); loads pivots from the first up to the one
+//! the end (`ma_data_end()`; no in-place store of an RCU tree changes
+//! it: append is for non-RCU trees); loads pivots from the first up to the one
 //! at or above its index, each pivot ONCE, and takes the slot's range
 //! from those same loads (`mtree_range_walk()`: a reload may see a slot
 //! store's new pivot and give a range without the index, issue 16);
@@ -59,11 +60,11 @@
 //! only one pivot moves, and the slot gaining range is stored first:
 //! pivots from before the store with the slot's old value give the old
 //! state, with its new value a part of the new entry's range, and the
-//! new pivot (Acquire) implies the new slot. Linux has no count: its
-//! readers can combine two in-place stores to a leaf (the
-//! `two_slot_stores_on_one_leaf` case of `tests_race.rs`), and its VMA
-//! lookups recheck the VMA's bounds; ours give an entry over a range it
-//! covered.
+//! new pivot (Acquire) implies the new slot. Linux has no count: as far
+//! as we read `mtree_range_walk()`, its readers can combine two in-place
+//! stores to a leaf (the `two_slot_stores_on_one_leaf` case of
+//! `tests_race.rs`), and its VMA lookups recheck the VMA's bounds
+//! (`lock_vma_under_rcu()`); ours give an entry over a range it covered.
 //!
 //! Height and depth as Linux 6.16 defines them: the root has depth 0 and
 //! height 1; an empty tree has height 0. Unlike Linux, a lone entry at
@@ -208,14 +209,15 @@ define_stats! {
         PreallocMiss => "prealloc_miss",
         /// Nodes replaced and freed through RCU.
         NodesFreed => "nodes_freed",
-        /// Reader walks restarted after meeting a dead node.
+        /// Reader walks restarted after meeting a dead node, or a leaf
+        /// that took an in-place store while they read it.
         ReadRestart => "read_restart",
     }
 }
 
-/// A reader met a dead node, or a leaf that took two in-place stores
-/// while it read it ([`node::Node::changed`]), and must restart from the
-/// root.
+/// A reader met a dead node, or a leaf whose count of in-place stores
+/// changed while it read it, so that its loads may combine two stores
+/// ([`node::Node::changed`]): it must restart from the root.
 pub(crate) struct Dead;
 
 /// The maple tree, generic over its entry type.
