@@ -18,11 +18,60 @@
 //! marks the replaced nodes dead and frees them through `kfree_rcu`. A
 //! reader that meets a dead node restarts from the root.
 //!
+//! # Ordering
+//!
+//! Every node word is an atomic; the writer's stores to them are Release,
+//! the readers' loads Acquire. A node's header word holds a dead bit and
+//! a count of the in-place stores made to it.
+//!
+//! The writer (holding the lock), by store type:
+//!
+//! 1. New nodes (node store, split, rebalance, spanning store, new
+//!    root): fill the new nodes completely; store the one pointer that
+//!    publishes them (the parent's slot, or the root); then set the dead
+//!    bit of every node replaced (`mas_replace_node()`,
+//!    `mte_set_node_dead()`); then `kfree_rcu` them. Gaps above are
+//!    updated in place afterwards (`mas_update_gap()`).
+//! 2. Exact fit, in place: store the slot; bump the leaf's count.
+//! 3. Slot store, in place (`mas_wr_slot_store()`), moving pivot `o`
+//!    between slots `o` and `o + 1`: first store the new entry into the
+//!    slot that gains range (`o` when the store starts at slot `o`'s
+//!    first index, else `o + 1`); then the pivot; then bump the count.
+//!    Between the two stores the entry shows over the part of its new
+//!    range that its slot already had.
+//!
+//! A reader, in each node from the root down: loads the header; loads
+//! the end (`ma_data_end()`; no in-place store of an RCU tree changes
+//! it: append is for non-RCU trees); loads pivots from the first up to the one
+//! at or above its index, each pivot ONCE, and takes the slot's range
+//! from those same loads (`mtree_range_walk()`: a reload may see a slot
+//! store's new pivot and give a range without the index, issue 16);
+//! loads the slot; loads the header again and restarts from the root if
+//! it changed: the node died, or took an in-place store that the
+//! reader's loads may have combined with another. A find or find_prev
+//! goes on to the next (previous) slot with the range starting after
+//! (ending before) the one it loaded (`mas_next_slot()`), checking the
+//! header once at the end.
+//!
+//! Why this is enough: a reader's loads of a node between its two header
+//! loads see the writes of at most one in-place store that was not
+//! complete at the first header load (any later store begins after the
+//! count bump, which the second load would then see). Within one store,
+//! only one pivot moves, and the slot gaining range is stored first:
+//! pivots from before the store with the slot's old value give the old
+//! state, with its new value a part of the new entry's range, and the
+//! new pivot (Acquire) implies the new slot. Linux has no count: as far
+//! as we read `mtree_range_walk()`, its readers can combine two in-place
+//! stores to a leaf (the `two_slot_stores_on_one_leaf` case of
+//! `tests_race.rs`), and its VMA lookups recheck the VMA's bounds
+//! (`lock_vma_under_rcu()`); ours give an entry over a range it covered.
+//!
 //! Height and depth as Linux 6.16 defines them: the root has depth 0 and
 //! height 1; an empty tree has height 0. Unlike Linux, a lone entry at
 //! index 0 is not kept in the root pointer: a non-empty tree always has a
 //! root node, so the `wr_store_root` case folds into `wr_new_root`.
 
+mod hook;
 mod node;
 mod validate;
 mod write;
@@ -31,6 +80,8 @@ mod write;
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_race;
 #[cfg(test)]
 mod tests_rcu;
 
@@ -158,12 +209,15 @@ define_stats! {
         PreallocMiss => "prealloc_miss",
         /// Nodes replaced and freed through RCU.
         NodesFreed => "nodes_freed",
-        /// Reader walks restarted after meeting a dead node.
+        /// Reader walks restarted after meeting a dead node, or a leaf
+        /// that took an in-place store while they read it.
         ReadRestart => "read_restart",
     }
 }
 
-/// A reader met a dead node and must restart from the root.
+/// A reader met a dead node, or a leaf whose count of in-place stores
+/// changed while it read it, so that its loads may combine two stores
+/// ([`node::Node::changed`]): it must restart from the root.
 pub(crate) struct Dead;
 
 /// The maple tree, generic over its entry type.
@@ -196,6 +250,11 @@ struct LeafSlot {
     max: u64,
     end: usize,
     offset: usize,
+    /// The slot's range, from the same pivot loads that chose the slot.
+    lo: u64,
+    hi: u64,
+    /// The leaf's header when the walk entered it.
+    header: u64,
 }
 
 impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
@@ -286,6 +345,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
     /// Descends to the leaf slot containing `index` (`mtree_range_walk()`);
     /// `None` for an empty tree. Callers hold RCU or the writer lock.
     fn walk(&self, index: u64) -> Result<Option<LeafSlot>, Dead> {
+        hook::reader_load();
         let mut en = Enode(self.root.load(Acquire));
         if en.0 == 0 {
             return Ok(None);
@@ -297,14 +357,13 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             // section (or under the writer lock): it is freed, if at all,
             // only after a grace period.
             let node = unsafe { en.node() };
+            let header = node.header();
             let end = node.data_end(t, max);
-            let mut offset = 0;
-            while offset < end && node.pivot(offset) < index {
-                offset += 1;
-            }
-            let (lo, hi) = node.slot_range(offset, end, min, max);
+            // Each pivot is loaded once: the slot's range is made of the
+            // loads that chose it (see `# Ordering`).
+            let (offset, lo, hi) = node.find_slot(index, end, min, max);
             let slot = node.slot(t, offset);
-            if node.is_dead() {
+            if node.changed(header) {
                 return Err(Dead);
             }
             if t.is_leaf() {
@@ -314,6 +373,9 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
                     max,
                     end,
                     offset,
+                    lo,
+                    hi,
+                    header,
                 }));
             }
             (en, min, max) = (Enode(slot), lo, hi);
@@ -343,12 +405,11 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         };
         // SAFETY: as in walk().
         let node = unsafe { ls.node.node() };
-        let (lo, hi) = node.slot_range(ls.offset, ls.end, ls.min, ls.max);
         let raw = node.slot(NodeType::Leaf64, ls.offset);
-        if node.is_dead() {
+        if node.changed(ls.header) {
             return Err(Dead);
         }
-        Ok((lo, hi, raw))
+        Ok((ls.lo, ls.hi, raw))
     }
 
     /// The first entry whose range intersects `[index, max]`
@@ -369,20 +430,25 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             };
             // SAFETY: as in walk().
             let node = unsafe { ls.node.node() };
-            for i in ls.offset..=ls.end {
-                let (lo, hi) = node.slot_range(i, ls.end, ls.min, ls.max);
-                if lo > max {
-                    break;
-                }
+            // The next slot starts after the end loaded for this one
+            // (`mas_next_slot()`): each pivot is loaded once.
+            let (mut i, mut lo, mut hi) = (ls.offset, ls.lo, ls.hi);
+            while lo <= max {
                 let raw = node.slot(NodeType::Leaf64, i);
                 if raw != 0 {
-                    if node.is_dead() {
+                    if node.changed(ls.header) {
                         return Err(Dead);
                     }
                     return Ok(Some((lo, hi, raw)));
                 }
+                if i == ls.end {
+                    break;
+                }
+                i += 1;
+                lo = hi + 1;
+                hi = if i < ls.end { node.pivot(i) } else { ls.max };
             }
-            if node.is_dead() {
+            if node.changed(ls.header) {
                 return Err(Dead);
             }
             if ls.max >= max {
@@ -410,20 +476,29 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             };
             // SAFETY: as in walk().
             let node = unsafe { ls.node.node() };
-            for i in (0..=ls.offset).rev() {
-                let (lo, hi) = node.slot_range(i, ls.end, ls.min, ls.max);
-                if hi < min {
-                    break;
-                }
+            // The previous slot ends before the start loaded for this one
+            // (`mas_prev_slot()`): each pivot is loaded once.
+            let (mut i, mut lo, mut hi) = (ls.offset, ls.lo, ls.hi);
+            while hi >= min {
                 let raw = node.slot(NodeType::Leaf64, i);
                 if raw != 0 {
-                    if node.is_dead() {
+                    if node.changed(ls.header) {
                         return Err(Dead);
                     }
                     return Ok(Some((lo, hi, raw)));
                 }
+                if i == 0 {
+                    break;
+                }
+                i -= 1;
+                hi = lo - 1;
+                lo = if i == 0 {
+                    ls.min
+                } else {
+                    node.pivot(i - 1) + 1
+                };
             }
-            if node.is_dead() {
+            if node.changed(ls.header) {
                 return Err(Dead);
             }
             if ls.min <= min {
@@ -475,6 +550,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             return Err(MapleError::Inval);
         }
         let found = self.read(|| {
+            hook::reader_load();
             let en = Enode(self.root.load(Acquire));
             if en.0 == 0 {
                 return Ok(Some(if rev { max - (size - 1) } else { min }));
@@ -500,6 +576,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         let t = en.node_type();
         // SAFETY: reached from the root inside the read section.
         let node = unsafe { en.node() };
+        let header = node.header();
         let end = node.data_end(t, nmax);
         let visit = |i: usize| -> Result<Option<u64>, Dead> {
             let (lo, hi) = node.slot_range(i, end, nmin, nmax);
@@ -538,7 +615,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
                 }
             }
         }
-        if node.is_dead() {
+        if node.changed(header) {
             return Err(Dead);
         }
         Ok(found)
@@ -551,6 +628,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         // is marked dead here, before readers' grace period ends.
         let node = unsafe { en.node() };
         node.set_dead();
+        hook::writer_step("set_dead");
         self.inc(MapleStat::NodesFreed, 1);
         let obj = NonNull::new(en.ptr().cast::<u8>()).expect("node pointer");
         // SAFETY: the node is an object of our cache, unreachable from the

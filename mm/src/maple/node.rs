@@ -20,7 +20,10 @@
 //! Every word is an atomic: RCU readers walk nodes while the writer fills
 //! new ones and, for the in-place store types, updates live ones. Published
 //! content is read with acquire loads, so that a node is seen complete once
-//! the pointer to it is.
+//! the pointer to it is. The header word (before the 31 data words) holds
+//! the dead bit and the count of in-place stores, which readers load
+//! before and after reading a node (the protocol: `# Ordering` in
+//! mod.rs).
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
 
@@ -35,10 +38,13 @@ pub const MAPLE_HEIGHT_MAX: usize = 31;
 
 const TYPE_SHIFT: usize = 3;
 const TYPE_MASK: usize = 0x0f << TYPE_SHIFT;
-/// The header word of a dead node (Linux points the parent at the node
-/// itself; we keep the walk path in the write state instead of parent
-/// pointers, so the word only records death).
+/// Bit 0 of the header: the node is dead (Linux points the parent at the
+/// node itself; we keep the walk path in the write state instead of
+/// parent pointers, so the header only records death).
 const DEAD: u64 = 1;
+/// The bits above count the in-place stores made to the node
+/// ([`Node::end_in_place_store`]).
+const SEQ_ONE: u64 = 2;
 
 /// Node types (`enum maple_type`; `maple_dense` is not used).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +116,16 @@ impl NodeType {
     }
 }
 
-/// One node. Word 0 is the header (dead marking); words 1..32 hold the
-/// pivots, slots, gaps and metadata of the node's type.
+/// One node. Word 0 is the header; words 1..32 hold the pivots, slots,
+/// gaps and metadata of the node's type.
 #[repr(C, align(256))]
 pub struct Node {
+    /// `DEAD` in bit 0, the count of in-place stores above it.
+    /// Write: the writer (lock held), with Release: an in-place store
+    /// bumps the count after its stores to the node; `set_dead` after
+    /// the node was unpublished. Read: Acquire, by readers before and
+    /// after they read the node (a change means: restart), pairing with
+    /// both Release stores.
     header: AtomicU64,
     w: [AtomicU64; 31],
 }
@@ -163,18 +175,48 @@ impl Node {
         }
     }
 
+    /// The header word: a reader loads it before it reads the node and
+    /// compares after ([`Node::changed`]).
     #[inline]
-    pub fn is_dead(&self) -> bool {
-        self.header.load(Acquire) == DEAD
+    pub fn header(&self) -> u64 {
+        super::hook::reader_load();
+        self.header.load(Acquire)
+    }
+
+    /// Whether the node died, or took a second in-place store, since the
+    /// reader loaded `header` (`ma_dead_node()`, plus the count): what
+    /// the reader read of it in between may combine two stores, or come
+    /// from a node being freed. The node's loads before this one are
+    /// Acquire loads: this load cannot pass them.
+    #[inline]
+    pub fn changed(&self, header: u64) -> bool {
+        self.header() != header
     }
 
     #[inline]
+    pub fn is_dead(&self) -> bool {
+        self.header() & DEAD != 0
+    }
+
+    /// Marks an unpublished node dead (`mte_set_node_dead()`).
+    #[inline]
     pub fn set_dead(&self) {
-        self.header.store(DEAD, Release);
+        let h = self.header.load(Relaxed);
+        self.header.store(h | DEAD, Release);
+    }
+
+    /// Ends an in-place store to this (published) node: counts it, after
+    /// the store's slot and pivot stores. A reader whose loads of the
+    /// node span more than one in-place store sees the count change.
+    #[inline]
+    pub fn end_in_place_store(&self) {
+        let h = self.header.load(Relaxed);
+        self.header.store(h + SEQ_ONE, Release);
     }
 
     #[inline]
     pub fn pivot(&self, i: usize) -> u64 {
+        super::hook::reader_load();
         self.w[i].load(Acquire)
     }
 
@@ -185,6 +227,7 @@ impl Node {
 
     #[inline]
     pub fn slot(&self, t: NodeType, i: usize) -> usize {
+        super::hook::reader_load();
         self.w[t.pivots() + i].load(Acquire) as usize
     }
 
@@ -196,6 +239,7 @@ impl Node {
     /// Largest gap below slot `i` (arange_64 only).
     #[inline]
     pub fn gap(&self, i: usize) -> u64 {
+        super::hook::reader_load();
         self.w[ARANGE64_SLOTS + NodeType::Arange64.pivots() + i].load(Relaxed)
     }
 
@@ -212,7 +256,10 @@ impl Node {
     /// The last used slot (`ma_data_end()`), given the node's maximum.
     #[inline]
     pub fn data_end(&self, t: NodeType, max: u64) -> usize {
-        let meta = || (self.w[t.meta_word()].load(Acquire) & 0xff) as usize;
+        let meta = || {
+            super::hook::reader_load();
+            (self.w[t.meta_word()].load(Acquire) & 0xff) as usize
+        };
         match t {
             NodeType::Arange64 => meta(),
             _ => match self.pivot(t.pivots() - 1) {
@@ -223,8 +270,28 @@ impl Node {
         }
     }
 
+    /// The slot of `index` in a node spanning `[min, max]` whose last used
+    /// slot is `end`, with the slot's range (`mtree_range_walk()`'s inner
+    /// loop): `(offset, lo, hi)`. Each pivot is loaded once and the range
+    /// is made of the loads that chose the slot, so it contains `index`
+    /// even while a slot store moves a pivot of this node in place; the
+    /// slot itself must be loaded after this returns.
+    #[inline]
+    pub fn find_slot(&self, index: u64, end: usize, min: u64, max: u64) -> (usize, u64, u64) {
+        let mut lo = min;
+        for offset in 0..end {
+            let p = self.pivot(offset);
+            if p >= index {
+                return (offset, lo, p);
+            }
+            lo = p + 1;
+        }
+        (end, lo, max)
+    }
+
     /// The range of slot `i` of a node spanning `[min, max]` whose last
-    /// used slot is `end`.
+    /// used slot is `end`. Two pivot loads: only for the writer, or for a
+    /// reader that does not need the range to agree with an earlier load.
     #[inline]
     pub fn slot_range(&self, i: usize, end: usize, min: u64, max: u64) -> (u64, u64) {
         let lo = if i == 0 { min } else { self.pivot(i - 1) + 1 };

@@ -246,7 +246,7 @@ fn preallocate_then_destroy_returns_every_node() {
 }
 
 /// The model: disjoint ranges, NULL ranges absent.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Model(pub BTreeMap<u64, (u64, usize)>);
 
 impl Model {

@@ -370,26 +370,37 @@ fn stress(nr_cpus: usize, flags: MtFlags, seed: u64, n_ops: usize) {
     let done = AtomicUsize::new(0);
     let finished = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
+    let started = AtomicUsize::new(0);
 
     std::thread::scope(|s| {
         for cpu in 1..nr_cpus {
-            let (tree, ops, rcu, done, finished, reads) =
-                (&tree, &ops, &rcu, &done, &finished, &reads);
+            let (tree, ops, rcu, done, finished, reads, started) =
+                (&tree, &ops, &rcu, &done, &finished, &reads, &started);
             s.spawn(move || {
                 sim::set_cpu(cpu as u32);
                 let _offline = OfflineOnDrop(rcu, cpu as u32);
                 let mut rng = XorShift64::new(seed ^ (cpu as u64) << 40);
                 let mut n = 0;
-                while !finished.load(Acquire) {
+                started.fetch_add(1, Release);
+                // At least one read, however late the thread runs.
+                loop {
                     read_once(tree, ops, done, &mut rng);
                     n += 1;
                     tick(rcu);
+                    if finished.load(Acquire) {
+                        break;
+                    }
                 }
                 reads.fetch_add(n, Relaxed);
             });
         }
         let _offline = OfflineOnDrop(&rcu, 0);
         let _finished = SetOnDrop(&finished);
+        // The writer starts when the readers run: on a loaded machine a
+        // fast writer could otherwise finish before any of them started.
+        while started.load(Acquire) < nr_cpus - 1 {
+            std::thread::yield_now();
+        }
         for (k, op) in ops.ops.iter().enumerate() {
             let mut w = tree.lock();
             match op.kind {

@@ -20,12 +20,23 @@
 //! part, the new nodes and its right part, and the loop climbs until a
 //! level where the span is one node whose replacement fits: that node is
 //! swapped in with one pointer store (or a new root is published).
+//!
+//! # Ordering
+//!
+//! What readers may see is the protocol of the module's `# Ordering`
+//! (mod.rs): a rebuilt node is complete before the one pointer store
+//! that publishes it, and the nodes it replaces are marked dead after
+//! that store and before `kfree_rcu`; the in-place store types (exact
+//! fit, slot store, append) store the slot that gains range before the
+//! pivot that gives it the range, and end with
+//! [`Node::end_in_place_store`], which readers check.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::*;
 
+use super::hook;
 use super::node::{Enode, MAPLE_HEIGHT_MAX, Node, NodeType, range_size};
 use super::{MapleEntry, MapleError, MapleStat, MapleTree, MtFlags};
 use crate::gfp::Gfp;
@@ -325,6 +336,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 let node = unsafe { leaf.node.node() };
                 let old = node.slot(NodeType::Leaf64, leaf.offset);
                 node.set_slot(NodeType::Leaf64, leaf.offset, plan.raw);
+                hook::writer_step("exact_fit: slot");
+                node.end_in_place_store();
+                hook::writer_step("exact_fit: header");
                 if (old == 0) != (plan.raw == 0) {
                     tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
                 }
@@ -340,11 +354,17 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 // pivot moves the boundary.
                 if plan.index == lo {
                     node.set_slot(NodeType::Leaf64, o, plan.raw);
+                    hook::writer_step("slot_store: slot");
                     node.set_pivot(o, plan.last);
+                    hook::writer_step("slot_store: pivot");
                 } else {
                     node.set_slot(NodeType::Leaf64, o + 1, plan.raw);
+                    hook::writer_step("slot_store: next slot");
                     node.set_pivot(o, plan.index - 1);
+                    hook::writer_step("slot_store: pivot");
                 }
+                node.end_in_place_store();
+                hook::writer_step("slot_store: header");
                 tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
             }
             StoreType::Append => {
@@ -364,6 +384,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 if end < t.pivots() {
                     node.set_meta_end(t, end);
                 }
+                node.end_in_place_store();
                 tree.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
             }
             StoreType::NodeStore
@@ -393,6 +414,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         if plan.raw == 0 && plan.index == 0 && plan.last == u64::MAX {
             tree.root.store(0, Release);
             tree.set_height(0);
+            hook::writer_step("new_root: empty");
         } else {
             let mut big = Big::new();
             if plan.index > 0 {
@@ -405,6 +427,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             let (en, _) = self.build(NodeType::Leaf64, big.as_slice(), 0, u64::MAX);
             tree.root.store(en.0, Release);
             tree.set_height(1);
+            hook::writer_step("new_root: root");
         }
         if old.0 != 0 {
             tree.free_subtree(old, 0, u64::MAX);
@@ -477,6 +500,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 // SAFETY: a live node of the tree; we hold the lock.
                 let pnode = unsafe { parent.node.node() };
                 pnode.set_slot(parent.node.node_type(), parent.offset, en.0);
+                hook::writer_step("replace: parent slot");
                 tree.propagate_gap(lp, d, en);
                 tree.free_replaced(lp, rp, d);
                 return;
@@ -529,6 +553,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         };
         tree.root.store(root, Release);
         tree.set_height(h);
+        hook::writer_step("publish_root: root");
     }
 
     /// Extends the span at depth `d` by the next node (preferred, as
@@ -935,6 +960,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
                 return;
             }
             pnode.set_gap(parent.offset, g);
+            hook::writer_step("gap");
             (child, cmin, cmax) = (parent.node, parent.min, parent.max);
         }
     }
