@@ -33,6 +33,7 @@
 
 pub mod barn;
 pub mod localtry;
+pub mod rcu;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -63,4 +64,27 @@ where
         start.elapsed().as_secs_f64()
     );
     n
+}
+
+/// Runs a broken variant of a model with [`check`] and asserts that loom
+/// fails it with a panic whose message contains one of `expected` (a loom
+/// report such as "Causality violation", or the model's own check).
+pub fn expect_caught<F>(name: &str, preemptions: usize, expected: &[&str], f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check(name, preemptions, f);
+    }));
+    let payload = caught.expect_err("loom did not catch the broken variant");
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    assert!(
+        expected.iter().any(|e| message.contains(e)),
+        "{name}: caught, but for another reason: {message}"
+    );
+    println!("loom model {name}: caught: {message}");
 }
