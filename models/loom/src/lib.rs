@@ -33,6 +33,7 @@
 
 pub mod barn;
 pub mod localtry;
+pub mod pt_reclaim;
 pub mod rcu;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
