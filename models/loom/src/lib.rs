@@ -33,6 +33,7 @@
 
 pub mod barn;
 pub mod localtry;
+pub mod maple;
 pub mod pt_reclaim;
 pub mod rcu;
 

@@ -1,0 +1,483 @@
+//! Model 5: the maple tree's reader/writer publication protocol.
+//!
+//! Follows `mm/src/maple/` (`mod.rs`, `node.rs`, `write.rs`):
+//! - node words are atomics: `Node::set_slot`/`set_pivot`/`set_dead`
+//!   store `Release`, `slot`/`pivot`/`is_dead` load `Acquire`;
+//!   `Node::clear` zeroes a node fresh from the cache with `Relaxed`
+//!   stores;
+//! - readers (`MapleTree::read`, `walk`, `walk_raw`): in an RCU read-side
+//!   section, load the root (`Acquire`), compute the leaf's `data_end`,
+//!   choose the slot by its pivots, load the slot, then check `is_dead`
+//!   and restart from the root if the node is dead;
+//! - the in-place slot store (`MaWriter::execute`, `StoreType::SlotStore`):
+//!   two adjacent slots of a live leaf exchange part of their ranges; the
+//!   slot that receives the entry is stored first, the pivot that moves
+//!   the boundary second, so that each single store leaves a valid view;
+//! - node replacement (`MaWriter::build` then `new_root`/`publish_root`,
+//!   or a parent's `set_slot` in `rebuild`): a node from the cache is
+//!   cleared and filled, published with one `Release` store of the root
+//!   (or of the parent slot), the old node is marked dead (`free_node`:
+//!   `set_dead`) and freed by `kfree_rcu` after a grace period.
+//!
+//! The reader comes in two versions. `Reader::Fixed` follows the
+//! `maple-race` branch: `Node::find_slot` loads each pivot once and the
+//! slot's range is made of the loads that chose it. `Reader::PreFix`
+//! follows `main` before that fix: `walk` chooses the offset with one set
+//! of pivot loads and computes the range with `slot_range`, which loads
+//! the pivots again (and `walk_raw` a third time), so a pivot moved in
+//! between gives a range that does not contain the index.
+//!
+//! RCU is abstracted as in model 4 (a loom `RwLock`); a node's memory has
+//! an `alive` flag in a loom `UnsafeCell` that the free writes and every
+//! reader access reads.
+//!
+//! Leaves here have 3 slots and 2 pivots (Linux's `maple_leaf_64`: 16 and
+//! 15). Checked: every lookup returns a `(first, last, entry)` that the
+//! tree showed for the index at some instant (before the store, between
+//! its two steps, after it), and no reader touches a freed node.
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use loom::sync::{Arc, RwLock};
+
+const SLOTS: usize = 3;
+const PIVOTS: usize = SLOTS - 1;
+const MAX: u64 = u64::MAX;
+const DEAD: u64 = 1;
+/// What a recycled node's words hold before `clear`.
+const STALE: u64 = 0x6b6b_6b6b;
+
+/// Entries (non-zero raw values).
+const A: u64 = 0xA;
+const B: u64 = 0xB;
+const C: u64 = 0xC;
+
+/// Which reader walk the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    /// `find_slot`: each pivot loaded once (branch `maple-race`).
+    Fixed,
+    /// `walk` + `slot_range` + `walk_raw` as on `main` before the fix.
+    PreFix,
+}
+
+/// How the writer deviates from the code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writer {
+    Faithful,
+    /// The slot store moves the pivot before storing the slot.
+    PivotBeforeSlot,
+    /// `set_pivot` stores `Relaxed`.
+    RelaxedPivot,
+    /// The new root is published with a `Relaxed` store.
+    RelaxedPublish,
+    /// The replaced node is freed without waiting for a grace period.
+    FreeWithoutGp,
+    /// The reader does not check `is_dead` (a reader-side change, listed
+    /// here to show what the check is for in this model).
+    NoDeadCheck,
+}
+
+struct Node {
+    /// `[pivot 0, pivot 1, slot 0, slot 1, slot 2]`, as `Node::w`.
+    w: [AtomicU64; PIVOTS + SLOTS],
+    /// `Node::header`: `DEAD` once replaced.
+    header: AtomicU64,
+    /// The memory is a live node object (false once freed).
+    alive: UnsafeCell<bool>,
+}
+
+/// A one-level tree (the root is a leaf) and a spare node from the cache.
+pub struct Tree {
+    /// The root: node index + 1.
+    root: AtomicUsize,
+    nodes: [Node; 2],
+    rcu: RwLock<()>,
+    reader: Reader,
+    writer: Writer,
+}
+
+/// A leaf's content: `(pivots, slots)`.
+type Content = ([u64; PIVOTS], [u64; SLOTS]);
+
+/// `[A 0..=9] [NULL 10..=19] [B 20..=MAX]`.
+const V0: Content = ([9, 19], [A, 0, B]);
+
+impl Node {
+    fn new(c: Content, alive: bool) -> Node {
+        let (p, s) = c;
+        Node {
+            w: [
+                AtomicU64::new(p[0]),
+                AtomicU64::new(p[1]),
+                AtomicU64::new(s[0]),
+                AtomicU64::new(s[1]),
+                AtomicU64::new(s[2]),
+            ],
+            header: AtomicU64::new(0),
+            alive: UnsafeCell::new(alive),
+        }
+    }
+
+    fn touch(&self) {
+        // SAFETY: reads the node memory's state; the free (the only write
+        // while readers may hold the node) must be ordered after this read
+        // by the grace period, which loom checks.
+        let alive = self.alive.with(|a| unsafe { *a });
+        assert!(alive, "use after free: a reader touched a freed node");
+    }
+
+    fn pivot(&self, i: usize) -> u64 {
+        self.touch();
+        self.w[i].load(Ordering::Acquire)
+    }
+
+    fn set_pivot(&self, i: usize, v: u64, writer: Writer) {
+        let order = if writer == Writer::RelaxedPivot {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        self.w[i].store(v, order);
+    }
+
+    fn slot(&self, i: usize) -> u64 {
+        self.touch();
+        self.w[PIVOTS + i].load(Ordering::Acquire)
+    }
+
+    fn set_slot(&self, i: usize, v: u64) {
+        self.w[PIVOTS + i].store(v, Ordering::Release);
+    }
+
+    fn is_dead(&self) -> bool {
+        self.touch();
+        self.header.load(Ordering::Acquire) == DEAD
+    }
+
+    /// `Node::data_end` for a leaf without metadata (full, or ending at
+    /// `max`).
+    fn data_end(&self, max: u64) -> usize {
+        match self.pivot(PIVOTS - 1) {
+            p if p == max => PIVOTS - 1,
+            _ => PIVOTS,
+        }
+    }
+
+    /// `Node::find_slot` (maple-race).
+    fn find_slot(&self, index: u64, end: usize, min: u64, max: u64) -> (usize, u64, u64) {
+        let mut lo = min;
+        for offset in 0..end {
+            let p = self.pivot(offset);
+            if p >= index {
+                return (offset, lo, p);
+            }
+            lo = p + 1;
+        }
+        (end, lo, max)
+    }
+
+    /// `Node::slot_range`.
+    fn slot_range(&self, i: usize, end: usize, min: u64, max: u64) -> (u64, u64) {
+        let lo = if i == 0 { min } else { self.pivot(i - 1) + 1 };
+        let hi = if i < end { self.pivot(i) } else { max };
+        (lo, hi)
+    }
+}
+
+/// The reader met a dead node.
+struct Dead;
+
+impl Tree {
+    fn new(reader: Reader, writer: Writer) -> Tree {
+        Tree {
+            root: AtomicUsize::new(1),
+            // Node 1 is a recycled cache object: stale words.
+            nodes: [
+                Node::new(V0, true),
+                Node::new(([STALE; PIVOTS], [STALE; SLOTS]), false),
+            ],
+            rcu: RwLock::new(()),
+            reader,
+            writer,
+        }
+    }
+
+    fn dead(&self, node: &Node) -> bool {
+        self.writer != Writer::NoDeadCheck && node.is_dead()
+    }
+
+    /// `walk` + `walk_raw` for a one-level tree: `(first, last, entry)`.
+    fn walk_raw(&self, index: u64) -> Result<(u64, u64, u64), Dead> {
+        let en = self.root.load(Ordering::Acquire);
+        let node = &self.nodes[en - 1];
+        let (min, max) = (0, MAX);
+        let end = node.data_end(max);
+        match self.reader {
+            Reader::Fixed => {
+                let (offset, lo, hi) = node.find_slot(index, end, min, max);
+                let _slot = node.slot(offset);
+                if self.dead(node) {
+                    return Err(Dead);
+                }
+                // walk_raw
+                let raw = node.slot(offset);
+                if self.dead(node) {
+                    return Err(Dead);
+                }
+                Ok((lo, hi, raw))
+            }
+            Reader::PreFix => {
+                let mut offset = 0;
+                while offset < end && node.pivot(offset) < index {
+                    offset += 1;
+                }
+                let (_lo, _hi) = node.slot_range(offset, end, min, max);
+                let _slot = node.slot(offset);
+                if self.dead(node) {
+                    return Err(Dead);
+                }
+                // walk_raw
+                let (lo, hi) = node.slot_range(offset, end, min, max);
+                let raw = node.slot(offset);
+                if self.dead(node) {
+                    return Err(Dead);
+                }
+                Ok((lo, hi, raw))
+            }
+        }
+    }
+
+    /// `MapleTree::walk_range`: `read` restarts on a dead node.
+    pub fn walk_range(&self, index: u64) -> (u64, u64, u64) {
+        loop {
+            let _rcu = self.rcu.read().unwrap();
+            if let Ok(r) = self.walk_raw(index) {
+                return r;
+            }
+        }
+    }
+
+    /// The in-place `SlotStore` of `entry` over `[index, last]` into the
+    /// root leaf, whose write path found the range starting in slot `o`.
+    fn slot_store(&self, o: usize, index: u64, last: u64, entry: u64) {
+        let node = &self.nodes[self.root.load(Ordering::Acquire) - 1];
+        let lo = if o == 0 { 0 } else { node.pivot(o - 1) + 1 };
+        let (slot, pivot) = if index == lo {
+            (o, last)
+        } else {
+            (o + 1, index - 1)
+        };
+        if self.writer == Writer::PivotBeforeSlot {
+            node.set_pivot(o, pivot, self.writer);
+            node.set_slot(slot, entry);
+        } else {
+            node.set_slot(slot, entry);
+            node.set_pivot(o, pivot, self.writer);
+        }
+    }
+
+    /// A node store: builds `content` in the spare node (`pop_node`,
+    /// `clear`, `build`), publishes it as the root, and frees the old root
+    /// (`free_node`, `kfree_rcu`).
+    fn replace_root(&self, content: Content) {
+        let old = self.root.load(Ordering::Acquire) - 1;
+        let new = 1 - old;
+        let node = &self.nodes[new];
+        // SAFETY: the spare node is not published: only the writer sees it.
+        node.alive.with_mut(|a| unsafe { *a = true });
+        node.header.store(0, Ordering::Relaxed);
+        for w in &node.w {
+            w.store(0, Ordering::Relaxed);
+        }
+        let (p, s) = content;
+        for (i, &v) in s.iter().enumerate() {
+            node.set_slot(i, v);
+            if i < PIVOTS {
+                node.set_pivot(i, p[i], self.writer);
+            }
+        }
+        let order = if self.writer == Writer::RelaxedPublish {
+            Ordering::Relaxed
+        } else {
+            Ordering::Release
+        };
+        self.root.store(new + 1, order);
+        // free_node
+        let old_node = &self.nodes[old];
+        old_node.header.store(DEAD, Ordering::Release);
+        if self.writer != Writer::FreeWithoutGp {
+            drop(self.rcu.write().unwrap());
+        }
+        for w in &old_node.w {
+            w.store(STALE, Ordering::Relaxed);
+        }
+        // SAFETY: unpublished and past its grace period: no reader holds
+        // it. Loom checks that every reader access happened before.
+        old_node.alive.with_mut(|a| unsafe { *a = false });
+    }
+}
+
+/// What a lookup of `index` may return in a leaf showing `c`.
+fn lookup(c: Content, index: u64) -> (u64, u64, u64) {
+    let (p, s) = c;
+    let mut lo = 0;
+    for i in 0..SLOTS {
+        let hi = if i < PIVOTS { p[i] } else { MAX };
+        if index <= hi {
+            return (lo, hi, s[i]);
+        }
+        lo = hi + 1;
+    }
+    unreachable!()
+}
+
+/// The scenarios: which store the writer makes and which index the
+/// reader looks up (one on the moving boundary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// `C` over `[10, 24]`: starts at slot 1's first index, so slot 1
+    /// gets `C` and pivot 1 moves 19 -> 24. The reader looks up 22.
+    SlotStoreFront,
+    /// `C` over `[5, 19]`: ends at slot 1's last index, so slot 1 gets
+    /// `C` and pivot 0 moves 9 -> 4. The reader looks up 7.
+    SlotStoreBack,
+    /// `C` over `[10, 29]`: a new leaf `[A 0..=9] [C 10..=29] [B 30..]`
+    /// replaces the root. The reader looks up 25.
+    NodeStore,
+}
+
+pub fn model(store: Store, reader: Reader, writer: Writer) {
+    let tree = Arc::new(Tree::new(reader, writer));
+    let (index, views): (u64, Vec<Content>) = match store {
+        Store::SlotStoreFront => (22, vec![V0, ([9, 19], [A, C, B]), ([9, 24], [A, C, B])]),
+        Store::SlotStoreBack => (7, vec![V0, ([9, 19], [A, C, B]), ([4, 19], [A, C, B])]),
+        Store::NodeStore => (25, vec![V0, ([9, 29], [A, C, B])]),
+    };
+    let t = tree.clone();
+    let lookup_thread = loom::thread::spawn(move || t.walk_range(index));
+    let t = tree.clone();
+    let writer_thread = loom::thread::spawn(move || match store {
+        Store::SlotStoreFront => t.slot_store(1, 10, 24, C),
+        Store::SlotStoreBack => t.slot_store(0, 5, 19, C),
+        Store::NodeStore => t.replace_root(([9, 29], [A, C, B])),
+    });
+    writer_thread.join().unwrap();
+    let got = lookup_thread.join().unwrap();
+    let valid: Vec<_> = views.iter().map(|&v| lookup(v, index)).collect();
+    let show = |(lo, hi, e): (u64, u64, u64)| {
+        let hi = if hi == MAX {
+            "MAX".to_string()
+        } else {
+            hi.to_string()
+        };
+        format!("[{lo}, {hi}] -> {e:#x}")
+    };
+    assert!(
+        valid.contains(&got),
+        "torn read: lookup({index}) returned {}, the tree only ever showed {}",
+        show(got),
+        valid
+            .iter()
+            .map(|&v| show(v))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREEMPTIONS: usize = 3;
+    const STORES: [Store; 3] = [
+        Store::SlotStoreFront,
+        Store::SlotStoreBack,
+        Store::NodeStore,
+    ];
+
+    #[test]
+    fn maple_publication_fixed_reader() {
+        for store in STORES {
+            crate::check(&format!("maple/{store:?}"), PREEMPTIONS, move || {
+                model(store, Reader::Fixed, Writer::Faithful)
+            });
+        }
+    }
+
+    const BROKEN: &[&str] = &["torn read", "use after free", "Causality violation"];
+
+    #[test]
+    fn maple_pre_fix_reader_is_caught() {
+        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+            crate::expect_caught(
+                &format!("maple/{store:?}/pre-fix-reader"),
+                PREEMPTIONS,
+                &["torn read"],
+                move || model(store, Reader::PreFix, Writer::Faithful),
+            );
+        }
+    }
+
+    #[test]
+    fn maple_pre_fix_reader_is_fine_with_node_stores() {
+        crate::check("maple/NodeStore/pre-fix-reader", PREEMPTIONS, || {
+            model(Store::NodeStore, Reader::PreFix, Writer::Faithful)
+        });
+    }
+
+    #[test]
+    fn maple_pivot_before_slot_is_caught() {
+        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+            crate::expect_caught(
+                &format!("maple/{store:?}/pivot-before-slot"),
+                PREEMPTIONS,
+                BROKEN,
+                move || model(store, Reader::Fixed, Writer::PivotBeforeSlot),
+            );
+        }
+    }
+
+    #[test]
+    fn maple_relaxed_pivot_is_caught() {
+        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+            crate::expect_caught(
+                &format!("maple/{store:?}/relaxed-pivot"),
+                PREEMPTIONS,
+                BROKEN,
+                move || model(store, Reader::Fixed, Writer::RelaxedPivot),
+            );
+        }
+    }
+
+    #[test]
+    fn maple_relaxed_publish_is_caught() {
+        crate::expect_caught(
+            "maple/NodeStore/relaxed-publish",
+            PREEMPTIONS,
+            BROKEN,
+            || model(Store::NodeStore, Reader::Fixed, Writer::RelaxedPublish),
+        );
+    }
+
+    #[test]
+    fn maple_free_without_gp_is_caught() {
+        crate::expect_caught(
+            "maple/NodeStore/free-without-gp",
+            PREEMPTIONS,
+            BROKEN,
+            || model(Store::NodeStore, Reader::Fixed, Writer::FreeWithoutGp),
+        );
+    }
+
+    /// Not a broken variant: without the dead check, a single lookup in
+    /// this model still returns a view the tree showed (the old node is
+    /// never changed after it is replaced). Kept so that the record says
+    /// what the check is (not) needed for here.
+    #[test]
+    fn maple_without_dead_check_single_lookup() {
+        crate::check("maple/NodeStore/no-dead-check", PREEMPTIONS, || {
+            model(Store::NodeStore, Reader::Fixed, Writer::NoDeadCheck)
+        });
+    }
+}
