@@ -9,3 +9,6 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace -- -D warnings
 cargo clippy --workspace --exclude kernel --exclude user --all-targets --features mm/std -- -D warnings
+# The loom models are not a workspace member (see Cargo.toml).
+cargo fmt --manifest-path models/loom/Cargo.toml -- --check
+cargo clippy --manifest-path models/loom/Cargo.toml --target-dir target/loom-models --all-targets -- -D warnings

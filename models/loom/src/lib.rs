@@ -12,8 +12,9 @@
 //!
 //! Every model has a `Variant` (or a flag) that breaks the protocol the way
 //! a plausible edit would (a `Relaxed` where the code has `Release`, a
-//! missing re-check), and a `#[should_panic]` test showing that loom
-//! catches it: a model that cannot fail proves nothing.
+//! missing re-check), and a test ([`expect_caught`]) showing that loom
+//! fails it, for the expected reason: a model that cannot fail proves
+//! nothing.
 //!
 //! Models:
 //! - [`barn`]: the barn's racy availability checks and sheaf exchange
@@ -68,6 +69,23 @@ where
     n
 }
 
+/// Runs `f` with [`check`], catching a failure: `Err` holds the panic
+/// message loom (or the model's own check) failed it with.
+pub fn try_check<F>(name: &str, preemptions: usize, f: F) -> Result<usize, String>
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(name, preemptions, f))).map_err(
+        |payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(no message)".to_string())
+        },
+    )
+}
+
 /// Runs a broken variant of a model with [`check`] and asserts that loom
 /// fails it with a panic whose message contains one of `expected` (a loom
 /// report such as "Causality violation", or the model's own check).
@@ -75,15 +93,10 @@ pub fn expect_caught<F>(name: &str, preemptions: usize, expected: &[&str], f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        check(name, preemptions, f);
-    }));
-    let payload = caught.expect_err("loom did not catch the broken variant");
-    let message = payload
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| payload.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
+    let message = match try_check(name, preemptions, f) {
+        Ok(n) => panic!("{name}: loom did not catch the broken variant ({n} executions)"),
+        Err(message) => message,
+    };
     assert!(
         expected.iter().any(|e| message.contains(e)),
         "{name}: caught, but for another reason: {message}"

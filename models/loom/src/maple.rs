@@ -364,7 +364,8 @@ pub fn model(store: Store, reader: Reader, writer: Writer) {
     });
     writer_thread.join().unwrap();
     let got = lookup_thread.join().unwrap();
-    let valid: Vec<_> = views.iter().map(|&v| lookup(v, index)).collect();
+    let mut valid: Vec<_> = views.iter().map(|&v| lookup(v, index)).collect();
+    valid.dedup();
     let show = |(lo, hi, e): (u64, u64, u64)| {
         let hi = if hi == MAX {
             "MAX".to_string()

@@ -26,9 +26,11 @@
 //! a tick between the sections reports a QS; the second section loads the
 //! pointer again and reads; then the CPU goes offline (so that grace
 //! periods stop waiting for it: the model has no endless tick). CPU 1 is
-//! the updater: it initialises a new object, publishes it, queues the old
-//! one with `call_rcu`, and loops on its own tick (QS, start) and
-//! `invoke_ready` until the callback has freed the old object. A grace
+//! the updater: it initialises a new object, publishes it, and either
+//! queues the old one with `call_rcu` and loops on its own tick (QS,
+//! start) and `invoke_ready` until the callback has freed it, or waits in
+//! `synchronize_rcu` (whose wait reports this CPU's QS and starts the
+//! grace period, `Platform::wait` being a spin here) and frees it. A grace
 //! period is already wanted at the start (`gp_seq_needed = 2`, an earlier
 //! callback), so one may be in progress when `call_rcu` snapshots.
 //!
@@ -50,7 +52,8 @@ pub enum Variant {
     /// `seq_snap` waits only for the end of the grace period in progress,
     /// which may have begun before the caller's readers: `(s + 1) & !1`.
     SnapCurrentGp,
-    /// `call_rcu` without its `fence(SeqCst)` before reading `gp_seq`.
+    /// `call_rcu` (or `synchronize_rcu`) without its `fence(SeqCst)`
+    /// before reading `gp_seq`.
     NoFenceInCallRcu,
     /// `end_gp_locked` stores the new `gp_seq` `Relaxed`.
     RelaxedGpEnd,
@@ -231,6 +234,29 @@ impl Rcu {
         self.gp_seq_needed.fetch_max(need, Ordering::AcqRel);
     }
 
+    /// `synchronize_rcu` on `cpu` (`Platform::wait` is a spin here).
+    fn synchronize_rcu(&self, cpu: usize) {
+        if self.variant != Variant::NoFenceInCallRcu {
+            fence(Ordering::SeqCst);
+        }
+        let need = seq_snap(self.gp_seq.load(Ordering::Acquire), self.variant);
+        self.gp_seq_needed.fetch_max(need, Ordering::AcqRel);
+        while self.gp_seq.load(Ordering::Acquire) < need {
+            self.report_qs(cpu);
+            self.start_gp_if_needed();
+            loom::hint::spin_loop();
+        }
+    }
+
+    /// Frees object `obj` (the callback's work, or the code after
+    /// `synchronize_rcu`).
+    fn free_object(&self, obj: usize) {
+        // SAFETY: the object's grace period is over, so no reader holds
+        // it; loom checks that every reader's access happened before this
+        // write.
+        self.objects[obj].with_mut(|v| unsafe { *v = POISON });
+    }
+
     /// `invoke_ready` for `cpu`: frees the objects of ready callbacks;
     /// returns how many ran.
     fn invoke_ready(&self, cpu: usize) -> usize {
@@ -242,10 +268,7 @@ impl Rcu {
             ready
         };
         for cb in &ready {
-            // SAFETY: the callback's grace period is over (`gp_seq` reached
-            // `need`), so no reader holds the object; loom checks that
-            // every reader's access happened before this write.
-            self.objects[cb.obj].with_mut(|v| unsafe { *v = POISON });
+            self.free_object(cb.obj);
         }
         ready.len()
     }
@@ -258,8 +281,17 @@ impl Rcu {
     }
 }
 
+/// How the updater waits for the grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Updater {
+    /// `call_rcu`, then its tick and `invoke_ready` until the callback ran.
+    CallRcu,
+    /// `synchronize_rcu`, then the free.
+    Synchronize,
+}
+
 /// The scenario described in the module header.
-pub fn model(variant: Variant) {
+pub fn model(variant: Variant, updater: Updater) {
     let rcu = Arc::new(Rcu::new(variant));
     let reader = {
         let rcu = rcu.clone();
@@ -283,13 +315,21 @@ pub fn model(variant: Variant) {
     // SAFETY: object 1 is not published yet: only this thread sees it.
     rcu.objects[1].with_mut(|v| unsafe { *v = 2 });
     let old = rcu.ptr.swap(1, Ordering::AcqRel);
-    rcu.call_rcu(1, old);
-    loop {
-        rcu.sched_clock_irq(1);
-        if rcu.invoke_ready(1) > 0 {
-            break;
+    match updater {
+        Updater::CallRcu => {
+            rcu.call_rcu(1, old);
+            loop {
+                rcu.sched_clock_irq(1);
+                if rcu.invoke_ready(1) > 0 {
+                    break;
+                }
+                loom::hint::spin_loop();
+            }
         }
-        loom::hint::spin_loop();
+        Updater::Synchronize => {
+            rcu.synchronize_rcu(1);
+            rcu.free_object(old);
+        }
     }
     reader.join().unwrap();
 }
@@ -298,40 +338,45 @@ pub fn model(variant: Variant) {
 mod tests {
     use super::*;
 
-    const PREEMPTIONS: usize = 2;
+    const PREEMPTIONS: usize = 3;
+    const UPDATERS: [Updater; 2] = [Updater::CallRcu, Updater::Synchronize];
 
     #[test]
     fn rcu_grace_period() {
-        crate::check("rcu", PREEMPTIONS, || model(Variant::Faithful));
+        for u in UPDATERS {
+            crate::check(&format!("rcu/{u:?}"), PREEMPTIONS, move || {
+                model(Variant::Faithful, u)
+            });
+        }
     }
 
     const UAF: &[&str] = &["Causality violation", "use after free"];
 
-    #[test]
-    fn rcu_snap_of_current_gp_is_caught() {
-        crate::expect_caught("rcu/snap-current-gp", PREEMPTIONS, UAF, || {
-            model(Variant::SnapCurrentGp)
-        });
+    fn caught(name: &str, variant: Variant) {
+        for u in UPDATERS {
+            crate::expect_caught(&format!("rcu/{u:?}/{name}"), PREEMPTIONS, UAF, move || {
+                model(variant, u)
+            });
+        }
     }
 
     #[test]
-    fn rcu_call_rcu_without_fence_is_caught() {
-        crate::expect_caught("rcu/no-fence-in-call_rcu", PREEMPTIONS, UAF, || {
-            model(Variant::NoFenceInCallRcu)
-        });
+    fn rcu_snap_of_current_gp_is_caught() {
+        caught("snap-current-gp", Variant::SnapCurrentGp);
+    }
+
+    #[test]
+    fn rcu_without_fence_is_caught() {
+        caught("no-fence", Variant::NoFenceInCallRcu);
     }
 
     #[test]
     fn rcu_relaxed_gp_end_is_caught() {
-        crate::expect_caught("rcu/relaxed-gp-end", PREEMPTIONS, UAF, || {
-            model(Variant::RelaxedGpEnd)
-        });
+        caught("relaxed-gp-end", Variant::RelaxedGpEnd);
     }
 
     #[test]
     fn rcu_qs_inside_reader_is_caught() {
-        crate::expect_caught("rcu/qs-inside-reader", PREEMPTIONS, UAF, || {
-            model(Variant::QsInsideReader)
-        });
+        caught("qs-inside-reader", Variant::QsInsideReader);
     }
 }
