@@ -120,7 +120,9 @@ impl Sheaf {
     }
 }
 
-/// `BarnInner`: the lists, under the barn lock.
+/// `BarnInner`: the lists, under the barn lock. Boxes, as in the code
+/// (sheaves travel as boxes between CPUs and the barn).
+#[allow(clippy::vec_box)]
 #[derive(Default)]
 pub struct BarnInner {
     pub full: Vec<Box<Sheaf>>,
@@ -222,6 +224,7 @@ impl Barn {
     }
 
     /// `barn_put_empty`: a sheaf the barn does not keep is freed.
+    #[allow(clippy::vec_box)]
     fn put_empty(&self, sheaf: Box<Sheaf>, freed: &mut Vec<Box<Sheaf>>) {
         assert_eq!(sheaf.size(), 0);
         let kept = self.locked(|b| {
@@ -242,6 +245,7 @@ impl Barn {
 }
 
 /// One CPU's sheaves and what its operations produced.
+#[allow(clippy::vec_box)]
 pub struct Cpu {
     pub main: Box<Sheaf>,
     pub spare: Option<Box<Sheaf>>,
@@ -265,7 +269,7 @@ impl Cpu {
         }
         // replace_empty_main
         if self.spare.as_ref().is_some_and(|s| s.size() > 0) {
-            std::mem::swap(&mut self.main, self.spare.as_mut().unwrap());
+            self.swap_main_spare();
         } else if !barn.replace_empty(&mut self.main) {
             return None;
         }
@@ -326,13 +330,19 @@ impl Cpu {
         } else if !self.main.is_full() {
             barn.put_empty(empty, &mut self.freed);
         } else if self.spare.as_ref().is_some_and(|s| !s.is_full()) {
-            std::mem::swap(&mut self.main, self.spare.as_mut().unwrap());
+            self.swap_main_spare();
             barn.put_empty(empty, &mut self.freed);
         } else {
             let old = std::mem::replace(&mut self.main, empty);
             barn.put_full(old);
         }
         true
+    }
+
+    /// `PcpSheaves::swap_main_spare`.
+    fn swap_main_spare(&mut self) {
+        let spare = self.spare.as_mut().expect("a spare to swap with");
+        std::mem::swap(&mut self.main, spare);
     }
 
     fn new_empty_sheaf(&mut self) -> Box<Sheaf> {
@@ -451,14 +461,14 @@ mod tests {
 
     #[test]
     fn barn_exchange() {
-        crate::check("barn", 3, || model(Variant::Faithful));
+        crate::check("barn", crate::PREEMPTIONS, || model(Variant::Faithful));
     }
 
     #[test]
     fn barn_without_recheck_is_caught() {
         crate::expect_caught(
             "barn/no-recheck",
-            3,
+            crate::PREEMPTIONS,
             &["the racy count promised a full sheaf"],
             || model(Variant::NoRecheck),
         );
@@ -466,8 +476,11 @@ mod tests {
 
     #[test]
     fn barn_counters_after_unlock_are_caught() {
-        crate::expect_caught("barn/counters-after-unlock", 3, &["mirrors the"], || {
-            model(Variant::CountersAfterUnlock)
-        });
+        crate::expect_caught(
+            "barn/counters-after-unlock",
+            crate::PREEMPTIONS,
+            &["mirrors the"],
+            || model(Variant::CountersAfterUnlock),
+        );
     }
 }

@@ -40,6 +40,13 @@ pub mod rcu;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Every model's preemption bound: loom explores every interleaving with
+/// at most this many preemptions (switches away from a thread that could
+/// go on). At 5 the whole set runs in about 10 s in release mode; the
+/// small models are exhausted well below it (their execution counts stop
+/// growing), see docs/RELIABILITY.md.
+pub const PREEMPTIONS: usize = 5;
+
 /// Runs `f` under loom with `preemptions` as the preemption bound (unless
 /// `LOOM_MAX_PREEMPTIONS` sets another) and returns how many executions
 /// loom explored; prints that figure with `name` for the record.

@@ -247,7 +247,7 @@ pub fn model(variant: Variant, irq: IrqAt) {
 mod tests {
     use super::*;
 
-    const PREEMPTIONS: usize = 3;
+    use crate::PREEMPTIONS;
 
     #[test]
     fn localtry_lock() {

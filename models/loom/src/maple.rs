@@ -20,7 +20,7 @@
 //!   `set_dead`) and freed by `kfree_rcu` after a grace period.
 //!
 //! The reader comes in two versions. `Reader::Fixed` follows the
-//! `maple-race` branch: `Node::find_slot` loads each pivot once and the
+//! `maple-race` branch (commit 3ba5a6f): `Node::find_slot` loads each pivot once and the
 //! slot's range is made of the loads that chose it. `Reader::PreFix`
 //! follows `main` before that fix: `walk` chooses the offset with one set
 //! of pivot loads and computes the range with `slot_range`, which loads
@@ -390,7 +390,7 @@ pub fn model(store: Store, reader: Reader, writer: Writer) {
 mod tests {
     use super::*;
 
-    const PREEMPTIONS: usize = 3;
+    use crate::PREEMPTIONS;
     const STORES: [Store; 3] = [
         Store::SlotStoreFront,
         Store::SlotStoreBack,

@@ -393,7 +393,7 @@ pub fn model(variant: Variant, slow: bool) {
 mod tests {
     use super::*;
 
-    const PREEMPTIONS: usize = 3;
+    use crate::PREEMPTIONS;
 
     #[test]
     fn pt_reclaim_fast_path() {

@@ -338,7 +338,7 @@ pub fn model(variant: Variant, updater: Updater) {
 mod tests {
     use super::*;
 
-    const PREEMPTIONS: usize = 3;
+    use crate::PREEMPTIONS;
     const UPDATERS: [Updater; 2] = [Updater::CallRcu, Updater::Synchronize];
 
     #[test]
