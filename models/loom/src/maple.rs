@@ -6,9 +6,10 @@
 //!   `Node::clear` zeroes a node fresh from the cache with `Relaxed`
 //!   stores;
 //! - readers (`MapleTree::read`, `walk`, `walk_raw`): in an RCU read-side
-//!   section, load the root (`Acquire`), compute the leaf's `data_end`,
-//!   choose the slot by its pivots, load the slot, then check `is_dead`
-//!   and restart from the root if the node is dead;
+//!   section, load the root (`Acquire`); at each level compute the node's
+//!   `data_end`, choose the slot by its pivots, load the slot, check
+//!   `is_dead` (restart from the root if dead), descend with the slot's
+//!   range as the child's bounds;
 //! - the in-place slot store (`MaWriter::execute`, `StoreType::SlotStore`):
 //!   two adjacent slots of a live leaf exchange part of their ranges; the
 //!   slot that receives the entry is stored first, the pivot that moves
@@ -20,8 +21,8 @@
 //!   `set_dead`) and freed by `kfree_rcu` after a grace period.
 //!
 //! The reader comes in two versions. `Reader::Fixed` follows the
-//! `maple-race` branch (commit 3ba5a6f): `Node::find_slot` loads each pivot once and the
-//! slot's range is made of the loads that chose it. `Reader::PreFix`
+//! `maple-race` branch (commit 3ba5a6f): `Node::find_slot` loads each
+//! pivot once and the slot's range is made of the loads that chose it. `Reader::PreFix`
 //! follows `main` before that fix: `walk` chooses the offset with one set
 //! of pivot loads and computes the range with `slot_range`, which loads
 //! the pivots again (and `walk_raw` a third time), so a pivot moved in
@@ -31,8 +32,9 @@
 //! an `alive` flag in a loom `UnsafeCell` that the free writes and every
 //! reader access reads.
 //!
-//! Leaves here have 3 slots and 2 pivots (Linux's `maple_leaf_64`: 16 and
-//! 15). Checked: every lookup returns a `(first, last, entry)` that the
+//! Nodes here have 3 slots and 2 pivots (Linux's `maple_leaf_64` and
+//! `maple_range_64`: 16 and 15); trees have one or two levels (see
+//! [`Store`] for the scenarios). Checked: every lookup returns a `(first, last, entry)` that the
 //! tree showed for the index at some instant (before the store, between
 //! its two steps, after it), and no reader touches a freed node.
 
@@ -83,28 +85,34 @@ struct Node {
     w: [AtomicU64; PIVOTS + SLOTS],
     /// `Node::header`: `DEAD` once replaced.
     header: AtomicU64,
+    /// A leaf (`leaf_64`), else an internal `range_64` node (the code
+    /// encodes the type in the node pointer).
+    leaf: bool,
     /// The memory is a live node object (false once freed).
     alive: UnsafeCell<bool>,
 }
 
-/// A one-level tree (the root is a leaf) and a spare node from the cache.
+/// A small tree: a pool of nodes, one of them the root.
 pub struct Tree {
     /// The root: node index + 1.
     root: AtomicUsize,
-    nodes: [Node; 2],
+    nodes: Vec<Node>,
     rcu: RwLock<()>,
     reader: Reader,
     writer: Writer,
 }
 
-/// A leaf's content: `(pivots, slots)`.
+/// A node's content: `(pivots, slots)`. In an internal node a slot holds
+/// a child's index + 1 (the model's encoded node pointer).
 type Content = ([u64; PIVOTS], [u64; SLOTS]);
 
 /// `[A 0..=9] [NULL 10..=19] [B 20..=MAX]`.
 const V0: Content = ([9, 19], [A, 0, B]);
+/// A recycled node's words.
+const RECYCLED: Content = ([STALE; PIVOTS], [STALE; SLOTS]);
 
 impl Node {
-    fn new(c: Content, alive: bool) -> Node {
+    fn new(c: Content, leaf: bool, alive: bool) -> Node {
         let (p, s) = c;
         Node {
             w: [
@@ -115,6 +123,7 @@ impl Node {
                 AtomicU64::new(s[2]),
             ],
             header: AtomicU64::new(0),
+            leaf,
             alive: UnsafeCell::new(alive),
         }
     }
@@ -126,7 +135,6 @@ impl Node {
         let alive = self.alive.with(|a| unsafe { *a });
         assert!(alive, "use after free: a reader touched a freed node");
     }
-
     fn pivot(&self, i: usize) -> u64 {
         self.touch();
         self.w[i].load(Ordering::Acquire)
@@ -189,14 +197,14 @@ impl Node {
 struct Dead;
 
 impl Tree {
-    fn new(reader: Reader, writer: Writer) -> Tree {
+    /// `nodes`: `(content, leaf, alive)`; node 0 is the root.
+    fn new(nodes: &[(Content, bool, bool)], reader: Reader, writer: Writer) -> Tree {
         Tree {
             root: AtomicUsize::new(1),
-            // Node 1 is a recycled cache object: stale words.
-            nodes: [
-                Node::new(V0, true),
-                Node::new(([STALE; PIVOTS], [STALE; SLOTS]), false),
-            ],
+            nodes: nodes
+                .iter()
+                .map(|&(c, leaf, alive)| Node::new(c, leaf, alive))
+                .collect(),
             rcu: RwLock::new(()),
             reader,
             writer,
@@ -207,44 +215,42 @@ impl Tree {
         self.writer != Writer::NoDeadCheck && node.is_dead()
     }
 
-    /// `walk` + `walk_raw` for a one-level tree: `(first, last, entry)`.
+    /// `walk` then `walk_raw`: `(first, last, entry)`.
     fn walk_raw(&self, index: u64) -> Result<(u64, u64, u64), Dead> {
-        let en = self.root.load(Ordering::Acquire);
-        let node = &self.nodes[en - 1];
-        let (min, max) = (0, MAX);
-        let end = node.data_end(max);
-        match self.reader {
-            Reader::Fixed => {
-                let (offset, lo, hi) = node.find_slot(index, end, min, max);
-                let _slot = node.slot(offset);
-                if self.dead(node) {
-                    return Err(Dead);
+        let mut en = self.root.load(Ordering::Acquire);
+        let (mut min, mut max) = (0, MAX);
+        loop {
+            let node = &self.nodes[en - 1];
+            let end = node.data_end(max);
+            let (offset, lo, hi) = match self.reader {
+                Reader::Fixed => node.find_slot(index, end, min, max),
+                Reader::PreFix => {
+                    let mut offset = 0;
+                    while offset < end && node.pivot(offset) < index {
+                        offset += 1;
+                    }
+                    let (lo, hi) = node.slot_range(offset, end, min, max);
+                    (offset, lo, hi)
                 }
-                // walk_raw
-                let raw = node.slot(offset);
-                if self.dead(node) {
-                    return Err(Dead);
-                }
-                Ok((lo, hi, raw))
+            };
+            let slot = node.slot(offset);
+            if self.dead(node) {
+                return Err(Dead);
             }
-            Reader::PreFix => {
-                let mut offset = 0;
-                while offset < end && node.pivot(offset) < index {
-                    offset += 1;
-                }
-                let (_lo, _hi) = node.slot_range(offset, end, min, max);
-                let _slot = node.slot(offset);
-                if self.dead(node) {
-                    return Err(Dead);
-                }
-                // walk_raw
-                let (lo, hi) = node.slot_range(offset, end, min, max);
-                let raw = node.slot(offset);
-                if self.dead(node) {
-                    return Err(Dead);
-                }
-                Ok((lo, hi, raw))
+            if !node.leaf {
+                (en, min, max) = (slot as usize, lo, hi);
+                continue;
             }
+            // walk_raw, on the leaf slot the walk found.
+            let (lo, hi) = match self.reader {
+                Reader::Fixed => (lo, hi),
+                Reader::PreFix => node.slot_range(offset, end, min, max),
+            };
+            let raw = node.slot(offset);
+            if self.dead(node) {
+                return Err(Dead);
+            }
+            return Ok((lo, hi, raw));
         }
     }
 
@@ -258,10 +264,11 @@ impl Tree {
         }
     }
 
-    /// The in-place `SlotStore` of `entry` over `[index, last]` into the
-    /// root leaf, whose write path found the range starting in slot `o`.
-    fn slot_store(&self, o: usize, index: u64, last: u64, entry: u64) {
-        let node = &self.nodes[self.root.load(Ordering::Acquire) - 1];
+    /// The in-place `SlotStore` of `entry` over `[index, last]` into leaf
+    /// `leaf` (spanning from 0), whose write path found the range
+    /// starting in slot `o`.
+    fn slot_store(&self, leaf: usize, o: usize, index: u64, last: u64, entry: u64) {
+        let node = &self.nodes[leaf];
         let lo = if o == 0 { 0 } else { node.pivot(o - 1) + 1 };
         let (slot, pivot) = if index == lo {
             (o, last)
@@ -277,12 +284,18 @@ impl Tree {
         }
     }
 
-    /// A node store: builds `content` in the spare node (`pop_node`,
-    /// `clear`, `build`), publishes it as the root, and frees the old root
-    /// (`free_node`, `kfree_rcu`).
-    fn replace_root(&self, content: Content) {
-        let old = self.root.load(Ordering::Acquire) - 1;
-        let new = 1 - old;
+    /// A node store: builds `content` in the spare node `new` (`pop_node`,
+    /// `clear`, `build`), publishes it in place of node `old` as the root
+    /// (`parent` `None`: `new_root`/`publish_root`) or in slot `offset` of
+    /// node `parent` (`rebuild`'s `pnode.set_slot`), and frees the old
+    /// node (`free_node`: `set_dead`, `kfree_rcu`).
+    fn replace_node(
+        &self,
+        old: usize,
+        new: usize,
+        content: Content,
+        parent: Option<(usize, usize)>,
+    ) {
         let node = &self.nodes[new];
         // SAFETY: the spare node is not published: only the writer sees it.
         node.alive.with_mut(|a| unsafe { *a = true });
@@ -302,7 +315,10 @@ impl Tree {
         } else {
             Ordering::Release
         };
-        self.root.store(new + 1, order);
+        match parent {
+            None => self.root.store(new + 1, order),
+            Some((pn, offset)) => self.nodes[pn].w[PIVOTS + offset].store(new as u64 + 1, order),
+        }
         // free_node
         let old_node = &self.nodes[old];
         old_node.header.store(DEAD, Ordering::Release);
@@ -318,12 +334,18 @@ impl Tree {
     }
 }
 
-/// What a lookup of `index` may return in a leaf showing `c`.
-fn lookup(c: Content, index: u64) -> (u64, u64, u64) {
+/// What a lookup of `index` returns in a leaf spanning `[min, max]` that
+/// shows `c` (`data_end` as `Node::data_end` computes it).
+fn lookup(c: Content, min: u64, max: u64, index: u64) -> (u64, u64, u64) {
     let (p, s) = c;
-    let mut lo = 0;
-    for i in 0..SLOTS {
-        let hi = if i < PIVOTS { p[i] } else { MAX };
+    let end = if p[PIVOTS - 1] == max {
+        PIVOTS - 1
+    } else {
+        PIVOTS
+    };
+    let mut lo = min;
+    for i in 0..=end {
+        let hi = if i < end { p[i] } else { max };
         if index <= hi {
             return (lo, hi, s[i]);
         }
@@ -343,28 +365,71 @@ pub enum Store {
     /// `C` and pivot 0 moves 9 -> 4. The reader looks up 7.
     SlotStoreBack,
     /// `C` over `[10, 29]`: a new leaf `[A 0..=9] [C 10..=29] [B 30..]`
-    /// replaces the root. The reader looks up 25.
+    /// replaces the root leaf. The reader looks up 25.
     NodeStore,
+    /// A two-level tree: the root `[leaf 0..=19] [leaf 20..=MAX]`, the
+    /// second leaf `[B 20..=29] [NULL 30..=MAX]`. `C` over `[30, 39]`: a
+    /// new leaf `[B 20..=29] [C 30..=39] [NULL 40..=MAX]` is published in
+    /// the root's slot 1. The reader looks up 35.
+    ParentSlot,
 }
 
 pub fn model(store: Store, reader: Reader, writer: Writer) {
-    let tree = Arc::new(Tree::new(reader, writer));
-    let (index, views): (u64, Vec<Content>) = match store {
-        Store::SlotStoreFront => (22, vec![V0, ([9, 19], [A, C, B]), ([9, 24], [A, C, B])]),
-        Store::SlotStoreBack => (7, vec![V0, ([9, 19], [A, C, B]), ([4, 19], [A, C, B])]),
-        Store::NodeStore => (25, vec![V0, ([9, 29], [A, C, B])]),
+    type Views = Vec<(Content, u64, u64)>;
+    let (nodes, index, views): (Vec<(Content, bool, bool)>, u64, Views) = match store {
+        Store::SlotStoreFront => (
+            vec![(V0, true, true)],
+            22,
+            vec![
+                (V0, 0, MAX),
+                (([9, 19], [A, C, B]), 0, MAX),
+                (([9, 24], [A, C, B]), 0, MAX),
+            ],
+        ),
+        Store::SlotStoreBack => (
+            vec![(V0, true, true)],
+            7,
+            vec![
+                (V0, 0, MAX),
+                (([9, 19], [A, C, B]), 0, MAX),
+                (([4, 19], [A, C, B]), 0, MAX),
+            ],
+        ),
+        Store::NodeStore => (
+            vec![(V0, true, true), (RECYCLED, true, false)],
+            25,
+            vec![(V0, 0, MAX), (([9, 29], [A, C, B]), 0, MAX)],
+        ),
+        Store::ParentSlot => (
+            vec![
+                (([19, MAX], [2, 3, 0]), false, true),
+                (([9, 19], [A, 0, 0]), true, true),
+                (([29, MAX], [B, 0, 0]), true, true),
+                (RECYCLED, true, false),
+            ],
+            35,
+            vec![
+                (([29, MAX], [B, 0, 0]), 20, MAX),
+                (([29, 39], [B, C, 0]), 20, MAX),
+            ],
+        ),
     };
+    let tree = Arc::new(Tree::new(&nodes, reader, writer));
     let t = tree.clone();
     let lookup_thread = loom::thread::spawn(move || t.walk_range(index));
     let t = tree.clone();
     let writer_thread = loom::thread::spawn(move || match store {
-        Store::SlotStoreFront => t.slot_store(1, 10, 24, C),
-        Store::SlotStoreBack => t.slot_store(0, 5, 19, C),
-        Store::NodeStore => t.replace_root(([9, 29], [A, C, B])),
+        Store::SlotStoreFront => t.slot_store(0, 1, 10, 24, C),
+        Store::SlotStoreBack => t.slot_store(0, 0, 5, 19, C),
+        Store::NodeStore => t.replace_node(0, 1, ([9, 29], [A, C, B]), None),
+        Store::ParentSlot => t.replace_node(2, 3, ([29, 39], [B, C, 0]), Some((0, 1))),
     });
     writer_thread.join().unwrap();
     let got = lookup_thread.join().unwrap();
-    let mut valid: Vec<_> = views.iter().map(|&v| lookup(v, index)).collect();
+    let mut valid: Vec<_> = views
+        .iter()
+        .map(|&(c, min, max)| lookup(c, min, max, index))
+        .collect();
     valid.dedup();
     let show = |(lo, hi, e): (u64, u64, u64)| {
         let hi = if hi == MAX {
@@ -391,11 +456,13 @@ mod tests {
     use super::*;
 
     use crate::PREEMPTIONS;
-    const STORES: [Store; 3] = [
+    const STORES: [Store; 4] = [
         Store::SlotStoreFront,
         Store::SlotStoreBack,
         Store::NodeStore,
+        Store::ParentSlot,
     ];
+    const NODE_STORES: [Store; 2] = [Store::NodeStore, Store::ParentSlot];
 
     #[test]
     fn maple_publication_fixed_reader() {
@@ -422,9 +489,13 @@ mod tests {
 
     #[test]
     fn maple_pre_fix_reader_is_fine_with_node_stores() {
-        crate::check("maple/NodeStore/pre-fix-reader", PREEMPTIONS, || {
-            model(Store::NodeStore, Reader::PreFix, Writer::Faithful)
-        });
+        for store in NODE_STORES {
+            crate::check(
+                &format!("maple/{store:?}/pre-fix-reader"),
+                PREEMPTIONS,
+                move || model(store, Reader::PreFix, Writer::Faithful),
+            );
+        }
     }
 
     #[test]
@@ -453,22 +524,26 @@ mod tests {
 
     #[test]
     fn maple_relaxed_publish_is_caught() {
-        crate::expect_caught(
-            "maple/NodeStore/relaxed-publish",
-            PREEMPTIONS,
-            BROKEN,
-            || model(Store::NodeStore, Reader::Fixed, Writer::RelaxedPublish),
-        );
+        for store in NODE_STORES {
+            crate::expect_caught(
+                &format!("maple/{store:?}/relaxed-publish"),
+                PREEMPTIONS,
+                BROKEN,
+                move || model(store, Reader::Fixed, Writer::RelaxedPublish),
+            );
+        }
     }
 
     #[test]
     fn maple_free_without_gp_is_caught() {
-        crate::expect_caught(
-            "maple/NodeStore/free-without-gp",
-            PREEMPTIONS,
-            BROKEN,
-            || model(Store::NodeStore, Reader::Fixed, Writer::FreeWithoutGp),
-        );
+        for store in NODE_STORES {
+            crate::expect_caught(
+                &format!("maple/{store:?}/free-without-gp"),
+                PREEMPTIONS,
+                BROKEN,
+                move || model(store, Reader::Fixed, Writer::FreeWithoutGp),
+            );
+        }
     }
 
     /// Not a broken variant: without the dead check, a single lookup in
@@ -477,8 +552,12 @@ mod tests {
     /// what the check is (not) needed for here.
     #[test]
     fn maple_without_dead_check_single_lookup() {
-        crate::check("maple/NodeStore/no-dead-check", PREEMPTIONS, || {
-            model(Store::NodeStore, Reader::Fixed, Writer::NoDeadCheck)
-        });
+        for store in NODE_STORES {
+            crate::check(
+                &format!("maple/{store:?}/no-dead-check"),
+                PREEMPTIONS,
+                move || model(store, Reader::Fixed, Writer::NoDeadCheck),
+            );
+        }
     }
 }
