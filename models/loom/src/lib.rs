@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every model's preemption bound: loom explores every interleaving with
 /// at most this many preemptions (switches away from a thread that could
-/// go on). At 5 the whole set runs in about 10 s in release mode; the
+/// go on). At 5 the whole set runs in about 13 s in release mode; the
 /// small models are exhausted well below it (their execution counts stop
 /// growing), see docs/RELIABILITY.md.
 pub const PREEMPTIONS: usize = 5;

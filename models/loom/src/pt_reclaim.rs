@@ -34,7 +34,8 @@
 //! entry 0 is present; CPU 0 zaps the whole table with `reclaim_pt`
 //! (MADV_DONTNEED), with the gather full after the first page in the
 //! slow-path scenario, which drops the PTE lock midway as a full gather
-//! does; CPU 1 faults on entry 1 (`pte_alloc_map_lock`, then sets the PTE).
+//! does; CPU 1 faults on entry 1 (`pte_alloc_map_lock`, then sets the PTE),
+//! or, in the lockless runs, reads entry 0 with `get_pte` (RCU, no lock).
 //! Checked: no table is touched after its free, no table is freed with a
 //! present entry, every table is freed at most once, and the fault's PTE
 //! is either in the table the PMD points to at the end or was zapped.
@@ -65,6 +66,8 @@ pub enum Variant {
     SlowPathWithoutPteLock,
     /// The bit spinlock's unlock is `Relaxed` instead of `Release`.
     RelaxedUnlock,
+    /// `get_pte` reads without entering an RCU read-side section.
+    LocklessWithoutRcu,
 }
 
 struct Table {
@@ -225,6 +228,20 @@ impl Pt {
         }
     }
 
+    /// `PageTable::get_pte`: the PTE read locklessly under RCU (`slot`
+    /// descends through the PMD with an `Acquire` load, then the entry
+    /// `Acquire`); `None` when no PTE table is linked.
+    pub fn get_pte(&self, i: usize) -> Option<u64> {
+        let _rcu = (self.variant != Variant::LocklessWithoutRcu).then(|| self.rcu.read().unwrap());
+        let pmdval = self.pmd.load(Ordering::Acquire);
+        if pmdval == 0 {
+            return None;
+        }
+        let table = pmdval as usize - 1;
+        self.touch(table);
+        Some(self.tables[table].entries[i].load(Ordering::Acquire))
+    }
+
     /// `pte_alloc_map_lock`.
     pub fn pte_alloc_map_lock(&self) -> PteLock<'_> {
         loop {
@@ -355,17 +372,40 @@ impl Pt {
     }
 }
 
+/// What CPU 1 does while CPU 0 zaps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walker {
+    /// A fault on entry 1 (`pte_alloc_map_lock`, `set_pte_at`).
+    Fault,
+    /// A lockless read of entry 0 (`get_pte`, as GUP-fast or
+    /// `/proc/self/pagemap` readers do).
+    Lockless,
+}
+
 /// The scenario of the module header; `slow` forces the slow path (the
 /// gather fills after the first page).
-pub fn model(variant: Variant, slow: bool) {
+pub fn model(variant: Variant, slow: bool, walker: Walker) {
     let pt = Arc::new(Pt::new(variant));
     let zapper = {
         let pt = pt.clone();
         loom::thread::spawn(move || pt.zap_whole_table(slow.then_some(1)))
     };
-    // The fault on entry 1: install a PTE (`set_pte_at`). Each CPU is a
-    // spawned thread: a check that fails on the main thread while another
-    // runs would unwind through loom objects outside loom's scheduler.
+    // Each CPU is a spawned thread: a check that fails on the main thread
+    // while another runs would unwind through loom objects outside loom's
+    // scheduler.
+    if walker == Walker::Lockless {
+        let reader = {
+            let pt = pt.clone();
+            loom::thread::spawn(move || pt.get_pte(0))
+        };
+        zapper.join().unwrap();
+        let got = reader.join().unwrap();
+        assert!(
+            matches!(got, None | Some(0) | Some(PRESENT)),
+            "a lockless reader read {got:x?}: a freed table's poison"
+        );
+        return;
+    }
     let fault = {
         let pt = pt.clone();
         loom::thread::spawn(move || {
@@ -398,14 +438,35 @@ mod tests {
     #[test]
     fn pt_reclaim_fast_path() {
         crate::check("pt_reclaim/fast", PREEMPTIONS, || {
-            model(Variant::Faithful, false)
+            model(Variant::Faithful, false, Walker::Fault)
         });
+    }
+
+    #[test]
+    fn pt_reclaim_lockless_reader() {
+        for slow in [false, true] {
+            crate::check(
+                &format!("pt_reclaim/lockless (slow {slow})"),
+                PREEMPTIONS,
+                move || model(Variant::Faithful, slow, Walker::Lockless),
+            );
+        }
+    }
+
+    #[test]
+    fn pt_reclaim_lockless_without_rcu_is_caught() {
+        crate::expect_caught(
+            "pt_reclaim/lockless-without-rcu",
+            PREEMPTIONS,
+            BROKEN,
+            || model(Variant::LocklessWithoutRcu, false, Walker::Lockless),
+        );
     }
 
     #[test]
     fn pt_reclaim_slow_path() {
         crate::check("pt_reclaim/slow", PREEMPTIONS, || {
-            model(Variant::Faithful, true)
+            model(Variant::Faithful, true, Walker::Fault)
         });
     }
 
@@ -419,14 +480,14 @@ mod tests {
     #[test]
     fn pt_reclaim_without_recheck_is_caught() {
         crate::expect_caught("pt_reclaim/no-recheck", PREEMPTIONS, BROKEN, || {
-            model(Variant::NoRecheck, false)
+            model(Variant::NoRecheck, false, Walker::Fault)
         });
     }
 
     #[test]
     fn pt_reclaim_free_without_gp_is_caught() {
         crate::expect_caught("pt_reclaim/free-without-gp", PREEMPTIONS, BROKEN, || {
-            model(Variant::FreeWithoutGp, false)
+            model(Variant::FreeWithoutGp, false, Walker::Fault)
         });
     }
 
@@ -436,14 +497,14 @@ mod tests {
             "pt_reclaim/slow-without-pte-lock",
             PREEMPTIONS,
             BROKEN,
-            || model(Variant::SlowPathWithoutPteLock, true),
+            || model(Variant::SlowPathWithoutPteLock, true, Walker::Fault),
         );
     }
 
     #[test]
     fn pt_reclaim_relaxed_unlock_is_caught() {
         crate::expect_caught("pt_reclaim/relaxed-unlock", PREEMPTIONS, BROKEN, || {
-            model(Variant::RelaxedUnlock, false)
+            model(Variant::RelaxedUnlock, false, Walker::Fault)
         });
     }
 }
