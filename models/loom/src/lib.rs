@@ -42,9 +42,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every model's preemption bound: loom explores every interleaving with
 /// at most this many preemptions (switches away from a thread that could
-/// go on). At 5 the whole set runs in about 13 s in release mode; the
-/// small models are exhausted well below it (their execution counts stop
-/// growing), see docs/RELIABILITY.md.
+/// go on). At 5 the set runs in about 45 s in release mode (the
+/// three-CPU RCU run keeps a bound of 2); the small models are exhausted
+/// well below it (their execution counts stop growing), see
+/// docs/RELIABILITY.md.
 pub const PREEMPTIONS: usize = 5;
 
 /// Runs `f` under loom with `preemptions` as the preemption bound (unless

@@ -96,7 +96,7 @@ pub struct Rcu {
     gp_seq_needed: AtomicU64,
     qs_mask: AtomicU64,
     gp: Mutex<GpState>,
-    cpus: [RcuData; 2],
+    cpus: [RcuData; 3],
     variant: Variant,
     /// The published pointer (`RcuPtr`): an index into `objects`.
     ptr: AtomicUsize,
@@ -104,7 +104,8 @@ pub struct Rcu {
 }
 
 impl Rcu {
-    fn new(variant: Variant) -> Self {
+    /// `online`: the CPUs taking part in grace periods.
+    fn new(variant: Variant, online: u64) -> Self {
         let data = || RcuData {
             nesting: AtomicU32::new(0),
             cblist: Mutex::new(Vec::new()),
@@ -114,8 +115,8 @@ impl Rcu {
             // An earlier callback wants the first grace period.
             gp_seq_needed: AtomicU64::new(2),
             qs_mask: AtomicU64::new(0),
-            gp: Mutex::new(GpState { online: 0b11 }),
-            cpus: [data(), data()],
+            gp: Mutex::new(GpState { online }),
+            cpus: [data(), data(), data()],
             variant,
             ptr: AtomicUsize::new(0),
             objects: [UnsafeCell::new(1), UnsafeCell::new(0)],
@@ -290,9 +291,22 @@ pub enum Updater {
     Synchronize,
 }
 
-/// The scenario described in the module header.
-pub fn model(variant: Variant, updater: Updater) {
-    let rcu = Arc::new(Rcu::new(variant));
+/// The scenario described in the module header; with `second_reader`,
+/// CPU 2 also reads once (one section, a tick, offline).
+pub fn model(variant: Variant, updater: Updater, second_reader: bool) {
+    let online = if second_reader { 0b111 } else { 0b011 };
+    let rcu = Arc::new(Rcu::new(variant, online));
+    let reader2 = second_reader.then(|| {
+        let rcu = rcu.clone();
+        loom::thread::spawn(move || {
+            rcu.read_lock(2);
+            let p = rcu.dereference();
+            rcu.read_object(p);
+            rcu.read_unlock(2);
+            rcu.sched_clock_irq(2);
+            rcu.cpu_offline(2);
+        })
+    });
     let reader = {
         let rcu = rcu.clone();
         loom::thread::spawn(move || {
@@ -332,6 +346,9 @@ pub fn model(variant: Variant, updater: Updater) {
         }
     }
     reader.join().unwrap();
+    if let Some(r) = reader2 {
+        r.join().unwrap();
+    }
 }
 
 #[cfg(test)]
@@ -345,7 +362,19 @@ mod tests {
     fn rcu_grace_period() {
         for u in UPDATERS {
             crate::check(&format!("rcu/{u:?}"), PREEMPTIONS, move || {
-                model(Variant::Faithful, u)
+                model(Variant::Faithful, u, false)
+            });
+        }
+    }
+
+    /// Three CPUs: two readers and the updater. Bound 2 (about 95,000
+    /// executions, 15 s per updater); bound 3 takes 2.5 minutes per updater
+    /// (`--skip two_readers` when raising `LOOM_MAX_PREEMPTIONS`).
+    #[test]
+    fn rcu_grace_period_two_readers() {
+        for u in UPDATERS {
+            crate::check(&format!("rcu/{u:?}/two-readers"), 2, move || {
+                model(Variant::Faithful, u, true)
             });
         }
     }
@@ -355,7 +384,7 @@ mod tests {
     fn caught(name: &str, variant: Variant) {
         for u in UPDATERS {
             crate::expect_caught(&format!("rcu/{u:?}/{name}"), PREEMPTIONS, UAF, move || {
-                model(variant, u)
+                model(variant, u, false)
             });
         }
     }
