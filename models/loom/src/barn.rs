@@ -92,7 +92,9 @@ impl Sheaf {
     }
 
     fn try_push(&mut self, obj: u64) -> bool {
-        // SAFETY: as in `pop`.
+        // SAFETY: `&mut self`: the caller owns the sheaf, so no other
+        // thread accesses it; loom checks the hand-over from the previous
+        // owner.
         self.data.with_mut(|d| unsafe {
             let (size, slots) = &mut *d;
             if *size == CAPACITY {
@@ -113,7 +115,9 @@ impl Sheaf {
 
     fn objects(&self) -> Vec<u64> {
         self.data.with(|d| {
-            // SAFETY: as in `size`.
+            // SAFETY: the caller holds the sheaf (a CPU's own, or the
+            // barn's under its lock), so no other thread writes it; loom
+            // checks that the last write happened before this read.
             let (size, slots) = unsafe { &*d };
             slots[..*size].to_vec()
         })

@@ -94,7 +94,8 @@ impl Guard<'_> {
     }
 
     fn take(&mut self) -> u64 {
-        // SAFETY: as in `add`.
+        // SAFETY: this guard is the one holder of the CPU's copy (L1);
+        // loom checks the ordering against the previous holder.
         self.lock.slots[self.cpu]
             .data
             .with_mut(|d| unsafe { std::mem::take(&mut *d) })
