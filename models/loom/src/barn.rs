@@ -59,7 +59,7 @@ pub struct Sheaf {
 }
 
 impl Sheaf {
-    fn new(id: usize, objects: &[u64]) -> Box<Sheaf> {
+    pub(crate) fn new(id: usize, objects: &[u64]) -> Box<Sheaf> {
         let mut slots = [0; CAPACITY];
         slots[..objects.len()].copy_from_slice(objects);
         Box::new(Sheaf {
@@ -76,11 +76,11 @@ impl Sheaf {
         self.data.with(|d| unsafe { (*d).0 })
     }
 
-    fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.size() == CAPACITY
     }
 
-    fn pop(&mut self) -> Option<u64> {
+    pub(crate) fn pop(&mut self) -> Option<u64> {
         // SAFETY: `&mut self`: the caller owns the sheaf; loom checks the
         // hand-over from the previous owner.
         self.data.with_mut(|d| unsafe {
@@ -91,7 +91,7 @@ impl Sheaf {
         })
     }
 
-    fn try_push(&mut self, obj: u64) -> bool {
+    pub(crate) fn try_push(&mut self, obj: u64) -> bool {
         // SAFETY: `&mut self`: the caller owns the sheaf, so no other
         // thread accesses it; loom checks the hand-over from the previous
         // owner.
@@ -107,13 +107,13 @@ impl Sheaf {
     }
 
     /// Returns every object (`flush_sheaf` to the slabs).
-    fn flush(&mut self, slab: &mut Vec<u64>) {
+    pub(crate) fn flush(&mut self, slab: &mut Vec<u64>) {
         while let Some(obj) = self.pop() {
             slab.push(obj);
         }
     }
 
-    fn objects(&self) -> Vec<u64> {
+    pub(crate) fn objects(&self) -> Vec<u64> {
         self.data.with(|d| {
             // SAFETY: the caller holds the sheaf (a CPU's own, or the
             // barn's under its lock), so no other thread writes it; loom
@@ -135,18 +135,18 @@ pub struct BarnInner {
 
 /// Why the barn refused a full sheaf (`BarnRefusal`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BarnRefusal {
+pub(crate) enum BarnRefusal {
     Full,
     NoEmpty,
 }
 
 /// The node's barn (`struct node_barn`).
 pub struct Barn {
-    lock: Mutex<BarnInner>,
+    pub(crate) lock: Mutex<BarnInner>,
     /// Racy mirrors of the list lengths (SH2). Write: barn lock, Relaxed.
     /// Racy read: Relaxed, before taking the lock.
-    nr_full: AtomicUsize,
-    nr_empty: AtomicUsize,
+    pub(crate) nr_full: AtomicUsize,
+    pub(crate) nr_empty: AtomicUsize,
     variant: Variant,
 }
 
@@ -161,7 +161,7 @@ impl Barn {
     }
 
     /// `barn_locked`.
-    fn locked<R>(&self, f: impl FnOnce(&mut BarnInner) -> R) -> R {
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut BarnInner) -> R) -> R {
         let mut inner = self.lock.lock().unwrap();
         let r = f(&mut inner);
         if self.variant == Variant::CountersAfterUnlock {
@@ -177,7 +177,7 @@ impl Barn {
     }
 
     /// `barn_replace_empty`.
-    fn replace_empty(&self, slot: &mut Box<Sheaf>) -> bool {
+    pub(crate) fn replace_empty(&self, slot: &mut Box<Sheaf>) -> bool {
         if self.nr_full.load(Relaxed) == 0 {
             return false;
         }
@@ -203,7 +203,7 @@ impl Barn {
     }
 
     /// `barn_replace_full`.
-    fn replace_full(&self, slot: &mut Box<Sheaf>) -> Result<(), BarnRefusal> {
+    pub(crate) fn replace_full(&self, slot: &mut Box<Sheaf>) -> Result<(), BarnRefusal> {
         if self.nr_full.load(Relaxed) >= MAX_FULL_SHEAVES {
             return Err(BarnRefusal::Full);
         }
@@ -220,7 +220,7 @@ impl Barn {
     }
 
     /// `barn_get_empty`.
-    fn get_empty(&self) -> Option<Box<Sheaf>> {
+    pub(crate) fn get_empty(&self) -> Option<Box<Sheaf>> {
         if self.nr_empty.load(Relaxed) == 0 {
             return None;
         }
@@ -229,7 +229,7 @@ impl Barn {
 
     /// `barn_put_empty`: a sheaf the barn does not keep is freed.
     #[allow(clippy::vec_box)]
-    fn put_empty(&self, sheaf: Box<Sheaf>, freed: &mut Vec<Box<Sheaf>>) {
+    pub(crate) fn put_empty(&self, sheaf: Box<Sheaf>, freed: &mut Vec<Box<Sheaf>>) {
         assert_eq!(sheaf.size(), 0);
         let kept = self.locked(|b| {
             if b.empty.len() < MAX_EMPTY_SHEAVES {
@@ -243,7 +243,7 @@ impl Barn {
     }
 
     /// `barn_put_full`.
-    fn put_full(&self, sheaf: Box<Sheaf>) {
+    pub(crate) fn put_full(&self, sheaf: Box<Sheaf>) {
         self.locked(|b| b.full.push(sheaf));
     }
 }

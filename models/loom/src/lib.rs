@@ -19,6 +19,9 @@
 //! Models:
 //! - [`barn`]: the barn's racy availability checks and sheaf exchange
 //!   (`mm/src/slab/sheaf.rs`);
+//! - [`sheaves`]: the per-CPU sheaves' unlocked windows under the real
+//!   per-CPU lock, with an interrupt and a remote flush
+//!   (`mm/src/slab/sheaf.rs`);
 //! - [`localtry`]: the per-CPU `LocalTryLock` with an interrupt on the
 //!   holding CPU and a remote `lock_on` (`mm/src/sync.rs`);
 //! - [`rcu`]: RCU's grace-period machine (`mm/src/rcu/mod.rs`);
@@ -37,12 +40,13 @@ pub mod localtry;
 pub mod maple;
 pub mod pt_reclaim;
 pub mod rcu;
+pub mod sheaves;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every model's preemption bound: loom explores every interleaving with
 /// at most this many preemptions (switches away from a thread that could
-/// go on). At 5 the set runs in about 45 s in release mode (the
+/// go on). At 5 the set runs in about 50 s in release mode (the
 /// three-CPU RCU run keeps a bound of 2); the small models are exhausted
 /// well below it (their execution counts stop growing), see
 /// docs/RELIABILITY.md.

@@ -65,44 +65,52 @@ pub const IRQ_POINTS: [IrqAt; 4] = [
     IrqAt::AfterUnlock,
 ];
 
-struct Slot {
+struct Slot<T> {
     owner: AtomicU8,
-    /// Events counted on this CPU (the per-CPU data).
-    data: UnsafeCell<u64>,
+    /// The per-CPU data.
+    data: UnsafeCell<T>,
 }
 
-/// `LocalTryLock<u64>` for two CPUs.
-pub struct LocalTryLock {
-    slots: [Slot; 2],
+/// `LocalTryLock<T>` for two CPUs.
+pub struct LocalTryLock<T> {
+    slots: [Slot<T>; 2],
     variant: Variant,
 }
 
 /// `LocalGuard`.
-pub struct Guard<'a> {
-    lock: &'a LocalTryLock,
+pub struct Guard<'a, T> {
+    lock: &'a LocalTryLock<T>,
     cpu: usize,
 }
 
-impl Guard<'_> {
-    fn add(&mut self, n: u64) {
-        // SAFETY: the guard holds the CPU's copy (L1: at most one guard per
-        // copy); loom checks that the previous holder's accesses happened
-        // before this one.
-        self.lock.slots[self.cpu]
-            .data
-            .with_mut(|d| unsafe { *d += n });
+impl<T> Guard<'_, T> {
+    /// The CPU whose copy this is.
+    pub fn cpu(&self) -> usize {
+        self.cpu
     }
 
-    fn take(&mut self) -> u64 {
-        // SAFETY: this guard is the one holder of the CPU's copy (L1);
-        // loom checks the ordering against the previous holder.
+    /// Runs `f` on the CPU's copy (`Deref`/`DerefMut` of the code's guard).
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: the guard holds the CPU's copy (L1: at most one guard per
+        // copy), and `&mut self` keeps this borrow unique; loom checks that
+        // the previous holder's accesses happened before this one.
         self.lock.slots[self.cpu]
             .data
-            .with_mut(|d| unsafe { std::mem::take(&mut *d) })
+            .with_mut(|d| f(unsafe { &mut *d }))
     }
 }
 
-impl Drop for Guard<'_> {
+impl Guard<'_, u64> {
+    fn add(&mut self, n: u64) {
+        self.with(|d| *d += n);
+    }
+
+    fn take(&mut self) -> u64 {
+        self.with(std::mem::take)
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         // A failed check unwinds out of the loom execution, where loom's
         // atomics may no longer be touched.
@@ -118,14 +126,15 @@ impl Drop for Guard<'_> {
     }
 }
 
-impl LocalTryLock {
-    pub fn new(variant: Variant) -> Self {
-        let slot = || Slot {
+impl<T> LocalTryLock<T> {
+    /// One copy per CPU, made by `init`.
+    pub fn new(variant: Variant, mut init: impl FnMut(usize) -> T) -> Self {
+        let mut slot = |cpu| Slot {
             owner: AtomicU8::new(FREE),
-            data: UnsafeCell::new(0),
+            data: UnsafeCell::new(init(cpu)),
         };
         Self {
-            slots: [slot(), slot()],
+            slots: [slot(0), slot(1)],
             variant,
         }
     }
@@ -148,7 +157,7 @@ impl LocalTryLock {
     /// report instead: panicking while CPU 1's thread is still running
     /// would unwind through loom objects outside loom's scheduler, so the
     /// caller panics with the report once the threads are joined.
-    pub fn lock(&self, cpu: usize) -> Result<Guard<'_>, String> {
+    pub fn lock(&self, cpu: usize) -> Result<Guard<'_, T>, String> {
         while let Err(owner) = self.try_acquire(cpu, LOCAL) {
             if owner == LOCAL {
                 return Err(format!(
@@ -161,7 +170,7 @@ impl LocalTryLock {
     }
 
     /// `LocalTryLock::try_lock` on the current CPU.
-    pub fn try_lock(&self, cpu: usize) -> Option<Guard<'_>> {
+    pub fn try_lock(&self, cpu: usize) -> Option<Guard<'_, T>> {
         if self.variant == Variant::TestThenSet {
             if self.slots[cpu].owner.load(Ordering::Acquire) != FREE {
                 return None;
@@ -174,7 +183,7 @@ impl LocalTryLock {
     }
 
     /// `LocalTryLock::lock_on` from CPU `me`.
-    pub fn lock_on(&self, me: usize, cpu: usize) -> Guard<'_> {
+    pub fn lock_on(&self, me: usize, cpu: usize) -> Guard<'_, T> {
         let owner = if cpu == me { LOCAL } else { REMOTE };
         while let Err(held) = self.try_acquire(cpu, owner) {
             assert!(
@@ -191,7 +200,7 @@ impl LocalTryLock {
 /// that counts one under `try_lock` if it gets the lock; CPU 1 flushes
 /// CPU 0's count with `lock_on`.
 pub fn model(variant: Variant, irq: IrqAt) {
-    let lock = Arc::new(LocalTryLock::new(variant));
+    let lock = Arc::new(LocalTryLock::new(variant, |_| 0u64));
     let flushed = Arc::new(AtomicUsize::new(0));
     let remote = {
         let (lock, flushed) = (lock.clone(), flushed.clone());
