@@ -13,20 +13,26 @@
 //! - the in-place slot store (`MaWriter::execute`, `StoreType::SlotStore`):
 //!   two adjacent slots of a live leaf exchange part of their ranges; the
 //!   slot that receives the entry is stored first, the pivot that moves
-//!   the boundary second, so that each single store leaves a valid view;
+//!   the boundary second, so that each single store leaves a valid view
+//!   (then, in ce3706d, the header's count is bumped);
 //! - node replacement (`MaWriter::build` then `new_root`/`publish_root`,
 //!   or a parent's `set_slot` in `rebuild`): a node from the cache is
 //!   cleared and filled, published with one `Release` store of the root
 //!   (or of the parent slot), the old node is marked dead (`free_node`:
 //!   `set_dead`) and freed by `kfree_rcu` after a grace period.
 //!
-//! The reader comes in two versions. `Reader::Fixed` follows the
-//! `maple-race` branch (commit 3ba5a6f): `Node::find_slot` loads each
-//! pivot once and the slot's range is made of the loads that chose it. `Reader::PreFix`
-//! follows `main` before that fix: `walk` chooses the offset with one set
-//! of pivot loads and computes the range with `slot_range`, which loads
-//! the pivots again (and `walk_raw` a third time), so a pivot moved in
-//! between gives a range that does not contain the index.
+//! The reader comes in three versions: `Reader::PreFix` follows `main`
+//! (`walk` chooses the offset with one set of pivot loads and computes the
+//! range with `slot_range`, which loads the pivots again, and `walk_raw`
+//! a third time, so a pivot moved in between gives a range without the
+//! index); `Reader::FindSlot` follows maple-race commit 3ba5a6f
+//! (`Node::find_slot`: each pivot loaded once, the range made of the
+//! loads that chose the slot); `Reader::Seq` follows maple-race commit
+//! ce3706d: the node's header (dead bit and a count of in-place stores,
+//! bumped with `Release` by `Node::end_in_place_store` after each
+//! in-place store) is loaded before the node and compared after
+//! (`Node::changed`), so that a reader never combines two in-place
+//! stores.
 //!
 //! RCU is abstracted as in model 4 (a loom `RwLock`); a node's memory has
 //! an `alive` flag in a loom `UnsafeCell` that the free writes and every
@@ -45,7 +51,9 @@ use loom::sync::{Arc, RwLock};
 const SLOTS: usize = 3;
 const PIVOTS: usize = SLOTS - 1;
 const MAX: u64 = u64::MAX;
+/// The header's dead bit; the bits above count in-place stores.
 const DEAD: u64 = 1;
+const SEQ_ONE: u64 = 2;
 /// What a recycled node's words hold before `clear`.
 const STALE: u64 = 0x6b6b_6b6b;
 
@@ -53,14 +61,25 @@ const STALE: u64 = 0x6b6b_6b6b;
 const A: u64 = 0xA;
 const B: u64 = 0xB;
 const C: u64 = 0xC;
+const D: u64 = 0xD;
 
 /// Which reader walk the model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reader {
-    /// `find_slot`: each pivot loaded once (branch `maple-race`).
-    Fixed,
-    /// `walk` + `slot_range` + `walk_raw` as on `main` before the fix.
+    /// `walk` + `slot_range` + `walk_raw` as on `main`: pivots loaded
+    /// again for the range, the dead check after the slot.
     PreFix,
+    /// maple-race 3ba5a6f: `find_slot`, each pivot loaded once; the dead
+    /// check after the slot.
+    FindSlot,
+    /// maple-race ce3706d: `find_slot`, with the node's header loaded
+    /// before the node and compared after (`Node::changed`): a dead node
+    /// or a counted in-place store meanwhile restarts the walk.
+    Seq,
+    /// `Seq` with the node's pivot and slot loads `Relaxed` instead of
+    /// `Acquire` (a broken variant: the second header load may then be
+    /// satisfied before them).
+    SeqRelaxedLoads,
 }
 
 /// How the writer deviates from the code.
@@ -78,6 +97,9 @@ pub enum Writer {
     /// The reader does not check `is_dead` (a reader-side change, listed
     /// here to show what the check is for in this model).
     NoDeadCheck,
+    /// In-place stores do not bump the header's count
+    /// (`Node::end_in_place_store` left out).
+    NoCountBump,
 }
 
 struct Node {
@@ -135,9 +157,9 @@ impl Node {
         let alive = self.alive.with(|a| unsafe { *a });
         assert!(alive, "use after free: a reader touched a freed node");
     }
-    fn pivot(&self, i: usize) -> u64 {
+    fn pivot(&self, i: usize, order: Ordering) -> u64 {
         self.touch();
-        self.w[i].load(Ordering::Acquire)
+        self.w[i].load(order)
     }
 
     fn set_pivot(&self, i: usize, v: u64, writer: Writer) {
@@ -149,34 +171,58 @@ impl Node {
         self.w[i].store(v, order);
     }
 
-    fn slot(&self, i: usize) -> u64 {
+    fn slot(&self, i: usize, order: Ordering) -> u64 {
         self.touch();
-        self.w[PIVOTS + i].load(Ordering::Acquire)
+        self.w[PIVOTS + i].load(order)
     }
 
     fn set_slot(&self, i: usize, v: u64) {
         self.w[PIVOTS + i].store(v, Ordering::Release);
     }
 
-    fn is_dead(&self) -> bool {
+    /// `Node::header`.
+    fn header(&self) -> u64 {
         self.touch();
-        self.header.load(Ordering::Acquire) == DEAD
+        self.header.load(Ordering::Acquire)
+    }
+
+    fn is_dead(&self) -> bool {
+        self.header() & DEAD != 0
+    }
+
+    /// `Node::set_dead`.
+    fn set_dead(&self) {
+        let h = self.header.load(Ordering::Relaxed);
+        self.header.store(h | DEAD, Ordering::Release);
+    }
+
+    /// `Node::end_in_place_store`.
+    fn end_in_place_store(&self) {
+        let h = self.header.load(Ordering::Relaxed);
+        self.header.store(h + SEQ_ONE, Ordering::Release);
     }
 
     /// `Node::data_end` for a leaf without metadata (full, or ending at
     /// `max`).
-    fn data_end(&self, max: u64) -> usize {
-        match self.pivot(PIVOTS - 1) {
+    fn data_end(&self, max: u64, order: Ordering) -> usize {
+        match self.pivot(PIVOTS - 1, order) {
             p if p == max => PIVOTS - 1,
             _ => PIVOTS,
         }
     }
 
     /// `Node::find_slot` (maple-race).
-    fn find_slot(&self, index: u64, end: usize, min: u64, max: u64) -> (usize, u64, u64) {
+    fn find_slot(
+        &self,
+        index: u64,
+        end: usize,
+        min: u64,
+        max: u64,
+        order: Ordering,
+    ) -> (usize, u64, u64) {
         let mut lo = min;
         for offset in 0..end {
-            let p = self.pivot(offset);
+            let p = self.pivot(offset, order);
             if p >= index {
                 return (offset, lo, p);
             }
@@ -187,8 +233,16 @@ impl Node {
 
     /// `Node::slot_range`.
     fn slot_range(&self, i: usize, end: usize, min: u64, max: u64) -> (u64, u64) {
-        let lo = if i == 0 { min } else { self.pivot(i - 1) + 1 };
-        let hi = if i < end { self.pivot(i) } else { max };
+        let lo = if i == 0 {
+            min
+        } else {
+            self.pivot(i - 1, Ordering::Acquire) + 1
+        };
+        let hi = if i < end {
+            self.pivot(i, Ordering::Acquire)
+        } else {
+            max
+        };
         (lo, hi)
     }
 }
@@ -211,30 +265,43 @@ impl Tree {
         }
     }
 
-    fn dead(&self, node: &Node) -> bool {
-        self.writer != Writer::NoDeadCheck && node.is_dead()
+    /// The check after a node's loads: `true` means restart.
+    fn restart(&self, node: &Node, header: u64) -> bool {
+        match self.reader {
+            Reader::Seq | Reader::SeqRelaxedLoads => node.header() != header,
+            Reader::PreFix | Reader::FindSlot => {
+                self.writer != Writer::NoDeadCheck && node.is_dead()
+            }
+        }
     }
 
     /// `walk` then `walk_raw`: `(first, last, entry)`.
     fn walk_raw(&self, index: u64) -> Result<(u64, u64, u64), Dead> {
+        let order = if self.reader == Reader::SeqRelaxedLoads {
+            Ordering::Relaxed
+        } else {
+            Ordering::Acquire
+        };
+        let seq = matches!(self.reader, Reader::Seq | Reader::SeqRelaxedLoads);
         let mut en = self.root.load(Ordering::Acquire);
         let (mut min, mut max) = (0, MAX);
         loop {
             let node = &self.nodes[en - 1];
-            let end = node.data_end(max);
+            let header = if seq { node.header() } else { 0 };
+            let end = node.data_end(max, order);
             let (offset, lo, hi) = match self.reader {
-                Reader::Fixed => node.find_slot(index, end, min, max),
                 Reader::PreFix => {
                     let mut offset = 0;
-                    while offset < end && node.pivot(offset) < index {
+                    while offset < end && node.pivot(offset, order) < index {
                         offset += 1;
                     }
                     let (lo, hi) = node.slot_range(offset, end, min, max);
                     (offset, lo, hi)
                 }
+                _ => node.find_slot(index, end, min, max, order),
             };
-            let slot = node.slot(offset);
-            if self.dead(node) {
+            let slot = node.slot(offset, order);
+            if self.restart(node, header) {
                 return Err(Dead);
             }
             if !node.leaf {
@@ -243,11 +310,11 @@ impl Tree {
             }
             // walk_raw, on the leaf slot the walk found.
             let (lo, hi) = match self.reader {
-                Reader::Fixed => (lo, hi),
                 Reader::PreFix => node.slot_range(offset, end, min, max),
+                _ => (lo, hi),
             };
-            let raw = node.slot(offset);
-            if self.dead(node) {
+            let raw = node.slot(offset, order);
+            if self.restart(node, header) {
                 return Err(Dead);
             }
             return Ok((lo, hi, raw));
@@ -269,7 +336,11 @@ impl Tree {
     /// starting in slot `o`.
     fn slot_store(&self, leaf: usize, o: usize, index: u64, last: u64, entry: u64) {
         let node = &self.nodes[leaf];
-        let lo = if o == 0 { 0 } else { node.pivot(o - 1) + 1 };
+        let lo = if o == 0 {
+            0
+        } else {
+            node.pivot(o - 1, Ordering::Acquire) + 1
+        };
         let (slot, pivot) = if index == lo {
             (o, last)
         } else {
@@ -281,6 +352,9 @@ impl Tree {
         } else {
             node.set_slot(slot, entry);
             node.set_pivot(o, pivot, self.writer);
+        }
+        if self.writer != Writer::NoCountBump {
+            node.end_in_place_store();
         }
     }
 
@@ -321,7 +395,7 @@ impl Tree {
         }
         // free_node
         let old_node = &self.nodes[old];
-        old_node.header.store(DEAD, Ordering::Release);
+        old_node.set_dead();
         if self.writer != Writer::FreeWithoutGp {
             drop(self.rcu.write().unwrap());
         }
@@ -367,6 +441,12 @@ pub enum Store {
     /// `C` over `[10, 29]`: a new leaf `[A 0..=9] [C 10..=29] [B 30..]`
     /// replaces the root leaf. The reader looks up 25.
     NodeStore,
+    /// Two slot stores in a row on one leaf (maple-race's
+    /// `two_slot_stores_on_one_leaf`): `C` over `[5, 19]` moves pivot 0
+    /// 9 -> 4, then `D` over `[5, 24]` moves pivot 1 19 -> 24. The reader
+    /// looks up 22: pivot 0 loaded before both and pivot 1 after both
+    /// gives `[10, 24] -> D`, bounds the tree never showed.
+    TwoSlotStores,
     /// A two-level tree: the root `[leaf 0..=19] [leaf 20..=MAX]`, the
     /// second leaf `[B 20..=29] [NULL 30..=MAX]`. `C` over `[30, 39]`: a
     /// new leaf `[B 20..=29] [C 30..=39] [NULL 40..=MAX]` is published in
@@ -395,6 +475,17 @@ pub fn model(store: Store, reader: Reader, writer: Writer) {
                 (([4, 19], [A, C, B]), 0, MAX),
             ],
         ),
+        Store::TwoSlotStores => (
+            vec![(V0, true, true)],
+            22,
+            vec![
+                (V0, 0, MAX),
+                (([9, 19], [A, C, B]), 0, MAX),
+                (([4, 19], [A, C, B]), 0, MAX),
+                (([4, 19], [A, D, B]), 0, MAX),
+                (([4, 24], [A, D, B]), 0, MAX),
+            ],
+        ),
         Store::NodeStore => (
             vec![(V0, true, true), (RECYCLED, true, false)],
             25,
@@ -421,6 +512,10 @@ pub fn model(store: Store, reader: Reader, writer: Writer) {
     let writer_thread = loom::thread::spawn(move || match store {
         Store::SlotStoreFront => t.slot_store(0, 1, 10, 24, C),
         Store::SlotStoreBack => t.slot_store(0, 0, 5, 19, C),
+        Store::TwoSlotStores => {
+            t.slot_store(0, 0, 5, 19, C);
+            t.slot_store(0, 1, 5, 24, D);
+        }
         Store::NodeStore => t.replace_node(0, 1, ([9, 29], [A, C, B]), None),
         Store::ParentSlot => t.replace_node(2, 3, ([29, 39], [B, C, 0]), Some((0, 1))),
     });
@@ -454,30 +549,58 @@ pub fn model(store: Store, reader: Reader, writer: Writer) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::PREEMPTIONS;
-    const STORES: [Store; 4] = [
+
+    const STORES: [Store; 5] = [
         Store::SlotStoreFront,
         Store::SlotStoreBack,
+        Store::TwoSlotStores,
         Store::NodeStore,
         Store::ParentSlot,
     ];
+    const SLOT_STORES: [Store; 2] = [Store::SlotStoreFront, Store::SlotStoreBack];
     const NODE_STORES: [Store; 2] = [Store::NodeStore, Store::ParentSlot];
+    const BROKEN: &[&str] = &["torn read", "use after free", "Causality violation"];
 
+    /// The protocol of maple-race ce3706d passes every scenario.
     #[test]
-    fn maple_publication_fixed_reader() {
+    fn maple_publication() {
         for store in STORES {
             crate::check(&format!("maple/{store:?}"), PREEMPTIONS, move || {
-                model(store, Reader::Fixed, Writer::Faithful)
+                model(store, Reader::Seq, Writer::Faithful)
             });
         }
     }
 
-    const BROKEN: &[&str] = &["torn read", "use after free", "Causality violation"];
+    /// 3ba5a6f's reader (pivots loaded once, dead check only) passes one
+    /// store at a time ...
+    #[test]
+    fn maple_find_slot_reader_single_stores() {
+        for store in [SLOT_STORES, NODE_STORES].concat() {
+            crate::check(
+                &format!("maple/{store:?}/find-slot-reader"),
+                PREEMPTIONS,
+                move || model(store, Reader::FindSlot, Writer::Faithful),
+            );
+        }
+    }
 
+    /// ... but combines two slot stores on one leaf.
+    #[test]
+    fn maple_find_slot_reader_two_stores_is_caught() {
+        crate::expect_caught(
+            "maple/TwoSlotStores/find-slot-reader",
+            PREEMPTIONS,
+            &["torn read"],
+            || model(Store::TwoSlotStores, Reader::FindSlot, Writer::Faithful),
+        );
+    }
+
+    /// main's reader (pivots loaded again for the range) tears on one
+    /// slot store.
     #[test]
     fn maple_pre_fix_reader_is_caught() {
-        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+        for store in SLOT_STORES {
             crate::expect_caught(
                 &format!("maple/{store:?}/pre-fix-reader"),
                 PREEMPTIONS,
@@ -499,25 +622,51 @@ mod tests {
     }
 
     #[test]
+    fn maple_relaxed_node_loads_are_caught() {
+        crate::expect_caught(
+            "maple/TwoSlotStores/seq-relaxed-loads",
+            PREEMPTIONS,
+            BROKEN,
+            || {
+                model(
+                    Store::TwoSlotStores,
+                    Reader::SeqRelaxedLoads,
+                    Writer::Faithful,
+                )
+            },
+        );
+    }
+
+    #[test]
+    fn maple_no_count_bump_is_caught() {
+        crate::expect_caught(
+            "maple/TwoSlotStores/no-count-bump",
+            PREEMPTIONS,
+            &["torn read"],
+            || model(Store::TwoSlotStores, Reader::Seq, Writer::NoCountBump),
+        );
+    }
+
+    #[test]
     fn maple_pivot_before_slot_is_caught() {
-        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+        for store in SLOT_STORES {
             crate::expect_caught(
                 &format!("maple/{store:?}/pivot-before-slot"),
                 PREEMPTIONS,
                 BROKEN,
-                move || model(store, Reader::Fixed, Writer::PivotBeforeSlot),
+                move || model(store, Reader::Seq, Writer::PivotBeforeSlot),
             );
         }
     }
 
     #[test]
     fn maple_relaxed_pivot_is_caught() {
-        for store in [Store::SlotStoreFront, Store::SlotStoreBack] {
+        for store in SLOT_STORES {
             crate::expect_caught(
                 &format!("maple/{store:?}/relaxed-pivot"),
                 PREEMPTIONS,
                 BROKEN,
-                move || model(store, Reader::Fixed, Writer::RelaxedPivot),
+                move || model(store, Reader::Seq, Writer::RelaxedPivot),
             );
         }
     }
@@ -529,7 +678,7 @@ mod tests {
                 &format!("maple/{store:?}/relaxed-publish"),
                 PREEMPTIONS,
                 BROKEN,
-                move || model(store, Reader::Fixed, Writer::RelaxedPublish),
+                move || model(store, Reader::Seq, Writer::RelaxedPublish),
             );
         }
     }
@@ -541,7 +690,7 @@ mod tests {
                 &format!("maple/{store:?}/free-without-gp"),
                 PREEMPTIONS,
                 BROKEN,
-                move || model(store, Reader::Fixed, Writer::FreeWithoutGp),
+                move || model(store, Reader::Seq, Writer::FreeWithoutGp),
             );
         }
     }
@@ -556,7 +705,7 @@ mod tests {
             crate::check(
                 &format!("maple/{store:?}/no-dead-check"),
                 PREEMPTIONS,
-                move || model(store, Reader::Fixed, Writer::NoDeadCheck),
+                move || model(store, Reader::FindSlot, Writer::NoDeadCheck),
             );
         }
     }
