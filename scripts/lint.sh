@@ -14,3 +14,6 @@ cargo clippy --workspace --exclude kernel --exclude user --all-targets --feature
 # from public ones).
 RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
     cargo doc --workspace --no-deps --document-private-items
+# The loom models are not a workspace member (see Cargo.toml).
+cargo fmt --manifest-path models/loom/Cargo.toml -- --check
+cargo clippy --manifest-path models/loom/Cargo.toml --target-dir target/loom-models --all-targets -- -D warnings
