@@ -16,8 +16,14 @@
 //!
 //! # Invariants
 //!
-//! - SH1: while its lock is free, a CPU's `main` exists; `spare` is absent,
-//!   completely empty or completely full.
+//! - SH1: while its lock is free, a CPU's `main` exists. Its `spare` is
+//!   absent or of any fill: the paths that make a spare aim for an empty
+//!   or a full one, but an interrupt that allocates during
+//!   `replace_full_main`'s unlocked window leaves `main` partly used, and
+//!   the install step then makes it the spare (the loom model
+//!   `sheaves_sh1_as_documented_does_not_hold` shows it; Linux's
+//!   `__pcs_install_empty_sheaf` has the same window). No path relies on
+//!   a spare's fill: each checks its size.
 //! - SH2: the barn's `full` list holds only full sheaves and `empty` only
 //!   empty ones; `nr_full`/`nr_empty` mirror their lengths.
 //! - SH3: objects in sheaves count as allocated to the slab layer (and to
@@ -589,7 +595,8 @@ impl<P: Platform> KmemCache<'_, P> {
             let mut pcs = sh.pcs.lock(self.pa.platform());
             if pcs.spare.is_none()
                 && (sheaf.size == 0 || sheaf.is_full() || {
-                    // SH1: a spare is empty or full.
+                    // A returned spare is made empty or full, as the
+                    // other paths make theirs (SH1 does not need it).
                     self.flush_sheaf(&mut sheaf);
                     true
                 })
