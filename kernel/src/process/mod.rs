@@ -287,6 +287,10 @@ pub struct Process {
     pub signals: SpinLock<Box<signal::Signals>>,
     /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
     pub clear_child_tid: AtomicU64,
+    /// Where the process sleeps until a signal is pending (`pause`);
+    /// `kill` wakes it after setting `pending_kill` (Linux's
+    /// `signal_wake_up`).
+    pub signal_wait: WaitQueue,
 }
 
 impl Process {
@@ -377,6 +381,7 @@ impl Process {
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
             clear_child_tid: AtomicU64::new(0),
+            signal_wait: WaitQueue::new("process.signal_wait"),
         }
     }
 }

@@ -8,8 +8,9 @@
  * The kernel's exit check must then find every frame back. QEMU only (the
  * host would run out of memory or processes). Usage:
  *   oomstorm [PARTS [BIG_MIB [KIDS]]]
- * PARTS: a comma list of oom, big, storm (default all three); BIG_MIB
- * default 256; KIDS 0 (default): fork until it fails.
+ * PARTS: a comma list of oom, big, storm (default all three), and hold
+ * (BIG_MIB stay mapped during the storm); BIG_MIB default 256; KIDS 0
+ * (default): fork until it fails.
  */
 #include <errno.h>
 #include <signal.h>
@@ -65,7 +66,8 @@ static void oom(void)
 		printf("oom: child exited %d\n", WEXITSTATUS(st));
 }
 
-static void big(unsigned long mib)
+/* Maps and touches MIB MiB; unmaps it unless KEEP (then returns it). */
+static char *big(unsigned long mib, int keep)
 {
 	size_t bytes = mib << 20;
 	char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -74,7 +76,12 @@ static void big(unsigned long mib)
 		exit(1);
 	}
 	touch(p, bytes);
+	if (keep) {
+		printf("hold: touched %lu MiB\n", mib);
+		return p;
+	}
 	printf("big: touched %lu MiB, munmap %d\n", mib, munmap(p, bytes));
+	return NULL;
 }
 
 static void storm(int kids)
@@ -121,9 +128,14 @@ int main(int argc, char **argv)
 	if (has(parts, "oom"))
 		oom();
 	if (has(parts, "big"))
-		big(mib);
+		big(mib, 0);
+	/* hold: BIG MiB stay mapped through the storm, so that each child's
+	 * fork copies their page tables and fork may fail for memory. */
+	char *held = has(parts, "hold") ? big(mib, 1) : NULL;
 	if (has(parts, "storm"))
 		storm(kids);
+	if (held)
+		printf("hold: munmap %d\n", munmap(held, mib << 20));
 	printf("oomstorm: done\n");
 	return 0;
 }
