@@ -844,10 +844,7 @@ pub fn settled_used_pages() -> u64 {
     let slab_pages: u64 = slab::kmalloc()
         .caches()
         .chain(core::iter::once(vm().node_cache))
-        .map(|c| {
-            let info = c.info();
-            info.num_slabs * u64::from(info.pagesperslab)
-        })
+        .map(|c| c.nr_pages())
         .sum();
     let pa = memory::page_alloc();
     pa.drain_all_pages();
