@@ -13,7 +13,10 @@
 //! grace period itself and frees the object at once, as Linux's
 //! `kvfree_call_rcu` does for headless objects (`synchronize_rcu()` then
 //! `kvfree()`); a caller that may not has nowhere to go and the allocation
-//! failure is fatal, as before.
+//! failure is fatal, as before. (`Platform::may_sleep` sees preemption and
+//! interrupts, not the `spin` locks a caller may hold, which do not
+//! disable preemption here: such a caller sleeps with its lock held, which
+//! only delays whoever spins on it.)
 
 use alloc::boxed::Box;
 use core::alloc::Layout;
@@ -149,8 +152,10 @@ impl<P: Platform> Rcu<P> {
     ///
     /// # Safety
     ///
-    /// `free_fn(ctx, ptr)` is sound to call once, from the RCU callback
-    /// thread, after the grace period; `ctx` stays valid until then.
+    /// `free_fn(ctx, ptr)` is sound to call once after the grace period,
+    /// from the RCU callback thread or, when no batch block can be had and
+    /// the caller may sleep, from the caller itself (module docs); `ctx`
+    /// stays valid until then.
     pub unsafe fn kvfree_rcu_raw(
         &self,
         ptr: *mut u8,
