@@ -101,6 +101,13 @@ impl Platform for KernelPlatform {
         percpu::hardirq_count() > 0
     }
 
+    fn may_sleep(&self) -> bool {
+        sched::is_running()
+            && percpu::preempt_count() == 0
+            && percpu::hardirq_count() == 0
+            && x86_64::instructions::interrupts::are_enabled()
+    }
+
     fn now_ns(&self) -> u64 {
         time::now_ns()
     }

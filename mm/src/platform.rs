@@ -55,6 +55,10 @@ pub trait Platform: Send + Sync + 'static {
     /// might hold.
     fn in_interrupt(&self) -> bool;
 
+    /// Whether the caller may block (Linux's `preemptible()`): not in
+    /// interrupt context, with preemption and interrupts enabled.
+    fn may_sleep(&self) -> bool;
+
     /// Monotonic time since boot, in nanoseconds.
     fn now_ns(&self) -> u64;
 

@@ -184,6 +184,10 @@ impl Platform for SimPlatform {
         IN_IRQ.with(Cell::get)
     }
 
+    fn may_sleep(&self) -> bool {
+        preempt_count() == 0 && !irqs_disabled() && !self.in_interrupt()
+    }
+
     fn now_ns(&self) -> u64 {
         self.0.boot.elapsed().as_nanos() as u64
     }

@@ -287,6 +287,10 @@ pub struct Process {
     pub signals: SpinLock<Box<signal::Signals>>,
     /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
     pub clear_child_tid: AtomicU64,
+    /// Where the process sleeps until a signal is pending (`pause`);
+    /// `kill` wakes it after setting `pending_kill` (Linux's
+    /// `signal_wake_up`).
+    pub signal_wait: WaitQueue,
 }
 
 impl Process {
@@ -377,6 +381,7 @@ impl Process {
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
             clear_child_tid: AtomicU64::new(0),
+            signal_wait: WaitQueue::new("process.signal_wait"),
         }
     }
 }
@@ -794,8 +799,6 @@ pub fn run_init() -> bool {
     let mut envp = alloc::vec![String::from("HOME=/"), String::from("TERM=linux")];
     envp.extend(c.init_env.iter().cloned());
     log::info!("Run {path} as init process: argv {argv:?}");
-    // Warm up: a thread's first stack slot may allocate page tables for good.
-    sched::spawn("warmup", || ()).join();
     let before = settled_used_pages();
     let comm = path.rsplit('/').next().unwrap_or("init");
     let init = spawn(comm, elf, argv, envp);
@@ -828,21 +831,22 @@ pub fn run_init() -> bool {
 }
 
 /// Frames neither free in the buddy allocator nor in a slab (kmalloc or
-/// the maple node cache), with pending RCU frees done and the per-CPU lists
-/// drained: what a process's user pages and page tables count in. (Slabs
-/// are left alone: a freed object's slab may stay cached, as on Linux.)
+/// the maple node cache) nor holding the kernel-stack region's page
+/// tables, with pending RCU frees done and the per-CPU lists drained: what
+/// a process's user pages, page tables and kernel stack count in. (Slabs
+/// are left alone: a freed object's slab may stay cached, as on Linux; so
+/// are the stack region's page tables, which the first use of each 32
+/// slots allocates for good, as Linux keeps vmalloc's: a fork storm up to
+/// the 1024-slot limit leaves 31 more of them than a boot.)
 pub fn settled_used_pages() -> u64 {
     rcu::rcu().rcu_barrier();
     vm().node_cache.shrink();
     let slab_pages: u64 = slab::kmalloc()
         .caches()
         .chain(core::iter::once(vm().node_cache))
-        .map(|c| {
-            let info = c.info();
-            info.num_slabs * u64::from(info.pagesperslab)
-        })
+        .map(|c| c.nr_pages())
         .sum();
     let pa = memory::page_alloc();
     pa.drain_all_pages();
-    pa.managed_pages() - pa.nr_free_pages() - slab_pages
+    pa.managed_pages() - pa.nr_free_pages() - slab_pages - sched::stack::nr_pagetable_pages()
 }

@@ -238,10 +238,7 @@ fn meminfo() -> String {
     let slab: u64 = crate::slab::kmalloc()
         .caches()
         .chain(core::iter::once(super::vm().node_cache))
-        .map(|c| {
-            let i = c.info();
-            i.num_slabs * u64::from(i.pagesperslab)
-        })
+        .map(|c| c.nr_pages())
         .sum();
     let mut s = String::new();
     for (name, pages) in [

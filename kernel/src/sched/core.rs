@@ -321,15 +321,28 @@ fn finish_task_switch(irqs: bool) {
     sync::irq_restore(irqs);
 }
 
+/// Capacity the task list keeps however few tasks there are.
+const TASK_LIST_MIN_CAPACITY: usize = 64;
+
 /// Drops a dead task from the task list, marks it reaped, wakes its
-/// joiners; the stack goes with the last reference (task T3).
+/// joiners; the stack goes with the last reference (task T3). Once the list
+/// uses at most a quarter of its capacity, it gives back all but twice its
+/// length: Linux's task list is intrusive and costs nothing when the tasks
+/// are gone, while a `Vec` that a fork storm grew to 2048 entries would
+/// otherwise keep 16 KiB (4 frames, past the largest kmalloc class) for
+/// good.
 fn reap(dead: Arc<Task>) {
     let listed = {
         let mut tasks = ALL_TASKS.lock();
-        tasks
+        let listed = tasks
             .iter()
             .position(|t| Arc::ptr_eq(t, &dead))
-            .map(|i| tasks.swap_remove(i))
+            .map(|i| tasks.swap_remove(i));
+        if tasks.capacity() > TASK_LIST_MIN_CAPACITY && tasks.len() * 4 <= tasks.capacity() {
+            let keep = (tasks.len() * 2).max(TASK_LIST_MIN_CAPACITY);
+            tasks.shrink_to(keep);
+        }
+        listed
     };
     drop(listed);
     dead.reaped.store(true, Ordering::Release);

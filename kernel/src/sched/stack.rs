@@ -21,7 +21,10 @@
 //!
 //! The stack's 8 pages are one order-3 buddy block (`THREAD_SIZE_ORDER`),
 //! mapped page by page; page-table pages for the region come from the buddy
-//! allocator too and are kept for reuse (as Linux keeps vmalloc's).
+//! allocator too and are kept for reuse (as Linux keeps vmalloc's): one PT
+//! page per 32 slots, allocated when a slot of its 2 MiB is first used.
+//! [`nr_pagetable_pages`] counts them, so that a frame-leak check can tell
+//! them from leaked frames (`process::settled_used_pages`).
 //!
 //! # Invariants
 //!
@@ -46,7 +49,7 @@
 //! stack needs a shootdown before its frames are reused (AP bring-up).
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use mm::{Gfp, PAGE_SIZE, Pfn, Platform};
 use x86_64::registers::control::Cr3;
@@ -86,6 +89,11 @@ static VMAP_LOCK: SpinLock<[u64; NR_SLOTS / 64]> = SpinLock::new("kstack.vmap", 
 static SLOT_OWNER: [AtomicPtr<Task>; NR_SLOTS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; NR_SLOTS];
 
+/// Frames holding the region's page tables (the PDPT of [`init`] and every
+/// PD and PT page [`BuddyFrames`] gave `map_to`), which are never freed.
+/// Write: holds `VMAP_LOCK`. Read: Relaxed, racy unless `VMAP_LOCK` is held.
+static NR_PAGETABLE_PAGES: AtomicU64 = AtomicU64::new(0);
+
 /// Why a stack could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StackError {
@@ -112,6 +120,7 @@ struct BuddyFrames;
 unsafe impl FrameAllocator<Size4KiB> for BuddyFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
         let pfn = memory::page_alloc().alloc_pages(Gfp::KERNEL, 0).ok()?;
+        NR_PAGETABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(PhysFrame::containing_address(X86PhysAddr::new(
             pfn.phys_addr().as_u64(),
         )))
@@ -142,6 +151,7 @@ pub fn init() {
     let pa = memory::page_alloc()
         .alloc_pages(Gfp::KERNEL, 0)
         .expect("a frame for the kernel-stack PDPT");
+    NR_PAGETABLE_PAGES.fetch_add(1, Ordering::Relaxed);
     let platform = memory::page_alloc().platform();
     let table = platform.phys_to_virt(pa.phys_addr()).cast::<PageTable>();
     with_mapper(|mapper| {
@@ -265,6 +275,14 @@ pub fn nr_stacks_in_use() -> usize {
         .iter()
         .map(|w| w.count_ones() as usize)
         .sum()
+}
+
+/// Frames the region's page tables hold now: they stay allocated for good
+/// once a slot of theirs was used (module docs), like Linux's vmalloc page
+/// tables, so leak checks leave them out.
+pub fn nr_pagetable_pages() -> u64 {
+    let _held = VMAP_LOCK.lock();
+    NR_PAGETABLE_PAGES.load(Ordering::Relaxed)
 }
 
 /// Whether `va` is mapped in the active page table (for tests).

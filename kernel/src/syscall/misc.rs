@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering;
 use mm::errno::Errno;
 use mm::pgtable::TASK_SIZE;
 
-use super::{EPERM, ESRCH, SysResult, mm_of};
+use super::{EINTR, EPERM, ESRCH, SysResult, mm_of};
 use crate::process::signal::{self, SIG_DFL, SIG_IGN, SigAction};
 use crate::process::{self, Process};
 use crate::uaccess::{copy_from_user, copy_to_user, le64};
@@ -164,8 +164,20 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
         let _ = target
             .pending_kill
             .compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
+        target.signal_wait.wake_all();
     }
     if found { Ok(0) } else { Err(ESRCH) }
+}
+
+/// `pause()`: sleeps until a signal is pending (`kill` wakes the
+/// process), then fails with `EINTR`; the signal takes effect on the way
+/// out of the kernel (`check_pending_kill`: handlers do not run here, so
+/// the process is killed, which is what Linux does for a signal without a
+/// handler).
+pub fn sys_pause(p: &Process) -> SysResult {
+    p.signal_wait
+        .wait_until_idle(|| p.pending_kill.load(Ordering::Relaxed) != 0);
+    Err(EINTR)
 }
 
 /// Reads a `struct timespec` and checks it as Linux's `timespec64_valid`.

@@ -32,6 +32,7 @@
 //! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
 //! | 32  | dup               |                                             |
 //! | 33  | dup2              |                                             |
+//! | 34  | pause             | sleeps until `kill`; EINTR                  |
 //! | 35  | nanosleep         |                                             |
 //! | 39  | getpid            |                                             |
 //! | 56  | clone             | a plain fork (flags = exit signal), or      |
@@ -96,6 +97,7 @@ use crate::{percpu, sched};
 
 pub(crate) const ENOENT: Errno = Errno(2);
 pub(crate) const ESRCH: Errno = Errno(3);
+pub(crate) const EINTR: Errno = Errno(4);
 pub(crate) const E2BIG: Errno = Errno(7);
 pub(crate) const EBADF: Errno = Errno(9);
 pub(crate) const EPERM: Errno = Errno(1);
@@ -204,6 +206,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         28 => mm_of(p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
         32 => fs::sys_dup3(p, a[0], None, 0),
         33 => fs::sys_dup2(p, a[0], a[1]),
+        34 => misc::sys_pause(p),
         35 => misc::sys_nanosleep(p, a[0], a[1]),
         39 => Ok(p.pid as u64),
         56 => sys_clone(p, regs, a),

@@ -7,9 +7,21 @@
 //! tick finds it older than the drain delay (Linux's `kfree_rcu_monitor`),
 //! or on [`Rcu::kvfree_rcu_barrier`]. One grace period then frees the whole
 //! batch.
+//!
+//! When no memory is to be had for a new block (an exiting process freeing
+//! its VMAs while memory is exhausted), a caller that may sleep waits for a
+//! grace period itself and frees the object at once, as Linux's
+//! `kvfree_call_rcu` does for headless objects (`synchronize_rcu()` then
+//! `kvfree()`); a caller that may not has nowhere to go and the allocation
+//! failure is fatal, as before. (`Platform::may_sleep` sees preemption and
+//! interrupts, not the `spin` locks a caller may hold, which do not
+//! disable preemption here: such a caller sleeps with its lock held, which
+//! only delays whoever spins on it.)
 
 use alloc::boxed::Box;
+use core::alloc::Layout;
 use core::mem::MaybeUninit;
+use core::sync::atomic::Ordering;
 
 use super::{Rcu, RcuHead, RcuStat};
 use crate::addr::CpuId;
@@ -62,6 +74,36 @@ impl KvfreeCpu {
     }
 }
 
+/// A new empty block, or `None` if memory is short (or a test says so).
+fn try_new_block() -> Option<Box<KvfreeBlock>> {
+    #[cfg(test)]
+    if FAIL_BLOCKS.with(|n| n.replace(n.get().saturating_sub(1))) > 0 {
+        return None;
+    }
+    let layout = Layout::new::<KvfreeBlock>();
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { alloc::alloc::alloc(layout) }.cast::<KvfreeBlock>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a fresh allocation of KvfreeBlock's layout; writing a
+    // whole value initialises it, and Box then owns it with that layout.
+    unsafe {
+        p.write(KvfreeBlock {
+            head: RcuHead::new(),
+            len: 0,
+            records: [MaybeUninit::uninit(); RECORDS],
+        });
+        Some(Box::from_raw(p))
+    }
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Test hook: how many of this thread's next block allocations fail.
+    pub(super) static FAIL_BLOCKS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
 /// Drops a `Box<T>` from its raw pointer.
 ///
 /// # Safety
@@ -110,8 +152,10 @@ impl<P: Platform> Rcu<P> {
     ///
     /// # Safety
     ///
-    /// `free_fn(ctx, ptr)` is sound to call once, from the RCU callback
-    /// thread, after the grace period; `ctx` stays valid until then.
+    /// `free_fn(ctx, ptr)` is sound to call once after the grace period,
+    /// from the RCU callback thread or, when no batch block can be had and
+    /// the caller may sleep, from the caller itself (module docs); `ctx`
+    /// stays valid until then.
     pub unsafe fn kvfree_rcu_raw(
         &self,
         ptr: *mut u8,
@@ -127,11 +171,12 @@ impl<P: Platform> Rcu<P> {
             let _irq = IrqGuard::new(&self.platform);
             let mut cpu = self.this_cpu().kvfree.lock();
             if cpu.block.is_none() {
-                cpu.block = Some(Box::new(KvfreeBlock {
-                    head: RcuHead::new(),
-                    len: 0,
-                    records: [MaybeUninit::uninit(); RECORDS],
-                }));
+                let Some(block) = try_new_block() else {
+                    drop(cpu);
+                    drop(_irq);
+                    return self.kvfree_sync(rec);
+                };
+                cpu.block = Some(block);
                 cpu.first_ns = self.platform.now_ns();
             }
             let block = cpu.block.as_mut().expect("just set");
@@ -146,6 +191,23 @@ impl<P: Platform> Rcu<P> {
         if let Some(block) = full {
             self.submit(block);
         }
+    }
+
+    /// No block to be had: wait for a grace period and free `rec` now, if
+    /// the caller may sleep (outside read-side sections too); else the
+    /// allocation failure is fatal (`handle_alloc_error`).
+    #[cold]
+    fn kvfree_sync(&self, rec: Record) {
+        let nesting = self.this_cpu().nesting.load(Ordering::Relaxed);
+        if !self.platform.may_sleep() || nesting != 0 {
+            alloc::alloc::handle_alloc_error(Layout::new::<KvfreeBlock>());
+        }
+        self.stats.inc(RcuStat::KvfreeSync);
+        self.synchronize_rcu();
+        // SAFETY: a grace period has passed since the object was handed
+        // over (unpublished before the call): no reader still sees it, and
+        // the record is freed once, here (kvfree_rcu_raw's contract).
+        unsafe { (rec.free_fn)(rec.ctx, rec.ptr) };
     }
 
     /// Hands one block to `call_rcu`.

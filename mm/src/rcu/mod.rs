@@ -346,14 +346,18 @@ impl<P: Platform> Rcu<P> {
     /// until `func` has run; `func` may then free its enclosing object.
     #[track_caller]
     pub unsafe fn call_rcu(&self, head: *mut RcuHead, func: RcuCallback) {
-        fence(Ordering::SeqCst);
-        let need = seq_snap(self.gp_seq.load(Ordering::Acquire));
         let _irq = IrqGuard::new(&self.platform);
         let data = self.this_cpu();
         let mut list = data.cblist.lock();
+        // The snapshot is taken under the list lock, as Linux assigns
+        // `gp_seq` to new callbacks under the CPU's lock: taken before it,
+        // a task preempted in between could queue an older snapshot behind
+        // a newer one that another task queued meanwhile (H2).
+        fence(Ordering::SeqCst);
+        let need = seq_snap(self.gp_seq.load(Ordering::Acquire));
         // SAFETY: forwarded from the caller's contract; `need` is not below
-        // earlier entries because gp_seq never decreases and we hold the
-        // list lock with interrupts off (H2).
+        // earlier entries because gp_seq never decreases and the snapshot
+        // was taken holding the list lock with interrupts off (H2).
         if !unsafe { list.push(head, func, need) } {
             drop(list);
             self.stats.inc(RcuStat::DoubleQueue);

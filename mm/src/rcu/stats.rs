@@ -26,6 +26,9 @@ define_stats! {
         KvfreeObjects => "kvfree_objects",
         /// kvfree_rcu batches submitted to call_rcu (one callback each).
         KvfreeBatches => "kvfree_batches",
+        /// Objects kvfree_rcu freed itself after synchronize_rcu, for want
+        /// of memory for a batch block (Linux's headless fallback).
+        KvfreeSync => "kvfree_sync",
         /// Sleeping or scheduling inside a read-side section (a bug, reported).
         BlockedInReader => "blocked_in_reader",
         /// A head queued twice with call_rcu (a bug, reported and ignored).

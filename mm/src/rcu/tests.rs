@@ -468,3 +468,49 @@ fn the_tick_submits_old_kvfree_batches() {
     }
     assert_eq!(rcu.stats().get(RcuStat::KvfreeBatches), 1);
 }
+
+/// With no memory for a batch block, kvfree_rcu from a context that may
+/// sleep waits for the grace period itself and frees the object before it
+/// returns (Linux's headless fallback), instead of failing.
+#[test]
+fn kvfree_rcu_without_a_block_waits_and_frees_at_once() {
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Obj;
+    impl Drop for Obj {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, SeqCst);
+        }
+    }
+    let rcu = rcu(2);
+    let holding = AtomicBool::new(false);
+    let returned = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            sim::set_cpu(1);
+            let g = rcu.read_lock();
+            holding.store(true, SeqCst);
+            // The object's grace period waits for this reader.
+            for _ in 0..1000 {
+                std::thread::yield_now();
+            }
+            assert!(!returned.load(SeqCst), "returned inside the grace period");
+            assert_eq!(DROPPED.load(SeqCst), 0, "freed under a reader");
+            drop(g);
+            rcu.cpu_offline(CpuId::new(1));
+        });
+        while !holding.load(SeqCst) {
+            core::hint::spin_loop();
+        }
+        kvfree::FAIL_BLOCKS.with(|n| n.set(1));
+        rcu.kvfree_rcu(Box::new(Obj));
+        returned.store(true, SeqCst);
+        assert_eq!(DROPPED.load(SeqCst), 1, "not freed on return");
+    });
+    assert_eq!(rcu.stats().get(RcuStat::KvfreeSync), 1);
+    assert_eq!(rcu.stats().get(RcuStat::KvfreeBatches), 0);
+    // The next object finds memory again: batched as usual.
+    rcu.kvfree_rcu(Box::new(Obj));
+    rcu.kvfree_rcu_barrier();
+    assert_eq!(DROPPED.load(SeqCst), 2);
+    assert_eq!(rcu.stats().get(RcuStat::KvfreeBatches), 1);
+}

@@ -23,7 +23,9 @@
 //! # Invariants
 //!
 //! See [`freelist`] (S1..S3). In addition:
-//! - K1: `nr_slabs` counts the cache's slabs (CPU, partial and full).
+//! - K1: `nr_slabs` counts the cache's slabs (CPU, partial and full), and
+//!   `nr_pages` the frames they hold (a fallback-order slab holds fewer than
+//!   `pagesperslab`).
 //! - K2: an object is in exactly one place: allocated, on a CPU freelist,
 //!   or on its slab's freelist.
 //!
@@ -208,6 +210,8 @@ pub struct KmemCache<'a, P: Platform> {
     nr_slabs: AtomicU64,
     /// Object slots in those slabs (slabs of a fallback order hold fewer).
     nr_objects: AtomicU64,
+    /// Frames of those slabs (K1; Linux's `NR_SLAB_*_B` in pages).
+    nr_pages: AtomicU64,
     /// Event counters, per CPU. Objects allocated and not freed are
     /// `Allocs - Frees` (no shared counter is written per object).
     stats: SlabStats,
@@ -343,6 +347,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             nr_partial: AtomicU64::new(0),
             nr_slabs: AtomicU64::new(0),
             nr_objects: AtomicU64::new(0),
+            nr_pages: AtomicU64::new(0),
             stats: SlabStats::new(nr_cpus),
             // Linux ignores sheaf_capacity for debug caches.
             sheaves: (args.sheaf_capacity > 0 && !debug)
@@ -377,6 +382,13 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             pagesperslab: 1 << self.layout.order,
             num_slabs: slabs,
         }
+    }
+
+    /// Frames the cache's slabs hold now (K1): what it takes from the page
+    /// allocator, fallback-order slabs counted at their own order, unlike
+    /// `info().num_slabs * info().pagesperslab`.
+    pub fn nr_pages(&self) -> u64 {
+        self.nr_pages.load(Relaxed)
     }
 
     /// Objects allocated and not freed (racy: the two sums are read one
@@ -549,6 +561,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
         let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
         self.nr_slabs.fetch_add(1, Relaxed);
+        self.nr_pages.fetch_add(1 << order, Relaxed);
         self.nr_objects.fetch_add(n, Relaxed);
         self.stat(SlabStat::NewSlab);
         Some(slab)
@@ -562,6 +575,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             .fetch_sub(u64::from(slab.objects()), Relaxed);
         slab.clear(self.pa.memmap(), order);
         self.nr_slabs.fetch_sub(1, Relaxed);
+        self.nr_pages.fetch_sub(1 << order, Relaxed);
         self.stat(SlabStat::FreeSlab);
         if let Err(bad) = self.pa.free_pages(pfn, order) {
             log::error!(

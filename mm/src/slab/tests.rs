@@ -336,16 +336,21 @@ fn slabs_fall_back_to_the_minimum_order_when_memory_is_fragmented() {
         pa.free_pages(pfn, 0).unwrap();
     }
     pa.drain_all_pages();
+    let free_before = free_pages(&pa);
     let objs: Vec<NonNull<u8>> = (0..10).map(|_| c.alloc(Gfp::KERNEL).unwrap()).collect();
     assert!(c.stats().get(SlabStat::OrderFallback) >= 1);
     // Order-0 slabs hold two 2000-byte objects each.
     assert_eq!(c.info().num_objs, 2 * c.info().num_slabs);
+    // One frame each, not `pagesperslab`: what the cache took.
+    assert_eq!(c.nr_pages(), c.info().num_slabs);
+    assert_eq!(c.nr_pages(), free_before - free_pages(&pa));
     for p in objs {
         // SAFETY: freed once.
         unsafe { c.free(p) };
     }
     c.shrink();
     assert_eq!(c.info().num_slabs, 0);
+    assert_eq!(c.nr_pages(), 0);
     for pfn in keep {
         pa.free_pages(pfn, 0).unwrap();
     }

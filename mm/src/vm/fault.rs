@@ -252,10 +252,12 @@ impl<P: Platform> Mm<'_, '_, P> {
         let folio = Folio::prep(pa.memmap(), pfn);
         folio.set_anon(anon_vma, vma.pgoff_at(base));
         let nr = folio.nr_pages() as u64;
-        let mut ptl = self
-            .pt
-            .pte_alloc_map_lock(addr)
-            .map_err(|_| FaultError::Oom)?;
+        // The table may have been reclaimed since the caller looked (the
+        // PTE lock was dropped): the folio goes back if no new one can be had.
+        let Ok(mut ptl) = self.pt.pte_alloc_map_lock(addr) else {
+            folio_put(pa, pfn);
+            return Err(FaultError::Oom);
+        };
         if (0..nr).any(|i| !ptl.get(base + i * PAGE_SIZE).is_none()) {
             drop(ptl);
             folio_put(pa, pfn);
@@ -291,10 +293,11 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let folio = Folio::prep(pa.memmap(), pfn);
         folio.set_anon(anon_vma, vma.pgoff_at(addr));
-        let mut ptl = self
-            .pt
-            .pte_alloc_map_lock(addr)
-            .map_err(|_| FaultError::Oom)?;
+        // As in do_anonymous_page: the new page goes back on failure.
+        let Ok(mut ptl) = self.pt.pte_alloc_map_lock(addr) else {
+            folio_put(pa, pfn);
+            return Err(FaultError::Oom);
+        };
         if ptl.get(addr) != old {
             drop(ptl);
             folio_put(pa, pfn);

@@ -14,12 +14,16 @@ use crate::pgtable::{PMD_SIZE, PteFlags, addr_end};
 use crate::platform::Platform;
 
 impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
-    /// A copy of this address space for a child (`dup_mmap()`).
+    /// A copy of this address space for a child (`dup_mmap()`). On
+    /// failure (`ENOMEM` midway) the partial child is torn down as at
+    /// exit, which returns its frames and the commit charge of the VMAs
+    /// it got, and the parent's TLB is flushed all the same: PTEs already
+    /// write-protected must not stay writable in a stale translation.
     pub fn fork(&self) -> Result<Mm<'v, 'a, P>> {
         let child = Mm::new(self.vm)?;
         // The parent's VMAs and PTEs stay put while we copy.
         let l = self.mmap_lock.write();
-        {
+        let copied = (|| {
             let mut cl = child.mmap_lock.write();
             cl.start_brk = l.start_brk;
             cl.brk = l.brk;
@@ -28,19 +32,21 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
-                // dup_mmap(): the child commits its own copy.
+                let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
+                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
+                // dup_mmap(): the child commits its own copy, which its
+                // teardown uncharges from now on.
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
-                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
                 self.copy_page_range(&child, &v)?;
             }
-        }
+            Ok(())
+        })();
         // Write-protected parent PTEs: no stale writable translation.
         self.vm.pa.platform().flush_tlb(self.pt.root(), None);
         drop(l);
-        Ok(child)
+        copied.map(|()| child)
     }
 
     /// Copies the PTEs of `v` into `child` (`copy_pte_range()`).

@@ -5,7 +5,9 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
+use crate::errno::Errno;
 use crate::folio::Folio;
+use crate::sim::TlbFlush;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
 const ANON: MapFlags = MapFlags::PRIVATE.union(MapFlags::ANONYMOUS);
@@ -154,5 +156,99 @@ fn dontfork_vmas_are_not_copied() {
         mm.madvise(BASE + 4 * PG, 4 * PG, 11).unwrap();
         assert_eq!(mm.map_count(), 1, "DOFORK merged the VMAs back");
         assert_eq!(peek(mm, BASE + 4 * PG), Ok(2));
+    });
+}
+
+/// fork running out of memory at every point in turn (`ENOMEM` from the
+/// child's page tables, one more frame free each time): the partial child
+/// gives back every frame (`with_mm` checks) and its commit charge, the
+/// parent keeps its data, and the parent's TLB is flushed once PTEs were
+/// write-protected (the old code returned without the flush).
+#[test]
+fn fork_failing_midway_gives_everything_back() {
+    with_mm(|mm| {
+        // Three VMAs (different protections, so they do not merge), each
+        // 4 MiB: one page in every 2 MiB, so one PTE table per page.
+        let vmas = [
+            (BASE, RW),
+            (BASE + (4 << 20), Prot::READ),
+            (BASE + (8 << 20), RW),
+        ];
+        for (i, &(start, prot)) in vmas.iter().enumerate() {
+            mm.mmap(start, 4 << 20, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            for half in 0..2u64 {
+                poke(mm, start + half * (2 << 20), 10 * i as u64 + half).unwrap();
+            }
+            mm.mprotect(start, 4 << 20, prot).unwrap();
+        }
+        let pa = mm.vm.pa;
+        let tlb = &pa.platform().0;
+        // Take every frame, then hand them back one at a time.
+        let mut hog = Vec::new();
+        while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, 0) {
+            hog.push(pfn);
+        }
+        let pages: Vec<u64> = vmas
+            .iter()
+            .flat_map(|&(start, _)| [start, start + (2 << 20)])
+            .collect();
+        let writable = || {
+            pages
+                .iter()
+                .filter(|&&at| mm.page_table().get_pte(at).unwrap().is_writable())
+                .count()
+        };
+        let (mut failures, mut midway) = (0, 0);
+        let child = loop {
+            let flushes = tlb.nr_tlb_flushes();
+            let writable_before = writable();
+            match mm.fork() {
+                Ok(child) => break child,
+                Err(e) => assert_eq!(e, Errno::ENOMEM),
+            }
+            failures += 1;
+            assert_eq!(
+                mm.vm.committed_pages(),
+                super::tests::accounted_pages(mm),
+                "the failed child's commit charge is left (failure {failures})"
+            );
+            let full_flush = TlbFlush {
+                root: mm.page_table().root(),
+                range: None,
+            };
+            // PTEs write-protected by the failed copy: flushed.
+            if writable() != writable_before {
+                midway += 1;
+                assert!(
+                    tlb.tlb_flushes()[flushes..].contains(&full_flush),
+                    "no flush of the parent's TLB after failure {failures}"
+                );
+            }
+            let pfn = hog.pop().expect("fork fails with every frame free");
+            pa.free_pages(pfn, 0).unwrap();
+            // The failed child's tables and tree nodes are freed after a
+            // grace period, and frames count for the watermarks only off
+            // the pcp lists.
+            mm.vm.node_cache.flush_rcu_sheaf();
+            mm.vm.rcu.rcu_barrier();
+            mm.vm.node_cache.shrink();
+            pa.drain_all_pages();
+        };
+        assert!(
+            midway > 0,
+            "no failure after a PTE was copied ({failures} failures)"
+        );
+        for (i, &(start, _)) in vmas.iter().enumerate() {
+            for half in 0..2u64 {
+                let at = start + half * (2 << 20);
+                assert_eq!(peek(mm, at), Ok(10 * i as u64 + half));
+                assert_eq!(peek(&child, at), Ok(10 * i as u64 + half));
+            }
+        }
+        drop(child);
+        for pfn in hog {
+            pa.free_pages(pfn, 0).unwrap();
+        }
     });
 }
