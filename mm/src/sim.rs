@@ -545,6 +545,18 @@ impl Platform for SimPlatform {
     }
 }
 
+/// The usual test machine: a page allocator over `nr_pages` frames of a
+/// fresh simulated machine with `nr_cpus` CPUs, the first 16 frames
+/// reserved, x86_64 zones. Dropping it runs the leak check.
+pub fn machine(nr_pages: usize, nr_cpus: usize) -> PageAlloc<SimPlatform> {
+    page_alloc(
+        nr_pages,
+        nr_cpus,
+        Pfn::new(0)..Pfn::new(16),
+        ZoneLayout::X86_64,
+    )
+}
+
 /// A page allocator over a fresh simulated machine of `nr_pages` frames,
 /// with `reserved` frames at the bottom kept out (like firmware and the
 /// kernel image) and zones laid out by `layout`.
@@ -566,3 +578,6 @@ pub fn page_alloc(
     }
     PageAlloc::new(SimPlatform(machine), memmap, layout, &free)
 }
+
+#[cfg(test)]
+mod tests;
