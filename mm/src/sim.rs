@@ -32,7 +32,7 @@
 //! - **Fault injection** ([`set_fail_nth`], Linux's
 //!   `/proc/self/fail-nth` over `fail_page_alloc` and `failslab`): the
 //!   Nth page or slab allocation of the calling thread fails, whatever its
-//!   GFP flags.
+//!   GFP flags (`MM_FAIL_VERBOSE=1` prints where, as Linux's `verbose`).
 //!
 //! The shared fixture [`page_alloc`] builds a page allocator on a fresh
 //! machine; dropping it runs the leak check.
@@ -101,13 +101,21 @@ fn should_fail() -> bool {
     if IN_IRQ.with(Cell::get) {
         return false;
     }
-    FAIL_NTH.with(|c| match c.get() {
+    let fail = FAIL_NTH.with(|c| match c.get() {
         0 => false,
         n => {
             c.set(n - 1);
             n == 1
         }
-    })
+    });
+    if fail && std::env::var_os("MM_FAIL_VERBOSE").is_some_and(|v| v == "1") {
+        // Linux's fault_attr `verbose`: say where the failure was injected.
+        std::eprintln!(
+            "FAULT_INJECTION: forcing a failure.\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
+    }
+    fail
 }
 
 /// Runs `f` as if in interrupt context on the calling thread's CPU.

@@ -28,12 +28,21 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
-                // dup_mmap(): the child commits its own copy.
-                if v.flags.contains(VmFlags::ACCOUNT) {
-                    self.vm.vm_acct_memory(v.pages());
-                }
+                // dup_mmap(): the child commits its own copy; a VMA that
+                // cannot be inserted gives its charge back (`fail_nomem:
+                // vm_unacct_memory(charge)`); those inserted are the
+                // child's, uncharged when it is torn down.
+                let charge = if v.flags.contains(VmFlags::ACCOUNT) {
+                    v.pages()
+                } else {
+                    0
+                };
+                self.vm.vm_acct_memory(charge);
                 let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
-                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
+                if let Err(e) = child.insert_vma(&mut cl, super::Vma { anon_vma, ..v }) {
+                    self.vm.vm_unacct_memory(charge);
+                    return Err(e);
+                }
                 self.copy_page_range(&child, &v)?;
             }
         }
