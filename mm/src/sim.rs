@@ -165,6 +165,9 @@ pub struct SimMachine {
     backtraces: std::sync::Mutex<std::collections::BTreeMap<u64, std::backtrace::Backtrace>>,
     /// The leak check is off for this machine ([`SimMachine::allow_leaks`]).
     leaks_allowed: AtomicBool,
+    /// Owners, poison, the page-table check and the leak check are on
+    /// (the default; benchmarks turn them off).
+    instrumented: AtomicBool,
 }
 
 /// The frame was poisoned when freed and is checked when allocated.
@@ -223,6 +226,7 @@ impl SimMachine {
             pte_refs: zeroed_atomics(frames),
             backtraces: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             leaks_allowed: AtomicBool::new(false),
+            instrumented: AtomicBool::new(true),
         })
     }
 
@@ -249,6 +253,19 @@ impl SimMachine {
     /// the test leaves it allocated on purpose. Freeing it clears this.
     pub fn keep_allocated(&self, pfn: Pfn) {
         self.frame_flags[pfn.as_u64() as usize].fetch_or(FRAME_KEPT, Relaxed);
+    }
+
+    /// Turns page owners, poisoning, the page-table check and the leak
+    /// checks off (or back on, on a machine with nothing allocated): for
+    /// benchmarks, which measure the allocators, not the instrument.
+    /// Fault injection stays (it costs a thread-local read).
+    pub fn set_instrumented(&self, on: bool) {
+        self.instrumented.store(on, Relaxed);
+    }
+
+    #[inline]
+    fn instrumented(&self) -> bool {
+        self.instrumented.load(Relaxed)
     }
 
     /// Turns the leak checks off for this machine: for tests that leave
@@ -521,25 +538,35 @@ impl Platform for SimPlatform {
     }
 
     fn post_alloc_hook(&self, pfn: Pfn, order: u32, caller: &'static Location<'static>) {
-        self.0.unpoison_block(pfn, order, caller);
+        if self.0.instrumented() {
+            self.0.unpoison_block(pfn, order, caller);
+        }
     }
 
     fn free_pages_prepare(&self, pfn: Pfn, order: u32) {
-        self.0.poison_block(pfn, order);
+        if self.0.instrumented() {
+            self.0.poison_block(pfn, order);
+        }
     }
 
     const PAGE_TABLE_CHECK: bool = true;
 
     fn page_table_check_set(&self, old: u64, new: u64) {
-        self.0.pte_changed(old, new);
+        if self.0.instrumented() {
+            self.0.pte_changed(old, new);
+        }
     }
 
     fn page_alloc_teardown(&self, memmap: &MemMap) {
-        self.0.check_leaks(memmap);
+        if self.0.instrumented() {
+            self.0.check_leaks(memmap);
+        }
     }
 
     fn slab_leak(&self, cache: &str, objects: u64) {
-        self.0.slab_leak(cache, objects);
+        if self.0.instrumented() {
+            self.0.slab_leak(cache, objects);
+        }
     }
 
     #[inline]
@@ -563,6 +590,20 @@ pub fn machine(nr_pages: usize, nr_cpus: usize) -> PageAlloc<SimPlatform> {
         Pfn::new(0)..Pfn::new(16),
         ZoneLayout::X86_64,
     )
+}
+
+/// [`page_alloc`] for benchmarks: the instruments off
+/// ([`SimMachine::set_instrumented`]), so that the figures are the
+/// allocators' own.
+pub fn bench_page_alloc(
+    nr_pages: usize,
+    nr_cpus: usize,
+    reserved: Range<Pfn>,
+    layout: ZoneLayout,
+) -> PageAlloc<SimPlatform> {
+    let pa = page_alloc(nr_pages, nr_cpus, reserved, layout);
+    pa.platform().0.set_instrumented(false);
+    pa
 }
 
 /// A page allocator over a fresh simulated machine of `nr_pages` frames,

@@ -340,6 +340,11 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         self.layout.object_size
     }
 
+    /// Whether the cache has per-CPU sheaves (and so prefilled sheaves).
+    pub fn has_sheaves(&self) -> bool {
+        self.sheaves.is_some()
+    }
+
     /// The event counters.
     pub fn stats(&self) -> &SlabStats {
         &self.stats

@@ -228,10 +228,11 @@ impl<P: Platform> Mm<'_, '_, P> {
         let folio = Folio::prep(pa.memmap(), pfn);
         folio.set_anon(anon_vma, vma.pgoff_at(base));
         let nr = folio.nr_pages() as u64;
-        let mut ptl = self
-            .pt
-            .pte_alloc_map_lock(addr)
-            .map_err(|_| FaultError::Oom)?;
+        // The table may have been reclaimed since the caller saw it.
+        let Ok(mut ptl) = self.pt.pte_alloc_map_lock(addr) else {
+            folio_put(pa, pfn);
+            return Err(FaultError::Oom);
+        };
         if (0..nr).any(|i| !ptl.get(base + i * PAGE_SIZE).is_none()) {
             drop(ptl);
             folio_put(pa, pfn);
@@ -267,10 +268,10 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let folio = Folio::prep(pa.memmap(), pfn);
         folio.set_anon(anon_vma, vma.pgoff_at(addr));
-        let mut ptl = self
-            .pt
-            .pte_alloc_map_lock(addr)
-            .map_err(|_| FaultError::Oom)?;
+        let Ok(mut ptl) = self.pt.pte_alloc_map_lock(addr) else {
+            folio_put(pa, pfn);
+            return Err(FaultError::Oom);
+        };
         if ptl.get(addr) != old {
             drop(ptl);
             folio_put(pa, pfn);

@@ -351,6 +351,20 @@ fn scenarios() -> Vec<(&'static str, Compare, Scenario)> {
                     .into()
             })
         }),
+        ("mremap with MREMAP_DONTUNMAP", exact, |mm, n| {
+            simple(mm, n, |mm| {
+                let flags = MremapFlags::MAYMOVE | MremapFlags::DONTUNMAP;
+                mm.mremap(A, 16 * PG, 16 * PG, flags, 0).into()
+            })
+        }),
+        ("munmap a whole VMA", exact, |mm, n| {
+            simple(mm, n, |mm| mm.munmap(B, 4 * PG).into())
+        }),
+        (
+            "madvise(MADV_DONTFORK) on the start of a VMA",
+            exact,
+            |mm, n| simple(mm, n, |mm| mm.madvise(A, 4 * PG, 10).into()),
+        ),
         ("madvise(MADV_DONTNEED)", exact, |mm, n| {
             simple(mm, n, |mm| mm.madvise(A + 2 * PG, 4 * PG, 4).into())
         }),
