@@ -60,7 +60,12 @@ impl Ours {
     fn new() -> Self {
         sim::set_cpu(0);
         let reserved = Pfn::new(0)..Pfn::new(RESERVED_END as u64);
-        Self(sim::page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64))
+        Self(sim::bench_page_alloc(
+            NR_PAGES,
+            1,
+            reserved,
+            ZoneLayout::X86_64,
+        ))
     }
 }
 

@@ -47,7 +47,7 @@ struct Setup {
 /// events it counted.
 fn measure(setup: Setup, phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64) -> (f64, u64, u64) {
     sim::set_cpu(0);
-    let pa = sim::page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
+    let pa = sim::bench_page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
     let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
         .unwrap()

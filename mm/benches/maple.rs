@@ -533,7 +533,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn machine() -> PageAlloc<SimPlatform> {
     sim::set_cpu(0);
     let reserved = Pfn::new(0)..Pfn::new(RESERVED_END);
-    sim::page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64)
+    sim::bench_page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64)
 }
 
 /// Medians of one operation at one size: maple, btree, rangemap (`None`:

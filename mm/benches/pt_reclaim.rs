@@ -45,7 +45,7 @@ struct Run {
 
 fn run(chunks: u64, pages_per_chunk: u64, reclaim: bool) -> Run {
     sim::set_cpu(0);
-    let pa = sim::page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
+    let pa = sim::bench_page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
     let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
         .unwrap()

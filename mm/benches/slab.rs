@@ -315,7 +315,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn machine() -> PageAlloc<SimPlatform> {
     sim::set_cpu(0);
     let reserved = Pfn::new(0)..Pfn::new(RESERVED_END);
-    sim::page_alloc(NR_PAGES, NR_CPUS, reserved, ZoneLayout::X86_64)
+    sim::bench_page_alloc(NR_PAGES, NR_CPUS, reserved, ZoneLayout::X86_64)
 }
 
 /// A cache of `size`-byte objects with `sheaf_capacity` (0: no sheaves).

@@ -78,7 +78,7 @@ fn touch(mm: &BenchMm<'_, '_>, a: u64, pages: u64, access: FaultAccess) {
 fn main() {
     sim::set_cpu(0);
     let reserved = Pfn::new(0)..Pfn::new(RESERVED_END);
-    let pa = sim::page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64);
+    let pa = sim::bench_page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
     let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
         .expect("node cache")

@@ -7,10 +7,20 @@
 //!
 //! The allocators need the direct map, the CPU number and interrupt
 //! masking; RCU needs preemption control, a clock and a way to block;
-//! later subsystems add TLB flushes and the page-table root here.
+//! the page tables need TLB flushes.
+//!
+//! The last group of methods are the simulator's instruments (fault
+//! injection, page poisoning and owner tracking, the page-table check):
+//! Linux's debug hooks, with default bodies that do nothing. The kernel
+//! keeps the defaults, so that after inlining they cost nothing there;
+//! [`crate::sim`] overrides them.
 #![forbid(unsafe_code)]
 
-use crate::addr::{CpuId, PhysAddr};
+use core::panic::Location;
+
+use crate::addr::{CpuId, Pfn, PhysAddr};
+use crate::gfp::Gfp;
+use crate::memmap::MemMap;
 
 /// Interrupt state saved by [`Platform::irq_save`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +87,58 @@ pub trait Platform: Send + Sync + 'static {
     /// `None`, paging-structure caches included (`flush_tlb_mm_range()`).
     /// On return no CPU uses a stale translation of that range.
     fn flush_tlb(&self, root: PhysAddr, range: Option<(u64, u64)>);
+
+    // ----- Debug hooks: no-ops unless the platform is an instrument -----
+
+    /// Fault injection for the page allocator (`should_fail_alloc_page()`):
+    /// true makes this `alloc_pages` call fail with no memory.
+    #[inline(always)]
+    fn should_fail_alloc_page(&self, _gfp: Gfp, _order: u32) -> bool {
+        false
+    }
+
+    /// Fault injection for slab allocations (`should_failslab()`): true
+    /// makes this object allocation (or sheaf prefill) fail.
+    #[inline(always)]
+    fn should_failslab(&self, _gfp: Gfp) -> bool {
+        false
+    }
+
+    /// A block of 2^`order` frames at `pfn` leaves the page allocator,
+    /// before it is zeroed (`post_alloc_hook()`: `kernel_unpoison_pages()`
+    /// checks the free poison, `set_page_owner()` records `caller`).
+    #[inline(always)]
+    fn post_alloc_hook(&self, _pfn: Pfn, _order: u32, _caller: &'static Location<'static>) {}
+
+    /// A block of 2^`order` frames at `pfn` is being freed: its last
+    /// reference is gone and its checks passed (`free_pages_prepare()`:
+    /// `page_table_check_free()`, `kernel_poison_pages()`).
+    #[inline(always)]
+    fn free_pages_prepare(&self, _pfn: Pfn, _order: u32) {}
+
+    /// Whether leaf PTE writes are reported to [`Platform::page_table_check_set`]
+    /// (`CONFIG_PAGE_TABLE_CHECK`). A constant, so that the PTE helpers
+    /// compile to plain stores when it is false.
+    const PAGE_TABLE_CHECK: bool = false;
+
+    /// A leaf PTE changed from `old` to `new` (raw entries): the page-table
+    /// check counts the mappings of each frame (`page_table_check_pte_set()`,
+    /// `page_table_check_pte_clear()`). Called only if
+    /// [`Platform::PAGE_TABLE_CHECK`].
+    #[inline(always)]
+    fn page_table_check_set(&self, _old: u64, _new: u64) {}
+
+    /// The page allocator over `memmap` is being torn down: the
+    /// simulator's leak check. Never called in the kernel, whose
+    /// allocator lives forever.
+    #[inline(always)]
+    fn page_alloc_teardown(&self, _memmap: &MemMap) {}
+
+    /// A slab cache was destroyed with `objects` still allocated (after
+    /// `kmem_cache_destroy` reported them): the simulator's object-level
+    /// leak check.
+    #[cold]
+    fn slab_leak(&self, _cache: &str, _objects: u64) {}
 }
 
 /// Preemption stays disabled while this guard lives.

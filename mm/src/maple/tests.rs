@@ -245,6 +245,28 @@ fn preallocate_then_destroy_returns_every_node() {
     });
 }
 
+#[test]
+fn a_failed_prefill_fails_the_preallocation() {
+    with_tree(VMA, |t, _| {
+        for i in 0..200u64 {
+            store(t, i * 10, i * 10 + 5, i as usize + 1);
+        }
+        let mut w = t.lock();
+        // The first allocation, the node cache's sheaf prefill, fails:
+        // the preallocation fails too, with no second try node by node
+        // (which would turn one injected failure into a success).
+        sim::set_fail_nth(1);
+        let r = w.preallocate(5, 1500, v(7), Gfp::KERNEL);
+        let left = sim::fail_nth();
+        sim::set_fail_nth(0);
+        assert_eq!(left, 0, "the failure was injected");
+        assert_eq!(r, Err(MapleError::NoMem));
+        drop(w);
+        assert_eq!(t.load(20), v(3));
+        check(t);
+    });
+}
+
 /// The model: disjoint ranges, NULL ranges absent.
 #[derive(Clone, Default)]
 pub(crate) struct Model(pub BTreeMap<u64, (u64, usize)>);

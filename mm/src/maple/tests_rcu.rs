@@ -270,7 +270,11 @@ fn read_once(t: &Tree<'_>, ops: &Ops, done: &AtomicUsize, rng: &mut XorShift64) 
         2 | 3 if found_none => w.null(i),
         2 => {
             let (lo, hi, raw) = seen[0];
-            assert!(hi >= i && lo <= i + span, "{}: outside the window", w.what);
+            assert!(
+                hi >= i && lo <= i + span,
+                "{}: outside the window: found [{lo:#x}, {hi:#x}] = {raw:#x}",
+                w.what
+            );
             w.entry(lo.max(i), lo, hi, raw);
         }
         3 => {

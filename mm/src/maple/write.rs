@@ -1010,6 +1010,11 @@ impl Supply {
             1 => self.single = Some(tree.cache.alloc(gfp).ok_or(MapleError::NoMem)?),
             _ => match tree.cache.prefill_sheaf(gfp, n) {
                 Some(s) => self.sheaf = Some(s),
+                // Out of memory: no second try one by one.
+                None if tree.cache.has_sheaves() => {
+                    self.release(tree);
+                    return Err(MapleError::NoMem);
+                }
                 None => {
                     // A cache without sheaves (debug caches): one by one.
                     self.list.try_reserve(n).map_err(|_| MapleError::NoMem)?;

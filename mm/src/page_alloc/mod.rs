@@ -293,10 +293,19 @@ impl<P: Platform> PageAlloc<P> {
         self.zones.iter().map(Zone::nr_pcp_pages).sum()
     }
 
-    /// Allocates 2^`order` contiguous frames (`alloc_pages`).
+    /// Allocates 2^`order` contiguous frames (`alloc_pages`). The
+    /// caller's location is given to the platform's owner tracking
+    /// ([`Platform::post_alloc_hook`]).
+    #[track_caller]
     pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<Pfn, AllocError> {
+        let caller = Location::caller();
         if order > MAX_PAGE_ORDER {
             return Err(AllocError::BadOrder(order));
+        }
+        // prepare_alloc_pages(): the fault-injection point.
+        if self.platform.should_fail_alloc_page(gfp, order) {
+            self.stats.inc(PaStat::AllocFail);
+            return Err(AllocError::NoMemory);
         }
         let mt = MigrateType::from_gfp(gfp);
         let highest = gfp_zone(gfp);
@@ -307,11 +316,12 @@ impl<P: Platform> PageAlloc<P> {
             highest,
             Watermark::Low,
             AllocFlags::empty(),
+            caller,
         ) {
             self.stats.inc(PaStat::AllocFastpath);
             return Ok(pfn);
         }
-        self.alloc_pages_slowpath(gfp, order, mt, highest)
+        self.alloc_pages_slowpath(gfp, order, mt, highest, caller)
     }
 
     #[cold]
@@ -321,11 +331,12 @@ impl<P: Platform> PageAlloc<P> {
         order: u32,
         mt: MigrateType,
         highest: ZoneType,
+        caller: &'static Location<'static>,
     ) -> Result<Pfn, AllocError> {
         let flags = gfp_to_alloc_flags(gfp, order);
         for attempt in 0..2 {
             if let Some(pfn) =
-                self.get_page_from_freelist(gfp, order, mt, highest, Watermark::Min, flags)
+                self.get_page_from_freelist(gfp, order, mt, highest, Watermark::Min, flags, caller)
             {
                 self.stats.inc(PaStat::AllocSlowpath);
                 return Ok(pfn);
@@ -353,6 +364,7 @@ impl<P: Platform> PageAlloc<P> {
     }
 
     /// Walks the zonelist from `highest` down (`get_page_from_freelist`).
+    #[allow(clippy::too_many_arguments)]
     fn get_page_from_freelist(
         &self,
         gfp: Gfp,
@@ -361,6 +373,7 @@ impl<P: Platform> PageAlloc<P> {
         highest: ZoneType,
         wmark: Watermark,
         flags: AllocFlags,
+        caller: &'static Location<'static>,
     ) -> Option<Pfn> {
         for zone in self.zones[..=highest as usize].iter().rev() {
             if !zone.is_populated() {
@@ -374,7 +387,7 @@ impl<P: Platform> PageAlloc<P> {
             let Some(pfn) = self.rmqueue(zone, order, mt, flags) else {
                 continue;
             };
-            self.prep_new_page(zone, pfn, order, gfp, mt);
+            self.prep_new_page(zone, pfn, order, gfp, mt, caller);
             if flags.contains(AllocFlags::HIGHATOMIC) {
                 let _irq = IrqGuard::new(&self.platform);
                 let mut area = zone.free.lock();
@@ -403,7 +416,15 @@ impl<P: Platform> PageAlloc<P> {
     }
 
     /// Marks a block allocated and zeroes it if asked (`prep_new_page`).
-    fn prep_new_page(&self, zone: &Zone, pfn: Pfn, order: u32, gfp: Gfp, mt: MigrateType) {
+    fn prep_new_page(
+        &self,
+        zone: &Zone,
+        pfn: Pfn,
+        order: u32,
+        gfp: Gfp,
+        mt: MigrateType,
+        caller: &'static Location<'static>,
+    ) {
         let page = self.memmap.page(pfn);
         if page.refcount() != 0 || page.mapcount() != 0 {
             // A free frame's record was written by someone: report, go on.
@@ -420,6 +441,7 @@ impl<P: Platform> PageAlloc<P> {
         page.set_state(PageState::Allocated);
         zone.pgalloc
             .fetch_add(1 << order, core::sync::atomic::Ordering::Relaxed);
+        self.platform.post_alloc_hook(pfn, order, caller);
         if gfp.contains(Gfp::ZERO) {
             let va = self.platform.phys_to_virt(pfn.phys_addr());
             // SAFETY: 1. The block was just taken off the free lists, so no
@@ -468,6 +490,7 @@ impl<P: Platform> PageAlloc<P> {
         if let Err(found) = page.cmpxchg_state(PageState::Allocated, PageState::None) {
             return Err(bad(BadPageReason::NotAllocated(found)));
         }
+        self.platform.free_pages_prepare(pfn, order);
         let zone = &self.zones[page.zone_idx()];
         if pcp::pcp_allowed_order(order) {
             let _preempt = PreemptGuard::new(&self.platform);
@@ -546,6 +569,14 @@ impl<P: Platform> PageAlloc<P> {
     /// migratetype per zone.
     pub fn pagetypeinfo(&self) -> PageTypeInfo<'_, P> {
         PageTypeInfo(self)
+    }
+}
+
+impl<P: Platform> Drop for PageAlloc<P> {
+    /// Teardown (host tests only: the kernel's allocator is never
+    /// dropped): the platform's leak check sees the memmap last.
+    fn drop(&mut self) {
+        self.platform.page_alloc_teardown(&self.memmap);
     }
 }
 

@@ -29,7 +29,7 @@ fn alloc_buddy(pa: &PageAlloc<sim::SimPlatform>, order: u32, mt: MigrateType) ->
         mt,
         AllocFlags::empty(),
     )
-    .inspect(|&pfn| pa.prep_new_page(zone, pfn, order, Gfp::KERNEL, mt))
+    .inspect(|&pfn| pa.prep_new_page(zone, pfn, order, Gfp::KERNEL, mt, Location::caller()))
     .expect("memory")
 }
 
@@ -126,6 +126,8 @@ fn buddy_math() {
 #[test]
 fn unmovable_claims_a_whole_free_pageblock() {
     let pa = one_zone(1024);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     // Everything starts movable; an unmovable order-0 request claims a
     // whole pageblock (the order-10 block covers two: both are retagged).
     let pfn = alloc_buddy(&pa, 0, MigrateType::Unmovable);
@@ -140,6 +142,8 @@ fn unmovable_claims_a_whole_free_pageblock() {
 #[test]
 fn partial_pageblock_is_claimed_only_when_half_free() {
     let pa = one_zone(1024);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     // Fill the first pageblock (512 pages) with movable order-0 pages.
     let movable: Vec<Pfn> = (0..512)
         .map(|_| alloc_buddy(&pa, 0, MigrateType::Movable))
@@ -165,6 +169,8 @@ fn partial_pageblock_is_claimed_only_when_half_free() {
 #[test]
 fn movable_steals_without_claiming_a_mostly_used_block() {
     let pa = one_zone(512);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     // One pageblock, made unmovable by a claim, then mostly used.
     let used: Vec<Pfn> = (0..400)
         .map(|_| alloc_buddy(&pa, 0, MigrateType::Unmovable))
@@ -192,6 +198,8 @@ fn zone_limits_hold() {
         limits: [Pfn::new(1024), Pfn::new(4096), Pfn::new(u64::MAX)],
     };
     let pa = sim::page_alloc(8192, 1, Pfn::new(0)..Pfn::new(0), layout);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     let mut dma = Vec::new();
     while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA | Gfp::NOWARN, 0) {
         assert!(pfn.as_u64() < 1024, "DMA allocation at {pfn:?}");
@@ -247,6 +255,8 @@ fn memalloc_drains_everything_and_counts_come_back() {
 fn watermarks_follow_min_free_kbytes() {
     // 262144 pages = 1 GiB: min_free_kbytes = sqrt(1 GiB in kB * 16) = 4096.
     let pa = one_zone(1 << 18);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     let z = &pa.zones()[ZoneType::Dma32 as usize];
     assert_eq!(z.watermark[Watermark::Min as usize], 1024);
     // delta = max(1024 / 4, 262144 * 10 / 10000) = 262.
@@ -364,6 +374,8 @@ fn extra_references_delay_the_free() {
 #[test]
 fn zeroed_pages_are_zero() {
     let pa = one_zone(1024);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     let pfn = pa.alloc_pages(Gfp::KERNEL, 1).unwrap();
     let va = pa.platform().phys_to_virt(pfn.phys_addr());
     // SAFETY: the block is ours (just allocated), 2 pages long, and mapped by
@@ -382,6 +394,8 @@ fn zeroed_pages_are_zero() {
 #[test]
 fn highatomic_reserve_is_made_and_released() {
     let pa = one_zone(1 << 16);
+    // The test leaves what it allocated allocated: no leak check.
+    pa.platform().0.allow_leaks();
     let z = &pa.zones()[ZoneType::Dma32 as usize];
     // Push the zone below its low watermark, so the next request takes the
     // slow path, where a non-blocking high-order allocation reserves its

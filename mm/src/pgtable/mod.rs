@@ -597,13 +597,30 @@ impl<'t, P: Platform> PteLock<'t, P> {
     /// Writes the PTE for `addr` (`set_pte_at()`). The caller flushes the
     /// TLB if it replaced a present entry.
     pub fn set(&mut self, addr: u64, e: Entry) {
-        self.table[self.index(addr)].store(e.0, Release);
+        let i = self.index(addr);
+        self.write(i, e.0);
+    }
+
+    /// Stores entry `i`; with the platform's page-table check, through a
+    /// swap that reports the old and new values.
+    #[inline]
+    fn write(&self, i: usize, v: u64) {
+        if P::PAGE_TABLE_CHECK {
+            let old = self.table[i].swap(v, AcqRel);
+            self.pt.pa.platform().page_table_check_set(old, v);
+        } else {
+            self.table[i].store(v, Release);
+        }
     }
 
     /// Clears the PTE for `addr`, returning the old value
     /// (`ptep_get_and_clear()`).
     pub fn get_and_clear(&mut self, addr: u64) -> Entry {
-        Entry(self.table[self.index(addr)].swap(0, AcqRel))
+        let old = self.table[self.index(addr)].swap(0, AcqRel);
+        if P::PAGE_TABLE_CHECK {
+            self.pt.pa.platform().page_table_check_set(old, 0);
+        }
+        Entry(old)
     }
 
     /// Whether every entry of the table is none (reclaim's rescan).
@@ -699,7 +716,7 @@ impl<P: Platform> LazyMmu<'_, '_, P> {
             return;
         }
         for &(i, v) in &self.queue[..self.len] {
-            self.ptl.table[i as usize].store(v, Release);
+            self.ptl.write(i as usize, v);
         }
         self.len = 0;
         self.ptl.pt.inc(PtStat::LazyFlushes, 1);

@@ -366,6 +366,11 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         self.layout.object_size
     }
 
+    /// Whether the cache has per-CPU sheaves (and so prefilled sheaves).
+    pub fn has_sheaves(&self) -> bool {
+        self.sheaves.is_some()
+    }
+
     /// The event counters.
     pub fn stats(&self) -> &SlabStats {
         &self.stats
@@ -600,6 +605,10 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     /// Caches with sheaves try this CPU's sheaf first.
     #[inline]
     pub fn alloc(&self, gfp: Gfp) -> Option<NonNull<u8>> {
+        // slab_pre_alloc_hook(): the fault-injection point.
+        if self.pa.platform().should_failslab(gfp) {
+            return None;
+        }
         if let Some(sh) = &self.sheaves
             && let Some(obj) = self.alloc_from_pcs(sh, gfp)
         {
@@ -1017,6 +1026,7 @@ impl<P: Platform> Drop for KmemCache<'_, P> {
                 self.name,
                 self.nr_active()
             );
+            self.pa.platform().slab_leak(self.name, self.nr_active());
         }
     }
 }

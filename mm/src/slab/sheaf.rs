@@ -517,6 +517,10 @@ impl<P: Platform> KmemCache<'_, P> {
         if count == 0 {
             return None;
         }
+        // As an allocation, a fault-injection point.
+        if self.pa.platform().should_failslab(gfp) {
+            return None;
+        }
         if count > sh.capacity {
             self.stat(SlabStat::SheafPrefillOversize);
             let mut sheaf = Sheaf::try_new(count)?;

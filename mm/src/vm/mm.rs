@@ -290,35 +290,75 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         new
     }
 
-    /// Splits the VMA `p` at `at` (`__split_vma()`); returns the pieces.
-    pub(super) fn split_vma(
+    /// Stores `new` over `[start, end)`, or a hole for `None`, replacing
+    /// what is there (`vma_iter_store()` with the splits of
+    /// `vms_gather_munmap_vmas()` and `vma_modify()` folded in). The one
+    /// store over the range is the only step that may need memory, so an
+    /// error leaves everything as it was. The VMAs that straddle `start`
+    /// or `end` then keep their outer parts: copies trimmed to them are
+    /// stored over exactly the ranges left to the old entries, exact fits
+    /// that need no nodes. Every VMA that overlapped the range is retired.
+    /// Returns the parts of those VMAs inside the range, in order.
+    /// `ENOMEM` also when the VMA count would pass `max_map_count`.
+    pub(super) fn vma_store_range(
         &self,
         l: &mut MmLocked,
-        p: NonNull<Vma>,
-        at: u64,
-    ) -> Result<(NonNull<Vma>, NonNull<Vma>)> {
-        let v = self.read(p);
-        debug_assert!(v.start < at && at < v.end);
-        if l.map_count >= self.vm.max_map_count {
+        start: u64,
+        end: u64,
+        new: Option<Vma>,
+    ) -> Result<Vec<Vma>> {
+        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
+        let old = self.vmas_in(start, end);
+        let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
+        let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
+        let count = l.map_count - old.len()
+            + usize::from(new.is_some())
+            + usize::from(below.is_some())
+            + usize::from(above.is_some());
+        if count > l.map_count && count > self.vm.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        // The upper piece first: the only store that may need nodes; if it
-        // fails, nothing changed. The old entry then covers exactly the
-        // lower piece, so replacing it is an exact fit, which needs none.
-        let upper = self.insert_vma(l, v.slice(at, v.end))?;
-        let lower = self
-            .insert_vma(l, v.slice(v.start, at))
-            .expect("an exact-fit store needs no nodes");
-        self.retire_vma(l, p);
-        Ok((lower, upper))
+        let np = new.map(|v| NonNull::from(Box::leak(Box::new(v))));
+        if let Err(e) = self
+            .vmas
+            .lock()
+            .store_range(start, end - 1, np, Gfp::KERNEL)
+        {
+            if let Some(p) = np {
+                // SAFETY: never published: still ours.
+                drop(unsafe { Box::from_raw(p.as_ptr()) });
+            }
+            return Err(Errno(-e.errno()));
+        }
+        if let Some(v) = new {
+            l.map_count += 1;
+            self.account(&v, 1);
+        }
+        if let Some(v) = below {
+            self.insert_vma_exact(l, v.slice(v.start, start));
+        }
+        if let Some(v) = above {
+            self.insert_vma_exact(l, v.slice(end, v.end));
+        }
+        let mut inside = Vec::with_capacity(old.len());
+        for (p, v) in old {
+            inside.push(v.slice(v.start.max(start), v.end.min(end)));
+            self.retire_vma(l, p);
+        }
+        Ok(inside)
     }
 
-    /// Clears `[start, end)` from the tree (no VMA may straddle its ends).
-    pub(super) fn clear_range(&self, start: u64, end: u64) -> Result<()> {
+    /// Stores `v` over a range that exactly one tree entry covers, which
+    /// needs no nodes; accounts it.
+    fn insert_vma_exact(&self, l: &mut MmLocked, v: Vma) -> NonNull<Vma> {
+        let p = NonNull::from(Box::leak(Box::new(v)));
         self.vmas
             .lock()
-            .store_range(start, end - 1, None, Gfp::KERNEL)
-            .map_err(|e| Errno(-e.errno()))
+            .store_range(v.start, v.end - 1, Some(p), Gfp::NOWAIT)
+            .expect("an exact-fit store needs no nodes");
+        l.map_count += 1;
+        self.account(&v, 1);
+        p
     }
 
     fn account(&self, v: &Vma, sign: i64) {

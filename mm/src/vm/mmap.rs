@@ -16,6 +16,8 @@
 //! used, and flush the TLB in the mmu_gather before any page or table is
 //! freed; the VMAs are retired last, through RCU.
 
+use alloc::vec::Vec;
+
 use super::mm::MmLocked;
 use super::vma::{VmFlags, Vma, can_merge};
 use super::zap::ZapDetails;
@@ -227,14 +229,11 @@ impl<P: Platform> Mm<'_, '_, P> {
             if fixed && start < self.vm.mmap_min_addr {
                 return Err(Errno::EPERM);
             }
-            if flags.contains(MapFlags::FIXED_NOREPLACE) {
-                if self.find_vma(start).is_some_and(|v| v.start < start + len) {
-                    return Err(Errno::EEXIST);
-                }
-            } else if flags.contains(MapFlags::FIXED) {
-                self.do_munmap(&mut l, start, len)?;
+            let replaced = self.find_vma(start).is_some_and(|v| v.start < start + len);
+            if replaced && flags.contains(MapFlags::FIXED_NOREPLACE) {
+                return Err(Errno::EEXIST);
             }
-            if l.map_count >= self.vm.max_map_count {
+            if !replaced && l.map_count >= self.vm.max_map_count {
                 return Err(Errno::ENOMEM);
             }
             let new = Vma {
@@ -244,7 +243,12 @@ impl<P: Platform> Mm<'_, '_, P> {
                 pgoff: start >> PAGE_SHIFT,
                 anon_vma: None,
             };
-            self.map_new_range(&mut l, new)?;
+            // MAP_FIXED over mappings: the new VMA replaces them in one
+            // store, and only then are their pages unmapped, so that a
+            // failure leaves them as they were (Linux 6.12's
+            // `__mmap_region()` with `vms_abort_munmap_vmas()`).
+            let old = self.map_new_range(&mut l, new)?;
+            self.unmap_replaced(&old);
             if vm_flags.contains(VmFlags::ACCOUNT) {
                 self.vm.vm_acct_memory(len >> PAGE_SHIFT);
             }
@@ -273,22 +277,38 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
     }
 
-    /// Inserts a VMA over a free range, merging with compatible
-    /// neighbours (`vma_merge_new_range()`, else a new VMA).
-    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<()> {
-        let prev = self
-            .prev_vma_entry(new.start)
-            .filter(|(_, v)| can_merge(v, &new));
+    /// Stores a VMA over its range, merging with compatible neighbours
+    /// (`vma_merge_new_range()`, else a new VMA). VMAs already in the
+    /// range are replaced (their parts outside it stay, and merge like
+    /// any neighbour); their parts inside it are returned, for the caller
+    /// to unmap or to ignore (a change of flags). One tree store: an
+    /// error leaves everything as it was ([`Mm::vma_store_range`]).
+    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<Vec<Vma>> {
+        // The neighbours as they will be: the parts of the VMAs around
+        // the range that lie outside it.
+        let prev = (new.start > 0)
+            .then(|| self.vmas.load(new.start - 1))
+            .flatten()
+            .map(|p| {
+                let v = self.read(p);
+                v.slice(v.start, new.start)
+            })
+            .filter(|v| can_merge(v, &new));
         let next = self
-            .find_vma_entry(new.end)
-            .filter(|(_, v)| can_merge(&new, v));
+            .vmas
+            .load(new.end)
+            .map(|p| {
+                let v = self.read(p);
+                v.slice(new.end, v.end)
+            })
+            .filter(|v| can_merge(&new, v));
         let mut merged = new;
-        if let Some((_, p)) = prev {
+        if let Some(p) = prev {
             merged.start = p.start;
             merged.pgoff = p.pgoff;
             merged.anon_vma = p.anon_vma.or(new.anon_vma);
         }
-        if let Some((_, n)) = next {
+        if let Some(n) = next {
             // Both sides: prev and next must agree with each other too.
             if can_merge(
                 &Vma {
@@ -301,15 +321,32 @@ impl<P: Platform> Mm<'_, '_, P> {
                 merged.anon_vma = merged.anon_vma.or(n.anon_vma);
             }
         }
-        let next = next.filter(|(_, n)| merged.end == n.end);
-        self.insert_vma(l, merged)?;
-        if let Some((p, _)) = prev {
-            self.retire_vma(l, p);
+        let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+        Ok(old
+            .into_iter()
+            .filter(|v| v.end > new.start && v.start < new.end)
+            .map(|v| v.slice(v.start.max(new.start), v.end.min(new.end)))
+            .collect())
+    }
+
+    /// Unmaps the pages of `old`, parts of VMAs that a new VMA replaced
+    /// (MAP_FIXED), and uncharges them. The page tables stay: the new
+    /// VMA covers them.
+    pub(super) fn unmap_replaced(&self, old: &[Vma]) {
+        if old.is_empty() {
+            return;
         }
-        if let Some((p, _)) = next {
-            self.retire_vma(l, p);
+        let mut tlb = MmuGather::new(&self.pt, false);
+        for v in old {
+            self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
         }
-        Ok(())
+        tlb.finish();
+        let nr_accounted: u64 = old
+            .iter()
+            .filter(|v| v.flags.contains(VmFlags::ACCOUNT))
+            .map(Vma::pages)
+            .sum();
+        self.vm.vm_unacct_memory(nr_accounted);
     }
 
     /// `munmap()` (`do_vmi_munmap()`).
@@ -326,49 +363,35 @@ impl<P: Platform> Mm<'_, '_, P> {
     }
 
     /// Unmaps `[start, start + len)` with the mmap lock held for write
-    /// (`do_vmi_align_munmap()`): split the VMAs at both ends, clear the
-    /// range from the tree, zap it and free the page tables that only it
-    /// used, within the gap between the neighbours.
+    /// (`do_vmi_align_munmap()`): clear the range from the tree in one
+    /// store (VMAs at the ends keep their outer parts; on failure nothing
+    /// changed), zap it and free the page tables that only it used,
+    /// within the gap between the neighbours.
     pub(super) fn do_munmap(&self, l: &mut MmLocked, start: u64, len: u64) -> Result<()> {
         let end = start + len;
-        let Some((first_p, first)) = self.find_vma_entry(start) else {
+        let Some(first) = self.find_vma(start) else {
             return Ok(());
         };
         if first.start >= end {
             return Ok(());
         }
-        if first.start < start {
-            // Unmapping the middle of a VMA makes one more.
-            if first.end > end && l.map_count >= self.vm.max_map_count {
-                return Err(Errno::ENOMEM);
-            }
-            self.split_vma(l, first_p, start)?;
-        }
-        if let Some(last_p) = self.vmas.load(end - 1)
-            && self.read(last_p).end > end
-        {
-            self.split_vma(l, last_p, end)?;
-        }
-        let doomed = self.vmas_in(start, end);
-        self.clear_range(start, end)?;
+        let doomed = self.vma_store_range(l, start, end, None)?;
         let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
         let ceiling = self.find_vma(end).map_or(0, |v| v.start);
         let mut tlb = MmuGather::new(&self.pt, false);
-        for (_, v) in &doomed {
+        for v in &doomed {
             self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
         }
-        if let (Some((_, lo)), Some((_, hi))) = (doomed.first(), doomed.last()) {
+        if let (Some(lo), Some(hi)) = (doomed.first(), doomed.last()) {
             self.pt
                 .free_pgd_range(&mut tlb, lo.start, hi.end, floor, ceiling);
         }
         tlb.finish();
-        let mut nr_accounted = 0;
-        for (p, v) in doomed {
-            if v.flags.contains(VmFlags::ACCOUNT) {
-                nr_accounted += v.pages();
-            }
-            self.retire_vma(l, p);
-        }
+        let nr_accounted: u64 = doomed
+            .iter()
+            .filter(|v| v.flags.contains(VmFlags::ACCOUNT))
+            .map(Vma::pages)
+            .sum();
         self.vm.vm_unacct_memory(nr_accounted);
         Ok(())
     }
@@ -414,6 +437,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             anon_vma: None,
         };
         if l.map_count >= self.vm.max_map_count || self.map_new_range(&mut l, new).is_err() {
+            // (Nothing is mapped in [oldbrk, newbrk): nothing replaced.)
             return old;
         }
         self.vm.vm_acct_memory(new.pages());

@@ -98,6 +98,8 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_fail_nth;
+#[cfg(test)]
 mod tests_fork;
 #[cfg(test)]
 mod tests_reclaim;

@@ -104,35 +104,22 @@ impl<P: Platform> Mm<'_, '_, P> {
         Ok(())
     }
 
-    /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`: split
-    /// off the parts outside, then merge with compatible neighbours.
+    /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
+    /// (`vma_modify_flags()`): a copy with the new flags, merged with
+    /// compatible neighbours, replaces that part in one tree store; the
+    /// parts of the VMA outside stay. On error nothing changed.
     pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
         let p = self.vmas.load(s).expect("a VMA at the start");
         let v = self.read(p);
         if v.flags == nf {
             return Ok(());
         }
-        let extra = usize::from(v.start < s) + usize::from(e < v.end);
-        if l.map_count + extra > self.vm.max_map_count {
-            return Err(Errno::ENOMEM);
-        }
-        let mut pieces = [v; 3];
-        let mut n = 0;
-        if v.start < s {
-            pieces[n] = v.slice(v.start, s);
-            n += 1;
-        }
-        pieces[n] = Vma {
+        let new = Vma {
             flags: nf,
             ..v.slice(s, e)
         };
-        n += 1;
-        if e < v.end {
-            pieces[n] = v.slice(e, v.end);
-            n += 1;
-        }
-        self.replace_vma(l, p, &pieces[..n])?;
-        self.merge_around(l, s)
+        self.map_new_range(l, new)?;
+        Ok(())
     }
 
     /// Merges the VMA at `addr` with compatible neighbours

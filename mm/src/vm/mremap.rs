@@ -581,14 +581,17 @@ impl<P: Platform> Mm<'_, '_, P> {
             account_after = v.end > addr + len;
         }
         if self.do_munmap(l, addr, len).is_err() {
-            // Out of memory splitting: the source stays mapped, charged
-            // as before.
+            // Out of memory splitting: the source stays mapped (empty:
+            // its pages moved) and accountable, so it is charged again:
+            // the moved pages stay charged to the new VMA ("OOM: unable
+            // to split vma, just get accounts right").
             if accountable_move {
                 for (q, w) in self.vmas_in(v.start, v.end) {
                     if !w.flags.contains(VmFlags::ACCOUNT) {
                         self.set_vma_flags(l, q, w.flags | VmFlags::ACCOUNT);
                     }
                 }
+                self.vm.vm_acct_memory(len >> PAGE_SHIFT);
             }
             return;
         }
