@@ -210,7 +210,8 @@ pub struct TlbFlush {
 // only a pointer, and every access to the memory behind it goes through
 // raw pointers whose users synchronise as they would on real RAM.
 unsafe impl Send for SimMachine {}
-// SAFETY: as above.
+// SAFETY: `&SimMachine` gives only the RAM pointer (used through raw
+// pointers whose users synchronise), atomics and Mutex-guarded logs.
 unsafe impl Sync for SimMachine {}
 
 impl SimMachine {

@@ -18,6 +18,26 @@
 //! marks the replaced nodes dead and frees them through `kfree_rcu`. A
 //! reader that meets a dead node restarts from the root.
 //!
+//! # Locking
+//!
+//! 1. The writer lock (`MapleTree::lock`, Linux's `ma_lock`): one
+//!    writer at a time, held for a whole store (preallocation, plan,
+//!    stores, retiring the old nodes). It is a plain spin mutex: not
+//!    interrupt-safe (no tree is written from interrupt context) and it
+//!    does not disable preemption, so a store with `Gfp::KERNEL` may
+//!    block in the allocator while holding it, as Linux's VMA tree may
+//!    under the mmap lock it uses as its external lock
+//!    (`MT_FLAGS_LOCK_EXTERN`). The VMA tree takes it under the mmap lock
+//!    (`vm`'s lock order). Under it: the node cache's slab locks and the
+//!    page allocator's, and RCU's callback queue (`kfree_rcu`).
+//! 2. Readers take no lock: `rcu_read_lock` only. They never wait for a
+//!    writer, and a writer never waits for them; what they may see is
+//!    in `# Ordering`.
+//!
+//! A node leaves the tree (marked dead) before it is freed, and is freed
+//! only through `kfree_rcu`. [`MapleTree::destroy`] frees every node
+//! the same way: readers still inside a section finish safely.
+//!
 //! # Ordering
 //!
 //! Every node word is an atomic; the writer's stores to them are Release,

@@ -345,7 +345,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             }
             StoreType::SlotStore => {
                 let leaf = plan.lp.leaf();
-                // SAFETY: as above.
+                // SAFETY: the leaf of the walk just made, live in the tree; the
+                // writer holds the lock.
                 let node = unsafe { leaf.node.node() };
                 let o = leaf.offset;
                 let (lo, _) = node.slot_range(o, leaf.end, leaf.min, leaf.max);
@@ -371,7 +372,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 let leaf = *plan.lp.leaf();
                 let mut big = Big::new();
                 tree.leaf_content(&leaf, &leaf, plan.index, plan.last, plan.raw, &mut big);
-                // SAFETY: as above; no readers in a non-RCU tree.
+                // SAFETY: the leaf of the walk just made, live in the tree; the
+                // writer holds the lock.
                 let node = unsafe { leaf.node.node() };
                 let t = NodeType::Leaf64;
                 let end = big.len - 1;
@@ -702,7 +704,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             let pnode = unsafe { parent.node.node() };
             let (min, max) = pnode.slot_range(parent.offset, parent.end, parent.min, parent.max);
             let en = Enode(pnode.slot(pt, parent.offset));
-            // SAFETY: as above.
+            // SAFETY: the child named by a live parent's slot is live; the writer holds the lock.
             let end = unsafe { en.node() }.data_end(en.node_type(), max);
             path.lv[k] = Level {
                 node: en,
@@ -765,7 +767,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         if raw == 0 {
             // The same at `last`, within its leaf...
             let leaf = *rp.leaf();
-            // SAFETY: as above.
+            // SAFETY: the leaf of a walk made under the writer lock: live in the tree.
             let node = unsafe { leaf.node.node() };
             let mut o = 0;
             while o < leaf.end && node.pivot(o) < last {
@@ -783,7 +785,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             if last == leaf.max && last != u64::MAX {
                 rp = self.write_path(last + 1);
                 let next = *rp.leaf();
-                // SAFETY: as above.
+                // SAFETY: the leaf of a walk made under the writer lock: live in the tree.
                 let nnode = unsafe { next.node.node() };
                 if nnode.slot(NodeType::Leaf64, 0) == 0 {
                     last = nnode.slot_range(0, next.end, next.min, next.max).1;
@@ -1057,7 +1059,7 @@ impl Supply {
             tree.cache.return_sheaf(Gfp::NOWAIT, s);
         }
         for p in self.list.drain(..) {
-            // SAFETY: as above.
+            // SAFETY: a preallocated node never handed out: ours to free.
             unsafe { tree.cache.free(p) };
         }
         if !core::mem::take(&mut self.pending) {
