@@ -13,7 +13,7 @@
 //! injection, page poisoning and owner tracking, the page-table check):
 //! Linux's debug hooks, with default bodies that do nothing. The kernel
 //! keeps the defaults, so that after inlining they cost nothing there;
-//! [`crate::sim`] overrides them.
+//! `crate::sim` (feature `std`) overrides them.
 #![forbid(unsafe_code)]
 
 use core::panic::Location;
