@@ -4,12 +4,17 @@
 # (tests/programs/bench/mmbench.c) as PID 1; prints the ratio table
 # (this kernel's time / Linux's, per path) in Markdown.
 #
-#   scripts/bench-vs-linux.sh [--write] [--runs N] [--only 4k|64k]
+#   scripts/bench-vs-linux.sh [--write] [--runs N] [--only 4k|64k] [--icount]
 #
 #   --write     also replace the generated part of the section "Against
-#               Linux 6.19 in the same QEMU" of docs/BENCHMARKS.md
+#               Linux 6.19 in the same QEMU" of docs/BENCHMARKS.md (one
+#               part for wall-clock runs, one for --icount runs)
 #   --runs N    boots per kernel and mode (median of N; default 3)
 #   --only M    only the 4 KiB-page runs or only the 64 KiB-mTHP runs
+#   --icount    add `-icount shift=0` for both: the guest's clocks count
+#               executed instructions (1 ns each) instead of host time, so
+#               the figures do not depend on the host's load (TCG runs a
+#               `rep` string instruction as one instruction per element)
 #
 # What it does:
 # 1. Fetches the newest linux-binary-6.19.*-amd64 package (Linux's image,
@@ -43,11 +48,13 @@ ROOT=$PWD
 WRITE=0
 RUNS=3
 MODES=(4k 64k)
+ICOUNT=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --write) WRITE=1 ;;
     --runs) RUNS=$2; shift ;;
     --only) MODES=("$2"); shift ;;
+    --icount) ICOUNT=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-linux: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -56,9 +63,12 @@ done
 COMMAND="scripts/bench-vs-linux.sh"
 [ "$RUNS" = 3 ] || COMMAND+=" --runs $RUNS"
 [ ${#MODES[@]} = 2 ] || COMMAND+=" --only ${MODES[0]}"
+[ "$ICOUNT" = 0 ] || COMMAND+=" --icount"
+[ "$WRITE" = 0 ] || COMMAND+=" --write"
 
 WORK=$ROOT/target/bench-vs-linux
 LOGS=$WORK/logs
+[ "$ICOUNT" = 0 ] || LOGS=$WORK/logs-icount
 mkdir -p "$WORK" "$LOGS"
 say() { printf 'bench-vs-linux: %s\n' "$*" >&2; }
 
@@ -69,6 +79,8 @@ SMP=1
 CPU=max,la57=off
 MACHINE=pc
 TIMEOUT=1200 # seconds per boot
+EXTRA=()     # more QEMU arguments, for both
+[ "$ICOUNT" = 0 ] || EXTRA=(-icount shift=0)
 
 # --- 1. Linux's image, through a private apt configuration ---------------
 
@@ -185,14 +197,14 @@ boot_linux() { # MODE LOG
         -append "console=ttyS0 quiet rdinit=/init transparent_hugepage=never panic=-1$args" \
         -serial stdio -display none -no-reboot \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-        -accel tcg -cpu "$CPU" -m "$MEM" -smp "$SMP" -machine "$MACHINE"
+        -accel tcg -cpu "$CPU" -m "$MEM" -smp "$SMP" -machine "$MACHINE" "${EXTRA[@]}"
 }
 
 boot_ours() { # MODE LOG
     local args=()
     [ "$1" = 64k ] && args=(64k)
     stamped "$2" "$RUNNER" --mem "$MEM" --smp "$SMP" --cpu "$CPU" --timeout "$TIMEOUT" \
-        --init "$WORK/mmbench" "${args[@]}" -- -machine "$MACHINE"
+        --init "$WORK/mmbench" "${args[@]}" -- -machine "$MACHINE" "${EXTRA[@]}"
 }
 
 # --- main -------------------------------------------------------------------
@@ -234,29 +246,44 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 5. The table -----------------------------------------------------------
 
-# "kernel mode name value unit" for every bench line of every log, plus
-# boot_host: the host's time from starting QEMU (or the runner) to the
-# program's first line.
+# "kernel mode name value unit run" for every bench line of every log,
+# plus boot_host: the host's time from starting QEMU (or the runner) to
+# the program's first line.
 collect() {
-    local f kernel mode
+    local f kernel mode run
     for f in "$LOGS"/*.log; do
-        kernel=$(basename "$f" .log | cut -d- -f1)
-        mode=$(basename "$f" .log | cut -d- -f2)
-        awk -v k="$kernel" -v m="$mode" '
+        IFS=- read -r kernel mode run <<<"$(basename "$f" .log)"
+        awk -v k="$kernel" -v m="$mode" -v r="$run" '
             NR == 1 { t0 = $2 }
-            $2 == "mmbench:" && $3 == "start" && !s { s = 1; printf "%s %s boot_host %.1f ms\n", k, m, ($1 - t0) * 1000 }
-            $2 == "bench" { print k, m, $3, $4, $5 }' "$f"
+            $2 == "mmbench:" && $3 == "start" && !s { s = 1; printf "%s %s boot_host %.1f ms %s\n", k, m, ($1 - t0) * 1000, r }
+            $2 == "bench" { print k, m, $3, $4, $5, r }' "$f"
     done
 }
 
-# Medians per (kernel, mode, name), then one Markdown row per path.
+# Medians per (kernel, mode, name), then one Markdown row per path; the
+# range after a ratio is that of the ratios of the boots paired in order
+# (this kernel's run i / Linux's run i).
 table() {
     collect | sort -k1,1 -k2,2 -k3,3 -k4,4g | awk -v modes="${MODES[*]}" '
     {
         key = $1 SUBSEP $2 SUBSEP $3
         v[key, ++n[key]] = $4
+        run[key, $6] = $4
+        runs[$6] = 1
         unit[$3] = $5
         if (!($3 in seen)) { seen[$3] = 1; order[++names] = $3 }
+    }
+    function range(mode, name,   r, lo, hi, x, l, o) {
+        lo = ""
+        for (r in runs) {
+            l = run["linux" SUBSEP mode SUBSEP name, r]
+            o = run["ours" SUBSEP mode SUBSEP name, r]
+            if (l == "" || o == "" || l <= 0) continue
+            x = o / l
+            if (lo == "" || x < lo) lo = x
+            if (hi == "" || x > hi) hi = x
+        }
+        return lo == "" || length(runs) < 2 ? "" : sprintf(" (%.2f-%.2f)", lo, hi)
     }
     function median(key,   c) {
         c = n[key]
@@ -298,7 +325,7 @@ table() {
             for (i = 1; i <= nm; i++) {
                 l = median("linux" SUBSEP m[i] SUBSEP name)
                 o = median("ours" SUBSEP m[i] SUBSEP name)
-                r = (l != "" && o != "" && l > 0) ? sprintf("**%.2fx**", o / l) : "-"
+                r = (l != "" && o != "" && l > 0) ? sprintf("**%.2fx**%s", o / l, range(m[i], name)) : "-"
                 row = row " " fmt(l) " | " fmt(o) " | " r " |"
             }
             print row
@@ -316,14 +343,20 @@ infos() {
 }
 
 QEMU_VERSION=$(qemu-system-x86_64 --version | head -n 1)
+if [ "$ICOUNT" = 1 ]; then
+    CLOCK="\`-icount shift=0\`: the guest's clocks count executed instructions, 1 ns each, whatever the host's load"
+else
+    CLOCK="the guest's clocks follow the host's, so the host's load shows in the figures"
+fi
 REPORT=$(
     cat <<EOF
 Run on $(date -u '+%Y-%m-%d %H:%M UTC') with \`$COMMAND\`: $QEMU_VERSION,
-\`-accel tcg -cpu $CPU -m $MEM -smp $SMP -machine $MACHINE\` for both;
-Linux is Debian's \`$LINUX_PKG\` with \`transparent_hugepage=never\`,
+\`-accel tcg -cpu $CPU -m $MEM -smp $SMP -machine $MACHINE${EXTRA[*]:+ ${EXTRA[*]}}\` for both;
+$CLOCK. Linux is Debian's \`$LINUX_PKG\` with \`transparent_hugepage=never\`,
 this kernel the release build. Medians of $RUNS boots each, interleaved;
 the ratio is this kernel's figure / Linux's (below 1: this kernel is
-faster or smaller). Host load average (1, 5, 15 min): $LOAD_BEFORE before,
+faster or smaller), in brackets the range of the ratios of the boots
+paired in order. Host load average (1, 5, 15 min): $LOAD_BEFORE before,
 $LOAD_AFTER after ($(nproc) CPUs).
 
 $(table)
@@ -339,10 +372,15 @@ EOF
 echo
 echo "$REPORT"
 
+# --write: the generated block of this variant (wall clock or icount)
+# between its markers; a missing block goes at the end of the section, a
+# missing section before the second level-2 heading (after Summary).
 if [ "$WRITE" = 1 ]; then
     DOC=docs/BENCHMARKS.md
-    BEGIN='<!-- bench-vs-linux: begin (generated by scripts/bench-vs-linux.sh --write) -->'
-    END='<!-- bench-vs-linux: end -->'
+    SECTION='## Against Linux 6.19 in the same QEMU'
+    VARIANT=$([ "$ICOUNT" = 1 ] && echo "icount" || echo "wall clock")
+    BEGIN="<!-- bench-vs-linux ($VARIANT): begin, generated by scripts/bench-vs-linux.sh --write -->"
+    END="<!-- bench-vs-linux ($VARIANT): end -->"
     body=$(mktemp)
     printf '%s\n%s\n%s\n' "$BEGIN" "$REPORT" "$END" >"$body"
     if grep -qF "$BEGIN" "$DOC"; then
@@ -350,12 +388,18 @@ if [ "$WRITE" = 1 ]; then
             $0 == b { while ((getline l < f) > 0) print l; skip = 1; next }
             $0 == e { skip = 0; next }
             !skip' "$DOC" >"$DOC.new"
+    elif grep -qxF "$SECTION" "$DOC"; then
+        awk -v s="$SECTION" -v f="$body" '
+            function put() { while ((getline l < f) > 0) print l; print ""; done = 1 }
+            in_s && /^## / && !done { put() }
+            $0 == s { in_s = 1 }
+            { print }
+            END { if (in_s && !done) { print ""; put() } }' "$DOC" >"$DOC.new"
     else
-        # A new section before the second level-2 heading (after Summary).
-        awk -v f="$body" '
+        awk -v s="$SECTION" -v f="$body" '
             /^## / && ++h == 2 {
-                print "## Against Linux 6.19 in the same QEMU\n"
-                print "```sh\nscripts/bench-vs-linux.sh --write\n```\n"
+                print s "\n"
+                print "```sh\nscripts/bench-vs-linux.sh --write\nscripts/bench-vs-linux.sh --write --icount\n```\n"
                 while ((getline l < f) > 0) print l
                 print ""
             }
