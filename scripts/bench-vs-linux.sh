@@ -4,7 +4,7 @@
 # (tests/programs/bench/mmbench.c) as PID 1; prints the ratio table
 # (this kernel's time / Linux's, per path) in Markdown.
 #
-#   scripts/bench-vs-linux.sh [--write] [--runs N] [--only 4k|64k] [--icount]
+#   scripts/bench-vs-linux.sh [--write] [--runs N] [--only 4k|64k] [--icount] [--report]
 #
 #   --write     also replace the generated part of the section "Against
 #               Linux 6.19 in the same QEMU" of docs/BENCHMARKS.md (one
@@ -15,6 +15,8 @@
 #               executed instructions (1 ns each) instead of host time, so
 #               the figures do not depend on the host's load (TCG runs a
 #               `rep` string instruction as one instruction per element)
+#   --report    boot nothing: the table of the last run's logs (of the
+#               same --icount choice) again, e.g. with --write
 #
 # What it does:
 # 1. Fetches the newest linux-binary-6.19.*-amd64 package (Linux's image,
@@ -49,12 +51,14 @@ WRITE=0
 RUNS=3
 MODES=(4k 64k)
 ICOUNT=0
+REPORT_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --write) WRITE=1 ;;
     --runs) RUNS=$2; shift ;;
     --only) MODES=("$2"); shift ;;
     --icount) ICOUNT=1 ;;
+    --report) REPORT_ONLY=1 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-linux: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -209,40 +213,49 @@ boot_ours() { # MODE LOG
 
 # --- main -------------------------------------------------------------------
 
-command -v qemu-system-x86_64 >/dev/null && command -v musl-gcc >/dev/null || {
-    say "needs qemu-system-x86_64 and musl-gcc: run scripts/setup.sh"
-    exit 1
-}
-VMLINUZ=$(fetch_linux)
-LINUX_PKG=$(cat "$WORK/linux/PACKAGE" 2>/dev/null || basename "$VMLINUZ")
-say "Linux: $VMLINUZ ($LINUX_PKG)"
+if [ "$REPORT_ONLY" = 1 ]; then
+    # shellcheck source=/dev/null
+    . "$LOGS/meta" || { say "no earlier run in $LOGS"; exit 1; }
+    COMMAND=$RUN_COMMAND
+else
+    command -v qemu-system-x86_64 >/dev/null && command -v musl-gcc >/dev/null || {
+        say "needs qemu-system-x86_64 and musl-gcc: run scripts/setup.sh"
+        exit 1
+    }
+    VMLINUZ=$(fetch_linux)
+    LINUX_PKG=$(cat "$WORK/linux/PACKAGE" 2>/dev/null || basename "$VMLINUZ")
+    say "Linux: $VMLINUZ ($LINUX_PKG)"
 
-say "building tests/programs/bench/mmbench.c and the release runner"
-musl-gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/mmbench" tests/programs/bench/mmbench.c
-cargo build --release -q -p boot
-RUNNER=$(cargo metadata --format-version 1 --no-deps |
-    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/boot
-[ -x "$RUNNER" ] || { say "no runner at $RUNNER"; exit 1; }
-make_initramfs "$WORK/mmbench" "$WORK/linux-initramfs.cpio"
+    say "building tests/programs/bench/mmbench.c and the release runner"
+    musl-gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/mmbench" tests/programs/bench/mmbench.c
+    cargo build --release -q -p boot
+    RUNNER=$(cargo metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/boot
+    [ -x "$RUNNER" ] || { say "no runner at $RUNNER"; exit 1; }
+    make_initramfs "$WORK/mmbench" "$WORK/linux-initramfs.cpio"
 
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-rm -f "$LOGS"/*.log
-for mode in "${MODES[@]}"; do
-    for run in $(seq 1 "$RUNS"); do
-        for kernel in linux ours; do
-            log=$LOGS/$kernel-$mode-$run.log
-            say "run $run/$RUNS, $mode: $kernel (load $(cut -d' ' -f1 /proc/loadavg))"
-            st=0
-            "boot_$kernel" "$mode" "$log" || st=$?
-            if [ $st -ne 0 ] || ! grep -q 'mmbench: done' "$log"; then
-                say "$kernel $mode run $run failed (status $st); log: $log"
-                tail -n 20 "$log" >&2
-                exit 1
-            fi
+    LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+    rm -f "$LOGS"/*.log
+    for mode in "${MODES[@]}"; do
+        for run in $(seq 1 "$RUNS"); do
+            for kernel in linux ours; do
+                log=$LOGS/$kernel-$mode-$run.log
+                say "run $run/$RUNS, $mode: $kernel (load $(cut -d' ' -f1 /proc/loadavg))"
+                st=0
+                "boot_$kernel" "$mode" "$log" || st=$?
+                if [ $st -ne 0 ] || ! grep -q 'mmbench: done' "$log"; then
+                    say "$kernel $mode run $run failed (status $st); log: $log"
+                    tail -n 20 "$log" >&2
+                    exit 1
+                fi
+            done
         done
     done
-done
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+    RUN_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+    RUN_COMMAND=$COMMAND
+    declare -p LINUX_PKG LOAD_BEFORE LOAD_AFTER RUN_DATE RUN_COMMAND RUNS MODES >"$LOGS/meta"
+fi
 
 # --- 5. The table -----------------------------------------------------------
 
@@ -283,13 +296,14 @@ table() {
             if (lo == "" || x < lo) lo = x
             if (hi == "" || x > hi) hi = x
         }
-        return lo == "" || length(runs) < 2 ? "" : sprintf(" (%.2f-%.2f)", lo, hi)
+        return lo == "" || length(runs) < 2 ? "" : " (" ratio(lo) "-" ratio(hi) ")"
     }
     function median(key,   c) {
         c = n[key]
         if (!c) return ""
         return c % 2 ? v[key, (c + 1) / 2] : (v[key, c / 2] + v[key, c / 2 + 1]) / 2
     }
+    function ratio(x) { return sprintf(x < 0.1 ? "%.3f" : "%.2f", x) }
     function fmt(x) { return x == "" ? "-" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.1f", x)) }
     BEGIN {
         split("boot_host boot_to_init fault_first fault_retouch madv_dontneed munmap fork cow_child reuse_parent ptreclaim_1 ptreclaim_512 ptreclaim_1_vmpte ptreclaim_512_vmpte mmap_munmap mprotect", want, " ")
@@ -325,7 +339,7 @@ table() {
             for (i = 1; i <= nm; i++) {
                 l = median("linux" SUBSEP m[i] SUBSEP name)
                 o = median("ours" SUBSEP m[i] SUBSEP name)
-                r = (l != "" && o != "" && l > 0) ? sprintf("**%.2fx**%s", o / l, range(m[i], name)) : "-"
+                r = (l != "" && o != "" && l > 0) ? ("**" ratio(o / l) "x**" range(m[i], name)) : "-"
                 row = row " " fmt(l) " | " fmt(o) " | " r " |"
             }
             print row
@@ -350,7 +364,7 @@ else
 fi
 REPORT=$(
     cat <<EOF
-Run on $(date -u '+%Y-%m-%d %H:%M UTC') with \`$COMMAND\`: $QEMU_VERSION,
+Run on $RUN_DATE with \`$COMMAND\`: $QEMU_VERSION,
 \`-accel tcg -cpu $CPU -m $MEM -smp $SMP -machine $MACHINE${EXTRA[*]:+ ${EXTRA[*]}}\` for both;
 $CLOCK. Linux is Debian's \`$LINUX_PKG\` with \`transparent_hugepage=never\`,
 this kernel the release build. Medians of $RUNS boots each, interleaved;
