@@ -40,9 +40,9 @@
 # 5. Prints the medians and ratios, the date, the QEMU version, the host's
 #    load average, and the command.
 #
-# Needs: qemu-system-x86_64, musl-gcc (scripts/setup.sh installs both),
-# apt-get and dpkg-deb (any Debian or Ubuntu host), the network for the
-# first run. Logs of every boot: target/bench-vs-linux/logs/.
+# Needs: what scripts/setup.sh installs (it is run first: the toolchain,
+# QEMU, musl-gcc), apt-get and dpkg-deb (any Debian or Ubuntu host), and
+# the network for the first run. Logs of every boot: target/bench-vs-linux/logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -218,10 +218,8 @@ if [ "$REPORT_ONLY" = 1 ]; then
     . "$LOGS/meta" || { say "no earlier run in $LOGS"; exit 1; }
     COMMAND=$RUN_COMMAND
 else
-    command -v qemu-system-x86_64 >/dev/null && command -v musl-gcc >/dev/null || {
-        say "needs qemu-system-x86_64 and musl-gcc: run scripts/setup.sh"
-        exit 1
-    }
+    # The toolchain, QEMU and musl-gcc (idempotent; quick when present).
+    scripts/setup.sh >&2
     VMLINUZ=$(fetch_linux)
     LINUX_PKG=$(cat "$WORK/linux/PACKAGE" 2>/dev/null || basename "$VMLINUZ")
     say "Linux: $VMLINUZ ($LINUX_PKG)"
