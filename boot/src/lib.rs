@@ -54,6 +54,8 @@ pub struct QemuConfig {
     pub mem_mib: u64,
     /// Number of virtual CPUs.
     pub smp: u32,
+    /// QEMU's `-cpu` model and features, e.g. `max` or `max,la57=off`.
+    pub cpu: String,
     /// Boot through UEFI firmware (OVMF) instead of BIOS.
     pub uefi: bool,
     /// Stop at the first instruction and wait for GDB on localhost:1234.
@@ -86,12 +88,14 @@ pub const CMDLINE_FILE: &str = "opt/mmkernel/cmdline";
 pub const INITRD_FILE: &str = "opt/mmkernel/initrd";
 
 impl QemuConfig {
-    /// The defaults: 512 MiB, one CPU, BIOS, no GDB, a 10-minute timeout.
+    /// The defaults: 512 MiB, one CPU of QEMU's `max` model, BIOS, no GDB,
+    /// a 10-minute timeout.
     pub fn new(image: impl Into<PathBuf>) -> Self {
         Self {
             image: image.into(),
             mem_mib: 512,
             smp: 1,
+            cpu: "max".into(),
             uefi: false,
             gdb: false,
             timeout: Some(Duration::from_secs(600)),
@@ -272,7 +276,7 @@ pub fn qemu_command(cfg: &QemuConfig) -> Result<Command, RunError> {
         .arg(format!("format=raw,file={}", cfg.image.display()))
         .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .args(["-accel", "tcg", "-cpu", "max"])
+        .args(["-accel", "tcg", "-cpu", &cfg.cpu])
         .arg("-m")
         .arg(format!("{}M", cfg.mem_mib))
         .arg("-smp")
@@ -494,6 +498,7 @@ mod tests {
         let cfg = QemuConfig {
             mem_mib: 1024,
             smp: 2,
+            cpu: "max,la57=off".into(),
             extra_args: vec!["-d".into(), "int".into()],
             ..QemuConfig::new(KERNEL_BIOS_IMAGE)
         };
@@ -506,6 +511,7 @@ mod tests {
         assert!(joined.contains("isa-debug-exit,iobase=0xf4,iosize=0x04"));
         assert!(joined.contains("-m 1024M"));
         assert!(joined.contains("-smp 2"));
+        assert!(joined.contains("-cpu max,la57=off"));
         assert!(joined.contains("-no-reboot"));
         assert!(joined.ends_with("-d int"));
     }

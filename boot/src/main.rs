@@ -1,7 +1,7 @@
 //! `cargo run`: boots the kernel under QEMU and exits with its verdict.
 //!
 //! ```text
-//! cargo run -- [--mem SIZE] [--smp N] [--gdb] [--uefi] [--timeout SECS] [--test | --bench]
+//! cargo run -- [--mem SIZE] [--smp N] [--cpu MODEL] [--gdb] [--uefi] [--timeout SECS] [--test | --bench]
 //!               [--append PARAMS] [--file HOST:GUEST]... [--verbose] [--init PROGRAM|MODE [ARG...]]
 //!               [-- QEMU ARGS...]
 //! ```
@@ -20,6 +20,7 @@ usage: cargo run -- [options] [-- extra QEMU arguments]
 options:
   --mem SIZE       guest RAM (512 = 512 MiB; suffixes K, M, G)   [512M]
   --smp N          number of CPUs                                 [1]
+  --cpu MODEL      QEMU's -cpu model and features, e.g. max,la57=off  [max]
   --gdb            wait for GDB on localhost:1234 before booting
   --uefi           boot through OVMF instead of BIOS
   --timeout SECS   kill QEMU after SECS seconds (0 = never)       [600]
@@ -127,6 +128,7 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
                     .filter(|n| *n >= 1)
                     .ok_or(format!("bad --smp count {v:?}"))?;
             }
+            "--cpu" => cfg.cpu = value("--cpu")?,
             "--timeout" => {
                 let v = value("--timeout")?;
                 let secs: u64 = v.parse().map_err(|_| format!("bad --timeout {v:?}"))?;
