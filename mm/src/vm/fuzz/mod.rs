@@ -80,6 +80,11 @@ const NR_PAGES: usize = 2048;
 /// tables), so no fault or syscall ever runs out of memory, which the
 /// model does not predict.
 const LOW_FRAMES: u64 = 256;
+/// A run also stops once its address spaces map this many pages in all:
+/// `MREMAP_DONTUNMAP` copies a whole VMA without allocating anything, so
+/// repeated, it doubles the mapped range each time, and the checks after
+/// every operation cost time per mapped page.
+const MAX_MAPPED_PAGES: usize = 4096;
 
 /// Operations executed by [`run`] in this process, over all runs.
 pub static OPS_EXECUTED: AtomicU64 = AtomicU64::new(0);
@@ -146,7 +151,10 @@ pub fn run(data: &[u8]) -> usize {
             cells: Cells::default(),
         };
         w.spawn();
-        while log.len() < MAX_OPS && pa.nr_free_pages() >= LOW_FRAMES {
+        while log.len() < MAX_OPS
+            && pa.nr_free_pages() >= LOW_FRAMES
+            && w.models.iter().map(|m| m.pages.len()).sum::<usize>() < MAX_MAPPED_PAGES
+        {
             let models: Vec<&MmModel> = w.models.iter().collect();
             let Some((i, op)) = decode::next_op(&mut r, &models) else {
                 break;
