@@ -7,8 +7,9 @@
 # code, so the subset is small and the test machines shrink under
 # cfg(miri); docs/RELIABILITY.md has the run time. Not part of CI.
 #
-# Integer-to-pointer casts (freelist pointers stored as integers, the
-# direct map) need permissive provenance. Extra arguments go to libtest.
+# The slab code turns integers back into pointers (object addresses kept
+# as u64, a sheaf's cache pointer kept as usize): permissive provenance
+# accepts those casts without a warning. Extra arguments go to libtest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo miri --version >/dev/null 2>&1; then
@@ -24,6 +25,7 @@ tests=(
     rcu::tests::double_call_rcu_is_reported_and_ignored
     folio::tests::tails_name_their_head
     folio::tests::small_folios_use_the_page_mapcount
+    pgtable::tests::first_pte_allocates_pud_pmd_and_pte_tables
 )
 MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance" \
     cargo miri test -p mm --features std --lib -- --exact "${tests[@]}" "$@"
