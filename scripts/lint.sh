@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
+# The fuzz targets sit outside the workspace (cargo-fuzz builds them).
+cargo fmt --manifest-path mm/fuzz/Cargo.toml -- --check
 cargo clippy --workspace -- -D warnings
 cargo clippy --workspace --exclude kernel --exclude user --all-targets --features mm/std -- -D warnings
 # Documentation builds without warnings. A kernel's docs are for the people

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need: the pinned Rust toolchain
-# (rust-toolchain.toml) and QEMU. Idempotent; quick when everything is there.
+# (rust-toolchain.toml), QEMU and cargo-fuzz. Idempotent; quick when
+# everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,5 +42,13 @@ else
     say "missing: ${missing[*]}, and this machine has no apt-get:"
     say "install QEMU's x86_64 system emulator and musl-gcc with your package manager, then run this again"
     exit 1
+fi
+# 3. cargo-fuzz, for scripts/fuzz.sh (the address-space fuzzer). Only if
+#    missing: it builds from crates.io in a minute or two.
+if command -v cargo-fuzz >/dev/null 2>&1; then
+    say "$(cargo fuzz --version)"
+else
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
 fi
 say "ready: 'cargo run' boots the kernel, 'cargo test' runs every test"

@@ -281,6 +281,26 @@ impl SimMachine {
         self.leaks_allowed.store(true, Relaxed);
     }
 
+    /// Forgets what the instrument recorded (owners, poison marks, PTE
+    /// counts, backtraces, the TLB log, `allow_leaks`), as for a new
+    /// machine: for a harness that reuses one machine for many runs and
+    /// zeroes its RAM between them (the fuzzer). Call it only when no
+    /// page allocator of the machine is alive.
+    pub fn reset_instrument(&self) {
+        for o in self.owner.iter() {
+            o.store(0, Relaxed);
+        }
+        for f in self.frame_flags.iter() {
+            f.store(0, Relaxed);
+        }
+        for r in self.pte_refs.iter() {
+            r.store(0, Relaxed);
+        }
+        self.backtraces.lock().unwrap().clear();
+        self.tlb.lock().unwrap().clear();
+        self.leaks_allowed.store(false, Relaxed);
+    }
+
     /// Present PTEs that map frame `pfn` (the page-table check's count).
     pub fn pte_mappings(&self, pfn: Pfn) -> u32 {
         self.pte_refs[pfn.as_u64() as usize].load(Relaxed)

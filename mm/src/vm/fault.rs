@@ -1,5 +1,6 @@
 //! The anonymous page-fault path (`handle_mm_fault()`,
-//! `do_anonymous_page()`, `do_wp_page()`).
+//! `do_anonymous_page()`, `do_wp_page()`: copy-on-write for private
+//! mappings, `wp_page_shared()` for shared ones).
 //!
 //! # Context
 //!
@@ -162,6 +163,17 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
             if !(write && !pte.is_writable()) {
                 // Another thread resolved it (or a spurious fault).
+                return Ok(());
+            }
+            if vma.flags.intersects(VmFlags::SHARED | VmFlags::MAYSHARE) {
+                // wp_page_shared(): a shared mapping is never copied; its
+                // page is made writable where it is (after mprotect took
+                // write away, say), so every address space sharing it
+                // keeps seeing the same page.
+                ptl.set(
+                    addr,
+                    pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
+                );
                 return Ok(());
             }
             if !pte.flags().contains(PteFlags::SPECIAL) {

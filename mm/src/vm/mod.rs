@@ -93,6 +93,8 @@ mod rmap;
 mod vma;
 mod zap;
 
+#[cfg(any(test, feature = "std"))]
+pub mod fuzz;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -37,7 +37,7 @@ use crate::gfp::Gfp;
 use crate::platform::Platform;
 
 /// The anon_vma registry of a machine.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct AnonVmas {
     next: AnonVmaId,
     /// Each anon_vma's parent (`None` for a root).
@@ -47,6 +47,12 @@ pub(super) struct AnonVmas {
 }
 
 impl AnonVmas {
+    /// No anon_vma is left (every address space exited).
+    #[cfg(any(test, feature = "std"))]
+    pub(super) fn is_empty(&self) -> bool {
+        self.parent.is_empty() && self.members.is_empty()
+    }
+
     fn root(&self, mut av: AnonVmaId) -> AnonVmaId {
         while let Some(Some(p)) = self.parent.get(&av) {
             av = *p;
