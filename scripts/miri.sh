@@ -26,6 +26,8 @@ tests=(
     folio::tests::tails_name_their_head
     folio::tests::small_folios_use_the_page_mapcount
     pgtable::tests::first_pte_allocates_pud_pmd_and_pte_tables
+    slab::tests_sheaf::small_round_trip_through_sheaves_barn_and_freelists
+    maple::tests::small_tree_grows_splits_and_empties
 )
 MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-permissive-provenance" \
     cargo miri test -p mm --features std --lib -- --exact "${tests[@]}" "$@"

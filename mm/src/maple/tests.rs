@@ -447,3 +447,32 @@ fn random_ops_match_the_model_without_rcu_or_gaps() {
     });
     with_tree(MtFlags::empty(), |t, rcu| random_ops(t, rcu, 4, 2000, 1000));
 }
+
+/// Small enough for Miri (`scripts/miri.sh`): stores that split leaves and
+/// grow the tree, RCU-mode node replacement, reads of every kind and
+/// erases back to empty, on a 64-frame machine; every node is freed
+/// through kfree_rcu (checked by `with_tree_pages`).
+#[test]
+fn small_tree_grows_splits_and_empties() {
+    with_tree_pages(64, MtFlags::ALLOC_RANGE | MtFlags::USE_RCU, |t, _| {
+        for i in 0..40u64 {
+            store(t, i * 10, i * 10 + 4, i as usize + 1);
+        }
+        check(t);
+        assert!(t.height() >= 2, "40 entries need more than one leaf");
+        for i in 0..40u64 {
+            assert_eq!(t.load(i * 10 + 2), v(i as usize + 1));
+            assert_eq!(t.load(i * 10 + 7), None);
+            assert_eq!(
+                t.find(i * 10 + 5, u64::MAX).map(|e| e.0),
+                (i < 39).then_some(i * 10 + 10)
+            );
+        }
+        assert_eq!(t.empty_area(0, u64::MAX, 5), Ok(5));
+        for i in (0..40u64).rev() {
+            store(t, i * 10, i * 10 + 4, 0);
+            check(t);
+        }
+        assert!(t.is_empty() || t.find(0, u64::MAX).is_none());
+    });
+}
