@@ -104,6 +104,8 @@ mod tests_fail_nth;
 #[cfg(test)]
 mod tests_fork;
 #[cfg(test)]
+mod tests_mremap;
+#[cfg(test)]
 mod tests_reclaim;
 #[cfg(test)]
 mod tests_rmap;
