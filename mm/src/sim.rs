@@ -626,6 +626,13 @@ pub fn machine(nr_pages: usize, nr_cpus: usize) -> PageAlloc<SimPlatform> {
     )
 }
 
+/// Free frames once every CPU's lists are drained back to the zones: the
+/// figure a test compares before and after.
+pub fn free_pages(pa: &PageAlloc<SimPlatform>) -> u64 {
+    pa.drain_all_pages();
+    pa.nr_free_pages()
+}
+
 /// [`page_alloc`] for benchmarks: the instruments off
 /// ([`SimMachine::set_instrumented`]), so that the figures are the
 /// allocators' own.

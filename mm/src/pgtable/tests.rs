@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use super::*;
 use crate::addr::CpuId;
 use crate::page_alloc::ZoneLayout;
-use crate::sim::{self, SimPlatform};
+use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine(cpus: usize) -> (PageAlloc<SimPlatform>, Rcu<SimPlatform>) {
     sim::set_cpu(0);
@@ -19,11 +19,6 @@ fn machine(cpus: usize) -> (PageAlloc<SimPlatform>, Rcu<SimPlatform>) {
     );
     let rcu = Rcu::new(pa.platform().clone());
     (pa, rcu)
-}
-
-fn free_pages(pa: &PageAlloc<SimPlatform>) -> u64 {
-    pa.drain_all_pages();
-    pa.nr_free_pages()
 }
 
 /// A PTE for a frame that is not refcounted (tests map arbitrary frames).

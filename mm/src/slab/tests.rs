@@ -4,17 +4,12 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::page_alloc::ZoneLayout;
-use crate::sim::{self, SimPlatform};
+use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine() -> PageAlloc<SimPlatform> {
     // Miri interprets every frame's set-up: a smaller machine there.
     let nr_pages = if cfg!(miri) { 1024 } else { 4096 };
     sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64)
-}
-
-fn free_pages(pa: &PageAlloc<SimPlatform>) -> u64 {
-    pa.drain_all_pages();
-    pa.nr_free_pages()
 }
 
 #[test]

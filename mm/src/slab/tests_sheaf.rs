@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::page_alloc::ZoneLayout;
-use crate::sim::{self, SimMachine, SimPlatform};
+use crate::sim::{self, SimMachine, SimPlatform, free_pages};
 
 const CAP: u32 = 8;
 
@@ -23,11 +23,6 @@ fn sheaf_cache<'a>(pa: &'a PageAlloc<SimPlatform>) -> Box<KmemCache<'a, SimPlatf
 
 fn st(c: &KmemCache<'_, SimPlatform>, s: SlabStat) -> u64 {
     c.stats().get(s)
-}
-
-fn free_pages(pa: &PageAlloc<SimPlatform>) -> u64 {
-    pa.drain_all_pages();
-    pa.nr_free_pages()
 }
 
 #[test]
