@@ -44,7 +44,7 @@
 mod dump;
 mod entry;
 mod kernel_half;
-mod tlb;
+mod mmu_gather;
 
 #[cfg(test)]
 mod tests;
@@ -66,7 +66,7 @@ pub use entry::{
     Entry, Level, PGDIR_SIZE, PMD_SHIFT, PMD_SIZE, PTRS_PER_TABLE, PUD_SIZE, PteFlags, TABLE_FLAGS,
     TASK_SIZE, USER_PGD_ENTRIES, addr_end,
 };
-pub use tlb::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
+pub use mmu_gather::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
 
 define_stats! {
     /// Page-table events of one address space.
@@ -182,7 +182,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
                 .collect(),
             stats: Counters::new(),
             gather_limit: core::sync::atomic::AtomicUsize::new(
-                MAX_GATHER_BATCH * tlb::MAX_GATHER_BATCH_COUNT,
+                MAX_GATHER_BATCH * mmu_gather::MAX_GATHER_BATCH_COUNT,
             ),
         };
         pt.pgd = pt.alloc_table(Level::Pgd)?;
