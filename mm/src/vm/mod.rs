@@ -9,7 +9,7 @@
 //!
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
-//! `mprotect.rs` (`mm/mprotect.c`, `mm/madvise.c`), `mremap.rs`
+//! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`,
 //! `mm/pt_reclaim.c`), `fork.rs` (`kernel/fork.c` `dup_mmap()`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
@@ -85,6 +85,7 @@
 
 mod fault;
 mod fork;
+mod madvise;
 mod mm;
 mod mmap;
 mod mprotect;
@@ -123,9 +124,9 @@ use crate::slab::KmemCache;
 use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
+pub use madvise::Advice;
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
-pub use mprotect::Advice;
 pub use mremap::{MremapFlags, MremapStat};
 pub use rmap::RmapHit;
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};

@@ -1,47 +1,15 @@
-//! mprotect and madvise: attribute changes on a range of VMAs, with
+//! mprotect (`mm/mprotect.c`): attribute changes on a range of VMAs, with
 //! splits at the ends and merges afterwards (`vma_modify_flags()`), and
 //! `change_protection()` of the PTEs.
 
 use super::mm::MmLocked;
 use super::mmap::{page_align, prot_to_vm};
 use super::vma::{VmFlags, Vma, can_merge};
-use super::zap::ZapDetails;
 use super::{Mm, Prot};
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
-use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end};
+use crate::pgtable::{PMD_SIZE, PteFlags, addr_end};
 use crate::platform::Platform;
-
-/// `MADV_*` values accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Advice {
-    Normal,
-    Random,
-    Sequential,
-    WillNeed,
-    DontNeed,
-    Free,
-    /// `MADV_DONTFORK` / `MADV_DOFORK`: set or clear `VM_DONTCOPY`.
-    DontFork,
-    DoFork,
-}
-
-impl Advice {
-    /// The advice for a `madvise()` argument; `None` (EINVAL) if unknown.
-    pub fn from_raw(advice: i64) -> Option<Advice> {
-        Some(match advice {
-            0 => Advice::Normal,
-            1 => Advice::Random,
-            2 => Advice::Sequential,
-            3 => Advice::WillNeed,
-            4 => Advice::DontNeed,
-            8 => Advice::Free,
-            10 => Advice::DontFork,
-            11 => Advice::DoFork,
-            _ => return None,
-        })
-    }
-}
 
 impl<P: Platform> Mm<'_, '_, P> {
     /// `mprotect()` (`do_mprotect_pkey()`).
@@ -205,86 +173,5 @@ impl<P: Platform> Mm<'_, '_, P> {
                 .platform()
                 .flush_tlb(self.pt.root(), Some((start, end)));
         }
-    }
-
-    /// `madvise()`: applies the advice to the mapped parts of the range;
-    /// `ENOMEM` afterwards if part of it was unmapped.
-    pub fn madvise(&self, start: u64, len: u64, advice: i64) -> Result<()> {
-        let advice = Advice::from_raw(advice).ok_or(Errno::EINVAL)?;
-        if start & (PAGE_SIZE - 1) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let len = page_align(len).ok_or(Errno::EINVAL)?;
-        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
-        if len == 0 {
-            return Ok(());
-        }
-        let mut unmapped = false;
-        match advice {
-            Advice::Normal
-            | Advice::Random
-            | Advice::Sequential
-            | Advice::DontFork
-            | Advice::DoFork => {
-                let mut l = self.mmap_lock.write();
-                let mut at = start;
-                for (_, v) in self.vmas_in(start, end) {
-                    unmapped |= v.start > at;
-                    let (s, e) = (at.max(v.start), end.min(v.end));
-                    let nf = match advice {
-                        Advice::DontFork => v.flags | VmFlags::DONTCOPY,
-                        Advice::DoFork => v.flags - VmFlags::DONTCOPY,
-                        _ => {
-                            let mut nf = v.flags - (VmFlags::SEQ_READ | VmFlags::RAND_READ);
-                            match advice {
-                                Advice::Random => nf |= VmFlags::RAND_READ,
-                                Advice::Sequential => nf |= VmFlags::SEQ_READ,
-                                _ => {}
-                            }
-                            nf
-                        }
-                    };
-                    self.modify_flags(&mut l, s, e, nf)?;
-                    at = e;
-                }
-                unmapped |= at < end;
-            }
-            Advice::WillNeed | Advice::DontNeed | Advice::Free => {
-                let _l = self.mmap_lock.read();
-                let mut at = start;
-                let vmas = self.vmas_in(start, end);
-                for (_, v) in &vmas {
-                    if advice == Advice::DontNeed
-                        && v.flags.intersects(VmFlags::LOCKED | VmFlags::PFNMAP)
-                    {
-                        return Err(Errno::EINVAL);
-                    }
-                    if advice == Advice::Free
-                        && v.flags.intersects(VmFlags::SHARED | VmFlags::PFNMAP)
-                    {
-                        return Err(Errno::EINVAL);
-                    }
-                }
-                let mut tlb = MmuGather::new(&self.pt, false);
-                for (_, v) in vmas {
-                    unmapped |= v.start > at;
-                    let (s, e) = (at.max(v.start), end.min(v.end));
-                    if advice == Advice::DontNeed {
-                        self.zap_range(&mut tlb, s, e, ZapDetails { reclaim_pt: true });
-                    }
-                    // WILLNEED: no swap or page cache to read ahead.
-                    // FREE: the pages become reclaimable without a write;
-                    // with no reclaim yet they simply stay, which is what
-                    // a reader sees before reclaim on Linux too.
-                    at = e;
-                }
-                tlb.finish();
-                unmapped |= at < end;
-            }
-        }
-        if unmapped {
-            return Err(Errno::ENOMEM);
-        }
-        Ok(())
     }
 }
