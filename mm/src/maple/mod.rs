@@ -411,10 +411,10 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
     /// (`mas_walk()`): `(first, last, entry)`.
     pub fn walk_range(&self, index: u64) -> (u64, u64, Option<T>) {
         let raw = self.read(|| self.walk_raw(index));
-        // SAFETY: non-zero slots of leaves hold stored entries.
         (
             raw.0,
             raw.1,
+            // SAFETY: non-zero slots of leaves hold stored entries.
             (raw.2 != 0).then(|| unsafe { T::from_raw(raw.2) }),
         )
     }

@@ -91,12 +91,13 @@ impl<T> Guard<'_, T> {
 
     /// Runs `f` on the CPU's copy (`Deref`/`DerefMut` of the code's guard).
     pub fn with<R>(&mut self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: the guard holds the CPU's copy (L1: at most one guard per
-        // copy), and `&mut self` keeps this borrow unique; loom checks that
-        // the previous holder's accesses happened before this one.
-        self.lock.slots[self.cpu]
-            .data
-            .with_mut(|d| f(unsafe { &mut *d }))
+        self.lock.slots[self.cpu].data.with_mut(|d| {
+            // SAFETY: the guard holds the CPU's copy (L1: at most one guard
+            // per copy), and `&mut self` keeps this borrow unique; loom
+            // checks that the previous holder's accesses happened before
+            // this one.
+            f(unsafe { &mut *d })
+        })
     }
 }
 
