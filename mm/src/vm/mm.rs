@@ -225,19 +225,34 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// Stores `v` over its range (`vma_iter_store_new()`), overwriting
     /// what is there; accounts it.
     pub(super) fn insert_vma(&self, l: &mut MmLocked, v: Vma) -> Result<NonNull<Vma>> {
-        let p = NonNull::from(Box::leak(Box::new(v)));
-        if let Err(e) = self
-            .vmas
-            .lock()
-            .store_range(v.start, v.end - 1, Some(p), Gfp::KERNEL)
-        {
-            // SAFETY: never published: still ours.
-            drop(unsafe { Box::from_raw(p.as_ptr()) });
+        self.store_vma(l, v.start, v.end, Some(v), Gfp::KERNEL)
+            .map(|p| p.expect("a VMA was stored"))
+    }
+
+    /// The one tree store behind every VMA-set change: `new` (boxed and
+    /// accounted), or a hole for `None`, over `[start, end)`. On error
+    /// nothing changed and the box is freed.
+    fn store_vma(
+        &self,
+        l: &mut MmLocked,
+        start: u64,
+        end: u64,
+        new: Option<Vma>,
+        gfp: Gfp,
+    ) -> Result<Option<NonNull<Vma>>> {
+        let np = new.map(|v| NonNull::from(Box::leak(Box::new(v))));
+        if let Err(e) = self.vmas.lock().store_range(start, end - 1, np, gfp) {
+            if let Some(p) = np {
+                // SAFETY: never published: still ours.
+                drop(unsafe { Box::from_raw(p.as_ptr()) });
+            }
             return Err(Errno(-e.errno()));
         }
-        l.map_count += 1;
-        self.account(&v, 1);
-        Ok(p)
+        if let Some(v) = new {
+            l.map_count += 1;
+            self.account(&v, 1);
+        }
+        Ok(np)
     }
 
     /// Unaccounts a VMA that left the tree (or whose range was
@@ -279,13 +294,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             flags,
             ..self.read(p)
         };
-        let new = NonNull::from(Box::leak(Box::new(v)));
-        self.vmas
-            .lock()
-            .store_range(v.start, v.end - 1, Some(new), Gfp::NOWAIT)
-            .expect("exact-fit store needs no nodes");
-        l.map_count += 1;
-        self.account(&v, 1);
+        let new = self.insert_vma_exact(l, v);
         self.retire_vma(l, p);
         new
     }
@@ -318,22 +327,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         if count > l.map_count && count > self.vm.max_map_count {
             return Err(Errno::ENOMEM);
         }
-        let np = new.map(|v| NonNull::from(Box::leak(Box::new(v))));
-        if let Err(e) = self
-            .vmas
-            .lock()
-            .store_range(start, end - 1, np, Gfp::KERNEL)
-        {
-            if let Some(p) = np {
-                // SAFETY: never published: still ours.
-                drop(unsafe { Box::from_raw(p.as_ptr()) });
-            }
-            return Err(Errno(-e.errno()));
-        }
-        if let Some(v) = new {
-            l.map_count += 1;
-            self.account(&v, 1);
-        }
+        self.store_vma(l, start, end, new, Gfp::KERNEL)?;
         if let Some(v) = below {
             self.insert_vma_exact(l, v.slice(v.start, start));
         }
@@ -351,14 +345,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// Stores `v` over a range that exactly one tree entry covers, which
     /// needs no nodes; accounts it.
     fn insert_vma_exact(&self, l: &mut MmLocked, v: Vma) -> NonNull<Vma> {
-        let p = NonNull::from(Box::leak(Box::new(v)));
-        self.vmas
-            .lock()
-            .store_range(v.start, v.end - 1, Some(p), Gfp::NOWAIT)
-            .expect("an exact-fit store needs no nodes");
-        l.map_count += 1;
-        self.account(&v, 1);
-        p
+        self.store_vma(l, v.start, v.end, Some(v), Gfp::NOWAIT)
+            .expect("an exact-fit store needs no nodes")
+            .expect("a VMA was stored")
     }
 
     fn account(&self, v: &Vma, sign: i64) {
