@@ -17,11 +17,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use mm::maple::{NODE_SIZE, node_cache_args};
 use mm::page_alloc::ZoneLayout;
 use mm::rcu::Rcu;
 use mm::sim;
-use mm::slab::KmemCache;
 use mm::vm::{FaultAccess, MapFlags, Mm, Prot, Vm, VmEvent};
 use mm::{PAGE_SIZE, Pfn};
 
@@ -49,9 +47,7 @@ fn measure(setup: Setup, phase: impl Fn(&Mm<'_, '_, sim::SimPlatform>) -> f64) -
     sim::set_cpu(0);
     let pa = sim::bench_page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .unwrap()
-        .with_rcu(&rcu);
+    let cache = mm::maple::node_cache(&pa, &rcu).unwrap();
     let vm = Vm::new(&pa, &rcu, &cache).unwrap();
     vm.anon_orders.store(setup.orders, Relaxed);
     vm.cow_reuse_large.store(setup.reuse_large, Relaxed);

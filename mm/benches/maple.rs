@@ -46,7 +46,7 @@ use std::hint::black_box;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use mm::maple::{MapleStat, MapleTree, MtFlags, NODE_SIZE, node_cache_args};
+use mm::maple::{MapleStat, MapleTree, MtFlags, NODE_SIZE};
 use mm::page_alloc::{PageAlloc, ZoneLayout};
 use mm::rand::XorShift64;
 use mm::rcu::Rcu;
@@ -572,9 +572,7 @@ fn bench_size(n: usize) -> (Vec<Row>, MapleInfo) {
 
     let pa = machine();
     let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .expect("node cache")
-        .with_rcu(&rcu);
+    let cache = mm::maple::node_cache(&pa, &rcu).expect("node cache");
     let tree = MapleTree::new(&cache, &rcu, VMA);
     let mut maple = Maple {
         tree: &tree,

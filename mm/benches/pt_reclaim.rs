@@ -22,12 +22,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use mm::maple::{NODE_SIZE, node_cache_args};
 use mm::page_alloc::ZoneLayout;
 use mm::pgtable::PMD_SIZE;
 use mm::rcu::Rcu;
 use mm::sim;
-use mm::slab::KmemCache;
 use mm::vm::{FaultAccess, MapFlags, Mm, Prot, Vm};
 use mm::{PAGE_SIZE, Pfn};
 
@@ -47,9 +45,7 @@ fn run(chunks: u64, pages_per_chunk: u64, reclaim: bool) -> Run {
     sim::set_cpu(0);
     let pa = sim::bench_page_alloc(NR_PAGES, 1, Pfn::new(0)..Pfn::new(256), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .unwrap()
-        .with_rcu(&rcu);
+    let cache = mm::maple::node_cache(&pa, &rcu).unwrap();
     let vm = Vm::new(&pa, &rcu, &cache).unwrap();
     vm.pt_reclaim.store(reclaim, Relaxed);
     let mm = Mm::new(&vm).unwrap();

@@ -26,11 +26,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use mm::maple::{NODE_SIZE, node_cache_args};
 use mm::page_alloc::ZoneLayout;
 use mm::rcu::Rcu;
 use mm::sim::{self, SimPlatform};
-use mm::slab::KmemCache;
 use mm::vm::{FaultAccess, MapFlags, Mm, MremapFlags, Prot, Vm};
 use mm::{PAGE_SIZE as PG, Pfn};
 
@@ -80,9 +78,7 @@ fn main() {
     let reserved = Pfn::new(0)..Pfn::new(RESERVED_END);
     let pa = sim::bench_page_alloc(NR_PAGES, 1, reserved, ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .expect("node cache")
-        .with_rcu(&rcu);
+    let cache = mm::maple::node_cache(&pa, &rcu).expect("node cache");
     let vm = Vm::new(&pa, &rcu, &cache).expect("vm");
     let mm = Mm::new(&vm).expect("mm");
     let settle = || {

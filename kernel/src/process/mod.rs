@@ -96,14 +96,7 @@ pub fn vm() -> &'static Vm<'static, KernelPlatform> {
 pub fn init() {
     VM.call_once(|| {
         let pa = memory::page_alloc();
-        let cache = mm::slab::KmemCache::new(
-            pa,
-            "maple_node",
-            mm::maple::NODE_SIZE,
-            mm::maple::node_cache_args(),
-        )
-        .expect("memory for the maple node cache")
-        .with_rcu(rcu::rcu());
+        let cache = mm::maple::node_cache(pa, rcu::rcu()).expect("memory for the maple node cache");
         Vm::new(pa, rcu::rcu(), Box::leak(cache)).expect("memory for the zero page")
     });
     idt::set_user_trap_hook(user_trap);

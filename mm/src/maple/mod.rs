@@ -105,14 +105,16 @@ mod tests_race;
 #[cfg(test)]
 mod tests_rcu;
 
+use alloc::boxed::Box;
 use core::marker::PhantomData;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
+use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 use crate::rcu::Rcu;
-use crate::slab::{KmemCache, KmemCacheArgs};
+use crate::slab::{KmemCache, KmemCacheArgs, SlabError};
 use crate::stats::{Counters, define_stats};
 
 pub use node::{ARANGE64_SLOTS, MAPLE_HEIGHT_MAX, NODE_SIZE, NodeType, RANGE64_SLOTS};
@@ -130,6 +132,16 @@ pub fn node_cache_args() -> KmemCacheArgs {
         sheaf_capacity: MAPLE_NODE_SHEAF_CAPACITY,
         ..Default::default()
     }
+}
+
+/// The node cache every tree of a machine shares (`maple_tree_init()`):
+/// `maple_node` objects with [`node_cache_args`], freed through `rcu`'s
+/// `kfree_rcu`.
+pub fn node_cache<'a, P: Platform>(
+    pa: &'a PageAlloc<P>,
+    rcu: &'a Rcu<P>,
+) -> Result<Box<KmemCache<'a, P>>, SlabError> {
+    Ok(KmemCache::new(pa, "maple_node", NODE_SIZE, node_cache_args())?.with_rcu(rcu))
 }
 
 bitflags::bitflags! {

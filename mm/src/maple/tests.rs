@@ -11,7 +11,6 @@ use crate::addr::Pfn;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::rand::XorShift64;
 use crate::sim::{self, SimPlatform};
-use crate::slab::KmemCache;
 use crate::{Gfp, rcu::Rcu};
 
 pub(crate) type Tree<'a> = MapleTree<'a, NonZeroUsize, SimPlatform>;
@@ -34,9 +33,7 @@ pub(crate) fn with_tree_pages<R>(
     let pa: PageAlloc<SimPlatform> =
         sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .unwrap()
-        .with_rcu(&rcu);
+    let cache = node_cache(&pa, &rcu).unwrap();
     let r = {
         let tree = Tree::new(&cache, &rcu, flags);
         let r = f(&tree, &rcu);

@@ -39,7 +39,6 @@ use crate::addr::{CpuId, Pfn};
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::rcu::Rcu;
 use crate::sim::{self, SimPlatform};
-use crate::slab::KmemCache;
 
 /// Whose turn it is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -247,9 +246,7 @@ fn replay(sc: &Scenario) -> usize {
     // The reader's CPU holds up no grace period: they run only between
     // replays, when no reader is in a read-side section.
     rcu.cpu_offline(CpuId::new(1));
-    let cache = KmemCache::new(&pa, "maple_node", NODE_SIZE, node_cache_args())
-        .unwrap()
-        .with_rcu(&rcu);
+    let cache = node_cache(&pa, &rcu).unwrap();
     let states = sc.states();
     let fresh = || {
         let t = Tree::new(&cache, &rcu, sc.flags);

@@ -6,7 +6,6 @@ use alloc::vec::Vec;
 use super::*;
 use crate::addr::Pfn;
 use crate::errno::Errno;
-use crate::maple::node_cache_args;
 use crate::page_alloc::ZoneLayout;
 use crate::pgtable::{PteFlags, TASK_SIZE};
 use crate::sim::{self, SimPlatform};
@@ -80,14 +79,7 @@ fn with_vm<R>(
     sim::set_cpu(0);
     let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(
-        &pa,
-        "maple_node",
-        crate::maple::NODE_SIZE,
-        node_cache_args(),
-    )
-    .unwrap()
-    .with_rcu(&rcu);
+    let cache = crate::maple::node_cache(&pa, &rcu).unwrap();
     let mut vm = Vm::new(&pa, &rcu, &cache).unwrap();
     // kvfree_rcu_barrier, not just rcu_barrier: retired VMAs wait in
     // kvfree_rcu batches, which rcu_barrier does not flush (as in Linux);

@@ -60,13 +60,11 @@ use super::{FaultAccess, FaultError, MapFlags, Mm, Prot, SegvCode, Vm, VmFlags};
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr};
 use crate::errno::Errno;
 use crate::folio::{Folio, MapcountMode};
-use crate::maple::node_cache_args;
 use crate::memmap::MemMap;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::pgtable::{Entry, Level, PGDIR_SIZE, PUD_SIZE, PteFlags, USER_PGD_ENTRIES};
 use crate::platform::Platform;
 use crate::sim::{self, SimMachine, SimPlatform};
-use crate::slab::KmemCache;
 
 use decode::{BRK_BASE, Reader};
 pub use decode::{Bad, Config, MAX_MMS, MAX_OPS, Op, Place, bytes};
@@ -117,14 +115,7 @@ pub fn run(data: &[u8]) -> usize {
         &[Pfn::new(16)..Pfn::new(NR_PAGES as u64)],
     );
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
-    let cache = KmemCache::new(
-        &pa,
-        "maple_node",
-        crate::maple::NODE_SIZE,
-        node_cache_args(),
-    )
-    .expect("the maple node cache")
-    .with_rcu(&rcu);
+    let cache = crate::maple::node_cache(&pa, &rcu).expect("the maple node cache");
     let vm = Vm::new(&pa, &rcu, &cache).expect("the zero page");
     vm.anon_vmas_on.store(cfg.anon_vmas, Relaxed);
     vm.anon_orders.store(cfg.anon_orders, Relaxed);
