@@ -116,6 +116,16 @@ fn errno_matches_linux_for_bad_arguments() {
 }
 
 #[test]
+fn signals_handlers_masks_restarts_and_default_actions() {
+    check(&Program::new("signals", Build::Musl));
+}
+
+#[test]
+fn sigfault_faults_become_signals_with_linux_siginfo() {
+    check(&Program::new("sigfault", Build::Musl));
+}
+
+#[test]
 fn rust_std_program_exits_with_its_code() {
     check(&Program {
         args: &["alpha", "beta", "exit=3"],
