@@ -133,6 +133,18 @@ fn rust_std_program_exits_with_its_code() {
     });
 }
 
+/// std's stack-overflow report: its SIGSEGV handler, on the alternate
+/// stack std set up, sees the fault and names it (the child's stderr is
+/// read through a pipe and printed by the parent), then the child dies
+/// of the signal std raises, as on the host.
+#[test]
+fn rust_std_stack_overflow_is_reported_like_linux() {
+    check(&Program {
+        args: &["overflow"],
+        ..Program::new("rust-std", Build::RustStd)
+    });
+}
+
 /// Builds `prog`, runs it on the host and under QEMU, and asserts that the
 /// two runs agree (see the module header for what "agree" means).
 /// execve of packed programs (after fork and after vfork), a file packed

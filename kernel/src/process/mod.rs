@@ -282,8 +282,9 @@ pub struct Process {
     /// `Process` is built.)
     pub signals: SpinLock<Box<signal::ProcessSignals>>,
     /// The thread's blocked mask, pending set, alternate stack
-    /// (`signal::ThreadSignals`; taken after `signals`).
-    pub sigthread: SpinLock<signal::ThreadSignals>,
+    /// (`signal::ThreadSignals`; taken after `signals`). Boxed for the
+    /// same reason: fork's frames stay small on a 32 KiB kernel stack.
+    pub sigthread: SpinLock<Box<signal::ThreadSignals>>,
     /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
     pub clear_child_tid: AtomicU64,
     /// Where the process sleeps while it is stopped (SIGSTOP & co.).
@@ -413,7 +414,7 @@ impl Process {
             cmin_flt: AtomicU64::new(0),
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
-            sigthread: SpinLock::new("process.sigthread", signal::ThreadSignals::default()),
+            sigthread: SpinLock::new("process.sigthread", Box::default()),
             clear_child_tid: AtomicU64::new(0),
             stop_wait: WaitQueue::new("process.stop_wait"),
         }
@@ -518,8 +519,11 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.files.lock() = parent.files.lock().clone();
-    **child.signals.lock() = parent.signals.lock().fork();
-    *child.sigthread.lock() = parent.sigthread.lock().fork();
+    // Box::clone builds the 2 KiB table in the heap, not in this frame.
+    let mut sigs = parent.signals.lock().clone();
+    sigs.forget_for_fork();
+    *child.signals.lock() = sigs;
+    **child.sigthread.lock() = parent.sigthread.lock().fork();
     *child.rlimits.lock() = *parent.rlimits.lock();
     // The child starts with the parent's registers: x87/SSE and FS base.
     let fpu = crate::arch::fpu::FxArea::capture();

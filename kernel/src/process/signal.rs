@@ -370,12 +370,12 @@ impl Default for ProcessSignals {
 }
 
 impl ProcessSignals {
-    /// What `fork` gives the child: the dispositions (no pending signal).
-    pub fn fork(&self) -> Self {
-        ProcessSignals {
-            actions: self.actions,
-            ..ProcessSignals::default()
-        }
+    /// Turns a copy of the parent's state into the child's (`fork`): the
+    /// dispositions stay, nothing is pending, no stop, not init.
+    pub fn forget_for_fork(&mut self) {
+        self.shared_pending = SigPending::default();
+        self.stop = StopState::default();
+        self.unkillable = false;
     }
 
     /// What `execve` keeps (`flush_signal_handlers`): handled signals go

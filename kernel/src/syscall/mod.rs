@@ -19,20 +19,21 @@
 //! | 10  | mprotect          |                                             |
 //! | 11  | munmap            |                                             |
 //! | 12  | brk               |                                             |
-//! | 13  | rt_sigaction      | recorded (`process::signal`)                |
-//! | 14  | rt_sigprocmask    | recorded                                    |
+//! | 13  | rt_sigaction      | SA_SIGINFO, RESTART, ONSTACK, NODEFER, ...  |
+//! | 14  | rt_sigprocmask    |                                             |
+//! | 15  | rt_sigreturn      | `arch::signal`                              |
 //! | 16  | ioctl             | console: TIOCGWINSZ (80x24), TCGETS         |
 //! | 17  | pread64           |                                             |
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
 //! | 21  | access            | exists or ENOENT                            |
-//! | 22  | pipe              | 64 KiB; EPIPE without readers (no SIGPIPE)  |
+//! | 22  | pipe              | 64 KiB; EPIPE + SIGPIPE without readers     |
 //! | 24  | sched_yield       |                                             |
 //! | 25  | mremap            |                                             |
 //! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
 //! | 32  | dup               |                                             |
 //! | 33  | dup2              |                                             |
-//! | 34  | pause             | sleeps until `kill`; EINTR                  |
+//! | 34  | pause             | until a handler ran: EINTR                  |
 //! | 35  | nanosleep         |                                             |
 //! | 39  | getpid            |                                             |
 //! | 56  | clone             | a plain fork (flags = exit signal), or      |
@@ -42,7 +43,7 @@
 //! | 59  | execve            | a static ELF from the initramfs             |
 //! | 60  | exit              | (one thread per process: as exit_group)     |
 //! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
-//! | 62  | kill              | at the target's next kernel entry/exit      |
+//! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
 //! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
 //! | 79  | getcwd            | always `/`                                  |
@@ -52,17 +53,24 @@
 //! | 98  | getrusage         | ru_minflt counted as Linux counts faults    |
 //! | 102.. | getuid, getgid, geteuid, getegid: 0 (root)                    |
 //! | 110 | getppid           |                                             |
-//! | 131 | sigaltstack       | recorded                                    |
+//! | 127 | rt_sigpending     |                                             |
+//! | 128 | rt_sigtimedwait   |                                             |
+//! | 129 | rt_sigqueueinfo   |                                             |
+//! | 130 | rt_sigsuspend     |                                             |
+//! | 131 | sigaltstack       |                                             |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
 //! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
 //! | 186 | gettid            | = pid                                       |
+//! | 200 | tkill             |                                             |
 //! | 204 | sched_getaffinity |                                             |
 //! | 218 | set_tid_address   | recorded; returns the tid                   |
+//! | 219 | restart_syscall   | resumes an interrupted nanosleep            |
 //! | 228 | clock_gettime     | see `misc`: every clock counts from boot    |
 //! | 229 | clock_getres      |                                             |
 //! | 230 | clock_nanosleep   |                                             |
 //! | 231 | exit_group        |                                             |
+//! | 234 | tgkill            |                                             |
 //! | 257 | openat            |                                             |
 //! | 258 | mkdirat           |                                             |
 //! | 262 | newfstatat        |                                             |
@@ -70,6 +78,7 @@
 //! | 273 | set_robust_list   | recorded nowhere; checks the size           |
 //! | 292 | dup3              |                                             |
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
+//! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
 //!
@@ -79,8 +88,9 @@
 //! # Context
 //!
 //! Entered from `arch::entry` with interrupts off on the task's kernel
-//! stack; runs with interrupts on (preemptible, may sleep); reschedules if
-//! asked before going back to user mode.
+//! stack; runs with interrupts on (preemptible, may sleep); leaves
+//! through the return-to-user loop (`arch::signal::exit_to_user_mode`:
+//! reschedule, deliver signals).
 
 mod fs;
 mod misc;
