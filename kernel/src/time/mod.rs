@@ -10,7 +10,9 @@
 //! The local APIC timer fires [`apic::LOCAL_TIMER_VECTOR`] every
 //! [`TICK_NS`] (HZ = 250, Linux's default). Its handler, in hard-IRQ context
 //! with interrupts off, does what Linux's `tick_handle_periodic` ->
-//! `update_process_times` does, in this order:
+//! `update_process_times` does, in this order (with `profile=N` the timer
+//! fires `N / HZ` times as often and each interrupt first records a
+//! sample, [`profile`]; only every `N / HZ`-th goes on to these steps):
 //!
 //! 1. the tick-duty CPU (CPU 0, `tick_do_timer_cpu`) brings jiffies up to
 //!    date with the clock ([`clock::update_jiffies`]);
@@ -39,6 +41,7 @@ pub mod apic;
 pub mod clock;
 pub mod ktests;
 pub mod pit;
+pub mod profile;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -174,18 +177,35 @@ pub fn init(phys_offset: u64) -> &'static TimeInfo {
 
 // The timer's gate: from user mode its return runs the return-to-user
 // loop (preemption, signals) with the whole user context saved.
-crate::user_irq_entry!(local_timer_entry, local_timer_interrupt, local_timer_tick);
+crate::user_irq_entry!(local_timer_entry, local_timer_interrupt, local_timer_user);
 
 /// The local timer interrupt from kernel mode: see "The tick" in the
 /// module docs.
-extern "x86-interrupt" fn local_timer_interrupt(_frame: InterruptStackFrame) {
+extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
+    // This handler's own frame record, whose saved rbp is the interrupted
+    // code's: where the profiler's stack walk starts.
+    let rbp = crate::arch::backtrace::frame_pointer();
+    if !profile::sample_tick(&frame, rbp) {
+        // A profiling interrupt between two ticks: nothing else to do.
+        apic::eoi();
+        return;
+    }
     local_timer_tick();
     sched::irqentry_exit_cond_resched();
 }
 
-/// The tick's work, in either mode (from user mode the return-to-user
-/// loop reschedules).
-extern "C" fn local_timer_tick() {
+/// The local timer interrupt from user mode (the return-to-user loop
+/// reschedules).
+extern "C" fn local_timer_user() {
+    if !profile::sample_user_tick() {
+        apic::eoi();
+        return;
+    }
+    local_timer_tick();
+}
+
+/// The tick's work, in either mode.
+fn local_timer_tick() {
     percpu::irq_enter();
     percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);
     if percpu::cpu_id() == TICK_DO_TIMER_CPU {
