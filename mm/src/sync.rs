@@ -1,6 +1,8 @@
 //! Per-CPU locks and the bit spinlock (Linux's `local_lock_t`,
 //! `localtry_lock_t` / `local_trylock_t`, and `bit_spin_lock`).
 //!
+//! Not `kernel::sync`, the kernel's own irqsave spinlock.
+//!
 //! - [`LocalLock`]: one `T` per CPU; the owner runs with preemption (and
 //!   for `lock_irqsave`, interrupts) disabled, so it is alone with its CPU's
 //!   copy. Never taken from interrupt context unless every task-context
