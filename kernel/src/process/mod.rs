@@ -46,6 +46,7 @@
 //! nothing sleeps.
 
 pub mod elf;
+pub mod memdev;
 pub mod pipe;
 pub mod procfs;
 pub mod signal;
@@ -159,6 +160,8 @@ pub enum OpenData {
     Dir(String),
     /// One end of a pipe.
     Pipe(Arc<pipe::PipeEnd>),
+    /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
+    Dev(memdev::MemDev),
 }
 
 impl OpenData {
@@ -166,7 +169,7 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
 
@@ -192,7 +195,7 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
 }
