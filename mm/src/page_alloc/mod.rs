@@ -61,7 +61,7 @@ pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageFlags, PageState};
-use crate::platform::{IrqGuard, Platform, PreemptGuard};
+use crate::platform::{Platform, PreemptGuard};
 use zone::AllocFlags;
 
 /// The largest order: blocks of 1024 pages, 4 MiB (inclusive, as Linux 6.4+).
@@ -233,7 +233,7 @@ impl<P: Platform> PageAlloc<P> {
                 let hi = range.end.min(zone.end_pfn);
                 if lo < hi {
                     zone.managed_pages += hi.as_u64() - lo.as_u64();
-                    free_range_at_boot(zone, &memmap, &stats, lo, hi);
+                    free_range_at_boot(&platform, zone, &memmap, &stats, lo, hi);
                 }
             }
         }
@@ -345,8 +345,7 @@ impl<P: Platform> PageAlloc<P> {
             // highatomic reserves (as `should_reclaim_retry` does).
             let released = attempt == 0
                 && self.zones[..=highest as usize].iter().rev().any(|z| {
-                    let _irq = IrqGuard::new(&self.platform);
-                    let mut area = z.free.lock();
+                    let mut area = z.free.lock_irqsave(&self.platform);
                     z.unreserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, mt)
                 });
             if !released {
@@ -389,8 +388,7 @@ impl<P: Platform> PageAlloc<P> {
             };
             self.prep_new_page(zone, pfn, order, gfp, mt, caller);
             if flags.contains(AllocFlags::HIGHATOMIC) {
-                let _irq = IrqGuard::new(&self.platform);
-                let mut area = zone.free.lock();
+                let mut area = zone.free.lock_irqsave(&self.platform);
                 zone.reserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, pfn, order);
             }
             return Some(pfn);
@@ -499,8 +497,7 @@ impl<P: Platform> PageAlloc<P> {
                 return Ok(());
             }
         }
-        let _irq = IrqGuard::new(&self.platform);
-        let mut area = zone.free.lock();
+        let mut area = zone.free.lock_irqsave(&self.platform);
         let mt = zone.pageblock_migratetype(pfn);
         zone.free_one_page(&mut area, &self.memmap, &self.stats, pfn, order, mt);
         self.stats.inc(PaStat::FreeZone);
@@ -557,7 +554,9 @@ impl<P: Platform> PageAlloc<P> {
 
     /// Checks every zone's free-list invariants (Z1..Z4).
     pub fn check(&self) -> Result<(), alloc::string::String> {
-        self.zones.iter().try_for_each(|z| z.check(&self.memmap))
+        self.zones
+            .iter()
+            .try_for_each(|z| z.check(&self.memmap, &self.platform))
     }
 
     /// A `/proc/buddyinfo`-style view: free blocks per order per zone.
@@ -582,11 +581,18 @@ impl<P: Platform> Drop for PageAlloc<P> {
 
 /// Frees `[lo, hi)` into `zone` in the largest aligned blocks
 /// (`memblock_free_all` -> `__free_pages_core`).
-fn free_range_at_boot(zone: &Zone, map: &MemMap, stats: &PaStats, lo: Pfn, hi: Pfn) {
+fn free_range_at_boot<P: Platform>(
+    platform: &P,
+    zone: &Zone,
+    map: &MemMap,
+    stats: &PaStats,
+    lo: Pfn,
+    hi: Pfn,
+) {
     for pfn in lo.as_u64()..hi.as_u64() {
         map.page(Pfn::new(pfn)).set_flags(PageFlags::empty());
     }
-    let mut area = zone.free.lock();
+    let mut area = zone.free.lock_irqsave(platform);
     let mut pfn = lo;
     while pfn < hi {
         let align = pfn.as_u64().trailing_zeros().min(MAX_PAGE_ORDER);

@@ -10,7 +10,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::{KmemCache, SlabStat};
 use crate::addr::{CpuId, Pfn};
 use crate::gfp::Gfp;
-use crate::platform::{IrqGuard, Platform};
+use crate::platform::Platform;
 
 /// This CPU's slab and freelist (`kmem_cache_cpu`).
 pub(super) struct CpuSlab {
@@ -41,8 +41,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     pub(super) fn alloc_slow(&self, cpu: &mut CpuSlab, gfp: Gfp) -> Option<u64> {
         self.stat(SlabStat::AllocSlowpath);
         {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
+            let mut node = self.list_lock.lock_irqsave(self.pa.platform());
             if let Some(pfn) = cpu.slab {
                 let slab = self.slab(pfn);
                 let remote = slab.freelist();
@@ -127,8 +126,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         let mut list = core::mem::take(&mut cpu.freelist);
         self.stat(SlabStat::DeactivateSlab);
         let discard = {
-            let _irq = IrqGuard::new(platform);
-            let mut node = self.list_lock.lock();
+            let mut node = self.list_lock.lock_irqsave(platform);
             let slab = self.slab(pfn);
             let mut inuse = slab.inuse();
             while list != 0 {

@@ -117,7 +117,7 @@ use crate::memmap::PageList;
 use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
 use crate::platform::Platform;
 use crate::rcu::Rcu;
-use crate::sync::LocalTryLock;
+use crate::sync::{LocalTryLock, SpinLockIrq};
 use cpu_slab::CpuSlab;
 use freelist::Slab;
 use node::KmemCacheNode;
@@ -197,7 +197,7 @@ pub struct KmemCache<'a, P: Platform> {
     random: u64,
     pa: &'a PageAlloc<P>,
     cpu: LocalTryLock<CpuSlab>,
-    list_lock: spin::Mutex<KmemCacheNode>,
+    list_lock: SpinLockIrq<KmemCacheNode>,
     /// Partial slabs (racy mirror for reports). Write: list_lock.
     nr_partial: AtomicU64,
     /// Slabs of this cache (K1).
@@ -335,7 +335,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 slab: None,
                 freelist: 0,
             }),
-            list_lock: spin::Mutex::new(KmemCacheNode {
+            list_lock: SpinLockIrq::new(KmemCacheNode {
                 partial: PageList::new(),
             }),
             nr_partial: AtomicU64::new(0),

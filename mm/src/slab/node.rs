@@ -85,14 +85,15 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     #[cold]
     pub(super) fn alloc_no_cpu(&self, gfp: Gfp) -> Option<u64> {
         self.stat(SlabStat::AllocNoCpu);
-        let _irq = IrqGuard::new(self.pa.platform());
-        let mut node = self.list_lock.lock();
+        // Interrupts stay off while the lock is dropped for a new slab.
+        let irq = IrqGuard::new(self.pa.platform());
+        let mut node = self.list_lock.lock_irqs_off(&irq);
         let pfn = match node.partial.first() {
             Some(pfn) => pfn,
             None => {
                 drop(node);
                 let slab = self.new_slab(gfp)?;
-                node = self.list_lock.lock();
+                node = self.list_lock.lock_irqs_off(&irq);
                 node.partial.push_front(self.pa.memmap(), slab.pfn);
                 self.nr_partial.fetch_add(1, Relaxed);
                 slab.pfn
@@ -118,8 +119,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     ) -> bool {
         self.stat(SlabStat::FreeSlowpath);
         let discard = {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
+            let mut node = self.list_lock.lock_irqsave(self.pa.platform());
             let slab = self.slab(pfn);
             let head = slab.freelist();
             if head == addr {
@@ -166,8 +166,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         self.flush_all();
         let mut empty = PageList::new();
         {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
+            let mut node = self.list_lock.lock_irqsave(self.pa.platform());
             let map = self.pa.memmap();
             // No allocation here: this may be a kmalloc cache, whose own
             // list_lock we hold. The iterator has read the next link before
