@@ -5,15 +5,14 @@
 use super::super::hook;
 use super::super::node::{Enode, NodeType, range_size};
 use super::super::{MapleEntry, MapleTree};
-use super::Path;
+use super::{Path, WriteLocked};
 use crate::platform::Platform;
 
 impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     /// Largest gap in the subtree of `en` covering `[min, max]`.
-    pub(in crate::maple) fn node_gap(&self, en: Enode, min: u64, max: u64) -> u64 {
+    pub(in crate::maple) fn node_gap(&self, w: &WriteLocked, en: Enode, min: u64, max: u64) -> u64 {
         let t = en.node_type();
-        // SAFETY: a live node; the writer holds the lock.
-        let node = unsafe { en.node() };
+        let node = en.node_locked(w);
         let end = node.data_end(t, max);
         (0..=end)
             .map(|i| match t {
@@ -31,16 +30,15 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     /// The child at depth `d` on `path` is now `child`: update the gaps
     /// recorded above it, stopping where nothing changes
     /// (`mas_update_gap()`).
-    pub(super) fn propagate_gap(&self, path: &Path, d: usize, child: Enode) {
+    pub(super) fn propagate_gap(&self, w: &WriteLocked, path: &Path, d: usize, child: Enode) {
         if self.internal_type() != NodeType::Arange64 {
             return;
         }
         let (mut child, mut cmin, mut cmax) = (child, path.lv[d].min, path.lv[d].max);
         for k in (0..d).rev() {
-            let g = self.node_gap(child, cmin, cmax);
+            let g = self.node_gap(w, child, cmin, cmax);
             let parent = path.lv[k];
-            // SAFETY: a live node; the writer holds the lock.
-            let pnode = unsafe { parent.node.node() };
+            let pnode = parent.node.node_locked(w);
             if pnode.gap(parent.offset) == g {
                 return;
             }

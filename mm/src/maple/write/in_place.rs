@@ -14,32 +14,29 @@
 use super::super::hook;
 use super::super::node::NodeType;
 use super::super::{MapleEntry, MapleTree};
-use super::{Big, Plan};
+use super::{Big, Plan, WriteLocked};
 use crate::platform::Platform;
 
 impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     /// Replaces the entry of a slot whose range is exactly the store's.
-    pub(super) fn wr_exact_fit(&self, plan: &Plan) {
+    pub(super) fn wr_exact_fit(&self, w: &WriteLocked, plan: &Plan) {
         let leaf = plan.lp.leaf();
-        // SAFETY: a live node of the tree; we hold the lock.
-        let node = unsafe { leaf.node.node() };
+        let node = leaf.node.node_locked(w);
         let old = node.slot(NodeType::Leaf64, leaf.offset);
         node.set_slot(NodeType::Leaf64, leaf.offset, plan.raw);
         hook::writer_step("exact_fit: slot");
         node.end_in_place_store();
         hook::writer_step("exact_fit: header");
         if (old == 0) != (plan.raw == 0) {
-            self.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
+            self.propagate_gap(w, &plan.lp, plan.lp.height - 1, leaf.node);
         }
     }
 
     /// A store that shares a slot boundary with the old range: one slot
     /// and one pivot change (`mas_wr_slot_store()`).
-    pub(super) fn wr_slot_store(&self, plan: &Plan) {
+    pub(super) fn wr_slot_store(&self, w: &WriteLocked, plan: &Plan) {
         let leaf = plan.lp.leaf();
-        // SAFETY: the leaf of the walk just made, live in the tree; the
-        // writer holds the lock.
-        let node = unsafe { leaf.node.node() };
+        let node = leaf.node.node_locked(w);
         let o = leaf.offset;
         let (lo, _) = node.slot_range(o, leaf.end, leaf.min, leaf.max);
         // Each write leaves a valid view: first the slot that gets
@@ -58,18 +55,16 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         }
         node.end_in_place_store();
         hook::writer_step("slot_store: header");
-        self.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
+        self.propagate_gap(w, &plan.lp, plan.lp.height - 1, leaf.node);
     }
 
     /// A store at the end of the last leaf of a tree without RCU readers:
     /// new slots after the used ones (`mas_wr_append()`).
-    pub(super) fn wr_append(&self, plan: &Plan) {
+    pub(super) fn wr_append(&self, w: &WriteLocked, plan: &Plan) {
         let leaf = *plan.lp.leaf();
         let mut big = Big::new();
-        self.leaf_content(&leaf, &leaf, plan.index, plan.last, plan.raw, &mut big);
-        // SAFETY: the leaf of the walk just made, live in the tree; the
-        // writer holds the lock.
-        let node = unsafe { leaf.node.node() };
+        self.leaf_content(w, &leaf, &leaf, plan, &mut big);
+        let node = leaf.node.node_locked(w);
         let t = NodeType::Leaf64;
         let end = big.len - 1;
         for (i, it) in big.as_slice().iter().enumerate().skip(leaf.offset) {
@@ -82,6 +77,6 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             node.set_meta_end(t, end);
         }
         node.end_in_place_store();
-        self.propagate_gap(&plan.lp, plan.lp.height - 1, leaf.node);
+        self.propagate_gap(w, &plan.lp, plan.lp.height - 1, leaf.node);
     }
 }

@@ -42,7 +42,7 @@
 
 use alloc::boxed::Box;
 
-use super::node::{Enode, MAPLE_HEIGHT_MAX, range_size};
+use super::node::{Enode, MAPLE_HEIGHT_MAX, Node, range_size};
 use super::{MapleEntry, MapleError, MapleStat, MapleTree};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
@@ -190,11 +190,45 @@ struct Plan {
     request_full: usize,
 }
 
+/// Proof that the tree's writer lock is held: only [`MaWriter::new`]
+/// makes one, right after taking the lock, and keeps it in the writer,
+/// so a `&WriteLocked` cannot outlive the lock guard. Neither `Clone`
+/// nor `Copy`.
+pub(in crate::maple) struct WriteLocked(());
+
+impl Enode {
+    /// The node, for the writer (`mte_to_node()` under the tree lock).
+    ///
+    /// Soundness rests on two rules of the write path, which is the only
+    /// code that calls this (it is private to `maple`):
+    ///
+    /// - W1: every `Enode` the write path holds was read from the tree
+    ///   (its root or a slot of a node so read) while the writer lock was
+    ///   held, or was built by this writer from its preallocated nodes.
+    /// - W2: only the writer frees nodes, and only through `kfree_rcu`
+    ///   after unlinking them ([`MapleTree::free_node`]); a node it frees
+    ///   is not read after the free is queued.
+    ///
+    /// So while the lock is held (proved by `locked`, which cannot
+    /// outlive it) the node is live.
+    #[inline]
+    pub(in crate::maple) fn node_locked(self, locked: &WriteLocked) -> &Node {
+        let _ = locked;
+        // SAFETY: W1 and W2 above: the node was reachable from the tree
+        // (or built here) under the writer lock, which `locked` proves is
+        // still held, and nodes are freed only by the lock holder, after
+        // a grace period, once unlinked; so its memory is valid for reads.
+        unsafe { self.node() }
+    }
+}
+
 /// The writer: holds the tree's lock and the nodes preallocated for the
 /// next store (Linux's `ma_state` in a write).
 pub struct MaWriter<'t, 'a, T: MapleEntry, P: Platform> {
     pub(super) tree: &'t MapleTree<'a, T, P>,
     _guard: spin::MutexGuard<'t, ()>,
+    /// The proof the write path passes down to read nodes.
+    locked: WriteLocked,
     supply: Supply,
     /// Range of the pending preallocation.
     prealloc: Option<(u64, u64)>,
@@ -208,6 +242,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         MaWriter {
             tree,
             _guard: tree.lock.lock(),
+            locked: WriteLocked(()),
             supply: Supply::default(),
             prealloc: None,
             planned: None,
@@ -255,7 +290,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             return Err(MapleError::Inval);
         }
         self.destroy();
-        let plan = self.tree.plan(index, last, entry.map_or(0, T::into_raw));
+        let plan = self
+            .tree
+            .plan(&self.locked, index, last, entry.map_or(0, T::into_raw));
         self.supply.alloc(self.tree, plan.request, gfp)?;
         self.tree
             .inc(MapleStat::NodesRequested, plan.request as u64);
@@ -280,7 +317,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         let raw = entry.map_or(0, T::into_raw);
         let plan = match self.planned.take() {
             Some(p) if p.asked == (index, last, raw) => *p,
-            _ => self.tree.plan(index, last, raw),
+            _ => self.tree.plan(&self.locked, index, last, raw),
         };
         if let Some(s) = plan.kind.stat() {
             self.tree.inc(s, 1);
@@ -307,9 +344,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         match plan.kind {
             StoreType::None => {}
             StoreType::NewRoot => self.new_root(&plan),
-            StoreType::ExactFit => tree.wr_exact_fit(&plan),
-            StoreType::SlotStore => tree.wr_slot_store(&plan),
-            StoreType::Append => tree.wr_append(&plan),
+            StoreType::ExactFit => tree.wr_exact_fit(&self.locked, &plan),
+            StoreType::SlotStore => tree.wr_slot_store(&self.locked, &plan),
+            StoreType::Append => tree.wr_append(&self.locked, &plan),
             StoreType::NodeStore
             | StoreType::Split
             | StoreType::Rebalance
@@ -317,14 +354,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                 let mut lp = plan.lp.clone();
                 let mut rp = plan.rp.clone();
                 let mut big = Big::new();
-                tree.leaf_content(
-                    lp.leaf(),
-                    rp.leaf(),
-                    plan.index,
-                    plan.last,
-                    plan.raw,
-                    &mut big,
-                );
+                tree.leaf_content(&self.locked, lp.leaf(), rp.leaf(), &plan, &mut big);
                 self.rebuild(&mut lp, &mut rp, big);
             }
         }

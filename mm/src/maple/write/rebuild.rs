@@ -15,7 +15,7 @@ use super::super::hook;
 use super::super::node::{Enode, NodeType};
 use super::super::{MapleEntry, MapleTree};
 use super::gap::leaf_gap;
-use super::{Big, Item, Level, MaWriter, Path, Plan, leaf_item};
+use super::{Big, Item, Level, MaWriter, Path, Plan, WriteLocked, leaf_item};
 use crate::platform::Platform;
 
 impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
@@ -97,7 +97,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             if d > 0 && big.len < t.min_count() && !self.pull_neighbour(lp, rp, d, &mut big) {
                 // This level is rebuilt whole: its content is the new root.
                 self.publish_root(t, &big, leaf_depth - d + 1);
-                tree.free_replaced(lp, rp, 0);
+                tree.free_replaced(&self.locked, lp, rp, 0);
                 return;
             }
             let (parts, k) = split(big.as_slice(), t);
@@ -109,25 +109,24 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
                     self.build_parts(t, &big, &parts[..k], 0, &mut top);
                     self.publish_root(internal, &top, leaf_depth + 2);
                 }
-                tree.free_replaced(lp, rp, 0);
+                tree.free_replaced(&self.locked, lp, rp, 0);
                 return;
             }
             if k == 1 && lp.lv[d].node == rp.lv[d].node {
                 let (en, _) = self.build(t, big.as_slice(), lp.lv[d].min, rp.lv[d].max);
                 let parent = lp.lv[d - 1];
-                // SAFETY: a live node of the tree; we hold the lock.
-                let pnode = unsafe { parent.node.node() };
+                let pnode = parent.node.node_locked(&self.locked);
                 pnode.set_slot(parent.node.node_type(), parent.offset, en.0);
                 hook::writer_step("replace: parent slot");
-                tree.propagate_gap(lp, d, en);
-                tree.free_replaced(lp, rp, d);
+                tree.propagate_gap(&self.locked, lp, d, en);
+                tree.free_replaced(&self.locked, lp, rp, d);
                 return;
             }
             let mut up = Big::new();
             let (l, r) = (lp.lv[d - 1], rp.lv[d - 1]);
-            tree.push_items(&mut up, &l, 0, l.offset);
+            tree.push_items(&self.locked, &mut up, &l, 0, l.offset);
             self.build_parts(t, &big, &parts[..k], lp.lv[d].min, &mut up);
-            tree.push_items(&mut up, &r, r.offset + 1, r.end + 1);
+            tree.push_items(&self.locked, &mut up, &r, r.offset + 1, r.end + 1);
             big = up;
             d -= 1;
         }
@@ -199,14 +198,14 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             return false;
         };
         if right {
-            tree.step_path(rp, d, true);
+            tree.step_path(&self.locked, rp, d, true);
             let lv = rp.lv[d];
-            tree.push_items(big, &lv, 0, lv.end + 1);
+            tree.push_items(&self.locked, big, &lv, 0, lv.end + 1);
         } else {
-            tree.step_path(lp, d, false);
+            tree.step_path(&self.locked, lp, d, false);
             let lv = lp.lv[d];
             let mut left = Big::new();
-            tree.push_items(&mut left, &lv, 0, lv.end + 1);
+            tree.push_items(&self.locked, &mut left, &lv, 0, lv.end + 1);
             big.prepend(&left);
         }
         true
@@ -244,19 +243,18 @@ fn split(items: &[Item], t: NodeType) -> ([(usize, usize); 3], usize) {
 }
 
 impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
-    /// The new content of the leaves from `l`'s to `r`'s: what lies before
+    /// The new content of the leaves from `l`'s to `r`'s for `plan`: what lies before
     /// `index` in `l`, the new range, what lies after `last` in `r`.
     pub(super) fn leaf_content(
         &self,
+        w: &WriteLocked,
         l: &Level,
         r: &Level,
-        index: u64,
-        last: u64,
-        raw: usize,
+        plan: &Plan,
         big: &mut Big,
     ) {
-        // SAFETY: live nodes; the writer holds the lock.
-        let (ln, rn) = unsafe { (l.node.node(), r.node.node()) };
+        let (index, last, raw) = (plan.index, plan.last, plan.raw);
+        let (ln, rn) = (l.node.node_locked(w), r.node.node_locked(w));
         let t = NodeType::Leaf64;
         for i in 0..=l.end {
             let (lo, hi) = ln.slot_range(i, l.end, l.min, l.max);
@@ -276,10 +274,16 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     }
 
     /// Pushes slots `from..to` of the node at `lv` as items.
-    pub(super) fn push_items(&self, big: &mut Big, lv: &Level, from: usize, to: usize) {
+    pub(super) fn push_items(
+        &self,
+        w: &WriteLocked,
+        big: &mut Big,
+        lv: &Level,
+        from: usize,
+        to: usize,
+    ) {
         let t = lv.node.node_type();
-        // SAFETY: a live node; the writer holds the lock.
-        let node = unsafe { lv.node.node() };
+        let node = lv.node.node_locked(w);
         for i in from..to {
             let (lo, hi) = node.slot_range(i, lv.end, lv.min, lv.max);
             let slot = node.slot(t, i);
@@ -295,30 +299,29 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     /// Frees the nodes a rebuild replaced: from depth `top` down, every
     /// node whose range lies within the span `[lp.min, rp.max]` of its
     /// depth (`mas_mat_destroy()`). Nodes outside it were kept.
-    pub(super) fn free_replaced(&self, lp: &Path, rp: &Path, top: usize) {
+    pub(super) fn free_replaced(&self, w: &WriteLocked, lp: &Path, rp: &Path, top: usize) {
         let lv = lp.lv[top];
-        self.free_within(lp, rp, top, lv.node, lv.min, lv.max);
+        self.free_within(w, lp, rp, top, lv.node, (lv.min, lv.max));
     }
 
     pub(super) fn free_within(
         &self,
+        w: &WriteLocked,
         lp: &Path,
         rp: &Path,
         k: usize,
         en: Enode,
-        min: u64,
-        max: u64,
+        (min, max): (u64, u64),
     ) {
         let t = en.node_type();
         if !t.is_leaf() {
-            // SAFETY: an old node, unpublished but not yet freed.
-            let node = unsafe { en.node() };
+            let node = en.node_locked(w);
             let end = node.data_end(t, max);
             let (smin, smax) = (lp.lv[k + 1].min, rp.lv[k + 1].max);
             for i in 0..=end {
                 let (lo, hi) = node.slot_range(i, end, min, max);
                 if lo >= smin && hi <= smax {
-                    self.free_within(lp, rp, k + 1, Enode(node.slot(t, i)), lo, hi);
+                    self.free_within(w, lp, rp, k + 1, Enode(node.slot(t, i)), (lo, hi));
                 }
             }
         }

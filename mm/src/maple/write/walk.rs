@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::*;
 
 use super::super::node::{Enode, MAPLE_HEIGHT_MAX, NodeType};
 use super::super::{MapleEntry, MapleTree, MtFlags};
-use super::{EMPTY_LEVEL, Level, Path, Plan, StoreType};
+use super::{EMPTY_LEVEL, Level, Path, Plan, StoreType, WriteLocked};
 use crate::platform::Platform;
 
 impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
@@ -22,7 +22,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     }
 
     /// The write walk: the path from the root to the leaf of `index`.
-    pub(in crate::maple) fn write_path(&self, index: u64) -> Path {
+    pub(in crate::maple) fn write_path(&self, w: &WriteLocked, index: u64) -> Path {
         let mut p = Path {
             lv: [EMPTY_LEVEL; MAPLE_HEIGHT_MAX],
             height: 0,
@@ -31,8 +31,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         let (mut min, mut max) = (0, u64::MAX);
         loop {
             let t = en.node_type();
-            // SAFETY: a live node; the writer holds the lock.
-            let node = unsafe { en.node() };
+            let node = en.node_locked(w);
             let end = node.data_end(t, max);
             let mut offset = 0;
             while offset < end && node.pivot(offset) < index {
@@ -57,7 +56,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     /// Moves `path` at depth `d` to the next (`right`) or previous node at
     /// that depth: up to the deepest ancestor that has one more child
     /// that way, across, then down its nearest edge.
-    pub(super) fn step_path(&self, path: &mut Path, d: usize, right: bool) {
+    pub(super) fn step_path(&self, w: &WriteLocked, path: &mut Path, d: usize, right: bool) {
         let e = (0..d)
             .rev()
             .find(|&e| {
@@ -76,12 +75,10 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         for k in e + 1..=d {
             let parent = path.lv[k - 1];
             let pt = parent.node.node_type();
-            // SAFETY: a live node; the writer holds the lock.
-            let pnode = unsafe { parent.node.node() };
+            let pnode = parent.node.node_locked(w);
             let (min, max) = pnode.slot_range(parent.offset, parent.end, parent.min, parent.max);
             let en = Enode(pnode.slot(pt, parent.offset));
-            // SAFETY: the child named by a live parent's slot is live; the writer holds the lock.
-            let end = unsafe { en.node() }.data_end(en.node_type(), max);
+            let end = en.node_locked(w).data_end(en.node_type(), max);
             path.lv[k] = Level {
                 node: en,
                 min,
@@ -93,7 +90,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     }
 
     /// Plans a store of `raw` over `[index, last]`.
-    pub(super) fn plan(&self, mut index: u64, mut last: u64, raw: usize) -> Plan {
+    pub(super) fn plan(&self, w: &WriteLocked, mut index: u64, mut last: u64, raw: usize) -> Plan {
         let empty_path = || Path {
             lv: [EMPTY_LEVEL; MAPLE_HEIGHT_MAX],
             height: 0,
@@ -116,14 +113,13 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             }
             return plan;
         }
-        let mut lp = self.write_path(index);
+        let mut lp = self.write_path(w, index);
         if raw == 0 {
             // mas_wr_extend_null(): absorb the NULL range at `index` or just
             // before it. It is in this leaf: a leaf other than the
             // rightmost never ends with NULL.
             let leaf = lp.leaf_mut();
-            // SAFETY: a live node; the writer holds the lock.
-            let node = unsafe { leaf.node.node() };
+            let node = leaf.node.node_locked(w);
             let (lo, _) = node.slot_range(leaf.offset, leaf.end, leaf.min, leaf.max);
             if node.slot(NodeType::Leaf64, leaf.offset) == 0 {
                 index = lo;
@@ -136,15 +132,14 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             }
         }
         let mut rp = if last > lp.leaf().max {
-            self.write_path(last)
+            self.write_path(w, last)
         } else {
             lp.clone()
         };
         if raw == 0 {
             // The same at `last`, within its leaf...
             let leaf = *rp.leaf();
-            // SAFETY: the leaf of a walk made under the writer lock: live in the tree.
-            let node = unsafe { leaf.node.node() };
+            let node = leaf.node.node_locked(w);
             let mut o = 0;
             while o < leaf.end && node.pivot(o) < last {
                 o += 1;
@@ -159,10 +154,9 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             // rightmost takes in the next leaf (mas_is_span_wr()), absorbing
             // a NULL range at its start.
             if last == leaf.max && last != u64::MAX {
-                rp = self.write_path(last + 1);
+                rp = self.write_path(w, last + 1);
                 let next = *rp.leaf();
-                // SAFETY: the leaf of a walk made under the writer lock: live in the tree.
-                let nnode = unsafe { next.node.node() };
+                let nnode = next.node.node_locked(w);
                 if nnode.slot(NodeType::Leaf64, 0) == 0 {
                     last = nnode.slot_range(0, next.end, next.min, next.max).1;
                 }
@@ -201,7 +195,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         plan.kind = if spanning {
             StoreType::Spanning
         } else {
-            self.classify(&leaf, index, last, h == 1)
+            self.classify(w, &leaf, index, last, h == 1)
         };
         let delta = h - vacant;
         let (req, full) = match plan.kind {
@@ -222,9 +216,15 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     }
 
     /// Store type of a write within one leaf (`mas_wr_store_type()`).
-    pub(super) fn classify(&self, leaf: &Level, index: u64, last: u64, is_root: bool) -> StoreType {
-        // SAFETY: a live node; the writer holds the lock.
-        let node = unsafe { leaf.node.node() };
+    pub(super) fn classify(
+        &self,
+        w: &WriteLocked,
+        leaf: &Level,
+        index: u64,
+        last: u64,
+        is_root: bool,
+    ) -> StoreType {
+        let node = leaf.node.node_locked(w);
         let o = leaf.offset;
         let (r_min, r_max) = node.slot_range(o, leaf.end, leaf.min, leaf.max);
         if r_min == index && r_max == last {
