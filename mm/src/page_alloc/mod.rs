@@ -268,6 +268,40 @@ impl<P: Platform> PageAlloc<P> {
         &self.memmap
     }
 
+    /// Copies the contents of frame `from` into frame `to`
+    /// (`copy_highpage()`): the copy of copy-on-write.
+    ///
+    /// For frames of user memory only. Both must be allocated (their
+    /// folio holds a reference) and distinct, and neither may belong to a
+    /// kernel object (slab, large kmalloc, page table, reserved), since
+    /// Rust references may point into those: a frame that breaks this is
+    /// a caller's bug, reported by a panic before any byte is written.
+    /// Such frames are reached by no Rust reference, only by user
+    /// mappings, so the copy is safe to offer.
+    pub fn copy_highpage(&self, to: Pfn, from: Pfn) {
+        assert_ne!(to, from, "BUG: copy_highpage of frame {to} onto itself");
+        for (what, pfn) in [("to", to), ("from", from)] {
+            let head = self
+                .memmap
+                .page(crate::folio::Folio::of(&self.memmap, pfn).head());
+            let kernel = PageFlags::RESERVED
+                | PageFlags::SLAB
+                | PageFlags::LARGE_KMALLOC
+                | PageFlags::PGTABLE;
+            assert!(
+                head.refcount() > 0 && !head.flags().intersects(kernel),
+                "BUG: copy_highpage: `{what}` frame {pfn} is not allocated user memory"
+            );
+        }
+        let src = self.platform.phys_to_virt(from.phys_addr());
+        let dst = self.platform.phys_to_virt(to.phys_addr());
+        // SAFETY: 1. both frames are in the direct map (`phys_to_virt`
+        // maps every frame of the memmap) and distinct, so the ranges do
+        // not overlap; 2. both are allocated user frames (checked above),
+        // which no Rust reference points into: only user PTEs map them.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
+    }
+
     /// The zones, lowest first (some may be empty).
     pub fn zones(&self) -> &[Zone; NR_ZONES] {
         &self.zones

@@ -9,6 +9,7 @@
 //!
 //! Flag changes take the mmap lock for write; the zapping advice takes it
 //! for read, as Linux's `madvise_need_mmap_write()` decides.
+#![forbid(unsafe_code)]
 
 use super::Mm;
 use super::mmap::page_align;

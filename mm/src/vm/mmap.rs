@@ -15,6 +15,7 @@
 //! page is touched), zap the pages, free the page tables only the range
 //! used, and flush the TLB in the mmu_gather before any page or table is
 //! freed; the VMAs are retired last, through RCU.
+#![forbid(unsafe_code)]
 
 use super::mm::MmLocked;
 use super::vma::{VmFlags, Vma};

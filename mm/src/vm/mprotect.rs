@@ -2,6 +2,7 @@
 //! (split at the ends and merged afterwards by `vma.rs`'s
 //! `modify_flags`, Linux's `vma_modify_flags()`), and
 //! `change_protection()` of the PTEs.
+#![forbid(unsafe_code)]
 
 use super::mmap::{page_align, prot_to_vm};
 use super::vma::VmFlags;

@@ -19,6 +19,7 @@
 //! Whether an emptied PTE table may be freed, and how (the fast path
 //! under the lock the zap holds, or the slow path's rescan), is
 //! `pgtable/pt_reclaim.rs`'s contract.
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
 
