@@ -4,9 +4,7 @@
 use alloc::vec::Vec;
 
 use super::*;
-use crate::addr::Pfn;
 use crate::errno::Errno;
-use crate::page_alloc::ZoneLayout;
 use crate::pgtable::{PteFlags, TASK_SIZE};
 use crate::sim::{self, SimPlatform};
 
@@ -77,7 +75,7 @@ fn with_vm<R>(
     f: impl FnOnce(&mut Vm<'_, SimPlatform>, &dyn Fn() -> u64) -> R,
 ) -> R {
     sim::set_cpu(0);
-    let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+    let pa = sim::machine(pages, cpus);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
     let cache = crate::maple::node_cache(&pa, &rcu).unwrap();
     let mut vm = Vm::new(&pa, &rcu, &cache).unwrap();
