@@ -34,8 +34,11 @@
 //!   Nth page or slab allocation of the calling thread fails, whatever its
 //!   GFP flags (`MM_FAIL_VERBOSE=1` prints where, as Linux's `verbose`).
 //!
-//! The fixtures [`page_alloc`] and [`machine`] build a page allocator on
-//! a fresh machine; dropping it runs the leak check. Benchmarks use
+//! The fixtures [`page_alloc`] and [`machine`] (the usual one, shared by
+//! the unit tests of every subsystem) build a page allocator on a fresh
+//! machine; dropping it runs the leak check. Tests see RAM as a CPU would
+//! through [`SimMachine::ram_word`], [`SimMachine::frame_bytes`] and
+//! [`SimMachine::fill_frames`], without `unsafe` of their own. Benchmarks use
 //! [`bench_page_alloc`], with the instruments off (PTE writes stay swaps:
 //! [`Platform::PAGE_TABLE_CHECK`] is a constant of the platform).
 
