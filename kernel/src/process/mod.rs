@@ -280,20 +280,25 @@ pub struct Process {
     pub min_flt: AtomicU64,
     /// The reaped children's `min_flt`, with theirs (`cmin_flt`).
     pub cmin_flt: AtomicU64,
-    /// A signal that kills the process at its next entry to or exit from
-    /// the kernel (`kill`); 0: none.
-    pub pending_kill: AtomicU32,
-    /// Signal dispositions and the blocked mask, recorded
-    /// (`rt_sigaction`, `rt_sigprocmask`, `sigaltstack`); see `signal`.
-    /// (Boxed: 2 KiB, which a debug kernel would copy between stack
-    /// frames whenever a `Process` is built.)
-    pub signals: SpinLock<Box<signal::Signals>>,
+    /// The signal the process dies of, once one was fatal (Linux's
+    /// `SIGNAL_GROUP_EXIT` with its exit code); 0: none. The first one
+    /// sticks. Set by a sender (`signal::send_signal`) or the process
+    /// itself; acted on by the return to user mode
+    /// (`arch::signal::exit_to_user_mode`).
+    pending_kill: AtomicU32,
+    /// Dispositions, the process-wide pending set, job control
+    /// (`signal::ProcessSignals`; lock order in `signal`). (Boxed: 2 KiB,
+    /// which a debug kernel would copy between stack frames whenever a
+    /// `Process` is built.)
+    pub signals: SpinLock<Box<signal::ProcessSignals>>,
+    /// The thread's blocked mask, pending set, alternate stack
+    /// (`signal::ThreadSignals`; taken after `signals`). Boxed for the
+    /// same reason: fork's frames stay small on a 32 KiB kernel stack.
+    pub sigthread: SpinLock<Box<signal::ThreadSignals>>,
     /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
     pub clear_child_tid: AtomicU64,
-    /// Where the process sleeps until a signal is pending (`pause`);
-    /// `kill` wakes it after setting `pending_kill` (Linux's
-    /// `signal_wake_up`).
-    pub signal_wait: WaitQueue,
+    /// Where the process sleeps while it is stopped (SIGSTOP & co.).
+    pub stop_wait: WaitQueue,
 }
 
 impl Process {
@@ -332,6 +337,42 @@ impl Process {
     /// The parent's pid (`getppid`).
     pub fn ppid(&self) -> u32 {
         self.ppid.load(Ordering::Relaxed)
+    }
+
+    /// The signal the process dies of, or 0 (see the field).
+    pub fn fatal_signal(&self) -> u32 {
+        self.pending_kill.load(Ordering::SeqCst)
+    }
+
+    /// Makes `sig` the signal the process dies of unless one already is,
+    /// and wakes its thread.
+    pub fn set_fatal_signal(&self, sig: u32) {
+        let _ = self
+            .pending_kill
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        if let Some(task) = self.task() {
+            sched::signal_wake_up(&task);
+        }
+        self.wake_stopped();
+    }
+
+    /// Whether the process is dying or dead (signals to it are dropped).
+    pub fn is_exiting(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// The task running the process, while it lives.
+    pub fn task(&self) -> Option<Arc<sched::Task>> {
+        match self.tid.load(Ordering::Relaxed) {
+            u32::MAX => None,
+            tid => sched::find_task(tid),
+        }
+    }
+
+    /// Wakes the thread if it sleeps stopped, to re-check.
+    pub fn wake_stopped(&self) {
+        self.stop_wait.wake_all();
+        CHILD_EXIT.wake_all();
     }
 
     /// How the process ended (valid once its thread has exited).
@@ -397,8 +438,9 @@ impl Process {
             cmin_flt: AtomicU64::new(0),
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
+            sigthread: SpinLock::new("process.sigthread", Box::default()),
             clear_child_tid: AtomicU64::new(0),
-            signal_wait: WaitQueue::new("process.signal_wait"),
+            stop_wait: WaitQueue::new("process.stop_wait"),
         }
     }
 }
@@ -408,6 +450,9 @@ impl Process {
 pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String>) -> Running {
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let process = Arc::new(Process::new(pid, 0, comm));
+    // Init ignores the signals it has no handler for (Linux's
+    // SIGNAL_UNKILLABLE), unless a fault forces one on it.
+    process.signals.lock().unkillable = pid == 1;
     start(process, move |p| {
         exec_and_run(p, &elf, argv, envp).unwrap_or_else(|err| {
             crate::println!("{}[{}]: exec failed: {err:?}", p.comm(), p.pid);
@@ -439,6 +484,7 @@ fn start(
         reparent_children(&q);
         q.vfork_done.store(true, Ordering::Release);
         q.exited.store(true, Ordering::Release);
+        notify_parent_exit(&q, status);
         CHILD_EXIT.wake_all();
     });
     match thread {
@@ -497,7 +543,11 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.files.lock() = parent.files.lock().clone();
-    *child.signals.lock() = parent.signals.lock().clone();
+    // Box::clone builds the 2 KiB table in the heap, not in this frame.
+    let mut sigs = parent.signals.lock().clone();
+    sigs.forget_for_fork();
+    *child.signals.lock() = sigs;
+    **child.sigthread.lock() = parent.sigthread.lock().fork();
     *child.rlimits.lock() = *parent.rlimits.lock();
     // The child starts with the parent's registers: x87/SSE and FS base.
     let fpu = crate::arch::fpu::FxArea::capture();
@@ -510,7 +560,7 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
     let running = start(child, move |p| {
         let pgd = match p.mm() {
             Some(mm) => mm.page_table().root().as_u64(),
-            None => return ExitStatus::Signaled(SIGKILL),
+            None => return ExitStatus::Signaled(signal::SIGKILL),
         };
         sched::switch_mm(pgd);
         fpu.load();
@@ -573,15 +623,20 @@ pub const WNOHANG: u64 = 1;
 /// 0, or a process group: there is one) for any. Returns the reaped
 /// child's pid and status, `None` under `WNOHANG` if none has exited yet,
 /// `ECHILD` if there is no such child.
-pub fn wait_child(
-    parent: &Process,
-    pid: i64,
-    options: u64,
-) -> Result<Option<(u32, ExitStatus)>, Errno> {
+pub fn wait_child(parent: &Process, pid: i64, options: u64) -> Result<Option<(u32, i32)>, Errno> {
     const ECHILD: Errno = Errno(10);
+    const WUNTRACED: u64 = 2;
+    const WCONTINUED: u64 = 8;
+    let (stopped, continued) = (options & WUNTRACED != 0, options & WCONTINUED != 0);
     let matches = |r: &Running| pid <= 0 || i64::from(r.process.pid) == pid;
+    let ready = |r: &Running| {
+        matches(r)
+            && (r.process.exited.load(Ordering::Acquire)
+                || signal::has_stop_report(&r.process, stopped, continued))
+    };
     loop {
         let mut found = None;
+        let mut job = None;
         {
             let mut children = parent.children.lock();
             if !children.iter().any(matches) {
@@ -592,6 +647,8 @@ pub fn wait_child(
                 .position(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
             {
                 found = Some(children.swap_remove(i));
+            } else if let Some(r) = children.iter().find(|r| ready(r)) {
+                job = Some(r.process.clone());
             }
         }
         if let Some(r) = found {
@@ -600,18 +657,25 @@ pub fn wait_child(
             let faults =
                 child.min_flt.load(Ordering::Relaxed) + child.cmin_flt.load(Ordering::Relaxed);
             parent.cmin_flt.fetch_add(faults, Ordering::Relaxed);
-            return Ok(Some((child.pid, status)));
+            return Ok(Some((child.pid, status.to_wait_status())));
+        }
+        // A stop (status sig << 8 | 0x7f) or a continue (0xffff).
+        if let Some(c) = job
+            && let Some(sig) = signal::take_stop_report(&c, stopped, continued)
+        {
+            let w = if sig == signal::SIGCONT {
+                0xffff
+            } else {
+                ((sig as i32) << 8) | 0x7f
+            };
+            return Ok(Some((c.pid, w)));
         }
         if options & WNOHANG != 0 {
             return Ok(None);
         }
-        CHILD_EXIT.wait_until_idle(|| {
-            parent
-                .children
-                .lock()
-                .iter()
-                .any(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
-        });
+        CHILD_EXIT
+            .wait_until_interruptible(|| parent.children.lock().iter().any(ready))
+            .map_err(|_| signal::ERESTARTSYS)?;
     }
 }
 
@@ -669,6 +733,11 @@ pub fn exec(
     crate::arch::fpu::FxArea::INIT.load();
     sched::set_fs_base(0);
     p.signals.lock().exec();
+    {
+        let mut t = p.sigthread.lock();
+        t.altstack = signal::AltStack::NONE;
+        t.restart = None;
+    }
     p.files.lock().iter_mut().for_each(|f| {
         if f.as_ref().is_some_and(|f| f.cloexec) {
             *f = None;
@@ -690,18 +759,22 @@ pub fn do_exit(status: ExitStatus) -> ! {
     crate::arch::entry::exit_to_kernel(status.to_wait_status() as u64)
 }
 
-/// Signal numbers a fatal trap raises.
-const SIGILL: u32 = 4;
-const SIGFPE: u32 = 8;
-const SIGKILL: u32 = 9;
-const SIGSEGV: u32 = 11;
-
 /// The user-trap hook (see `arch::idt`): resolves page faults through the
-/// process's `Mm`; kills the process on anything else, with Linux's lines.
-fn user_trap(t: &UserTrap) {
+/// process's `Mm`; turns every other exception, and a fault it cannot
+/// resolve, into its signal with Linux's `siginfo` (arch/x86/kernel/traps.c,
+/// arch/x86/mm/fault.c). The return to user mode delivers it: a handler
+/// runs, or the process dies with Linux's report line (only when no
+/// handler catches the signal, as `show_unhandled_signals`).
+fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
+    use signal::{SigInfo, force_sig};
     x86_64::instructions::interrupts::enable();
     let Some(p) = current() else {
         panic!("BUG: user-mode trap {t:?} on a thread without a process");
+    };
+    p.sigthread.lock().trap = crate::arch::signal::TrapInfo {
+        trapno: u64::from(t.vector),
+        error_code: t.error_code,
+        cr2: t.cr2,
     };
     if t.vector == 14 {
         // Error code bits: 1 write, 4 user, 0x10 instruction fetch.
@@ -719,18 +792,16 @@ fn user_trap(t: &UserTrap) {
         match result {
             Ok(()) => {
                 p.min_flt.fetch_add(1, Ordering::Relaxed);
-                check_pending_kill(p);
-                x86_64::instructions::interrupts::disable();
-                return;
             }
             Err(FaultError::Oom) => {
                 log::error!("Out of memory: Killed process {} ({})", p.pid, p.comm());
-                drop(p);
-                do_exit(ExitStatus::Signaled(SIGKILL));
+                p.set_fatal_signal(signal::SIGKILL);
             }
-            Err(FaultError::Segv(_)) => {
+            Err(FaultError::Segv(code)) => {
                 // Linux prints this at KERN_INFO (KERN_EMERG for init).
-                if p.pid == 1 || crate::cmdline::get().shows_info() {
+                if unhandled(&p, signal::SIGSEGV)
+                    && (p.pid == 1 || crate::cmdline::get().shows_info())
+                {
                     crate::println!(
                         "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",
                         p.comm(),
@@ -741,19 +812,42 @@ fn user_trap(t: &UserTrap) {
                         t.error_code
                     );
                 }
-                drop(p);
-                do_exit(ExitStatus::Signaled(SIGSEGV));
+                let code = match code {
+                    mm::vm::SegvCode::MapErr => signal::SEGV_MAPERR,
+                    mm::vm::SegvCode::AccErr => signal::SEGV_ACCERR,
+                };
+                force_sig(&p, SigInfo::fault(signal::SIGSEGV, code, t.cr2));
             }
         }
+        x86_64::instructions::interrupts::disable();
+        return;
     }
-    let (name, sig) = match t.vector {
-        0 => ("divide error", SIGFPE),
-        6 => ("invalid opcode", SIGILL),
-        13 => ("general protection fault", SIGSEGV),
-        _ => ("trap", SIGSEGV),
+    let (name, info) = match t.vector {
+        0 => (
+            "divide error",
+            SigInfo::fault(signal::SIGFPE, signal::FPE_INTDIV, t.rip),
+        ),
+        1 => ("debug", SigInfo::fault(signal::SIGTRAP, 2, t.rip)),
+        3 => ("int3", SigInfo::kernel(signal::SIGTRAP)),
+        4 => ("overflow", SigInfo::kernel(signal::SIGSEGV)),
+        5 => ("bounds", SigInfo::kernel(signal::SIGSEGV)),
+        6 => (
+            "invalid opcode",
+            SigInfo::fault(signal::SIGILL, signal::ILL_ILLOPN, t.rip),
+        ),
+        11 => ("segment not present", SigInfo::kernel(signal::SIGBUS)),
+        12 => ("stack segment", SigInfo::kernel(signal::SIGBUS)),
+        13 => ("general protection fault", SigInfo::kernel(signal::SIGSEGV)),
+        16 | 19 => ("floating point", SigInfo::fault(signal::SIGFPE, 0, t.rip)),
+        17 => ("alignment check", SigInfo::fault(signal::SIGBUS, 1, 0)),
+        _ => ("trap", SigInfo::kernel(signal::SIGSEGV)),
     };
-    // KERN_INFO on Linux, as the segfault line (shown for init always).
-    if p.pid == 1 || crate::cmdline::get().shows_info() {
+    // KERN_INFO on Linux, as the segfault line (shown for init always);
+    // not for int3, which is a debugger's business.
+    if t.vector != 3
+        && unhandled(&p, info.signo)
+        && (p.pid == 1 || crate::cmdline::get().shows_info())
+    {
         crate::println!(
             "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
             p.comm(),
@@ -764,23 +858,48 @@ fn user_trap(t: &UserTrap) {
             t.vector
         );
     }
-    drop(p);
-    do_exit(ExitStatus::Signaled(sig))
+    force_sig(&p, info);
+    x86_64::instructions::interrupts::disable();
+}
+
+/// Whether `sig` would kill `p` rather than run a handler (Linux's
+/// `unhandled_signal`).
+fn unhandled(p: &Process, sig: u32) -> bool {
+    let handler = p.signals.lock().actions[sig as usize - 1].handler;
+    let blocked = signal::blocked(p) & signal::sigmask(sig) != 0;
+    handler <= signal::SIG_IGN || blocked
+}
+
+/// Tells `p`'s parent that `p` stopped or continued (Linux's
+/// `do_notify_parent_cldstop`): SIGCHLD unless the parent set
+/// `SA_NOCLDSTOP`, and a wakeup of its `wait4`.
+pub fn notify_parent_cldstop(p: &Process, code: i32, sig: u32) {
+    if let Some(parent) = find(p.ppid()) {
+        let a = signal::chld_action(&parent);
+        if a.flags & signal::SA_NOCLDSTOP == 0 {
+            let info = signal::SigInfo::chld(code, p.pid, sig as i32);
+            let _ = signal::send_signal(&parent, info, false, true);
+        }
+    }
+    CHILD_EXIT.wake_all();
+}
+
+/// Sends SIGCHLD to the parent of exited `p` (Linux's `do_notify_parent`).
+fn notify_parent_exit(p: &Process, status: ExitStatus) {
+    let Some(parent) = find(p.ppid()) else {
+        return;
+    };
+    let info = match status {
+        ExitStatus::Exited(code) => signal::SigInfo::chld(signal::CLD_EXITED, p.pid, code),
+        // CLD_DUMPED only with a core file: RLIMIT_CORE is 0.
+        ExitStatus::Signaled(sig) => signal::SigInfo::chld(signal::CLD_KILLED, p.pid, sig as i32),
+    };
+    let _ = signal::send_signal(&parent, info, false, true);
 }
 
 /// The built-in `init` program, built from `user/` and embedded in the
 /// kernel image.
 pub static INIT_ELF: &[u8] = include_bytes!(env!("CARGO_BIN_FILE_USER_init"));
-
-/// Kills `p` with its pending signal (`kill`), if it has one; called at
-/// the kernel's exits to user mode (syscall return, resolved fault).
-pub fn check_pending_kill(p: Arc<Process>) {
-    let sig = p.pending_kill.load(Ordering::Relaxed);
-    if sig != 0 {
-        drop(p);
-        do_exit(ExitStatus::Signaled(sig));
-    }
-}
 
 /// The program the kernel runs as PID 1 (Linux's `kernel_init`): the
 /// command line's `init=` or `rdinit=` file, else `/init` from the

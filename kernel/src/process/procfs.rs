@@ -43,7 +43,7 @@ use mm::errno::Errno;
 use mm::page_alloc::PaStat;
 use mm::vm::{VmEvent, VmFlags};
 
-use super::Process;
+use super::{Process, signal};
 
 /// The generated contents of `path` for process `p`, or `None` if there is
 /// no such file.
@@ -130,8 +130,22 @@ fn status(p: &Process) -> String {
         }
     }
     let _ = writeln!(s, "Threads:\t1");
-    let blocked = p.signals.lock().blocked;
+    let blocked = signal::blocked(p);
+    let (shd, ign, cgt) = {
+        let sig = p.signals.lock();
+        (
+            sig.shared_pending.mask,
+            sig.ignored_mask(),
+            sig.caught_mask(),
+        )
+    };
+    let own = p.sigthread.lock().pending.mask;
+    let _ = writeln!(s, "SigQ:\t0/3870");
+    let _ = writeln!(s, "SigPnd:\t{own:016x}");
+    let _ = writeln!(s, "ShdPnd:\t{shd:016x}");
     let _ = writeln!(s, "SigBlk:\t{blocked:016x}");
+    let _ = writeln!(s, "SigIgn:\t{ign:016x}");
+    let _ = writeln!(s, "SigCgt:\t{cgt:016x}");
     s
 }
 
@@ -463,7 +477,7 @@ fn stat(p: &Process) -> String {
     // processor, rt_priority, policy, delayacct_blkio_ticks, guest_time,
     // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
     // env_start, env_end, exit_code.
-    let blocked = p.signals.lock().blocked;
+    let blocked = signal::blocked(p);
     let rest = [
         u64::MAX,
         0,

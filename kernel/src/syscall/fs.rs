@@ -15,7 +15,7 @@ use super::{
 use crate::initramfs::{self, Node};
 use crate::process::memdev::MemDev;
 use crate::process::pipe::{PIPE_BUF_BYTES, Pipe};
-use crate::process::{OpenData, OpenFile, Process, procfs};
+use crate::process::{OpenData, OpenFile, Process, procfs, signal};
 use crate::serial;
 use crate::uaccess::{copy_from_user, copy_to_user, le64, strncpy_from_user};
 
@@ -103,7 +103,18 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     }
     let mm = mm_of(p)?;
     if let Some(end) = pipe {
-        return pipe_write(&mm, &end.pipe, buf, count.min(MAX_RW_COUNT), nonblock);
+        let count = count.min(MAX_RW_COUNT);
+        let res = pipe_write(&mm, &end.pipe, buf, count, nonblock);
+        let short = match res {
+            Ok(n) => n < count,
+            Err(e) => e == crate::process::pipe::EPIPE,
+        };
+        if short && end.pipe.readers_gone() {
+            // Linux's pipe_write: SIGPIPE to the writer, from itself.
+            let info = signal::SigInfo::user(signal::SIGPIPE, signal::SI_USER, p.pid);
+            let _ = signal::send_signal(p, info, true, false);
+        }
+        return res;
     }
     if !console {
         // Only /proc/sys/vm settings take a write: a decimal number.
@@ -224,7 +235,7 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
                 return Err(ESPIPE);
             }
             let mut chunk = alloc::vec![0u8; count.min(PIPE_BUF_BYTES)];
-            let n = end.pipe.read(&mut chunk, nonblock).ok_or(Errno::EAGAIN)?;
+            let n = end.pipe.read(&mut chunk, nonblock)?;
             copy_to_user(&*mm_of(p)?, buf, &chunk[..n])?;
             return Ok(n as u64);
         }

@@ -10,9 +10,16 @@
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
 //! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
-//! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`,
-//! `mm/pt_reclaim.c`), `fork.rs` (`kernel/fork.c` `dup_mmap()`),
+//! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
+//! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
+//! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//!
+//! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
+//! owns the VMA boxes the maple tree points to (publication, copies read
+//! under RCU, frees through RCU: invariants M1 and I6), and the other
+//! files change VMAs only through its methods.
+//! Frame contents are copied by [`PageAlloc::copy_highpage`](crate::page_alloc::PageAlloc::copy_highpage).
 //!
 //! # Invariants
 //!
