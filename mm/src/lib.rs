@@ -16,12 +16,14 @@ pub mod pgtable;
 pub mod platform;
 pub mod rand;
 pub mod rcu;
+pub mod shmem;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod slab;
 pub mod stats;
 pub mod sync;
 pub mod vm;
+pub mod xarray;
 
 pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 pub use gfp::Gfp;

@@ -61,6 +61,11 @@ bitflags::bitflags! {
         /// A page-table page (`PG_table`): the `ext` words hold its
         /// ptdesc (see `pgtable::Ptdesc`).
         const PGTABLE = 1 << 4;
+        /// Head frame of a shmem folio (Linux's `PG_swapbacked` on a
+        /// folio that is not anonymous): `mm_counter()` counts its
+        /// mappings as `MM_SHMEMPAGES`; the head's `ext[2]` holds its
+        /// mapping while it is in a shmem object (see `folio`).
+        const SHMEM = 1 << 5;
     }
 }
 

@@ -154,6 +154,14 @@ c_program!(
 );
 
 c_program!(
+    /// MAP_SHARED | MAP_ANONYMOUS shared with forked children both ways,
+    /// pages touched before and after fork, MADV_DONTNEED re-reading the
+    /// object, mprotect of part of it, mremap growing and moving it (SIGBUS
+    /// past the object), its /proc/self/maps line and RssShmem.
+    sharedanon
+);
+
+c_program!(
     /// A stack grown down on use to 3 MiB.
     stack,
     args: ["3000"]

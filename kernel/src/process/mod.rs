@@ -797,6 +797,14 @@ fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
                 log::error!("Out of memory: Killed process {} ({})", p.pid, p.comm());
                 p.set_fatal_signal(signal::SIGKILL);
             }
+            Err(FaultError::Sigbus) => {
+                // A shared mapping's page past the end of its object
+                // (`do_sigbus()`: BUS_ADRERR at the address).
+                force_sig(
+                    &p,
+                    SigInfo::fault(signal::SIGBUS, signal::BUS_ADRERR, t.cr2),
+                );
+            }
             Err(FaultError::Segv(code)) => {
                 // Linux prints this at KERN_INFO (KERN_EMERG for init).
                 if unhandled(&p, signal::SIGSEGV)

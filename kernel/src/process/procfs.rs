@@ -106,8 +106,9 @@ fn status(p: &Process) -> String {
     );
     if let Some(mm) = p.mm() {
         // Linux's order (`task_mem`); no high-water marks are kept, so
-        // VmPeak and VmHWM are the current sizes; every resident page is
-        // anonymous; nothing is locked, pinned or swapped.
+        // VmPeak and VmHWM are the current sizes; resident pages are
+        // anonymous or shmem (no files yet); nothing is locked, pinned or
+        // swapped.
         let st = mm.status();
         for (name, kb) in [
             ("VmPeak", st.vm_size),
@@ -116,9 +117,9 @@ fn status(p: &Process) -> String {
             ("VmPin", 0),
             ("VmHWM", st.vm_rss),
             ("VmRSS", st.vm_rss),
-            ("RssAnon", st.vm_rss),
+            ("RssAnon", st.rss_anon),
             ("RssFile", 0),
-            ("RssShmem", 0),
+            ("RssShmem", st.rss_shmem),
             ("VmData", st.vm_data),
             ("VmStk", st.vm_stk),
             ("VmExe", st.vm_exe),
@@ -161,7 +162,7 @@ fn maps(p: &Process) -> String {
         let line_start = s.len();
         let _ = write!(
             s,
-            "{:08x}-{:08x} {}{}{}{} {:08x} 00:00 0",
+            "{:08x}-{:08x} {}{}{}{} {:08x} {} {}",
             v.start,
             v.end,
             perm(VmFlags::READ, 'r'),
@@ -177,8 +178,14 @@ fn maps(p: &Process) -> String {
             } else {
                 v.pgoff << mm::PAGE_SHIFT
             },
+            // A shared anonymous mapping shows its shmem object as
+            // Linux does: shm_mnt's device, the inode, "/dev/zero (deleted)".
+            if v.shmem.is_some() { "00:01" } else { "00:00" },
+            v.shmem.map_or(0, |o| o.ino()),
         );
-        let name = if f.contains(VmFlags::GROWSDOWN) {
+        let name = if v.shmem.is_some() {
+            Some("/dev/zero (deleted)")
+        } else if f.contains(VmFlags::GROWSDOWN) {
             Some("[stack]")
         } else if v.start < heap.end && v.end > heap.start {
             // Linux's test is overlap with [start_brk, brk] (the heap may
@@ -252,6 +259,7 @@ fn meminfo() -> String {
     let pa = crate::memory::page_alloc();
     let kb = |pages: u64| pages * mm::PAGE_SIZE / 1024;
     let free = pa.nr_free_pages() + pa.nr_pcp_pages();
+    let shmem = super::vm().nr_shmem_pages();
     let slab: u64 = crate::slab::kmalloc()
         .caches()
         .chain(core::iter::once(super::vm().node_cache))
@@ -261,11 +269,13 @@ fn meminfo() -> String {
     for (name, pages) in [
         ("MemTotal", pa.managed_pages()),
         ("MemFree", free),
-        // No page cache and nothing reclaimable: what is free is available.
+        // Nothing reclaimable (shmem has no swap): what is free is available.
         ("MemAvailable", free),
         ("Buffers", 0),
-        ("Cached", 0),
+        // The page cache is shmem objects' pages only, for now.
+        ("Cached", shmem),
         ("SwapCached", 0),
+        ("Shmem", shmem),
         ("Slab", slab),
         ("SwapTotal", 0),
         ("SwapFree", 0),
@@ -412,24 +422,29 @@ fn smaps_rollup(p: &Process) -> String {
         (Some(f), Some(l)) => (f.start, l.end),
         _ => (0, 0),
     };
-    let rss = mm.status().vm_rss;
+    let st = mm.status();
+    let (rss, anon, shmem) = (st.vm_rss, st.rss_anon, st.rss_shmem);
     let _ = writeln!(
         s,
         "{lo:08x}-{hi:08x} ---p 00000000 00:00 0                          [rollup]"
     );
+    // Every page counts whole and as private dirty: the per-page mapcount
+    // walk that splits shared pages (`smaps_account()`) is not done yet,
+    // so these are exact only while no page is mapped by two processes
+    // (after fork, or a shmem page) and every page was written.
     for (name, kb) in [
         ("Rss", rss),
         ("Pss", rss),
         ("Pss_Dirty", rss),
-        ("Pss_Anon", rss),
+        ("Pss_Anon", anon),
         ("Pss_File", 0),
-        ("Pss_Shmem", 0),
+        ("Pss_Shmem", shmem),
         ("Shared_Clean", 0),
         ("Shared_Dirty", 0),
         ("Private_Clean", 0),
         ("Private_Dirty", rss),
         ("Referenced", rss),
-        ("Anonymous", rss),
+        ("Anonymous", anon),
         ("KSM", 0),
         ("LazyFree", 0),
         ("AnonHugePages", 0),

@@ -14,6 +14,11 @@
 //!   ext[3]  _mm_id_mapcount[0] (low 32) | [1] (high 32), −1 based
 //! ```
 //!
+//! The head frame's `ext` words hold the folio's mapping: `ext[0]` the
+//! anon_vma of an anonymous folio, `ext[1]` the page index
+//! (`folio->index`), `ext[2]` the shmem object of a shmem folio
+//! (`folio->mapping`; [`PageFlags::SHMEM`] marks such folios).
+//!
 //! The owner slots remember up to two MMs mapping the folio, so that
 //! [`Folio::maybe_mapped_shared`] answers "certainly one MM" without a
 //! reverse-map walk: it has no false negatives; it may say "maybe shared"
@@ -135,6 +140,38 @@ impl<'a> Folio<'a> {
         self.page(0).ext(1).store(index, Relaxed);
     }
 
+    /// Makes a fresh folio a shmem folio of the object at `mapping`, at
+    /// page offset `index` (`folio->mapping`, `folio->index`; Linux's
+    /// `__folio_set_swapbacked()` with `shmem_add_to_page_cache()`): the
+    /// head's `ext[2]` and `ext[1]`, and [`PageFlags::SHMEM`].
+    pub fn set_shmem(&self, mapping: u64, index: u64) {
+        let head = self.page(0);
+        head.set_flags(head.flags() | PageFlags::SHMEM);
+        head.ext(2).store(mapping, Relaxed);
+        head.ext(1).store(index, Relaxed);
+    }
+
+    /// Whether this is a shmem folio (counted as `MM_SHMEMPAGES`), in an
+    /// object or truncated from one while still mapped.
+    pub fn is_shmem(&self) -> bool {
+        self.page(0).flags().contains(PageFlags::SHMEM)
+    }
+
+    /// The object a shmem folio belongs to (`folio->mapping`); `None`
+    /// for anonymous folios and after truncation.
+    pub fn mapping(&self) -> Option<u64> {
+        match self.page(0).ext(2).load(Relaxed) {
+            0 => None,
+            m => Some(m),
+        }
+    }
+
+    /// The folio left its object (`filemap_remove_folio()` sets
+    /// `folio->mapping = NULL`); it stays a shmem folio for its mappings.
+    pub fn clear_mapping(&self) {
+        self.page(0).ext(2).store(0, Relaxed);
+    }
+
     /// The anon_vma of an anonymous folio (`folio_anon_vma()`).
     pub fn anon_vma(&self) -> Option<u64> {
         match self.page(0).ext(0).load(Relaxed) {
@@ -151,8 +188,11 @@ impl<'a> Folio<'a> {
     /// Undoes [`Folio::prep`] before the block goes back to the page
     /// allocator; a folio still mapped or owned is reported.
     pub fn unprep(&self) -> Result<(), &'static str> {
-        self.page(0).ext(0).store(0, Relaxed);
-        self.page(0).ext(1).store(0, Relaxed);
+        let head = self.page(0);
+        head.ext(0).store(0, Relaxed);
+        head.ext(1).store(0, Relaxed);
+        head.ext(2).store(0, Relaxed);
+        head.set_flags(head.flags() - PageFlags::SHMEM);
         if self.is_large() {
             if self.large_mapcount() != 0 || self.entire_mapcount() != 0 {
                 return Err("large folio freed while mapped");

@@ -1,6 +1,7 @@
-//! The anonymous page-fault path (`handle_mm_fault()`,
-//! `do_anonymous_page()`, `do_wp_page()`: copy-on-write for private
-//! mappings, `wp_page_shared()` for shared ones).
+//! The page-fault path (`handle_mm_fault()`): anonymous memory
+//! (`do_anonymous_page()`, `do_wp_page()`: copy-on-write for private
+//! mappings) and shared anonymous memory (`do_shared_fault()` from the
+//! VMA's shmem object, `wp_page_shared()` after write protection).
 //!
 //! # Context
 //!
@@ -35,6 +36,7 @@ use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
 use crate::pgtable::{Entry, PteFlags};
 use crate::platform::Platform;
+use crate::shmem::{ShmemFaultError, ShmemRef};
 
 /// The access that faulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +62,9 @@ pub enum FaultError {
     Segv(SegvCode),
     /// Out of memory (`VM_FAULT_OOM`).
     Oom,
+    /// Deliver SIGBUS (`VM_FAULT_SIGBUS`): a shared mapping's page beyond
+    /// the end of its object.
+    Sigbus,
 }
 
 impl<P: Platform> Mm<'_, '_, P> {
@@ -147,6 +152,13 @@ impl<P: Platform> Mm<'_, '_, P> {
                 .map_err(|_| FaultError::Oom)?;
             let pte = ptl.get(addr);
             if pte.is_none() {
+                if let Some(obj) = vma.shmem {
+                    drop(ptl);
+                    if self.do_shared_fault(&vma, obj, addr, write)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 if !write && !vma.flags.contains(VmFlags::SHARED) {
                     // Read fault on private memory: the shared zero page.
                     let zero = Entry::new(
@@ -287,6 +299,50 @@ impl<P: Platform> Mm<'_, '_, P> {
             ptl.set(base + i * PAGE_SIZE, Entry::new(pfn.add(i), flags));
         }
         self.rss_anon.fetch_add(nr, Relaxed);
+        Ok(true)
+    }
+
+    /// `do_shared_fault()` for a none PTE of a shmem VMA: the object's
+    /// page at the offset (`shmem_fault()`, which allocates it on first
+    /// touch), mapped with a folio reference and a mapcount
+    /// (`finish_fault()`, `folio_add_file_rmap_ptes()`). Writable when the
+    /// VMA is (shmem needs no write notification: Linux's
+    /// `vm_page_prot` of a shared writable mapping), dirty on a write.
+    /// False if the PTE changed meanwhile (retry).
+    fn do_shared_fault(
+        &self,
+        vma: &super::Vma,
+        obj: ShmemRef,
+        addr: u64,
+        write: bool,
+    ) -> Result<bool, FaultError> {
+        let pa = self.vm.pa;
+        let pfn = obj
+            .get_folio(self.vm, vma.pgoff_at(addr))
+            .map_err(|e| match e {
+                ShmemFaultError::Beyond => FaultError::Sigbus,
+                ShmemFaultError::NoMem => FaultError::Oom,
+            })?;
+        let Ok(mut ptl) = self.pt.pte_alloc_map_lock(addr) else {
+            folio_put(pa, pfn);
+            return Err(FaultError::Oom);
+        };
+        if !ptl.get(addr).is_none() {
+            drop(ptl);
+            folio_put(pa, pfn);
+            return Ok(false);
+        }
+        let mut flags = vma.flags.pte_flags();
+        if vma.flags.contains(VmFlags::WRITE) {
+            flags |= PteFlags::WRITE;
+        }
+        if write {
+            flags |= PteFlags::DIRTY;
+        }
+        // The caller's folio reference becomes the PTE's.
+        Folio::of(pa.memmap(), pfn).add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
+        ptl.set(addr, Entry::new(pfn, flags));
+        self.rss_shmem.fetch_add(1, Relaxed);
         Ok(true)
     }
 

@@ -2,7 +2,9 @@
 //! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs;
 //! private anonymous pages are write-protected in both and shared with
 //! their folios' references and owner slots updated, so that the first
-//! write on either side copies (or reuses) the page.
+//! write on either side copies (or reuses) the page. Shared (shmem)
+//! VMAs copy no PTEs: the child's VMA takes a reference to the same
+//! object and its faults map the object's pages.
 #![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
@@ -40,7 +42,11 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                self.copy_page_range(&child, &v)?;
+                // vma_needs_copy(): a shared mapping without an anon_vma
+                // copies no PTEs; the child faults the object's pages in.
+                if v.shmem.is_none() {
+                    self.copy_page_range(&child, &v)?;
+                }
             }
             Ok(())
         })();

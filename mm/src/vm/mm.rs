@@ -55,7 +55,10 @@ pub(super) struct MmLocked {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MmStatus {
     pub vm_size: u64,
+    /// `RssAnon + RssShmem` (no file pages yet).
     pub vm_rss: u64,
+    pub rss_anon: u64,
+    pub rss_shmem: u64,
     pub vm_data: u64,
     pub vm_stk: u64,
     pub vm_exe: u64,
@@ -79,6 +82,8 @@ pub struct Mm<'v, 'a, P: Platform> {
     exec_vm: AtomicU64,
     /// Anonymous pages mapped (`MM_ANONPAGES`).
     pub(super) rss_anon: AtomicU64,
+    /// Shmem pages mapped (`MM_SHMEMPAGES`).
+    pub(super) rss_shmem: AtomicU64,
     /// mremap paths taken; read with [`Mm::mremap_stat`].
     pub(super) mremap_stats: Counters<{ MremapStat::COUNT }>,
 }
@@ -123,6 +128,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             stack_vm: AtomicU64::new(0),
             exec_vm: AtomicU64::new(0),
             rss_anon: AtomicU64::new(0),
+            rss_shmem: AtomicU64::new(0),
             mremap_stats: Counters::new(),
         })
     }
@@ -153,7 +159,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         let kb = |pages: &AtomicU64| pages.load(Relaxed) * (PAGE_SIZE / 1024);
         MmStatus {
             vm_size: kb(&self.total_vm),
-            vm_rss: kb(&self.rss_anon),
+            vm_rss: kb(&self.rss_anon) + kb(&self.rss_shmem),
+            rss_anon: kb(&self.rss_anon),
+            rss_shmem: kb(&self.rss_shmem),
             vm_data: kb(&self.data_vm),
             vm_stk: kb(&self.stack_vm),
             vm_exe: kb(&self.exec_vm),
@@ -251,6 +259,10 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         if let Some(v) = new {
             l.map_count += 1;
             self.account(&v, 1);
+            // The VMA in the tree owns a reference to its object.
+            if let Some(obj) = v.shmem {
+                obj.get();
+            }
         }
         Ok(np)
     }
@@ -263,6 +275,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         let v = unsafe { Box::from_raw(p.as_ptr()) };
         l.map_count -= 1;
         self.account(&v, -1);
+        if let Some(obj) = v.shmem {
+            obj.put(self.vm);
+        }
         self.vm.rcu.kvfree_rcu(v);
     }
 
@@ -358,7 +373,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 return Err(format!("unmerged compatible VMAs {:?} {:?}", w[0], w[1]));
             }
         }
-        let mut rss = 0;
+        let (mut rss, mut rss_shmem) = (0, 0);
         for r in self.pt.dump().ranges {
             let mut a = r.start;
             while a < r.end {
@@ -378,7 +393,11 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 }
                 let e = self.pt.get_pte(a).expect("dumped");
                 if e.pfn() != self.vm.zero_page() {
-                    rss += 1;
+                    if crate::folio::Folio::of(self.vm.pa.memmap(), e.pfn()).is_shmem() {
+                        rss_shmem += 1;
+                    } else {
+                        rss += 1;
+                    }
                 }
                 a += PAGE_SIZE;
             }
@@ -387,6 +406,12 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             return Err(format!(
                 "RSS counter {} but {rss} anonymous pages mapped",
                 self.rss_anon.load(Relaxed)
+            ));
+        }
+        if rss_shmem != self.rss_shmem.load(Relaxed) {
+            return Err(format!(
+                "RssShmem counter {} but {rss_shmem} shmem pages mapped",
+                self.rss_shmem.load(Relaxed)
             ));
         }
         Ok(())

@@ -25,6 +25,7 @@ use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
 use crate::errno::{Errno, Result};
 use crate::pgtable::{MmuGather, TASK_SIZE};
 use crate::platform::Platform;
+use crate::shmem::ShmemRef;
 
 bitflags::bitflags! {
     /// `PROT_*`.
@@ -158,7 +159,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     }
 
     /// `mmap()` of anonymous memory (`do_mmap()`, `mmap_region()`):
-    /// returns the address. File mappings are refused with `EBADF` (no
+    /// returns the address. A shared mapping gets a new shmem object. File mappings are refused with `EBADF` (no
     /// files yet); `fd` must be -1 with `MAP_ANONYMOUS`.
     pub fn mmap(
         &self,
@@ -209,6 +210,10 @@ impl<P: Platform> Mm<'_, '_, P> {
                 vm_flags |= VmFlags::NORESERVE;
             }
         } else {
+            // MAP_SHARED: a shmem object cannot grow down.
+            if flags.contains(MapFlags::GROWSDOWN) {
+                return Err(Errno::EINVAL);
+            }
             vm_flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
         }
         if flags.contains(MapFlags::GROWSDOWN) {
@@ -235,18 +240,36 @@ impl<P: Platform> Mm<'_, '_, P> {
             if !replaced && l.map_count >= self.vm.max_map_count {
                 return Err(Errno::ENOMEM);
             }
+            // A shared anonymous mapping maps a new shmem object of its
+            // size from offset 0 (`shmem_zero_setup()`; do_mmap() ignores
+            // the offset); a private one keeps its address as offset.
+            let shmem = if vm_flags.contains(VmFlags::SHARED) {
+                Some(ShmemRef::zero_setup(self.vm, len >> PAGE_SHIFT).ok_or(Errno::ENOMEM)?)
+            } else {
+                None
+            };
             let new = Vma {
                 start,
                 end: start + len,
                 flags: vm_flags,
-                pgoff: start >> PAGE_SHIFT,
+                pgoff: if shmem.is_some() {
+                    0
+                } else {
+                    start >> PAGE_SHIFT
+                },
                 anon_vma: None,
+                shmem,
             };
             // MAP_FIXED over mappings: the new VMA replaces them in one
             // store, and only then are their pages unmapped, so that a
             // failure leaves them as they were (Linux 6.12's
             // `__mmap_region()` with `vms_abort_munmap_vmas()`).
-            let old = self.map_new_range(&mut l, new)?;
+            let stored = self.map_new_range(&mut l, new);
+            // The creator's reference: the VMA took its own, or failed.
+            if let Some(obj) = shmem {
+                obj.put(self.vm);
+            }
+            let old = stored?;
             self.unmap_replaced(&old);
             if vm_flags.contains(VmFlags::ACCOUNT) {
                 self.vm.vm_acct_memory(len >> PAGE_SHIFT);
@@ -382,6 +405,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             flags,
             pgoff: oldbrk >> PAGE_SHIFT,
             anon_vma: None,
+            shmem: None,
         };
         if l.map_count >= self.vm.max_map_count || self.map_new_range(&mut l, new).is_err() {
             // (Nothing is mapped in [oldbrk, newbrk): nothing replaced.)

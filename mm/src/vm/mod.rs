@@ -32,8 +32,9 @@
 //! - I3: every present PTE lies inside a VMA whose flags allow it (no
 //!   writable PTE in a VMA without `VM_WRITE`, no executable PTE
 //!   without `VM_EXEC`).
-//! - I4: `rss_anon` equals the present PTEs that are not the zero page;
-//!   each mapped page holds one folio reference and one mapcount per PTE.
+//! - I4: `rss_anon` plus `rss_shmem` equals the present PTEs that are
+//!   not the zero page (`rss_shmem` those of shmem folios); each mapped
+//!   page holds one folio reference and one mapcount per PTE.
 //! - I5: the commit charge ([`Vm::committed_pages`]) is the sum of the
 //!   pages of every `VM_ACCOUNT` VMA of every address space.
 //! - I6: a VMA leaves the tree before it is freed, and is freed only
@@ -117,6 +118,8 @@ mod tests_mremap;
 mod tests_reclaim;
 #[cfg(test)]
 mod tests_rmap;
+#[cfg(test)]
+mod tests_shmem;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -165,6 +168,10 @@ define_stats! {
         CowReuseLarge => "cow_reuse_large",
         /// A stack VMA grown down to a fault below it (`expand_stack`).
         StackGrow => "stack_grow",
+        /// Shared-memory faults that found their page in the object, or
+        /// allocated it there (`shmem_fault()`).
+        ShmemFaultHit => "shmem_fault_hit",
+        ShmemFaultAlloc => "shmem_fault_alloc",
     }
 }
 
@@ -209,6 +216,11 @@ pub struct Vm<'a, P: Platform> {
     /// alone. Racy read: Relaxed. No overcommit limit is enforced yet
     /// (`OVERCOMMIT_ALWAYS`).
     committed: AtomicU64,
+    /// Pages in shmem objects (`NR_SHMEM`, `/proc/meminfo` `Shmem:`).
+    /// Write: a page enters or leaves an object's index. Racy read: Relaxed.
+    nr_shmem: AtomicU64,
+    /// Last inode number handed out (`get_next_ino()`).
+    last_ino: AtomicU64,
 }
 
 impl<'a, P: Platform> Vm<'a, P> {
@@ -235,6 +247,8 @@ impl<'a, P: Platform> Vm<'a, P> {
             anon_vmas_on: AtomicBool::new(true),
             max_map_count: MAX_MAP_COUNT,
             committed: AtomicU64::new(0),
+            nr_shmem: AtomicU64::new(0),
+            last_ino: AtomicU64::new(0),
         })
     }
 
@@ -258,7 +272,27 @@ impl<'a, P: Platform> Vm<'a, P> {
         self.events.get(e as usize)
     }
 
-    pub(super) fn count(&self, e: VmEvent) {
+    /// Pages in shmem objects (`Shmem:` in `/proc/meminfo`).
+    pub fn nr_shmem_pages(&self) -> u64 {
+        self.nr_shmem.load(Relaxed)
+    }
+
+    pub(crate) fn shmem_pages_add(&self, n: u64) {
+        self.nr_shmem.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn shmem_pages_sub(&self, n: u64) {
+        let old = self.nr_shmem.fetch_sub(n, Relaxed);
+        debug_assert!(old >= n, "BUG: shmem page count underflow");
+    }
+
+    /// A new inode number (`get_next_ino()`; Linux's start after boot is
+    /// arbitrary, ours counts from 1).
+    pub(crate) fn next_ino(&self) -> u64 {
+        self.last_ino.fetch_add(1, Relaxed) + 1
+    }
+
+    pub(crate) fn count(&self, e: VmEvent) {
         self.events.add(e as usize, 1);
     }
 

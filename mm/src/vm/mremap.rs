@@ -523,7 +523,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         // copy_vma(): an anonymous VMA that never had a page faulted in
         // (no anon_vma) takes the offset of its new place, so that it can
         // merge there.
-        let pgoff = if v.anon_vma.is_none() {
+        // A shmem VMA keeps its offset in the object.
+        let pgoff = if v.anon_vma.is_none() && v.shmem.is_none() {
             vrm.new_addr >> PAGE_SHIFT
         } else {
             v.pgoff_at(vrm.addr)
@@ -534,6 +535,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             flags: v.flags,
             pgoff,
             anon_vma: v.anon_vma,
+            shmem: v.shmem,
         };
         if let Err(e) = self.map_new_range(l, new) {
             self.vrm_uncharge(vrm);

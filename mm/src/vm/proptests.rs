@@ -12,7 +12,9 @@
 //!
 //! Seeded xorshift sequences ([`SEEDS`] seeds of [`STEPS`] steps) draw
 //! mmap (anywhere, at a hint, MAP_FIXED, MAP_FIXED_NOREPLACE; private,
-//! shared, NORESERVE, LOCKED, POPULATE), munmap, mprotect, mremap (every
+//! NORESERVE, LOCKED, POPULATE; shared mappings, whose shmem objects
+//! break the page-offset rule below, are left to `vm/fuzz`'s model),
+//! munmap, mprotect, mremap (every
 //! flag combination, including invalid ones), madvise (DONTNEED, NORMAL,
 //! RANDOM, SEQUENTIAL, WILLNEED), brk and user reads and writes, mostly
 //! in a 256-page arena that straddles a PTE-table boundary, half of the
@@ -198,12 +200,9 @@ fn gen_op(rng: &mut XorShift64, m: &Model) -> Op {
         0..=19 => {
             let place =
                 [Place::Anywhere, Place::Hint, Place::Fixed, Place::NoReplace][rng.below(4)];
-            let mut flags = MapFlags::ANONYMOUS;
-            flags |= if rng.below(10) == 0 {
-                MapFlags::SHARED
-            } else {
-                MapFlags::PRIVATE
-            };
+            // Private only: shared mappings are shmem objects, which
+            // `vm/fuzz`'s model covers (across fork too).
+            let mut flags = MapFlags::ANONYMOUS | MapFlags::PRIVATE;
             if rng.below(8) == 0 {
                 flags |= MapFlags::NORESERVE;
             }

@@ -1,6 +1,6 @@
 //! Reverse mapping of anonymous folios (`mm/rmap.c`): anon_vmas, their
 //! inheritance across fork, and the walk from a folio to every PTE that
-//! maps it.
+//! maps it (for shmem folios too, through the VMAs that map their object).
 //!
 //! An anon_vma is a small integer here. Each one has a parent (the anon_vma
 //! of the VMA it was forked from) and so a root; the anon_vmas of one root
@@ -202,8 +202,24 @@ impl<'a, P: Platform> Vm<'a, P> {
     /// (`rmap_walk_anon()`), sorted, looking in those of `mms` (the live
     /// address spaces the caller knows: the kernel's processes) that
     /// belong to the folio's anon_vma family.
+    ///
+    /// A shmem folio is looked up instead in every VMA of `mms` that maps
+    /// its object over its index (`rmap_walk_file()`; Linux finds those
+    /// VMAs in the object's `i_mmap` interval tree, which is a later step:
+    /// here the caller's list of address spaces stands in for it).
     pub fn rmap_walk(&self, folio: &Folio<'_>, mms: &[&Mm<'_, 'a, P>]) -> Vec<RmapHit> {
         let mut hits = Vec::new();
+        if let Some(mapping) = folio.mapping() {
+            for mm in mms {
+                for (_, v) in mm.vmas_in(0, u64::MAX) {
+                    if v.shmem.is_some_and(|o| o.mapping() == mapping) {
+                        mm.rmap_one(folio, &v, &mut hits);
+                    }
+                }
+            }
+            hits.sort();
+            return hits;
+        }
         let Some(av) = folio.anon_vma() else {
             return hits;
         };
@@ -213,30 +229,37 @@ impl<'a, P: Platform> Vm<'a, P> {
         };
         for mm in mms.iter().filter(|m| members.contains(&m.id())) {
             for (_, v) in mm.vmas_in(0, u64::MAX) {
-                if !v.anon_vma.is_some_and(|own| reg.chained(own, av)) {
-                    continue;
-                }
-                for i in 0..folio.nr_pages() {
-                    let index = folio.index() + i as u64;
-                    if index < v.pgoff || index >= v.pgoff + v.pages() {
-                        continue;
-                    }
-                    let addr = v.start + ((index - v.pgoff) << crate::addr::PAGE_SHIFT);
-                    let Some(ptl) = mm.pt.pte_offset_map_lock(addr) else {
-                        continue;
-                    };
-                    let e = ptl.get(addr);
-                    if e.is_present() && e.pfn() == folio.head().add(i as u64) {
-                        hits.push(RmapHit {
-                            mm_id: mm.id(),
-                            addr,
-                            page: i,
-                        });
-                    }
+                if v.anon_vma.is_some_and(|own| reg.chained(own, av)) {
+                    mm.rmap_one(folio, &v, &mut hits);
                 }
             }
         }
         hits.sort();
         hits
+    }
+}
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// The PTEs of `v` that map pages of `folio` at their linear index
+    /// (`vma_address()` and `page_vma_mapped_walk()`), added to `hits`.
+    fn rmap_one(&self, folio: &Folio<'_>, v: &Vma, hits: &mut Vec<RmapHit>) {
+        for i in 0..folio.nr_pages() {
+            let index = folio.index() + i as u64;
+            if index < v.pgoff || index >= v.pgoff + v.pages() {
+                continue;
+            }
+            let addr = v.start + ((index - v.pgoff) << crate::addr::PAGE_SHIFT);
+            let Some(ptl) = self.pt.pte_offset_map_lock(addr) else {
+                continue;
+            };
+            let e = ptl.get(addr);
+            if e.is_present() && e.pfn() == folio.head().add(i as u64) {
+                hits.push(RmapHit {
+                    mm_id: self.id(),
+                    addr,
+                    page: i,
+                });
+            }
+        }
     }
 }

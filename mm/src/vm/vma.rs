@@ -22,6 +22,7 @@ use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::pgtable::PteFlags;
 use crate::platform::Platform;
+use crate::shmem::ShmemRef;
 
 bitflags::bitflags! {
     /// `vm_flags` (values as in `include/linux/mm.h`).
@@ -118,6 +119,12 @@ pub struct Vma {
     /// creation (`vm_pgoff`); it moves with the start on a split.
     pub pgoff: u64,
     pub anon_vma: Option<AnonVmaId>,
+    /// The shared memory object mapped (`vm_file` of a shared anonymous
+    /// mapping, `shmem_zero_setup()`); `pgoff` is then the page offset in
+    /// it. A VMA in a tree owns one reference to it (`shmem.rs`'s S1):
+    /// `mm.rs` takes it when the VMA is stored and drops it when the VMA
+    /// is retired.
+    pub shmem: Option<ShmemRef>,
 }
 
 impl Vma {
@@ -159,12 +166,14 @@ impl Vma {
 }
 
 /// Whether `a` (below) and `b` (directly above) can be one VMA
-/// (`is_mergeable_vma()`, `is_mergeable_anon_vma()`, contiguous offsets).
+/// (`is_mergeable_vma()`: the same object, if any; `is_mergeable_anon_vma()`;
+/// contiguous offsets).
 pub fn can_merge(a: &Vma, b: &Vma) -> bool {
     let ignore = VmFlags::SOFTDIRTY;
     a.end == b.start
         && !a.flags.intersects(VmFlags::SPECIAL)
         && (a.flags - ignore) == (b.flags - ignore)
+        && a.shmem == b.shmem
         && match (a.anon_vma, b.anon_vma) {
             (Some(x), Some(y)) => x == y,
             _ => true,

@@ -97,7 +97,13 @@ impl<P: Platform> Mm<'_, '_, P> {
                     let folio = Folio::of(self.vm.pa.memmap(), old.pfn());
                     let idx = (old.pfn().as_u64() - folio.head().as_u64()) as usize;
                     folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
-                    self.rss_anon.fetch_sub(1, Relaxed);
+                    // mm_counter(): shmem pages count apart; the page
+                    // stays in its object (the object's reference).
+                    if folio.is_shmem() {
+                        self.rss_shmem.fetch_sub(1, Relaxed);
+                    } else {
+                        self.rss_anon.fetch_sub(1, Relaxed);
+                    }
                     if tlb.remove_page(old.pfn(), here) {
                         force_flush = true;
                         break;

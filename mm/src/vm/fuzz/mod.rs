@@ -27,14 +27,17 @@
 //! - F3: the commit charge is the model's `VM_ACCOUNT` pages over all
 //!   address spaces;
 //! - F4: every model page reads its value through its PTE, or is
-//!   unpopulated and reads zero; a written page is mapped;
+//!   unpopulated and reads zero (or its shared object's value); a written
+//!   private page is mapped; a page beyond its shared object is not;
 //! - F5: every frame mapped anywhere has exactly as many mappings
 //!   (folio mapcount, and per page with per-page mapcounts) as PTEs map
-//!   it over all address spaces, as many references as mappings, and is
-//!   "maybe mapped shared" when two address spaces map it;
-//! - F6: a shared cell's holders all map the same frame (sharing is not
-//!   broken), and, with anon_vmas on, an rmap walk of every mapped
-//!   folio finds each of its PTEs.
+//!   it over all address spaces, as many references as mappings (plus
+//!   its object's, for a shmem folio), is a shmem folio exactly when
+//!   shared VMAs map it, and is "maybe mapped shared" when two address
+//!   spaces map it;
+//! - F6: the holders of a shared object's page all map the same frame
+//!   (sharing is not broken), and, with anon_vmas on, an rmap walk of
+//!   every mapped folio (anon or shmem) finds each of its PTEs.
 //!
 //! At the end every address space exits; then the commit charge is
 //! zero, no anon_vma or MM id is left, and once RCU callbacks ran and the
@@ -257,24 +260,14 @@ impl<'v, 'a> World<'v, 'a> {
         let child = self.mms[i]
             .fork()
             .map_err(|e| format!("fork failed: {e:?}"))?;
-        let parent = &self.mms[i];
         let mut model = MmModel {
             start_brk: self.models[i].start_brk,
             brk: self.models[i].brk,
             ..MmModel::default()
         };
-        for (&a, p) in self.models[i].pages.iter_mut() {
+        for (&a, p) in self.models[i].pages.iter() {
             if p.flags.contains(VmFlags::DONTCOPY) {
                 continue;
-            }
-            if p.flags.contains(VmFlags::SHARED)
-                && p.data == Data::Unwritten
-                && parent
-                    .page_table()
-                    .get_pte(a)
-                    .is_some_and(Entry::is_present)
-            {
-                p.data = Data::Shared(self.cells.new_cell(0));
             }
             model.pages.insert(a, *p);
         }
@@ -303,14 +296,14 @@ impl<'v, 'a> World<'v, 'a> {
         let zero = self.vm.zero_page();
         // Frame -> (address space, address) of every PTE mapping it.
         let mut maps: BTreeMap<Pfn, Vec<(usize, u64)>> = BTreeMap::new();
-        let mut cells: BTreeMap<usize, Pfn> = BTreeMap::new();
+        let mut cells: BTreeMap<(usize, u64), Pfn> = BTreeMap::new();
         for (i, (mm, m)) in self.mms.iter().zip(&self.models).enumerate() {
             for (&a, p) in &m.pages {
                 let Some(e) = mm.page_table().get_pte(a).filter(|e| e.is_present()) else {
                     continue;
                 };
-                if let Data::Shared(c) = p.data
-                    && let Some(other) = cells.insert(c, e.pfn())
+                if let Data::Shared { obj, pgoff } = p.data
+                    && let Some(other) = cells.insert((obj, pgoff), e.pfn())
                     && other != e.pfn()
                 {
                     return Err(format!(
@@ -339,9 +332,14 @@ impl<'v, 'a> World<'v, 'a> {
             if folio.mapcount() != n {
                 return Err(what(&format!("mapcount {}, PTEs {n}", folio.mapcount())));
             }
+            // A shmem folio holds one more reference: its object's.
             let refs = i64::from(folio.page(0).refcount());
-            if refs != n {
+            let want = n + i64::from(folio.mapping().is_some());
+            if refs != want {
                 return Err(what(&format!("refcount {refs}, PTEs {n}")));
+            }
+            if folio.is_shmem() != users.iter().any(|&(_, i, a)| self.models[i].shared(a)) {
+                return Err(what("shmem folio outside shared VMAs, or the reverse"));
             }
             if !folio.is_large() || per_page {
                 for (&pfn, u) in maps.range(head..head.add(folio.nr_pages() as u64)) {
@@ -465,7 +463,12 @@ fn step_one(mm: &SimMm<'_, '_>, m: &mut MmModel, cells: &mut Cells, op: Op) -> R
                     a
                 }
             };
-            m.map(at, at + len, vf);
+            if flags.contains(MapFlags::SHARED) {
+                let obj = cells.new_object(pages);
+                m.map_shared(at, at + len, vf, obj, 0);
+            } else {
+                m.map(at, at + len, vf);
+            }
         }
         Op::Munmap { addr, pages } => {
             expect("munmap", mm.munmap(addr, pages * PG), Ok(()))?;
@@ -527,7 +530,9 @@ fn step_one(mm: &SimMm<'_, '_>, m: &mut MmModel, cells: &mut Cells, op: Op) -> R
             for a in mapped {
                 let p = m.pages.get_mut(&a).expect("mapped");
                 match advice {
-                    4 => p.data = Data::Unwritten,
+                    // DONTNEED: private pages read zero again; shared
+                    // ones re-read their object.
+                    4 if !matches!(p.data, Data::Shared { .. }) => p.data = Data::Unwritten,
                     0..=2 => {
                         p.flags -= VmFlags::SEQ_READ | VmFlags::RAND_READ;
                         if advice == 1 {
@@ -570,16 +575,12 @@ fn step_one(mm: &SimMm<'_, '_>, m: &mut MmModel, cells: &mut Cells, op: Op) -> R
                 Some(p) if !p.flags.intersects(VmFlags::ACCESS) => {
                     Err(FaultError::Segv(SegvCode::AccErr))
                 }
-                Some(_) => Ok(m.value(cells, addr).expect("mapped")),
+                Some(_) => m
+                    .value(cells, addr)
+                    .expect("mapped")
+                    .ok_or(FaultError::Sigbus),
             };
             expect("read", user_read(mm, addr + 8), want)?;
-            if want.is_ok() {
-                let p = m.pages.get_mut(&addr).expect("mapped");
-                if p.flags.contains(VmFlags::SHARED) && p.data == Data::Unwritten {
-                    // A read fault maps a page of its own in a shared VMA.
-                    p.data = Data::Shared(cells.new_cell(0));
-                }
-            }
         }
         Op::Write { addr, val } => {
             let want = match m.pages.get(&addr) {
@@ -587,19 +588,22 @@ fn step_one(mm: &SimMm<'_, '_>, m: &mut MmModel, cells: &mut Cells, op: Op) -> R
                 Some(p) if !p.flags.contains(VmFlags::WRITE) => {
                     Err(FaultError::Segv(SegvCode::AccErr))
                 }
-                Some(_) => Ok(()),
+                Some(p) => match p.data {
+                    Data::Shared { obj, pgoff } if cells.cell(obj, pgoff).is_none() => {
+                        Err(FaultError::Sigbus)
+                    }
+                    _ => Ok(()),
+                },
             };
             expect("write", user_write(mm, addr + 8, val), want)?;
             if want.is_ok() {
                 let p = m.pages.get_mut(&addr).expect("mapped");
-                p.data = match p.data {
-                    Data::Shared(c) => {
-                        cells.0[c] = val;
-                        Data::Shared(c)
+                match p.data {
+                    Data::Shared { obj, pgoff } => {
+                        *cells.cell(obj, pgoff).expect("inside the object") = val;
                     }
-                    _ if p.flags.contains(VmFlags::SHARED) => Data::Shared(cells.new_cell(val)),
-                    _ => Data::Private(val),
-                };
+                    _ => p.data = Data::Private(val),
+                }
             }
         }
         Op::Bad(bad, addr) => bad_call(mm, bad, addr)?,
@@ -739,12 +743,15 @@ fn check_mm(mm: &SimMm<'_, '_>, m: &MmModel, cells: &Cells, anon_vmas: bool) -> 
                 // so its frame is simulated RAM; 2. one thread runs;
                 // 3. aligned.
                 let got = unsafe { user_word(mm, e, a + 8).read_volatile() };
-                let want = m.value(cells, a).expect("mapped");
+                let Some(want) = m.value(cells, a).expect("mapped") else {
+                    return Err(format!("page {a:#x} beyond its object is mapped"));
+                };
                 if got != want {
                     return Err(format!("value at {a:#x}: {got:#x}, model {want:#x}"));
                 }
             }
-            None if p.data != Data::Unwritten => {
+            // Shared pages may be unmapped with data: it is in the object.
+            None if matches!(p.data, Data::Private(_)) => {
                 return Err(format!("written page {a:#x} not mapped"));
             }
             None => {}

@@ -1,21 +1,21 @@
 //! The model the fuzzer checks address spaces against: per address
 //! space, every mapped page with its VMA flags and what a read of its
-//! word at offset 8 returns; across address spaces, the shared cells of
-//! `MAP_SHARED` pages that fork left mapped in several of them.
+//! word at offset 8 returns; across address spaces, the shmem objects
+//! that `MAP_SHARED` mappings map (in several address spaces after fork).
 //!
 //! The VMA rules are those of the model in `vm/proptests.rs` (an
 //! address space's VMAs are the maximal runs of adjacent pages with equal
-//! flags when anon_vmas are off), extended to fork: a child's model is
-//! its parent's minus the `VM_DONTCOPY` pages, private data is copied
-//! (copy-on-write keeps the two apart from then on), and a shared page
-//! mapped at fork time becomes one cell both see.
+//! flags when anon_vmas are off; a shared page continues a run only in
+//! the same object at the next offset), extended to fork: a child's model
+//! is its parent's minus the `VM_DONTCOPY` pages, private data is copied
+//! (copy-on-write keeps the two apart from then on), and shared pages
+//! name the same object offsets, whose values both see.
 //!
-//! Shared anonymous memory here has no shmem object behind it (DESIGN:
-//! shmem comes later), so the model follows what the kernel does today,
-//! which differs from Linux in one way: only pages *present* at fork are
-//! shared; a page zapped (`MADV_DONTNEED`) or not yet faulted in is
-//! private to the address space that faults it next, and zapping one
-//! loses its data (Linux keeps it in the shmem object).
+//! A shared mapping is a new object of its size (Linux's
+//! `shmem_zero_setup()`): its pages are the object's from the start, keep
+//! their data through `MADV_DONTNEED` and unmapping of other mappings,
+//! and a page of the VMA beyond the object's size (after mremap grew it)
+//! raises SIGBUS.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -35,8 +35,9 @@ pub(super) enum Data {
     Unwritten,
     /// Written, private to this address space.
     Private(u64),
-    /// A `MAP_SHARED` page: index of its cell in [`World::cells`].
-    Shared(usize),
+    /// A `MAP_SHARED` page: offset `pgoff` of object `obj` in
+    /// [`World::cells`]; beyond the object's size it raises SIGBUS.
+    Shared { obj: usize, pgoff: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +54,32 @@ pub(super) struct MmModel {
     pub brk: u64,
 }
 
-/// The values of shared pages, by cell; cells are never reused.
+/// The shmem objects: the values of their pages, by object; objects are
+/// never reused.
 #[derive(Debug, Default)]
-pub(super) struct Cells(pub Vec<u64>);
+pub(super) struct Cells(pub Vec<Vec<u64>>);
 
 impl Cells {
-    pub fn new_cell(&mut self, val: u64) -> usize {
-        self.0.push(val);
+    /// A new zeroed object of `pages` pages.
+    pub fn new_object(&mut self, pages: u64) -> usize {
+        self.0.push(alloc::vec![0; pages as usize]);
         self.0.len() - 1
+    }
+
+    /// The cell of `(obj, pgoff)`; `None` beyond the object (SIGBUS).
+    pub fn cell(&mut self, obj: usize, pgoff: u64) -> Option<&mut u64> {
+        self.0[obj].get_mut(pgoff as usize)
+    }
+}
+
+/// Whether page data `b` directly above `a` can be in one VMA with it.
+fn contiguous(a: Data, b: Data) -> bool {
+    match (a, b) {
+        (Data::Shared { obj, pgoff }, Data::Shared { obj: o, pgoff: p }) => {
+            obj == o && pgoff + 1 == p
+        }
+        (Data::Shared { .. }, _) | (_, Data::Shared { .. }) => false,
+        _ => true,
     }
 }
 
@@ -88,17 +107,51 @@ impl MmModel {
         }
     }
 
-    /// Maximal runs of adjacent pages with equal flags: the VMAs when
-    /// anon_vmas are off.
+    /// Maps `[s, e)` to object `obj` from offset `pgoff` (a shared mmap, or
+    /// a shared VMA grown by mremap: its object offsets go on).
+    pub fn map_shared(&mut self, s: u64, e: u64, flags: VmFlags, obj: usize, pgoff: u64) {
+        for (i, a) in (s..e).step_by(PG as usize).enumerate() {
+            let data = Data::Shared {
+                obj,
+                pgoff: pgoff + i as u64,
+            };
+            self.pages.insert(a, PageModel { flags, data });
+        }
+    }
+
+    /// Extends the VMA whose last page is at `last` over `[s, e)`:
+    /// anonymous pages, or the shared object's next offsets.
+    pub fn extend(&mut self, last: u64, s: u64, e: u64) {
+        let p = self.pages[&last];
+        match p.data {
+            Data::Shared { obj, pgoff } => self.map_shared(s, e, p.flags, obj, pgoff + 1),
+            _ => self.map(s, e, p.flags),
+        }
+    }
+
+    /// Maximal runs of adjacent pages with equal flags (and contiguous
+    /// offsets of one object, for shared pages): the VMAs when anon_vmas
+    /// are off.
     pub fn vmas(&self) -> Vec<(u64, u64, VmFlags)> {
         let mut out: Vec<(u64, u64, VmFlags)> = Vec::new();
+        let mut prev = Data::Unwritten;
         for (&a, p) in &self.pages {
             match out.last_mut() {
-                Some(last) if last.1 == a && last.2 == p.flags => last.1 += PG,
+                Some(last) if last.1 == a && last.2 == p.flags && contiguous(prev, p.data) => {
+                    last.1 += PG
+                }
                 _ => out.push((a, a + PG, p.flags)),
             }
+            prev = p.data;
         }
         out
+    }
+
+    /// Whether `a` is a page of a shared mapping.
+    pub fn shared(&self, a: u64) -> bool {
+        self.pages
+            .get(&a)
+            .is_some_and(|p| matches!(p.data, Data::Shared { .. }))
     }
 
     pub fn vma_at(&self, a: u64) -> Option<(u64, u64, VmFlags)> {
@@ -113,12 +166,13 @@ impl MmModel {
             .count() as u64
     }
 
-    /// What a read of the word at offset 8 of `a` returns.
-    pub fn value(&self, cells: &Cells, a: u64) -> Option<u64> {
+    /// What a read of the word at offset 8 of `a` returns: `None` if
+    /// unmapped, `Some(None)` for SIGBUS (beyond a shared object).
+    pub fn value(&self, cells: &Cells, a: u64) -> Option<Option<u64>> {
         self.pages.get(&a).map(|p| match p.data {
-            Data::Unwritten => 0,
-            Data::Private(v) => v,
-            Data::Shared(c) => cells.0[c],
+            Data::Unwritten => Some(0),
+            Data::Private(v) => Some(v),
+            Data::Shared { obj, pgoff } => cells.0[obj].get(pgoff as usize).copied(),
         })
     }
 }
@@ -257,10 +311,10 @@ pub(super) fn mremap(
         m.unmap(addr + new_len, addr + old_len);
         return expect("mremap shrink", r, Ok(addr));
     }
-    let (_, ve, vf) = m.vma_at(addr).expect("looked up");
+    let (_, ve, _) = m.vma_at(addr).expect("looked up");
     let delta = new_len - old_len;
     if ve - addr == old_len && m.free(ve, ve + delta) {
-        m.map(ve, ve + delta, vf);
+        m.extend(ve - PG, ve, ve + delta);
         return expect("mremap grow in place", r, Ok(addr));
     }
     if !flags.contains(MremapFlags::MAYMOVE) {
@@ -298,13 +352,17 @@ fn move_range(
     for off in (0..old_len).step_by(PG as usize) {
         let data = if dontunmap {
             let p = m.pages.get_mut(&(addr + off)).expect("mapped");
-            core::mem::replace(&mut p.data, Data::Unwritten)
+            match p.data {
+                // The old range still maps the object: it keeps its data.
+                Data::Shared { .. } => p.data,
+                _ => core::mem::replace(&mut p.data, Data::Unwritten),
+            }
         } else {
             m.pages.remove(&(addr + off)).expect("mapped").data
         };
         m.pages.insert(dest + off, PageModel { flags, data });
     }
-    m.map(dest + old_len, dest + new_len, flags);
+    m.extend(dest + old_len - PG, dest + old_len, dest + new_len);
     if dontunmap && flags.contains(VmFlags::LOCKED) {
         // The old VMA (merged with the new one if they touch) is unlocked.
         let (s, e) = old_vma_after.unwrap_or_else(|| {
