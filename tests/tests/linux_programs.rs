@@ -116,6 +116,11 @@ fn errno_matches_linux_for_bad_arguments() {
 }
 
 #[test]
+fn pthreads_threads_futexes_and_group_exit() {
+    check(&Program::new("pthreads", Build::Musl));
+}
+
+#[test]
 fn rust_std_program_exits_with_its_code() {
     check(&Program {
         args: &["alpha", "beta", "exit=3"],

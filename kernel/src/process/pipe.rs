@@ -75,8 +75,15 @@ impl Pipe {
             if nonblock {
                 return None;
             }
+            // A thread told to die reads nothing (its result never reaches
+            // user mode).
+            if super::thread::fatal_signal_pending() {
+                return Some(0);
+            }
             self.wq.wait_until_idle(|| {
-                !self.buf.lock().is_empty() || self.writers.load(Ordering::Acquire) == 0
+                !self.buf.lock().is_empty()
+                    || self.writers.load(Ordering::Acquire) == 0
+                    || super::thread::fatal_signal_pending()
             });
         }
     }
@@ -102,8 +109,13 @@ impl Pipe {
             if nonblock {
                 return Ok(0);
             }
+            if super::thread::fatal_signal_pending() {
+                return Err(crate::syscall::EINTR);
+            }
             self.wq.wait_until_idle(|| {
-                self.buf.lock().len() < PIPE_BUF_BYTES || self.readers.load(Ordering::Acquire) == 0
+                self.buf.lock().len() < PIPE_BUF_BYTES
+                    || self.readers.load(Ordering::Acquire) == 0
+                    || super::thread::fatal_signal_pending()
             });
         }
     }

@@ -126,7 +126,7 @@ fn status(p: &Process) -> String {
             let _ = writeln!(s, "{name}:\t{kb:>8} kB");
         }
     }
-    let _ = writeln!(s, "Threads:\t1");
+    let _ = writeln!(s, "Threads:\t{}", p.threads.lock().len());
     let blocked = p.signals.lock().blocked;
     let _ = writeln!(s, "SigBlk:\t{blocked:016x}");
     s

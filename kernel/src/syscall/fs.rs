@@ -589,10 +589,13 @@ pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout: i32) -> SysResult {
     copy_to_user(&mm, fds, &buf)?;
     if ready == 0 && timeout != 0 {
         // Nothing will ever become ready: sleep out the timeout.
-        if timeout < 0 {
-            crate::sched::sleep_ms(u64::MAX / 2_000_000);
+        let ms = if timeout < 0 {
+            u64::MAX / 2_000_000
         } else {
-            crate::sched::sleep_ms(timeout as u64);
+            timeout as u64
+        };
+        if !crate::process::thread::sleep_killable_ns(ms.saturating_mul(1_000_000)) {
+            return Err(super::EINTR);
         }
     }
     Ok(ready)

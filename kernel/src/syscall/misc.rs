@@ -165,6 +165,7 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
             .pending_kill
             .compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
         target.signal_wait.wake_all();
+        process::thread::wake_all_threads(&target);
     }
     if found { Ok(0) } else { Err(ESRCH) }
 }
@@ -176,7 +177,7 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
 /// handler).
 pub fn sys_pause(p: &Process) -> SysResult {
     p.signal_wait
-        .wait_until_idle(|| p.pending_kill.load(Ordering::Relaxed) != 0);
+        .wait_until_idle(process::thread::fatal_signal_pending);
     Err(EINTR)
 }
 
@@ -202,7 +203,9 @@ fn timespec_bytes(ns: u64) -> [u8; 16] {
 
 pub fn sys_nanosleep(p: &Process, req: u64, rem: u64) -> SysResult {
     let ns = read_timespec(p, req)?;
-    sched::sleep_ns(ns);
+    if !process::thread::sleep_killable_ns(ns) {
+        return Err(EINTR);
+    }
     if rem != 0 {
         // Never interrupted: nothing remains (Linux writes rem only on EINTR).
         let _ = rem;
@@ -230,7 +233,9 @@ pub fn sys_clock_nanosleep(p: &Process, clock: u64, flags: u64, req: u64, rem: u
     } else {
         ns
     };
-    sched::sleep_ns(wait);
+    if !process::thread::sleep_killable_ns(wait) {
+        return Err(EINTR);
+    }
     let _ = rem;
     Ok(0)
 }

@@ -173,7 +173,7 @@ pub fn init(phys_offset: u64) -> &'static TimeInfo {
 }
 
 /// The local timer interrupt: see "The tick" in the module docs.
-extern "x86-interrupt" fn local_timer_interrupt(_frame: InterruptStackFrame) {
+extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
     percpu::irq_enter();
     percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);
     if percpu::cpu_id() == TICK_DO_TIMER_CPU {
@@ -184,6 +184,11 @@ extern "x86-interrupt" fn local_timer_interrupt(_frame: InterruptStackFrame) {
     apic::eoi();
     percpu::irq_exit();
     sched::irqentry_exit_cond_resched();
+    // Back to user mode: a thread told to exit goes now (the stub's frame
+    // is the interrupted context's own, so its CS says which ring).
+    if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
+        crate::process::thread::exit_to_user_checks();
+    }
 }
 
 /// LAPIC error: read and clear the error status, log it, acknowledge.
