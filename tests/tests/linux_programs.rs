@@ -121,6 +121,11 @@ fn pthreads_threads_futexes_and_group_exit() {
 }
 
 #[test]
+fn mmthreads_one_address_space_under_several_threads() {
+    check(&Program::new("mmthreads", Build::Musl));
+}
+
+#[test]
 fn rust_std_program_exits_with_its_code() {
     check(&Program {
         args: &["alpha", "beta", "exit=3"],

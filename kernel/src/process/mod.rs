@@ -55,6 +55,7 @@
 
 pub mod elf;
 pub mod futex;
+pub mod ktests;
 pub mod pipe;
 pub mod procfs;
 pub mod signal;

@@ -16,6 +16,9 @@
 //!   events (`mm::vm::VmEvent`) and the page allocator's (`PaStat`).
 //! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
 //!   `Anonymous` (every resident page here is anonymous and counted whole).
+//! - `/proc/self/task/<tid>/{status,stat}` and `/proc/thread-self/`: the
+//!   same, with the thread's id in `Pid:` and field 1; `Threads:` and
+//!   `num_threads` count the live threads.
 //! - `/proc/self/stat`: the 52 fields of Linux's `do_task_stat`, with
 //!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
@@ -55,6 +58,14 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         b"/proc/vmstat" => vmstat(),
         b"/proc/self/smaps_rollup" => smaps_rollup(p),
         b"/proc/self/stat" => stat(p),
+        _ if task_file(p, path).is_some() => {
+            let (tid, name) = task_file(p, path)?;
+            match name {
+                b"status" => status_of(p, tid),
+                b"stat" => stat_of(p, tid),
+                _ => return None,
+            }
+        }
         b"/proc/cpuinfo" => cpuinfo(),
         b"/proc/cmdline" => alloc::format!("{}\n", crate::cmdline::get().raw),
         b"/proc/version" => alloc::format!(
@@ -85,13 +96,19 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn status(p: &Process) -> String {
+    status_of(p, p.pid)
+}
+
+/// `status` of thread `tid` of `p` (`/proc/self/task/<tid>/status`):
+/// the process's, with `Pid:` the thread's id.
+fn status_of(p: &Process, tid: u32) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Name:\t{}", p.comm());
     let _ = writeln!(s, "Umask:\t0022");
     let _ = writeln!(s, "State:\tR (running)");
     let _ = writeln!(s, "Tgid:\t{}", p.pid);
     let _ = writeln!(s, "Ngid:\t0");
-    let _ = writeln!(s, "Pid:\t{}", p.pid);
+    let _ = writeln!(s, "Pid:\t{tid}");
     let _ = writeln!(s, "PPid:\t{}", p.ppid());
     let _ = writeln!(s, "TracerPid:\t0");
     let _ = writeln!(s, "Uid:\t0\t0\t0\t0");
@@ -309,6 +326,34 @@ fn thp_size(path: &[u8]) -> Option<u32> {
 }
 
 /// Whether `path` is a directory of the pseudo file systems.
+/// The live thread of `p` and the file name a per-thread path names:
+/// `/proc/self/task/<tid>/NAME` or `/proc/thread-self/NAME` (the caller's
+/// thread).
+fn task_file<'a>(p: &Process, path: &'a [u8]) -> Option<(u32, &'a [u8])> {
+    if let Some(name) = path.strip_prefix(b"/proc/thread-self/") {
+        let t = super::thread::current_thread()?;
+        return Some((t.tid(), name));
+    }
+    let rest = path.strip_prefix(b"/proc/self/task/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let tid: u32 = core::str::from_utf8(&rest[..slash]).ok()?.parse().ok()?;
+    let live = p.threads.lock().iter().any(|t| t.tid() == tid);
+    live.then_some((tid, &rest[slash + 1..]))
+}
+
+/// Whether `path` is a per-thread directory of `p`: `/proc/self/task`,
+/// `/proc/self/task/<tid>` of a live thread, `/proc/thread-self`.
+pub fn is_task_dir(p: &Process, path: &[u8]) -> bool {
+    if path == b"/proc/self/task" || path == b"/proc/thread-self" {
+        return true;
+    }
+    let Some(tid) = path.strip_prefix(b"/proc/self/task/") else {
+        return false;
+    };
+    let tid: Option<u32> = core::str::from_utf8(tid).ok().and_then(|t| t.parse().ok());
+    tid.is_some_and(|tid| p.threads.lock().iter().any(|t| t.tid() == tid))
+}
+
 pub fn is_dir(path: &[u8]) -> bool {
     matches!(
         path,
@@ -372,14 +417,19 @@ fn smaps_rollup(p: &Process) -> String {
 
 /// `/proc/self/stat` (`fs/proc/array.c`, `do_task_stat`): 52 fields.
 fn stat(p: &Process) -> String {
+    stat_of(p, p.pid)
+}
+
+/// `stat` of thread `tid` of `p` (`/proc/self/task/<tid>/stat`): field 1
+/// is the thread's id.
+fn stat_of(p: &Process, tid: u32) -> String {
     let (vsize, rss_pages) = p.mm().map_or((0, 0), |mm| {
         let st = mm.status();
         (st.vm_size * 1024, st.vm_rss / 4)
     });
     let start_brk = p.brk_range();
     let mut f: alloc::vec::Vec<String> = alloc::vec::Vec::new();
-    let pid = p.pid;
-    f.push(alloc::format!("{pid}"));
+    f.push(alloc::format!("{tid}"));
     f.push(alloc::format!("({})", p.comm()));
     f.push(String::from("R"));
     f.push(alloc::format!("{}", p.ppid()));
@@ -391,9 +441,13 @@ fn stat(p: &Process) -> String {
     f.push(alloc::format!("{}", p.cmin_flt.load(Relaxed)));
     // majflt, cmajflt, utime, stime, cutime, cstime, priority, nice,
     // num_threads, itrealvalue, starttime.
-    for v in ["0", "0", "0", "0", "0", "0", "20", "0", "1", "0", "0"] {
+    let nr_threads = p.threads.lock().len().max(1);
+    for v in ["0", "0", "0", "0", "0", "0", "20", "0"] {
         f.push(String::from(v));
     }
+    f.push(alloc::format!("{nr_threads}"));
+    f.push(String::from("0"));
+    f.push(String::from("0"));
     f.push(alloc::format!("{vsize}"));
     f.push(alloc::format!("{rss_pages}"));
     // rsslim, startcode, endcode, startstack, kstkesp, kstkeip, signal,

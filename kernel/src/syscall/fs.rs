@@ -297,7 +297,7 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
         let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
         return Ok((OpenData::Bytes(data), S_IFREG | mode, sysctl));
     }
-    if procfs::is_dir(path.as_bytes()) {
+    if procfs::is_dir(path.as_bytes()) || procfs::is_task_dir(p, path.as_bytes()) {
         return Ok((OpenData::Dir(path), S_IFDIR | 0o555, None));
     }
     match initramfs::lookup(&path) {

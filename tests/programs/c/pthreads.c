@@ -149,6 +149,45 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
+/* Field `key` (e.g. "Pid:") of a status file, -1 if absent. */
+static long status_field(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	long v = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, key, strlen(key)) == 0) {
+			v = strtol(line + strlen(key), NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/* The thread's own /proc/self/task/<tid>/ and /proc/thread-self/ files. */
+static void *task_files(void *arg)
+{
+	(void)arg;
+	char path[64];
+	pid_t tid = gettid_();
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", tid);
+	int ok = status_field(path, "Pid:") == tid && status_field(path, "Tgid:") == getpid();
+	ok &= status_field("/proc/thread-self/status", "Pid:") == tid;
+	FILE *f = fopen("/proc/thread-self/stat", "r");
+	long first = -1;
+	if (f) {
+		if (fscanf(f, "%ld", &first) != 1)
+			first = -1;
+		fclose(f);
+	}
+	ok &= first == tid;
+	snprintf(path, sizeof path, "/proc/self/task/%d/status", getpid());
+	ok &= status_field(path, "Pid:") == getpid();
+	return (void *)(long)ok;
+}
+
 static int done_detached;
 
 static void *detached(void *arg)
@@ -235,6 +274,11 @@ int main(void)
 	for (int i = 0; i < 3; i++)
 		pthread_create(&blocked[i], NULL, block_forever, NULL);
 	printf("Threads: with 3 more: %d\n", proc_threads());
+	pthread_t tf;
+	void *tf_ok;
+	pthread_create(&tf, NULL, task_files, NULL);
+	pthread_join(tf, &tf_ok);
+	printf("/proc/self/task/<tid>/ and /proc/thread-self/: %s\n", yes((long)tf_ok));
 
 	/* fork from a multi-threaded process: the child has one thread. */
 	fflush(stdout);
