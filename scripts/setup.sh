@@ -25,13 +25,17 @@ else
     rustup toolchain install
 fi
 
-# 2. QEMU, and musl-gcc (musl-tools: the static C test programs the kernel
-#    runs as init).
+# 2. QEMU, musl-gcc (musl-tools) and glibc's static libraries (libc6-dev:
+#    `gcc -static` needs libc.a): the static C test programs the kernel runs
+#    as init are built with both C libraries.
 missing=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 command -v musl-gcc >/dev/null 2>&1 || missing+=(musl-tools)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+glibc_a=$(gcc -print-file-name=libc.a 2>/dev/null || true)
+[ -f "$glibc_a" ] || missing+=(libc6-dev)
 if [ ${#missing[@]} -eq 0 ]; then
-    say "$(qemu-system-x86_64 --version | head -n 1); musl-gcc present"
+    say "$(qemu-system-x86_64 --version | head -n 1); musl-gcc and glibc's libc.a present"
 elif command -v apt-get >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -40,7 +44,7 @@ elif command -v apt-get >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 else
     say "missing: ${missing[*]}, and this machine has no apt-get:"
-    say "install QEMU's x86_64 system emulator and musl-gcc with your package manager, then run this again"
+    say "install QEMU's x86_64 system emulator, musl-gcc and glibc's static libraries with your package manager, then run this again"
     exit 1
 fi
 # 3. cargo-fuzz, for scripts/fuzz.sh (the address-space fuzzer). Only if

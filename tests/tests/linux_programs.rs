@@ -1,9 +1,12 @@
 //! `cargo test` target: unmodified static Linux programs as the kernel's
 //! PID 1, held against the host's Linux running the same binary.
 //!
-//! Each program of `tests/programs/` is built here (C with `musl-gcc
-//! -static`, the libc-free one with `gcc -nostdlib`, the Rust one with
-//! cargo for `x86_64-unknown-linux-musl`) into `CARGO_TARGET_TMPDIR`, then:
+//! Each program of `tests/programs/` is built here into
+//! `CARGO_TARGET_TMPDIR`: a C program three ways, each its own test
+//! ([`c_program!`]: `NAME::musl` with `musl-gcc -static`, `NAME::glibc`
+//! with `gcc -static`, `NAME::glibc_static_pie` with `gcc -static-pie`),
+//! the libc-free one with `gcc -nostdlib`, the Rust one with cargo for
+//! `x86_64-unknown-linux-musl`. Then each build is
 //!
 //! 1. run on the host: argv[0] `/init`, the same arguments, an empty
 //!    environment, stdin `/dev/null`, stdout a pipe;
@@ -21,8 +24,9 @@
 //! interleave differently) and print facts that hold on any Linux rather
 //! than numbers that differ between kernels.
 //!
-//! musl-gcc and the musl target are required: their absence fails the
-//! tests with a pointer to `./scripts/setup.sh`, which installs them.
+//! musl-gcc, glibc's static libraries (`libc6-dev`) and the musl target
+//! are required: their absence fails the tests with a pointer to
+//! `./scripts/setup.sh`, which installs them.
 
 use std::io::ErrorKind;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -41,14 +45,19 @@ static IMAGE: Mutex<()> = Mutex::new(());
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the missing-tool failures tell the reader to do.
-const SETUP_HINT: &str =
-    "run ./scripts/setup.sh, which installs musl-tools and the x86_64-unknown-linux-musl target";
+const SETUP_HINT: &str = "run ./scripts/setup.sh, which installs musl-tools, libc6-dev and \
+     the x86_64-unknown-linux-musl target";
 
 /// How a program is built.
 #[derive(Clone, Copy)]
 enum Build {
     /// `tests/programs/c/NAME.c` with `musl-gcc -static`.
     Musl,
+    /// `tests/programs/c/NAME.c` with `gcc -static` (glibc, `ET_EXEC`).
+    Glibc,
+    /// `tests/programs/c/NAME.c` with `gcc -static-pie` (glibc, `ET_DYN`
+    /// without an interpreter: glibc relocates itself at start).
+    GlibcStaticPie,
     /// `tests/programs/c/NAME.c` with `gcc -static -nostdlib -ffreestanding`.
     NoLibc,
     /// `tests/programs/rust-std` with cargo, target x86_64-unknown-linux-musl:
@@ -76,31 +85,103 @@ impl Program {
     }
 }
 
-#[test]
-fn mallocs_small_and_mmap_sized_blocks() {
-    check(&Program::new("mallocs", Build::Musl));
+/// Three tests for the C program `tests/programs/c/NAME.c`, in a module
+/// `NAME`: `musl`, `glibc` and `glibc_static_pie`, one per build
+/// ([`Build`]), each compared with the same binary run on the host
+/// ([`check`]). `args: [..]` are the program's arguments; `musl_only:
+/// "why"` makes just the `musl` test, for a program that glibc cannot run
+/// here yet (the reason says what is missing).
+macro_rules! c_program {
+    ($(#[$doc:meta])* $name:ident $(, args: [$($arg:literal),* $(,)?])?) => {
+        c_program!(@module $(#[$doc])* $name [$($($arg),*)?] {
+            #[test]
+            fn glibc() {
+                check(&program(Build::Glibc));
+            }
+
+            #[test]
+            fn glibc_static_pie() {
+                check(&program(Build::GlibcStaticPie));
+            }
+        });
+    };
+    ($(#[$doc:meta])* $name:ident, musl_only: $why:literal) => {
+        c_program!(@module $(#[$doc])* $name [] {
+            const _GLIBC_MISSING: &str = $why;
+        });
+    };
+    (@module $(#[$doc:meta])* $name:ident [$($arg:literal),*] { $($glibc:tt)* }) => {
+        $(#[$doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::{Build, Program, check};
+
+            fn program(build: Build) -> Program {
+                Program {
+                    args: &[$($arg),*],
+                    ..Program::new(stringify!($name), build)
+                }
+            }
+
+            #[test]
+            fn musl() {
+                check(&program(Build::Musl));
+            }
+
+            $($glibc)*
+        }
+    };
 }
 
-#[test]
-fn procstatus_reads_proc_self_status_maps_and_meminfo() {
-    check(&Program::new("procstatus", Build::Musl));
-}
+c_program!(
+    /// malloc of 1 B .. 1 MiB: brk and mmap-sized blocks.
+    mallocs
+);
 
-#[test]
-fn forkwait_exit_statuses_sigsegv_and_cow() {
-    // The child that writes through NULL is reported by Linux at
-    // KERN_INFO, which `quiet` hides (only init's own segfault shows):
-    // so no kernel line at all, which `check` asserts.
-    check(&Program::new("forkwait", Build::Musl));
-}
+c_program!(
+    /// /proc/self/status, /proc/self/maps and /proc/meminfo.
+    procstatus
+);
 
-#[test]
-fn stack_grows_down_on_use() {
-    check(&Program {
-        args: &["3000"],
-        ..Program::new("stack", Build::Musl)
-    });
-}
+c_program!(
+    /// fork + wait4 exit statuses, SIGSEGV of a child, CoW. The child that
+    /// writes through NULL is reported by Linux at KERN_INFO, which
+    /// `quiet` hides (only init's own segfault shows): so no kernel line
+    /// at all, which `check` asserts.
+    forkwait
+);
+
+c_program!(
+    /// POSIX threads: create/join, gettid, TLS, a contended mutex, condvars,
+    /// a barrier, Threads: and /proc/self/task/, exit() from a thread,
+    /// pthread_exit in main, a robust mutex whose owner died, fork of a
+    /// threaded process, detached threads.
+    pthreads
+);
+
+c_program!(
+    /// One address space under several threads: parallel first touch,
+    /// MADV_DONTNEED racing faults, munmap/mprotect/madvise against user
+    /// copies, fork while threads write (CoW).
+    mmthreads
+);
+
+c_program!(
+    /// A stack grown down on use to 3 MiB.
+    stack,
+    args: ["3000"]
+);
+
+c_program!(
+    /// /dev/null, /dev/zero, /dev/full, /dev/random, /dev/urandom: stat,
+    /// reads, writes, seeks, ioctls; O_CREAT | O_EXCL gives EEXIST.
+    devfiles
+);
+
+c_program!(
+    /// 137 errno cases (bad pointers, fds, flags) that must match Linux.
+    errno
+);
 
 #[test]
 fn rawsys_runs_without_libc() {
@@ -108,21 +189,6 @@ fn rawsys_runs_without_libc() {
         args: &["one", "two"],
         ..Program::new("rawsys", Build::NoLibc)
     });
-}
-
-#[test]
-fn errno_matches_linux_for_bad_arguments() {
-    check(&Program::new("errno", Build::Musl));
-}
-
-#[test]
-fn pthreads_threads_futexes_and_group_exit() {
-    check(&Program::new("pthreads", Build::Musl));
-}
-
-#[test]
-fn mmthreads_one_address_space_under_several_threads() {
-    check(&Program::new("mmthreads", Build::Musl));
 }
 
 #[test]
@@ -394,11 +460,23 @@ fn out_dir() -> PathBuf {
 
 /// Builds `prog` and returns the path of its static executable.
 fn build(prog: &Program) -> PathBuf {
+    /// A static, non-PIE executable.
+    const STATIC: &[&str] = &["-static", "-no-pie"];
     match prog.build {
-        Build::Musl => build_c(prog.name, "musl-gcc", &[]),
+        Build::Musl => build_c(prog.name, "musl-gcc", STATIC, &[]),
+        // The stack protector on, as distributions build: the canary
+        // glibc sets up from AT_RANDOM is checked on every return.
+        Build::Glibc => build_c(prog.name, "gcc", STATIC, &["-fstack-protector-strong"]),
+        Build::GlibcStaticPie => build_c(
+            prog.name,
+            "gcc",
+            &["-static-pie", "-fPIE"],
+            &["-fstack-protector-strong"],
+        ),
         Build::NoLibc => build_c(
             prog.name,
             "gcc",
+            STATIC,
             &[
                 "-nostdlib",
                 "-ffreestanding",
@@ -411,12 +489,19 @@ fn build(prog: &Program) -> PathBuf {
     }
 }
 
-/// Compiles `c/NAME.c` with `cc -static -no-pie -O2 FLAGS`.
-fn build_c(name: &str, cc: &str, flags: &[&str]) -> PathBuf {
+/// Compiles `c/NAME.c` with `cc LINK -O2 -Wall -Wextra FLAGS` into
+/// `NAME-CC` (`NAME-gcc-static-pie` for a static PIE).
+fn build_c(name: &str, cc: &str, link: &[&str], flags: &[&str]) -> PathBuf {
     let src = programs_dir().join("c").join(format!("{name}.c"));
-    let bin = out_dir().join(name);
+    let kind = if link.contains(&"-static-pie") {
+        "-static-pie"
+    } else {
+        ""
+    };
+    let bin = out_dir().join(format!("{name}-{cc}{kind}"));
     let out = Command::new(cc)
-        .args(["-static", "-no-pie", "-O2", "-Wall", "-Wextra"])
+        .args(link)
+        .args(["-O2", "-Wall", "-Wextra"])
         .args(flags)
         .arg("-o")
         .arg(&bin)
@@ -428,7 +513,7 @@ fn build_c(name: &str, cc: &str, flags: &[&str]) -> PathBuf {
         });
     assert!(
         out.status.success(),
-        "{cc} {} failed:\n{}",
+        "{cc} {} failed ({SETUP_HINT} if a C library is missing):\n{}",
         src.display(),
         String::from_utf8_lossy(&out.stderr)
     );

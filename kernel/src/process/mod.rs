@@ -56,6 +56,7 @@
 pub mod elf;
 pub mod futex;
 pub mod ktests;
+pub mod memdev;
 pub mod pipe;
 pub mod procfs;
 pub mod signal;
@@ -170,6 +171,8 @@ pub enum OpenData {
     Dir(String),
     /// One end of a pipe.
     Pipe(Arc<pipe::PipeEnd>),
+    /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
+    Dev(memdev::MemDev),
 }
 
 impl OpenData {
@@ -177,7 +180,7 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
 
@@ -203,7 +206,7 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) => 0,
+            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
 }

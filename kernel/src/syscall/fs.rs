@@ -1,6 +1,7 @@
-//! File syscalls over the console, the initramfs (`crate::initramfs`) and
-//! the pseudo files (`process::procfs`). Every process's working directory
-//! is `/`; there are no symlinks, so `lstat` is `stat`.
+//! File syscalls over the console, the initramfs (`crate::initramfs`),
+//! the memory devices (`process::memdev`: `/dev/null`, `/dev/zero`, ...)
+//! and the pseudo files (`process::procfs`). Every process's working
+//! directory is `/`; there are no symlinks, so `lstat` is `stat`.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -12,6 +13,7 @@ use super::{
     PATH_MAX, SysResult, mm_of,
 };
 use crate::initramfs::{self, Node};
+use crate::process::memdev::MemDev;
 use crate::process::pipe::{PIPE_BUF_BYTES, Pipe};
 use crate::process::{OpenData, OpenFile, Process, procfs};
 use crate::serial;
@@ -26,14 +28,26 @@ const AT_EMPTY_PATH: u64 = 0x1000;
 
 const O_ACCMODE: u64 = 3;
 const O_CREAT: u64 = 0o100;
+const O_EXCL: u64 = 0o200;
 const O_TRUNC: u64 = 0o1000;
 const O_APPEND: u64 = 0o2000;
 const O_NONBLOCK: u64 = 0o4000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_CLOEXEC: u64 = 0o2000000;
 
+const S_IFCHR: u32 = 0o020000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFREG: u32 = 0o100000;
+
+/// Linux's `access_ok(buf, count)`: the range lies in user space (it is
+/// checked before a read or write, even one that never touches the
+/// buffer, as `/dev/null`'s).
+fn access_ok(buf: u64, count: u64) -> Result<(), Errno> {
+    match buf.checked_add(count) {
+        Some(end) if end <= mm::pgtable::TASK_SIZE => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
 
 /// Most descriptors a process has (`RLIMIT_NOFILE`'s default soft limit).
 const NR_OPEN: usize = 1024;
@@ -64,16 +78,28 @@ fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
 }
 
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
-    let (console, sysctl, mode, pipe, nonblock) = with_file(p, fd, |f| {
+    let (console, sysctl, mode, pipe, nonblock, dev) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
             _ => None,
         };
+        let dev = match f.data {
+            OpenData::Dev(d) => Some(d),
+            _ => None,
+        };
         let console = matches!(f.data, OpenData::Console);
-        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f))
+        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f), dev)
     })?;
     if mode == 0 {
         return Err(EBADF);
+    }
+    if let Some(dev) = dev {
+        access_ok(buf, count)?;
+        let count = count.min(MAX_RW_COUNT);
+        return match dev.write(count) {
+            Some(r) => r,
+            None => dev_write_read(p, buf, count),
+        };
     }
     let mm = mm_of(p)?;
     if let Some(end) = pipe {
@@ -101,6 +127,43 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
         done += n as u64;
     }
     Ok(done)
+}
+
+/// A write to a random device: the bytes are read (Linux mixes them into
+/// the pool; here they are dropped); a fault after some bytes returns the
+/// count read.
+fn dev_write_read(p: &Process, buf: u64, count: u64) -> SysResult {
+    let mm = mm_of(p)?;
+    let mut chunk = [0u8; 256];
+    let mut done = 0u64;
+    while done < count {
+        let n = (count - done).min(chunk.len() as u64) as usize;
+        if let Err(e) = copy_from_user(&mm, &mut chunk[..n], buf.wrapping_add(done)) {
+            return if done > 0 { Ok(done) } else { Err(e) };
+        }
+        done += n as u64;
+    }
+    Ok(done)
+}
+
+/// A read of a memory device: its bytes copied out in chunks; a fault
+/// after some bytes returns the count copied.
+fn dev_read(p: &Process, dev: MemDev, buf: u64, count: usize) -> SysResult {
+    access_ok(buf, count as u64)?;
+    if dev == MemDev::Null {
+        return Ok(0);
+    }
+    let mm = mm_of(p)?;
+    let mut chunk = alloc::vec![0u8; count.min(4096)];
+    let mut done = 0usize;
+    while done < count {
+        let n = dev.read(&mut chunk[..(count - done).min(4096)]);
+        if let Err(e) = copy_to_user(&mm, buf.wrapping_add(done as u64), &chunk[..n]) {
+            return if done > 0 { Ok(done as u64) } else { Err(e) };
+        }
+        done += n;
+    }
+    Ok(done as u64)
 }
 
 /// Whether the file has `O_NONBLOCK`.
@@ -165,6 +228,8 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
             copy_to_user(&*mm_of(p)?, buf, &chunk[..n])?;
             return Ok(n as u64);
         }
+        // The position stays 0 (Linux's device reads ignore it).
+        OpenData::Dev(dev) => return dev_read(p, dev, buf, count),
         OpenData::Bytes(_) | OpenData::File(_) => {}
     }
     let mm = mm_of(p)?;
@@ -300,6 +365,9 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     if procfs::is_dir(path.as_bytes()) || procfs::is_task_dir(p, path.as_bytes()) {
         return Ok((OpenData::Dir(path), S_IFDIR | 0o555, None));
     }
+    if let Some(dev) = MemDev::lookup(&path) {
+        return Ok((OpenData::Dev(dev), S_IFCHR | 0o666, None));
+    }
     match initramfs::lookup(&path) {
         Some(Node::File(f, mode)) => Ok((OpenData::File(f), S_IFREG | mode, None)),
         Some(Node::Dir) => Ok((OpenData::Dir(path), S_IFDIR | 0o755, None)),
@@ -331,7 +399,12 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
         Err(e) if e == ENOENT && flags & O_CREAT != 0 => return Err(EROFS),
         Err(e) => return Err(e),
     };
+    // Linux's do_open: O_EXCL refuses what exists, before any other check.
+    if flags & (O_CREAT | O_EXCL) == O_CREAT | O_EXCL {
+        return Err(initramfs::EEXIST);
+    }
     let is_dir = matches!(data, OpenData::Dir(_));
+    let is_dev = matches!(data, OpenData::Dev(_));
     if flags & O_DIRECTORY != 0 && !is_dir {
         return Err(ENOTDIR);
     }
@@ -341,7 +414,7 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
     if is_dir && (acc != 0 || flags & O_CREAT != 0) {
         return Err(EISDIR);
     }
-    if (acc != 0 || flags & O_TRUNC != 0) && sysctl.is_none() {
+    if (acc != 0 || flags & O_TRUNC != 0) && sysctl.is_none() && !is_dev {
         // /proc files refuse writes (EACCES); initramfs files are on a
         // read-only file system.
         return Err(if matches!(data, OpenData::Bytes(_)) {
@@ -351,7 +424,7 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
         });
     }
     let file = OpenFile {
-        data: if acc == 1 {
+        data: if acc == 1 && !is_dev {
             OpenData::Bytes(Vec::new())
         } else {
             data
@@ -410,6 +483,11 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
     with_file(p, fd, |f| {
         let base = match (whence, &f.data) {
             (_, OpenData::Console | OpenData::Pipe(_)) => return Err(ESPIPE),
+            // null_lseek / noop_llseek: any request succeeds at 0.
+            (_, OpenData::Dev(_)) => {
+                f.pos = 0;
+                return Ok(0);
+            }
             (0, _) => 0,
             (1, _) => f.pos as i64,
             // seq_file (/proc) does not support SEEK_END.
@@ -426,20 +504,30 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
     })?
 }
 
-/// A `struct stat` (x86_64 layout, 144 bytes).
-fn stat_bytes(mode: u32, size: u64, ino: u64) -> [u8; 144] {
+/// A `struct stat` (x86_64 layout, 144 bytes) of `data`.
+fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
     let mut b = [0u8; 144];
     let put = |b: &mut [u8; 144], at: usize, v: u64, n: usize| {
         b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
     };
-    let console = mode & 0o170000 == 0o020000;
-    put(&mut b, 0, if console { 0x16 } else { 0x2 }, 8); // st_dev
+    let size = data.st_size();
+    let console = matches!(data, OpenData::Console);
+    // st_dev: the console's devpts-like 0x16, devtmpfs's 0x5, else 0x2.
+    let dev = match data {
+        OpenData::Console => 0x16,
+        OpenData::Dev(_) => 0x5,
+        _ => 0x2,
+    };
+    put(&mut b, 0, dev, 8);
     put(&mut b, 8, ino, 8);
     put(&mut b, 16, if mode & S_IFDIR != 0 { 2 } else { 1 }, 8); // st_nlink
     put(&mut b, 24, u64::from(mode), 4);
-    if console {
-        put(&mut b, 40, (4 << 8) | 64, 8); // st_rdev: ttyS0 (4, 64)
-    }
+    let rdev = match data {
+        OpenData::Console => (4 << 8) | 64, // ttyS0 (4, 64)
+        OpenData::Dev(d) => d.rdev(),
+        _ => 0,
+    };
+    put(&mut b, 40, rdev, 8);
     put(&mut b, 48, size, 8);
     put(&mut b, 56, if console { 1024 } else { 4096 }, 8); // st_blksize
     put(&mut b, 64, size.div_ceil(512), 8); // st_blocks
@@ -454,7 +542,7 @@ fn ino_of(path: &str) -> u64 {
 }
 
 fn stat_of_file(f: &OpenFile, fd: u64) -> [u8; 144] {
-    stat_bytes(f.mode, f.data.st_size(), fd + 1000)
+    stat_bytes(&f.data, f.mode, fd + 1000)
 }
 
 pub fn sys_fstat(p: &Process, fd: u64, st: u64) -> SysResult {
@@ -465,7 +553,7 @@ pub fn sys_fstat(p: &Process, fd: u64, st: u64) -> SysResult {
 
 fn stat_path(p: &Process, path: &str) -> Result<[u8; 144], Errno> {
     let (data, mode, _) = open_node(p, path)?;
-    Ok(stat_bytes(mode, data.st_size(), ino_of(path)))
+    Ok(stat_bytes(&data, mode, ino_of(path)))
 }
 
 pub fn sys_stat(p: &Process, path: u64, st: u64) -> SysResult {
@@ -500,9 +588,10 @@ pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64) -> SysResult
     let mm = mm_of(p)?;
     let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
     let path = resolve(p, dirfd, &raw)?;
-    let (_, st_mode, sysctl) = open_node(p, &path)?;
-    // W_OK on a read-only file system or /proc file: EROFS / EACCES.
-    if mode & 2 != 0 && sysctl.is_none() {
+    let (data, st_mode, sysctl) = open_node(p, &path)?;
+    // W_OK on a read-only file system or /proc file: EROFS / EACCES
+    // (devices are writable wherever they live).
+    if mode & 2 != 0 && sysctl.is_none() && !matches!(data, OpenData::Dev(_)) {
         return Err(if path.starts_with("/proc") {
             Errno::EACCES
         } else {
@@ -516,34 +605,20 @@ pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64) -> SysResult
     Ok(0)
 }
 
+/// `ioctl(fd, cmd, arg)`: terminal requests on the console
+/// ([`super::tty`]); a memory device's answer ([`MemDev::ioctl_error`]);
+/// anything else is not a tty: `ENOTTY`, as Linux answers for files,
+/// pipes and `/proc`.
 pub fn sys_ioctl(p: &Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
-    const TCGETS: u64 = 0x5401;
-    const TIOCGWINSZ: u64 = 0x5413;
-    let console = with_file(p, fd, |f| matches!(f.data, OpenData::Console))?;
-    if !console {
-        return Err(ENOTTY);
-    }
-    let mm = mm_of(p)?;
-    match cmd & 0xffff_ffff {
-        TIOCGWINSZ => {
-            // rows, cols, xpixel, ypixel.
-            let ws: [u16; 4] = [24, 80, 0, 0];
-            let bytes: Vec<u8> = ws.iter().flat_map(|w| w.to_le_bytes()).collect();
-            copy_to_user(&mm, arg, &bytes)?;
-            Ok(0)
-        }
-        TCGETS => {
-            // A serial console in cooked mode: c_iflag ICRNL|IXON, c_oflag
-            // OPOST|ONLCR, c_cflag B38400|CS8|CREAD|HUPCL, c_lflag
-            // ISIG|ICANON|ECHO|ECHOE|ECHOK|ECHOCTL|ECHOKE|IEXTEN.
-            let mut t = [0u8; 60];
-            for (i, v) in [0x0500u32, 0x5, 0x4bf, 0x8a3b].iter().enumerate() {
-                t[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
-            }
-            copy_to_user(&mm, arg, &t)?;
-            Ok(0)
-        }
-        _ => Err(ENOTTY),
+    let (console, dev) = with_file(p, fd, |f| match f.data {
+        OpenData::Console => (true, None),
+        OpenData::Dev(d) => (false, Some(d)),
+        _ => (false, None),
+    })?;
+    match dev {
+        Some(d) => Err(d.ioctl_error()),
+        None if console => super::tty::console_ioctl(&*mm_of(p)?, cmd, arg),
+        None => Err(ENOTTY),
     }
 }
 

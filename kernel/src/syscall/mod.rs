@@ -8,8 +8,9 @@
 //! | nr  | name              | notes                                       |
 //! |-----|-------------------|---------------------------------------------|
 //! | 0   | read              | console: end of file; files, `/proc`        |
-//! | 1   | write             | console; `/proc/sys/vm` settings            |
-//! | 2   | open              | initramfs files and dirs, `/proc`, `/sys`   |
+//! | 1   | write             | console; `/dev` devices; `/proc/sys/vm`     |
+//! | 2   | open              | initramfs files and dirs, `/proc`, `/sys`,  |
+//! |     |                   | `/dev` memory devices (`process::memdev`)   |
 //! | 3   | close             |                                             |
 //! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
 //! | 5   | fstat             |                                             |
@@ -21,7 +22,8 @@
 //! | 12  | brk               |                                             |
 //! | 13  | rt_sigaction      | recorded (`process::signal`)                |
 //! | 14  | rt_sigprocmask    | recorded                                    |
-//! | 16  | ioctl             | console: TIOCGWINSZ (80x24), TCGETS         |
+//! | 16  | ioctl             | console: TCGETS/TCSETS* (36-byte termios),  |
+//! |     |                   | TCGETS2/TCSETS2*, TIOCGWINSZ/TIOCSWINSZ     |
 //! | 17  | pread64           |                                             |
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
@@ -86,6 +88,7 @@
 
 mod fs;
 mod misc;
+mod tty;
 mod thread;
 
 use alloc::sync::Arc;

@@ -148,7 +148,9 @@ int main(void)
 		p[i] = (unsigned char)(i >> 12);
 	long rss2 = status("VmRSS"), pte2 = status("VmPTE");
 	printf("~ after touching 4 MiB: VmRSS %ld kB, VmPTE %ld kB\n", rss2, pte2);
-	printf("VmRSS grows by at least 4 MiB after touching 4 MiB: %s\n", yes(rss2 - rss1 >= 4096));
+	/* (At least 3.5 MiB: Linux's VmRSS is approximate, see below.) */
+	printf("VmRSS grows by at least 3.5 MiB after touching 4 MiB: %s\n",
+	       yes(rss2 - rss1 >= 3584));
 	printf("VmPTE > 0 after touching: %s\n", yes(pte2 > 0));
 
 	/* maps: the mapping is one rw-p line; mprotect of its second page
@@ -165,10 +167,15 @@ int main(void)
 	mprotect(p + 4096, 4096, PROT_READ | PROT_WRITE);
 	printf("after mprotect back: lines %d\n", maps_lines_within(a, e));
 
-	/* MADV_DONTNEED of 2 MiB gives the memory back: VmRSS drops. */
+	/* MADV_DONTNEED of 2 MiB gives the memory back: VmRSS drops. Linux's
+	 * RSS counters are per-CPU percpu_counters and status reads their
+	 * approximate sum: each CPU may hold up to a batch (32 pages) not yet
+	 * folded in, so a process that moved between CPUs sees up to a few
+	 * hundred KiB less of the drop. */
 	madvise(p, 2 * MIB, MADV_DONTNEED);
 	long rss3 = status("VmRSS");
-	printf("VmRSS drops by at least 2 MiB after MADV_DONTNEED: %s\n", yes(rss2 - rss3 >= 2048));
+	printf("VmRSS drops by at least 1.5 MiB after MADV_DONTNEED of 2 MiB: %s\n",
+	       yes(rss2 - rss3 >= 1536));
 	printf("MADV_DONTNEED'd memory reads zero, the rest is kept: %s\n",
 	       yes(p[0] == 0 && p[4096] == 0 && p[2 * MIB] == (unsigned char)(2 * MIB >> 12)));
 
