@@ -88,8 +88,8 @@
 
 mod fs;
 mod misc;
-mod tty;
 mod thread;
+mod tty;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
