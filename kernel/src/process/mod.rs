@@ -569,6 +569,12 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         sched::switch_mm(pgd);
         fpu.load();
         sched::set_fs_base(fs_base);
+        // Killed before it ever ran: `kill`'s signal (a process's first
+        // thread records it as the status), or told to exit.
+        let sig = p.pending_kill.load(Ordering::Relaxed);
+        if sig != 0 {
+            return ExitStatus::Signaled(sig);
+        }
         if thread::fatal_signal_pending() {
             return ExitStatus::Signaled(SIGKILL);
         }
