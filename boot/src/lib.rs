@@ -7,6 +7,8 @@
 //! triple fault under `-no-reboot` exits QEMU with 0, a timeout, a crash of
 //! QEMU itself) is a failure too: a run succeeds only when the kernel says so.
 
+pub mod profile;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -414,7 +416,8 @@ pub fn run(cfg: &QemuConfig) -> Result<Outcome, RunError> {
         let mut line = Vec::new();
         while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
             let text = String::from_utf8_lossy(&line).replace('\r', "");
-            if echo {
+            // The profiler's dump is for the runner to read, not to show.
+            if echo && !text.starts_with("profile: ") {
                 let mut out = std::io::stdout().lock();
                 let _ = out.write_all(text.as_bytes());
                 let _ = out.flush();

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run -- [--mem SIZE] [--smp N] [--cpu MODEL] [--gdb] [--uefi] [--timeout SECS] [--test | --bench]
-//!               [--append PARAMS] [--file HOST:GUEST]... [--verbose] [--init PROGRAM|MODE [ARG...]]
+//!               [--append PARAMS] [--file HOST:GUEST]... [--verbose] [--profile]
+//!               [--init PROGRAM|MODE [ARG...]]
 //!               [-- QEMU ARGS...]
 //! ```
 //!
@@ -31,6 +32,9 @@ options:
   --file HOST:GUEST  pack HOST_PATH read-only into the initramfs at GUEST_PATH
                    (init can open or execve it); may be repeated
   --verbose        keep the kernel's log when running a PROGRAM (default quiet)
+  --profile        sample the kernel's RIP and call stack (kernel parameter
+                   profile=4000, or the rate --append profile=N gives) and
+                   print a flat profile and the commonest stacks at the end
   --init PROGRAM [ARG...]
                    run the static x86_64 Linux executable PROGRAM (a host
                    path) as PID 1, with ARGs as argv[1..]; every word up to
@@ -42,7 +46,7 @@ options:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cfg, elf) = match parse(&args) {
+    let (cfg, elf, profile) = match parse(&args) {
         Ok(Some(parsed)) => parsed,
         Ok(None) => {
             println!("{USAGE}");
@@ -63,28 +67,50 @@ fn main() -> ExitCode {
         );
     }
     match boot::run(&cfg) {
-        Ok(outcome) => match outcome.verdict {
-            Verdict::Success => ExitCode::SUCCESS,
-            Verdict::Failure => match outcome.init_exit {
-                Some(e) if e != boot::InitExit::Exited(0) => ExitCode::from(e.shell_status()),
-                _ => {
-                    eprintln!("boot: the kernel reported failure");
-                    ExitCode::FAILURE
-                }
-            },
-            Verdict::NoVerdict(code) => {
-                eprintln!(
-                    "boot: QEMU exited ({code:?}) without a verdict from the kernel (triple fault?)"
-                );
-                ExitCode::FAILURE
+        Ok(outcome) => {
+            if profile {
+                print_profile(&outcome.serial, elf);
             }
-            Verdict::Timeout(t) => {
-                eprintln!("boot: timed out after {}s; QEMU killed", t.as_secs());
+            exit_code(&outcome)
+        }
+        Err(e) => {
+            eprintln!("boot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Symbolizes and prints the kernel's sample dump (`--profile`).
+fn print_profile(serial: &str, elf: &str) {
+    let Some(samples) = boot::profile::parse(serial) else {
+        eprintln!("boot: --profile: the kernel printed no samples (did it power off normally?)");
+        return;
+    };
+    match boot::profile::Symbols::read(std::path::Path::new(elf)) {
+        Ok(syms) => print!("{}", boot::profile::report(&samples, &syms, 40)),
+        Err(e) => eprintln!("boot: --profile: {e}"),
+    }
+}
+
+/// The runner's exit status for a finished run.
+fn exit_code(outcome: &boot::Outcome) -> ExitCode {
+    match outcome.verdict {
+        Verdict::Success => ExitCode::SUCCESS,
+        Verdict::Failure => match outcome.init_exit {
+            Some(e) if e != boot::InitExit::Exited(0) => ExitCode::from(e.shell_status()),
+            _ => {
+                eprintln!("boot: the kernel reported failure");
                 ExitCode::FAILURE
             }
         },
-        Err(e) => {
-            eprintln!("boot: {e}");
+        Verdict::NoVerdict(code) => {
+            eprintln!(
+                "boot: QEMU exited ({code:?}) without a verdict from the kernel (triple fault?)"
+            );
+            ExitCode::FAILURE
+        }
+        Verdict::Timeout(t) => {
+            eprintln!("boot: timed out after {}s; QEMU killed", t.as_secs());
             ExitCode::FAILURE
         }
     }
@@ -100,13 +126,14 @@ enum Image {
 
 /// Parses the runner's flags into the QEMU configuration and the ELF of the
 /// chosen image (for GDB); `Ok(None)` means help was asked for.
-fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> {
+fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str, bool)>, String> {
     let mut cfg = QemuConfig::new(boot::KERNEL_BIOS_IMAGE);
     let mut image = Image::Kernel;
     let mut params: Vec<String> = Vec::new();
     let mut init_args: Vec<String> = Vec::new();
     let mut program = false;
     let mut verbose = false;
+    let mut profile = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -146,6 +173,7 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
                 });
             }
             "--verbose" => verbose = true,
+            "--profile" => profile = true,
             "--init" => {
                 let first = value("--init")?;
                 if std::path::Path::new(&first).is_file() {
@@ -180,6 +208,13 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if profile
+        && !params
+            .iter()
+            .any(|p| p.split_whitespace().any(|w| w.starts_with("profile=")))
+    {
+        params.push("profile=4000".into());
+    }
     if program && !verbose {
         params.insert(0, "quiet".into());
     }
@@ -205,5 +240,5 @@ fn parse(args: &[String]) -> Result<Option<(QemuConfig, &'static str)>, String> 
     if cfg.image.as_os_str().is_empty() {
         return Err("no UEFI image was built".into());
     }
-    Ok(Some((cfg, elf)))
+    Ok(Some((cfg, elf, profile)))
 }

@@ -23,6 +23,10 @@
 //! |                      | `16K,64K:always;32K:never`, ranges `16K-64K`):  |
 //! |                      | `always`/`inherit` enable a size, `madvise`/    |
 //! |                      | `never` disable it (no per-VMA madvise policy)  |
+//! | `profile=N`          | sample the kernel's RIP and call stack N times a |
+//! |                      | second (a multiple of HZ) and print the samples  |
+//! |                      | at power-off (`time::profile`; Linux's option of |
+//! |                      | that name takes a bucket shift instead)          |
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -50,6 +54,8 @@ pub struct Cmdline {
     pub pt_reclaim: Option<bool>,
     /// `thp_anon=`: (orders to enable, orders to disable) as bitmasks.
     pub thp_anon: Option<(u32, u32)>,
+    /// `profile=N`: the sampling profiler's rate in Hz.
+    pub profile_hz: Option<u32>,
     /// Parameters with a bad value, reported at boot.
     pub bad: Vec<String>,
 }
@@ -117,7 +123,11 @@ impl Cmdline {
                     Some(masks) => c.thp_anon = Some(masks),
                     None => c.bad.push(w.clone()),
                 },
-                ("page_mapcount" | "pt_reclaim", _) => c.bad.push(w.clone()),
+                ("profile", Some(v)) => match v.parse() {
+                    Ok(n) if n > 0 => c.profile_hz = Some(n),
+                    _ => c.bad.push(w.clone()),
+                },
+                ("page_mapcount" | "pt_reclaim" | "profile", _) => c.bad.push(w.clone()),
                 // Module parameters (`mod.param=..`) are not init's.
                 (k, _) if k.contains('.') => {}
                 (_, Some(_)) => c.init_env.push(w.clone()),

@@ -3,6 +3,19 @@
 //! Images built from this library: `kernel` (what `cargo run` boots),
 //! `ktest` (the in-kernel test harness), `kbench` (benchmarks), and the
 //! fail-on-purpose `kfault` and `kstack`. All start with [`init`].
+//!
+//! Three module names exist in both this crate and `mm`, with different
+//! roles; a path always says which is meant:
+//!
+//! | name   | `mm::` (the algorithms, host-testable) | `kernel::` (the machine's use of them) |
+//! |--------|----------------------------------------|----------------------------------------|
+//! | `sync` | per-CPU locks, `localtry_lock`, bit spinlock, for mm's data | [`sync::SpinLock`], the kernel's irqsave spinlock with lockup reports |
+//! | `slab` | SLUB itself: caches, sheaves, barn, kmalloc size classes | the kmalloc caches made the global allocator, `/proc/slabinfo` |
+//! | `rcu`  | grace periods, `call_rcu`, `kvfree_rcu`, driven by hooks | the hooks: tick, context switch, `rcuc` threads |
+//!
+//! In-kernel tests of an `mm` subsystem sit in `<subsystem>/ktests.rs`
+//! or, without a kernel module of their own, in `*_ktests.rs`
+//! ([`maple_ktests`], [`vm_ktests`]).
 #![no_std]
 #![feature(abi_x86_interrupt)]
 
@@ -16,7 +29,7 @@ pub mod heap;
 pub mod initramfs;
 pub mod ktest;
 pub mod logger;
-pub mod maple;
+pub mod maple_ktests;
 pub mod memory;
 pub mod panic;
 pub mod percpu;

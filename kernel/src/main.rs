@@ -16,6 +16,9 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         log::warn!("Malformed early option '{bad}'");
     }
     kernel::cmdline::apply_mm_params(cmdline);
+    if let Some(hz) = cmdline.profile_hz {
+        kernel::time::profile::start(hz);
+    }
     if cmdline.shows_info() {
         kernel::banner::print(layout);
         // Let the tick run a little (kmain sleeps; the idle task halts).
@@ -31,6 +34,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     // verdict.
     let ok = kernel::process::run_init();
     log::info!("init has exited; powering off");
+    kernel::time::profile::dump();
     qemu::exit(if ok {
         qemu::ExitCode::Success
     } else {

@@ -1,6 +1,8 @@
 //! The kernel's spinlock: interrupts off while held (Linux's
 //! `spin_lock_irqsave`), with lockup and recursion reports.
 //!
+//! Not `mm::sync`, which holds mm's per-CPU locks and bit spinlock.
+//!
 //! [`SpinLock::lock`] saves the interrupt state, disables interrupts and
 //! spins; the guard restores the state when dropped. With interrupts off the
 //! holder can be neither interrupted nor preempted on its CPU, so a lock

@@ -1,6 +1,8 @@
 //! Per-CPU locks and the bit spinlock (Linux's `local_lock_t`,
 //! `localtry_lock_t` / `local_trylock_t`, and `bit_spin_lock`).
 //!
+//! Not `kernel::sync`, the kernel's own irqsave spinlock.
+//!
 //! - [`LocalLock`]: one `T` per CPU; the owner runs with preemption (and
 //!   for `lock_irqsave`, interrupts) disabled, so it is alone with its CPU's
 //!   copy. Never taken from interrupt context unless every task-context
@@ -22,6 +24,11 @@
 //! - [`BitSpinLock`]: one bit of an atomic word used as a spinlock, the
 //!   other bits left for the owner's data (folio MM-id slots share their
 //!   word with such a lock bit).
+//! - [`SpinLockIrq`]: a spinlock held with interrupts off
+//!   (`spin_lock_irqsave()`), for the locks that interrupt context may
+//!   take too (the zone lock, SLUB's `list_lock` and barn lock, RCU's
+//!   locks). The one guard both unlocks and restores interrupts, in that
+//!   order, so no caller pairs an `IrqGuard` with a lock by hand.
 //!
 //! # Invariants
 //!
@@ -41,7 +48,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::addr::CpuId;
-use crate::platform::{IrqState, Platform};
+use crate::platform::{IrqGuard, IrqState, Platform};
 
 /// `Slot::owner` values: free, held by its own CPU, held by another CPU.
 const FREE: u8 = 0;
@@ -355,6 +362,84 @@ impl<P: Platform> Drop for BitSpinGuard<'_, P> {
         // Release: the holder's writes are visible to the next holder.
         self.word.fetch_and(!self.mask, Ordering::Release);
         self.platform.preempt_enable();
+    }
+}
+
+/// A spinlock whose holder runs with interrupts disabled (`spinlock_t`
+/// taken with `spin_lock_irqsave()`): an interrupt on the holder's CPU
+/// cannot take the lock again and spin forever.
+pub struct SpinLockIrq<T> {
+    lock: spin::Mutex<T>,
+}
+
+/// The guard of [`SpinLockIrq::lock_irqsave`]: unlocks, then restores
+/// the interrupt state saved before locking (`spin_unlock_irqrestore()`).
+#[must_use = "the lock is released and interrupts restored when the guard is dropped"]
+pub struct SpinLockIrqGuard<'a, T, P: Platform + ?Sized> {
+    /// Declared before `_irq`: fields drop in order, so the lock is
+    /// released while interrupts are still off.
+    guard: spin::MutexGuard<'a, T>,
+    _irq: IrqGuard<'a, P>,
+}
+
+impl<T> SpinLockIrq<T> {
+    pub const fn new(data: T) -> Self {
+        Self {
+            lock: spin::Mutex::new(data),
+        }
+    }
+
+    /// Disables interrupts, then takes the lock (`spin_lock_irqsave()`).
+    #[inline]
+    pub fn lock_irqsave<'a, P: Platform + ?Sized>(
+        &'a self,
+        platform: &'a P,
+    ) -> SpinLockIrqGuard<'a, T, P> {
+        let irq = IrqGuard::new(platform);
+        SpinLockIrqGuard {
+            guard: self.lock.lock(),
+            _irq: irq,
+        }
+    }
+
+    /// Disables interrupts and tries the lock once
+    /// (`spin_trylock_irqsave()`); on failure interrupts are restored
+    /// and `None` returned. Never spins.
+    #[inline]
+    pub fn try_lock_irqsave<'a, P: Platform + ?Sized>(
+        &'a self,
+        platform: &'a P,
+    ) -> Option<SpinLockIrqGuard<'a, T, P>> {
+        let irq = IrqGuard::new(platform);
+        let guard = self.lock.try_lock()?;
+        Some(SpinLockIrqGuard { guard, _irq: irq })
+    }
+
+    /// Takes the lock inside a section the caller already runs with
+    /// interrupts off (`spin_lock()` under `local_irq_save()`): `irqs_off`
+    /// is the proof, and the guard cannot outlive it. For a caller that
+    /// drops and retakes the lock without letting interrupts in between.
+    #[inline]
+    pub fn lock_irqs_off<'a, P: Platform + ?Sized>(
+        &'a self,
+        irqs_off: &'a IrqGuard<'_, P>,
+    ) -> spin::MutexGuard<'a, T> {
+        let _ = irqs_off;
+        self.lock.lock()
+    }
+}
+
+impl<T, P: Platform + ?Sized> Deref for SpinLockIrqGuard<'_, T, P> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<T, P: Platform + ?Sized> DerefMut for SpinLockIrqGuard<'_, T, P> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
     }
 }
 

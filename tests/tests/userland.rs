@@ -130,3 +130,33 @@ fn init_fuzz_mode_survives() {
     assert!(!log.contains("BUG"), "a BUG line in the serial log:\n{log}");
     assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
 }
+
+/// `profile=N` (`kernel/src/time/profile.rs`): the memory tour still exits
+/// 0 with the timer at 10 kHz, and the kernel's dump at power-off holds
+/// samples whose addresses the kernel ELF's symbols name and whose stacks
+/// go deeper than the sampled RIP (the frame-pointer walk works).
+#[test]
+fn profile_samples_symbolize_with_the_kernel_elf() {
+    let out = boot_cmdline("profile=10000".into());
+    let log = &out.serial;
+    assert_eq!(out.verdict, Verdict::Success, "serial log:\n{log}");
+    let s = boot::profile::parse(log).unwrap_or_else(|| panic!("no profile dump in:\n{log}"));
+    assert_eq!(s.hz, 10000);
+    assert!(s.nr_kernel > 0, "no kernel samples: {s:?}");
+    assert_eq!(
+        s.stacks.iter().map(|(n, _)| n).sum::<u64>(),
+        s.nr_kernel,
+        "the stacks' counts add up to the samples"
+    );
+    assert!(
+        s.stacks.iter().any(|(_, a)| a.len() > 2),
+        "no stack deeper than two frames: {s:?}"
+    );
+    let syms = boot::profile::Symbols::read(std::path::Path::new(boot::KERNEL_ELF))
+        .expect("the kernel ELF's symbols");
+    for (_, addrs) in &s.stacks {
+        assert_ne!(syms.name(addrs[0]), "?", "{:#x} names nothing", addrs[0]);
+    }
+    let report = boot::profile::report(&s, &syms, 20);
+    assert!(report.contains("kernel::"), "{report}");
+}

@@ -15,7 +15,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kernel::sched::ktests::KTESTS,
         kernel::rcu::ktests::KTESTS,
         kernel::slab::ktests::KTESTS,
-        kernel::maple::KTESTS,
+        kernel::maple_ktests::KTESTS,
         kernel::vm_ktests::KTESTS,
         kernel::process::ktests::KTESTS,
     ])

@@ -1,4 +1,5 @@
-//! The kernel's RCU: `mm::rcu` driven by the real tick and scheduler.
+//! The kernel's RCU: `mm::rcu` (the algorithm) driven by the real tick
+//! and scheduler; this module only supplies the hooks and threads.
 //!
 //! - Quiescent states: every context switch (a scheduler switch hook), and
 //!   every tick that did not interrupt a read-side section (a tick hook,

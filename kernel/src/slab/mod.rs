@@ -1,5 +1,7 @@
 //! The kernel's SLUB: the kmalloc caches over the page allocator, made the
-//! global allocator at boot, and a `/proc/slabinfo`-style table.
+//! global allocator at boot, and a `/proc/slabinfo`-style table. SLUB
+//! itself (caches, sheaves, barn) is `mm::slab`; this module only sets it
+//! up for the kernel.
 
 pub mod ktests;
 

@@ -10,7 +10,9 @@
 //! The local APIC timer fires [`apic::LOCAL_TIMER_VECTOR`] every
 //! [`TICK_NS`] (HZ = 250, Linux's default). Its handler, in hard-IRQ context
 //! with interrupts off, does what Linux's `tick_handle_periodic` ->
-//! `update_process_times` does, in this order:
+//! `update_process_times` does, in this order (with `profile=N` the timer
+//! fires `N / HZ` times as often and each interrupt first records a
+//! sample, [`profile`]; only every `N / HZ`-th goes on to these steps):
 //!
 //! 1. the tick-duty CPU (CPU 0, `tick_do_timer_cpu`) brings jiffies up to
 //!    date with the clock ([`clock::update_jiffies`]);
@@ -39,6 +41,7 @@ pub mod apic;
 pub mod clock;
 pub mod ktests;
 pub mod pit;
+pub mod profile;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -174,6 +177,14 @@ pub fn init(phys_offset: u64) -> &'static TimeInfo {
 
 /// The local timer interrupt: see "The tick" in the module docs.
 extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
+    // This handler's own frame record, whose saved rbp is the interrupted
+    // code's: where the profiler's stack walk starts.
+    let rbp = crate::arch::backtrace::frame_pointer();
+    if !profile::sample_tick(&frame, rbp) {
+        // A profiling interrupt between two ticks: nothing else to do.
+        apic::eoi();
+        return;
+    }
     percpu::irq_enter();
     percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);
     if percpu::cpu_id() == TICK_DO_TIMER_CPU {

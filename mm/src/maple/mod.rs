@@ -65,7 +65,7 @@
 //! it: append is for non-RCU trees); loads pivots from the first up to the one
 //! at or above its index, each pivot ONCE, and takes the slot's range
 //! from those same loads (`mtree_range_walk()`: a reload may see a slot
-//! store's new pivot and give a range without the index, issue 16);
+//! store's new pivot and give a range without the index);
 //! loads the slot; loads the header again and restarts from the root if
 //! it changed: the node died, or took an in-place store that the
 //! reader's loads may have combined with another. A find or find_prev
@@ -435,7 +435,11 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         let Some(ls) = self.walk(index)? else {
             return Ok((0, u64::MAX, 0));
         };
-        // SAFETY: as in walk().
+        // SAFETY: `walk` just returned this leaf, reached from the root
+        // under the caller's RCU read section (or the writer lock): a node
+        // is freed only a grace period after it was unlinked, so it is
+        // valid for reads until the section ends; `changed` below catches
+        // a leaf replaced meanwhile.
         let node = unsafe { ls.node.node() };
         let raw = node.slot(NodeType::Leaf64, ls.offset);
         if node.changed(ls.header) {
@@ -460,7 +464,11 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             let Some(ls) = self.walk(index)? else {
                 return Ok(None);
             };
-            // SAFETY: as in walk().
+            // SAFETY: `walk` just returned this leaf, reached from the
+            // root inside the caller's RCU read section (or under the
+            // writer lock); nodes are freed only a grace period after they
+            // are unlinked, so it stays valid for reads until the section
+            // ends.
             let node = unsafe { ls.node.node() };
             // The next slot starts after the end loaded for this one
             // (`mas_next_slot()`): each pivot is loaded once.
@@ -506,7 +514,11 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
             let Some(ls) = self.walk(index)? else {
                 return Ok(None);
             };
-            // SAFETY: as in walk().
+            // SAFETY: `walk` just returned this leaf, reached from the
+            // root inside the caller's RCU read section (or under the
+            // writer lock); nodes are freed only a grace period after they
+            // are unlinked, so it stays valid for reads until the section
+            // ends.
             let node = unsafe { ls.node.node() };
             // The previous slot ends before the start loaded for this one
             // (`mas_prev_slot()`): each pivot is loaded once.

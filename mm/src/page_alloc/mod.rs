@@ -61,7 +61,7 @@ pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
 use crate::addr::{PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageFlags, PageState};
-use crate::platform::{IrqGuard, Platform, PreemptGuard};
+use crate::platform::{Platform, PreemptGuard};
 use zone::AllocFlags;
 
 /// The largest order: blocks of 1024 pages, 4 MiB (inclusive, as Linux 6.4+).
@@ -233,7 +233,7 @@ impl<P: Platform> PageAlloc<P> {
                 let hi = range.end.min(zone.end_pfn);
                 if lo < hi {
                     zone.managed_pages += hi.as_u64() - lo.as_u64();
-                    free_range_at_boot(zone, &memmap, &stats, lo, hi);
+                    free_range_at_boot(&platform, zone, &memmap, &stats, lo, hi);
                 }
             }
         }
@@ -266,6 +266,40 @@ impl<P: Platform> PageAlloc<P> {
     #[inline]
     pub fn memmap(&self) -> &MemMap {
         &self.memmap
+    }
+
+    /// Copies the contents of frame `from` into frame `to`
+    /// (`copy_highpage()`): the copy of copy-on-write.
+    ///
+    /// For frames of user memory only. Both must be allocated (their
+    /// folio holds a reference) and distinct, and neither may belong to a
+    /// kernel object (slab, large kmalloc, page table, reserved), since
+    /// Rust references may point into those: a frame that breaks this is
+    /// a caller's bug, reported by a panic before any byte is written.
+    /// Such frames are reached by no Rust reference, only by user
+    /// mappings, so the copy is safe to offer.
+    pub fn copy_highpage(&self, to: Pfn, from: Pfn) {
+        assert_ne!(to, from, "BUG: copy_highpage of frame {to} onto itself");
+        for (what, pfn) in [("to", to), ("from", from)] {
+            let head = self
+                .memmap
+                .page(crate::folio::Folio::of(&self.memmap, pfn).head());
+            let kernel = PageFlags::RESERVED
+                | PageFlags::SLAB
+                | PageFlags::LARGE_KMALLOC
+                | PageFlags::PGTABLE;
+            assert!(
+                head.refcount() > 0 && !head.flags().intersects(kernel),
+                "BUG: copy_highpage: `{what}` frame {pfn} is not allocated user memory"
+            );
+        }
+        let src = self.platform.phys_to_virt(from.phys_addr());
+        let dst = self.platform.phys_to_virt(to.phys_addr());
+        // SAFETY: 1. both frames are in the direct map (`phys_to_virt`
+        // maps every frame of the memmap) and distinct, so the ranges do
+        // not overlap; 2. both are allocated user frames (checked above),
+        // which no Rust reference points into: only user PTEs map them.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
     }
 
     /// The zones, lowest first (some may be empty).
@@ -345,8 +379,7 @@ impl<P: Platform> PageAlloc<P> {
             // highatomic reserves (as `should_reclaim_retry` does).
             let released = attempt == 0
                 && self.zones[..=highest as usize].iter().rev().any(|z| {
-                    let _irq = IrqGuard::new(&self.platform);
-                    let mut area = z.free.lock();
+                    let mut area = z.free.lock_irqsave(&self.platform);
                     z.unreserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, mt)
                 });
             if !released {
@@ -389,8 +422,7 @@ impl<P: Platform> PageAlloc<P> {
             };
             self.prep_new_page(zone, pfn, order, gfp, mt, caller);
             if flags.contains(AllocFlags::HIGHATOMIC) {
-                let _irq = IrqGuard::new(&self.platform);
-                let mut area = zone.free.lock();
+                let mut area = zone.free.lock_irqsave(&self.platform);
                 zone.reserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, pfn, order);
             }
             return Some(pfn);
@@ -499,8 +531,7 @@ impl<P: Platform> PageAlloc<P> {
                 return Ok(());
             }
         }
-        let _irq = IrqGuard::new(&self.platform);
-        let mut area = zone.free.lock();
+        let mut area = zone.free.lock_irqsave(&self.platform);
         let mt = zone.pageblock_migratetype(pfn);
         zone.free_one_page(&mut area, &self.memmap, &self.stats, pfn, order, mt);
         self.stats.inc(PaStat::FreeZone);
@@ -557,7 +588,9 @@ impl<P: Platform> PageAlloc<P> {
 
     /// Checks every zone's free-list invariants (Z1..Z4).
     pub fn check(&self) -> Result<(), alloc::string::String> {
-        self.zones.iter().try_for_each(|z| z.check(&self.memmap))
+        self.zones
+            .iter()
+            .try_for_each(|z| z.check(&self.memmap, &self.platform))
     }
 
     /// A `/proc/buddyinfo`-style view: free blocks per order per zone.
@@ -582,11 +615,18 @@ impl<P: Platform> Drop for PageAlloc<P> {
 
 /// Frees `[lo, hi)` into `zone` in the largest aligned blocks
 /// (`memblock_free_all` -> `__free_pages_core`).
-fn free_range_at_boot(zone: &Zone, map: &MemMap, stats: &PaStats, lo: Pfn, hi: Pfn) {
+fn free_range_at_boot<P: Platform>(
+    platform: &P,
+    zone: &Zone,
+    map: &MemMap,
+    stats: &PaStats,
+    lo: Pfn,
+    hi: Pfn,
+) {
     for pfn in lo.as_u64()..hi.as_u64() {
         map.page(Pfn::new(pfn)).set_flags(PageFlags::empty());
     }
-    let mut area = zone.free.lock();
+    let mut area = zone.free.lock_irqsave(platform);
     let mut pfn = lo;
     while pfn < hi {
         let align = pfn.as_u64().trailing_zeros().min(MAX_PAGE_ORDER);

@@ -18,7 +18,7 @@ use super::zone::{AllocFlags, Zone};
 use super::{MigrateType, NR_PCP_LISTS, PAGE_ALLOC_COSTLY_ORDER};
 use crate::addr::{CpuId, Pfn};
 use crate::memmap::{MemMap, PageList, PageState};
-use crate::platform::{IrqGuard, Platform};
+use crate::platform::Platform;
 
 /// One CPU's lists for one zone.
 pub(crate) struct PerCpuPages {
@@ -94,8 +94,7 @@ impl Zone {
         let pindex = order_to_pindex(mt, order);
         if pcp.lists[pindex].is_empty() {
             let want = self.nr_pcp_alloc(order);
-            let _irq = IrqGuard::new(platform);
-            let mut area = self.free.lock();
+            let mut area = self.free.lock_irqsave(platform);
             for _ in 0..want {
                 let Some(pfn) = self.rmqueue(&mut area, map, stats, order, mt) else {
                     break;
@@ -163,8 +162,7 @@ impl Zone {
         pcp: &mut PerCpuPages,
         nr_pages: usize,
     ) {
-        let _irq = IrqGuard::new(platform);
-        let mut area = self.free.lock();
+        let mut area = self.free.lock_irqsave(platform);
         let mut freed = 0;
         let mut pindex = 0;
         while freed < nr_pages && pcp.count > 0 {
@@ -210,8 +208,7 @@ impl Zone {
         mt: MigrateType,
         flags: AllocFlags,
     ) -> Option<Pfn> {
-        let _irq = IrqGuard::new(platform);
-        let mut area = self.free.lock();
+        let mut area = self.free.lock_irqsave(platform);
         let mut pfn = None;
         if flags.contains(AllocFlags::HIGHATOMIC) {
             pfn = self.rmqueue_smallest(&mut area, map, order, MigrateType::HighAtomic);

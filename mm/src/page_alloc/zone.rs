@@ -30,6 +30,8 @@ use super::{
 };
 use crate::addr::Pfn;
 use crate::memmap::{MemMap, PageList, PageState};
+use crate::platform::Platform;
+use crate::sync::SpinLockIrq;
 
 /// The zones, lowest first (Linux's `enum zone_type` on x86_64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -135,7 +137,7 @@ pub struct Zone {
     /// higher zone, indexed by that zone (`lowmem_reserve[]`).
     pub lowmem_reserve: [u64; NR_ZONES],
     /// The free lists. Lock order: a per-CPU list lock, then this.
-    pub(crate) free: spin::Mutex<FreeArea>,
+    pub(crate) free: SpinLockIrq<FreeArea>,
     /// Pages on the free lists (Z4). Write: zone lock. Racy read: Relaxed.
     nr_free_pages: AtomicI64,
     /// Free pages by migratetype (Z4). Write: zone lock. Racy read: Relaxed.
@@ -172,7 +174,7 @@ impl Zone {
             managed_pages: 0,
             watermark: [0; 3],
             lowmem_reserve: [0; NR_ZONES],
-            free: spin::Mutex::new(FreeArea {
+            free: SpinLockIrq::new(FreeArea {
                 lists: [const { [const { PageList::new() }; MIGRATE_TYPES] }; NR_PAGE_ORDERS],
                 nr_reserved_highatomic: 0,
             }),
@@ -692,9 +694,13 @@ impl Zone {
 
     /// Checks Z1..Z4 under the lock; returns a description of the first
     /// violation. Used by tests and the in-kernel self-check.
-    pub fn check(&self, map: &MemMap) -> Result<(), alloc::string::String> {
+    pub fn check<P: Platform>(
+        &self,
+        map: &MemMap,
+        platform: &P,
+    ) -> Result<(), alloc::string::String> {
         use alloc::format;
-        let area = self.free.lock();
+        let area = self.free.lock_irqsave(platform);
         let mut total = 0i64;
         let mut by_mt = [0i64; MIGRATE_TYPES];
         let mut heads: Vec<(Pfn, u32)> = Vec::new();

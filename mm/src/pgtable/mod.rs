@@ -31,7 +31,7 @@
 //!   through [`PageTable::pte_offset_map_lock`]. Order: PMD lock, then PTE
 //!   lock.
 //! - A PTE table can be unlinked while the mmap lock is held only for
-//!   read (empty-table reclaim after `MADV_DONTNEED`, in `vm/zap.rs`):
+//!   read (empty-table reclaim after `MADV_DONTNEED`, in `pt_reclaim.rs`):
 //!   every PTE access is under
 //!   `rcu_read_lock` and re-checks the PMD after taking the PTE lock, and
 //!   `pte_offset_map_lock()` returns `None` when the table is gone — the
@@ -45,6 +45,7 @@ mod dump;
 mod entry;
 mod kernel_half;
 mod mmu_gather;
+mod pt_reclaim;
 
 #[cfg(test)]
 mod tests;
@@ -67,6 +68,7 @@ pub use entry::{
     TASK_SIZE, USER_PGD_ENTRIES, addr_end,
 };
 pub use mmu_gather::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
+pub use pt_reclaim::reclaim_pt_is_enabled;
 
 define_stats! {
     /// Page-table events of one address space.
@@ -501,45 +503,6 @@ impl<'a, P: Platform> PageTable<'a, P> {
         tlb.remove_table(pfn, addr);
     }
 
-    /// `try_to_free_pte()` (`mm/pt_reclaim.c`), the slow path of empty
-    /// PTE-table reclaim: with the PMD lock, then the PTE lock, rescan all
-    /// 512 entries; only if every one is none clear the PMD and queue the
-    /// table on `tlb`. False if the table is gone or not empty.
-    pub fn try_free_pte_table(&self, tlb: &mut MmuGather<'_, '_, P>, addr: u64) -> bool {
-        let rcu = self.rcu.read_lock();
-        let Some(pmd) = self.slot(addr, Level::Pmd) else {
-            return false;
-        };
-        let pml = self.pmd_lock(pmd);
-        let pmdval = Entry(pmd.load(Acquire));
-        if !pmdval.is_present() || pmdval.is_huge() {
-            self.inc(PtStat::PtReclaimSlowFail, 1);
-            return false;
-        }
-        let ptl = BitSpinLock::lock(self.ptdesc(pmdval.pfn()).lock_word(), 0, self.pa.platform());
-        let empty = self
-            .table(pmdval.pfn())
-            .iter()
-            .all(|e| e.load(Acquire) == 0);
-        if empty {
-            pmd.store(0, Release);
-        }
-        drop(ptl);
-        drop(pml);
-        // The table is unlinked and ours (only the clearer of the PMD
-        // frees it): leave the read-side section before queueing it,
-        // because without a batch page the gather waits for a grace
-        // period in place (`tlb_remove_table_one()`).
-        drop(rcu);
-        if !empty {
-            self.inc(PtStat::PtReclaimSlowFail, 1);
-            return false;
-        }
-        self.inc(PtStat::PtReclaimSlow, 1);
-        self.queue_table_free(tlb, pmdval.pfn(), addr & !(PMD_SIZE - 1));
-        true
-    }
-
     /// Enters lazy MMU mode for this CPU; see [`LazyMmu`].
     fn lazy_enter(&self) -> usize {
         let platform = self.pa.platform();
@@ -621,35 +584,6 @@ impl<'t, P: Platform> PteLock<'t, P> {
             self.pt.pa.platform().page_table_check_set(old, 0);
         }
         Entry(old)
-    }
-
-    /// Whether every entry of the table is none (reclaim's rescan).
-    pub fn all_none(&self) -> bool {
-        self.table.iter().all(|e| e.load(Acquire) == 0)
-    }
-
-    /// The fast path of empty PTE-table reclaim
-    /// (`try_get_and_clear_pmd()`): the caller emptied the whole table
-    /// without dropping this lock. Only a trylock of the PMD lock is
-    /// allowed here (the usual order is PMD, then PTE); on success the
-    /// PMD is cleared and the table is returned, to be queued with
-    /// [`PageTable::queue_table_free`] after this lock is dropped.
-    pub fn try_clear_pmd(&mut self) -> Option<Pfn> {
-        let word = {
-            let va = self.pmd as *const AtomicU64 as *const u8;
-            let pa = self
-                .pt
-                .pa
-                .platform()
-                .virt_to_phys(va)
-                .expect("PMD slot in the direct map");
-            self.pt.ptdesc(pa.pfn()).lock_word()
-        };
-        let _pml = BitSpinLock::try_lock(word, 0, self.pt.pa.platform())?;
-        debug_assert!(self.all_none(), "reclaiming a PTE table that is not empty");
-        self.pmd.store(0, Release);
-        self.pt.inc(PtStat::PtReclaimFast, 1);
-        Some(self.pfn)
     }
 
     /// Enters lazy MMU mode for updates of this table; leaving it (drop)

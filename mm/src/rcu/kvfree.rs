@@ -168,12 +168,13 @@ impl<P: Platform> Rcu<P> {
     fn kvfree_record(&self, rec: Record) {
         self.stats.inc(RcuStat::KvfreeObjects);
         let full = {
-            let _irq = IrqGuard::new(&self.platform);
-            let mut cpu = self.this_cpu().kvfree.lock();
+            // Interrupts off before choosing this CPU's batch.
+            let irq = IrqGuard::new(&self.platform);
+            let mut cpu = self.this_cpu().kvfree.lock_irqs_off(&irq);
             if cpu.block.is_none() {
                 let Some(block) = try_new_block() else {
                     drop(cpu);
-                    drop(_irq);
+                    drop(irq);
                     return self.kvfree_sync(rec);
                 };
                 cpu.block = Some(block);
@@ -222,8 +223,7 @@ impl<P: Platform> Rcu<P> {
     /// Submits `cpu`'s batch if it waited at least `min_age_ns`.
     fn flush_kvfree(&self, cpu: CpuId, min_age_ns: u64) {
         let block = {
-            let _irq = IrqGuard::new(&self.platform);
-            let mut k = self.cpus[cpu.index()].kvfree.lock();
+            let mut k = self.cpus[cpu.index()].kvfree.lock_irqsave(&self.platform);
             let old = self.platform.now_ns().saturating_sub(k.first_ns) >= min_age_ns;
             if old { k.block.take() } else { None }
         };

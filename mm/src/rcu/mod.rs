@@ -71,6 +71,7 @@ pub use stats::{RcuStat, RcuStats};
 
 use crate::addr::CpuId;
 use crate::platform::{IrqGuard, Platform};
+use crate::sync::SpinLockIrq;
 use head::CbList;
 use kvfree::KvfreeCpu;
 
@@ -108,14 +109,14 @@ struct RcuData {
     /// Read: this CPU, including its interrupt handlers.
     nesting: AtomicU32,
     /// Queued callbacks (lock 1).
-    cblist: spin::Mutex<CbList>,
+    cblist: SpinLockIrq<CbList>,
     /// Callbacks ever queued / invoked on this CPU, for `rcu_barrier`.
     /// Write: under `cblist` (queued) or after invoking (invoked). Read:
     /// Acquire in `rcu_barrier`, pairing with the Release increments.
     nr_queued: AtomicU64,
     nr_invoked: AtomicU64,
     /// kvfree_rcu batch of this CPU.
-    kvfree: spin::Mutex<KvfreeCpu>,
+    kvfree: SpinLockIrq<KvfreeCpu>,
 }
 
 /// RCU for one machine.
@@ -129,7 +130,7 @@ pub struct Rcu<P: Platform> {
     /// CPUs that still owe the current grace period a QS (R1). Write: `gp`
     /// lock. Racy read: Relaxed, to skip the lock when this CPU owes nothing.
     qs_mask: AtomicU64,
-    gp: spin::Mutex<GpState>,
+    gp: SpinLockIrq<GpState>,
     cpus: Box<[RcuData]>,
     stats: RcuStats,
     /// Stall warning threshold in ns.
@@ -176,7 +177,7 @@ impl<P: Platform> Rcu<P> {
             gp_seq: AtomicU64::new(0),
             gp_seq_needed: AtomicU64::new(0),
             qs_mask: AtomicU64::new(0),
-            gp: spin::Mutex::new(GpState {
+            gp: SpinLockIrq::new(GpState {
                 online,
                 start_ns: 0,
                 stall_warned: false,
@@ -184,10 +185,10 @@ impl<P: Platform> Rcu<P> {
             cpus: (0..nr_cpus)
                 .map(|_| RcuData {
                     nesting: AtomicU32::new(0),
-                    cblist: spin::Mutex::new(CbList::new()),
+                    cblist: SpinLockIrq::new(CbList::new()),
                     nr_queued: AtomicU64::new(0),
                     nr_invoked: AtomicU64::new(0),
-                    kvfree: spin::Mutex::new(KvfreeCpu::new()),
+                    kvfree: SpinLockIrq::new(KvfreeCpu::new()),
                 })
                 .collect(),
             stats: RcuStats::new(),
@@ -300,10 +301,9 @@ impl<P: Platform> Rcu<P> {
     /// Whether `cpu` has callbacks whose grace period is over.
     pub fn has_ready_callbacks(&self, cpu: CpuId) -> bool {
         let seq = self.gp_seq();
-        let _irq = IrqGuard::new(&self.platform);
         self.cpus[cpu.index()]
             .cblist
-            .lock()
+            .lock_irqsave(&self.platform)
             .first_ready(|need| seq >= need)
     }
 
@@ -311,10 +311,7 @@ impl<P: Platform> Rcu<P> {
     /// of offline CPUs (`rcu_core` / `rcu_do_batch`). Task context.
     pub fn rcu_core(&self) {
         self.invoke_ready(self.platform.cpu_id());
-        let online = {
-            let _irq = IrqGuard::new(&self.platform);
-            self.gp.lock().online
-        };
+        let online = self.gp.lock_irqsave(&self.platform).online;
         for cpu in 0..self.cpus.len() {
             if online & (1 << cpu) == 0 {
                 self.invoke_ready(CpuId::new(cpu as u32));
@@ -325,10 +322,10 @@ impl<P: Platform> Rcu<P> {
     fn invoke_ready(&self, cpu: CpuId) {
         let seq = self.gp_seq();
         let data = &self.cpus[cpu.index()];
-        let ready = {
-            let _irq = IrqGuard::new(&self.platform);
-            data.cblist.lock().take_ready(|need| seq >= need)
-        };
+        let ready = data
+            .cblist
+            .lock_irqsave(&self.platform)
+            .take_ready(|need| seq >= need);
         let n = ready.len() as u64;
         if n > 0 {
             ready.invoke();
@@ -346,9 +343,10 @@ impl<P: Platform> Rcu<P> {
     /// until `func` has run; `func` may then free its enclosing object.
     #[track_caller]
     pub unsafe fn call_rcu(&self, head: *mut RcuHead, func: RcuCallback) {
-        let _irq = IrqGuard::new(&self.platform);
+        // Interrupts off before choosing this CPU's list.
+        let irq = IrqGuard::new(&self.platform);
         let data = self.this_cpu();
-        let mut list = data.cblist.lock();
+        let mut list = data.cblist.lock_irqs_off(&irq);
         // The snapshot is taken under the list lock, as Linux assigns
         // `gp_seq` to new callbacks under the CPU's lock: taken before it,
         // a task preempted in between could queue an older snapshot behind
@@ -427,8 +425,7 @@ impl<P: Platform> Rcu<P> {
     /// callbacks stay and are invoked by `rcu_core` on any CPU.
     pub fn cpu_offline(&self, cpu: CpuId) {
         let ended = {
-            let _irq = IrqGuard::new(&self.platform);
-            let mut gp = self.gp.lock();
+            let mut gp = self.gp.lock_irqsave(&self.platform);
             gp.online &= !(1 << cpu.index());
             self.clear_qs_locked(&mut gp, cpu)
         };
@@ -439,8 +436,7 @@ impl<P: Platform> Rcu<P> {
     /// period on: it cannot hold readers older than that.
     pub fn cpu_online(&self, cpu: CpuId) {
         assert!(cpu.index() < self.cpus.len());
-        let _irq = IrqGuard::new(&self.platform);
-        self.gp.lock().online |= 1 << cpu.index();
+        self.gp.lock_irqsave(&self.platform).online |= 1 << cpu.index();
     }
 
     /// Reports a quiescent state of `cpu` (R2 is the caller's duty).
@@ -451,8 +447,7 @@ impl<P: Platform> Rcu<P> {
         }
         fence(Ordering::SeqCst);
         let ended = {
-            let _irq = IrqGuard::new(&self.platform);
-            let mut gp = self.gp.lock();
+            let mut gp = self.gp.lock_irqsave(&self.platform);
             self.clear_qs_locked(&mut gp, cpu)
         };
         self.gp_ended(ended);
@@ -490,8 +485,7 @@ impl<P: Platform> Rcu<P> {
             return;
         }
         let ended = {
-            let _irq = IrqGuard::new(&self.platform);
-            let mut gp = self.gp.lock();
+            let mut gp = self.gp.lock_irqsave(&self.platform);
             self.start_gp_locked(&mut gp)
         };
         self.gp_ended(ended);
@@ -534,8 +528,7 @@ impl<P: Platform> Rcu<P> {
         if !seq_in_progress(seq) {
             return;
         }
-        let _irq = IrqGuard::new(&self.platform);
-        let Some(mut gp) = self.gp.try_lock() else {
+        let Some(mut gp) = self.gp.try_lock_irqsave(&self.platform) else {
             return;
         };
         let waited = self.platform.now_ns().saturating_sub(gp.start_ns);

@@ -20,6 +20,14 @@
 //! one: per-CPU sheaves and a barn ([`sheaf`]), and `kfree_rcu` batching
 //! through `rcu_free` sheaves.
 //!
+//! Files: this one has the cache ([`KmemCache`]: creation, `alloc`,
+//! `free`, destruction); [`cpu_slab`] the CPU slab (`kmem_cache_cpu`,
+//! fast paths, refill, deactivation); [`node`] the node's partial list,
+//! new and discarded slabs, the slow free and shrinking; [`object`] the
+//! raw accesses to object memory and the debug checks; [`freelist`] the
+//! slab descriptor and the hardened free pointer; [`sheaf`] the sheaves
+//! and the barn; [`kmalloc`] the size classes; [`stats`] the counters.
+//!
 //! # Invariants
 //!
 //! See [`freelist`] (S1..S3). In addition:
@@ -79,8 +87,11 @@
 //! lands twice in the sheaf and is neither caught nor counted, as in Linux
 //! 6.18 (objects in sheaves count as allocated to the checks).
 
+mod cpu_slab;
 mod freelist;
 mod kmalloc;
+mod node;
+mod object;
 mod sheaf;
 mod stats;
 
@@ -100,14 +111,16 @@ pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
 pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
 pub use stats::{SlabStat, SlabStats};
 
-use crate::addr::{CpuId, Pfn};
+use crate::addr::CpuId;
 use crate::gfp::Gfp;
 use crate::memmap::PageList;
 use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
-use crate::platform::{IrqGuard, Platform};
+use crate::platform::Platform;
 use crate::rcu::Rcu;
-use crate::sync::LocalTryLock;
-use freelist::{Slab, decode, encode};
+use crate::sync::{LocalTryLock, SpinLockIrq};
+use cpu_slab::CpuSlab;
+use freelist::Slab;
+use node::KmemCacheNode;
 
 bitflags::bitflags! {
     /// Cache creation flags (`SLAB_*`).
@@ -152,25 +165,6 @@ pub struct SlabInfo {
     pub num_slabs: u64,
 }
 
-/// Debug red-zone values (`SLUB_RED_ACTIVE` / `SLUB_RED_INACTIVE`).
-const RED_ACTIVE: u64 = 0xcccc_cccc_cccc_cccc;
-const RED_INACTIVE: u64 = 0xbbbb_bbbb_bbbb_bbbb;
-/// Poison bytes of a free object (`POISON_FREE`, `POISON_END`).
-const POISON_FREE: u8 = 0x6b;
-const POISON_END: u8 = 0xa5;
-
-/// The node's state (Linux's `kmem_cache_node`), under `list_lock`.
-struct KmemCacheNode {
-    partial: PageList,
-}
-
-/// This CPU's slab and freelist (`kmem_cache_cpu`).
-struct CpuSlab {
-    slab: Option<Pfn>,
-    /// First free object (raw address) of the CPU freelist, 0 if empty.
-    freelist: u64,
-}
-
 /// Where an object's pieces are.
 #[derive(Clone, Copy, Debug)]
 struct Layout {
@@ -203,7 +197,7 @@ pub struct KmemCache<'a, P: Platform> {
     random: u64,
     pa: &'a PageAlloc<P>,
     cpu: LocalTryLock<CpuSlab>,
-    list_lock: spin::Mutex<KmemCacheNode>,
+    list_lock: SpinLockIrq<KmemCacheNode>,
     /// Partial slabs (racy mirror for reports). Write: list_lock.
     nr_partial: AtomicU64,
     /// Slabs of this cache (K1).
@@ -341,7 +335,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 slab: None,
                 freelist: 0,
             }),
-            list_lock: spin::Mutex::new(KmemCacheNode {
+            list_lock: SpinLockIrq::new(KmemCacheNode {
                 partial: PageList::new(),
             }),
             nr_partial: AtomicU64::new(0),
@@ -413,192 +407,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         self as *const Self as u64
     }
 
-    // ----- object memory (the only raw accesses) -----
-
-    /// Address of the first object of `slab`.
-    fn slab_base(&self, slab: Pfn) -> u64 {
-        self.pa.platform().phys_to_virt(slab.phys_addr()) as u64
-    }
-
-    /// Reads the word at `addr`.
-    fn read_word(addr: u64) -> u64 {
-        // SAFETY: callers pass an aligned word inside a slot of one of this
-        // cache's slabs (S3 or the free path's checks); slab memory is
-        // mapped through the direct map and owned by the cache while the
-        // object is free, or by the caller freeing it.
-        unsafe { (addr as *const u64).read_volatile() }
-    }
-
-    /// Writes the word at `addr`.
-    fn write_word(addr: u64, v: u64) {
-        // SAFETY: as in read_word.
-        unsafe { (addr as *mut u64).write_volatile(v) }
-    }
-
-    fn get_freepointer(&self, obj: u64) -> u64 {
-        let slot = obj + self.layout.offset as u64;
-        decode(Self::read_word(slot), slot, self.random)
-    }
-
-    fn set_freepointer(&self, obj: u64, next: u64) {
-        let slot = obj + self.layout.offset as u64;
-        Self::write_word(slot, encode(next, slot, self.random));
-    }
-
-    /// Whether `addr` is the start of an object slot of `slab` (S3).
-    #[inline]
-    fn is_object_of(&self, slab: Pfn, addr: u64) -> bool {
-        let base = self.slab_base(slab);
-        let objects = self.slab(slab).objects();
-        addr >= base
-            && addr < base + u64::from(objects) * self.layout.size as u64
-            && self.layout.is_slot_offset(addr - base)
-    }
-
-    /// Pops the first object of a freelist starting at `head` (in `slab`),
-    /// returning it and the new head; reports and cuts a corrupted list.
-    fn pop_freelist(&self, slab: Pfn, head: u64) -> (u64, u64) {
-        let next = self.get_freepointer(head);
-        if next != 0 && !self.is_object_of(slab, next) {
-            self.stat(SlabStat::FreelistCorrupt);
-            log::error!(
-                "BUG {}: freelist corrupted: object {head:#x} of slab pfn {slab} points to {next:#x}; \
-                 the rest of the list is leaked",
-                self.name
-            );
-            return (head, 0);
-        }
-        (head, next)
-    }
-
-    fn fill(&self, obj: u64, len: usize, byte: u8) {
-        // SAFETY: [obj, obj + len) lies inside one slot the caller owns.
-        unsafe { core::ptr::write_bytes(obj as *mut u8, byte, len) };
-    }
-
-    /// Whether the cache has debug flags (`kmem_cache_debug`): the debug
-    /// hooks below test this inline and do their work out of line, so
-    /// that the fast paths of other caches pay one test per hook.
-    #[inline]
-    fn is_debug(&self) -> bool {
-        self.flags
-            .intersects(SlabFlags::RED_ZONE | SlabFlags::POISON)
-    }
-
-    /// Debug preparation of an object entering the free state.
-    #[inline]
-    fn debug_mark_free(&self, obj: u64) {
-        if self.is_debug() {
-            self.mark_free_debug(obj);
-        }
-    }
-
-    #[cold]
-    fn mark_free_debug(&self, obj: u64) {
-        if self.flags.contains(SlabFlags::POISON) {
-            let n = self.layout.object_size;
-            self.fill(obj, n - 1, POISON_FREE);
-            self.fill(obj + n as u64 - 1, 1, POISON_END);
-        }
-        if let Some(rz) = self.layout.red_zone {
-            Self::write_word(obj + rz as u64, RED_INACTIVE);
-        }
-    }
-
-    /// Debug checks of an object leaving the free state (allocation).
-    #[inline]
-    fn debug_check_alloc(&self, obj: u64) {
-        if self.is_debug() {
-            self.check_alloc_debug(obj);
-        }
-    }
-
-    #[cold]
-    fn check_alloc_debug(&self, obj: u64) {
-        if self.flags.contains(SlabFlags::POISON) {
-            let n = self.layout.object_size;
-            // SAFETY: the object is free and ours to read, n bytes long.
-            let bytes = unsafe { core::slice::from_raw_parts(obj as *const u8, n) };
-            let bad = bytes[..n - 1]
-                .iter()
-                .position(|&b| b != POISON_FREE)
-                .or((bytes[n - 1] != POISON_END).then_some(n - 1));
-            if let Some(at) = bad {
-                self.stat(SlabStat::PoisonCorrupt);
-                log::error!(
-                    "BUG {}: Poison overwritten: object {obj:#x} byte {at} is {:#04x}: written after it was freed",
-                    self.name,
-                    bytes[at]
-                );
-            }
-        }
-        if let Some(rz) = self.layout.red_zone {
-            Self::write_word(obj + rz as u64, RED_ACTIVE);
-        }
-    }
-
-    // ----- slabs -----
-
-    /// Allocates and formats a slab, all objects free and chained in order
-    /// (`allocate_slab` + `shuffle_freelist` without the shuffle).
-    ///
-    /// If the preferred order is not to be had, a slab of the smallest order
-    /// that holds one object is tried (`ORDER_FALLBACK`).
-    fn new_slab(&self, gfp: Gfp) -> Option<Slab<'a>> {
-        let gfp = (gfp & !(Gfp::ZERO | Gfp::MOVABLE)) | Gfp::NOWARN;
-        let (pfn, order) = match self.pa.alloc_pages(gfp, self.layout.order) {
-            Ok(pfn) => (pfn, self.layout.order),
-            Err(_) if self.layout.min_order < self.layout.order => {
-                let pfn = self.pa.alloc_pages(gfp, self.layout.min_order).ok()?;
-                self.stat(SlabStat::OrderFallback);
-                (pfn, self.layout.min_order)
-            }
-            Err(_) => return None,
-        };
-        let base = self.slab_base(pfn);
-        let objects = (Slab::bytes(order) / self.layout.size) as u32;
-        let n = u64::from(objects);
-        let size = self.layout.size as u64;
-        for i in 0..n {
-            let obj = base + i * size;
-            self.debug_mark_free(obj);
-            self.set_freepointer(obj, if i + 1 < n { obj + size } else { 0 });
-        }
-        let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
-        self.nr_slabs.fetch_add(1, Relaxed);
-        self.nr_pages.fetch_add(1 << order, Relaxed);
-        self.nr_objects.fetch_add(n, Relaxed);
-        self.stat(SlabStat::NewSlab);
-        Some(slab)
-    }
-
-    /// Returns an empty slab to the page allocator (`discard_slab`).
-    fn discard_slab(&self, slab: Slab<'_>) {
-        let pfn = slab.pfn;
-        let order = self.slab_order(pfn);
-        self.nr_objects
-            .fetch_sub(u64::from(slab.objects()), Relaxed);
-        slab.clear(self.pa.memmap(), order);
-        self.nr_slabs.fetch_sub(1, Relaxed);
-        self.nr_pages.fetch_sub(1 << order, Relaxed);
-        self.stat(SlabStat::FreeSlab);
-        if let Err(bad) = self.pa.free_pages(pfn, order) {
-            log::error!(
-                "BUG {}: slab pfn {pfn} refused by the page allocator: {bad:?}",
-                self.name
-            );
-        }
-    }
-
-    /// The order of slab `pfn`, as the page allocator recorded it.
-    fn slab_order(&self, pfn: Pfn) -> u32 {
-        self.pa.memmap().page(pfn).order()
-    }
-
-    fn slab(&self, pfn: Pfn) -> Slab<'a> {
-        Slab::from_head(self.pa.memmap(), pfn)
-    }
-
     // ----- allocation -----
 
     /// Allocates an object (`kmem_cache_alloc`). `None` when memory is out.
@@ -620,23 +428,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         self.post_alloc(obj, gfp)
     }
 
-    /// One object from the slabs, below the sheaves (`__slab_alloc_node`).
-    fn alloc_classic(&self, gfp: Gfp) -> Option<u64> {
-        let platform = self.pa.platform();
-        let obj = match self.cpu.try_lock(platform) {
-            Some(mut cpu) if cpu.freelist != 0 => {
-                let slab = cpu.slab.expect("a CPU freelist has a CPU slab");
-                let (obj, next) = self.pop_freelist(slab, cpu.freelist);
-                cpu.freelist = next;
-                self.stat(SlabStat::AllocFastpath);
-                obj
-            }
-            Some(mut cpu) => self.alloc_slow(&mut cpu, gfp)?,
-            None => self.alloc_no_cpu(gfp)?,
-        };
-        Some(obj)
-    }
-
     /// Debug checks and zeroing of an object being handed out; the
     /// caller has counted it.
     #[inline]
@@ -646,80 +437,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             self.fill(obj, self.layout.object_size, 0);
         }
         NonNull::new(obj as *mut u8)
-    }
-
-    /// Refills this CPU's freelist and takes one object (`___slab_alloc`).
-    fn alloc_slow(&self, cpu: &mut CpuSlab, gfp: Gfp) -> Option<u64> {
-        self.stat(SlabStat::AllocSlowpath);
-        {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
-            if let Some(pfn) = cpu.slab {
-                let slab = self.slab(pfn);
-                let remote = slab.freelist();
-                if remote != 0 {
-                    // Objects freed remotely to our CPU slab: take them all.
-                    slab.set_freelist(0);
-                    slab.set_counters(slab.objects(), true);
-                    self.stat(SlabStat::AllocRefill);
-                    return Some(self.take_first(cpu, pfn, remote));
-                }
-                // Full: it leaves the CPU and sits on no list (S2).
-                slab.set_counters(slab.objects(), false);
-                cpu.slab = None;
-            }
-            if let Some(pfn) = node.partial.pop_front(self.pa.memmap()) {
-                self.nr_partial.fetch_sub(1, Relaxed);
-                let slab = self.slab(pfn);
-                let list = slab.freelist();
-                slab.set_freelist(0);
-                slab.set_counters(slab.objects(), true);
-                self.stat(SlabStat::AllocFromPartial);
-                return Some(self.take_first(cpu, pfn, list));
-            }
-        }
-        let slab = self.new_slab(gfp)?;
-        let list = slab.freelist();
-        slab.set_freelist(0);
-        slab.set_counters(slab.objects(), true);
-        Some(self.take_first(cpu, slab.pfn, list))
-    }
-
-    /// Installs `list` of frozen slab `pfn` as this CPU's and pops one.
-    fn take_first(&self, cpu: &mut CpuSlab, pfn: Pfn, list: u64) -> u64 {
-        let (obj, next) = self.pop_freelist(pfn, list);
-        cpu.slab = Some(pfn);
-        cpu.freelist = next;
-        obj
-    }
-
-    /// Allocation while this CPU's slab is locked by the code we
-    /// interrupted: one object from the node, never touching CPU state.
-    #[cold]
-    fn alloc_no_cpu(&self, gfp: Gfp) -> Option<u64> {
-        self.stat(SlabStat::AllocNoCpu);
-        let _irq = IrqGuard::new(self.pa.platform());
-        let mut node = self.list_lock.lock();
-        let pfn = match node.partial.first() {
-            Some(pfn) => pfn,
-            None => {
-                drop(node);
-                let slab = self.new_slab(gfp)?;
-                node = self.list_lock.lock();
-                node.partial.push_front(self.pa.memmap(), slab.pfn);
-                self.nr_partial.fetch_add(1, Relaxed);
-                slab.pfn
-            }
-        };
-        let slab = self.slab(pfn);
-        let (obj, next) = self.pop_freelist(pfn, slab.freelist());
-        slab.set_freelist(next);
-        slab.set_counters(slab.inuse() + 1, false);
-        if next == 0 {
-            node.partial.remove(self.pa.memmap(), pfn);
-            self.nr_partial.fetch_sub(1, Relaxed);
-        }
-        Some(obj)
     }
 
     /// Allocates `out.len()` objects, or none (`kmem_cache_alloc_bulk`).
@@ -766,28 +483,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
     }
 
-    /// Frees to the slabs, below the sheaves (`do_slab_free`). False if
-    /// the free was refused (double free). Does not count user frees: the
-    /// sheaf layer also flushes through here.
-    fn free_classic(&self, slab: Pfn, addr: u64, caller: &'static Location<'static>) -> bool {
-        let platform = self.pa.platform();
-        if let Some(mut cpu) = self.cpu.try_lock(platform)
-            && cpu.slab == Some(slab)
-        {
-            if cpu.freelist == addr {
-                drop(cpu);
-                self.report_double_free(addr, caller);
-                return false;
-            }
-            self.debug_mark_free(addr);
-            self.set_freepointer(addr, cpu.freelist);
-            cpu.freelist = addr;
-            self.stat(SlabStat::FreeFastpath);
-            return true;
-        }
-        self.slab_free_slow(slab, addr, caller)
-    }
-
     fn account_free(&self) {
         self.stat(SlabStat::Frees);
     }
@@ -807,122 +502,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
     }
 
-    /// The slab of `addr`, if it is an object slot of this cache.
-    #[inline]
-    fn lookup(&self, addr: u64, caller: &'static Location<'static>) -> Option<Pfn> {
-        let platform = self.pa.platform();
-        let slab = platform
-            .virt_to_phys(addr as *const u8)
-            .and_then(|pa| Slab::containing(self.pa.memmap(), pa.pfn()));
-        match slab {
-            Some(s) if s.cache() == self.id() && self.is_object_of(s.pfn, addr) => Some(s.pfn),
-            _ => {
-                self.report_bad_free(addr, caller);
-                None
-            }
-        }
-    }
-
-    #[cold]
-    fn report_bad_free(&self, addr: u64, caller: &'static Location<'static>) {
-        self.stat(SlabStat::BadFree);
-        log::error!(
-            "BUG {}: kmem_cache_free of {addr:#x}, which is not an object of this cache, from {caller}; ignored",
-            self.name
-        );
-    }
-
-    /// Red-zone checks at free; false if the free must be refused.
-    #[inline]
-    fn debug_check_free(&self, addr: u64, caller: &'static Location<'static>) -> bool {
-        !self.is_debug() || self.check_free_debug(addr, caller)
-    }
-
-    #[cold]
-    fn check_free_debug(&self, addr: u64, caller: &'static Location<'static>) -> bool {
-        let Some(rz) = self.layout.red_zone else {
-            return true;
-        };
-        match Self::read_word(addr + rz as u64) {
-            RED_ACTIVE => true,
-            RED_INACTIVE => {
-                self.report_double_free(addr, caller);
-                false
-            }
-            other => {
-                self.stat(SlabStat::RedzoneCorrupt);
-                log::error!(
-                    "BUG {}: Redzone overwritten: object {addr:#x} (size {}) red zone is {other:#x}: \
-                     written past its end; freed from {caller}",
-                    self.name,
-                    self.layout.object_size
-                );
-                Self::write_word(addr + rz as u64, RED_ACTIVE);
-                true
-            }
-        }
-    }
-
-    #[cold]
-    fn report_double_free(&self, addr: u64, caller: &'static Location<'static>) {
-        self.stat(SlabStat::DoubleFree);
-        log::error!(
-            "BUG {}: double free of object {addr:#x} from {caller}; ignored",
-            self.name
-        );
-    }
-
-    /// Frees to the object's slab under the node lock (`__slab_free`).
-    fn slab_free_slow(&self, pfn: Pfn, addr: u64, caller: &'static Location<'static>) -> bool {
-        self.stat(SlabStat::FreeSlowpath);
-        let discard = {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
-            let slab = self.slab(pfn);
-            let head = slab.freelist();
-            if head == addr {
-                drop(node);
-                self.report_double_free(addr, caller);
-                return false;
-            }
-            let was_full = head == 0;
-            self.debug_mark_free(addr);
-            self.set_freepointer(addr, head);
-            slab.set_freelist(addr);
-            let inuse = slab.inuse() - 1;
-            let frozen = slab.frozen();
-            slab.set_counters(inuse, frozen);
-            if frozen {
-                false // Its CPU will pick the object up (S1, S2).
-            } else if inuse == 0 && node.partial.len() >= self.min_partial {
-                if !was_full {
-                    node.partial.remove(self.pa.memmap(), pfn);
-                    self.nr_partial.fetch_sub(1, Relaxed);
-                }
-                true
-            } else {
-                if was_full {
-                    node.partial.push_back(self.pa.memmap(), pfn);
-                    self.nr_partial.fetch_add(1, Relaxed);
-                    self.stat(SlabStat::FreeAddPartial);
-                }
-                false
-            }
-        };
-        if discard {
-            self.discard_slab(self.slab(pfn));
-        }
-        true
-    }
-
     // ----- flushing and shrinking -----
-
-    /// Hands this CPU's slab back to the node (`deactivate_slab`): its CPU
-    /// freelist rejoins the slab's, and the slab goes to the partial list,
-    /// or back to the page allocator if empty and enough are kept.
-    pub fn flush_cpu_slab(&self) {
-        self.flush_cpu_slab_on(self.pa.platform().cpu_id());
-    }
 
     /// Flushes every CPU's sheaves, the barn, then every CPU's slab
     /// (`flush_all`). Sheaves go first: their objects are freed through
@@ -937,73 +517,6 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
         for cpu in 0..nr_cpus {
             self.flush_cpu_slab_on(CpuId::new(cpu));
-        }
-    }
-
-    /// [`KmemCache::flush_cpu_slab`] for any CPU's slab, taken under that
-    /// CPU's lock from here (`flush_cpu_slab` run by `flush_all`).
-    fn flush_cpu_slab_on(&self, cpu_id: CpuId) {
-        let platform = self.pa.platform();
-        let mut cpu = self.cpu.lock_on(cpu_id, platform);
-        let Some(pfn) = cpu.slab.take() else {
-            return;
-        };
-        let mut list = core::mem::take(&mut cpu.freelist);
-        self.stat(SlabStat::DeactivateSlab);
-        let discard = {
-            let _irq = IrqGuard::new(platform);
-            let mut node = self.list_lock.lock();
-            let slab = self.slab(pfn);
-            let mut inuse = slab.inuse();
-            while list != 0 {
-                let (obj, next) = self.pop_freelist(pfn, list);
-                self.set_freepointer(obj, slab.freelist());
-                slab.set_freelist(obj);
-                inuse -= 1;
-                list = next;
-            }
-            slab.set_counters(inuse, false);
-            if inuse == 0 && node.partial.len() >= self.min_partial {
-                true
-            } else {
-                if slab.freelist() != 0 {
-                    node.partial.push_back(self.pa.memmap(), pfn);
-                    self.nr_partial.fetch_add(1, Relaxed);
-                }
-                false
-            }
-        };
-        drop(cpu);
-        if discard {
-            self.discard_slab(self.slab(pfn));
-        }
-    }
-
-    /// Flushes every CPU's sheaves and slab, empties the barn, and returns
-    /// every empty slab on the partial list to the page allocator
-    /// (`kmem_cache_shrink`). Other CPUs' state is flushed from here under
-    /// their per-CPU locks ([`LocalTryLock::lock_on`]); CPUs that go on
-    /// using the cache meanwhile may cache objects again.
-    pub fn shrink(&self) {
-        self.flush_all();
-        let mut empty = PageList::new();
-        {
-            let _irq = IrqGuard::new(self.pa.platform());
-            let mut node = self.list_lock.lock();
-            let map = self.pa.memmap();
-            // No allocation here: this may be a kmalloc cache, whose own
-            // list_lock we hold. The iterator has read the next link before
-            // it yields a slab, so unlinking that slab is safe.
-            for pfn in node.partial.iter(map) {
-                if self.slab(pfn).inuse() == 0 {
-                    node.partial.remove(map, pfn);
-                    self.nr_partial.fetch_sub(1, Relaxed);
-                    empty.push_back(map, pfn);
-                }
-            }
-        }
-        while let Some(pfn) = empty.pop_front(self.pa.memmap()) {
-            self.discard_slab(self.slab(pfn));
         }
     }
 }

@@ -42,9 +42,9 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::{KmemCache, SlabStat};
 use crate::addr::CpuId;
 use crate::gfp::Gfp;
-use crate::platform::{IrqGuard, Platform};
+use crate::platform::Platform;
 use crate::rcu::{Rcu, RcuHead};
-use crate::sync::{LocalGuard, LocalTryLock};
+use crate::sync::{LocalGuard, LocalTryLock, SpinLockIrq};
 
 /// A barn refuses more full sheaves than this on the free path.
 pub const MAX_FULL_SHEAVES: usize = 10;
@@ -153,7 +153,7 @@ struct BarnInner {
 
 /// The node's exchange of full and empty sheaves (`struct node_barn`).
 pub(super) struct Barn {
-    lock: spin::Mutex<BarnInner>,
+    lock: SpinLockIrq<BarnInner>,
     /// Racy mirrors of the list lengths (SH2). Write: barn lock.
     pub(super) nr_full: AtomicUsize,
     pub(super) nr_empty: AtomicUsize,
@@ -181,7 +181,7 @@ impl Sheaves {
             }),
             barn: Barn {
                 // Room for the limits up front: no allocation under the lock.
-                lock: spin::Mutex::new(BarnInner {
+                lock: SpinLockIrq::new(BarnInner {
                     full: Vec::with_capacity(MAX_FULL_SHEAVES),
                     empty: Vec::with_capacity(MAX_EMPTY_SHEAVES),
                 }),
@@ -198,8 +198,7 @@ impl<P: Platform> KmemCache<'_, P> {
     // ----- barn -----
 
     fn barn_locked<R>(&self, sh: &Sheaves, f: impl FnOnce(&mut BarnInner) -> R) -> R {
-        let _irq = IrqGuard::new(self.pa.platform());
-        let mut inner = sh.barn.lock.lock();
+        let mut inner = sh.barn.lock.lock_irqsave(self.pa.platform());
         let r = f(&mut inner);
         sh.barn.nr_full.store(inner.full.len(), Relaxed);
         sh.barn.nr_empty.store(inner.empty.len(), Relaxed);

@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 
 use super::*;
+use crate::addr::Pfn;
 use crate::page_alloc::ZoneLayout;
 use crate::sim::{self, SimPlatform, free_pages};
 

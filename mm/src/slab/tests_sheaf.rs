@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 
 use super::*;
+use crate::addr::Pfn;
 use crate::page_alloc::ZoneLayout;
 use crate::sim::{self, SimMachine, SimPlatform, free_pages};
 

@@ -1001,7 +1001,7 @@ fn debug_freed_objects_are_poisoned() {
     // `keep`): simulated RAM; the cache does not write it concurrently.
     let view = unsafe { ObjView::new(a.as_ptr() as usize, size) };
     let poisoned = (0..size)
-        .filter(|&i| view.byte(i).load(Relaxed) == super::POISON_FREE)
+        .filter(|&i| view.byte(i).load(Relaxed) == super::object::POISON_FREE)
         .count();
     assert!(
         poisoned >= size - 1,

@@ -25,6 +25,7 @@
 //!   PTE lock, from the mapcount and refcount (small folio) or the owner
 //!   slots (large folio): no other MM can map the folio meanwhile,
 //!   because mapping it needs a PTE lock of ours (fork) or a reference.
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -301,7 +302,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             .map_err(|_| FaultError::Oom)?;
         let from_zero = old.flags().contains(PteFlags::SPECIAL);
         if !from_zero {
-            self.copy_page(old.pfn(), pfn);
+            pa.copy_highpage(pfn, old.pfn());
         }
         let folio = Folio::prep(pa.memmap(), pfn);
         folio.set_anon(anon_vma, vma.pgoff_at(addr));
@@ -336,15 +337,5 @@ impl<P: Platform> Mm<'_, '_, P> {
             folio_put(pa, old.pfn());
         }
         Ok(true)
-    }
-
-    fn copy_page(&self, from: crate::addr::Pfn, to: crate::addr::Pfn) {
-        let platform = self.vm.pa.platform();
-        let src = platform.phys_to_virt(from.phys_addr());
-        let dst = platform.phys_to_virt(to.phys_addr());
-        // SAFETY: two distinct frames in the direct map: `from` is mapped
-        // by a PTE of ours and holds a reference for it until we drop it
-        // after the copy; `to` is freshly allocated and ours.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
     }
 }

@@ -3,6 +3,7 @@
 //! private anonymous pages are write-protected in both and shared with
 //! their folios' references and owner slots updated, so that the first
 //! write on either side copies (or reuses) the page.
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
 

@@ -1,14 +1,15 @@
 //! madvise (`mm/madvise.c`): advice on a range of VMAs. The hints and
-//! `MADV_DONTFORK`/`MADV_DOFORK` change VMA flags through mprotect's
+//! `MADV_DONTFORK`/`MADV_DOFORK` change VMA flags through `vma.rs`'s
 //! `modify_flags` (splits at the ends, merges afterwards);
 //! `MADV_DONTNEED` zaps the range's pages (and reclaims the PTE tables it
-//! empties, `zap.rs`); `MADV_FREE` and `MADV_WILLNEED` have nothing to act
+//! empties, `zap.rs` and `pgtable/pt_reclaim.rs`); `MADV_FREE` and `MADV_WILLNEED` have nothing to act
 //! on without reclaim, swap or a page cache.
 //!
 //! # Context
 //!
 //! Flag changes take the mmap lock for write; the zapping advice takes it
 //! for read, as Linux's `madvise_need_mmap_write()` decides.
+#![forbid(unsafe_code)]
 
 use super::Mm;
 use super::mmap::page_align;

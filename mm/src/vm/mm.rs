@@ -17,11 +17,11 @@
 //! # Locking
 //!
 //! The lock order is in the [module header](super). The VMA-set changes
-//! here (`insert_vma`, `retire_vma`, `replace_vma`, `set_vma_flags`,
-//! `split_vma`) take `&mut MmLocked`, which only the mmap lock's write
-//! guard gives out: the type proves the caller holds it. `clear_range`
-//! is called under the same guard. The counters are Relaxed atomics,
-//! read racily for `/proc`.
+//! here (`insert_vma`, `retire_vma`, `replace_vma`, `set_vma_flags`) and
+//! the splits and merges built on them in `vma.rs` take `&mut MmLocked`,
+//! which only the mmap lock's write guard gives out: the type proves the
+//! caller holds it. The counters are Relaxed atomics, read racily for
+//! `/proc`.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -237,7 +237,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// The one tree store behind every VMA-set change: `new` (boxed and
     /// accounted), or a hole for `None`, over `[start, end)`. On error
     /// nothing changed and the box is freed.
-    fn store_vma(
+    pub(super) fn store_vma(
         &self,
         l: &mut MmLocked,
         start: u64,
@@ -304,52 +304,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         new
     }
 
-    /// Stores `new` over `[start, end)`, or a hole for `None`, replacing
-    /// what is there (`vma_iter_store()` with the splits of
-    /// `vms_gather_munmap_vmas()` and `vma_modify()` folded in). The one
-    /// store over the range is the only step that may need memory, so an
-    /// error leaves everything as it was. The VMAs that straddle `start`
-    /// or `end` then keep their outer parts: copies trimmed to them are
-    /// stored over exactly the ranges left to the old entries, exact fits
-    /// that need no nodes. Every VMA that overlapped the range is retired.
-    /// Returns the parts of those VMAs inside the range, in order.
-    /// `ENOMEM` also when the VMA count would pass `max_map_count`.
-    pub(super) fn vma_store_range(
-        &self,
-        l: &mut MmLocked,
-        start: u64,
-        end: u64,
-        new: Option<Vma>,
-    ) -> Result<Vec<Vma>> {
-        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
-        let old = self.vmas_in(start, end);
-        let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
-        let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
-        let count = l.map_count - old.len()
-            + usize::from(new.is_some())
-            + usize::from(below.is_some())
-            + usize::from(above.is_some());
-        if count > l.map_count && count > self.vm.max_map_count {
-            return Err(Errno::ENOMEM);
-        }
-        self.store_vma(l, start, end, new, Gfp::KERNEL)?;
-        if let Some(v) = below {
-            self.insert_vma_exact(l, v.slice(v.start, start));
-        }
-        if let Some(v) = above {
-            self.insert_vma_exact(l, v.slice(end, v.end));
-        }
-        let mut inside = Vec::with_capacity(old.len());
-        for (p, v) in old {
-            inside.push(v.slice(v.start.max(start), v.end.min(end)));
-            self.retire_vma(l, p);
-        }
-        Ok(inside)
-    }
-
     /// Stores `v` over a range that exactly one tree entry covers, which
     /// needs no nodes; accounts it.
-    fn insert_vma_exact(&self, l: &mut MmLocked, v: Vma) -> NonNull<Vma> {
+    pub(super) fn insert_vma_exact(&self, l: &mut MmLocked, v: Vma) -> NonNull<Vma> {
         self.store_vma(l, v.start, v.end, Some(v), Gfp::NOWAIT)
             .expect("an exact-fit store needs no nodes")
             .expect("a VMA was stored")

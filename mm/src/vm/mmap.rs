@@ -3,8 +3,8 @@
 //! # Context
 //!
 //! `mmap`, `munmap` and `brk` take the mmap lock for write;
-//! `do_munmap` and `map_new_range` take `&mut MmLocked` (the caller holds
-//! it: mremap and `MAP_FIXED` unmap through them). `MAP_POPULATE` and
+//! `do_munmap` and `vma.rs`'s `map_new_range` take `&mut MmLocked` (the
+//! caller holds it: mremap and `MAP_FIXED` unmap through them). `MAP_POPULATE` and
 //! `VM_LOCKED` populate after the lock is dropped, one fault per page as
 //! Linux's `mm_populate()`; failures there are not reported.
 //!
@@ -15,11 +15,10 @@
 //! page is touched), zap the pages, free the page tables only the range
 //! used, and flush the TLB in the mmu_gather before any page or table is
 //! freed; the VMAs are retired last, through RCU.
-
-use alloc::vec::Vec;
+#![forbid(unsafe_code)]
 
 use super::mm::MmLocked;
-use super::vma::{VmFlags, Vma, can_merge};
+use super::vma::{VmFlags, Vma};
 use super::zap::ZapDetails;
 use super::{FaultAccess, Mm, STACK_GUARD_GAP};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
@@ -275,58 +274,6 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
             a += PAGE_SIZE;
         }
-    }
-
-    /// Stores a VMA over its range, merging with compatible neighbours
-    /// (`vma_merge_new_range()`, else a new VMA). VMAs already in the
-    /// range are replaced (their parts outside it stay, and merge like
-    /// any neighbour); their parts inside it are returned, for the caller
-    /// to unmap or to ignore (a change of flags). One tree store: an
-    /// error leaves everything as it was ([`Mm::vma_store_range`]).
-    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<Vec<Vma>> {
-        // The neighbours as they will be: the parts of the VMAs around
-        // the range that lie outside it.
-        let prev = (new.start > 0)
-            .then(|| self.vmas.load(new.start - 1))
-            .flatten()
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(v.start, new.start)
-            })
-            .filter(|v| can_merge(v, &new));
-        let next = self
-            .vmas
-            .load(new.end)
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(new.end, v.end)
-            })
-            .filter(|v| can_merge(&new, v));
-        let mut merged = new;
-        if let Some(p) = prev {
-            merged.start = p.start;
-            merged.pgoff = p.pgoff;
-            merged.anon_vma = p.anon_vma.or(new.anon_vma);
-        }
-        if let Some(n) = next {
-            // Both sides: prev and next must agree with each other too.
-            if can_merge(
-                &Vma {
-                    end: n.start,
-                    ..merged
-                },
-                &n,
-            ) {
-                merged.end = n.end;
-                merged.anon_vma = merged.anon_vma.or(n.anon_vma);
-            }
-        }
-        let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
-        Ok(old
-            .into_iter()
-            .filter(|v| v.end > new.start && v.start < new.end)
-            .map(|v| v.slice(v.start.max(new.start), v.end.min(new.end)))
-            .collect())
     }
 
     /// Unmaps the pages of `old`, parts of VMAs that a new VMA replaced

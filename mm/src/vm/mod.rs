@@ -10,9 +10,15 @@
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
 //! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
-//! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`,
-//! `mm/pt_reclaim.c`), `fork.rs` (`kernel/fork.c` `dup_mmap()`),
+//! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
+//! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
+//! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//!
+//! Every file here but `mm.rs` and `rmap.rs` is `#![forbid(unsafe_code)]`:
+//! those two own the VMA boxes the maple tree points to (publication,
+//! copies read under RCU, frees through RCU, invariants M1 and I6).
+//! Frame contents are copied by [`PageAlloc::copy_highpage`](crate::page_alloc::PageAlloc::copy_highpage).
 //!
 //! # Invariants
 //!

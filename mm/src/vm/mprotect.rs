@@ -1,10 +1,11 @@
-//! mprotect (`mm/mprotect.c`): attribute changes on a range of VMAs, with
-//! splits at the ends and merges afterwards (`vma_modify_flags()`), and
+//! mprotect (`mm/mprotect.c`): attribute changes on a range of VMAs
+//! (split at the ends and merged afterwards by `vma.rs`'s
+//! `modify_flags`, Linux's `vma_modify_flags()`), and
 //! `change_protection()` of the PTEs.
+#![forbid(unsafe_code)]
 
-use super::mm::MmLocked;
 use super::mmap::{page_align, prot_to_vm};
-use super::vma::{VmFlags, Vma, can_merge};
+use super::vma::VmFlags;
 use super::{Mm, Prot};
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
@@ -68,65 +69,6 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         if at < end {
             return Err(Errno::ENOMEM);
-        }
-        Ok(())
-    }
-
-    /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
-    /// (`vma_modify_flags()`): a copy with the new flags, merged with
-    /// compatible neighbours, replaces that part in one tree store; the
-    /// parts of the VMA outside stay. On error nothing changed.
-    pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
-        let p = self.vmas.load(s).expect("a VMA at the start");
-        let v = self.read(p);
-        if v.flags == nf {
-            return Ok(());
-        }
-        let new = Vma {
-            flags: nf,
-            ..v.slice(s, e)
-        };
-        self.map_new_range(l, new)?;
-        Ok(())
-    }
-
-    /// Merges the VMA at `addr` with compatible neighbours
-    /// (`vma_merge_existing_range()`).
-    pub(super) fn merge_around(&self, l: &mut MmLocked, addr: u64) -> Result<()> {
-        let p = self.vmas.load(addr).expect("a VMA");
-        let v = self.read(p);
-        let prev = self
-            .prev_vma_entry(v.start)
-            .filter(|(_, pv)| can_merge(pv, &v));
-        let next = self
-            .find_vma_entry(v.end)
-            .filter(|(_, nv)| can_merge(&v, nv));
-        if prev.is_none() && next.is_none() {
-            return Ok(());
-        }
-        let mut merged = v;
-        if let Some((_, pv)) = prev {
-            merged.start = pv.start;
-            merged.pgoff = pv.pgoff;
-            merged.anon_vma = pv.anon_vma.or(v.anon_vma);
-        }
-        let next = next.filter(|(_, nv)| {
-            can_merge(
-                &Vma {
-                    end: nv.start,
-                    ..merged
-                },
-                nv,
-            )
-        });
-        if let Some((_, nv)) = next {
-            merged.end = nv.end;
-            merged.anon_vma = merged.anon_vma.or(nv.anon_vma);
-        }
-        self.insert_vma(l, merged)?;
-        self.retire_vma(l, p);
-        for (q, _) in prev.into_iter().chain(next) {
-            self.retire_vma(l, q);
         }
         Ok(())
     }

@@ -76,6 +76,7 @@
 //!   merged).
 //! - A shrink-and-move charges nothing (the growth after the shrink is
 //!   zero); 6.16 charges `delta`, the size of the shrink.
+#![forbid(unsafe_code)]
 
 use super::mm::MmLocked;
 use super::mmap::page_align;

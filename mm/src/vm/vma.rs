@@ -1,10 +1,27 @@
-//! Virtual memory areas (`struct vm_area_struct`) and the merge rules.
+//! Virtual memory areas (`struct vm_area_struct`), the merge rules, and
+//! the VMA-set changes that split and merge them (`mm/vma.c`):
+//! [`Mm::vma_store_range`] (splits at the ends of a range),
+//! [`Mm::map_new_range`] (`vma_merge_new_range()`),
+//! [`Mm::modify_flags`] (`vma_modify_flags()`) and [`Mm::merge_around`]
+//! (`vma_merge_existing_range()`).
+//!
+//! # Context
+//!
+//! The VMA-set changes take `&mut MmLocked`: the caller holds the mmap
+//! lock for write. They store through `mm.rs`'s tree primitives
+//! (`insert_vma`, `retire_vma`), which keep its invariants M1 and M2.
 #![forbid(unsafe_code)]
 
+use alloc::vec::Vec;
 use core::fmt;
 
+use super::Mm;
+use super::mm::MmLocked;
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
+use crate::errno::{Errno, Result};
+use crate::gfp::Gfp;
 use crate::pgtable::PteFlags;
+use crate::platform::Platform;
 
 bitflags::bitflags! {
     /// `vm_flags` (values as in `include/linux/mm.h`).
@@ -178,5 +195,163 @@ impl fmt::Debug for Vma {
             },
             self.pgoff * PAGE_SIZE
         )
+    }
+}
+
+// ----- Splitting and merging: the caller holds the mmap lock for write -----
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// Stores `new` over `[start, end)`, or a hole for `None`, replacing
+    /// what is there (`vma_iter_store()` with the splits of
+    /// `vms_gather_munmap_vmas()` and `vma_modify()` folded in). The one
+    /// store over the range is the only step that may need memory, so an
+    /// error leaves everything as it was. The VMAs that straddle `start`
+    /// or `end` then keep their outer parts: copies trimmed to them are
+    /// stored over exactly the ranges left to the old entries, exact fits
+    /// that need no nodes. Every VMA that overlapped the range is retired.
+    /// Returns the parts of those VMAs inside the range, in order.
+    /// `ENOMEM` also when the VMA count would pass `max_map_count`.
+    pub(super) fn vma_store_range(
+        &self,
+        l: &mut MmLocked,
+        start: u64,
+        end: u64,
+        new: Option<Vma>,
+    ) -> Result<Vec<Vma>> {
+        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
+        let old = self.vmas_in(start, end);
+        let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
+        let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
+        let count = l.map_count - old.len()
+            + usize::from(new.is_some())
+            + usize::from(below.is_some())
+            + usize::from(above.is_some());
+        if count > l.map_count && count > self.vm.max_map_count {
+            return Err(Errno::ENOMEM);
+        }
+        self.store_vma(l, start, end, new, Gfp::KERNEL)?;
+        if let Some(v) = below {
+            self.insert_vma_exact(l, v.slice(v.start, start));
+        }
+        if let Some(v) = above {
+            self.insert_vma_exact(l, v.slice(end, v.end));
+        }
+        let mut inside = Vec::with_capacity(old.len());
+        for (p, v) in old {
+            inside.push(v.slice(v.start.max(start), v.end.min(end)));
+            self.retire_vma(l, p);
+        }
+        Ok(inside)
+    }
+
+    /// Stores a VMA over its range, merging with compatible neighbours
+    /// (`vma_merge_new_range()`, else a new VMA). VMAs already in the
+    /// range are replaced (their parts outside it stay, and merge like
+    /// any neighbour); their parts inside it are returned, for the caller
+    /// to unmap or to ignore (a change of flags). One tree store: an
+    /// error leaves everything as it was ([`Mm::vma_store_range`]).
+    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<Vec<Vma>> {
+        // The neighbours as they will be: the parts of the VMAs around
+        // the range that lie outside it.
+        let prev = (new.start > 0)
+            .then(|| self.vmas.load(new.start - 1))
+            .flatten()
+            .map(|p| {
+                let v = self.read(p);
+                v.slice(v.start, new.start)
+            })
+            .filter(|v| can_merge(v, &new));
+        let next = self
+            .vmas
+            .load(new.end)
+            .map(|p| {
+                let v = self.read(p);
+                v.slice(new.end, v.end)
+            })
+            .filter(|v| can_merge(&new, v));
+        let mut merged = new;
+        if let Some(p) = prev {
+            merged.start = p.start;
+            merged.pgoff = p.pgoff;
+            merged.anon_vma = p.anon_vma.or(new.anon_vma);
+        }
+        if let Some(n) = next {
+            // Both sides: prev and next must agree with each other too.
+            if can_merge(
+                &Vma {
+                    end: n.start,
+                    ..merged
+                },
+                &n,
+            ) {
+                merged.end = n.end;
+                merged.anon_vma = merged.anon_vma.or(n.anon_vma);
+            }
+        }
+        let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+        Ok(old
+            .into_iter()
+            .filter(|v| v.end > new.start && v.start < new.end)
+            .map(|v| v.slice(v.start.max(new.start), v.end.min(new.end)))
+            .collect())
+    }
+
+    /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
+    /// (`vma_modify_flags()`): a copy with the new flags, merged with
+    /// compatible neighbours, replaces that part in one tree store; the
+    /// parts of the VMA outside stay. On error nothing changed.
+    pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
+        let p = self.vmas.load(s).expect("a VMA at the start");
+        let v = self.read(p);
+        if v.flags == nf {
+            return Ok(());
+        }
+        let new = Vma {
+            flags: nf,
+            ..v.slice(s, e)
+        };
+        self.map_new_range(l, new)?;
+        Ok(())
+    }
+
+    /// Merges the VMA at `addr` with compatible neighbours
+    /// (`vma_merge_existing_range()`).
+    pub(super) fn merge_around(&self, l: &mut MmLocked, addr: u64) -> Result<()> {
+        let p = self.vmas.load(addr).expect("a VMA");
+        let v = self.read(p);
+        let prev = self
+            .prev_vma_entry(v.start)
+            .filter(|(_, pv)| can_merge(pv, &v));
+        let next = self
+            .find_vma_entry(v.end)
+            .filter(|(_, nv)| can_merge(&v, nv));
+        if prev.is_none() && next.is_none() {
+            return Ok(());
+        }
+        let mut merged = v;
+        if let Some((_, pv)) = prev {
+            merged.start = pv.start;
+            merged.pgoff = pv.pgoff;
+            merged.anon_vma = pv.anon_vma.or(v.anon_vma);
+        }
+        let next = next.filter(|(_, nv)| {
+            can_merge(
+                &Vma {
+                    end: nv.start,
+                    ..merged
+                },
+                nv,
+            )
+        });
+        if let Some((_, nv)) = next {
+            merged.end = nv.end;
+            merged.anon_vma = merged.anon_vma.or(nv.anon_vma);
+        }
+        self.insert_vma(l, merged)?;
+        self.retire_vma(l, p);
+        for (q, _) in prev.into_iter().chain(next) {
+            self.retire_vma(l, q);
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Zapping: clearing the PTEs of a range and handing their pages to an
-//! mmu_gather (`unmap_page_range()` .. `zap_pte_range()`), with the
-//! reclaim of PTE tables a `MADV_DONTNEED` empties (Linux 6.14,
-//! `mm/pt_reclaim.c`).
+//! mmu_gather (`unmap_page_range()` .. `zap_pte_range()`). A zap with
+//! `reclaim_pt` also frees the PTE tables it empties, through
+//! `pgtable/pt_reclaim.rs` (Linux 6.14, `mm/pt_reclaim.c`).
 //!
 //! # Context
 //!
@@ -16,21 +16,17 @@
 //! flush. When the gather's batch fills, the TLB is flushed before the
 //! PTE lock is dropped (`force_flush`) and the pages freed after.
 //!
-//! A PTE table is reclaimed only when it is certainly empty: on the fast
-//! path the zap covered the whole table under one hold of its lock and
-//! the PMD lock is taken with a trylock (`try_clear_pmd`); otherwise the
-//! slow path (`try_free_pte_table`) takes the PMD lock, then the PTE
-//! lock, and rescans all 512 entries. Either way the table leaves the
-//! PMD under both locks and is freed through the mmu_gather: after the
-//! TLB flush and an RCU grace period, since lockless walkers
-//! (`pte_offset_map_lock()` under `rcu_read_lock`) may still read it.
+//! Whether an emptied PTE table may be freed, and how (the fast path
+//! under the lock the zap holds, or the slow path's rescan), is
+//! `pgtable/pt_reclaim.rs`'s contract.
+#![forbid(unsafe_code)]
 
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::Mm;
 use crate::addr::PAGE_SIZE;
 use crate::folio::Folio;
-use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end};
+use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end, reclaim_pt_is_enabled};
 use crate::platform::Platform;
 
 /// How to zap (`struct zap_details`).
@@ -73,8 +69,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         // (`reclaim_pt_is_enabled()`).
         let can_reclaim = details.reclaim_pt
             && self.vm.pt_reclaim.load(Relaxed)
-            && start.is_multiple_of(PMD_SIZE)
-            && end - start == PMD_SIZE;
+            && reclaim_pt_is_enabled(start, end);
         // Whether the lock was held from the first entry to the last.
         let mut direct_reclaim = true;
         let mut addr = start;
@@ -135,11 +130,6 @@ impl<P: Platform> Mm<'_, '_, P> {
         if !can_reclaim {
             return;
         }
-        match cleared_pmd {
-            Some(table) => self.pt.queue_table_free(tlb, table, start),
-            None => {
-                self.pt.try_free_pte_table(tlb, start);
-            }
-        }
+        self.pt.reclaim_pte_table(tlb, cleared_pmd, start);
     }
 }
