@@ -34,8 +34,11 @@
 //!   Nth page or slab allocation of the calling thread fails, whatever its
 //!   GFP flags (`MM_FAIL_VERBOSE=1` prints where, as Linux's `verbose`).
 //!
-//! The fixtures [`page_alloc`] and [`machine`] build a page allocator on
-//! a fresh machine; dropping it runs the leak check. Benchmarks use
+//! The fixtures [`page_alloc`] and [`machine`] (the usual one, shared by
+//! the unit tests of every subsystem) build a page allocator on a fresh
+//! machine; dropping it runs the leak check. Tests see RAM as a CPU would
+//! through [`SimMachine::ram_word`], [`SimMachine::frame_bytes`] and
+//! [`SimMachine::fill_frames`], without `unsafe` of their own. Benchmarks use
 //! [`bench_page_alloc`], with the instruments off (PTE writes stay swaps:
 //! [`Platform::PAGE_TABLE_CHECK`] is a constant of the platform).
 
@@ -49,7 +52,9 @@ use core::fmt::Write as _;
 use core::ops::Range;
 use core::panic::Location;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 
 use crate::addr::{CpuId, PAGE_SIZE, Pfn, PhysAddr};
 use crate::gfp::Gfp;
@@ -299,6 +304,60 @@ impl SimMachine {
         self.backtraces.lock().unwrap().clear();
         self.tlb.lock().unwrap().clear();
         self.leaks_allowed.store(false, Relaxed);
+    }
+
+    /// The word of simulated RAM at `pa`, as a test reads or writes it
+    /// the way a CPU would through a mapping. Atomic: tests touch words
+    /// that the code under test may also access. `pa` must be 8-byte
+    /// aligned and inside RAM (asserted).
+    pub fn ram_word(&self, pa: PhysAddr) -> &AtomicU64 {
+        let offset = pa.as_u64() as usize;
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.bytes,
+            "{pa:?} is not an aligned word of simulated RAM"
+        );
+        let va = self.memory.as_ptr().wrapping_add(offset).cast::<u64>();
+        assert!(va.is_aligned(), "simulated RAM is not 8-byte aligned");
+        // SAFETY: 1. `va` is inside the RAM buffer (asserted), which lives
+        // as long as `self`, and 8-byte aligned (asserted). 2. No Rust
+        // reference to RAM exists besides these atomics: the code under
+        // test reaches it only through raw pointers from `phys_to_virt`,
+        // as a kernel reaches RAM through the direct map.
+        unsafe { AtomicU64::from_ptr(va) }
+    }
+
+    /// A copy of the `nr_pages` frames from `pfn` (a test's view of
+    /// memory contents).
+    pub fn frame_bytes(&self, pfn: Pfn, nr_pages: usize) -> Vec<u8> {
+        let (offset, len) = self.frame_range(pfn, nr_pages);
+        let mut out = alloc::vec![0u8; len];
+        // SAFETY: `frame_range` checked that the range lies inside the RAM
+        // buffer; `out` is a separate allocation of `len` bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.memory.as_ptr().add(offset), out.as_mut_ptr(), len)
+        };
+        out
+    }
+
+    /// Fills the `nr_pages` frames from `pfn` with `byte` (a test's
+    /// stand-in for a program writing them).
+    pub fn fill_frames(&self, pfn: Pfn, nr_pages: usize, byte: u8) {
+        let (offset, len) = self.frame_range(pfn, nr_pages);
+        // SAFETY: `frame_range` checked that the range lies inside the RAM
+        // buffer, which no Rust reference points into.
+        unsafe { core::ptr::write_bytes(self.memory.as_ptr().add(offset), byte, len) };
+    }
+
+    /// Byte offset and length of `nr_pages` frames from `pfn`, checked to
+    /// lie inside RAM.
+    fn frame_range(&self, pfn: Pfn, nr_pages: usize) -> (usize, usize) {
+        let offset = pfn.phys_addr().as_u64() as usize;
+        let len = nr_pages * PAGE_SIZE as usize;
+        assert!(
+            offset.checked_add(len).is_some_and(|end| end <= self.bytes),
+            "frames {pfn:?}+{nr_pages} are outside simulated RAM"
+        );
+        (offset, len)
     }
 
     /// Present PTEs that map frame `pfn` (the page-table check's count).

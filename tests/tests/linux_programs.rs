@@ -179,8 +179,48 @@ c_program!(
 );
 
 c_program!(
+    /// What libc start-up relies on: auxv (AT_PHDR, AT_ENTRY, AT_RANDOM,
+    /// AT_EXECFN, AT_MINSIGSTKSZ ..), the stack canary, TLS, ifuncs,
+    /// readlink of /proc/self/exe, prctl names and /proc/self/comm,
+    /// time(), isatty of a pipe, atexit.
+    libcstart
+);
+
+c_program!(
+    /// opendir/readdir of /, /dev, /proc, /proc/self, /sys; getdents64 and
+    /// getdents records, resuming, rewinding and their errors.
+    dirents
+);
+
+c_program!(
     /// 137 errno cases (bad pointers, fds, flags) that must match Linux.
     errno
+);
+
+c_program!(
+    /// Signal handlers and their siginfo, masks, real-time queueing,
+    /// sigsuspend, pause, nanosleep and read interrupted (EINTR,
+    /// SA_RESTART), the alternate stack, the FPU across a handler, a
+    /// register set through the ucontext, default actions (abort, SIGPIPE,
+    /// SA_RESETHAND, SIGTERM, SIGKILL, SIGSTOP/SIGCONT), SIGCHLD.
+    signals
+);
+
+c_program!(
+    /// Faults as signals with Linux's siginfo: SEGV_MAPERR/ACCERR and
+    /// si_addr, a fault repaired by mprotect and resumed, ud2 skipped
+    /// through the ucontext, SIGFPE, SIGTRAP, a stack overflow caught on
+    /// the alternate stack; the same faults kill children.
+    sigfault
+);
+
+c_program!(
+    /// Signals among threads: pthread_kill reaches its thread, a signal
+    /// to the process goes to a thread that does not block it, masks are
+    /// per thread, sigwait in a thread, EINTR in the handler's thread,
+    /// tgkill's errnos, and a fatal signal, abort() and exit() in a thread
+    /// ending every thread.
+    threadsig
 );
 
 #[test]
@@ -195,6 +235,18 @@ fn rawsys_runs_without_libc() {
 fn rust_std_program_exits_with_its_code() {
     check(&Program {
         args: &["alpha", "beta", "exit=3"],
+        ..Program::new("rust-std", Build::RustStd)
+    });
+}
+
+/// std's stack-overflow report: its SIGSEGV handler, on the alternate
+/// stack std set up, sees the fault and names it (the child's stderr is
+/// read through a pipe and printed by the parent), then the child dies
+/// of the signal std raises, as on the host.
+#[test]
+fn rust_std_stack_overflow_is_reported_like_linux() {
+    check(&Program {
+        args: &["overflow"],
         ..Program::new("rust-std", Build::RustStd)
     });
 }

@@ -20,9 +20,13 @@
 //! ```
 //!
 //! then calls `crate::syscall::do_syscall_64(&mut PtRegs)`, which enables
-//! interrupts while it works and disables them before it returns. The
-//! return path restores every register, the user `rax` as the dispatcher
-//! left it, and leaves with `SYSRETQ` (`rcx` = RIP, `r11` = RFLAGS).
+//! interrupts while it works, runs the return-to-user loop (signals:
+//! `arch::signal::exit_to_user_mode`) and disables them before it
+//! returns. The return path restores every register, the user `rax` as
+//! the dispatcher left it, and leaves with `SYSRETQ` (`rcx` = RIP, `r11`
+//! = RFLAGS) when the frame allows it (`arch::signal::can_sysret`), else
+//! with `IRETQ` ([`return_to_user_iret`]: after a signal frame was set up
+//! or a sigreturn restored `rcx` and `r11`).
 //!
 //! # GS
 //!
@@ -388,6 +392,10 @@ unsafe extern "C" fn syscall_entry() {
         "sub rsp, 8",
         "call {dispatch}",
         "add rsp, 8",
+        // al = 0: the frame cannot leave through SYSRET (a signal handler
+        // or sigreturn rewrote it): restore everything and IRETQ.
+        "test al, al",
+        "jz {iret}",
         "pop r15",
         "pop r14",
         "pop r13",
@@ -414,5 +422,35 @@ unsafe extern "C" fn syscall_entry() {
         ss = const USER_SS,
         cs = const USER_CS,
         dispatch = sym crate::syscall::do_syscall_64,
+        iret = sym return_to_user_iret,
+    )
+}
+
+/// Leaves for user mode with every register of the [`PtRegs`] at `rsp`
+/// (Linux's `swapgs_restore_regs_and_return_to_usermode`): the IRETQ
+/// return of exceptions and interrupts from ring 3, and of system calls
+/// whose frame `SYSRET` cannot restore. Jumped to with interrupts off and
+/// `rsp` at the frame's `r15`; the frame's CS and SS are the user's.
+#[unsafe(naked)]
+pub(crate) unsafe extern "C" fn return_to_user_iret() {
+    naked_asm!(
+        "pop r15",
+        "pop r14",
+        "pop r13",
+        "pop r12",
+        "pop rbp",
+        "pop rbx",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rax",
+        "pop rcx",
+        "pop rdx",
+        "pop rsi",
+        "pop rdi",
+        // orig_rax (or the error code).
+        "add rsp, 8",
+        "iretq",
     )
 }

@@ -38,13 +38,27 @@ impl FxArea {
     /// its child's first-run closure: kept off the kernel stack).
     pub fn capture() -> alloc::boxed::Box<FxArea> {
         let mut a = alloc::boxed::Box::new(FxArea([0; 512]));
+        a.save();
+        a
+    }
+
+    /// Stores the CPU's current registers here.
+    pub fn save(&mut self) {
         // SAFETY: FXSAVE64 writes 512 bytes at a 16-byte-aligned address
         // (FxArea's alignment) that we own mutably; OSFXSR is set at boot
         // ([`init`]) so the instruction is enabled.
         unsafe {
-            core::arch::asm!("fxsave64 [{}]", in(reg) a.0.as_mut_ptr(), options(nostack));
+            core::arch::asm!("fxsave64 [{}]", in(reg) self.0.as_mut_ptr(), options(nostack));
         }
-        a
+    }
+
+    /// Clears what `FXRSTOR` would refuse in an image user mode wrote (a
+    /// signal frame): the MXCSR bits the CPU does not support (Linux's
+    /// `mxcsr_feature_mask`).
+    pub fn sanitize(&mut self) {
+        let mxcsr = u32::from_le_bytes([self.0[24], self.0[25], self.0[26], self.0[27]]);
+        let clean = mxcsr & mxcsr_mask();
+        self.0[24..28].copy_from_slice(&clean.to_le_bytes());
     }
 
     /// Makes this the CPU's current registers (the running task's state).
@@ -100,6 +114,14 @@ impl Default for FpuState {
     }
 }
 
+/// The MXCSR bits this CPU supports (`FXSAVE`'s MXCSR_MASK, 0xffbf if
+/// it reports none), read once by [`init`].
+static MXCSR_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0xffbf);
+
+fn mxcsr_mask() -> u32 {
+    MXCSR_MASK.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Enables SSE for user mode on this CPU: CR0.EM clear, CR0.MP set,
 /// CR0.TS clear (no lazy switching), CR4.OSFXSR and CR4.OSXMMEXCPT set;
 /// then loads the initial state.
@@ -117,4 +139,10 @@ pub fn init() {
         });
     }
     FxArea::INIT.load();
+    let mut probe = FxArea([0; 512]);
+    probe.save();
+    let mask = u32::from_le_bytes([probe.0[28], probe.0[29], probe.0[30], probe.0[31]]);
+    if mask != 0 {
+        MXCSR_MASK.store(mask, core::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -34,10 +34,18 @@
 //! # User mode
 //!
 //! An exception raised in ring 3 is the process's business, not a kernel
-//! bug: the handler hands it to the installed [`UserTrapHook`]
+//! bug. The vectors user mode can raise have naked entry stubs
+//! (`user_entry!`) that test the interrupted CS: from ring 0 they jump to
+//! the `x86-interrupt` handler below with the CPU's frame untouched; from
+//! ring 3 they push a whole [`PtRegs`] (Linux's `pt_regs`, the error
+//! code in `orig_rax`), hand it to the installed [`UserTrapHook`]
 //! ([`set_user_trap_hook`]; the process layer's), which resolves a page
-//! fault through the process's `Mm` and returns, or kills the process
-//! (never returns). Without a hook, it is reported like a kernel fault.
+//! fault through the process's `Mm` or sends the exception's signal, run
+//! the return-to-user loop (`arch::signal::exit_to_user_mode`: signal
+//! delivery may rewrite any register) and leave with IRETQ. Device
+//! interrupts that user mode can take (the tick) have the same kind of
+//! stub (`user_irq_entry!`, [`set_interrupt_entry`]). `int3` and `into`
+//! gates have DPL 3, so user mode may raise them (SIGTRAP, SIGSEGV).
 //!
 //! # Locking
 //!
@@ -45,19 +53,21 @@
 //! interrupts off, by [`init`] and [`set_interrupt_handler`]. The CPU reads
 //! the table without the lock, so a gate must not be raised until it is set.
 
+use core::arch::naked_asm;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use x86_64::PrivilegeLevel;
 use x86_64::instructions::interrupts::without_interrupts;
 use x86_64::registers::control::{Cr2, Cr3};
 use x86_64::structures::idt::{
     DescriptorTable, HandlerFunc, InterruptDescriptorTable, InterruptStackFrame,
     PageFaultErrorCode, SelectorErrorCode,
 };
+use x86_64::{PrivilegeLevel, VirtAddr};
 
 use spin::Mutex;
 
 use super::backtrace;
+use super::entry::PtRegs;
 use super::gdt;
 use crate::panic::{self, OneLine, emergency_println};
 
@@ -104,11 +114,11 @@ pub struct UserTrap {
     pub rsp: u64,
 }
 
-/// Handles a [`UserTrap`]: returns when the faulting instruction may be
-/// retried (a resolved `#PF`); otherwise ends the process and never
-/// returns. Runs on the task's kernel stack with interrupts off; may
-/// enable them.
-pub type UserTrapHook = fn(&UserTrap);
+/// Handles a [`UserTrap`] with the user registers: resolves a page fault
+/// or sends the exception's signal (the return to user mode then delivers
+/// it). Runs on the task's kernel stack with interrupts off; may enable
+/// them, returns with them off.
+pub type UserTrapHook = fn(&mut PtRegs, &UserTrap);
 
 /// The installed user-trap hook, type-erased; null means none. Release by
 /// [`set_user_trap_hook`], Acquire by the handlers.
@@ -119,29 +129,183 @@ pub fn set_user_trap_hook(hook: UserTrapHook) {
     USER_TRAP_HOOK.store(hook as *mut (), Ordering::Release);
 }
 
-/// Passes an exception from ring 3 to the user-trap hook; false when the
-/// exception came from ring 0 or no hook is installed.
-fn user_trap(frame: &InterruptStackFrame, vector: u8, error_code: u64, cr2: u64) -> bool {
-    if frame.code_segment.rpl() != PrivilegeLevel::Ring3 {
-        return false;
-    }
+/// The Rust half of every user-mode exception entry (`user_entry!`):
+/// `regs` is the interrupted user context, its `orig_rax` the CPU's error
+/// code (`u64::MAX` for vectors without one). Hands the exception to the
+/// hook, then runs the return-to-user loop; the stub leaves with IRETQ.
+extern "C" fn user_exception(regs: *mut PtRegs, vector: u64) {
+    // SAFETY: the entry stub passes the PtRegs frame it pushed on this
+    // task's kernel stack, which nothing else references until it pops it.
+    let regs = unsafe { &mut *regs };
+    let has_code = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
+    let error_code = if has_code { regs.orig_rax } else { 0 };
+    regs.orig_rax = super::signal::NO_SYSCALL;
+    let cr2 = if vector == 14 { Cr2::read_raw() } else { 0 };
+    let trap = UserTrap {
+        vector: vector as u8,
+        error_code,
+        cr2,
+        rip: regs.rip,
+        rsp: regs.rsp,
+    };
     let hook = USER_TRAP_HOOK.load(Ordering::Acquire);
     if hook.is_null() {
-        return false;
+        panic!("BUG: user-mode exception {trap:?} without a user-trap hook");
     }
     // SAFETY: the only non-null values stored in USER_TRAP_HOOK are
     // `UserTrapHook`s cast by set_user_trap_hook; on x86_64 function and
     // data pointers have the same size and representation.
     let hook = unsafe { core::mem::transmute::<*mut (), UserTrapHook>(hook) };
-    hook(&UserTrap {
-        vector,
-        error_code,
-        cr2,
-        rip: frame.instruction_pointer.as_u64(),
-        rsp: frame.stack_pointer.as_u64(),
-    });
-    true
+    hook(regs, &trap);
+    x86_64::instructions::interrupts::disable();
+    super::signal::exit_to_user_mode(regs);
 }
+
+/// The Rust half of a device interrupt taken in user mode
+/// (`user_irq_entry!`): runs the handler's body, then the return-to-user
+/// loop (where a preempted task reschedules and signals are delivered).
+extern "C" fn user_interrupt(regs: *mut PtRegs, body: extern "C" fn()) {
+    // SAFETY: as for `user_exception`.
+    let regs = unsafe { &mut *regs };
+    body();
+    x86_64::instructions::interrupts::disable();
+    super::signal::exit_to_user_mode(regs);
+}
+
+/// The general registers, pushed in [`PtRegs`] order (after `orig_rax`),
+/// then `rbp` = 0 (backtraces end here) and `rdi` = the frame.
+macro_rules! push_regs {
+    () => {
+        "push rdi\npush rsi\npush rdx\npush rcx\npush rax\npush r8\npush r9\npush r10\n\
+         push r11\npush rbx\npush rbp\npush r12\npush r13\npush r14\npush r15\n\
+         xor ebp, ebp\nmov rdi, rsp"
+    };
+}
+
+/// Defines the gate entry of an exception vector: from ring 0 it jumps to
+/// the `x86-interrupt` handler `$kernel` (the frame untouched); from ring
+/// 3 it pushes a [`PtRegs`] (the CPU's error code, or -1, in `orig_rax`),
+/// calls [`user_exception`] and leaves through
+/// `entry::return_to_user_iret`.
+macro_rules! user_entry {
+    ($stub:ident, $kernel:ident, $vector:literal) => {
+        #[unsafe(naked)]
+        unsafe extern "C" fn $stub() {
+            naked_asm!(
+                "test byte ptr [rsp + 8], 3",
+                "jz {kernel}",
+                "push -1",
+                push_regs!(),
+                "mov esi, {vector}",
+                "jmp {common}",
+                kernel = sym $kernel,
+                vector = const $vector,
+                common = sym user_exception_common,
+            )
+        }
+    };
+    ($stub:ident, $kernel:ident, $vector:literal, error_code) => {
+        #[unsafe(naked)]
+        unsafe extern "C" fn $stub() {
+            naked_asm!(
+                "test byte ptr [rsp + 16], 3",
+                "jz {kernel}",
+                push_regs!(),
+                "mov esi, {vector}",
+                "jmp {common}",
+                kernel = sym $kernel,
+                vector = const $vector,
+                common = sym user_exception_common,
+            )
+        }
+    };
+}
+
+/// The shared tail of `user_entry!`: `rdi` = the frame, `esi` = the
+/// vector. 21 words sit on the 16-aligned entry stack top: realign for
+/// the call.
+#[unsafe(naked)]
+unsafe extern "C" fn user_exception_common() {
+    naked_asm!(
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "jmp {iret}",
+        handler = sym user_exception,
+        iret = sym super::entry::return_to_user_iret,
+    )
+}
+
+/// Defines the gate entry of a device interrupt: from ring 0 the
+/// `x86-interrupt` handler `$kernel`; from ring 3 a [`PtRegs`] frame,
+/// `$body` (an `extern "C" fn()` doing the handler's work) through
+/// `user_interrupt`, then the IRETQ return. Install it with
+/// [`set_interrupt_entry`].
+#[macro_export]
+macro_rules! user_irq_entry {
+    ($stub:ident, $kernel:path, $body:path) => {
+        #[unsafe(naked)]
+        unsafe extern "C" fn $stub() {
+            core::arch::naked_asm!(
+                "test byte ptr [rsp + 8], 3",
+                "jz {kernel}",
+                "push -1",
+                "push rdi\npush rsi\npush rdx\npush rcx\npush rax\npush r8\npush r9\n\
+                 push r10\npush r11\npush rbx\npush rbp\npush r12\npush r13\npush r14\n\
+                 push r15\nxor ebp, ebp\nmov rdi, rsp",
+                "lea rsi, [rip + {body}]",
+                "jmp {common}",
+                kernel = sym $kernel,
+                body = sym $body,
+                common = sym $crate::arch::idt::user_interrupt_common,
+            )
+        }
+    };
+}
+
+/// The shared tail of `user_irq_entry!`: `rdi` = the frame, `rsi` = the
+/// body.
+///
+/// # Safety
+///
+/// Only jumped to by a `user_irq_entry!` stub, with the frame it pushed.
+#[unsafe(naked)]
+pub unsafe extern "C" fn user_interrupt_common() {
+    naked_asm!(
+        "sub rsp, 8",
+        "call {handler}",
+        "add rsp, 8",
+        "jmp {iret}",
+        handler = sym user_interrupt,
+        iret = sym super::entry::return_to_user_iret,
+    )
+}
+
+user_entry!(divide_error_entry, divide_error, 0);
+user_entry!(debug_entry, debug, 1);
+user_entry!(breakpoint_entry, breakpoint, 3);
+user_entry!(overflow_entry, overflow, 4);
+user_entry!(bound_range_entry, bound_range_exceeded, 5);
+user_entry!(invalid_opcode_entry, invalid_opcode, 6);
+user_entry!(device_not_available_entry, device_not_available, 7);
+user_entry!(invalid_tss_entry, invalid_tss, 10, error_code);
+user_entry!(
+    segment_not_present_entry,
+    segment_not_present,
+    11,
+    error_code
+);
+user_entry!(stack_segment_entry, stack_segment_fault, 12, error_code);
+user_entry!(
+    general_protection_entry,
+    general_protection_fault,
+    13,
+    error_code
+);
+user_entry!(page_fault_entry, page_fault, 14, error_code);
+user_entry!(x87_floating_point_entry, x87_floating_point, 16);
+user_entry!(alignment_check_entry, alignment_check, 17, error_code);
+user_entry!(simd_floating_point_entry, simd_floating_point, 19);
 
 /// The IDT. The CPU holds its address from [`init`] on: it must never move.
 static IDT: Mutex<InterruptDescriptorTable> = Mutex::new(InterruptDescriptorTable::new());
@@ -159,6 +323,19 @@ pub fn init() {
     });
 }
 
+/// Installs the naked entry `stub` (made by `user_irq_entry!`) as the
+/// gate of device-interrupt `vector` (32..=255).
+pub fn set_interrupt_entry(vector: u8, stub: unsafe extern "C" fn()) {
+    assert!(vector >= 32, "vector {vector} is a CPU exception");
+    without_interrupts(|| {
+        // SAFETY: `stub` comes from user_irq_entry!, a valid interrupt
+        // entry without an error code (see there).
+        unsafe {
+            IDT.lock()[vector].set_handler_addr(VirtAddr::new(stub as usize as u64));
+        }
+    });
+}
+
 /// Installs `handler` as the gate of device-interrupt or IPI `vector`
 /// (32..=255). The vector must not be raised before this returns.
 pub fn set_interrupt_handler(vector: u8, handler: HandlerFunc) {
@@ -169,23 +346,6 @@ pub fn set_interrupt_handler(vector: u8, handler: HandlerFunc) {
 }
 
 fn set_exception_gates(idt: &mut InterruptDescriptorTable) {
-    idt.divide_error.set_handler_fn(divide_error);
-    idt.debug.set_handler_fn(debug);
-    idt.breakpoint.set_handler_fn(breakpoint);
-    idt.overflow.set_handler_fn(overflow);
-    idt.bound_range_exceeded
-        .set_handler_fn(bound_range_exceeded);
-    idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available
-        .set_handler_fn(device_not_available);
-    idt.invalid_tss.set_handler_fn(invalid_tss);
-    idt.segment_not_present.set_handler_fn(segment_not_present);
-    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
-    idt.general_protection_fault
-        .set_handler_fn(general_protection_fault);
-    idt.x87_floating_point.set_handler_fn(x87_floating_point);
-    idt.alignment_check.set_handler_fn(alignment_check);
-    idt.simd_floating_point.set_handler_fn(simd_floating_point);
     idt.virtualization.set_handler_fn(virtualization);
     idt.cp_protection_exception
         .set_handler_fn(control_protection);
@@ -193,7 +353,47 @@ fn set_exception_gates(idt: &mut InterruptDescriptorTable) {
     idt.vmm_communication_exception
         .set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security_exception);
-    let page_fault_gate = idt.page_fault.set_handler_fn(page_fault);
+    // The vectors user mode can raise: entries that build a PtRegs from
+    // ring 3 (signals need the whole user context) and jump to the
+    // x86-interrupt handler from ring 0.
+    let addr = |f: unsafe extern "C" fn()| VirtAddr::new(f as usize as u64);
+    // SAFETY: each stub is a naked entry that keeps the CPU's frame as an
+    // x86-interrupt handler expects it (ring 0: it jumps to one without
+    // touching the stack) or returns with IRETQ after restoring every
+    // register it pushed (ring 3), so it is a valid gate of its vector,
+    // with or without an error code as declared in `user_entry!`. int3
+    // and into are allowed from ring 3 (DPL 3), as on Linux.
+    unsafe {
+        idt.divide_error.set_handler_addr(addr(divide_error_entry));
+        idt.debug.set_handler_addr(addr(debug_entry));
+        idt.breakpoint
+            .set_handler_addr(addr(breakpoint_entry))
+            .set_privilege_level(PrivilegeLevel::Ring3);
+        idt.overflow
+            .set_handler_addr(addr(overflow_entry))
+            .set_privilege_level(PrivilegeLevel::Ring3);
+        idt.bound_range_exceeded
+            .set_handler_addr(addr(bound_range_entry));
+        idt.invalid_opcode
+            .set_handler_addr(addr(invalid_opcode_entry));
+        idt.device_not_available
+            .set_handler_addr(addr(device_not_available_entry));
+        idt.invalid_tss.set_handler_addr(addr(invalid_tss_entry));
+        idt.segment_not_present
+            .set_handler_addr(addr(segment_not_present_entry));
+        idt.stack_segment_fault
+            .set_handler_addr(addr(stack_segment_entry));
+        idt.general_protection_fault
+            .set_handler_addr(addr(general_protection_entry));
+        idt.x87_floating_point
+            .set_handler_addr(addr(x87_floating_point_entry));
+        idt.alignment_check
+            .set_handler_addr(addr(alignment_check_entry));
+        idt.simd_floating_point
+            .set_handler_addr(addr(simd_floating_point_entry));
+    }
+    // SAFETY: as above, for the page-fault stub.
+    let page_fault_gate = unsafe { idt.page_fault.set_handler_addr(addr(page_fault_entry)) };
     // SAFETY: each index names an IST slot that gdt::init filled with a stack
     // of its own, used by no other gate and by no code (gdt I1).
     unsafe {
@@ -237,9 +437,6 @@ macro_rules! interrupted_rbp {
 macro_rules! fatal_handler {
     ($fn:ident, $vector:literal, $name:literal) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
-            if user_trap(&frame, $vector, 0, 0) {
-                return;
-            }
             fatal_exception($vector, $name, &frame, ErrorCode::None, interrupted_rbp!())
         }
     };
@@ -250,9 +447,6 @@ macro_rules! fatal_handler {
     };
     ($fn:ident, $vector:literal, $name:literal, $kind:ident) => {
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
-            if user_trap(&frame, $vector, code, 0) {
-                return;
-            }
             fatal_exception(
                 $vector,
                 $name,
@@ -303,9 +497,6 @@ fatal_handler!(vmm_communication, 29, "#VC VMM communication", Plain);
 fatal_handler!(security_exception, 30, "#SX security exception", Plain);
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
-    if user_trap(&frame, 14, code.bits(), Cr2::read_raw()) {
-        return;
-    }
     fatal_exception(
         14,
         "#PF page fault",

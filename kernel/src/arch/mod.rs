@@ -7,6 +7,7 @@
 //! - [`backtrace`]: frame-pointer backtraces for panic and exception reports.
 //! - [`entry`]: NX/SMEP/SMAP, `SYSCALL` entry, entering user mode, CR3 and
 //!   kernel-stack switching per task.
+//! - [`signal`]: the return-to-user loop, signal frames, `rt_sigreturn`.
 //!
 //! # Ordering
 //!
@@ -19,6 +20,7 @@ pub mod entry;
 pub mod fpu;
 pub mod gdt;
 pub mod idt;
+pub mod signal;
 
 /// Brings up the boot CPU's segments, TSS and exception handlers.
 pub fn init() {

@@ -167,7 +167,8 @@ pub enum OpenData {
     Console,
     Bytes(Vec<u8>),
     File(Arc<FileData>),
-    /// A directory at this path (`getdents` is not there).
+    /// A directory at this path (`getdents64` lists it; the position
+    /// counts the entries already returned).
     Dir(String),
     /// One end of a pipe.
     Pipe(Arc<pipe::PipeEnd>),
@@ -225,6 +226,9 @@ impl OpenFile {
     }
 }
 
+/// `TASK_COMM_LEN`: a name's bytes with its NUL.
+pub const TASK_COMM_LEN: usize = 16;
+
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
@@ -258,8 +262,8 @@ pub struct Process {
     pub pid: u32,
     /// The parent's pid (0 for init); 1 once the parent has exited.
     ppid: AtomicU32,
-    /// The name (`task->comm`): the program file's last component, set by
-    /// exec.
+    /// The name (`task->comm`): the program file's last component (at
+    /// most 15 bytes), set by exec and `prctl(PR_SET_NAME)`.
     comm: SpinLock<String>,
     /// The live threads (thread H1); the first one's tid is `pid`.
     pub threads: SpinLock<Vec<Arc<thread::Thread>>>,
@@ -271,6 +275,9 @@ pub struct Process {
     pub group_exit: AtomicBool,
     /// Woken when a thread of the process exits (`de_thread` waits here).
     pub thread_exit: WaitQueue,
+    /// The program file's absolute path (`mm->exe_file`, what
+    /// `/proc/self/exe` links to), set by exec.
+    exe: SpinLock<String>,
     /// The address space; `None` before exec and after exit (P2).
     mm: SpinLock<Option<Arc<KMm>>>,
     /// Open files by descriptor (0..=2: the console at start).
@@ -292,24 +299,39 @@ pub struct Process {
     pub min_flt: AtomicU64,
     /// The reaped children's `min_flt`, with theirs (`cmin_flt`).
     pub cmin_flt: AtomicU64,
-    /// A signal that kills the process at its next entry to or exit from
-    /// the kernel (`kill`); 0: none.
-    pub pending_kill: AtomicU32,
-    /// Signal dispositions and the blocked mask, recorded
-    /// (`rt_sigaction`, `rt_sigprocmask`, `sigaltstack`); see `signal`.
-    /// (Boxed: 2 KiB, which a debug kernel would copy between stack
-    /// frames whenever a `Process` is built.)
-    pub signals: SpinLock<Box<signal::Signals>>,
-    /// Where the process sleeps until a signal is pending (`pause`);
-    /// `kill` wakes it after setting `pending_kill` (Linux's
-    /// `signal_wake_up`).
-    pub signal_wait: WaitQueue,
+    /// The signal the process dies of, once one was fatal (Linux's
+    /// `SIGNAL_GROUP_EXIT` with its exit code); 0: none. The first one
+    /// sticks. Set by a sender (`signal::send_signal`) or the process
+    /// itself; acted on by each thread's return to user mode
+    /// (`arch::signal::exit_to_user_mode`), which ends the group.
+    pending_kill: AtomicU32,
+    /// Dispositions, the process-wide pending set, job control
+    /// (`signal::ProcessSignals`; lock order in `signal`). (Boxed: 2 KiB,
+    /// which a debug kernel would copy between stack frames whenever a
+    /// `Process` is built.) Each thread's own signal state is
+    /// `thread::Thread::sig`.
+    pub signals: SpinLock<Box<signal::ProcessSignals>>,
+    /// Where the threads sleep while the process is stopped (SIGSTOP & co.).
+    pub stop_wait: WaitQueue,
 }
 
 impl Process {
     /// The name (`comm`).
     pub fn comm(&self) -> String {
         self.comm.lock().clone()
+    }
+
+    /// Renames the process (`prctl(PR_SET_NAME)`, `set_task_comm`): the
+    /// first 15 bytes of `name`.
+    pub fn set_comm(&self, name: &[u8]) {
+        let n = name.len().min(TASK_COMM_LEN - 1);
+        *self.comm.lock() = String::from_utf8_lossy(&name[..n]).into_owned();
+    }
+
+    /// The program file's absolute path (`/proc/self/exe`); empty before
+    /// the first exec.
+    pub fn exe(&self) -> String {
+        self.exe.lock().clone()
     }
 
     /// The address space, while the process has one.
@@ -331,7 +353,39 @@ impl Process {
         self.ppid.load(Ordering::Relaxed)
     }
 
-    /// How the process ended (valid once its thread has exited).
+    /// The signal the process dies of, or 0 (see the field).
+    pub fn fatal_signal(&self) -> u32 {
+        self.pending_kill.load(Ordering::SeqCst)
+    }
+
+    /// Makes `sig` the signal the process dies of unless one already is,
+    /// and wakes every thread to die of it (Linux's `complete_signal` for a
+    /// fatal signal: SIGKILL to each thread).
+    pub fn set_fatal_signal(&self, sig: u32) {
+        let _ = self
+            .pending_kill
+            .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+        thread::wake_all_threads(self);
+        self.wake_stopped();
+    }
+
+    /// Whether the process is dying or dead (signals to it are dropped).
+    pub fn is_exiting(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
+    /// The thread of `p` with id `tid`, while it lives.
+    pub fn thread(&self, tid: u32) -> Option<Arc<thread::Thread>> {
+        self.threads.lock().iter().find(|t| t.tid() == tid).cloned()
+    }
+
+    /// Wakes the threads if they sleep stopped, to re-check.
+    pub fn wake_stopped(&self) {
+        self.stop_wait.wake_all();
+        CHILD_EXIT.wake_all();
+    }
+
+    /// How the process ended (valid once its last thread has exited).
     pub fn exit_status(&self) -> ExitStatus {
         ExitStatus::from_wait_status(self.wait_status.load(Ordering::Acquire))
     }
@@ -376,6 +430,7 @@ impl Process {
             handles: SpinLock::new("process.handles", Vec::new()),
             group_exit: AtomicBool::new(false),
             thread_exit: WaitQueue::new("process.thread_exit"),
+            exe: SpinLock::new("process.exe", String::new()),
             mm: SpinLock::new("process.mm", None),
             files: SpinLock::new(
                 "process.files",
@@ -395,7 +450,7 @@ impl Process {
             cmin_flt: AtomicU64::new(0),
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
-            signal_wait: WaitQueue::new("process.signal_wait"),
+            stop_wait: WaitQueue::new("process.stop_wait"),
         }
     }
 }
@@ -405,7 +460,10 @@ impl Process {
 pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String>) -> Running {
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let process = Arc::new(Process::new(pid, 0, comm));
-    start(process, move |p| {
+    // Init ignores the signals it has no handler for (Linux's
+    // SIGNAL_UNKILLABLE), unless a fault forces one on it.
+    process.signals.lock().unkillable = pid == 1;
+    start(process, signal::ThreadSignals::default(), move |p| {
         exec_and_run(p, &elf, argv, envp).unwrap_or_else(|err| {
             crate::println!("{}[{}]: exec failed: {err:?}", p.comm(), p.pid);
             ExitStatus::Exited(127)
@@ -419,10 +477,11 @@ pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String
 /// ([`thread::exit_thread`], [`exit_process`]).
 fn start(
     p: Arc<Process>,
+    sig: signal::ThreadSignals,
     body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
 ) -> Result<Running, Errno> {
     PROCESSES.lock().push(p.clone());
-    let t = Arc::new(thread::Thread::new(p.pid, p.clone()));
+    let t = Arc::new(thread::Thread::new(p.pid, p.clone(), sig));
     let started = if thread::attach(&t) {
         spawn_thread(t, body)
     } else {
@@ -478,6 +537,7 @@ fn exit_process(p: &Process) {
     reparent_children(p);
     p.vfork_done.store(true, Ordering::Release);
     p.exited.store(true, Ordering::Release);
+    notify_parent_exit(p, p.exit_status());
     CHILD_EXIT.wake_all();
 }
 
@@ -559,7 +619,7 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
     let child_tid = args.child_tid;
     let body = move |p: &Process| {
         let Some(mm) = p.mm() else {
-            return ExitStatus::Signaled(SIGKILL);
+            return ExitStatus::Signaled(signal::SIGKILL);
         };
         if let Some(at) = child_tid {
             let _ = crate::uaccess::copy_to_user(&mm, at, &tid.to_le_bytes());
@@ -569,14 +629,14 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         sched::switch_mm(pgd);
         fpu.load();
         sched::set_fs_base(fs_base);
-        // Killed before it ever ran: `kill`'s signal (a process's first
+        // Killed before it ever ran: the fatal signal (a process's first
         // thread records it as the status), or told to exit.
-        let sig = p.pending_kill.load(Ordering::Relaxed);
+        let sig = p.fatal_signal();
         if sig != 0 {
             return ExitStatus::Signaled(sig);
         }
         if thread::fatal_signal_pending() {
-            return ExitStatus::Signaled(SIGKILL);
+            return ExitStatus::Signaled(signal::SIGKILL);
         }
         // SAFETY: 1. CR3 holds this task's process PGD (switch_mm above).
         // 2. `regs` is the parent's syscall frame: rip and rsp are the
@@ -588,9 +648,17 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         x86_64::instructions::interrupts::enable();
         ExitStatus::from_wait_status(w as i32)
     };
+    // The new thread's signal state: the caller's mask; its alternate
+    // stack unless the child shares the address space without vfork
+    // (Linux's copy_process: sas_ss_reset for CLONE_VM without
+    // CLONE_VFORK), nothing pending.
+    let mut sig = me.sig.lock().fork();
+    if args.share_vm && !args.vfork {
+        sig.altstack = signal::AltStack::NONE;
+    }
     if args.thread {
         let p = me.process.clone();
-        let t = Arc::new(thread::Thread::new(tid, p.clone()));
+        let t = Arc::new(thread::Thread::new(tid, p.clone(), sig));
         if let Some(at) = args.clear_child_tid {
             t.clear_child_tid.store(at, Ordering::Relaxed);
         }
@@ -624,10 +692,13 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.files.lock() = parent.files.lock().clone();
-    *child.signals.lock() = parent.signals.lock().clone();
+    // Box::clone builds the 2 KiB table in the heap, not in this frame.
+    let mut sigs = parent.signals.lock().clone();
+    sigs.forget_for_fork();
+    *child.signals.lock() = sigs;
     *child.rlimits.lock() = *parent.rlimits.lock();
     *child.mm.lock() = Some(child_mm);
-    let running = start_with(child, args.clear_child_tid, body)?;
+    let running = start_with(child, sig, args.clear_child_tid, body)?;
     let c = running.process.clone();
     parent.children.lock().push(running);
     if args.vfork {
@@ -642,10 +713,11 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
 /// [`start`], with the first thread's `clear_child_tid` set before it runs.
 fn start_with(
     p: Arc<Process>,
+    sig: signal::ThreadSignals,
     clear_child_tid: Option<u64>,
     body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
 ) -> Result<Running, Errno> {
-    start(p, move |p: &Process| {
+    start(p, sig, move |p: &Process| {
         if let (Some(at), Some(t)) = (clear_child_tid, thread::current_thread()) {
             t.clear_child_tid.store(at, Ordering::Relaxed);
         }
@@ -684,6 +756,15 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
         .cloned()
 }
 
+/// Finds a live thread of any process by its tid.
+pub fn find_thread(tid: u32) -> Option<Arc<thread::Thread>> {
+    PROCESSES
+        .lock()
+        .iter()
+        .filter(|p| !p.exited.load(Ordering::Acquire))
+        .find_map(|p| p.thread(tid))
+}
+
 /// Every live process's pid.
 pub fn pids() -> Vec<u32> {
     PROCESSES
@@ -701,15 +782,20 @@ pub const WNOHANG: u64 = 1;
 /// 0, or a process group: there is one) for any. Returns the reaped
 /// child's pid and status, `None` under `WNOHANG` if none has exited yet,
 /// `ECHILD` if there is no such child.
-pub fn wait_child(
-    parent: &Process,
-    pid: i64,
-    options: u64,
-) -> Result<Option<(u32, ExitStatus)>, Errno> {
+pub fn wait_child(parent: &Process, pid: i64, options: u64) -> Result<Option<(u32, i32)>, Errno> {
     const ECHILD: Errno = Errno(10);
+    const WUNTRACED: u64 = 2;
+    const WCONTINUED: u64 = 8;
+    let (stopped, continued) = (options & WUNTRACED != 0, options & WCONTINUED != 0);
     let matches = |r: &Running| pid <= 0 || i64::from(r.process.pid) == pid;
+    let ready = |r: &Running| {
+        matches(r)
+            && (r.process.exited.load(Ordering::Acquire)
+                || signal::has_stop_report(&r.process, stopped, continued))
+    };
     loop {
         let mut found = None;
+        let mut job = None;
         {
             let mut children = parent.children.lock();
             if !children.iter().any(matches) {
@@ -720,6 +806,8 @@ pub fn wait_child(
                 .position(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
             {
                 found = Some(children.swap_remove(i));
+            } else if let Some(r) = children.iter().find(|r| ready(r)) {
+                job = Some(r.process.clone());
             }
         }
         if let Some(r) = found {
@@ -728,22 +816,25 @@ pub fn wait_child(
             let faults =
                 child.min_flt.load(Ordering::Relaxed) + child.cmin_flt.load(Ordering::Relaxed);
             parent.cmin_flt.fetch_add(faults, Ordering::Relaxed);
-            return Ok(Some((child.pid, status)));
+            return Ok(Some((child.pid, status.to_wait_status())));
+        }
+        // A stop (status sig << 8 | 0x7f) or a continue (0xffff).
+        if let Some(c) = job
+            && let Some(sig) = signal::take_stop_report(&c, stopped, continued)
+        {
+            let w = if sig == signal::SIGCONT {
+                0xffff
+            } else {
+                ((sig as i32) << 8) | 0x7f
+            };
+            return Ok(Some((c.pid, w)));
         }
         if options & WNOHANG != 0 {
             return Ok(None);
         }
-        CHILD_EXIT.wait_until_idle(|| {
-            thread::fatal_signal_pending()
-                || parent
-                    .children
-                    .lock()
-                    .iter()
-                    .any(|r| matches(r) && r.process.exited.load(Ordering::Acquire))
-        });
-        if thread::fatal_signal_pending() {
-            return Err(crate::syscall::EINTR);
-        }
+        CHILD_EXIT
+            .wait_until_interruptible(|| parent.children.lock().iter().any(ready))
+            .map_err(|_| signal::ERESTARTSYS)?;
     }
 }
 
@@ -755,7 +846,10 @@ fn exec_and_run(
     argv: Vec<String>,
     envp: Vec<String>,
 ) -> Result<ExitStatus, Errno> {
-    let image = exec(p, elf, &argv, &envp)?;
+    // The kernel runs init with the file name as argv[0]
+    // (`run_init_process`).
+    let path = argv.first().cloned().unwrap_or_default();
+    let image = exec(p, &path, elf, &argv, &envp)?;
     drop((argv, envp));
     log::info!(
         "{}[{}]: entering user mode at {:#x}, stack {:#x}",
@@ -772,13 +866,16 @@ fn exec_and_run(
     Ok(ExitStatus::from_wait_status(w as i32))
 }
 
-/// Replaces `p`'s address space with a new one holding `elf` (the point of
-/// no return of `execve`, `begin_new_exec`): on success the old `Mm` is
-/// gone (after CR3 moved off it, P2), the x87/SSE registers and FS base
-/// are reset, signal handlers go back to their defaults and close-on-exec
-/// files are closed; on failure `p` is unchanged.
+/// Replaces `p`'s address space with a new one holding `elf`, the file
+/// `path` names (the point of no return of `execve`, `begin_new_exec`): on
+/// success the old `Mm` is gone (after CR3 moved off it, P2), the x87/SSE
+/// registers and FS base are reset, signal handlers go back to their
+/// defaults, close-on-exec files are closed, and the name is the file
+/// name's last component (Linux's `kbasename(bprm->filename)`, not
+/// `argv[0]`); on failure `p` is unchanged.
 pub fn exec(
     p: &Process,
+    path: &str,
     elf: &FileData,
     argv: &[String],
     envp: &[String],
@@ -786,7 +883,7 @@ pub fn exec(
     let mm = Arc::new(Mm::new(vm())?);
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
-    let image = elf::load(&mm, elf, argv, envp)?;
+    let image = elf::load(&mm, elf, path, argv, envp)?;
     // The point of no return: the other threads go first (`de_thread`).
     if let Some(t) = thread::current_thread() {
         thread::de_thread(&t)?;
@@ -799,15 +896,19 @@ pub fn exec(
     crate::arch::fpu::FxArea::INIT.load();
     sched::set_fs_base(0);
     p.signals.lock().exec();
+    if let Some(t) = thread::current_thread() {
+        let mut ts = t.sig.lock();
+        ts.altstack = signal::AltStack::NONE;
+        ts.restart = None;
+    }
     p.files.lock().iter_mut().for_each(|f| {
         if f.as_ref().is_some_and(|f| f.cloexec) {
             *f = None;
         }
     });
-    if let Some(name) = argv.first() {
-        let base = name.rsplit('/').next().unwrap_or(name);
-        *p.comm.lock() = base.chars().take(15).collect();
-    }
+    let base = path.rsplit('/').next().unwrap_or(path);
+    p.set_comm(base.as_bytes());
+    *p.exe.lock() = crate::initramfs::normalize(path.as_bytes()).unwrap_or_else(|_| path.into());
     p.vfork_done.store(true, Ordering::Release);
     CHILD_EXIT.wake_all();
     Ok(image)
@@ -822,18 +923,23 @@ pub fn do_exit(status: ExitStatus) -> ! {
     crate::arch::entry::exit_to_kernel(status.to_wait_status() as u64)
 }
 
-/// Signal numbers a fatal trap raises.
-const SIGILL: u32 = 4;
-const SIGFPE: u32 = 8;
-const SIGKILL: u32 = 9;
-const SIGSEGV: u32 = 11;
-
 /// The user-trap hook (see `arch::idt`): resolves page faults through the
-/// process's `Mm`; kills the process on anything else, with Linux's lines.
-fn user_trap(t: &UserTrap) {
+/// process's `Mm`; turns every other exception, and a fault it cannot
+/// resolve, into its signal with Linux's `siginfo` (arch/x86/kernel/traps.c,
+/// arch/x86/mm/fault.c). The return to user mode delivers it: a handler
+/// runs, or the process dies with Linux's report line (only when no
+/// handler catches the signal, as `show_unhandled_signals`).
+fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
+    use signal::{SigInfo, force_sig};
     x86_64::instructions::interrupts::enable();
-    let Some(p) = current() else {
+    let Some(me) = thread::current_thread() else {
         panic!("BUG: user-mode trap {t:?} on a thread without a process");
+    };
+    let p = me.process.clone();
+    me.sig.lock().trap = crate::arch::signal::TrapInfo {
+        trapno: u64::from(t.vector),
+        error_code: t.error_code,
+        cr2: t.cr2,
     };
     if t.vector == 14 {
         // Error code bits: 1 write, 4 user, 0x10 instruction fetch.
@@ -851,19 +957,16 @@ fn user_trap(t: &UserTrap) {
         match result {
             Ok(()) => {
                 p.min_flt.fetch_add(1, Ordering::Relaxed);
-                drop(p);
-                thread::exit_to_user_checks();
-                x86_64::instructions::interrupts::disable();
-                return;
             }
             Err(FaultError::Oom) => {
                 log::error!("Out of memory: Killed process {} ({})", p.pid, p.comm());
-                drop(p);
-                thread::do_group_exit(ExitStatus::Signaled(SIGKILL));
+                p.set_fatal_signal(signal::SIGKILL);
             }
-            Err(FaultError::Segv(_)) => {
+            Err(FaultError::Segv(code)) => {
                 // Linux prints this at KERN_INFO (KERN_EMERG for init).
-                if p.pid == 1 || crate::cmdline::get().shows_info() {
+                if unhandled(&me, signal::SIGSEGV)
+                    && (p.pid == 1 || crate::cmdline::get().shows_info())
+                {
                     crate::println!(
                         "{}[{}]: segfault at {:x} ip {:016x} sp {:016x} error {:x}",
                         p.comm(),
@@ -874,19 +977,42 @@ fn user_trap(t: &UserTrap) {
                         t.error_code
                     );
                 }
-                drop(p);
-                thread::do_group_exit(ExitStatus::Signaled(SIGSEGV));
+                let code = match code {
+                    mm::vm::SegvCode::MapErr => signal::SEGV_MAPERR,
+                    mm::vm::SegvCode::AccErr => signal::SEGV_ACCERR,
+                };
+                force_sig(&me, SigInfo::fault(signal::SIGSEGV, code, t.cr2));
             }
         }
+        x86_64::instructions::interrupts::disable();
+        return;
     }
-    let (name, sig) = match t.vector {
-        0 => ("divide error", SIGFPE),
-        6 => ("invalid opcode", SIGILL),
-        13 => ("general protection fault", SIGSEGV),
-        _ => ("trap", SIGSEGV),
+    let (name, info) = match t.vector {
+        0 => (
+            "divide error",
+            SigInfo::fault(signal::SIGFPE, signal::FPE_INTDIV, t.rip),
+        ),
+        1 => ("debug", SigInfo::fault(signal::SIGTRAP, 2, t.rip)),
+        3 => ("int3", SigInfo::kernel(signal::SIGTRAP)),
+        4 => ("overflow", SigInfo::kernel(signal::SIGSEGV)),
+        5 => ("bounds", SigInfo::kernel(signal::SIGSEGV)),
+        6 => (
+            "invalid opcode",
+            SigInfo::fault(signal::SIGILL, signal::ILL_ILLOPN, t.rip),
+        ),
+        11 => ("segment not present", SigInfo::kernel(signal::SIGBUS)),
+        12 => ("stack segment", SigInfo::kernel(signal::SIGBUS)),
+        13 => ("general protection fault", SigInfo::kernel(signal::SIGSEGV)),
+        16 | 19 => ("floating point", SigInfo::fault(signal::SIGFPE, 0, t.rip)),
+        17 => ("alignment check", SigInfo::fault(signal::SIGBUS, 1, 0)),
+        _ => ("trap", SigInfo::kernel(signal::SIGSEGV)),
     };
-    // KERN_INFO on Linux, as the segfault line (shown for init always).
-    if p.pid == 1 || crate::cmdline::get().shows_info() {
+    // KERN_INFO on Linux, as the segfault line (shown for init always);
+    // not for int3, which is a debugger's business.
+    if t.vector != 3
+        && unhandled(&me, info.signo)
+        && (p.pid == 1 || crate::cmdline::get().shows_info())
+    {
         crate::println!(
             "traps: {}[{}] {name} ip:{:x} sp:{:x} error:{:x} (vector {})",
             p.comm(),
@@ -897,8 +1023,43 @@ fn user_trap(t: &UserTrap) {
             t.vector
         );
     }
-    drop(p);
-    thread::do_group_exit(ExitStatus::Signaled(sig))
+    force_sig(&me, info);
+    x86_64::instructions::interrupts::disable();
+}
+
+/// Whether `sig` would kill `p` rather than run a handler (Linux's
+/// `unhandled_signal`).
+fn unhandled(t: &thread::Thread, sig: u32) -> bool {
+    let handler = t.process.signals.lock().actions[sig as usize - 1].handler;
+    let blocked = signal::blocked(t) & signal::sigmask(sig) != 0;
+    handler <= signal::SIG_IGN || blocked
+}
+
+/// Tells `p`'s parent that `p` stopped or continued (Linux's
+/// `do_notify_parent_cldstop`): SIGCHLD unless the parent set
+/// `SA_NOCLDSTOP`, and a wakeup of its `wait4`.
+pub fn notify_parent_cldstop(p: &Process, code: i32, sig: u32) {
+    if let Some(parent) = find(p.ppid()) {
+        let a = signal::chld_action(&parent);
+        if a.flags & signal::SA_NOCLDSTOP == 0 {
+            let info = signal::SigInfo::chld(code, p.pid, sig as i32);
+            let _ = signal::send_signal(&parent, info, None, true);
+        }
+    }
+    CHILD_EXIT.wake_all();
+}
+
+/// Sends SIGCHLD to the parent of exited `p` (Linux's `do_notify_parent`).
+fn notify_parent_exit(p: &Process, status: ExitStatus) {
+    let Some(parent) = find(p.ppid()) else {
+        return;
+    };
+    let info = match status {
+        ExitStatus::Exited(code) => signal::SigInfo::chld(signal::CLD_EXITED, p.pid, code),
+        // CLD_DUMPED only with a core file: RLIMIT_CORE is 0.
+        ExitStatus::Signaled(sig) => signal::SigInfo::chld(signal::CLD_KILLED, p.pid, sig as i32),
+    };
+    let _ = signal::send_signal(&parent, info, None, true);
 }
 
 /// The built-in `init` program, built from `user/` and embedded in the

@@ -1,14 +1,16 @@
 //! Pipes (Linux's `fs/pipe.c`, in miniature): a 64 KiB byte queue shared
 //! by a read end and a write end. A read blocks until there are bytes or
 //! no writer is left (then end of file); a write blocks while the queue is
-//! full and fails with EPIPE once no reader is left (Linux also raises
-//! SIGPIPE, whose default action would end the writer: not sent here,
-//! see `signal`). Each end counts its descriptors (fork and dup share
+//! full and fails with EPIPE once no reader is left (the caller raises
+//! SIGPIPE, as Linux). Both sleep interruptibly: a signal ends them with
+//! `ERESTARTSYS`. Each end counts its descriptors (fork and dup share
 //! it); dropping the last one wakes the other side.
 #![forbid(unsafe_code)]
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+
+use super::signal::ERESTARTSYS;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use mm::errno::Errno;
@@ -57,8 +59,8 @@ impl Pipe {
 
     /// Takes up to `out.len()` bytes, sleeping while the pipe is empty and
     /// has a writer; 0 at end of file (or `None` if `nonblock` and empty:
-    /// EAGAIN).
-    pub fn read(&self, out: &mut [u8], nonblock: bool) -> Option<usize> {
+    /// EAGAIN; a signal: `ERESTARTSYS`).
+    pub fn read(&self, out: &mut [u8], nonblock: bool) -> Result<usize, Errno> {
         loop {
             {
                 let mut b = self.buf.lock();
@@ -69,22 +71,17 @@ impl Pipe {
                     }
                     drop(b);
                     self.wq.wake_all();
-                    return Some(n);
+                    return Ok(n);
                 }
             }
             if nonblock {
-                return None;
+                return Err(Errno::EAGAIN);
             }
-            // A thread told to die reads nothing (its result never reaches
-            // user mode).
-            if super::thread::fatal_signal_pending() {
-                return Some(0);
-            }
-            self.wq.wait_until_idle(|| {
-                !self.buf.lock().is_empty()
-                    || self.writers.load(Ordering::Acquire) == 0
-                    || super::thread::fatal_signal_pending()
-            });
+            self.wq
+                .wait_until_interruptible(|| {
+                    !self.buf.lock().is_empty() || self.writers.load(Ordering::Acquire) == 0
+                })
+                .map_err(|_| ERESTARTSYS)?;
         }
     }
 
@@ -109,15 +106,18 @@ impl Pipe {
             if nonblock {
                 return Ok(0);
             }
-            if super::thread::fatal_signal_pending() {
-                return Err(crate::syscall::EINTR);
-            }
-            self.wq.wait_until_idle(|| {
-                self.buf.lock().len() < PIPE_BUF_BYTES
-                    || self.readers.load(Ordering::Acquire) == 0
-                    || super::thread::fatal_signal_pending()
-            });
+            self.wq
+                .wait_until_interruptible(|| {
+                    self.buf.lock().len() < PIPE_BUF_BYTES
+                        || self.readers.load(Ordering::Acquire) == 0
+                })
+                .map_err(|_| ERESTARTSYS)?;
         }
+    }
+
+    /// Whether every read end is closed (a write fails with EPIPE).
+    pub fn readers_gone(&self) -> bool {
+        self.readers.load(Ordering::Acquire) == 0
     }
 
     /// Whether a read would not block.

@@ -21,6 +21,8 @@
 //!   `num_threads` count the live threads.
 //! - `/proc/self/stat`: the 52 fields of Linux's `do_task_stat`, with
 //!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
+//! - `/proc/self/comm`: the name (`prctl(PR_SET_NAME)` changes it), as
+//!   `Name:` in status.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
 //!   `/proc/cmdline`, `/proc/version`, `/proc/uptime`.
 //! - `/sys/kernel/mm/transparent_hugepage/enabled` (`always [madvise]
@@ -44,7 +46,7 @@ use mm::errno::Errno;
 use mm::page_alloc::PaStat;
 use mm::vm::{VmEvent, VmFlags};
 
-use super::Process;
+use super::{Process, signal};
 
 /// The generated contents of `path` for process `p`, or `None` if there is
 /// no such file.
@@ -66,6 +68,7 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
                 _ => return None,
             }
         }
+        b"/proc/self/comm" => alloc::format!("{}\n", p.comm()),
         b"/proc/cpuinfo" => cpuinfo(),
         b"/proc/cmdline" => alloc::format!("{}\n", crate::cmdline::get().raw),
         b"/proc/version" => alloc::format!(
@@ -144,8 +147,28 @@ fn status_of(p: &Process, tid: u32) -> String {
         }
     }
     let _ = writeln!(s, "Threads:\t{}", p.threads.lock().len());
-    let blocked = p.signals.lock().blocked;
+    // The thread's own signal state: the thread `tid` names.
+    let (blocked, own) = match p.thread(tid) {
+        Some(t) => {
+            let ts = t.sig.lock();
+            (ts.blocked, ts.pending.mask)
+        }
+        None => (0, 0),
+    };
+    let (shd, ign, cgt) = {
+        let sig = p.signals.lock();
+        (
+            sig.shared_pending.mask,
+            sig.ignored_mask(),
+            sig.caught_mask(),
+        )
+    };
+    let _ = writeln!(s, "SigQ:\t0/3870");
+    let _ = writeln!(s, "SigPnd:\t{own:016x}");
+    let _ = writeln!(s, "ShdPnd:\t{shd:016x}");
     let _ = writeln!(s, "SigBlk:\t{blocked:016x}");
+    let _ = writeln!(s, "SigIgn:\t{ign:016x}");
+    let _ = writeln!(s, "SigCgt:\t{cgt:016x}");
     s
 }
 
@@ -325,7 +348,77 @@ fn thp_size(path: &[u8]) -> Option<u32> {
     }
 }
 
-/// Whether `path` is a directory of the pseudo file systems.
+/// `d_type` of a directory, a regular file and a symbolic link.
+const DT_DIR: u8 = 4;
+const DT_REG: u8 = 8;
+const DT_LNK: u8 = 10;
+
+/// The children of the pseudo file systems' directory `path` (as
+/// [`is_dir`] names it, `/proc/<own pid>` being `/proc/self`) with their
+/// `d_type`, in a fixed order; `None` if `path` is not one. `/proc` lists
+/// `self` and the caller's own pid (no other process's directory can be
+/// opened here).
+pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
+    if path == "/proc/self/task" {
+        let tids = p.threads.lock().iter().map(|t| t.tid()).collect::<Vec<_>>();
+        return Some(tids.iter().map(|t| (alloc::format!("{t}"), DT_DIR)).collect());
+    }
+    if path == "/proc/thread-self" || is_task_dir(p, path.as_bytes()) {
+        return Some(alloc::vec![
+            (String::from("stat"), DT_REG),
+            (String::from("status"), DT_REG),
+        ]);
+    }
+    let names: &[(&str, u8)] = match path {
+        "/proc" => &[
+            ("self", DT_LNK),
+            ("thread-self", DT_LNK),
+            ("buddyinfo", DT_REG),
+            ("cmdline", DT_REG),
+            ("cpuinfo", DT_REG),
+            ("meminfo", DT_REG),
+            ("slabinfo", DT_REG),
+            ("uptime", DT_REG),
+            ("version", DT_REG),
+            ("vmstat", DT_REG),
+            ("sys", DT_DIR),
+        ],
+        "/proc/self" => &[
+            ("comm", DT_REG),
+            ("cwd", DT_LNK),
+            ("exe", DT_LNK),
+            ("maps", DT_REG),
+            ("root", DT_LNK),
+            ("smaps_rollup", DT_REG),
+            ("stat", DT_REG),
+            ("status", DT_REG),
+            ("task", DT_DIR),
+        ],
+        "/proc/sys" => &[("vm", DT_DIR)],
+        "/proc/sys/vm" => &[
+            ("anon_orders", DT_REG),
+            ("cow_reuse_large", DT_REG),
+            ("pt_reclaim", DT_REG),
+        ],
+        "/sys" => &[("kernel", DT_DIR)],
+        "/sys/kernel" => &[("mm", DT_DIR)],
+        "/sys/kernel/mm" => &[("transparent_hugepage", DT_DIR)],
+        "/sys/kernel/mm/transparent_hugepage" => &[
+            ("enabled", DT_REG),
+            ("hugepages-16kB", DT_DIR),
+            ("hugepages-32kB", DT_DIR),
+            ("hugepages-64kB", DT_DIR),
+        ],
+        _ if is_dir(path.as_bytes()) => &[("enabled", DT_REG)],
+        _ => return None,
+    };
+    let mut out: Vec<(String, u8)> = names.iter().map(|(n, t)| (String::from(*n), *t)).collect();
+    if path == "/proc" {
+        out.insert(1, (alloc::format!("{}", p.pid), DT_DIR));
+    }
+    Some(out)
+}
+
 /// The live thread of `p` and the file name a per-thread path names:
 /// `/proc/self/task/<tid>/NAME` or `/proc/thread-self/NAME` (the caller's
 /// thread).
@@ -354,6 +447,7 @@ pub fn is_task_dir(p: &Process, path: &[u8]) -> bool {
     tid.is_some_and(|tid| p.threads.lock().iter().any(|t| t.tid() == tid))
 }
 
+/// Whether `path` is a directory of the pseudo file systems.
 pub fn is_dir(path: &[u8]) -> bool {
     matches!(
         path,
@@ -455,7 +549,7 @@ fn stat_of(p: &Process, tid: u32) -> String {
     // processor, rt_priority, policy, delayacct_blkio_ticks, guest_time,
     // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
     // env_start, env_end, exit_code.
-    let blocked = p.signals.lock().blocked;
+    let blocked = p.thread(tid).map_or(0, |t| signal::blocked(&t));
     let rest = [
         u64::MAX,
         0,

@@ -24,11 +24,11 @@
 //! - `exit_group(code)` and fatal signals ([`do_group_exit`]): the first
 //!   caller records the status and marks the group exiting
 //!   (`SIGNAL_GROUP_EXIT`); every other thread is told to exit
-//!   (`kill`) and woken if it sleeps interruptibly. A told thread exits at
-//!   its next return to user mode ([`exit_to_user_checks`]: syscall
-//!   return, resolved fault, timer interrupt from ring 3) or when its
-//!   killable sleep ends ([`fatal_signal_pending`] is part of every such
-//!   sleep's condition).
+//!   (`kill`) and woken if it sleeps interruptibly or killably. A told
+//!   thread exits at its next return to user mode (the loop of
+//!   `arch::signal::exit_to_user_mode`, run at every syscall return,
+//!   exception and interrupt from ring 3) once its killable sleep ends
+//!   ([`fatal_signal_pending`] is part of every such sleep's condition).
 //! - `execve` from a multi-threaded process ([`de_thread`]) tells every
 //!   other thread to exit and waits until they have; the exec'ing thread
 //!   then takes the TGID as its tid, as on Linux.
@@ -47,13 +47,16 @@
 //! `Process::threads` is taken before a wait queue's lock (wakeups run
 //! under it) and before a runqueue lock; nothing sleeps under it.
 
+use alloc::boxed::Box;
 use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
 
+use super::signal::ThreadSignals;
 use super::{ExitStatus, Process};
 use crate::sched::{self, Task, TaskState};
+use crate::sync::SpinLock;
 
 /// One thread of a process; see the module docs.
 pub struct Thread {
@@ -72,11 +75,15 @@ pub struct Thread {
     /// Told to exit (group exit, `de_thread`): the thread ends at its next
     /// return to user mode. Set under `Process::threads` (H2).
     kill: AtomicBool,
+    /// The thread's signal state: blocked mask, own pending set,
+    /// alternate stack (`signal::ThreadSignals`; lock order in `signal`).
+    /// Boxed: a debug kernel copies it between frames otherwise.
+    pub sig: SpinLock<Box<ThreadSignals>>,
 }
 
 impl Thread {
     /// A thread of `process` with id `tid`, not started yet.
-    pub fn new(tid: u32, process: Arc<Process>) -> Self {
+    pub fn new(tid: u32, process: Arc<Process>, sig: ThreadSignals) -> Self {
         Thread {
             tid: AtomicU32::new(tid),
             process,
@@ -84,6 +91,7 @@ impl Thread {
             clear_child_tid: AtomicU64::new(0),
             robust_list: AtomicU64::new(0),
             kill: AtomicBool::new(false),
+            sig: SpinLock::new("thread.sig", Box::new(sig)),
         }
     }
 
@@ -111,20 +119,22 @@ impl Thread {
     /// `signal_wake_up(t, true)` for SIGKILL).
     fn tell_to_exit(&self) {
         self.kill.store(true, Ordering::Release);
-        if let Some(task) = self.task() {
-            signal_wake_up(&task);
-        }
+        self.fatal_wake_up();
     }
-}
 
-/// Wakes `task` if it sleeps in a wait that a signal may end: INTERRUPTIBLE
-/// or IDLE (our killable waits sleep IDLE so that the hung-task check
-/// leaves them alone); an UNINTERRUPTIBLE sleep is left alone, as on
-/// Linux. The woken task re-checks its condition, which includes
-/// [`fatal_signal_pending`].
-pub fn signal_wake_up(task: &Arc<Task>) {
-    if matches!(task.state(), TaskState::Interruptible | TaskState::Idle) {
-        sched::try_to_wake_up(task);
+    /// Marks the thread as having a signal pending and wakes it from an
+    /// interruptible or a killable sleep (Linux's `signal_wake_up(t,
+    /// true)` for a fatal signal). Killable sleeps here are IDLE ones whose
+    /// condition includes [`fatal_signal_pending`] (IDLE so that the
+    /// hung-task check leaves them alone); an UNINTERRUPTIBLE sleep is
+    /// left alone, as on Linux.
+    pub fn fatal_wake_up(&self) {
+        if let Some(task) = self.task() {
+            task.set_sigpending(true);
+            if matches!(task.state(), TaskState::Interruptible | TaskState::Idle) {
+                sched::try_to_wake_up(&task);
+            }
+        }
     }
 }
 
@@ -137,29 +147,7 @@ pub fn current_thread() -> Option<Arc<Thread>> {
 /// die: told to exit, or its process has a kill pending (Linux's
 /// `fatal_signal_pending`). False for kernel threads.
 pub fn fatal_signal_pending() -> bool {
-    current_thread()
-        .is_some_and(|t| t.is_killed() || t.process.pending_kill.load(Ordering::Relaxed) != 0)
-}
-
-/// The checks on every return to user mode (Linux's
-/// `exit_to_user_mode_loop`, its fatal part): a thread told to exit exits
-/// here; a pending kill ends the whole group. Called from the syscall
-/// return, after a resolved user fault and from the timer interrupt when
-/// it interrupted ring 3; interrupts may be on or off. Never returns if
-/// the thread must die.
-pub fn exit_to_user_checks() {
-    let Some(t) = current_thread() else {
-        return;
-    };
-    if t.is_killed() {
-        drop(t);
-        super::do_exit(ExitStatus::Signaled(super::SIGKILL));
-    }
-    let sig = t.process.pending_kill.load(Ordering::Relaxed);
-    if sig != 0 {
-        drop(t);
-        do_group_exit(ExitStatus::Signaled(sig));
-    }
+    current_thread().is_some_and(|t| t.is_killed() || t.process.fatal_signal() != 0)
 }
 
 /// Ends every thread of the running thread's process with `status`
@@ -183,14 +171,12 @@ pub fn do_group_exit(status: ExitStatus) -> ! {
     super::do_exit(status)
 }
 
-/// Tells every thread of `p` to exit (a kill of the process: `kill`'s
-/// pending signal, which each then acts on at its return to user mode):
-/// wakes them from killable sleeps.
+/// Wakes every thread of `p` for its fatal signal (`Process::fatal_signal`
+/// is set): each leaves its killable or interruptible sleep and ends at its
+/// return to user mode.
 pub fn wake_all_threads(p: &Process) {
     for t in p.threads.lock().iter() {
-        if let Some(task) = t.task() {
-            signal_wake_up(&task);
-        }
+        t.fatal_wake_up();
     }
 }
 

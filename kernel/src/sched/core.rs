@@ -440,6 +440,32 @@ pub fn try_to_wake_up(task: &Arc<Task>) -> bool {
     true
 }
 
+/// Marks `task` as having a signal pending and wakes it if it sleeps
+/// INTERRUPTIBLE (Linux's `signal_wake_up`): its interruptible wait sees
+/// the flag and returns, and its next return to user mode delivers.
+/// Any context.
+pub fn signal_wake_up(task: &Arc<Task>) {
+    task.set_sigpending(true);
+    if task.state() == TaskState::Interruptible {
+        try_to_wake_up(task);
+    }
+}
+
+/// The live task with id `tid`, if any.
+pub fn find_task(tid: u32) -> Option<Arc<Task>> {
+    ALL_TASKS
+        .lock()
+        .iter()
+        .find(|t| t.tid().as_u32() == tid && t.state() != TaskState::Dead)
+        .cloned()
+}
+
+/// Whether the running task has a signal pending (Linux's
+/// `signal_pending(current)`).
+pub fn signal_pending() -> bool {
+    with_current(|t| t.sigpending())
+}
+
 /// The scheduler's part of the tick (Linux's `scheduler_tick`): expired
 /// sleep timers, the time slice, the soft-lockup and hung-task checks.
 /// Hard-IRQ context, interrupts off.

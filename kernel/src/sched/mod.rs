@@ -80,14 +80,15 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 pub use self::core::{
-    current, irqentry_exit_cond_resched, is_running, nr_queued, nr_tasks, schedule, scheduler_tick,
-    set_fs_base, set_user_entry_top, switch_mm, try_to_wake_up, with_current,
+    current, find_task, irqentry_exit_cond_resched, is_running, nr_queued, nr_tasks, schedule,
+    scheduler_tick, set_fs_base, set_user_entry_top, signal_pending, signal_wake_up, switch_mm,
+    try_to_wake_up, with_current,
 };
 pub use preempt::{PreemptGuard, preempt_disable, preempt_enable, preempt_enable_no_resched};
 pub use stack::StackError;
 pub use task::{Task, TaskKind, TaskState, Tid};
 pub use timer::schedule_timeout;
-pub use wait::WaitQueue;
+pub use wait::{Interrupted, WaitQueue};
 
 use crate::sync::SpinLock;
 use crate::{percpu, time};
@@ -307,6 +308,26 @@ pub fn sleep_ns(ns: u64) {
     while time::now_ns() < deadline {
         with_current(|t| t.set_state(TaskState::Interruptible));
         schedule_timeout(deadline);
+    }
+}
+
+/// Sleeps INTERRUPTIBLE until `now_ns() >= deadline_ns` or a signal is
+/// pending ([`signal_pending`]), whichever comes first (Linux's
+/// `schedule_hrtimeout` in `TASK_INTERRUPTIBLE`, as `nanosleep` uses).
+/// Task context only.
+pub fn sleep_until_interruptible(deadline_ns: u64) -> Result<(), Interrupted> {
+    self::core::might_sleep();
+    loop {
+        with_current(|t| t.set_state(TaskState::Interruptible));
+        if signal_pending() {
+            with_current(|t| t.set_state(TaskState::Running));
+            return Err(Interrupted);
+        }
+        if time::now_ns() >= deadline_ns {
+            with_current(|t| t.set_state(TaskState::Running));
+            return Ok(());
+        }
+        schedule_timeout(deadline_ns);
     }
 }
 

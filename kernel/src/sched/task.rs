@@ -78,9 +78,8 @@ impl fmt::Display for Tid {
 pub enum TaskState {
     /// Runnable: on the runqueue or running (`TASK_RUNNING`).
     Running = 0,
-    /// Sleeping with a timeout or in a wait that gives up
-    /// (`TASK_INTERRUPTIBLE`; there are no signals, so it is only a label
-    /// the hung-task check skips).
+    /// Sleeping until woken, a timeout or a signal (`TASK_INTERRUPTIBLE`):
+    /// [`super::signal_wake_up`] wakes it; the hung-task check skips it.
     Interruptible = 1,
     /// Sleeping until woken (`TASK_UNINTERRUPTIBLE`, "D"); the hung-task
     /// check reports one that sleeps too long.
@@ -182,6 +181,13 @@ pub struct Task {
     /// user mode (Linux keeps all of it in `task_struct`; here `sched`
     /// stays free of process code).
     owner: spin::Once<Arc<dyn Any + Send + Sync>>,
+    /// A signal may be pending for the task (Linux's `TIF_SIGPENDING`):
+    /// interruptible sleeps end and the return to user mode looks at the
+    /// signal state. Set by a sender before it wakes the task (SeqCst,
+    /// paired with the sleeper's SeqCst state store and check); cleared or
+    /// set by the task itself when it recomputes its pending set
+    /// (`process::signal::recalc_sigpending`).
+    pub(super) sigpending: AtomicBool,
 }
 
 impl Task {
@@ -223,6 +229,7 @@ impl Task {
             fpu: crate::arch::fpu::FpuState::new(),
             fs_base: AtomicU64::new(0),
             owner: spin::Once::new(),
+            sigpending: AtomicBool::new(false),
         }
     }
 
@@ -299,6 +306,16 @@ impl Task {
     /// The task's owner, if set and of type `T`.
     pub fn owner<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
         self.owner.get()?.clone().downcast::<T>().ok()
+    }
+
+    /// Whether a signal may be pending (see the field).
+    pub fn sigpending(&self) -> bool {
+        self.sigpending.load(Ordering::SeqCst)
+    }
+
+    /// Sets or clears the pending-signal flag (see the field).
+    pub fn set_sigpending(&self, pending: bool) {
+        self.sigpending.store(pending, Ordering::SeqCst);
     }
 
     /// Whether the task has exited and been switched away for good (T3).

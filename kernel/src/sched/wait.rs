@@ -40,6 +40,12 @@ use super::timer::schedule_timeout;
 use crate::sync::SpinLock;
 use crate::time;
 
+/// An interruptible wait ended because a signal is pending (the caller
+/// returns `-ERESTARTSYS`, `-EINTR` or the like: Linux's
+/// `signal_pending(current)` after `wait_event_interruptible`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted;
+
 /// A queue of sleeping tasks; see the module docs.
 pub struct WaitQueue {
     /// Queued waiters, oldest first. Each task appears at most once.
@@ -121,6 +127,44 @@ impl WaitQueue {
         };
         self.finish_wait();
         met
+    }
+
+    /// Sleeps INTERRUPTIBLE until `cond()` holds or a signal is pending
+    /// (Linux's `wait_event_interruptible`); the condition wins when both
+    /// hold. Task context only.
+    pub fn wait_until_interruptible(&self, cond: impl FnMut() -> bool) -> Result<(), Interrupted> {
+        self.wait_until_interruptible_deadline(cond, u64::MAX)
+            .map(|_| ())
+    }
+
+    /// Like [`Self::wait_until_interruptible`], but gives up at
+    /// `deadline_ns` (`time::now_ns`; `u64::MAX`: never). `Ok(met)` says
+    /// whether `cond()` held (Linux's
+    /// `wait_event_interruptible_hrtimeout`).
+    pub fn wait_until_interruptible_deadline(
+        &self,
+        mut cond: impl FnMut() -> bool,
+        deadline_ns: u64,
+    ) -> Result<bool, Interrupted> {
+        might_sleep();
+        let res = loop {
+            self.prepare_to_wait(TaskState::Interruptible);
+            if cond() {
+                break Ok(true);
+            }
+            if with_current(|t| t.sigpending()) {
+                break Err(Interrupted);
+            }
+            if deadline_ns == u64::MAX {
+                schedule();
+            } else if time::now_ns() >= deadline_ns {
+                break Ok(false);
+            } else {
+                schedule_timeout(deadline_ns);
+            }
+        };
+        self.finish_wait();
+        res
     }
 
     /// Wakes the oldest waiter, if any (Linux's `wake_up` with one exclusive

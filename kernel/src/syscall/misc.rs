@@ -1,8 +1,10 @@
-//! Signals (bookkeeping), time, identity, limits and randomness.
+//! Time, identity, limits and randomness.
 //!
-//! Clocks: every clock counts from boot (the TSC clock, `time::now_ns`);
-//! `CLOCK_REALTIME` is the Unix epoch plus that, since the kernel reads no
-//! RTC. Resolution: 1 ns, the coarse clocks one tick (4 ms at HZ = 250).
+//! Clocks: the monotonic ones count from boot (the TSC clock,
+//! `time::now_ns`); `CLOCK_REALTIME` (and its coarse variant, `time`,
+//! `gettimeofday`) is the CMOS RTC's wall time advanced by that clock
+//! (`time::rtc::realtime_ns`). Resolution: 1 ns, the coarse clocks one
+//! tick (4 ms at HZ = 250).
 
 use core::sync::atomic::Ordering;
 
@@ -10,176 +12,10 @@ use mm::errno::Errno;
 use mm::pgtable::TASK_SIZE;
 
 use super::{EINTR, EPERM, ESRCH, SysResult, mm_of};
-use crate::process::signal::{self, SIG_DFL, SIG_IGN, SigAction};
+use crate::process::signal::{self, RestartBlock};
 use crate::process::{self, Process};
 use crate::uaccess::{copy_from_user, copy_to_user, le64};
 use crate::{sched, time};
-
-/// The sigset size the rt_ calls take (`sizeof(sigset_t)` in the kernel).
-const SIGSET_BYTES: u64 = 8;
-
-fn read_u64(p: &Process, at: u64) -> Result<u64, Errno> {
-    let mut b = [0u8; 8];
-    copy_from_user(&*mm_of(p)?, &mut b, at)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-pub fn sys_rt_sigaction(p: &Process, sig: u64, act: u64, oact: u64, size: u64) -> SysResult {
-    if size != SIGSET_BYTES || sig == 0 || sig > signal::NSIG as u64 {
-        return Err(Errno::EINVAL);
-    }
-    let new = if act != 0 {
-        let mut b = [0u8; 32];
-        copy_from_user(&*mm_of(p)?, &mut b, act)?;
-        Some(SigAction::from_bytes(&b))
-    } else {
-        None
-    };
-    // SIGKILL and SIGSTOP cannot be caught or ignored.
-    if new.is_some() && (sig as u32 == signal::SIGKILL || sig as u32 == signal::SIGSTOP) {
-        return Err(Errno::EINVAL);
-    }
-    let old = {
-        let mut s = p.signals.lock();
-        let slot = &mut s.actions[sig as usize - 1];
-        let old = *slot;
-        if let Some(mut a) = new {
-            // SIGKILL and SIGSTOP can never be blocked by sa_mask either.
-            a.mask &= !((1 << (signal::SIGKILL - 1)) | (1 << (signal::SIGSTOP - 1)));
-            *slot = a;
-        }
-        old
-    };
-    if oact != 0 {
-        copy_to_user(&*mm_of(p)?, oact, &old.to_bytes())?;
-    }
-    Ok(0)
-}
-
-pub fn sys_rt_sigprocmask(p: &Process, how: u64, set: u64, oset: u64, size: u64) -> SysResult {
-    const SIG_BLOCK: u64 = 0;
-    const SIG_UNBLOCK: u64 = 1;
-    const SIG_SETMASK: u64 = 2;
-    if size != SIGSET_BYTES {
-        return Err(Errno::EINVAL);
-    }
-    let new = if set != 0 {
-        if how > SIG_SETMASK {
-            return Err(Errno::EINVAL);
-        }
-        Some(read_u64(p, set)?)
-    } else {
-        None
-    };
-    let old = {
-        let mut s = p.signals.lock();
-        let old = s.blocked;
-        if let Some(m) = new {
-            let unblockable = (1 << (signal::SIGKILL - 1)) | (1 << (signal::SIGSTOP - 1));
-            s.blocked = match how {
-                SIG_BLOCK => old | m,
-                SIG_UNBLOCK => old & !m,
-                _ => m,
-            } & !unblockable;
-        }
-        old
-    };
-    if oset != 0 {
-        copy_to_user(&*mm_of(p)?, oset, &old.to_le_bytes())?;
-    }
-    Ok(0)
-}
-
-pub fn sys_sigaltstack(p: &Process, ss: u64, old: u64) -> SysResult {
-    let current = p.signals.lock().altstack;
-    if ss != 0 {
-        let mut b = [0u8; 24];
-        copy_from_user(&*mm_of(p)?, &mut b, ss)?;
-        let (sp, flags, size) = (le64(&b, 0), le64(&b, 8) as u32, le64(&b, 16));
-        let mode = flags & !signal::SS_AUTODISARM;
-        if mode != signal::SS_DISABLE && mode != signal::SS_ONSTACK && mode != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let new = if mode == signal::SS_DISABLE {
-            (0, signal::SS_DISABLE, 0)
-        } else {
-            if size < signal::MINSIGSTKSZ {
-                return Err(Errno(12)); // ENOMEM
-            }
-            (sp, flags & signal::SS_AUTODISARM, size)
-        };
-        p.signals.lock().altstack = new;
-    }
-    if old != 0 {
-        let mut b = [0u8; 24];
-        b[0..8].copy_from_slice(&current.0.to_le_bytes());
-        b[8..12].copy_from_slice(&current.1.to_le_bytes());
-        b[16..24].copy_from_slice(&current.2.to_le_bytes());
-        copy_to_user(&*mm_of(p)?, old, &b)?;
-    }
-    Ok(0)
-}
-
-/// Signals whose default action is to do nothing (or stop/continue, which
-/// single-threaded processes here do not do).
-fn default_ignored(sig: u32) -> bool {
-    matches!(sig, 17 | 18 | 19 | 20 | 21 | 22 | 23 | 28)
-}
-
-/// `kill(pid, sig)`: `sig` 0 only checks that the target exists. A fatal
-/// signal (default action or a handler: handlers do not run here) is
-/// pending on the target until its next entry to or exit from the kernel;
-/// an ignored one does nothing. `pid` -1 is every process but init and
-/// the caller; 0 and other negative values (process groups: one group)
-/// are every process.
-pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
-    if sig > signal::NSIG as u64 {
-        return Err(Errno::EINVAL);
-    }
-    let sig = sig as u32;
-    let targets: alloc::vec::Vec<u32> = match pid {
-        0 => process::pids(),
-        -1 => process::pids()
-            .into_iter()
-            .filter(|&q| q != 1 && q != p.pid)
-            .collect(),
-        i32::MIN => return Err(ESRCH),
-        n if n < 0 => process::pids(),
-        n => alloc::vec![n as u32],
-    };
-    let mut found = false;
-    for t in targets {
-        let Some(target) = process::find(t) else {
-            continue;
-        };
-        found = true;
-        if sig == 0 || default_ignored(sig) {
-            continue;
-        }
-        let handler = target.signals.lock().actions[sig as usize - 1].handler;
-        if handler == SIG_IGN && sig != signal::SIGKILL {
-            continue;
-        }
-        let _ = SIG_DFL;
-        let _ = target
-            .pending_kill
-            .compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
-        target.signal_wait.wake_all();
-        process::thread::wake_all_threads(&target);
-    }
-    if found { Ok(0) } else { Err(ESRCH) }
-}
-
-/// `pause()`: sleeps until a signal is pending (`kill` wakes the
-/// process), then fails with `EINTR`; the signal takes effect on the way
-/// out of the kernel (`check_pending_kill`: handlers do not run here, so
-/// the process is killed, which is what Linux does for a signal without a
-/// handler).
-pub fn sys_pause(p: &Process) -> SysResult {
-    p.signal_wait
-        .wait_until_idle(process::thread::fatal_signal_pending);
-    Err(EINTR)
-}
 
 /// Reads a `struct timespec` and checks it as Linux's `timespec64_valid`.
 fn read_timespec(p: &Process, at: u64) -> Result<u64, Errno> {
@@ -203,21 +39,44 @@ fn timespec_bytes(ns: u64) -> [u8; 16] {
 
 pub fn sys_nanosleep(p: &Process, req: u64, rem: u64) -> SysResult {
     let ns = read_timespec(p, req)?;
-    if !process::thread::sleep_killable_ns(ns) {
-        return Err(EINTR);
+    do_nanosleep(p, time::now_ns().saturating_add(ns), rem)
+}
+
+/// Sleeps until `deadline_ns`; interrupted by a signal, writes the time
+/// left to `rmtp` (if not 0) and returns `ERESTART_RESTARTBLOCK`, whose
+/// restart ([`sys_restart_syscall`]) sleeps on to the same deadline
+/// (Linux's `hrtimer_nanosleep` and `nanosleep_restart`).
+pub fn do_nanosleep(p: &Process, deadline_ns: u64, rmtp: u64) -> SysResult {
+    if sched::sleep_until_interruptible(deadline_ns).is_ok() {
+        return Ok(0);
     }
-    if rem != 0 {
-        // Never interrupted: nothing remains (Linux writes rem only on EINTR).
-        let _ = rem;
+    if rmtp != 0 {
+        let left = deadline_ns.saturating_sub(time::now_ns());
+        copy_to_user(&*mm_of(p)?, rmtp, &timespec_bytes(left))?;
     }
-    Ok(0)
+    if let Some(t) = process::thread::current_thread() {
+        t.sig.lock().restart = Some(RestartBlock::Nanosleep { deadline_ns, rmtp });
+    }
+    Err(signal::ERESTART_RESTARTBLOCK)
+}
+
+/// `restart_syscall()`: resumes what the last interrupted call left in
+/// the restart block; `EINTR` if there is none (Linux's
+/// `do_no_restart_syscall`).
+pub fn sys_restart_syscall(p: &Process) -> SysResult {
+    let block = process::thread::current_thread().and_then(|t| t.sig.lock().restart.take());
+    match block {
+        Some(RestartBlock::Nanosleep { deadline_ns, rmtp }) => do_nanosleep(p, deadline_ns, rmtp),
+        None => Err(EINTR),
+    }
 }
 
 /// Clock ids: REALTIME 0, MONOTONIC 1, PROCESS_CPUTIME 2, THREAD_CPUTIME
 /// 3, MONOTONIC_RAW 4, REALTIME_COARSE 5, MONOTONIC_COARSE 6, BOOTTIME 7.
 fn clock_ns(clock: u64) -> Result<u64, Errno> {
     match clock {
-        0..=7 => Ok(time::now_ns()),
+        0 | 5 => Ok(time::rtc::realtime_ns()),
+        1..=7 => Ok(time::now_ns()),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -228,16 +87,17 @@ pub fn sys_clock_nanosleep(p: &Process, clock: u64, flags: u64, req: u64, rem: u
         return Err(if clock <= 7 { Errno(95) } else { Errno::EINVAL }); // EOPNOTSUPP
     }
     let ns = read_timespec(p, req)?;
-    let wait = if flags & TIMER_ABSTIME != 0 {
-        ns.saturating_sub(time::now_ns())
-    } else {
-        ns
-    };
-    if !process::thread::sleep_killable_ns(wait) {
-        return Err(EINTR);
+    if flags & TIMER_ABSTIME != 0 {
+        // The deadline on the boot clock: the same distance away.
+        let now = clock_ns(clock)?;
+        let deadline = time::now_ns().saturating_add(ns.saturating_sub(now));
+        // An absolute sleep restarts with its own arguments.
+        return match sched::sleep_until_interruptible(deadline) {
+            Ok(()) => Ok(0),
+            Err(_) => Err(signal::ERESTARTNOHAND),
+        };
     }
-    let _ = rem;
-    Ok(0)
+    do_nanosleep(p, time::now_ns().saturating_add(ns), rem)
 }
 
 pub fn sys_clock_gettime(p: &Process, clock: u64, tp: u64) -> SysResult {
@@ -262,7 +122,7 @@ pub fn sys_clock_getres(p: &Process, clock: u64, tp: u64) -> SysResult {
 pub fn sys_gettimeofday(p: &Process, tv: u64, tz: u64) -> SysResult {
     let mm = mm_of(p)?;
     if tv != 0 {
-        let ns = time::now_ns();
+        let ns = time::rtc::realtime_ns();
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
         b[8..].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
@@ -425,4 +285,57 @@ pub fn sys_getrandom(p: &Process, buf: u64, len: u64, flags: u64) -> SysResult {
         done += n as u64;
     }
     Ok(done)
+}
+
+/// `time(tloc)`: seconds of `CLOCK_REALTIME`, also stored at `tloc` if
+/// not NULL (`EFAULT` if it cannot be).
+pub fn sys_time(p: &Process, tloc: u64) -> SysResult {
+    let secs = clock_ns(0)? / 1_000_000_000;
+    if tloc != 0 {
+        copy_to_user(&*mm_of(p)?, tloc, &secs.to_le_bytes())?;
+    }
+    Ok(secs)
+}
+
+/// `prctl(option, arg2, ..)` (Linux's `kernel/sys.c`): the name
+/// (`PR_SET_NAME`: the first 15 bytes of a string, `PR_GET_NAME`: 16 bytes
+/// with the NUL padding) and the dumpable flag (always 1 here: no
+/// set-uid programs, and `PR_SET_DUMPABLE` takes 0 or 1 and changes
+/// nothing else). Other options: `EINVAL`, Linux's answer for an unknown
+/// one.
+pub fn sys_prctl(p: &Process, option: u64, arg2: u64) -> SysResult {
+    const PR_GET_DUMPABLE: u64 = 3;
+    const PR_SET_DUMPABLE: u64 = 4;
+    const PR_SET_NAME: u64 = 15;
+    const PR_GET_NAME: u64 = 16;
+    const TASK_COMM_LEN: usize = process::TASK_COMM_LEN;
+    match option {
+        PR_SET_NAME => {
+            // strncpy_from_user of TASK_COMM_LEN - 1 bytes: a longer
+            // string is cut, an unterminated one too.
+            let mut name = [0u8; TASK_COMM_LEN];
+            let mm = mm_of(p)?;
+            let mut n = 0;
+            while n < TASK_COMM_LEN - 1 {
+                copy_from_user(&mm, &mut name[n..n + 1], arg2.wrapping_add(n as u64))?;
+                if name[n] == 0 {
+                    break;
+                }
+                n += 1;
+            }
+            p.set_comm(&name[..n]);
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut name = [0u8; TASK_COMM_LEN];
+            let comm = p.comm();
+            let n = comm.len().min(TASK_COMM_LEN - 1);
+            name[..n].copy_from_slice(&comm.as_bytes()[..n]);
+            copy_to_user(&*mm_of(p)?, arg2, &name)?;
+            Ok(0)
+        }
+        PR_GET_DUMPABLE => Ok(1),
+        PR_SET_DUMPABLE if arg2 <= 1 => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
 }

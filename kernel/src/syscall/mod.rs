@@ -20,21 +20,22 @@
 //! | 10  | mprotect          |                                             |
 //! | 11  | munmap            |                                             |
 //! | 12  | brk               |                                             |
-//! | 13  | rt_sigaction      | recorded (`process::signal`)                |
-//! | 14  | rt_sigprocmask    | recorded                                    |
+//! | 13  | rt_sigaction      | SA_SIGINFO, RESTART, ONSTACK, NODEFER, ...  |
+//! | 14  | rt_sigprocmask    |                                             |
+//! | 15  | rt_sigreturn      | `arch::signal`                              |
 //! | 16  | ioctl             | console: TCGETS/TCSETS* (36-byte termios),  |
 //! |     |                   | TCGETS2/TCSETS2*, TIOCGWINSZ/TIOCSWINSZ     |
 //! | 17  | pread64           |                                             |
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
 //! | 21  | access            | exists or ENOENT                            |
-//! | 22  | pipe              | 64 KiB; EPIPE without readers (no SIGPIPE)  |
+//! | 22  | pipe              | 64 KiB; EPIPE + SIGPIPE without readers     |
 //! | 24  | sched_yield       |                                             |
 //! | 25  | mremap            |                                             |
 //! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
 //! | 32  | dup               |                                             |
 //! | 33  | dup2              |                                             |
-//! | 34  | pause             | sleeps until `kill`; EINTR                  |
+//! | 34  | pause             | until a handler ran: EINTR                  |
 //! | 35  | nanosleep         |                                             |
 //! | 39  | getpid            |                                             |
 //! | 56  | clone             | threads, fork, true vfork (`thread`)        |
@@ -43,38 +44,53 @@
 //! | 59  | execve            | a static ELF from the initramfs             |
 //! | 60  | exit              | ends the thread (the last ends the process) |
 //! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
-//! | 62  | kill              | at the target's next kernel entry/exit      |
+//! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
 //! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
+//! | 78  | getdents          | see `dirent`: /, /dev, /proc, /sys, ...     |
 //! | 79  | getcwd            | always `/`                                  |
 //! | 83  | mkdir             | in the initramfs tree                       |
+//! | 89  | readlink          | /proc/self, /proc/self/{exe,cwd,root}       |
 //! | 96  | gettimeofday      |                                             |
 //! | 97  | getrlimit         |                                             |
 //! | 98  | getrusage         | ru_minflt counted as Linux counts faults    |
 //! | 102.. | getuid, getgid, geteuid, getegid: 0 (root)                    |
 //! | 110 | getppid           |                                             |
-//! | 131 | sigaltstack       | recorded                                    |
+//! | 127 | rt_sigpending     |                                             |
+//! | 128 | rt_sigtimedwait   |                                             |
+//! | 129 | rt_sigqueueinfo   |                                             |
+//! | 130 | rt_sigsuspend     |                                             |
+//! | 131 | sigaltstack       |                                             |
+//! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
 //! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
 //! | 186 | gettid            | the thread's id (the pid for the first)     |
+//! | 200 | tkill             |                                             |
+//! | 201 | time              |                                             |
 //! | 202 | futex             | WAIT/WAKE(_BITSET), (CMP_)REQUEUE, WAKE_OP  |
 //! | 204 | sched_getaffinity |                                             |
+//! | 217 | getdents64        |                                             |
 //! | 218 | set_tid_address   | cleared + futex-woken at thread exit        |
+//! | 219 | restart_syscall   | resumes an interrupted nanosleep            |
 //! | 228 | clock_gettime     | see `misc`: every clock counts from boot    |
 //! | 229 | clock_getres      |                                             |
 //! | 230 | clock_nanosleep   |                                             |
 //! | 231 | exit_group        | ends every thread                           |
+//! | 234 | tgkill            |                                             |
 //! | 257 | openat            |                                             |
 //! | 258 | mkdirat           |                                             |
 //! | 262 | newfstatat        |                                             |
+//! | 267 | readlinkat        |                                             |
 //! | 269 | faccessat         |                                             |
 //! | 273 | set_robust_list   | walked at thread exit (FUTEX_OWNER_DIED)    |
 //! | 274 | get_robust_list   | threads of the caller's process             |
 //! | 292 | dup3              |                                             |
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
+//! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
+//! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
@@ -83,13 +99,18 @@
 //! # Context
 //!
 //! Entered from `arch::entry` with interrupts off on the task's kernel
-//! stack; runs with interrupts on (preemptible, may sleep); reschedules if
-//! asked before going back to user mode.
+//! stack; runs with interrupts on (preemptible, may sleep); leaves
+//! through the return-to-user loop (`arch::signal::exit_to_user_mode`:
+//! reschedule, deliver signals).
 
+mod dirent;
 mod fs;
 mod misc;
+mod signal;
 mod thread;
 mod tty;
+
+pub(crate) use signal::set_altstack;
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -99,7 +120,7 @@ use mm::vm::{MapFlags, MremapFlags, Prot};
 
 use crate::arch::entry::PtRegs;
 use crate::process::{self, ExitStatus, Process};
-use crate::{percpu, sched};
+use crate::sched;
 
 pub(crate) const ENOENT: Errno = Errno(2);
 pub(crate) const ESRCH: Errno = Errno(3);
@@ -128,13 +149,15 @@ static ENOSYS_LOGGED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
 
 pub(crate) type SysResult = Result<u64, Errno>;
 
-/// Called by the `SYSCALL` entry with the saved user registers.
+/// Called by the `SYSCALL` entry with the saved user registers. Returns
+/// whether the entry may leave through `SYSRET` (true) or must restore
+/// the whole frame with `IRETQ` (`arch::signal::can_sysret`).
 ///
 /// # Safety
 ///
 /// `regs` points at the `PtRegs` frame the entry code just pushed on the
 /// current task's kernel stack.
-pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) {
+pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) -> bool {
     // SAFETY: by the contract: a valid, exclusive frame for this call.
     let regs = unsafe { &mut *regs };
     x86_64::instructions::interrupts::enable();
@@ -173,11 +196,9 @@ pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) {
         regs.rax = ret;
     }
     drop(p);
-    process::thread::exit_to_user_checks();
-    if percpu::need_resched() {
-        sched::schedule();
-    }
     x86_64::instructions::interrupts::disable();
+    crate::arch::signal::exit_to_user_mode(regs);
+    crate::arch::signal::can_sysret(regs)
 }
 
 fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysResult {
@@ -197,8 +218,9 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         }
         11 => mm_of(p)?.munmap(a[0], a[1]).map(|()| 0),
         12 => Ok(mm_of(p)?.brk(a[0])),
-        13 => misc::sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
-        14 => misc::sys_rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
+        13 => signal::sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
+        14 => signal::sys_rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
+        15 => Ok(crate::arch::signal::sys_rt_sigreturn(&current_thread()?, regs)),
         16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
         17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
         19 => fs::sys_readv(p, a[0], a[1], a[2]),
@@ -216,7 +238,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         28 => mm_of(p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
         32 => fs::sys_dup3(p, a[0], None, 0),
         33 => fs::sys_dup2(p, a[0], a[1]),
-        34 => misc::sys_pause(p),
+        34 => signal::sys_pause(p),
         35 => misc::sys_nanosleep(p, a[0], a[1]),
         39 => Ok(p.pid as u64),
         56 => thread::sys_clone(p, regs, a),
@@ -224,36 +246,56 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         58 => process::vfork(p, regs).map(u64::from),
         59 => sys_execve(p, regs, a[0], a[1], a[2]),
         61 => sys_wait4(p, a),
-        62 => misc::sys_kill(p, a[0] as i32, a[1]),
+        62 => signal::sys_kill(p, a[0] as i32, a[1]),
         63 => misc::sys_uname(p, a[0]),
         72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
         79 => fs::sys_getcwd(p, a[0], a[1]),
+        78 => dirent::sys_getdents(p, a[0], a[1], a[2], false),
         83 => fs::sys_mkdirat(p, fs::AT_FDCWD, a[0]),
+        89 => fs::sys_readlinkat(p, fs::AT_FDCWD, a[0], a[1], a[2] as i32),
         96 => misc::sys_gettimeofday(p, a[0], a[1]),
         97 => misc::sys_prlimit64(p, 0, a[0], 0, a[1]),
         98 => misc::sys_getrusage(p, a[0] as i64, a[1]),
         102 | 104 | 107 | 108 => Ok(0),
         110 => Ok(u64::from(p.ppid())),
-        131 => misc::sys_sigaltstack(p, a[0], a[1]),
+        127 => signal::sys_rt_sigpending(p, a[0], a[1]),
+        128 => signal::sys_rt_sigtimedwait(p, a[0], a[1], a[2], a[3]),
+        129 => signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, None, a[1], a[2]),
+        130 => signal::sys_rt_sigsuspend(p, a[0], a[1]),
+        131 => signal::sys_sigaltstack(p, regs.rsp, a[0], a[1]),
+        157 => misc::sys_prctl(p, a[0], a[1]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
         186 => Ok(u64::from(current_thread()?.tid())),
+        200 => signal::sys_tgkill(p, None, a[0] as i32 as i64, a[1]),
+        201 => misc::sys_time(p, a[0]),
         202 => thread::sys_futex(p, a),
         204 => misc::sys_sched_getaffinity(p, a[0] as i32, a[1], a[2]),
+        217 => dirent::sys_getdents(p, a[0], a[1], a[2], true),
         218 => thread::sys_set_tid_address(&*current_thread()?, a[0]),
+        219 => misc::sys_restart_syscall(p),
         228 => misc::sys_clock_gettime(p, a[0], a[1]),
         229 => misc::sys_clock_getres(p, a[0], a[1]),
         230 => misc::sys_clock_nanosleep(p, a[0], a[1], a[2], a[3]),
+        234 => signal::sys_tgkill(p, Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
         257 => fs::sys_openat(p, a[0] as i32, a[1], a[2]),
         258 => fs::sys_mkdirat(p, a[0] as i32, a[1]),
         262 => fs::sys_newfstatat(p, a[0] as i32, a[1], a[2], a[3]),
+        267 => fs::sys_readlinkat(p, a[0] as i32, a[1], a[2], a[3] as i32),
         269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
         273 => thread::sys_set_robust_list(&*current_thread()?, a[0], a[1]),
         274 => thread::sys_get_robust_list(&*current_thread()?, a[0] as i32, a[1], a[2]),
         292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
         293 => fs::sys_pipe2(p, a[0], a[1]),
+        297 => {
+            signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, Some(a[1] as i32 as i64), a[2], a[3])
+        }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
+        // rseq: not implemented, and said so without a log line: glibc
+        // registers one at start and, on ENOSYS, goes on without it, as
+        // on a Linux built without CONFIG_RSEQ.
+        334 => Err(Errno::ENOSYS),
         435 => thread::sys_clone3(p, regs, a[0], a[1]),
         _ => {
             log_enosys(p, nr);
@@ -326,6 +368,7 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
     const EACCES: Errno = Errno(13);
     let mm = mm_of(p)?;
     let raw = crate::uaccess::strncpy_from_user(&mm, path, PATH_MAX)?;
+    let filename = alloc::string::String::from_utf8_lossy(&raw).into_owned();
     let path = crate::initramfs::normalize(&raw)?;
     let mut total = 0;
     let argv = user_strings(&mm, argv, &mut total)?;
@@ -336,7 +379,7 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
         Some(_) => return Err(EACCES),
         None => return Err(ENOENT),
     };
-    let image = process::exec(p, &elf, &argv, &envp)?;
+    let image = process::exec(p, &filename, &elf, &argv, &envp)?;
     *regs = PtRegs {
         rip: image.entry,
         rsp: image.sp,
@@ -370,7 +413,7 @@ fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
     };
     let mm = mm_of(p)?;
     if wstatus != 0 {
-        crate::uaccess::copy_to_user(&mm, wstatus, &status.to_wait_status().to_le_bytes())?;
+        crate::uaccess::copy_to_user(&mm, wstatus, &status.to_le_bytes())?;
     }
     if rusage != 0 {
         // The reaped child's own faults (and its children's).

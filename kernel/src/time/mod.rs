@@ -4,6 +4,7 @@
 //! - [`apic`]: the local APIC (x2APIC or xAPIC) and the masked 8259 PIC.
 //! - [`pit`]: calibration of the TSC and the APIC timer against the PIT.
 //! - [`clock`]: `now_ns` (TSC scaled to ns) and `jiffies`.
+//! - [`rtc`]: the CMOS clock's wall time, `CLOCK_REALTIME`.
 //!
 //! # The tick
 //!
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod ktests;
 pub mod pit;
 pub mod profile;
+pub mod rtc;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -143,7 +145,7 @@ pub fn init(phys_offset: u64) -> &'static TimeInfo {
         "time::init with interrupts on"
     );
     apic::disable_8259();
-    idt::set_interrupt_handler(apic::LOCAL_TIMER_VECTOR, local_timer_interrupt);
+    idt::set_interrupt_entry(apic::LOCAL_TIMER_VECTOR, local_timer_entry);
     idt::set_interrupt_handler(apic::ERROR_APIC_VECTOR, apic_error_interrupt);
     idt::set_interrupt_handler(apic::SPURIOUS_APIC_VECTOR, spurious_interrupt);
     idt::set_interrupt_handler(apic::PIC_VECTOR_BASE + 7, spurious_interrupt);
@@ -175,7 +177,12 @@ pub fn init(phys_offset: u64) -> &'static TimeInfo {
     info
 }
 
-/// The local timer interrupt: see "The tick" in the module docs.
+// The timer's gate: from user mode its return runs the return-to-user
+// loop (preemption, signals) with the whole user context saved.
+crate::user_irq_entry!(local_timer_entry, local_timer_interrupt, local_timer_user);
+
+/// The local timer interrupt from kernel mode: see "The tick" in the
+/// module docs.
 extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
     // This handler's own frame record, whose saved rbp is the interrupted
     // code's: where the profiler's stack walk starts.
@@ -185,6 +192,22 @@ extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
         apic::eoi();
         return;
     }
+    local_timer_tick();
+    sched::irqentry_exit_cond_resched();
+}
+
+/// The local timer interrupt from user mode (the return-to-user loop
+/// reschedules).
+extern "C" fn local_timer_user() {
+    if !profile::sample_user_tick() {
+        apic::eoi();
+        return;
+    }
+    local_timer_tick();
+}
+
+/// The tick's work, in either mode.
+fn local_timer_tick() {
     percpu::irq_enter();
     percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);
     if percpu::cpu_id() == TICK_DO_TIMER_CPU {
@@ -194,12 +217,6 @@ extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
     sched::scheduler_tick();
     apic::eoi();
     percpu::irq_exit();
-    sched::irqentry_exit_cond_resched();
-    // Back to user mode: a thread told to exit goes now (the stub's frame
-    // is the interrupted context's own, so its CS says which ring).
-    if frame.code_segment.rpl() == x86_64::PrivilegeLevel::Ring3 {
-        crate::process::thread::exit_to_user_checks();
-    }
 }
 
 /// LAPIC error: read and clear the error status, log it, acknowledge.

@@ -108,6 +108,24 @@ pub fn sample_tick(frame: &InterruptStackFrame, handler_rbp: u64) -> bool {
     } else {
         NR_USER.fetch_add(1, Ordering::Relaxed);
     }
+    is_tick()
+}
+
+/// [`sample_tick`] for a timer interrupt from user mode (the tick's user
+/// entry builds no `InterruptStackFrame`): counts a user sample.
+#[inline(always)]
+pub fn sample_user_tick() -> bool {
+    // Acquire: pairs with the Release store in start.
+    if !ENABLED.load(Ordering::Acquire) {
+        return true;
+    }
+    NR_USER.fetch_add(1, Ordering::Relaxed);
+    is_tick()
+}
+
+/// Whether this profiling interrupt is also a scheduler tick.
+#[inline(always)]
+fn is_tick() -> bool {
     let per_tick = TICKS_PER_HZ.load(Ordering::Relaxed);
     let cpu = percpu::cpu_id() as usize % MAX_CPUS;
     let n = SUBTICK[cpu].load(Ordering::Relaxed) + 1;

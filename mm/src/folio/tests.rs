@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::gfp::Gfp;
-use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::page_alloc::PageAlloc;
 use crate::rand::XorShift64;
 use crate::sim::{self, SimPlatform};
 
@@ -19,7 +19,7 @@ fn machine() -> PageAlloc<SimPlatform> {
     sim::set_cpu(0);
     // Miri interprets every frame's set-up: a smaller machine there.
     let nr_pages = if cfg!(miri) { 256 } else { 1024 };
-    sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64)
+    sim::machine(nr_pages, 1)
 }
 
 /// Runs `f` on a fresh folio of `order`, then checks it is back to its

@@ -7,8 +7,7 @@ use alloc::vec::Vec;
 use core::num::NonZeroUsize;
 
 use super::*;
-use crate::addr::Pfn;
-use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::page_alloc::PageAlloc;
 use crate::rand::XorShift64;
 use crate::sim::{self, SimPlatform};
 use crate::{Gfp, rcu::Rcu};
@@ -30,8 +29,7 @@ pub(crate) fn with_tree_pages<R>(
     f: impl FnOnce(&Tree<'_>, &Rcu<SimPlatform>) -> R,
 ) -> R {
     sim::set_cpu(0);
-    let pa: PageAlloc<SimPlatform> =
-        sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+    let pa: PageAlloc<SimPlatform> = sim::machine(nr_pages, 1);
     let rcu = Rcu::new(pa.platform().clone());
     let cache = node_cache(&pa, &rcu).unwrap();
     let r = {

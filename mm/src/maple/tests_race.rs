@@ -35,8 +35,8 @@ use super::hook::{set_reader_hook, set_writer_hook};
 use super::tests::{Model, Tree, VMA};
 use super::*;
 use crate::Gfp;
-use crate::addr::{CpuId, Pfn};
-use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::addr::CpuId;
+use crate::page_alloc::PageAlloc;
 use crate::rcu::Rcu;
 use crate::sim::{self, SimPlatform};
 
@@ -240,8 +240,7 @@ fn count_steps(t: &Tree<'_>, sc: &Scenario, r: Read) -> (usize, usize) {
 /// how many were run, panicking on the first wrong answer.
 fn replay(sc: &Scenario) -> usize {
     sim::set_cpu(0);
-    let pa: PageAlloc<SimPlatform> =
-        sim::page_alloc(1 << 12, 2, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+    let pa: PageAlloc<SimPlatform> = sim::machine(1 << 12, 2);
     let rcu = Rcu::new(pa.platform().clone());
     // The reader's CPU holds up no grace period: they run only between
     // replays, when no reader is in a read-side section.

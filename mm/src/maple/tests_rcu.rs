@@ -37,8 +37,8 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use super::tests::Model;
 use super::*;
 use crate::Gfp;
-use crate::addr::{CpuId, Pfn};
-use crate::page_alloc::{PageAlloc, ZoneLayout};
+use crate::addr::CpuId;
+use crate::page_alloc::PageAlloc;
 use crate::rand::XorShift64;
 use crate::rcu::Rcu;
 use crate::sim::{self, SimPlatform};
@@ -353,12 +353,7 @@ fn tick(rcu: &Rcu<SimPlatform>) {
 fn stress(nr_cpus: usize, flags: MtFlags, seed: u64, n_ops: usize) {
     let ops = Ops::generate(seed, n_ops);
     sim::set_cpu(0);
-    let pa: PageAlloc<SimPlatform> = sim::page_alloc(
-        1 << 13,
-        nr_cpus,
-        Pfn::new(0)..Pfn::new(16),
-        ZoneLayout::X86_64,
-    );
+    let pa: PageAlloc<SimPlatform> = sim::machine(1 << 13, nr_cpus);
     let rcu = Rcu::new(pa.platform().clone());
     // Submit kvfree batches on every tick: freed nodes are poisoned as
     // soon as their grace period allows.

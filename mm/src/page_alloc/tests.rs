@@ -377,17 +377,11 @@ fn zeroed_pages_are_zero() {
     // The test leaves what it allocated allocated: no leak check.
     pa.platform().0.allow_leaks();
     let pfn = pa.alloc_pages(Gfp::KERNEL, 1).unwrap();
-    let va = pa.platform().phys_to_virt(pfn.phys_addr());
-    // SAFETY: the block is ours (just allocated), 2 pages long, and mapped by
-    // the simulated direct map.
-    unsafe { core::ptr::write_bytes(va, 0xa5, 8192) };
+    pa.platform().0.fill_frames(pfn, 2, 0xa5);
     pa.free_pages(pfn, 1).unwrap();
     let again = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 1).unwrap();
     assert_eq!(again, pfn, "LIFO pcp list returns the same block");
-    let va = pa.platform().phys_to_virt(again.phys_addr());
-    // SAFETY: the block is ours again (just allocated), 2 pages long, in the simulated direct map;
-    // a read-only view.
-    let bytes = unsafe { core::slice::from_raw_parts(va, 8192) };
+    let bytes = pa.platform().0.frame_bytes(again, 2);
     assert!(bytes.iter().all(|&b| b == 0));
 }
 

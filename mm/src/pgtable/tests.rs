@@ -4,19 +4,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use super::*;
 use crate::addr::CpuId;
-use crate::page_alloc::ZoneLayout;
 use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine(cpus: usize) -> (PageAlloc<SimPlatform>, Rcu<SimPlatform>) {
     sim::set_cpu(0);
     // Miri interprets every frame's set-up: a smaller machine there.
     let nr_pages = if cfg!(miri) { 512 } else { 4096 };
-    let pa = sim::page_alloc(
-        nr_pages,
-        cpus,
-        Pfn::new(0)..Pfn::new(16),
-        ZoneLayout::X86_64,
-    );
+    let pa = sim::machine(nr_pages, cpus);
     let rcu = Rcu::new(pa.platform().clone());
     (pa, rcu)
 }

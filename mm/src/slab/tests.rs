@@ -4,13 +4,12 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::addr::Pfn;
-use crate::page_alloc::ZoneLayout;
 use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine() -> PageAlloc<SimPlatform> {
     // Miri interprets every frame's set-up: a smaller machine there.
     let nr_pages = if cfg!(miri) { 1024 } else { 4096 };
-    sim::page_alloc(nr_pages, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64)
+    sim::machine(nr_pages, 1)
 }
 
 #[test]

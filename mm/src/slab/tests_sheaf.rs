@@ -11,7 +11,7 @@ use crate::sim::{self, SimMachine, SimPlatform, free_pages};
 const CAP: u32 = 8;
 
 fn machine() -> PageAlloc<SimPlatform> {
-    sim::page_alloc(4096, 1, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64)
+    sim::machine(4096, 1)
 }
 
 fn sheaf_cache<'a>(pa: &'a PageAlloc<SimPlatform>) -> Box<KmemCache<'a, SimPlatform>> {

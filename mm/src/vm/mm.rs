@@ -271,6 +271,23 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         self.vm.rcu.kvfree_rcu(v);
     }
 
+    /// Replaces the tree entry `p` by `v`, a copy over the same range
+    /// with the same flags, without `&mut MmLocked` (`anon_vma_prepare`
+    /// sets a VMA's anon_vma under the registry lock with the mmap lock
+    /// held for read). An exact fit needs no tree memory; no accounting
+    /// changes; the old copy is freed after a grace period (M1, I6).
+    pub(super) fn swap_vma_exact(&self, p: NonNull<Vma>, v: Vma) {
+        let new = NonNull::from(Box::leak(Box::new(v)));
+        self.vmas
+            .lock()
+            .store_range(v.start, v.end - 1, Some(new), Gfp::NOWAIT)
+            .expect("an exact-fit store needs no nodes");
+        // SAFETY: a leaked box (M1) that left the tree just now; lockless
+        // readers that found it may use it until their grace period ends,
+        // and `kvfree_rcu` frees it only after that.
+        self.vm.rcu.kvfree_rcu(unsafe { Box::from_raw(p.as_ptr()) });
+    }
+
     /// Replaces the VMA `old` by `pieces` (which cover its range, or part
     /// of it when the rest is cleared separately).
     pub(super) fn replace_vma(

@@ -15,9 +15,10 @@
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
-//! Every file here but `mm.rs` and `rmap.rs` is `#![forbid(unsafe_code)]`:
-//! those two own the VMA boxes the maple tree points to (publication,
-//! copies read under RCU, frees through RCU, invariants M1 and I6).
+//! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
+//! owns the VMA boxes the maple tree points to (publication, copies read
+//! under RCU, frees through RCU: invariants M1 and I6), and the other
+//! files change VMAs only through its methods.
 //! Frame contents are copied by [`PageAlloc::copy_highpage`](crate::page_alloc::PageAlloc::copy_highpage).
 //!
 //! # Invariants

@@ -662,10 +662,7 @@ fn count_tables(mm: &TestMm<'_, '_>) -> u64 {
 
 /// The word at `addr` through its PTE `e`, without faulting.
 fn read_mapped(mm: &TestMm<'_, '_>, e: Entry, addr: u64) -> u64 {
-    let va = super::tests::user_word(mm, e, addr);
-    // SAFETY: 1. `e` is a present PTE of this address space, so its frame
-    // is simulated RAM it maps; 2. nothing else runs; 3. aligned.
-    unsafe { va.read_volatile() }
+    super::tests::user_word(mm, e, addr).load(Relaxed)
 }
 
 /// M1..M5.

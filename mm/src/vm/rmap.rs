@@ -24,16 +24,14 @@
 //! then visits every VMA of the members among them. An anon_vma family
 //! lives until the last address space of the family is gone (Linux
 //! refcounts each anon_vma).
+#![forbid(unsafe_code)]
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
 
 use super::vma::{AnonVmaId, VmFlags, Vma};
 use super::{Mm, Vm};
 use crate::folio::Folio;
-use crate::gfp::Gfp;
 use crate::platform::Platform;
 
 /// The anon_vma registry of a machine.
@@ -147,17 +145,13 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 av
             }
         };
-        let new = NonNull::from(Box::leak(Box::new(Vma {
-            anon_vma: Some(av),
-            ..v
-        })));
-        self.vmas
-            .lock()
-            .store_range(v.start, v.end - 1, Some(new), Gfp::NOWAIT)
-            .expect("an exact-fit store needs no nodes");
-        // SAFETY: the old copy left the tree just now; lockless readers
-        // that found it may use it until their grace period ends.
-        self.vm.rcu.kvfree_rcu(unsafe { Box::from_raw(p.as_ptr()) });
+        self.swap_vma_exact(
+            p,
+            Vma {
+                anon_vma: Some(av),
+                ..v
+            },
+        );
         Some(av)
     }
 

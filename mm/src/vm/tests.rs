@@ -2,11 +2,10 @@
 //! faults, merging and splitting, and frame accounting.
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering::SeqCst;
 
 use super::*;
-use crate::addr::Pfn;
 use crate::errno::Errno;
-use crate::page_alloc::ZoneLayout;
 use crate::pgtable::{PteFlags, TASK_SIZE};
 use crate::sim::{self, SimPlatform};
 
@@ -77,7 +76,7 @@ fn with_vm<R>(
     f: impl FnOnce(&mut Vm<'_, SimPlatform>, &dyn Fn() -> u64) -> R,
 ) -> R {
     sim::set_cpu(0);
-    let pa = sim::page_alloc(pages, cpus, Pfn::new(0)..Pfn::new(16), ZoneLayout::X86_64);
+    let pa = sim::machine(pages, cpus);
     let rcu = crate::rcu::Rcu::new(pa.platform().clone());
     let cache = crate::maple::node_cache(&pa, &rcu).unwrap();
     let mut vm = Vm::new(&pa, &rcu, &cache).unwrap();
@@ -115,18 +114,17 @@ pub(crate) fn peek(mm: &TestMm<'_, '_>, addr: u64) -> Result<u64, FaultError> {
         mm.handle_fault(addr, FaultAccess::Read)?;
     }
     let e = mm.page_table().get_pte(addr).unwrap();
-    // SAFETY: a frame of simulated RAM mapped by a PTE we just checked.
-    Ok(unsafe { user_word(mm, e, addr).read_volatile() })
+    Ok(user_word(mm, e, addr).load(SeqCst))
 }
 
-/// The direct-map address of the word at `addr`, which `e` maps.
-pub(crate) fn user_word(mm: &TestMm<'_, '_>, e: crate::pgtable::Entry, addr: u64) -> *mut u64 {
-    mm.vm
-        .pa
-        .platform()
-        .phys_to_virt(e.pfn().phys_addr())
-        .wrapping_add((addr % PG) as usize)
-        .cast::<u64>()
+/// The word at `addr` in the frame `e` maps, in simulated RAM.
+pub(crate) fn user_word<'m>(
+    mm: &'m TestMm<'_, '_>,
+    e: crate::pgtable::Entry,
+    addr: u64,
+) -> &'m core::sync::atomic::AtomicU64 {
+    let pa = crate::addr::PhysAddr::new(e.pfn().phys_addr().as_u64() + addr % PG);
+    mm.vm.pa.platform().0.ram_word(pa)
 }
 
 /// Writes a user word the way the CPU would.
@@ -137,8 +135,7 @@ pub(crate) fn poke(mm: &TestMm<'_, '_>, addr: u64, val: u64) -> Result<(), Fault
     }
     let e = mm.page_table().get_pte(addr).unwrap();
     assert!(e.is_writable());
-    // SAFETY: as in peek.
-    unsafe { user_word(mm, e, addr).write_volatile(val) };
+    user_word(mm, e, addr).store(val, SeqCst);
     Ok(())
 }
 

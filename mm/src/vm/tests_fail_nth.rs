@@ -60,10 +60,7 @@ fn snapshot(mm: &TestMm<'_, '_>) -> Snapshot {
         while a < r.end {
             let e = mm.page_table().get_pte(a).expect("dumped");
             ptes.push((a, e.pfn().as_u64(), e.flags()));
-            let va = mm.vm.pa.platform().phys_to_virt(e.pfn().phys_addr());
-            // SAFETY: a frame of simulated RAM that a present PTE maps;
-            // nothing writes it while the test reads it.
-            let bytes = unsafe { core::slice::from_raw_parts(va, PG as usize) };
+            let bytes = mm.vm.pa.platform().0.frame_bytes(e.pfn(), 1);
             let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
                 (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
             });

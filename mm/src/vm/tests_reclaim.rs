@@ -199,11 +199,13 @@ fn dontneed_races_with_faults_and_lockless_walkers() {
                             let e = ptl.get(addr);
                             assert_ne!(e.0, TABLE_POISON, "locked a freed table");
                             if e.is_writable() {
-                                let va = mm.vm.pa.platform().phys_to_virt(e.pfn().phys_addr());
-                                let word = va.cast::<u64>().wrapping_add((cpu as usize) * 8);
-                                // SAFETY: a frame mapped by a PTE we hold
-                                // locked: not freed meanwhile.
-                                unsafe { word.write_volatile(value) };
+                                // A frame mapped by a PTE we hold locked:
+                                // not freed meanwhile.
+                                let pa = crate::addr::PhysAddr::new(
+                                    e.pfn().phys_addr().as_u64() + cpu as u64 * 64,
+                                );
+                                let word = mm.vm.pa.platform().0.ram_word(pa);
+                                word.store(value, SeqCst);
                                 drop(ptl);
                                 std::thread::yield_now();
                                 if let Some(ptl) = mm.page_table().pte_offset_map_lock(addr) {
@@ -213,9 +215,9 @@ fn dontneed_races_with_faults_and_lockless_walkers() {
                                         // No zap of this chunk since: the
                                         // same page, our value in it.
                                         assert_eq!(e2, e, "PTE lost at {addr:#x}");
-                                        // SAFETY: the PTE lock is held again on the same PTE: the
+                                        // The PTE lock is held again on the same PTE: the
                                         // frame is still mapped, not freed.
-                                        let got = unsafe { word.read_volatile() };
+                                        let got = word.load(SeqCst);
                                         assert_eq!(got, value, "value lost at {addr:#x}");
                                         checked.fetch_add(1, SeqCst);
                                     }

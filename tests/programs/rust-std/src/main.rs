@@ -7,7 +7,7 @@
 //! Every printed line is the same on any Linux (no addresses, timings or
 //! `HashMap` iteration order); lines starting with `~` carry kernel
 //! numbers and are not compared. The last argument `exit=N` picks the exit
-//! code.
+//! code. With the single argument `overflow` it runs [`overflow`] instead.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -37,9 +37,68 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+unsafe extern "C" {
+    fn fork() -> i32;
+    fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
+    fn pipe(fds: *mut i32) -> i32;
+    fn dup2(old: i32, new: i32) -> i32;
+    fn close(fd: i32) -> i32;
+    fn read(fd: i32, buf: *mut u8, len: usize) -> isize;
+}
+
+/// Recurses until the stack runs out (each frame keeps 1 KiB alive).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 128]);
+    recurse(depth + 1).wrapping_add(frame[depth as usize % 128])
+}
+
+/// A child overflows its main thread's stack with its stderr on a pipe;
+/// the parent prints what the child wrote (std's SIGSEGV handler on its
+/// alternate stack names the overflow) and how it died.
+fn overflow() {
+    let mut fds = [0i32; 2];
+    // SAFETY: plain libc calls on a single-threaded process; the child
+    // only redirects stderr and recurses, the parent reads and waits.
+    unsafe {
+        assert_eq!(pipe(fds.as_mut_ptr()), 0);
+        let pid = fork();
+        if pid == 0 {
+            dup2(fds[1], 2);
+            close(fds[0]);
+            std::process::exit(recurse(0) as i32);
+        }
+        close(fds[1]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = read(fds[0], buf.as_mut_ptr(), buf.len());
+            if n <= 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n as usize]);
+        }
+        let mut status = 0;
+        waitpid(pid, &mut status, 0);
+        for line in String::from_utf8_lossy(&out).lines() {
+            println!("child stderr: {line}");
+        }
+        if status & 0x7f != 0 {
+            println!("child killed by signal {}", status & 0x7f);
+        } else {
+            println!("child exited {}", (status >> 8) & 0xff);
+        }
+    }
+}
+
 fn main() {
     println!("rust-std: start");
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 2 && args[1] == "overflow" {
+        overflow();
+        println!("rust-std: done");
+        return;
+    }
     println!("argc {}", args.len());
     for (i, a) in args.iter().enumerate() {
         println!("argv[{i}] {a}");
