@@ -239,6 +239,17 @@ fn rust_std_program_exits_with_its_code() {
     });
 }
 
+/// std's threads (spawn/join, scoped threads, Mutex, mpsc, Barrier,
+/// Condvar, RwLock, thread-locals) over clone, futexes and TLS, as on the
+/// host.
+#[test]
+fn rust_std_threads_run_like_linux() {
+    check(&Program {
+        args: &["threads"],
+        ..Program::new("rust-std", Build::RustStd)
+    });
+}
+
 /// std's stack-overflow report: its SIGSEGV handler, on the alternate
 /// stack std set up, sees the fault and names it (the child's stderr is
 /// read through a pipe and printed by the parent), then the child dies

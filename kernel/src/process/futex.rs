@@ -221,8 +221,11 @@ fn get_value_locked(mm: &KMm, uaddr: u64) -> Option<u32> {
 }
 
 /// `FUTEX_WAIT` / `FUTEX_WAIT_BITSET`: sleeps while `*uaddr == val` until
-/// woken (0), `deadline_ns` passes (`ETIMEDOUT`) or a fatal signal comes
-/// (`EINTR`); `EAGAIN` at once if the word differs.
+/// woken (0) or `deadline_ns` on the boot clock passes (`ETIMEDOUT`);
+/// `EAGAIN` at once if the word differs. A signal ends the sleep as
+/// Linux's `futex_wait`: without a timeout `ERESTARTSYS` (the call
+/// restarts unless a handler without `SA_RESTART` ran), with one
+/// `ERESTART_RESTARTBLOCK`, whose restart waits on to the same deadline.
 pub fn wait(
     mm: &KMm,
     uaddr: u64,
@@ -257,25 +260,30 @@ pub fn wait(
         }
     }
     NR_WAITS.fetch_add(1, Ordering::Relaxed);
-    let cond = || q.woken.load(Ordering::Acquire) || super::thread::fatal_signal_pending();
-    let timed_out = match deadline_ns {
-        Some(deadline) => {
-            let left = deadline.saturating_sub(crate::time::now_ns());
-            !q.wq.wait_until_timeout(cond, left)
-        }
-        None => {
-            q.wq.wait_until_idle(cond);
-            false
-        }
-    };
+    let res = q.wq.wait_until_interruptible_deadline(
+        || q.woken.load(Ordering::Acquire),
+        deadline_ns.unwrap_or(u64::MAX),
+    );
+    // A waker takes the waiter off its bucket before waking it: off the
+    // bucket means woken, whatever ended the sleep.
     if !unqueue(&q) {
         return Ok(0);
     }
-    Err(if timed_out {
-        ETIMEDOUT
-    } else {
-        crate::syscall::EINTR
-    })
+    match (res, deadline_ns) {
+        (Ok(_), _) => Err(ETIMEDOUT),
+        (Err(_), None) => Err(super::signal::ERESTARTSYS),
+        (Err(_), Some(deadline_ns)) => {
+            if let Some(t) = super::thread::current_thread() {
+                t.sig.lock().restart = Some(super::signal::RestartBlock::FutexWait {
+                    uaddr,
+                    val,
+                    bitset,
+                    deadline_ns,
+                });
+            }
+            Err(super::signal::ERESTART_RESTARTBLOCK)
+        }
+    }
 }
 
 /// Wakes waiters of `bucket` on `(mm, uaddr)` whose bitset meets `bitset`:
@@ -483,13 +491,17 @@ pub fn sys_futex(
     {
         return Err(Errno::ENOSYS);
     }
-    // Every clock here counts from boot (`syscall::misc`): REALTIME and
-    // MONOTONIC deadlines are the same number.
+    // Deadlines on the boot clock (`time::now_ns`, which MONOTONIC is): a
+    // relative FUTEX_WAIT timeout from now; FUTEX_WAIT_BITSET's absolute
+    // one as given, or moved from the wall clock (FUTEX_CLOCK_REALTIME).
     let deadline = match cmd {
         FUTEX_WAIT | FUTEX_WAIT_BITSET if utime != 0 => {
             let t = read_timeout(mm, utime)?;
+            let now = crate::time::now_ns();
             Some(if cmd == FUTEX_WAIT {
-                crate::time::now_ns().saturating_add(t)
+                now.saturating_add(t)
+            } else if op & FUTEX_CLOCK_REALTIME != 0 {
+                now.saturating_add(t.saturating_sub(crate::time::rtc::realtime_ns()))
             } else {
                 t
             })

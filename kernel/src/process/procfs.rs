@@ -361,7 +361,11 @@ const DT_LNK: u8 = 10;
 pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
     if path == "/proc/self/task" {
         let tids = p.threads.lock().iter().map(|t| t.tid()).collect::<Vec<_>>();
-        return Some(tids.iter().map(|t| (alloc::format!("{t}"), DT_DIR)).collect());
+        return Some(
+            tids.iter()
+                .map(|t| (alloc::format!("{t}"), DT_DIR))
+                .collect(),
+        );
     }
     if path == "/proc/thread-self" || is_task_dir(p, path.as_bytes()) {
         return Some(alloc::vec![

@@ -472,6 +472,14 @@ pub enum RestartBlock {
     /// A `nanosleep` or `clock_nanosleep` until `deadline_ns`, writing the
     /// time left to `rmtp` if it is interrupted again.
     Nanosleep { deadline_ns: u64, rmtp: u64 },
+    /// A `FUTEX_WAIT` with a timeout, until `deadline_ns` on the boot
+    /// clock (Linux's `futex_wait_restart`).
+    FutexWait {
+        uaddr: u64,
+        val: u32,
+        bitset: u32,
+        deadline_ns: u64,
+    },
 }
 
 /// A thread's signal state; see the module docs.
@@ -597,7 +605,9 @@ pub fn send_signal(
     };
     if cancel != 0 {
         s.shared_pending.flush(cancel);
-        threads.iter().for_each(|t| t.sig.lock().pending.flush(cancel));
+        threads
+            .iter()
+            .for_each(|t| t.sig.lock().pending.flush(cancel));
     }
     if sig == SIGCONT && s.stop.stopped_by != 0 {
         s.stop = StopState {

@@ -67,6 +67,12 @@ pub fn sys_restart_syscall(p: &Process) -> SysResult {
     let block = process::thread::current_thread().and_then(|t| t.sig.lock().restart.take());
     match block {
         Some(RestartBlock::Nanosleep { deadline_ns, rmtp }) => do_nanosleep(p, deadline_ns, rmtp),
+        Some(RestartBlock::FutexWait {
+            uaddr,
+            val,
+            bitset,
+            deadline_ns,
+        }) => process::futex::wait(&*mm_of(p)?, uaddr, val, Some(deadline_ns), bitset),
         None => Err(EINTR),
     }
 }

@@ -220,7 +220,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         12 => Ok(mm_of(p)?.brk(a[0])),
         13 => signal::sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
         14 => signal::sys_rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
-        15 => Ok(crate::arch::signal::sys_rt_sigreturn(&current_thread()?, regs)),
+        15 => Ok(crate::arch::signal::sys_rt_sigreturn(
+            &current_thread()?,
+            regs,
+        )),
         16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
         17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
         19 => fs::sys_readv(p, a[0], a[1], a[2]),

@@ -4,7 +4,8 @@
  * sent to the process goes to a thread that does not block it; each
  * thread has its own mask (/proc/thread-self/status SigBlk); sigwait in
  * one thread takes a process-directed signal; a handler interrupts a
- * read() in its thread with EINTR; tgkill with a tid of another process
+ * read() and a futex wait in its thread with EINTR; futex timeouts,
+ * relative and on the wall clock; tgkill with a tid of another process
  * fails with ESRCH; a fatal signal, abort() in a thread, and exit_group
  * from a thread end every thread of the process, whose parent sees the
  * status.
@@ -23,6 +24,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* <linux/futex.h>'s values (the kernel headers may not be installed). */
+#define FUTEX_WAIT_PRIVATE 128
+#define FUTEX_WAIT_BITSET_PRIVATE (9 | 128)
+#define FUTEX_CLOCK_REALTIME 256
+#define FUTEX_BITSET_MATCH_ANY 0xffffffffU
 
 static const char *yes(int cond)
 {
@@ -242,6 +249,80 @@ static void test_eintr(void)
 	close(pipefd[1]);
 }
 
+/* 5b. A handler interrupts a futex wait in its thread: EINTR with and
+ * without a timeout; timeouts expire with ETIMEDOUT, also on the wall
+ * clock (FUTEX_CLOCK_REALTIME). */
+static int futex_word;
+static volatile long futex_ret;
+static volatile int futex_errno;
+static volatile int futex_timed;
+
+static void *futex_waiter(void *arg)
+{
+	struct timespec ts = {5, 0};
+	(void)arg;
+	worker_tid = gettid_();
+	futex_ret = syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0,
+			    futex_timed ? &ts : NULL, NULL, 0);
+	futex_errno = errno;
+	return NULL;
+}
+
+static const char *errname(int e)
+{
+	return e == EINTR ? "EINTR" : e == ETIMEDOUT ? "ETIMEDOUT" : strerror(e);
+}
+
+static void test_futex_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = record; /* no SA_RESTART */
+	sigaction(SIGUSR1, &sa, NULL);
+	for (futex_timed = 0; futex_timed < 2; futex_timed++) {
+		pthread_t t;
+		worker_tid = 0;
+		pthread_create(&t, NULL, futex_waiter, NULL);
+		while (!worker_tid)
+			sleep_ms(1);
+		sleep_ms(50);
+		pthread_kill(t, SIGUSR1);
+		pthread_join(t, NULL);
+		printf("futex wait %s a timeout, interrupted: ret %ld %s\n",
+		       futex_timed ? "with" : "without", futex_ret,
+		       errname(futex_errno));
+	}
+	struct timespec rel = {0, 30 * 1000000L}, t0, t1, abs;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	errno = 0;
+	long r = syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, &rel,
+			 NULL, 0);
+	int e = errno;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+		  (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	printf("futex wait 30 ms: ret %ld %s, waited at least 25 ms: %s\n", r,
+	       errname(e), yes(ms >= 25));
+	clock_gettime(CLOCK_REALTIME, &abs);
+	abs.tv_nsec += 30 * 1000000L;
+	if (abs.tv_nsec >= 1000000000L) {
+		abs.tv_sec++;
+		abs.tv_nsec -= 1000000000L;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	errno = 0;
+	r = syscall(SYS_futex, &futex_word,
+		    FUTEX_WAIT_BITSET_PRIVATE | FUTEX_CLOCK_REALTIME, 0, &abs,
+		    NULL, FUTEX_BITSET_MATCH_ANY);
+	e = errno;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 +
+	     (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	printf("futex wait until realtime + 30 ms: ret %ld %s, waited 25 ms to "
+	       "1 s: %s\n",
+	       r, errname(e), yes(ms >= 25 && ms < 1000));
+}
+
 /* 6. tgkill's checks. */
 static void test_tgkill_errors(void)
 {
@@ -359,6 +440,7 @@ int main(void)
 	test_masks();
 	test_sigwait();
 	test_eintr();
+	test_futex_signals();
 	test_tgkill_errors();
 	test_group_ends();
 	printf("threadsig: done\n");
