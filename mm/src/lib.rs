@@ -20,6 +20,7 @@ pub mod rwsem;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod slab;
+pub mod stack_vec;
 pub mod stats;
 pub mod sync;
 pub mod vm;

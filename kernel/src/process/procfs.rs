@@ -13,7 +13,10 @@
 //! - `/proc/buddyinfo`, `/proc/slabinfo` (version 2.1, the kmalloc caches
 //!   and the maple node cache): the boot banner's formatters.
 //! - `/proc/vmstat`: `name value` lines: free pages, the address-space
-//!   events (`mm::vm::VmEvent`) and the page allocator's (`PaStat`).
+//!   events (`mm::vm::VmEvent`), the page allocator's (`PaStat`, with
+//!   Linux's `pgalloc_<zone>` and `pgfree` in pages), the TLB flushes
+//!   (`nr_tlb_local_flush_one`/`_all`) and, ours, `rcu_synchronize_calls`
+//!   and `rcu_barrier_calls`.
 //! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
 //!   `Anonymous` (every resident page here is anonymous and counted whole).
 //! - `/proc/self/task/<tid>/{status,stat}` and `/proc/thread-self/`: the
@@ -332,6 +335,30 @@ fn vmstat() -> String {
     for &e in PaStat::ALL {
         let _ = writeln!(s, "{} {}", e.name(), pa.stats().get(e));
     }
+    use crate::platform::{NR_TLB_LOCAL_FLUSH_ALL, NR_TLB_LOCAL_FLUSH_ONE};
+    let _ = writeln!(
+        s,
+        "nr_tlb_local_flush_all {}",
+        NR_TLB_LOCAL_FLUSH_ALL.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "nr_tlb_local_flush_one {}",
+        NR_TLB_LOCAL_FLUSH_ONE.load(Relaxed)
+    );
+    // Ours: grace-period waits and callback barriers inside the kernel
+    // (a system call that waits for one is slow).
+    let rcu = crate::rcu::rcu().stats();
+    let _ = writeln!(
+        s,
+        "rcu_synchronize_calls {}",
+        rcu.get(mm::rcu::RcuStat::SynchronizeCalls)
+    );
+    let _ = writeln!(
+        s,
+        "rcu_barrier_calls {}",
+        rcu.get(mm::rcu::RcuStat::BarrierCalls)
+    );
     s
 }
 
