@@ -16,10 +16,12 @@ pub mod pgtable;
 pub mod platform;
 pub mod rand;
 pub mod rcu;
+pub mod rwsem;
 pub mod shmem;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod slab;
+pub mod stack_vec;
 pub mod stats;
 pub mod sync;
 pub mod vm;

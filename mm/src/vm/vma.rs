@@ -12,7 +12,6 @@
 //! (`insert_vma`, `retire_vma`), which keep its invariants M1 and M2.
 #![forbid(unsafe_code)]
 
-use alloc::vec::Vec;
 use core::fmt;
 
 use super::Mm;
@@ -23,6 +22,7 @@ use crate::gfp::Gfp;
 use crate::pgtable::PteFlags;
 use crate::platform::Platform;
 use crate::shmem::ShmemRef;
+use crate::stack_vec::StackVec;
 
 bitflags::bitflags! {
     /// `vm_flags` (values as in `include/linux/mm.h`).
@@ -128,6 +128,16 @@ pub struct Vma {
 }
 
 impl Vma {
+    /// An empty VMA at 0 with no flags: a placeholder, never in a tree.
+    pub const EMPTY: Vma = Vma {
+        start: 0,
+        end: 0,
+        flags: VmFlags::empty(),
+        pgoff: 0,
+        anon_vma: None,
+        shmem: None,
+    };
+
     /// Pages spanned.
     pub fn pages(&self) -> u64 {
         (self.end - self.start) >> PAGE_SHIFT
@@ -226,9 +236,9 @@ impl<P: Platform> Mm<'_, '_, P> {
         start: u64,
         end: u64,
         new: Option<Vma>,
-    ) -> Result<Vec<Vma>> {
+    ) -> Result<StackVec<Vma, 4>> {
         debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
-        let old = self.vmas_in(start, end);
+        let old = self.vmas_in_small(start, end);
         let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
         let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
         let count = l.map_count - old.len()
@@ -245,8 +255,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         if let Some(v) = above {
             self.insert_vma_exact(l, v.slice(end, v.end));
         }
-        let mut inside = Vec::with_capacity(old.len());
-        for (p, v) in old {
+        let mut inside = StackVec::new(Vma::EMPTY);
+        for &(p, v) in old.iter() {
             inside.push(v.slice(v.start.max(start), v.end.min(end)));
             self.retire_vma(l, p);
         }
@@ -259,7 +269,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// any neighbour); their parts inside it are returned, for the caller
     /// to unmap or to ignore (a change of flags). One tree store: an
     /// error leaves everything as it was ([`Mm::vma_store_range`]).
-    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<Vec<Vma>> {
+    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<StackVec<Vma, 4>> {
         // The neighbours as they will be: the parts of the VMAs around
         // the range that lie outside it.
         let prev = (new.start > 0)
@@ -298,11 +308,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
         }
         let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
-        Ok(old
-            .into_iter()
+        let mut inside = StackVec::new(Vma::EMPTY);
+        for v in old
+            .iter()
             .filter(|v| v.end > new.start && v.start < new.end)
-            .map(|v| v.slice(v.start.max(new.start), v.end.min(new.end)))
-            .collect())
+        {
+            inside.push(v.slice(v.start.max(new.start), v.end.min(new.end)));
+        }
+        Ok(inside)
     }
 
     /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
