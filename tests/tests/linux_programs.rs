@@ -170,7 +170,8 @@ c_program!(
     /// MAP_SHARED | MAP_ANONYMOUS shared with forked children both ways,
     /// pages touched before and after fork, MADV_DONTNEED re-reading the
     /// object, mprotect of part of it, mremap growing and moving it (SIGBUS
-    /// past the object), its /proc/self/maps line and RssShmem.
+    /// past the object), its /proc/self/maps line and RssShmem, and a
+    /// shared futex waking a process that maps it at another address.
     sharedanon
 );
 

@@ -15,11 +15,15 @@
 //!   unqueue q if still queued (lock)
 //! ```
 //!
-//! Keys are `(Mm, address)` for private and "shared" futexes alike: there
-//! is no shared memory yet (a `MAP_SHARED` anonymous page is private to
-//! whoever touches it after fork), and for private mappings Linux keys
-//! shared futexes by `(mm, address)` too. A vfork child shares its
-//! parent's `Mm`, so it shares its futexes as well.
+//! Keys (`get_futex_key()`) are `(Mm, address)` for private futexes
+//! (`FUTEX_PRIVATE_FLAG`), and for shared ones on private memory (Linux
+//! keys those by `(mm, address)` too). A shared futex in a shared mapping
+//! (a shmem object) is keyed by `(object, byte offset in it)`, so every
+//! process that maps the object meets there whatever address it maps it
+//! at: the object is named by its inode number, which is never reused
+//! (Linux's `i_seq`), tagged with bit 0 (an `Mm`'s address is aligned).
+//! A vfork child shares its parent's `Mm`, so it shares its futexes as
+//! well.
 //!
 //! Operations: `FUTEX_WAIT`, `FUTEX_WAKE`, `FUTEX_WAIT_BITSET` /
 //! `FUTEX_WAKE_BITSET`, `FUTEX_REQUEUE` / `FUTEX_CMP_REQUEUE`,
@@ -45,7 +49,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use mm::errno::Errno;
 use mm::pgtable::TASK_SIZE;
@@ -88,8 +92,9 @@ const NR_BUCKETS: usize = 256;
 
 /// One waiter (Linux's `struct futex_q`).
 struct FutexQ {
-    /// The key's address space: the `Mm`'s address (constant).
-    mm: usize,
+    /// The key's first part: the `Mm`'s address, or a shmem object's tagged
+    /// inode number (F1).
+    mm: AtomicUsize,
     /// The key's user address (F1).
     uaddr: AtomicU64,
     /// `FUTEX_WAIT_BITSET`'s bitset (`BITSET_MATCH_ANY` for `FUTEX_WAIT`).
@@ -120,6 +125,15 @@ pub fn stats() -> (u64, u64) {
 /// The address-space part of a key.
 fn mm_key(mm: &KMm) -> usize {
     mm as *const KMm as usize
+}
+
+/// The key of the futex word at `uaddr` (`get_futex_key()`): see the
+/// module header. `shared`: the operation had no `FUTEX_PRIVATE_FLAG`.
+fn get_futex_key(mm: &KMm, uaddr: u64, shared: bool) -> (usize, u64) {
+    if shared && let Some((ino, offset)) = mm.shmem_offset(uaddr) {
+        return (((ino as usize) << 1) | 1, offset);
+    }
+    (mm_key(mm), uaddr)
 }
 
 /// The bucket index of a key (a multiplicative hash of both parts).
@@ -199,9 +213,12 @@ fn wake_q(q: Arc<FutexQ>) {
 /// (false: a waker dequeued it, F2).
 fn unqueue(q: &Arc<FutexQ>) -> bool {
     loop {
-        let uaddr = q.uaddr.load(Ordering::Acquire);
-        let mut b = BUCKETS[bucket_of(q.mm, uaddr)].lock();
-        if q.uaddr.load(Ordering::Acquire) != uaddr {
+        let (key, uaddr) = (
+            q.mm.load(Ordering::Acquire),
+            q.uaddr.load(Ordering::Acquire),
+        );
+        let mut b = BUCKETS[bucket_of(key, uaddr)].lock();
+        if q.uaddr.load(Ordering::Acquire) != uaddr || q.mm.load(Ordering::Acquire) != key {
             continue; // requeued meanwhile (F1)
         }
         return match b.iter().position(|x| Arc::ptr_eq(x, q)) {
@@ -226,27 +243,29 @@ fn get_value_locked(mm: &KMm, uaddr: u64) -> Option<u32> {
 /// Linux's `futex_wait`: without a timeout `ERESTARTSYS` (the call
 /// restarts unless a handler without `SA_RESTART` ran), with one
 /// `ERESTART_RESTARTBLOCK`, whose restart waits on to the same deadline.
+/// `shared`: keyed as a shared futex (no `FUTEX_PRIVATE_FLAG`).
 pub fn wait(
     mm: &KMm,
     uaddr: u64,
     val: u32,
     deadline_ns: Option<u64>,
     bitset: u32,
+    shared: bool,
 ) -> Result<u64, Errno> {
     if bitset == 0 {
         return Err(Errno::EINVAL);
     }
     check_addr(uaddr)?;
-    let key = mm_key(mm);
+    let (key, kaddr) = get_futex_key(mm, uaddr, shared);
     let q = Arc::new(FutexQ {
-        mm: key,
-        uaddr: AtomicU64::new(uaddr),
+        mm: AtomicUsize::new(key),
+        uaddr: AtomicU64::new(kaddr),
         bitset,
         woken: AtomicBool::new(false),
         wq: WaitQueue::new("futex.q"),
     });
     loop {
-        let mut b = BUCKETS[bucket_of(key, uaddr)].lock();
+        let mut b = BUCKETS[bucket_of(key, kaddr)].lock();
         match get_value_locked(mm, uaddr) {
             None => {
                 drop(b);
@@ -279,6 +298,7 @@ pub fn wait(
                     val,
                     bitset,
                     deadline_ns,
+                    shared,
                 });
             }
             Err(super::signal::ERESTART_RESTARTBLOCK)
@@ -294,7 +314,10 @@ fn wake_locked(b: &mut Vec<Arc<FutexQ>>, mm: usize, uaddr: u64, nr: i32, bitset:
     let mut i = 0;
     while i < b.len() {
         let q = &b[i];
-        if q.mm != mm || q.uaddr.load(Ordering::Relaxed) != uaddr || q.bitset & bitset == 0 {
+        if q.mm.load(Ordering::Relaxed) != mm
+            || q.uaddr.load(Ordering::Relaxed) != uaddr
+            || q.bitset & bitset == 0
+        {
             i += 1;
             continue;
         }
@@ -308,11 +331,12 @@ fn wake_locked(b: &mut Vec<Arc<FutexQ>>, mm: usize, uaddr: u64, nr: i32, bitset:
 }
 
 /// `FUTEX_WAKE` / `FUTEX_WAKE_BITSET`: wakes up to `nr` waiters on
-/// `uaddr` (see [`wake_locked`]); returns how many.
-pub fn wake(mm: &KMm, uaddr: u64, nr: i32, bitset: u32) -> u64 {
-    let key = mm_key(mm);
-    let mut b = BUCKETS[bucket_of(key, uaddr)].lock();
-    wake_locked(&mut b, key, uaddr, nr, bitset)
+/// `uaddr` (see [`wake_locked`]), keyed as a shared futex if `shared`;
+/// returns how many.
+pub fn wake(mm: &KMm, uaddr: u64, nr: i32, bitset: u32, shared: bool) -> u64 {
+    let (key, kaddr) = get_futex_key(mm, uaddr, shared);
+    let mut b = BUCKETS[bucket_of(key, kaddr)].lock();
+    wake_locked(&mut b, key, kaddr, nr, bitset)
 }
 
 /// `FUTEX_REQUEUE` / `FUTEX_CMP_REQUEUE`: wakes `nr_wake` waiters of
@@ -325,14 +349,16 @@ fn requeue(
     nr_wake: i32,
     nr_requeue: i32,
     cmp: Option<u32>,
+    shared: bool,
 ) -> Result<u64, Errno> {
     if nr_wake < 0 || nr_requeue < 0 {
         return Err(Errno::EINVAL);
     }
     check_addr(uaddr1)?;
     check_addr(uaddr2)?;
-    let key = mm_key(mm);
-    let (b1, b2) = (bucket_of(key, uaddr1), bucket_of(key, uaddr2));
+    let (k1, a1) = get_futex_key(mm, uaddr1, shared);
+    let (k2, a2) = get_futex_key(mm, uaddr2, shared);
+    let (b1, b2) = (bucket_of(k1, a1), bucket_of(k2, a2));
     loop {
         let mut locks = DoubleLock::new(b1, b2);
         if let Some(cmp) = cmp {
@@ -354,7 +380,7 @@ fn requeue(
                 break;
             }
             let q = &hb1[i];
-            if q.mm != key || q.uaddr.load(Ordering::Relaxed) != uaddr1 {
+            if q.mm.load(Ordering::Relaxed) != k1 || q.uaddr.load(Ordering::Relaxed) != a1 {
                 i += 1;
                 continue;
             }
@@ -364,7 +390,8 @@ fn requeue(
                 continue;
             }
             // Requeue (F1: both buckets are locked).
-            q.uaddr.store(uaddr2, Ordering::Release);
+            q.mm.store(k2, Ordering::Release);
+            q.uaddr.store(a2, Ordering::Release);
             if let Some(hb2) = hb2.as_deref_mut() {
                 let q = hb1.remove(i);
                 hb2.push(q);
@@ -410,6 +437,7 @@ fn wake_op(
     nr_wake: i32,
     nr_wake2: i32,
     encoded: u32,
+    shared: bool,
 ) -> Result<u64, Errno> {
     check_addr(uaddr1)?;
     check_addr(uaddr2)?;
@@ -424,8 +452,9 @@ fn wake_op(
         oparg = 1 << oparg;
     }
     op &= 7;
-    let key = mm_key(mm);
-    let (b1, b2) = (bucket_of(key, uaddr1), bucket_of(key, uaddr2));
+    let (k1, a1) = get_futex_key(mm, uaddr1, shared);
+    let (k2, a2) = get_futex_key(mm, uaddr2, shared);
+    let (b1, b2) = (bucket_of(k1, a1), bucket_of(k2, a2));
     loop {
         let mut locks = DoubleLock::new(b1, b2);
         let old = match atomic_op_locked(mm, uaddr2, op, oparg)? {
@@ -446,13 +475,13 @@ fn wake_op(
             _ => return Err(Errno::ENOSYS),
         };
         let (hb1, hb2) = locks.get();
-        let mut n = wake_locked(hb1, key, uaddr1, nr_wake, BITSET_MATCH_ANY);
+        let mut n = wake_locked(hb1, k1, a1, nr_wake, BITSET_MATCH_ANY);
         if hit {
             let hb2 = match hb2 {
                 Some(hb2) => hb2,
                 None => hb1,
             };
-            n += wake_locked(hb2, key, uaddr2, nr_wake2, BITSET_MATCH_ANY);
+            n += wake_locked(hb2, k2, a2, nr_wake2, BITSET_MATCH_ANY);
         }
         return Ok(n);
     }
@@ -509,9 +538,10 @@ pub fn sys_futex(
         _ => None,
     };
     let val2 = utime as u32 as i32;
+    let shared = op & FUTEX_PRIVATE_FLAG == 0;
     match cmd {
-        FUTEX_WAIT => wait(mm, uaddr, val, deadline, BITSET_MATCH_ANY),
-        FUTEX_WAIT_BITSET => wait(mm, uaddr, val, deadline, val3),
+        FUTEX_WAIT => wait(mm, uaddr, val, deadline, BITSET_MATCH_ANY, shared),
+        FUTEX_WAIT_BITSET => wait(mm, uaddr, val, deadline, val3, shared),
         FUTEX_WAKE | FUTEX_WAKE_BITSET => {
             let bitset = if cmd == FUTEX_WAKE {
                 BITSET_MATCH_ANY
@@ -522,11 +552,11 @@ pub fn sys_futex(
                 return Err(Errno::EINVAL);
             }
             check_addr(uaddr)?;
-            Ok(wake(mm, uaddr, val as i32, bitset))
+            Ok(wake(mm, uaddr, val as i32, bitset, shared))
         }
-        FUTEX_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, None),
-        FUTEX_CMP_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, Some(val3)),
-        FUTEX_WAKE_OP => wake_op(mm, uaddr, uaddr2, val as i32, val2, val3),
+        FUTEX_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, None, shared),
+        FUTEX_CMP_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, Some(val3), shared),
+        FUTEX_WAKE_OP => wake_op(mm, uaddr, uaddr2, val as i32, val2, val3, shared),
         _ => Err(Errno::ENOSYS),
     }
 }
@@ -544,7 +574,7 @@ fn handle_futex_death(mm: &KMm, uaddr: u64, tid: u32, pi: bool, pending: bool) -
         copy_from_user(mm, &mut v, uaddr).map_err(|_| ())?;
         let uval = u32::from_le_bytes(v);
         if pending && !pi && uval == 0 {
-            wake(mm, uaddr, 1, BITSET_MATCH_ANY);
+            wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
             return Ok(());
         }
         if uval & FUTEX_TID_MASK != tid {
@@ -560,7 +590,7 @@ fn handle_futex_death(mm: &KMm, uaddr: u64, tid: u32, pi: bool, pending: bool) -
             Some(false) => continue,
             Some(true) => {
                 if !pi && uval & FUTEX_WAITERS != 0 {
-                    wake(mm, uaddr, 1, BITSET_MATCH_ANY);
+                    wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
                 }
                 return Ok(());
             }
@@ -625,11 +655,11 @@ pub fn nr_queued() -> usize {
     BUCKETS.iter().map(|b| b.lock().len()).sum()
 }
 
-/// Whether any waiter is queued on `(mm, uaddr)` (for tests).
+/// Whether any waiter is queued on `(mm, uaddr)`, private key (for tests).
 pub fn has_waiters(mm: &KMm, uaddr: u64) -> bool {
     let key = mm_key(mm);
     BUCKETS[bucket_of(key, uaddr)]
         .lock()
         .iter()
-        .any(|q| q.mm == key && q.uaddr.load(Ordering::Relaxed) == uaddr)
+        .any(|q| q.mm.load(Ordering::Relaxed) == key && q.uaddr.load(Ordering::Relaxed) == uaddr)
 }

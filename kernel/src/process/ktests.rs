@@ -67,7 +67,7 @@ fn get(mm: &KMm, at: u64) -> u32 {
 fn waiter(mm: &Arc<KMm>, at: u64, val: u32, bitset: u32) -> JoinHandle<Result<u64, Errno>> {
     let mm = mm.clone();
     sched::spawn("futex-waiter", move || {
-        futex::wait(&mm, at, val, Some(now_ns() + 5_000_000_000), bitset)
+        futex::wait(&mm, at, val, Some(now_ns() + 5_000_000_000), bitset, false)
     })
 }
 
@@ -86,26 +86,29 @@ fn futex_wait_checks_and_wake_counts() {
         let mm = new_mm();
         put(&mm, BASE, 5);
         assert_eq!(
-            futex::wait(&mm, BASE, 6, None, BITSET_MATCH_ANY),
+            futex::wait(&mm, BASE, 6, None, BITSET_MATCH_ANY, false),
             Err(EAGAIN)
         );
         assert_eq!(
-            futex::wait(&mm, BASE + 2, 5, None, BITSET_MATCH_ANY),
+            futex::wait(&mm, BASE + 2, 5, None, BITSET_MATCH_ANY, false),
             Err(Errno::EINVAL)
         );
-        assert_eq!(futex::wait(&mm, BASE, 5, None, 0), Err(Errno::EINVAL));
         assert_eq!(
-            futex::wait(&mm, 1 << 47, 5, None, BITSET_MATCH_ANY),
+            futex::wait(&mm, BASE, 5, None, 0, false),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            futex::wait(&mm, 1 << 47, 5, None, BITSET_MATCH_ANY, false),
             Err(Errno::EFAULT)
         );
         // No VMA there: the fault-in fails.
         assert_eq!(
-            futex::wait(&mm, BASE + 0x10_0000, 0, None, BITSET_MATCH_ANY),
+            futex::wait(&mm, BASE + 0x10_0000, 0, None, BITSET_MATCH_ANY, false),
             Err(Errno::EFAULT)
         );
         let t0 = now_ns();
         assert_eq!(
-            futex::wait(&mm, BASE, 5, Some(t0 + 10_000_000), BITSET_MATCH_ANY),
+            futex::wait(&mm, BASE, 5, Some(t0 + 10_000_000), BITSET_MATCH_ANY, false),
             Err(ETIMEDOUT)
         );
         assert!(now_ns() >= t0 + 10_000_000, "ETIMEDOUT before the deadline");
@@ -115,19 +118,19 @@ fn futex_wait_checks_and_wake_counts() {
             .map(|_| waiter(&mm, BASE, 5, BITSET_MATCH_ANY))
             .collect();
         until_queued(3);
-        assert_eq!(futex::wake(&mm, BASE + 4, 10, BITSET_MATCH_ANY), 0);
-        assert_eq!(futex::wake(&mm, BASE, 1, BITSET_MATCH_ANY), 1);
+        assert_eq!(futex::wake(&mm, BASE + 4, 10, BITSET_MATCH_ANY, false), 0);
+        assert_eq!(futex::wake(&mm, BASE, 1, BITSET_MATCH_ANY, false), 1);
         // nr_wake 0 still wakes one (`++ret >= nr_wake`).
-        assert_eq!(futex::wake(&mm, BASE, 0, BITSET_MATCH_ANY), 1);
-        assert_eq!(futex::wake(&mm, BASE, 10, BITSET_MATCH_ANY), 1);
+        assert_eq!(futex::wake(&mm, BASE, 0, BITSET_MATCH_ANY, false), 1);
+        assert_eq!(futex::wake(&mm, BASE, 10, BITSET_MATCH_ANY, false), 1);
         for w in ws {
             assert_eq!(w.join(), Some(Ok(0)));
         }
         // Bitsets: a wake must share a bit with the waiter's set.
         let w = waiter(&mm, BASE, 5, 0b01);
         until_queued(1);
-        assert_eq!(futex::wake(&mm, BASE, 1, 0b10), 0);
-        assert_eq!(futex::wake(&mm, BASE, 1, 0b11), 1);
+        assert_eq!(futex::wake(&mm, BASE, 1, 0b10, false), 0);
+        assert_eq!(futex::wake(&mm, BASE, 1, 0b11, false), 1);
         assert_eq!(w.join(), Some(Ok(0)));
         assert_eq!(futex::nr_queued(), 0);
     }
@@ -162,7 +165,7 @@ fn futex_cmp_requeue_and_wake_op() {
             futex::sys_futex(&mm, a, CMP_REQUEUE, 0, u64::MAX, b, 1),
             Err(Errno::EINVAL)
         );
-        assert_eq!(futex::wake(&mm, b, 1, BITSET_MATCH_ANY), 1);
+        assert_eq!(futex::wake(&mm, b, 1, BITSET_MATCH_ANY, false), 1);
         // WAKE_OP: *b += 1 (old 0); wake 1 on a, and 1 on b if old == 0.
         let w = waiter(&mm, b, 0, BITSET_MATCH_ANY);
         until_queued(2);

@@ -479,6 +479,8 @@ pub enum RestartBlock {
         val: u32,
         bitset: u32,
         deadline_ns: u64,
+        /// Keyed as a shared futex (no `FUTEX_PRIVATE_FLAG`).
+        shared: bool,
     },
 }
 

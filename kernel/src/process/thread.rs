@@ -234,7 +234,8 @@ fn mm_release(t: &Thread) {
     // reference plus the one in hand).
     let shared = Arc::strong_count(&mm) > 2 || t.process.threads.lock().len() > 1;
     if ctid != 0 && shared && crate::uaccess::copy_to_user(&mm, ctid, &0u32.to_le_bytes()).is_ok() {
-        super::futex::wake(&mm, ctid, 1, super::futex::BITSET_MATCH_ANY);
+        // mm_release(): a shared wake, as Linux's.
+        super::futex::wake(&mm, ctid, 1, super::futex::BITSET_MATCH_ANY, true);
     }
 }
 

@@ -72,7 +72,8 @@ pub fn sys_restart_syscall(p: &Process) -> SysResult {
             val,
             bitset,
             deadline_ns,
-        }) => process::futex::wait(&*mm_of(p)?, uaddr, val, Some(deadline_ns), bitset),
+            shared,
+        }) => process::futex::wait(&*mm_of(p)?, uaddr, val, Some(deadline_ns), bitset, shared),
         None => Err(EINTR),
     }
 }

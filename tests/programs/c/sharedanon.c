@@ -8,7 +8,9 @@
  * mprotect of part of it splits the VMA without unsharing; mremap grows it
  * (the object keeps its size: the new part raises SIGBUS) and moves it;
  * /proc/self/maps shows it as "/dev/zero (deleted)"; /proc/self/status
- * counts it as RssShmem.
+ * counts it as RssShmem; a shared futex word in it, mapped at different
+ * addresses in two processes, wakes the other process's waiter (keyed by
+ * object and offset, not by address).
  *
  * Children print nothing: they report through their exit status (1 + the
  * number of the check that failed), which the parent prints. Handshakes
@@ -24,10 +26,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PG 4096UL
+/* <linux/futex.h> is not on musl-gcc's path. */
+#define FUTEX_WAIT 0
+#define FUTEX_WAKE 1
 
 static const char *yes(int cond)
 {
@@ -139,6 +146,29 @@ static long rss_shmem_kb(void)
 	return kb;
 }
 
+static long futex(volatile uint32_t *uaddr, int op, uint32_t val)
+{
+	return syscall(SYS_futex, uaddr, op, val, NULL, NULL, 0);
+}
+
+/* Sleeps on the shared futex word until it is non-zero. */
+static int child_futex(volatile uint64_t *base)
+{
+	volatile uint32_t *word = (volatile uint32_t *)base;
+	while (*word == 0) {
+		long r = futex(word, FUTEX_WAIT, 0);
+		if (r != 0 && errno != EAGAIN && errno != EINTR)
+			return 1;
+	}
+	return *word == 7 ? 0 : 2;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { 0, ms * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+}
+
 static void maps_line(void *addr)
 {
 	char line[512];
@@ -204,7 +234,10 @@ int main(void)
 	       mprotect(region + 5 * PG, PG, PROT_READ | PROT_WRITE));
 	maps_line(region);
 
-	/* mremap grows and moves it: old pages keep their data and sharing. */
+	/* mremap grows and moves it: old pages keep their data and sharing.
+	 * A child forked first keeps it at the old address, waiting on a
+	 * shared futex in page 6. */
+	pid = spawn(child_futex, W(6));
 	char *grown = mremap(region, PAGES * PG, 2 * PAGES * PG, MREMAP_MAYMOVE);
 	printf("mremap grow: %s\n", yes(grown != MAP_FAILED));
 	if (grown == MAP_FAILED)
@@ -225,6 +258,33 @@ int main(void)
 	       bus_code);
 	printf("last page of the object still works: %s\n",
 	       yes(!raises_sigbus(W(PAGES - 1), 1)));
+
+	/* Wake the child, who sleeps on its own address of page 6's word:
+	 * a wake that finds it (returns 1) before the word changes shows
+	 * the key is the object and offset. Then release it for good. */
+	volatile uint32_t *word = (volatile uint32_t *)W(6);
+	long found = 0;
+	for (int i = 0; i < 500 && found != 1; i++) {
+		found = futex(word, FUTEX_WAKE, 1);
+		if (found != 1)
+			sleep_ms(10);
+	}
+	printf("futex wake found the other process's waiter: %s\n",
+	       yes(found == 1));
+	*word = 7;
+	int status = -1;
+	for (int i = 0; i < 500; i++) {
+		futex(word, FUTEX_WAKE, 1);
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		sleep_ms(10);
+	}
+	if (!WIFEXITED(status)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+	}
+	printf("futex child: %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0
+					     ? "exit 0" : "stuck or failed");
 
 	printf("munmap: %d\n", munmap(region, 2 * PAGES * PG));
 	printf("sharedanon: done\n");
