@@ -236,6 +236,22 @@ fn unpack(pieces: &[Arc<[u8]>]) -> Result<usize, usize> {
     }
 }
 
+/// The children of directory `dir` (normalized): (name, is a directory),
+/// in name order.
+pub fn children(dir: &str) -> Vec<(String, bool)> {
+    let prefix = if dir == "/" {
+        String::from("/")
+    } else {
+        alloc::format!("{dir}/")
+    };
+    TREE.lock()
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .filter(|(k, _)| k.len() > prefix.len() && !k[prefix.len()..].contains('/'))
+        .map(|(k, n)| (String::from(&k[prefix.len()..]), matches!(n, Node::Dir)))
+        .collect()
+}
+
 /// Every path in the tree (for the boot log).
 pub fn paths() -> Vec<String> {
     TREE.lock().keys().cloned().collect()

@@ -30,11 +30,19 @@
 //! contract allows). Everything else works in any context.
 #![forbid(unsafe_code)]
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use mm::platform::{IrqState, Platform};
 use mm::{CpuId, PhysAddr};
 
 use crate::sched::{self, WaitQueue};
 use crate::{percpu, sync, time};
+
+/// `invlpg`s of user pages issued by [`Platform::flush_tlb`] (Linux's
+/// `nr_tlb_local_flush_one` of `/proc/vmstat`, one per page).
+pub static NR_TLB_LOCAL_FLUSH_ONE: AtomicU64 = AtomicU64::new(0);
+/// Whole-TLB flushes it issued instead (`nr_tlb_local_flush_all`).
+pub static NR_TLB_LOCAL_FLUSH_ALL: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel's [`Platform`]: the bootloader's direct map, per-CPU data, the
 /// scheduler and the TSC clock.
@@ -138,10 +146,14 @@ impl Platform for KernelPlatform {
                 let mut va = start & !(mm::PAGE_SIZE - 1);
                 while va < end {
                     tlb::flush(x86_64::VirtAddr::new_truncate(va));
+                    NR_TLB_LOCAL_FLUSH_ONE.fetch_add(1, Ordering::Relaxed);
                     va += mm::PAGE_SIZE;
                 }
             }
-            _ => tlb::flush_all(),
+            _ => {
+                tlb::flush_all();
+                NR_TLB_LOCAL_FLUSH_ALL.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod rcu;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod slab;
+pub mod stack_vec;
 pub mod stats;
 pub mod sync;
 pub mod vm;

@@ -166,6 +166,20 @@ c_program!(
 );
 
 c_program!(
+    /// What libc start-up relies on: auxv (AT_PHDR, AT_ENTRY, AT_RANDOM,
+    /// AT_EXECFN, AT_MINSIGSTKSZ ..), the stack canary, TLS, ifuncs,
+    /// readlink of /proc/self/exe, prctl names and /proc/self/comm,
+    /// time(), isatty of a pipe, atexit.
+    libcstart
+);
+
+c_program!(
+    /// opendir/readdir of /, /dev, /proc, /proc/self, /sys; getdents64 and
+    /// getdents records, resuming, rewinding and their errors.
+    dirents
+);
+
+c_program!(
     /// 137 errno cases (bad pointers, fds, flags) that must match Linux.
     errno
 );

@@ -23,12 +23,14 @@
 //!   sp -> argc
 //!         argv[0] .. argv[argc-1], NULL
 //!         envp[0] .. envp[n-1], NULL
-//!         auxv: (AT_SYSINFO_EHDR is absent: no vDSO) (AT_HWCAP ..) (AT_PAGESZ ..)
+//!         auxv: (AT_SYSINFO_EHDR is absent: no vDSO) (AT_MINSIGSTKSZ 1040)
+//!               (AT_HWCAP ..) (AT_PAGESZ ..)
 //!               (AT_CLKTCK 100) (AT_PHDR ..) (AT_PHENT 56) (AT_PHNUM ..)
 //!               (AT_BASE 0) (AT_FLAGS 0) (AT_ENTRY ..) (AT_UID ..) .. (AT_SECURE 0)
 //!               (AT_RANDOM ptr) (AT_HWCAP2 0) (AT_EXECFN ptr) (AT_PLATFORM ptr) (AT_NULL)
 //!         padding
-//!         argument and environment strings, the execfn string
+//!         argument and environment strings, the execfn string (the
+//!         file name as execve got it)
 //!         "x86_64", 16 random bytes             (AT_PLATFORM, AT_RANDOM)
 //!   STACK_TOP
 //! ```
@@ -85,6 +87,16 @@ const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_HWCAP2: u64 = 26;
 const AT_EXECFN: u64 = 31;
+const AT_MINSIGSTKSZ: u64 = 51;
+
+/// `AT_MINSIGSTKSZ`: the largest signal frame this kernel builds, as
+/// Linux's `get_sigframe_size()` computes it (`init_sigframe_size()` in
+/// `arch/x86/kernel/signal.c`) for a kernel without IA32 emulation whose
+/// FPU state is FXSAVE's (no XSAVE: CPUID's OSXSAVE is clear):
+/// `sizeof(struct rt_sigframe)` (440: the return address, the 304-byte
+/// ucontext, the 128-byte siginfo) + `MAX_FRAME_PADDING` (15) + the
+/// 512-byte FXSAVE area + `MAX_XSAVE_PADDING` (63), rounded up to 16.
+pub const MINSIGSTKSZ_BYTES: u64 = (440 + 15 + 512 + 63u64).next_multiple_of(16);
 
 /// Most bytes of ELF file we accept (Linux has no such limit; ours keeps a
 /// corrupt size from asking for absurd mappings).
@@ -198,8 +210,15 @@ fn copy_segment(mm: &KMm, elf: &FileData, off: u64, dst: u64, len: u64) -> Resul
 }
 
 /// Loads the static ELF64 x86_64 executable `elf` into the empty `mm` and
-/// builds its stack with `argv` and `envp`; `ENOEXEC` for anything else.
-pub fn load(mm: &KMm, elf: &FileData, argv: &[String], envp: &[String]) -> Result<Image, Errno> {
+/// builds its stack with `argv`, `envp` and `execfn` (the file name as
+/// execve got it: `AT_EXECFN`); `ENOEXEC` for anything else.
+pub fn load(
+    mm: &KMm,
+    elf: &FileData,
+    execfn: &str,
+    argv: &[String],
+    envp: &[String],
+) -> Result<Image, Errno> {
     let (ty, entry, phoff, phdrs) = program_headers(elf)?;
     if phdrs.iter().any(|p| p.ty == PT_INTERP) {
         log::warn!("execve: a dynamically linked program (PT_INTERP): not supported");
@@ -295,9 +314,11 @@ pub fn load(mm: &KMm, elf: &FileData, argv: &[String], envp: &[String]) -> Resul
     let hwcap = u64::from(core::arch::x86_64::__cpuid(1).edx);
     let sp = build_stack(
         mm,
+        execfn,
         argv,
         envp,
         &[
+            (AT_MINSIGSTKSZ, MINSIGSTKSZ_BYTES),
             (AT_HWCAP, hwcap),
             (AT_PAGESZ, PAGE_SIZE),
             (AT_CLKTCK, 100),
@@ -334,6 +355,7 @@ fn push_str(mm: &KMm, sp: &mut u64, s: &[u8]) -> Result<u64, Errno> {
 /// returns the entry `sp`.
 fn build_stack(
     mm: &KMm,
+    execfn: &str,
     argv: &[String],
     envp: &[String],
     aux: &[(u64, u64)],
@@ -346,9 +368,9 @@ fn build_stack(
     crate::random::fill(&mut random);
     copy_to_user(mm, random_at, &random)?;
     let platform = push_str(mm, &mut sp, b"x86_64")?;
-    // Strings: execfn (argv[0], as the kernel keeps the file name), then
-    // the environment, then the arguments.
-    let execfn = push_str(mm, &mut sp, argv.first().map_or(&b""[..], |s| s.as_bytes()))?;
+    // Strings: execfn (the file name, `bprm->filename`), then the
+    // environment, then the arguments.
+    let execfn = push_str(mm, &mut sp, execfn.as_bytes())?;
     let mut env_ptrs = Vec::new();
     for s in envp.iter().rev() {
         env_ptrs.push(push_str(mm, &mut sp, s.as_bytes())?);

@@ -156,7 +156,8 @@ pub enum OpenData {
     Console,
     Bytes(Vec<u8>),
     File(Arc<FileData>),
-    /// A directory at this path (`getdents` is not there).
+    /// A directory at this path (`getdents64` lists it; the position
+    /// counts the entries already returned).
     Dir(String),
     /// One end of a pipe.
     Pipe(Arc<pipe::PipeEnd>),
@@ -214,6 +215,9 @@ impl OpenFile {
     }
 }
 
+/// `TASK_COMM_LEN`: a name's bytes with its NUL.
+pub const TASK_COMM_LEN: usize = 16;
+
 /// `RLIM_INFINITY`.
 pub const RLIM_INFINITY: u64 = u64::MAX;
 
@@ -247,9 +251,12 @@ pub struct Process {
     pub pid: u32,
     /// The parent's pid (0 for init); 1 once the parent has exited.
     ppid: AtomicU32,
-    /// The name (`task->comm`): the program file's last component, set by
-    /// exec.
+    /// The name (`task->comm`): the program file's last component (at
+    /// most 15 bytes), set by exec and `prctl(PR_SET_NAME)`.
     comm: SpinLock<String>,
+    /// The program file's absolute path (`mm->exe_file`, what
+    /// `/proc/self/exe` links to), set by exec.
+    exe: SpinLock<String>,
     /// The thread running it (set by the thread itself when it starts).
     tid: AtomicU32,
     /// The address space; `None` before exec and after exit (P2).
@@ -298,6 +305,19 @@ impl Process {
     /// The name (`comm`).
     pub fn comm(&self) -> String {
         self.comm.lock().clone()
+    }
+
+    /// Renames the process (`prctl(PR_SET_NAME)`, `set_task_comm`): the
+    /// first 15 bytes of `name`.
+    pub fn set_comm(&self, name: &[u8]) {
+        let n = name.len().min(TASK_COMM_LEN - 1);
+        *self.comm.lock() = String::from_utf8_lossy(&name[..n]).into_owned();
+    }
+
+    /// The program file's absolute path (`/proc/self/exe`); empty before
+    /// the first exec.
+    pub fn exe(&self) -> String {
+        self.exe.lock().clone()
     }
 
     /// The address space, while the process has one.
@@ -397,6 +417,7 @@ impl Process {
             pid,
             ppid: AtomicU32::new(ppid),
             comm: SpinLock::new("process.comm", String::from(comm)),
+            exe: SpinLock::new("process.exe", String::new()),
             tid: AtomicU32::new(u32::MAX),
             mm: SpinLock::new("process.mm", None),
             files: SpinLock::new(
@@ -666,7 +687,10 @@ fn exec_and_run(
     argv: Vec<String>,
     envp: Vec<String>,
 ) -> Result<ExitStatus, Errno> {
-    let image = exec(p, elf, &argv, &envp)?;
+    // The kernel runs init with the file name as argv[0]
+    // (`run_init_process`).
+    let path = argv.first().cloned().unwrap_or_default();
+    let image = exec(p, &path, elf, &argv, &envp)?;
     drop((argv, envp));
     log::info!(
         "{}[{}]: entering user mode at {:#x}, stack {:#x}",
@@ -683,13 +707,16 @@ fn exec_and_run(
     Ok(ExitStatus::from_wait_status(w as i32))
 }
 
-/// Replaces `p`'s address space with a new one holding `elf` (the point of
-/// no return of `execve`, `begin_new_exec`): on success the old `Mm` is
-/// gone (after CR3 moved off it, P2), the x87/SSE registers and FS base
-/// are reset, signal handlers go back to their defaults and close-on-exec
-/// files are closed; on failure `p` is unchanged.
+/// Replaces `p`'s address space with a new one holding `elf`, the file
+/// `path` names (the point of no return of `execve`, `begin_new_exec`): on
+/// success the old `Mm` is gone (after CR3 moved off it, P2), the x87/SSE
+/// registers and FS base are reset, signal handlers go back to their
+/// defaults, close-on-exec files are closed, and the name is the file
+/// name's last component (Linux's `kbasename(bprm->filename)`, not
+/// `argv[0]`); on failure `p` is unchanged.
 pub fn exec(
     p: &Process,
+    path: &str,
     elf: &FileData,
     argv: &[String],
     envp: &[String],
@@ -697,7 +724,7 @@ pub fn exec(
     let mm = Arc::new(Mm::new(vm())?);
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
-    let image = elf::load(&mm, elf, argv, envp)?;
+    let image = elf::load(&mm, elf, path, argv, envp)?;
     p.start_brk.store(image.start_brk, Ordering::Relaxed);
     let pgd = mm.page_table().root().as_u64();
     let old = p.mm.lock().replace(mm);
@@ -716,10 +743,9 @@ pub fn exec(
             *f = None;
         }
     });
-    if let Some(name) = argv.first() {
-        let base = name.rsplit('/').next().unwrap_or(name);
-        *p.comm.lock() = base.chars().take(15).collect();
-    }
+    let base = path.rsplit('/').next().unwrap_or(path);
+    p.set_comm(base.as_bytes());
+    *p.exe.lock() = crate::initramfs::normalize(path.as_bytes()).unwrap_or_else(|_| path.into());
     p.vfork_done.store(true, Ordering::Release);
     CHILD_EXIT.wake_all();
     Ok(image)

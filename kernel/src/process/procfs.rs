@@ -13,11 +13,16 @@
 //! - `/proc/buddyinfo`, `/proc/slabinfo` (version 2.1, the kmalloc caches
 //!   and the maple node cache): the boot banner's formatters.
 //! - `/proc/vmstat`: `name value` lines: free pages, the address-space
-//!   events (`mm::vm::VmEvent`) and the page allocator's (`PaStat`).
+//!   events (`mm::vm::VmEvent`), the page allocator's (`PaStat`, with
+//!   Linux's `pgalloc_<zone>` and `pgfree` in pages), the TLB flushes
+//!   (`nr_tlb_local_flush_one`/`_all`) and, ours, `rcu_synchronize_calls`
+//!   and `rcu_barrier_calls`.
 //! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
 //!   `Anonymous` (every resident page here is anonymous and counted whole).
 //! - `/proc/self/stat`: the 52 fields of Linux's `do_task_stat`, with
 //!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
+//! - `/proc/self/comm`: the name (`prctl(PR_SET_NAME)` changes it), as
+//!   `Name:` in status.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
 //!   `/proc/cmdline`, `/proc/version`, `/proc/uptime`.
 //! - `/sys/kernel/mm/transparent_hugepage/enabled` (`always [madvise]
@@ -55,6 +60,7 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         b"/proc/vmstat" => vmstat(),
         b"/proc/self/smaps_rollup" => smaps_rollup(p),
         b"/proc/self/stat" => stat(p),
+        b"/proc/self/comm" => alloc::format!("{}\n", p.comm()),
         b"/proc/cpuinfo" => cpuinfo(),
         b"/proc/cmdline" => alloc::format!("{}\n", crate::cmdline::get().raw),
         b"/proc/version" => alloc::format!(
@@ -306,6 +312,30 @@ fn vmstat() -> String {
     for &e in PaStat::ALL {
         let _ = writeln!(s, "{} {}", e.name(), pa.stats().get(e));
     }
+    use crate::platform::{NR_TLB_LOCAL_FLUSH_ALL, NR_TLB_LOCAL_FLUSH_ONE};
+    let _ = writeln!(
+        s,
+        "nr_tlb_local_flush_all {}",
+        NR_TLB_LOCAL_FLUSH_ALL.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "nr_tlb_local_flush_one {}",
+        NR_TLB_LOCAL_FLUSH_ONE.load(Relaxed)
+    );
+    // Ours: grace-period waits and callback barriers inside the kernel
+    // (a system call that waits for one is slow).
+    let rcu = crate::rcu::rcu().stats();
+    let _ = writeln!(
+        s,
+        "rcu_synchronize_calls {}",
+        rcu.get(mm::rcu::RcuStat::SynchronizeCalls)
+    );
+    let _ = writeln!(
+        s,
+        "rcu_barrier_calls {}",
+        rcu.get(mm::rcu::RcuStat::BarrierCalls)
+    );
     s
 }
 
@@ -320,6 +350,65 @@ fn thp_size(path: &[u8]) -> Option<u32> {
         b"64" => Some(4),
         _ => None,
     }
+}
+
+/// `d_type` of a directory, a regular file and a symbolic link.
+const DT_DIR: u8 = 4;
+const DT_REG: u8 = 8;
+const DT_LNK: u8 = 10;
+
+/// The children of the pseudo file systems' directory `path` (as
+/// [`is_dir`] names it, `/proc/<own pid>` being `/proc/self`) with their
+/// `d_type`, in a fixed order; `None` if `path` is not one. `/proc` lists
+/// `self` and the caller's own pid (no other process's directory can be
+/// opened here).
+pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
+    let names: &[(&str, u8)] = match path {
+        "/proc" => &[
+            ("self", DT_LNK),
+            ("buddyinfo", DT_REG),
+            ("cmdline", DT_REG),
+            ("cpuinfo", DT_REG),
+            ("meminfo", DT_REG),
+            ("slabinfo", DT_REG),
+            ("uptime", DT_REG),
+            ("version", DT_REG),
+            ("vmstat", DT_REG),
+            ("sys", DT_DIR),
+        ],
+        "/proc/self" => &[
+            ("comm", DT_REG),
+            ("cwd", DT_LNK),
+            ("exe", DT_LNK),
+            ("maps", DT_REG),
+            ("root", DT_LNK),
+            ("smaps_rollup", DT_REG),
+            ("stat", DT_REG),
+            ("status", DT_REG),
+        ],
+        "/proc/sys" => &[("vm", DT_DIR)],
+        "/proc/sys/vm" => &[
+            ("anon_orders", DT_REG),
+            ("cow_reuse_large", DT_REG),
+            ("pt_reclaim", DT_REG),
+        ],
+        "/sys" => &[("kernel", DT_DIR)],
+        "/sys/kernel" => &[("mm", DT_DIR)],
+        "/sys/kernel/mm" => &[("transparent_hugepage", DT_DIR)],
+        "/sys/kernel/mm/transparent_hugepage" => &[
+            ("enabled", DT_REG),
+            ("hugepages-16kB", DT_DIR),
+            ("hugepages-32kB", DT_DIR),
+            ("hugepages-64kB", DT_DIR),
+        ],
+        _ if is_dir(path.as_bytes()) => &[("enabled", DT_REG)],
+        _ => return None,
+    };
+    let mut out: Vec<(String, u8)> = names.iter().map(|(n, t)| (String::from(*n), *t)).collect();
+    if path == "/proc" {
+        out.insert(1, (alloc::format!("{}", p.pid), DT_DIR));
+    }
+    Some(out)
 }
 
 /// Whether `path` is a directory of the pseudo file systems.

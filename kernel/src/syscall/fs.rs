@@ -42,7 +42,7 @@ const S_IFREG: u32 = 0o100000;
 /// Linux's `access_ok(buf, count)`: the range lies in user space (it is
 /// checked before a read or write, even one that never touches the
 /// buffer, as `/dev/null`'s).
-fn access_ok(buf: u64, count: u64) -> Result<(), Errno> {
+pub(super) fn access_ok(buf: u64, count: u64) -> Result<(), Errno> {
     match buf.checked_add(count) {
         Some(end) if end <= mm::pgtable::TASK_SIZE => Ok(()),
         _ => Err(Errno::EFAULT),
@@ -356,17 +356,68 @@ fn resolve(p: &Process, dirfd: i32, raw: &[u8]) -> Result<String, Errno> {
     initramfs::normalize(&full)
 }
 
-/// `/proc/<own pid>/...` is `/proc/self/...`.
+/// `/proc/<own pid>/...` is `/proc/self/...` (and `/proc/<own pid>` is
+/// `/proc/self`).
 fn proc_self(p: &Process, path: &str) -> String {
-    let own = alloc::format!("/proc/{}/", p.pid);
+    let own = alloc::format!("/proc/{}", p.pid);
     match path.strip_prefix(own.as_str()) {
-        Some(rest) => alloc::format!("/proc/self/{rest}"),
-        None => String::from(path),
+        Some("") => String::from("/proc/self"),
+        Some(rest) if rest.starts_with('/') => alloc::format!("/proc/self{rest}"),
+        _ => String::from(path),
     }
 }
 
-/// What is at `path`: (data, st_mode, sysctl).
+/// The target of the symbolic link at normalized `path`, if it is one:
+/// `/proc/self` (the pid), `/proc/self/exe` (the program file),
+/// `/proc/self/cwd` and `/proc/self/root` (`/`). `ENOENT` for `exe`
+/// before the first exec, as Linux for a task without an `mm`.
+fn symlink(p: &Process, path: &str) -> Option<Result<String, Errno>> {
+    if path == "/proc/self" {
+        return Some(Ok(alloc::format!("{}", p.pid)));
+    }
+    match proc_self(p, path).as_str() {
+        "/proc/self/exe" => Some(Some(p.exe()).filter(|e| !e.is_empty()).ok_or(ENOENT)),
+        "/proc/self/cwd" | "/proc/self/root" => Some(Ok(String::from("/"))),
+        _ => None,
+    }
+}
+
+/// `readlinkat(dirfd, path, buf, bufsiz)` (and `readlink`): the link's
+/// target, truncated to `bufsiz` bytes, without a NUL. Linux's order:
+/// `EINVAL` for `bufsiz <= 0`, then the lookup's errors, then `EINVAL`
+/// for what is not a symbolic link.
+pub fn sys_readlinkat(p: &Process, dirfd: i32, path: u64, buf: u64, bufsiz: i32) -> SysResult {
+    if bufsiz <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, dirfd, &raw)?;
+    let target = match symlink(p, &path) {
+        Some(t) => t?,
+        None => {
+            open_node(p, &path)?;
+            return Err(Errno::EINVAL);
+        }
+    };
+    let n = target.len().min(bufsiz as usize);
+    copy_to_user(&mm, buf, &target.as_bytes()[..n])?;
+    Ok(n as u64)
+}
+
+/// What is at `path`: (data, st_mode, sysctl); symbolic links are
+/// followed.
 fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::Sysctl>), Errno> {
+    if let Some(target) = symlink(p, path) {
+        let target = target?;
+        // The only relative target is /proc/self's pid.
+        let target = if target.starts_with('/') {
+            target
+        } else {
+            alloc::format!("/proc/{target}")
+        };
+        return open_node(p, &target);
+    }
     let path = proc_self(p, path);
     if let Some(data) = procfs::generate(p, path.as_bytes()) {
         let sysctl = procfs::sysctl(path.as_bytes());
@@ -546,7 +597,7 @@ fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
 }
 
 /// A stable inode number for a path (FNV-1a).
-fn ino_of(path: &str) -> u64 {
+pub(super) fn ino_of(path: &str) -> u64 {
     path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
         (h ^ u64::from(c)).wrapping_mul(0x100_0000_01b3)
     }) & 0xffff_ffff

@@ -1,8 +1,10 @@
 //! Time, identity, limits and randomness.
 //!
-//! Clocks: every clock counts from boot (the TSC clock, `time::now_ns`);
-//! `CLOCK_REALTIME` is the Unix epoch plus that, since the kernel reads no
-//! RTC. Resolution: 1 ns, the coarse clocks one tick (4 ms at HZ = 250).
+//! Clocks: the monotonic ones count from boot (the TSC clock,
+//! `time::now_ns`); `CLOCK_REALTIME` (and its coarse variant, `time`,
+//! `gettimeofday`) is the CMOS RTC's wall time advanced by that clock
+//! (`time::rtc::realtime_ns`). Resolution: 1 ns, the coarse clocks one
+//! tick (4 ms at HZ = 250).
 
 use core::sync::atomic::Ordering;
 
@@ -71,7 +73,8 @@ pub fn sys_restart_syscall(p: &Process) -> SysResult {
 /// 3, MONOTONIC_RAW 4, REALTIME_COARSE 5, MONOTONIC_COARSE 6, BOOTTIME 7.
 fn clock_ns(clock: u64) -> Result<u64, Errno> {
     match clock {
-        0..=7 => Ok(time::now_ns()),
+        0 | 5 => Ok(time::rtc::realtime_ns()),
+        1..=7 => Ok(time::now_ns()),
         _ => Err(Errno::EINVAL),
     }
 }
@@ -83,7 +86,7 @@ pub fn sys_clock_nanosleep(p: &Process, clock: u64, flags: u64, req: u64, rem: u
     }
     let ns = read_timespec(p, req)?;
     if flags & TIMER_ABSTIME != 0 {
-        // Every clock counts from boot here (REALTIME from the epoch).
+        // The deadline on the boot clock: the same distance away.
         let now = clock_ns(clock)?;
         let deadline = time::now_ns().saturating_add(ns.saturating_sub(now));
         // An absolute sleep restarts with its own arguments.
@@ -117,7 +120,7 @@ pub fn sys_clock_getres(p: &Process, clock: u64, tp: u64) -> SysResult {
 pub fn sys_gettimeofday(p: &Process, tv: u64, tz: u64) -> SysResult {
     let mm = mm_of(p)?;
     if tv != 0 {
-        let ns = time::now_ns();
+        let ns = time::rtc::realtime_ns();
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&(ns / 1_000_000_000).to_le_bytes());
         b[8..].copy_from_slice(&((ns % 1_000_000_000) / 1000).to_le_bytes());
@@ -280,4 +283,57 @@ pub fn sys_getrandom(p: &Process, buf: u64, len: u64, flags: u64) -> SysResult {
         done += n as u64;
     }
     Ok(done)
+}
+
+/// `time(tloc)`: seconds of `CLOCK_REALTIME`, also stored at `tloc` if
+/// not NULL (`EFAULT` if it cannot be).
+pub fn sys_time(p: &Process, tloc: u64) -> SysResult {
+    let secs = clock_ns(0)? / 1_000_000_000;
+    if tloc != 0 {
+        copy_to_user(&*mm_of(p)?, tloc, &secs.to_le_bytes())?;
+    }
+    Ok(secs)
+}
+
+/// `prctl(option, arg2, ..)` (Linux's `kernel/sys.c`): the name
+/// (`PR_SET_NAME`: the first 15 bytes of a string, `PR_GET_NAME`: 16 bytes
+/// with the NUL padding) and the dumpable flag (always 1 here: no
+/// set-uid programs, and `PR_SET_DUMPABLE` takes 0 or 1 and changes
+/// nothing else). Other options: `EINVAL`, Linux's answer for an unknown
+/// one.
+pub fn sys_prctl(p: &Process, option: u64, arg2: u64) -> SysResult {
+    const PR_GET_DUMPABLE: u64 = 3;
+    const PR_SET_DUMPABLE: u64 = 4;
+    const PR_SET_NAME: u64 = 15;
+    const PR_GET_NAME: u64 = 16;
+    const TASK_COMM_LEN: usize = process::TASK_COMM_LEN;
+    match option {
+        PR_SET_NAME => {
+            // strncpy_from_user of TASK_COMM_LEN - 1 bytes: a longer
+            // string is cut, an unterminated one too.
+            let mut name = [0u8; TASK_COMM_LEN];
+            let mm = mm_of(p)?;
+            let mut n = 0;
+            while n < TASK_COMM_LEN - 1 {
+                copy_from_user(&mm, &mut name[n..n + 1], arg2.wrapping_add(n as u64))?;
+                if name[n] == 0 {
+                    break;
+                }
+                n += 1;
+            }
+            p.set_comm(&name[..n]);
+            Ok(0)
+        }
+        PR_GET_NAME => {
+            let mut name = [0u8; TASK_COMM_LEN];
+            let comm = p.comm();
+            let n = comm.len().min(TASK_COMM_LEN - 1);
+            name[..n].copy_from_slice(&comm.as_bytes()[..n]);
+            copy_to_user(&*mm_of(p)?, arg2, &name)?;
+            Ok(0)
+        }
+        PR_GET_DUMPABLE => Ok(1),
+        PR_SET_DUMPABLE if arg2 <= 1 => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
 }

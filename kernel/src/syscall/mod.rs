@@ -48,8 +48,10 @@
 //! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
 //! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
+//! | 78  | getdents          | see `dirent`: /, /dev, /proc, /sys, ...     |
 //! | 79  | getcwd            | always `/`                                  |
 //! | 83  | mkdir             | in the initramfs tree                       |
+//! | 89  | readlink          | /proc/self, /proc/self/{exe,cwd,root}       |
 //! | 96  | gettimeofday      |                                             |
 //! | 97  | getrlimit         |                                             |
 //! | 98  | getrusage         | ru_minflt counted as Linux counts faults    |
@@ -60,12 +62,15 @@
 //! | 129 | rt_sigqueueinfo   |                                             |
 //! | 130 | rt_sigsuspend     |                                             |
 //! | 131 | sigaltstack       |                                             |
+//! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
 //! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
 //! | 186 | gettid            | = pid                                       |
 //! | 200 | tkill             |                                             |
+//! | 201 | time              |                                             |
 //! | 204 | sched_getaffinity |                                             |
+//! | 217 | getdents64        |                                             |
 //! | 218 | set_tid_address   | recorded; returns the tid                   |
 //! | 219 | restart_syscall   | resumes an interrupted nanosleep            |
 //! | 228 | clock_gettime     | see `misc`: every clock counts from boot    |
@@ -76,6 +81,7 @@
 //! | 257 | openat            |                                             |
 //! | 258 | mkdirat           |                                             |
 //! | 262 | newfstatat        |                                             |
+//! | 267 | readlinkat        |                                             |
 //! | 269 | faccessat         |                                             |
 //! | 273 | set_robust_list   | recorded nowhere; checks the size           |
 //! | 292 | dup3              |                                             |
@@ -83,6 +89,7 @@
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
+//! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -94,6 +101,7 @@
 //! through the return-to-user loop (`arch::signal::exit_to_user_mode`:
 //! reschedule, deliver signals).
 
+mod dirent;
 mod fs;
 mod misc;
 mod signal;
@@ -236,7 +244,9 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         63 => misc::sys_uname(p, a[0]),
         72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
         79 => fs::sys_getcwd(p, a[0], a[1]),
+        78 => dirent::sys_getdents(p, a[0], a[1], a[2], false),
         83 => fs::sys_mkdirat(p, fs::AT_FDCWD, a[0]),
+        89 => fs::sys_readlinkat(p, fs::AT_FDCWD, a[0], a[1], a[2] as i32),
         96 => misc::sys_gettimeofday(p, a[0], a[1]),
         97 => misc::sys_prlimit64(p, 0, a[0], 0, a[1]),
         98 => misc::sys_getrusage(p, a[0] as i64, a[1]),
@@ -247,11 +257,14 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         129 => signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, None, a[1], a[2]),
         130 => signal::sys_rt_sigsuspend(p, a[0], a[1]),
         131 => signal::sys_sigaltstack(p, regs.rsp, a[0], a[1]),
+        157 => misc::sys_prctl(p, a[0], a[1]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
         186 => Ok(p.pid as u64),
         200 => signal::sys_tgkill(p, None, a[0] as i32 as i64, a[1]),
+        201 => misc::sys_time(p, a[0]),
         204 => misc::sys_sched_getaffinity(p, a[0] as i32, a[1], a[2]),
+        217 => dirent::sys_getdents(p, a[0], a[1], a[2], true),
         218 => {
             p.clear_child_tid.store(a[0], Ordering::Relaxed);
             Ok(p.pid as u64)
@@ -264,6 +277,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         257 => fs::sys_openat(p, a[0] as i32, a[1], a[2]),
         258 => fs::sys_mkdirat(p, a[0] as i32, a[1]),
         262 => fs::sys_newfstatat(p, a[0] as i32, a[1], a[2], a[3]),
+        267 => fs::sys_readlinkat(p, a[0] as i32, a[1], a[2], a[3] as i32),
         269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
         273 => {
             // sizeof(struct robust_list_head) on x86_64.
@@ -279,6 +293,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
+        // rseq: not implemented, and said so without a log line: glibc
+        // registers one at start and, on ENOSYS, goes on without it, as
+        // on a Linux built without CONFIG_RSEQ.
+        334 => Err(Errno::ENOSYS),
         _ => {
             log_enosys(p, nr);
             Err(Errno::ENOSYS)
@@ -383,6 +401,7 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
     const EACCES: Errno = Errno(13);
     let mm = mm_of(p)?;
     let raw = crate::uaccess::strncpy_from_user(&mm, path, PATH_MAX)?;
+    let filename = alloc::string::String::from_utf8_lossy(&raw).into_owned();
     let path = crate::initramfs::normalize(&raw)?;
     let mut total = 0;
     let argv = user_strings(&mm, argv, &mut total)?;
@@ -393,7 +412,7 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
         Some(_) => return Err(EACCES),
         None => return Err(ENOENT),
     };
-    let image = process::exec(p, &elf, &argv, &envp)?;
+    let image = process::exec(p, &filename, &elf, &argv, &envp)?;
     *regs = PtRegs {
         rip: image.entry,
         rsp: image.sp,

@@ -4,6 +4,7 @@
 //! - [`apic`]: the local APIC (x2APIC or xAPIC) and the masked 8259 PIC.
 //! - [`pit`]: calibration of the TSC and the APIC timer against the PIT.
 //! - [`clock`]: `now_ns` (TSC scaled to ns) and `jiffies`.
+//! - [`rtc`]: the CMOS clock's wall time, `CLOCK_REALTIME`.
 //!
 //! # The tick
 //!
@@ -42,6 +43,7 @@ pub mod clock;
 pub mod ktests;
 pub mod pit;
 pub mod profile;
+pub mod rtc;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 

@@ -421,6 +421,12 @@ impl<P: Platform> PageAlloc<P> {
                 continue;
             };
             self.prep_new_page(zone, pfn, order, gfp, mt, caller);
+            let pgalloc = match zone.kind {
+                ZoneType::Dma => PaStat::PgallocDma,
+                ZoneType::Dma32 => PaStat::PgallocDma32,
+                ZoneType::Normal => PaStat::PgallocNormal,
+            };
+            self.stats.add(pgalloc, 1 << order);
             if flags.contains(AllocFlags::HIGHATOMIC) {
                 let mut area = zone.free.lock_irqsave(&self.platform);
                 zone.reserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, pfn, order);
@@ -522,6 +528,7 @@ impl<P: Platform> PageAlloc<P> {
         if let Err(found) = page.cmpxchg_state(PageState::Allocated, PageState::None) {
             return Err(bad(BadPageReason::NotAllocated(found)));
         }
+        self.stats.add(PaStat::PgFree, 1 << order);
         self.platform.free_pages_prepare(pfn, order);
         let zone = &self.zones[page.zone_idx()];
         if pcp::pcp_allowed_order(order) {

@@ -38,6 +38,13 @@ define_stats! {
         Merge => "merge",
         /// A bad free was caught and reported (`bad_page`).
         BadPage => "bad_page",
+        /// Pages (not blocks) allocated from each zone and pages freed, as
+        /// Linux's `/proc/vmstat` counts them (`PGALLOC`, `PGFREE`: 2^order
+        /// per block).
+        PgallocDma => "pgalloc_dma",
+        PgallocDma32 => "pgalloc_dma32",
+        PgallocNormal => "pgalloc_normal",
+        PgFree => "pgfree",
     }
 }
 
@@ -52,6 +59,11 @@ impl PaStats {
     #[inline]
     pub(crate) fn inc(&self, s: PaStat) {
         self.0.add(s as usize, 1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, s: PaStat, n: u64) {
+        self.0.add(s as usize, n);
     }
 
     /// The current value of a counter (racy snapshot).

@@ -417,3 +417,22 @@ fn highatomic_reserve_is_made_and_released() {
     assert_eq!(pa.stats().get(PaStat::HighatomicUnreserve), 1);
     pa.check().unwrap();
 }
+
+/// `pgalloc_<zone>` and `pgfree` count pages, 2^order per block, as
+/// Linux's `/proc/vmstat` does; a reference drop that does not free counts
+/// nothing.
+#[test]
+fn pgalloc_and_pgfree_count_pages() {
+    let pa = one_zone(16384);
+    let a = pa.alloc_pages(Gfp::KERNEL, 2).unwrap();
+    let b = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    assert_eq!(pa.stats().get(PaStat::PgallocDma32), 5);
+    assert_eq!(pa.stats().get(PaStat::PgallocNormal), 0);
+    assert_eq!(pa.stats().get(PaStat::PgFree), 0);
+    pa.memmap().get(b).unwrap().get();
+    pa.free_pages(b, 0).unwrap();
+    assert_eq!(pa.stats().get(PaStat::PgFree), 0, "only a reference went");
+    pa.free_pages(b, 0).unwrap();
+    pa.free_pages(a, 2).unwrap();
+    assert_eq!(pa.stats().get(PaStat::PgFree), 5);
+}

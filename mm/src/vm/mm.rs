@@ -38,6 +38,7 @@ use crate::gfp::Gfp;
 use crate::maple::{MapleTree, MtFlags};
 use crate::pgtable::{MmuGather, PageTable, TASK_SIZE};
 use crate::platform::Platform;
+use crate::stack_vec::StackVec;
 use crate::stats::Counters;
 
 /// What the mmap lock protects besides the VMA set.
@@ -207,6 +208,18 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             .iter(0, u64::MAX)
             .map(|(_, _, p)| self.read(p))
             .collect()
+    }
+
+    /// VMA entries intersecting `[start, end)`, the first few without a
+    /// heap allocation.
+    pub(super) fn vmas_in_small(&self, start: u64, end: u64) -> StackVec<(NonNull<Vma>, Vma), 4> {
+        let mut out = StackVec::new((NonNull::dangling(), Vma::EMPTY));
+        if start < end {
+            for (_, _, p) in self.vmas.iter(start, end - 1) {
+                out.push((p, self.read(p)));
+            }
+        }
+        out
     }
 
     /// VMA entries intersecting `[start, end)`.

@@ -326,7 +326,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
         let ceiling = self.find_vma(end).map_or(0, |v| v.start);
         let mut tlb = MmuGather::new(&self.pt, false);
-        for v in &doomed {
+        for v in doomed.iter() {
             self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
         }
         if let (Some(lo), Some(hi)) = (doomed.first(), doomed.last()) {

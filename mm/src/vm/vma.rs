@@ -12,7 +12,6 @@
 //! (`insert_vma`, `retire_vma`), which keep its invariants M1 and M2.
 #![forbid(unsafe_code)]
 
-use alloc::vec::Vec;
 use core::fmt;
 
 use super::Mm;
@@ -22,6 +21,7 @@ use crate::errno::{Errno, Result};
 use crate::gfp::Gfp;
 use crate::pgtable::PteFlags;
 use crate::platform::Platform;
+use crate::stack_vec::StackVec;
 
 bitflags::bitflags! {
     /// `vm_flags` (values as in `include/linux/mm.h`).
@@ -121,6 +121,15 @@ pub struct Vma {
 }
 
 impl Vma {
+    /// An empty VMA at 0 with no flags: a placeholder, never in a tree.
+    pub const EMPTY: Vma = Vma {
+        start: 0,
+        end: 0,
+        flags: VmFlags::empty(),
+        pgoff: 0,
+        anon_vma: None,
+    };
+
     /// Pages spanned.
     pub fn pages(&self) -> u64 {
         (self.end - self.start) >> PAGE_SHIFT
@@ -217,9 +226,9 @@ impl<P: Platform> Mm<'_, '_, P> {
         start: u64,
         end: u64,
         new: Option<Vma>,
-    ) -> Result<Vec<Vma>> {
+    ) -> Result<StackVec<Vma, 4>> {
         debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
-        let old = self.vmas_in(start, end);
+        let old = self.vmas_in_small(start, end);
         let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
         let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
         let count = l.map_count - old.len()
@@ -236,8 +245,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         if let Some(v) = above {
             self.insert_vma_exact(l, v.slice(end, v.end));
         }
-        let mut inside = Vec::with_capacity(old.len());
-        for (p, v) in old {
+        let mut inside = StackVec::new(Vma::EMPTY);
+        for &(p, v) in old.iter() {
             inside.push(v.slice(v.start.max(start), v.end.min(end)));
             self.retire_vma(l, p);
         }
@@ -250,7 +259,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// any neighbour); their parts inside it are returned, for the caller
     /// to unmap or to ignore (a change of flags). One tree store: an
     /// error leaves everything as it was ([`Mm::vma_store_range`]).
-    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<Vec<Vma>> {
+    pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<StackVec<Vma, 4>> {
         // The neighbours as they will be: the parts of the VMAs around
         // the range that lie outside it.
         let prev = (new.start > 0)
@@ -289,11 +298,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
         }
         let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
-        Ok(old
-            .into_iter()
+        let mut inside = StackVec::new(Vma::EMPTY);
+        for v in old
+            .iter()
             .filter(|v| v.end > new.start && v.start < new.end)
-            .map(|v| v.slice(v.start.max(new.start), v.end.min(new.end)))
-            .collect())
+        {
+            inside.push(v.slice(v.start.max(new.start), v.end.min(new.end)));
+        }
+        Ok(inside)
     }
 
     /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`

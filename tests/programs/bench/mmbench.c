@@ -4,7 +4,10 @@
  * QEMU by scripts/bench-vs-linux.sh. Linux ABI only; not a test: it prints
  * figures, one per line, and powers the machine off.
  *
- *   mmbench [64k]
+ *   mmbench [64k] [GROUP...]
+ *
+ * GROUP is faults, forks, ptreclaim or churn: run only those loops (all
+ * of them when none is named; for measuring one change quickly).
  *
  * Output (machine-readable; anything else on the serial line is ignored):
  *
@@ -315,6 +318,17 @@ static void vma_churn(void)
 	munmap(p, 3 * PAGE);
 }
 
+/* Whether GROUP is to run: named in argv[first..], or nothing named. */
+static int wanted(int argc, char **argv, int first, const char *group)
+{
+	if (argc <= first)
+		return 1;
+	for (int i = first; i < argc; i++)
+		if (!strcmp(argv[i], group))
+			return 1;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	double boot = now_ns();
@@ -322,12 +336,20 @@ int main(int argc, char **argv)
 	printf("mmbench: start\n");
 	bench("boot_to_init", boot / 1e6, "ms");
 	need("/proc/self/status", "/proc", "proc");
-	if (argc > 1 && !strcmp(argv[1], "64k"))
+	int first = 1;
+	if (argc > 1 && !strcmp(argv[1], "64k")) {
 		enable_64k();
-	faults();
-	forks();
-	ptreclaim("ptreclaim_1", 25600, 1);
-	ptreclaim("ptreclaim_512", 512, 512);
-	vma_churn();
+		first = 2;
+	}
+	if (wanted(argc, argv, first, "faults"))
+		faults();
+	if (wanted(argc, argv, first, "forks"))
+		forks();
+	if (wanted(argc, argv, first, "ptreclaim")) {
+		ptreclaim("ptreclaim_1", 25600, 1);
+		ptreclaim("ptreclaim_512", 512, 512);
+	}
+	if (wanted(argc, argv, first, "churn"))
+		vma_churn();
 	power_off(0);
 }

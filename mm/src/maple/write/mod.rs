@@ -259,9 +259,32 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         entry: Option<T>,
         gfp: Gfp,
     ) -> Result<(), MapleError> {
-        self.preallocate(index, last, entry, gfp)?;
-        self.store_prealloc(index, last, entry);
+        // `preallocate` + `store_prealloc` without parking the plan (2.5
+        // KiB: two paths of MAPLE_HEIGHT_MAX levels) in a box in between:
+        // one plan on the stack, executed in place.
+        if index > last {
+            return Err(MapleError::Inval);
+        }
+        self.destroy();
+        let raw = entry.map_or(0, T::into_raw);
+        let mut plan = self.tree.plan(&self.locked, index, last, raw);
+        self.supply.alloc(self.tree, plan.request, gfp)?;
+        self.count_request(&plan);
+        if let Some(s) = plan.kind.stat() {
+            self.tree.inc(s, 1);
+        }
+        self.execute(&mut plan);
+        self.destroy();
         Ok(())
+    }
+
+    fn count_request(&self, plan: &Plan) {
+        self.tree
+            .inc(MapleStat::NodesRequested, plan.request as u64);
+        self.tree.inc(
+            MapleStat::NodesRequestedFullHeight,
+            plan.request_full as u64,
+        );
     }
 
     /// Erases the range containing `index` (`mtree_erase()`); returns
@@ -294,12 +317,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             .tree
             .plan(&self.locked, index, last, entry.map_or(0, T::into_raw));
         self.supply.alloc(self.tree, plan.request, gfp)?;
-        self.tree
-            .inc(MapleStat::NodesRequested, plan.request as u64);
-        self.tree.inc(
-            MapleStat::NodesRequestedFullHeight,
-            plan.request_full as u64,
-        );
+        self.count_request(&plan);
         self.prealloc = Some((index, last));
         let kind = plan.kind;
         self.planned = Some(Box::new(plan));
@@ -315,14 +333,14 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             "maple: store_prealloc without a matching preallocate"
         );
         let raw = entry.map_or(0, T::into_raw);
-        let plan = match self.planned.take() {
-            Some(p) if p.asked == (index, last, raw) => *p,
-            _ => self.tree.plan(&self.locked, index, last, raw),
+        let mut plan = match self.planned.take() {
+            Some(p) if p.asked == (index, last, raw) => p,
+            _ => Box::new(self.tree.plan(&self.locked, index, last, raw)),
         };
         if let Some(s) = plan.kind.stat() {
             self.tree.inc(s, 1);
         }
-        self.execute(plan);
+        self.execute(&mut plan);
         self.destroy();
     }
 
@@ -339,23 +357,22 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         (self.supply.requested, self.supply.used)
     }
 
-    fn execute(&mut self, plan: Plan) {
+    /// Carries out `plan`; its paths are used up (rebuilt in place).
+    fn execute(&mut self, plan: &mut Plan) {
         let tree = self.tree;
         match plan.kind {
             StoreType::None => {}
-            StoreType::NewRoot => self.new_root(&plan),
-            StoreType::ExactFit => tree.wr_exact_fit(&self.locked, &plan),
-            StoreType::SlotStore => tree.wr_slot_store(&self.locked, &plan),
-            StoreType::Append => tree.wr_append(&self.locked, &plan),
+            StoreType::NewRoot => self.new_root(plan),
+            StoreType::ExactFit => tree.wr_exact_fit(&self.locked, plan),
+            StoreType::SlotStore => tree.wr_slot_store(&self.locked, plan),
+            StoreType::Append => tree.wr_append(&self.locked, plan),
             StoreType::NodeStore
             | StoreType::Split
             | StoreType::Rebalance
             | StoreType::Spanning => {
-                let mut lp = plan.lp.clone();
-                let mut rp = plan.rp.clone();
                 let mut big = Big::new();
-                tree.leaf_content(&self.locked, lp.leaf(), rp.leaf(), &plan, &mut big);
-                self.rebuild(&mut lp, &mut rp, big);
+                tree.leaf_content(&self.locked, plan.lp.leaf(), plan.rp.leaf(), plan, &mut big);
+                self.rebuild(&mut plan.lp, &mut plan.rp, big);
             }
         }
     }

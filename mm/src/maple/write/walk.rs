@@ -21,12 +21,11 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         }
     }
 
-    /// The write walk: the path from the root to the leaf of `index`.
-    pub(in crate::maple) fn write_path(&self, w: &WriteLocked, index: u64) -> Path {
-        let mut p = Path {
-            lv: [EMPTY_LEVEL; MAPLE_HEIGHT_MAX],
-            height: 0,
-        };
+    /// The write walk: the path from the root to the leaf of `index`,
+    /// into `p`, whose old levels are overwritten up to the new height
+    /// (no path's worth of copying: a path is 1.2 KiB).
+    pub(in crate::maple) fn write_path_into(&self, w: &WriteLocked, index: u64, p: &mut Path) {
+        p.height = 0;
         let mut en = Enode(self.root.load(Relaxed));
         let (mut min, mut max) = (0, u64::MAX);
         loop {
@@ -46,7 +45,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             };
             p.height += 1;
             if t.is_leaf() {
-                return p;
+                return;
             }
             let (lo, hi) = node.slot_range(offset, end, min, max);
             (en, min, max) = (Enode(node.slot(t, offset)), lo, hi);
@@ -113,7 +112,9 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             }
             return plan;
         }
-        let mut lp = self.write_path(w, index);
+        // The paths are walked into the plan itself.
+        self.write_path_into(w, index, &mut plan.lp);
+        let lp = &mut plan.lp;
         if raw == 0 {
             // mas_wr_extend_null(): absorb the NULL range at `index` or just
             // before it. It is in this leaf: a leaf other than the
@@ -131,11 +132,14 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
                 index = node.slot_range(leaf.offset, leaf.end, leaf.min, leaf.max).0;
             }
         }
-        let mut rp = if last > lp.leaf().max {
-            self.write_path(w, last)
+        if last > lp.leaf().max {
+            self.write_path_into(w, last, &mut plan.rp);
         } else {
-            lp.clone()
-        };
+            let h = lp.height;
+            plan.rp.lv[..h].copy_from_slice(&lp.lv[..h]);
+            plan.rp.height = h;
+        }
+        let (lp, rp) = (&plan.lp, &mut plan.rp);
         if raw == 0 {
             // The same at `last`, within its leaf...
             let leaf = *rp.leaf();
@@ -154,7 +158,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
             // rightmost takes in the next leaf (mas_is_span_wr()), absorbing
             // a NULL range at its start.
             if last == leaf.max && last != u64::MAX {
-                rp = self.write_path(w, last + 1);
+                self.write_path_into(w, last + 1, rp);
                 let next = *rp.leaf();
                 let nnode = next.node.node_locked(w);
                 if nnode.slot(NodeType::Leaf64, 0) == 0 {
@@ -210,8 +214,6 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         };
         plan.request = req;
         plan.request_full = full;
-        plan.lp = lp;
-        plan.rp = rp;
         plan
     }
 

@@ -55,6 +55,7 @@ const TESTS: &[Test] = &[
     ("brk_grows_and_shrinks", brk_grows_and_shrinks),
     ("bad_pointers_give_efault", bad_pointers_give_efault),
     ("proc_files", proc_files),
+    ("vmstat_counters_move", vmstat_counters_move),
     ("sysctl_writes", sysctl_writes),
     ("fork_wait4_exit_status", fork_wait4_exit_status),
     ("clone_flags", clone_flags),
@@ -307,6 +308,39 @@ fn proc_files() -> TestResult {
     ensure!(vmstat(b"nr_free_pages").is_some());
     check_eq!(open(b"/proc/nope\0"), Err(Errno::ENOENT));
     check_eq!(open_flags(b"/proc/meminfo\0", O_WRONLY), Err(Errno::EACCES));
+    Ok(())
+}
+
+/// Pages allocated from any zone (`pgalloc_<zone>` of `/proc/vmstat`).
+fn pgalloc() -> Option<u64> {
+    Some(vmstat(b"pgalloc_dma")? + vmstat(b"pgalloc_dma32")? + vmstat(b"pgalloc_normal")?)
+}
+
+/// Linux's page and TLB counters of `/proc/vmstat` move with the work
+/// done (other allocations only add to them, hence `>=`): 16 pages
+/// touched are 16 pages allocated, unmapped 16 freed; unmapping 4 touched
+/// pages flushes each (`invlpg`, at most 33 pages), 64 the whole TLB.
+/// Ours, for RCU waits inside system calls, are there.
+fn vmstat_counters_move() -> TestResult {
+    let a = anon(64 * PAGE, PROT_READ | PROT_WRITE).map_err(|_| ())?;
+    let (allocs, frees) = (pgalloc().ok_or(())?, vmstat(b"pgfree").ok_or(())?);
+    for i in 0..16 {
+        poke(a + i * PAGE, i);
+    }
+    ensure!(pgalloc().ok_or(())? - allocs >= 16);
+    check_eq!(unmap(a, 16 * PAGE), Ok(()));
+    ensure!(vmstat(b"pgfree").ok_or(())? - frees >= 16);
+    for i in 16..64 {
+        poke(a + i * PAGE, i);
+    }
+    let one = vmstat(b"nr_tlb_local_flush_one").ok_or(())?;
+    check_eq!(unmap(a + 16 * PAGE, 4 * PAGE), Ok(()));
+    ensure!(vmstat(b"nr_tlb_local_flush_one").ok_or(())? - one >= 4);
+    let all = vmstat(b"nr_tlb_local_flush_all").ok_or(())?;
+    check_eq!(unmap(a + 20 * PAGE, 44 * PAGE), Ok(()));
+    ensure!(vmstat(b"nr_tlb_local_flush_all").ok_or(())? > all);
+    ensure!(vmstat(b"rcu_synchronize_calls").is_some());
+    ensure!(vmstat(b"rcu_barrier_calls").is_some());
     Ok(())
 }
 
