@@ -16,6 +16,7 @@ pub mod pgtable;
 pub mod platform;
 pub mod rand;
 pub mod rcu;
+pub mod rwsem;
 #[cfg(any(test, feature = "std"))]
 pub mod sim;
 pub mod slab;

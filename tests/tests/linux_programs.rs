@@ -148,9 +148,22 @@ c_program!(
     /// writes through NULL is reported by Linux at KERN_INFO, which
     /// `quiet` hides (only init's own segfault shows): so no kernel line
     /// at all, which `check` asserts.
-    forkwait,
-    musl_only: "glibc's fork() is clone(CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD, \
-                &tid), which needs the thread work of issue 19"
+    forkwait
+);
+
+c_program!(
+    /// POSIX threads: create/join, gettid, TLS, a contended mutex, condvars,
+    /// a barrier, Threads: and /proc/self/task/, exit() from a thread,
+    /// pthread_exit in main, a robust mutex whose owner died, fork of a
+    /// threaded process, detached threads.
+    pthreads
+);
+
+c_program!(
+    /// One address space under several threads: parallel first touch,
+    /// MADV_DONTNEED racing faults, munmap/mprotect/madvise against user
+    /// copies, fork while threads write (CoW).
+    mmthreads
 );
 
 c_program!(
@@ -190,8 +203,7 @@ c_program!(
     /// SA_RESTART), the alternate stack, the FPU across a handler, a
     /// register set through the ucontext, default actions (abort, SIGPIPE,
     /// SA_RESETHAND, SIGTERM, SIGKILL, SIGSTOP/SIGCONT), SIGCHLD.
-    signals,
-    musl_only: "it forks: glibc's fork() needs CLONE_CHILD_SETTID (issue 19's threads)"
+    signals
 );
 
 c_program!(
@@ -199,8 +211,16 @@ c_program!(
     /// si_addr, a fault repaired by mprotect and resumed, ud2 skipped
     /// through the ucontext, SIGFPE, SIGTRAP, a stack overflow caught on
     /// the alternate stack; the same faults kill children.
-    sigfault,
-    musl_only: "it forks: glibc's fork() needs CLONE_CHILD_SETTID (issue 19's threads)"
+    sigfault
+);
+
+c_program!(
+    /// Signals among threads: pthread_kill reaches its thread, a signal
+    /// to the process goes to a thread that does not block it, masks are
+    /// per thread, sigwait in a thread, EINTR in the handler's thread,
+    /// tgkill's errnos, and a fatal signal, abort() and exit() in a thread
+    /// ending every thread.
+    threadsig
 );
 
 #[test]
@@ -215,6 +235,17 @@ fn rawsys_runs_without_libc() {
 fn rust_std_program_exits_with_its_code() {
     check(&Program {
         args: &["alpha", "beta", "exit=3"],
+        ..Program::new("rust-std", Build::RustStd)
+    });
+}
+
+/// std's threads (spawn/join, scoped threads, Mutex, mpsc, Barrier,
+/// Condvar, RwLock, thread-locals) over clone, futexes and TLS, as on the
+/// host.
+#[test]
+fn rust_std_threads_run_like_linux() {
+    check(&Program {
+        args: &["threads"],
         ..Program::new("rust-std", Build::RustStd)
     });
 }

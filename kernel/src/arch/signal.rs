@@ -55,6 +55,7 @@ use crate::process::signal::{
     self, ERESTART_RESTARTBLOCK, ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, GetSignal, KSignal,
     SA_NODEFER, SA_ONSTACK, SA_RESTART, SIGSEGV, SS_AUTODISARM, SigInfo,
 };
+use crate::process::thread::{self, Thread};
 use crate::process::{self, ExitStatus, Process};
 use crate::sched;
 use crate::uaccess::{copy_from_user, copy_to_user, le64};
@@ -127,8 +128,8 @@ pub fn exit_to_user_mode(regs: &mut PtRegs) {
             sched::schedule();
         }
         if sigpending {
-            match process::current() {
-                Some(p) => do_signal(p, regs),
+            match thread::current_thread() {
+                Some(t) => do_signal(t, regs),
                 None => sched::with_current(|t| t.set_sigpending(false)),
             }
         }
@@ -151,26 +152,33 @@ fn is_canonical(addr: u64) -> bool {
     top == 0 || top == 0x1_ffff
 }
 
-/// Ends the process with `sig` (nothing may be live on the stack).
+/// Ends the process, every thread of it, with `sig` (nothing may be live
+/// on the stack).
 fn drop_and_exit(sig: u32) -> ! {
-    process::do_exit(ExitStatus::Signaled(sig))
+    thread::do_group_exit(ExitStatus::Signaled(sig))
 }
 
-/// Acts on the pending signals (Linux's `arch_do_signal_or_restart`).
-fn do_signal(p: Arc<Process>, regs: &mut PtRegs) {
+/// Acts on the pending signals (Linux's `arch_do_signal_or_restart`). A
+/// thread told to exit (another thread's `exit_group` or `execve`) ends
+/// here, alone.
+fn do_signal(t: Arc<Thread>, regs: &mut PtRegs) {
     loop {
-        match signal::get_signal(&p) {
+        if t.is_killed() {
+            drop(t);
+            process::do_exit(ExitStatus::Signaled(signal::SIGKILL));
+        }
+        match signal::get_signal(&t) {
             GetSignal::Fatal(sig) => {
-                drop(p);
+                drop(t);
                 drop_and_exit(sig);
             }
             GetSignal::Stop(sig) => {
-                let notify = signal::take_stop_notify(&p);
-                signal::do_signal_stop(&p, sig, notify);
+                let notify = signal::take_stop_notify(&t.process);
+                signal::do_signal_stop(&t, sig, notify);
                 continue;
             }
             GetSignal::Handler(ksig) => {
-                handle_signal(&p, ksig, regs);
+                handle_signal(&t, ksig, regs);
                 return;
             }
             GetSignal::None => break,
@@ -188,14 +196,14 @@ fn do_signal(p: Arc<Process>, regs: &mut PtRegs) {
         }
     }
     // sigsuspend's saved mask goes back now that no handler will.
-    let saved = p.sigthread.lock().saved_mask.take();
+    let saved = t.sig.lock().saved_mask.take();
     if let Some(mask) = saved {
-        signal::set_blocked(&p, mask);
+        signal::set_blocked(&t, mask);
     }
 }
 
 /// Runs `ksig`'s handler on the return (Linux's `handle_signal`).
-fn handle_signal(p: &Arc<Process>, ksig: KSignal, regs: &mut PtRegs) {
+fn handle_signal(t: &Arc<Thread>, ksig: KSignal, regs: &mut PtRegs) {
     if regs.orig_rax != NO_SYSCALL {
         let err = Errno(-(regs.rax as i64) as i32);
         if err == ERESTART_RESTARTBLOCK || err == ERESTARTNOHAND {
@@ -215,11 +223,11 @@ fn handle_signal(p: &Arc<Process>, ksig: KSignal, regs: &mut PtRegs) {
     // The mask the handler's sigreturn restores: sigsuspend's saved one
     // if it is waiting, else the current one.
     let (oldmask, altstack, trap) = {
-        let mut t = p.sigthread.lock();
-        let old = t.saved_mask.take().unwrap_or(t.blocked);
-        (old, t.altstack, t.trap)
+        let mut ts = t.sig.lock();
+        let old = ts.saved_mask.take().unwrap_or(ts.blocked);
+        (old, ts.altstack, ts.trap)
     };
-    match setup_rt_frame(p, &ksig, regs, oldmask, altstack, trap) {
+    match setup_rt_frame(&t.process, &ksig, regs, oldmask, altstack, trap) {
         Ok(()) => {
             // signal_delivered: block the handler's mask (and the signal
             // unless SA_NODEFER); SS_AUTODISARM drops the altstack.
@@ -227,10 +235,10 @@ fn handle_signal(p: &Arc<Process>, ksig: KSignal, regs: &mut PtRegs) {
             if ksig.action.flags & SA_NODEFER == 0 {
                 add |= signal::sigmask(ksig.info.signo);
             }
-            let blocked = signal::blocked(p) | add;
-            signal::set_blocked(p, blocked);
+            let blocked = signal::blocked(t) | add;
+            signal::set_blocked(t, blocked);
             if altstack.flags & SS_AUTODISARM != 0 {
-                p.sigthread.lock().altstack = signal::AltStack::NONE;
+                t.sig.lock().altstack = signal::AltStack::NONE;
             }
             // The handler starts with a clean FPU (fpu__clear_user_states).
             FxArea::INIT.load();
@@ -238,9 +246,9 @@ fn handle_signal(p: &Arc<Process>, ksig: KSignal, regs: &mut PtRegs) {
         Err(_) => {
             // The frame could not be written: force_sigsegv.
             if ksig.info.signo == SIGSEGV {
-                signal::set_action(p, SIGSEGV, Some(signal::SigAction::default()));
+                signal::set_action(&t.process, SIGSEGV, Some(signal::SigAction::default()));
             }
-            signal::force_sig(p, SigInfo::kernel(SIGSEGV));
+            signal::force_sig(t, SigInfo::kernel(SIGSEGV));
         }
     }
 }
@@ -344,18 +352,18 @@ fn put(b: &mut [u8], at: usize, v: u64) {
 /// `restore_sigcontext`): every general register, RIP, the RFLAGS bits
 /// user mode may set, the FPU state, the blocked mask, the alternate
 /// stack. Returns the restored `rax`; a bad frame kills with SIGSEGV.
-pub fn sys_rt_sigreturn(p: &Process, regs: &mut PtRegs) -> u64 {
-    match restore_frame(p, regs) {
+pub fn sys_rt_sigreturn(t: &Arc<Thread>, regs: &mut PtRegs) -> u64 {
+    match restore_frame(t, regs) {
         Ok(()) => regs.rax,
         Err(_) => {
-            signal::force_sig(p, SigInfo::kernel(SIGSEGV));
+            signal::force_sig(t, SigInfo::kernel(SIGSEGV));
             regs.rax
         }
     }
 }
 
-fn restore_frame(p: &Process, regs: &mut PtRegs) -> Result<(), Errno> {
-    let mm = p.mm().ok_or(Errno::EFAULT)?;
+fn restore_frame(t: &Thread, regs: &mut PtRegs) -> Result<(), Errno> {
+    let mm = t.process.mm().ok_or(Errno::EFAULT)?;
     let frame = regs.rsp.wrapping_sub(8);
     let mut uc = [0u8; UC_BYTES as usize];
     copy_from_user(&mm, &mut uc, frame + UC_OFF)?;
@@ -372,7 +380,7 @@ fn restore_frame(p: &Process, regs: &mut PtRegs) -> Result<(), Errno> {
         None
     };
     let mask = le64(&uc, UC_SIGMASK);
-    signal::set_blocked(p, mask);
+    signal::set_blocked(t, mask);
     regs.r8 = g(0);
     regs.r9 = g(1);
     regs.r10 = g(2);
@@ -404,7 +412,7 @@ fn restore_frame(p: &Process, regs: &mut PtRegs) -> Result<(), Errno> {
     let ss_sp = le64(&uc, UC_STACK);
     let ss_flags = le64(&uc, UC_STACK + 8) as u32;
     let ss_size = le64(&uc, UC_STACK + 16);
-    let _ = crate::syscall::set_altstack(p, regs.rsp, ss_sp, ss_flags, ss_size);
-    p.sigthread.lock().restart = None;
+    let _ = crate::syscall::set_altstack(t, regs.rsp, ss_sp, ss_flags, ss_size);
+    t.sig.lock().restart = None;
     Ok(())
 }

@@ -17,6 +17,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kernel::slab::ktests::KTESTS,
         kernel::maple_ktests::KTESTS,
         kernel::vm_ktests::KTESTS,
+        kernel::process::ktests::KTESTS,
     ])
 }
 

@@ -1,25 +1,31 @@
-//! Processes: an address space ([`Mm`]) run by one kernel thread that
-//! enters user mode (Linux's `task_struct` + `mm_struct` of a
-//! single-threaded process), with its files and its exit status.
+//! Processes: thread groups sharing an address space ([`Mm`]), open
+//! files, rlimits and children (Linux's `signal_struct` + `mm_struct` +
+//! `files_struct`), each thread a kernel task that enters user mode
+//! ([`thread`]), and the exit status.
 //!
 //! # Life of a process
 //!
 //! ```text
-//!   spawn_process(elf)           kmain: a Process with pid, a kthread
-//!     -> exec (thread)           Mm::new, kernel half of the boot PGD,
-//!                                ELF segments, stack (elf.rs); switch_mm
-//!     -> enter_user              iretq to the ELF entry
-//!        syscalls / faults       syscall.rs; user_trap below
-//!     -> do_exit(status)         exit/exit_group/reboot, or killed by a
-//!                                fault: boot PGD loaded, Mm dropped (every
-//!                                page and table freed), thread exits
-//!   wait() (kmain, wait4)        joins the thread, reads the status
+//!   spawn(elf)                   kmain: a Process with pid, its first
+//!     -> exec (thread)           thread (tid = pid) on a kthread; Mm::new,
+//!                                kernel half of the boot PGD, ELF
+//!                                segments, stack (elf.rs); switch_mm
+//!     -> run_user                iretq to the ELF entry
+//!        syscalls / faults       syscall/; user_trap below
+//!     -> do_exit(status)         exit: this thread; exit_group, reboot,
+//!                                fatal fault or kill: every thread
+//!                                (thread::do_group_exit)
+//!     -> thread::exit_thread     clear_child_tid, robust list, boot PGD;
+//!                                the last thread out: exit_process (Mm
+//!                                dropped, files closed, children to init,
+//!                                `exited` set, CHILD_EXIT woken)
+//!   wait() (kmain, wait4)        joins the threads, reads the status
 //!
-//!   fork(parent, regs)           fork/clone: Mm::fork (CoW), a Process
-//!     -> run_user_regs           with ppid; its thread enters user mode
-//!                                with the parent's registers, rax = 0
-//!     -> do_exit(status)         as above; then its children go to init,
-//!                                `exited` is set and CHILD_EXIT woken
+//!   clone(parent, regs, args)    a thread of the caller's process, or a
+//!     -> run_user_regs           process with Mm::fork (CoW) or the same
+//!                                Mm (CLONE_VM, vfork); the new thread
+//!                                enters user mode with the caller's
+//!                                registers, rax = 0
 //!   wait4 (parent)               sleeps on CHILD_EXIT until a child has
 //!                                exited, joins it (the zombie is reaped)
 //! ```
@@ -29,27 +35,32 @@
 //! - P1: a process's PGD shares the boot PGD's kernel half
 //!   (`PageTable::clone_kernel_half`), so the kernel runs unchanged on it
 //!   (arch entry E1).
-//! - P2: the `Mm` is dropped only after the task has loaded the boot PGD:
-//!   no CPU walks page tables that are being freed.
-//! - P3: only the process's own thread uses its `Mm` (single-threaded
-//!   processes; a fork child gets an `Mm` of its own, sharing folios
-//!   write-protected), so a page the uaccess walk found stays mapped
-//!   while the syscall copies (`crate::uaccess`).
-//! - P4: a process is reaped (removed from `PROCESSES`, its thread joined)
-//!   only by whoever holds its [`Running`]: its parent's `children` list,
-//!   init's after the parent exited, or `run_init` for init itself.
+//! - P2: the `Mm` is dropped only after every task that ran on it has
+//!   loaded the boot PGD (thread H1): no CPU walks page tables that are
+//!   being freed.
+//! - P3: several threads (and a vfork child) use one `Mm` at once; a user
+//!   copy looks its page up and copies with preemption off, so no other
+//!   thread unmaps the page in between (`crate::uaccess`).
+//! - P4: a process is reaped (removed from `PROCESSES`, its threads
+//!   joined) only by whoever holds its [`Running`]: its parent's
+//!   `children` list, init's after the parent exited, or `run_init` for
+//!   init itself.
 //!
 //! # Locking
 //!
-//! `PROCESSES` (the process list) and each process's `mm`, `files` and
-//! `children` locks are leaves: nothing else is taken under them, and
-//! nothing sleeps.
+//! `PROCESSES` (the process list) and each process's `mm`, `files`,
+//! `children` and `handles` locks are leaves: nothing else is taken under
+//! them, and nothing sleeps. `threads` comes before wait-queue and
+//! runqueue locks (see [`thread`]).
 
 pub mod elf;
+pub mod futex;
+pub mod ktests;
 pub mod memdev;
 pub mod pipe;
 pub mod procfs;
 pub mod signal;
+pub mod thread;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -254,11 +265,19 @@ pub struct Process {
     /// The name (`task->comm`): the program file's last component (at
     /// most 15 bytes), set by exec and `prctl(PR_SET_NAME)`.
     comm: SpinLock<String>,
+    /// The live threads (thread H1); the first one's tid is `pid`.
+    pub threads: SpinLock<Vec<Arc<thread::Thread>>>,
+    /// The tasks of the threads other than the first, joined when the
+    /// process is reaped (P4); finished ones are dropped at each clone.
+    handles: SpinLock<Vec<JoinHandle<()>>>,
+    /// Set by the first `exit_group` or fatal signal (`SIGNAL_GROUP_EXIT`):
+    /// `wait_status` holds its status, every thread is on its way out.
+    pub group_exit: AtomicBool,
+    /// Woken when a thread of the process exits (`de_thread` waits here).
+    pub thread_exit: WaitQueue,
     /// The program file's absolute path (`mm->exe_file`, what
     /// `/proc/self/exe` links to), set by exec.
     exe: SpinLock<String>,
-    /// The thread running it (set by the thread itself when it starts).
-    tid: AtomicU32,
     /// The address space; `None` before exec and after exit (P2).
     mm: SpinLock<Option<Arc<KMm>>>,
     /// Open files by descriptor (0..=2: the console at start).
@@ -283,21 +302,16 @@ pub struct Process {
     /// The signal the process dies of, once one was fatal (Linux's
     /// `SIGNAL_GROUP_EXIT` with its exit code); 0: none. The first one
     /// sticks. Set by a sender (`signal::send_signal`) or the process
-    /// itself; acted on by the return to user mode
-    /// (`arch::signal::exit_to_user_mode`).
+    /// itself; acted on by each thread's return to user mode
+    /// (`arch::signal::exit_to_user_mode`), which ends the group.
     pending_kill: AtomicU32,
     /// Dispositions, the process-wide pending set, job control
     /// (`signal::ProcessSignals`; lock order in `signal`). (Boxed: 2 KiB,
     /// which a debug kernel would copy between stack frames whenever a
-    /// `Process` is built.)
+    /// `Process` is built.) Each thread's own signal state is
+    /// `thread::Thread::sig`.
     pub signals: SpinLock<Box<signal::ProcessSignals>>,
-    /// The thread's blocked mask, pending set, alternate stack
-    /// (`signal::ThreadSignals`; taken after `signals`). Boxed for the
-    /// same reason: fork's frames stay small on a 32 KiB kernel stack.
-    pub sigthread: SpinLock<Box<signal::ThreadSignals>>,
-    /// `set_tid_address`'s pointer (`clear_child_tid`), recorded.
-    pub clear_child_tid: AtomicU64,
-    /// Where the process sleeps while it is stopped (SIGSTOP & co.).
+    /// Where the threads sleep while the process is stopped (SIGSTOP & co.).
     pub stop_wait: WaitQueue,
 }
 
@@ -345,14 +359,13 @@ impl Process {
     }
 
     /// Makes `sig` the signal the process dies of unless one already is,
-    /// and wakes its thread.
+    /// and wakes every thread to die of it (Linux's `complete_signal` for a
+    /// fatal signal: SIGKILL to each thread).
     pub fn set_fatal_signal(&self, sig: u32) {
         let _ = self
             .pending_kill
             .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-        if let Some(task) = self.task() {
-            sched::signal_wake_up(&task);
-        }
+        thread::wake_all_threads(self);
         self.wake_stopped();
     }
 
@@ -361,21 +374,18 @@ impl Process {
         self.exited.load(Ordering::Acquire)
     }
 
-    /// The task running the process, while it lives.
-    pub fn task(&self) -> Option<Arc<sched::Task>> {
-        match self.tid.load(Ordering::Relaxed) {
-            u32::MAX => None,
-            tid => sched::find_task(tid),
-        }
+    /// The thread of `p` with id `tid`, while it lives.
+    pub fn thread(&self, tid: u32) -> Option<Arc<thread::Thread>> {
+        self.threads.lock().iter().find(|t| t.tid() == tid).cloned()
     }
 
-    /// Wakes the thread if it sleeps stopped, to re-check.
+    /// Wakes the threads if they sleep stopped, to re-check.
     pub fn wake_stopped(&self) {
         self.stop_wait.wake_all();
         CHILD_EXIT.wake_all();
     }
 
-    /// How the process ended (valid once its thread has exited).
+    /// How the process ended (valid once its last thread has exited).
     pub fn exit_status(&self) -> ExitStatus {
         ExitStatus::from_wait_status(self.wait_status.load(Ordering::Acquire))
     }
@@ -383,12 +393,7 @@ impl Process {
 
 /// The process the running thread belongs to.
 pub fn current() -> Option<Arc<Process>> {
-    let tid = sched::with_current(|t| t.tid().as_u32());
-    PROCESSES
-        .lock()
-        .iter()
-        .find(|p| p.tid.load(Ordering::Relaxed) == tid)
-        .cloned()
+    thread::current_thread().map(|t| t.process.clone())
 }
 
 /// A started process: wait for it with [`Running::wait`].
@@ -405,6 +410,10 @@ impl Running {
         let p = &self.process;
         CHILD_EXIT.wait_until_idle(|| p.exited.load(Ordering::Acquire));
         self.thread.join();
+        let handles = core::mem::take(&mut *p.handles.lock());
+        handles.into_iter().for_each(|h| {
+            h.join();
+        });
         let p = self.process;
         PROCESSES.lock().retain(|q| !Arc::ptr_eq(q, &p));
         p.exit_status()
@@ -417,8 +426,11 @@ impl Process {
             pid,
             ppid: AtomicU32::new(ppid),
             comm: SpinLock::new("process.comm", String::from(comm)),
+            threads: SpinLock::new("process.threads", Vec::new()),
+            handles: SpinLock::new("process.handles", Vec::new()),
+            group_exit: AtomicBool::new(false),
+            thread_exit: WaitQueue::new("process.thread_exit"),
             exe: SpinLock::new("process.exe", String::new()),
-            tid: AtomicU32::new(u32::MAX),
             mm: SpinLock::new("process.mm", None),
             files: SpinLock::new(
                 "process.files",
@@ -438,8 +450,6 @@ impl Process {
             cmin_flt: AtomicU64::new(0),
             pending_kill: AtomicU32::new(0),
             signals: SpinLock::new("process.signals", Box::default()),
-            sigthread: SpinLock::new("process.sigthread", Box::default()),
-            clear_child_tid: AtomicU64::new(0),
             stop_wait: WaitQueue::new("process.stop_wait"),
         }
     }
@@ -453,7 +463,7 @@ pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String
     // Init ignores the signals it has no handler for (Linux's
     // SIGNAL_UNKILLABLE), unless a fault forces one on it.
     process.signals.lock().unkillable = pid == 1;
-    start(process, move |p| {
+    start(process, signal::ThreadSignals::default(), move |p| {
         exec_and_run(p, &elf, argv, envp).unwrap_or_else(|err| {
             crate::println!("{}[{}]: exec failed: {err:?}", p.comm(), p.pid);
             ExitStatus::Exited(127)
@@ -462,38 +472,73 @@ pub fn spawn(comm: &str, elf: Arc<FileData>, argv: Vec<String>, envp: Vec<String
     .unwrap_or_else(|e| panic!("no thread for process {comm}: {e:?}"))
 }
 
-/// Runs `body` as process `p` on a new thread, then tears the process down
-/// (`do_exit`'s second half): status published, boot PGD, `Mm` dropped
-/// (P2), files closed, children handed to init, `exited` set.
+/// Runs `body` as the first thread of process `p` (tid = pid) on a new
+/// task; the process is torn down when its last thread exits
+/// ([`thread::exit_thread`], [`exit_process`]).
 fn start(
     p: Arc<Process>,
+    sig: signal::ThreadSignals,
     body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
 ) -> Result<Running, Errno> {
     PROCESSES.lock().push(p.clone());
-    let q = p.clone();
-    let thread = sched::try_spawn(&p.comm(), move || {
-        q.tid
-            .store(sched::with_current(|t| t.tid().as_u32()), Ordering::Relaxed);
-        let status = body(&q);
-        q.wait_status
-            .store(status.to_wait_status(), Ordering::Release);
-        let mm = q.mm.lock().take();
-        sched::switch_mm(0);
-        drop(mm);
-        q.files.lock().clear();
-        reparent_children(&q);
-        q.vfork_done.store(true, Ordering::Release);
-        q.exited.store(true, Ordering::Release);
-        notify_parent_exit(&q, status);
-        CHILD_EXIT.wake_all();
-    });
-    match thread {
+    let t = Arc::new(thread::Thread::new(p.pid, p.clone(), sig));
+    let started = if thread::attach(&t) {
+        spawn_thread(t, body)
+    } else {
+        Err(Errno::EAGAIN)
+    };
+    match started {
         Ok(thread) => Ok(Running { process: p, thread }),
-        Err(_) => {
+        Err(e) => {
+            p.threads.lock().clear();
             PROCESSES.lock().retain(|x| !Arc::ptr_eq(x, &p));
+            Err(e)
+        }
+    }
+}
+
+/// Starts the task of thread `t` (already in its process's list): it runs
+/// `body`, then [`thread::exit_thread`]. On failure `t` is taken off the
+/// list again.
+fn spawn_thread(
+    t: Arc<thread::Thread>,
+    body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
+) -> Result<JoinHandle<()>, Errno> {
+    let q = t.clone();
+    let spawned = sched::try_spawn(&t.process.comm(), move || {
+        let task = sched::current();
+        q.set_task(&task);
+        task.set_owner(q.clone());
+        drop(task);
+        let status = body(&q.process);
+        thread::exit_thread(&q, status);
+    });
+    match spawned {
+        Ok(h) => {
+            t.set_task(h.task());
+            Ok(h)
+        }
+        Err(_) => {
+            t.process.threads.lock().retain(|x| !Arc::ptr_eq(x, &t));
             Err(Errno::EAGAIN)
         }
     }
+}
+
+/// The end of a process, run by its last thread (`do_exit`'s process
+/// half): the boot PGD is loaded already (thread H1), the `Mm` dropped
+/// (P2), files closed, children handed to init, `exited` set and the
+/// parent (and a vfork parent) woken.
+fn exit_process(p: &Process) {
+    let mm = p.mm.lock().take();
+    sched::switch_mm(0);
+    drop(mm);
+    p.files.lock().clear();
+    reparent_children(p);
+    p.vfork_done.store(true, Ordering::Release);
+    p.exited.store(true, Ordering::Release);
+    notify_parent_exit(p, p.exit_status());
+    CHILD_EXIT.wake_all();
 }
 
 /// Hands the children of exiting `p` to init (`forget_original_parent`);
@@ -527,44 +572,72 @@ fn reap_tree(r: Running) {
     orphans.into_iter().for_each(reap_tree);
 }
 
-/// `fork()`: a child process with a copy-on-write copy of `parent`'s
-/// address space and files, which returns to user mode with `regs` and
-/// `rax` = 0. Returns the child's pid.
-pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
-    let mm = parent.mm().ok_or(Errno::EFAULT)?;
-    let child_mm = mm.fork()?;
-    drop(mm);
-    child_mm
-        .page_table()
-        .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
-    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
-    let child = Arc::new(Process::new(pid, parent.pid, &parent.comm()));
-    child
-        .start_brk
-        .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
-    *child.files.lock() = parent.files.lock().clone();
-    // Box::clone builds the 2 KiB table in the heap, not in this frame.
-    let mut sigs = parent.signals.lock().clone();
-    sigs.forget_for_fork();
-    *child.signals.lock() = sigs;
-    **child.sigthread.lock() = parent.sigthread.lock().fork();
-    *child.rlimits.lock() = *parent.rlimits.lock();
-    // The child starts with the parent's registers: x87/SSE and FS base.
-    let fpu = crate::arch::fpu::FxArea::capture();
-    let fs_base = sched::with_current(|t| t.fs_base());
-    *child.mm.lock() = Some(Arc::new(child_mm));
-    // Boxed, as `fpu`: a debug kernel copies a closure's captures from
-    // frame to frame, and the parent's fork path is deep already.
+/// What `clone` asks for, decoded and checked by `syscall::thread`
+/// (Linux's `kernel_clone_args`, the parts this kernel acts on).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloneArgs {
+    /// `CLONE_THREAD` (with `CLONE_VM | CLONE_SIGHAND | CLONE_FILES`): a
+    /// new thread of the caller's process.
+    pub thread: bool,
+    /// `CLONE_VM`: share the caller's `Mm` (a process: vfork or
+    /// `posix_spawn`) instead of a copy-on-write copy.
+    pub share_vm: bool,
+    /// `CLONE_VFORK`: the caller sleeps until the child execs or exits.
+    pub vfork: bool,
+    /// The child's stack pointer (0: the caller's).
+    pub stack: u64,
+    /// `CLONE_SETTLS`: the child's FS base.
+    pub tls: Option<u64>,
+    /// `CLONE_PARENT_SETTID`: where the caller gets the child's tid.
+    pub parent_tid: Option<u64>,
+    /// `CLONE_CHILD_SETTID`: where the child stores its tid (in its `Mm`).
+    pub child_tid: Option<u64>,
+    /// `CLONE_CHILD_CLEARTID`: the child's `clear_child_tid`.
+    pub clear_child_tid: Option<u64>,
+}
+
+/// `clone` (and `fork`, `vfork`): a new thread of `parent` or a new
+/// process, which returns to user mode with `regs` (`rax` = 0, the stack
+/// and FS base `args` gives, else the caller's) and the caller's x87/SSE
+/// state. Returns the child's tid (= its pid for a process).
+pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Errno> {
+    let me = thread::current_thread().ok_or(Errno::EFAULT)?;
     let mut regs = alloc::boxed::Box::new(*regs);
     regs.rax = 0;
-    let running = start(child, move |p| {
-        let pgd = match p.mm() {
-            Some(mm) => mm.page_table().root().as_u64(),
-            None => return ExitStatus::Signaled(signal::SIGKILL),
+    if args.stack != 0 {
+        regs.rsp = args.stack;
+    }
+    // The child starts with the parent's registers: x87/SSE and FS base.
+    let fpu = crate::arch::fpu::FxArea::capture();
+    let fs_base = args
+        .tls
+        .unwrap_or_else(|| sched::with_current(|t| t.fs_base()));
+    let tid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let parent_mm = parent.mm().ok_or(Errno::EFAULT)?;
+    // The child's first steps in its own task, then user mode (Linux's
+    // `ret_from_fork` + `schedule_tail`'s CLONE_CHILD_SETTID store).
+    let child_tid = args.child_tid;
+    let body = move |p: &Process| {
+        let Some(mm) = p.mm() else {
+            return ExitStatus::Signaled(signal::SIGKILL);
         };
+        if let Some(at) = child_tid {
+            let _ = crate::uaccess::copy_to_user(&mm, at, &tid.to_le_bytes());
+        }
+        let pgd = mm.page_table().root().as_u64();
+        drop(mm);
         sched::switch_mm(pgd);
         fpu.load();
         sched::set_fs_base(fs_base);
+        // Killed before it ever ran: the fatal signal (a process's first
+        // thread records it as the status), or told to exit.
+        let sig = p.fatal_signal();
+        if sig != 0 {
+            return ExitStatus::Signaled(sig);
+        }
+        if thread::fatal_signal_pending() {
+            return ExitStatus::Signaled(signal::SIGKILL);
+        }
         // SAFETY: 1. CR3 holds this task's process PGD (switch_mm above).
         // 2. `regs` is the parent's syscall frame: rip and rsp are the
         // user's, and a bad value only faults in user mode (CS/SS are
@@ -574,27 +647,104 @@ pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
         let w = unsafe { crate::arch::entry::run_user_regs(&*regs) };
         x86_64::instructions::interrupts::enable();
         ExitStatus::from_wait_status(w as i32)
-    })?;
+    };
+    // The new thread's signal state: the caller's mask; its alternate
+    // stack unless the child shares the address space without vfork
+    // (Linux's copy_process: sas_ss_reset for CLONE_VM without
+    // CLONE_VFORK), nothing pending.
+    let mut sig = me.sig.lock().fork();
+    if args.share_vm && !args.vfork {
+        sig.altstack = signal::AltStack::NONE;
+    }
+    if args.thread {
+        let p = me.process.clone();
+        let t = Arc::new(thread::Thread::new(tid, p.clone(), sig));
+        if let Some(at) = args.clear_child_tid {
+            t.clear_child_tid.store(at, Ordering::Relaxed);
+        }
+        if !thread::attach(&t) {
+            return Err(crate::syscall::EINTR);
+        }
+        if let Some(at) = args.parent_tid {
+            let _ = crate::uaccess::copy_to_user(&parent_mm, at, &tid.to_le_bytes());
+        }
+        drop(parent_mm);
+        let handle = spawn_thread(t, body)?;
+        let mut handles = p.handles.lock();
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle);
+        return Ok(tid);
+    }
+    let child_mm = if args.share_vm {
+        parent_mm.clone()
+    } else {
+        let m = Arc::new(parent_mm.fork()?);
+        m.page_table()
+            .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
+        m
+    };
+    if let Some(at) = args.parent_tid {
+        let _ = crate::uaccess::copy_to_user(&parent_mm, at, &tid.to_le_bytes());
+    }
+    drop(parent_mm);
+    let child = Arc::new(Process::new(tid, parent.pid, &parent.comm()));
+    child
+        .start_brk
+        .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.files.lock() = parent.files.lock().clone();
+    // Box::clone builds the 2 KiB table in the heap, not in this frame.
+    let mut sigs = parent.signals.lock().clone();
+    sigs.forget_for_fork();
+    *child.signals.lock() = sigs;
+    *child.rlimits.lock() = *parent.rlimits.lock();
+    *child.mm.lock() = Some(child_mm);
+    let running = start_with(child, sig, args.clear_child_tid, body)?;
+    let c = running.process.clone();
     parent.children.lock().push(running);
-    Ok(pid)
+    if args.vfork {
+        // Linux's `wait_for_vfork_done`: killable.
+        CHILD_EXIT.wait_until_idle(|| {
+            c.vfork_done.load(Ordering::Acquire) || thread::fatal_signal_pending()
+        });
+    }
+    Ok(tid)
 }
 
-/// `vfork()`: [`fork`], then the parent sleeps until the child has exec'd
-/// or exited (Linux's `CLONE_VFORK` wait). The child gets a copy of the
-/// address space, not the parent's own (POSIX allows it; a program that
-/// only execs or `_exit`s, which is all vfork permits, cannot tell).
+/// [`start`], with the first thread's `clear_child_tid` set before it runs.
+fn start_with(
+    p: Arc<Process>,
+    sig: signal::ThreadSignals,
+    clear_child_tid: Option<u64>,
+    body: impl FnOnce(&Process) -> ExitStatus + Send + 'static,
+) -> Result<Running, Errno> {
+    start(p, sig, move |p: &Process| {
+        if let (Some(at), Some(t)) = (clear_child_tid, thread::current_thread()) {
+            t.clear_child_tid.store(at, Ordering::Relaxed);
+        }
+        body(p)
+    })
+}
+
+/// `fork()`: a child process with a copy-on-write copy of `parent`'s
+/// address space and files, which returns to user mode with `regs` and
+/// `rax` = 0 (only the calling thread is copied). Returns the child's pid.
+pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
+    clone(parent, regs, CloneArgs::default())
+}
+
+/// `vfork()`: a child process sharing `parent`'s address space (a true
+/// vfork: `CLONE_VM | CLONE_VFORK`); the parent sleeps until the child has
+/// exec'd or exited.
 pub fn vfork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
-    let pid = fork(parent, regs)?;
-    let child = parent
-        .children
-        .lock()
-        .iter()
-        .find(|r| r.process.pid == pid)
-        .map(|r| r.process.clone());
-    if let Some(c) = child {
-        CHILD_EXIT.wait_until_idle(|| c.vfork_done.load(Ordering::Acquire));
-    }
-    Ok(pid)
+    clone(
+        parent,
+        regs,
+        CloneArgs {
+            share_vm: true,
+            vfork: true,
+            ..CloneArgs::default()
+        },
+    )
 }
 
 /// Finds a live process by pid.
@@ -604,6 +754,15 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
         .iter()
         .find(|p| p.pid == pid && !p.exited.load(Ordering::Acquire))
         .cloned()
+}
+
+/// Finds a live thread of any process by its tid.
+pub fn find_thread(tid: u32) -> Option<Arc<thread::Thread>> {
+    PROCESSES
+        .lock()
+        .iter()
+        .filter(|p| !p.exited.load(Ordering::Acquire))
+        .find_map(|p| p.thread(tid))
 }
 
 /// Every live process's pid.
@@ -725,6 +884,10 @@ pub fn exec(
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
     let image = elf::load(&mm, elf, path, argv, envp)?;
+    // The point of no return: the other threads go first (`de_thread`).
+    if let Some(t) = thread::current_thread() {
+        thread::de_thread(&t)?;
+    }
     p.start_brk.store(image.start_brk, Ordering::Relaxed);
     let pgd = mm.page_table().root().as_u64();
     let old = p.mm.lock().replace(mm);
@@ -733,10 +896,10 @@ pub fn exec(
     crate::arch::fpu::FxArea::INIT.load();
     sched::set_fs_base(0);
     p.signals.lock().exec();
-    {
-        let mut t = p.sigthread.lock();
-        t.altstack = signal::AltStack::NONE;
-        t.restart = None;
+    if let Some(t) = thread::current_thread() {
+        let mut ts = t.sig.lock();
+        ts.altstack = signal::AltStack::NONE;
+        ts.restart = None;
     }
     p.files.lock().iter_mut().for_each(|f| {
         if f.as_ref().is_some_and(|f| f.cloexec) {
@@ -751,10 +914,11 @@ pub fn exec(
     Ok(image)
 }
 
-/// Ends the running process (`do_exit`): leaves user mode for good and
-/// returns `status` to the process's thread, which tears the address
-/// space down ([`spawn`]). Callers drop what they own first (the frames in
-/// between are abandoned).
+/// Ends the running thread (`do_exit`): leaves user mode for good and
+/// returns `status` to the thread's task, which runs
+/// [`thread::exit_thread`] (the last thread out tears the process down).
+/// Callers drop what they own first (the frames in between are
+/// abandoned). To end every thread, see [`thread::do_group_exit`].
 pub fn do_exit(status: ExitStatus) -> ! {
     crate::arch::entry::exit_to_kernel(status.to_wait_status() as u64)
 }
@@ -768,10 +932,11 @@ pub fn do_exit(status: ExitStatus) -> ! {
 fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
     use signal::{SigInfo, force_sig};
     x86_64::instructions::interrupts::enable();
-    let Some(p) = current() else {
+    let Some(me) = thread::current_thread() else {
         panic!("BUG: user-mode trap {t:?} on a thread without a process");
     };
-    p.sigthread.lock().trap = crate::arch::signal::TrapInfo {
+    let p = me.process.clone();
+    me.sig.lock().trap = crate::arch::signal::TrapInfo {
         trapno: u64::from(t.vector),
         error_code: t.error_code,
         cr2: t.cr2,
@@ -799,7 +964,7 @@ fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
             }
             Err(FaultError::Segv(code)) => {
                 // Linux prints this at KERN_INFO (KERN_EMERG for init).
-                if unhandled(&p, signal::SIGSEGV)
+                if unhandled(&me, signal::SIGSEGV)
                     && (p.pid == 1 || crate::cmdline::get().shows_info())
                 {
                     crate::println!(
@@ -816,7 +981,7 @@ fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
                     mm::vm::SegvCode::MapErr => signal::SEGV_MAPERR,
                     mm::vm::SegvCode::AccErr => signal::SEGV_ACCERR,
                 };
-                force_sig(&p, SigInfo::fault(signal::SIGSEGV, code, t.cr2));
+                force_sig(&me, SigInfo::fault(signal::SIGSEGV, code, t.cr2));
             }
         }
         x86_64::instructions::interrupts::disable();
@@ -845,7 +1010,7 @@ fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
     // KERN_INFO on Linux, as the segfault line (shown for init always);
     // not for int3, which is a debugger's business.
     if t.vector != 3
-        && unhandled(&p, info.signo)
+        && unhandled(&me, info.signo)
         && (p.pid == 1 || crate::cmdline::get().shows_info())
     {
         crate::println!(
@@ -858,15 +1023,15 @@ fn user_trap(_regs: &mut PtRegs, t: &UserTrap) {
             t.vector
         );
     }
-    force_sig(&p, info);
+    force_sig(&me, info);
     x86_64::instructions::interrupts::disable();
 }
 
 /// Whether `sig` would kill `p` rather than run a handler (Linux's
 /// `unhandled_signal`).
-fn unhandled(p: &Process, sig: u32) -> bool {
-    let handler = p.signals.lock().actions[sig as usize - 1].handler;
-    let blocked = signal::blocked(p) & signal::sigmask(sig) != 0;
+fn unhandled(t: &thread::Thread, sig: u32) -> bool {
+    let handler = t.process.signals.lock().actions[sig as usize - 1].handler;
+    let blocked = signal::blocked(t) & signal::sigmask(sig) != 0;
     handler <= signal::SIG_IGN || blocked
 }
 
@@ -878,7 +1043,7 @@ pub fn notify_parent_cldstop(p: &Process, code: i32, sig: u32) {
         let a = signal::chld_action(&parent);
         if a.flags & signal::SA_NOCLDSTOP == 0 {
             let info = signal::SigInfo::chld(code, p.pid, sig as i32);
-            let _ = signal::send_signal(&parent, info, false, true);
+            let _ = signal::send_signal(&parent, info, None, true);
         }
     }
     CHILD_EXIT.wake_all();
@@ -894,7 +1059,7 @@ fn notify_parent_exit(p: &Process, status: ExitStatus) {
         // CLD_DUMPED only with a core file: RLIMIT_CORE is 0.
         ExitStatus::Signaled(sig) => signal::SigInfo::chld(signal::CLD_KILLED, p.pid, sig as i32),
     };
-    let _ = signal::send_signal(&parent, info, false, true);
+    let _ = signal::send_signal(&parent, info, None, true);
 }
 
 /// The built-in `init` program, built from `user/` and embedded in the

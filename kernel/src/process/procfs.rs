@@ -19,6 +19,9 @@
 //!   and `rcu_barrier_calls`.
 //! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
 //!   `Anonymous` (every resident page here is anonymous and counted whole).
+//! - `/proc/self/task/<tid>/{status,stat}` and `/proc/thread-self/`: the
+//!   same, with the thread's id in `Pid:` and field 1; `Threads:` and
+//!   `num_threads` count the live threads.
 //! - `/proc/self/stat`: the 52 fields of Linux's `do_task_stat`, with
 //!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
 //! - `/proc/self/comm`: the name (`prctl(PR_SET_NAME)` changes it), as
@@ -60,6 +63,14 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         b"/proc/vmstat" => vmstat(),
         b"/proc/self/smaps_rollup" => smaps_rollup(p),
         b"/proc/self/stat" => stat(p),
+        _ if task_file(p, path).is_some() => {
+            let (tid, name) = task_file(p, path)?;
+            match name {
+                b"status" => status_of(p, tid),
+                b"stat" => stat_of(p, tid),
+                _ => return None,
+            }
+        }
         b"/proc/self/comm" => alloc::format!("{}\n", p.comm()),
         b"/proc/cpuinfo" => cpuinfo(),
         b"/proc/cmdline" => alloc::format!("{}\n", crate::cmdline::get().raw),
@@ -91,13 +102,19 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn status(p: &Process) -> String {
+    status_of(p, p.pid)
+}
+
+/// `status` of thread `tid` of `p` (`/proc/self/task/<tid>/status`):
+/// the process's, with `Pid:` the thread's id.
+fn status_of(p: &Process, tid: u32) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "Name:\t{}", p.comm());
     let _ = writeln!(s, "Umask:\t0022");
     let _ = writeln!(s, "State:\tR (running)");
     let _ = writeln!(s, "Tgid:\t{}", p.pid);
     let _ = writeln!(s, "Ngid:\t0");
-    let _ = writeln!(s, "Pid:\t{}", p.pid);
+    let _ = writeln!(s, "Pid:\t{tid}");
     let _ = writeln!(s, "PPid:\t{}", p.ppid());
     let _ = writeln!(s, "TracerPid:\t0");
     let _ = writeln!(s, "Uid:\t0\t0\t0\t0");
@@ -132,8 +149,15 @@ fn status(p: &Process) -> String {
             let _ = writeln!(s, "{name}:\t{kb:>8} kB");
         }
     }
-    let _ = writeln!(s, "Threads:\t1");
-    let blocked = signal::blocked(p);
+    let _ = writeln!(s, "Threads:\t{}", p.threads.lock().len());
+    // The thread's own signal state: the thread `tid` names.
+    let (blocked, own) = match p.thread(tid) {
+        Some(t) => {
+            let ts = t.sig.lock();
+            (ts.blocked, ts.pending.mask)
+        }
+        None => (0, 0),
+    };
     let (shd, ign, cgt) = {
         let sig = p.signals.lock();
         (
@@ -142,7 +166,6 @@ fn status(p: &Process) -> String {
             sig.caught_mask(),
         )
     };
-    let own = p.sigthread.lock().pending.mask;
     let _ = writeln!(s, "SigQ:\t0/3870");
     let _ = writeln!(s, "SigPnd:\t{own:016x}");
     let _ = writeln!(s, "ShdPnd:\t{shd:016x}");
@@ -363,9 +386,24 @@ const DT_LNK: u8 = 10;
 /// `self` and the caller's own pid (no other process's directory can be
 /// opened here).
 pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
+    if path == "/proc/self/task" {
+        let tids = p.threads.lock().iter().map(|t| t.tid()).collect::<Vec<_>>();
+        return Some(
+            tids.iter()
+                .map(|t| (alloc::format!("{t}"), DT_DIR))
+                .collect(),
+        );
+    }
+    if path == "/proc/thread-self" || is_task_dir(p, path.as_bytes()) {
+        return Some(alloc::vec![
+            (String::from("stat"), DT_REG),
+            (String::from("status"), DT_REG),
+        ]);
+    }
     let names: &[(&str, u8)] = match path {
         "/proc" => &[
             ("self", DT_LNK),
+            ("thread-self", DT_LNK),
             ("buddyinfo", DT_REG),
             ("cmdline", DT_REG),
             ("cpuinfo", DT_REG),
@@ -385,6 +423,7 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("smaps_rollup", DT_REG),
             ("stat", DT_REG),
             ("status", DT_REG),
+            ("task", DT_DIR),
         ],
         "/proc/sys" => &[("vm", DT_DIR)],
         "/proc/sys/vm" => &[
@@ -409,6 +448,34 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
         out.insert(1, (alloc::format!("{}", p.pid), DT_DIR));
     }
     Some(out)
+}
+
+/// The live thread of `p` and the file name a per-thread path names:
+/// `/proc/self/task/<tid>/NAME` or `/proc/thread-self/NAME` (the caller's
+/// thread).
+fn task_file<'a>(p: &Process, path: &'a [u8]) -> Option<(u32, &'a [u8])> {
+    if let Some(name) = path.strip_prefix(b"/proc/thread-self/") {
+        let t = super::thread::current_thread()?;
+        return Some((t.tid(), name));
+    }
+    let rest = path.strip_prefix(b"/proc/self/task/")?;
+    let slash = rest.iter().position(|&b| b == b'/')?;
+    let tid: u32 = core::str::from_utf8(&rest[..slash]).ok()?.parse().ok()?;
+    let live = p.threads.lock().iter().any(|t| t.tid() == tid);
+    live.then_some((tid, &rest[slash + 1..]))
+}
+
+/// Whether `path` is a per-thread directory of `p`: `/proc/self/task`,
+/// `/proc/self/task/<tid>` of a live thread, `/proc/thread-self`.
+pub fn is_task_dir(p: &Process, path: &[u8]) -> bool {
+    if path == b"/proc/self/task" || path == b"/proc/thread-self" {
+        return true;
+    }
+    let Some(tid) = path.strip_prefix(b"/proc/self/task/") else {
+        return false;
+    };
+    let tid: Option<u32> = core::str::from_utf8(tid).ok().and_then(|t| t.parse().ok());
+    tid.is_some_and(|tid| p.threads.lock().iter().any(|t| t.tid() == tid))
 }
 
 /// Whether `path` is a directory of the pseudo file systems.
@@ -475,14 +542,19 @@ fn smaps_rollup(p: &Process) -> String {
 
 /// `/proc/self/stat` (`fs/proc/array.c`, `do_task_stat`): 52 fields.
 fn stat(p: &Process) -> String {
+    stat_of(p, p.pid)
+}
+
+/// `stat` of thread `tid` of `p` (`/proc/self/task/<tid>/stat`): field 1
+/// is the thread's id.
+fn stat_of(p: &Process, tid: u32) -> String {
     let (vsize, rss_pages) = p.mm().map_or((0, 0), |mm| {
         let st = mm.status();
         (st.vm_size * 1024, st.vm_rss / 4)
     });
     let start_brk = p.brk_range();
     let mut f: alloc::vec::Vec<String> = alloc::vec::Vec::new();
-    let pid = p.pid;
-    f.push(alloc::format!("{pid}"));
+    f.push(alloc::format!("{tid}"));
     f.push(alloc::format!("({})", p.comm()));
     f.push(String::from("R"));
     f.push(alloc::format!("{}", p.ppid()));
@@ -494,9 +566,13 @@ fn stat(p: &Process) -> String {
     f.push(alloc::format!("{}", p.cmin_flt.load(Relaxed)));
     // majflt, cmajflt, utime, stime, cutime, cstime, priority, nice,
     // num_threads, itrealvalue, starttime.
-    for v in ["0", "0", "0", "0", "0", "0", "20", "0", "1", "0", "0"] {
+    let nr_threads = p.threads.lock().len().max(1);
+    for v in ["0", "0", "0", "0", "0", "0", "20", "0"] {
         f.push(String::from(v));
     }
+    f.push(alloc::format!("{nr_threads}"));
+    f.push(String::from("0"));
+    f.push(String::from("0"));
     f.push(alloc::format!("{vsize}"));
     f.push(alloc::format!("{rss_pages}"));
     // rsslim, startcode, endcode, startstack, kstkesp, kstkeip, signal,
@@ -504,7 +580,7 @@ fn stat(p: &Process) -> String {
     // processor, rt_priority, policy, delayacct_blkio_ticks, guest_time,
     // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
     // env_start, env_end, exit_code.
-    let blocked = signal::blocked(p);
+    let blocked = p.thread(tid).map_or(0, |t| signal::blocked(&t));
     let rest = [
         u64::MAX,
         0,

@@ -11,8 +11,7 @@
 //!   mask, the thread's own pending set (`tkill`, faults), the alternate
 //!   stack, the mask `sigsuspend` saved, the restart block.
 //!
-//! A process has one thread here: its `ThreadSignals` is the process's
-//! `sigthread` field (it moves into the thread once threads exist).
+//! Each thread's `ThreadSignals` is its `Thread::sig`.
 //!
 //! # Sending ([`send_signal`])
 //!
@@ -24,23 +23,30 @@
 //! process); a standard signal already pending is not queued twice, a
 //! real-time one queues with its `siginfo`; a fatal signal (default
 //! action term or core, not blocked) kills the whole process at once
-//! ([`Process::fatal_signal`], Linux's `SIGNAL_GROUP_EXIT`). Then the
-//! thread is woken if it sleeps interruptibly ([`sched::signal_wake_up`]).
+//! ([`Process::fatal_signal`], Linux's `SIGNAL_GROUP_EXIT`): every thread
+//! is woken and dies on its way out. Otherwise the thread that takes the
+//! signal (the target of `tgkill`, or for `kill` the first thread that
+//! does not block it; none: it waits until one unblocks it) is woken if
+//! it sleeps interruptibly ([`sched::signal_wake_up`]).
 //!
 //! # Locking
 //!
 //! 1. `Process::signals` (the [`ProcessSignals`]),
-//! 2. `Process::sigthread` (the [`ThreadSignals`]),
+//! 2. `Process::threads` (only to copy the list of threads),
+//! 3. `Thread::sig` (the [`ThreadSignals`]), one thread's at a time,
 //!
-//! taken in this order; both are leaves otherwise (no sleeping, no other
+//! taken in this order; they are leaves otherwise (no sleeping, no other
 //! lock under them but the runqueue lock of a wakeup).
 #![forbid(unsafe_code)]
 
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use mm::errno::Errno;
 
 use super::Process;
+use super::thread::Thread;
 use crate::sched;
 
 /// Number of signals (1..=64).
@@ -466,6 +472,14 @@ pub enum RestartBlock {
     /// A `nanosleep` or `clock_nanosleep` until `deadline_ns`, writing the
     /// time left to `rmtp` if it is interrupted again.
     Nanosleep { deadline_ns: u64, rmtp: u64 },
+    /// A `FUTEX_WAIT` with a timeout, until `deadline_ns` on the boot
+    /// clock (Linux's `futex_wait_restart`).
+    FutexWait {
+        uaddr: u64,
+        val: u32,
+        bitset: u32,
+        deadline_ns: u64,
+    },
 }
 
 /// A thread's signal state; see the module docs.
@@ -518,77 +532,110 @@ pub const SS_AUTODISARM: u32 = 1 << 31;
 /// Linux's `MINSIGSTKSZ` on x86_64.
 pub const MINSIGSTKSZ: u64 = 2048;
 
-/// Recomputes the pending flag of `p`'s thread from its state (Linux's
-/// `recalc_sigpending`), both locks held by the caller.
-fn recalc_locked(p: &Process, s: &ProcessSignals, t: &ThreadSignals) {
-    let pending = p.fatal_signal() != 0
-        || (s.shared_pending.mask | t.pending.mask) & !t.blocked != 0
+/// Whether thread `t` would take `sig` now (Linux's `wants_signal`): it
+/// does not block it and is not on its way out.
+fn wants(t: &Thread, sig: u32) -> bool {
+    !t.is_killed() && t.sig.lock().blocked & sigmask(sig) == 0
+}
+
+/// Recomputes the pending flag of thread `t` from its state (Linux's
+/// `recalc_sigpending`), `s` and `ts` (its `Thread::sig`) held by the
+/// caller.
+fn recalc_locked(t: &Thread, s: &ProcessSignals, ts: &ThreadSignals) {
+    let pending = t.process.fatal_signal() != 0
+        || t.is_killed()
+        || (s.shared_pending.mask | ts.pending.mask) & !ts.blocked != 0
         || (s.stop.stopped_by != 0);
-    if let Some(task) = p.task() {
+    if let Some(task) = t.task() {
         task.set_sigpending(pending);
     }
 }
 
 /// [`recalc_locked`], taking the locks.
-pub fn recalc_sigpending(p: &Process) {
-    let s = p.signals.lock();
-    let t = p.sigthread.lock();
-    recalc_locked(p, &s, &t);
+pub fn recalc_sigpending(t: &Thread) {
+    let s = t.process.signals.lock();
+    let ts = t.sig.lock();
+    recalc_locked(t, &s, &ts);
 }
 
-/// Wakes `p`'s thread for a signal: out of an interruptible sleep, and
-/// out of a stop (it re-checks whether it still is stopped).
-fn wake(p: &Process) {
-    if let Some(task) = p.task() {
+/// Tells thread `t` a signal is pending and wakes it from an
+/// interruptible sleep and from a stop (it re-checks whether it still is
+/// stopped): Linux's `signal_wake_up`.
+fn wake(t: &Thread) {
+    if let Some(task) = t.task() {
         sched::signal_wake_up(&task);
     }
-    p.wake_stopped();
+    t.process.wake_stopped();
+}
+
+/// The threads of `p` (a snapshot: `Process::threads` is not held while
+/// their `sig` locks are taken one by one).
+fn threads_of(p: &Process) -> Vec<Arc<Thread>> {
+    p.threads.lock().clone()
 }
 
 /// Sends `info` to `p` (Linux's `send_signal_locked` + `complete_signal`;
-/// see the module docs). `thread`: to the thread (`tkill`, faults) rather
-/// than the process (`kill`). `force`: the kernel's own signal (init's
+/// see the module docs). `target`: to this thread of `p` (`tgkill`,
+/// faults) rather than the process (`kill`), which any thread that does
+/// not block the signal takes. `force`: the kernel's own signal (init's
 /// protection does not hold for SIGKILL/SIGSTOP then). Errors: `EAGAIN`
 /// when the real-time queue is full.
-pub fn send_signal(p: &Process, info: SigInfo, thread: bool, force: bool) -> Result<(), Errno> {
+pub fn send_signal(
+    p: &Process,
+    info: SigInfo,
+    target: Option<&Arc<Thread>>,
+    force: bool,
+) -> Result<(), Errno> {
     let sig = info.signo;
     debug_assert!((1..=NSIG as u32).contains(&sig));
     if p.is_exiting() {
         return Ok(());
     }
     let mut s = p.signals.lock();
-    let mut t = p.sigthread.lock();
-    // prepare_signal: stop and continue cancel each other.
+    let threads = threads_of(p);
+    // prepare_signal: stop and continue cancel each other, in every
+    // thread's set as in the process's.
     let mut continued = false;
-    if sigmask(sig) & STOP_MASK != 0 {
-        s.shared_pending.flush(sigmask(SIGCONT));
-        t.pending.flush(sigmask(SIGCONT));
+    let cancel = if sigmask(sig) & STOP_MASK != 0 {
+        sigmask(SIGCONT)
     } else if sig == SIGCONT {
-        s.shared_pending.flush(STOP_MASK);
-        t.pending.flush(STOP_MASK);
-        if s.stop.stopped_by != 0 {
-            s.stop = StopState {
-                cont_unreported: true,
-                ..StopState::default()
-            };
-            continued = true;
-        }
+        STOP_MASK
+    } else {
+        0
+    };
+    if cancel != 0 {
+        s.shared_pending.flush(cancel);
+        threads
+            .iter()
+            .for_each(|t| t.sig.lock().pending.flush(cancel));
     }
-    let blocked = t.blocked & sigmask(sig) != 0;
+    if sig == SIGCONT && s.stop.stopped_by != 0 {
+        s.stop = StopState {
+            cont_unreported: true,
+            ..StopState::default()
+        };
+        continued = true;
+    }
+    // complete_signal's choice: the target, or the first thread that
+    // takes the signal (none: it stays pending until one unblocks it).
+    let taker = match target {
+        Some(t) => wants(t, sig).then(|| t.clone()),
+        None => threads.iter().find(|t| wants(t, sig)).cloned(),
+    };
+    let blocked = taker.is_none();
     if !blocked && s.ignores(sig, force) {
-        drop((t, s));
+        drop(s);
         if continued {
             p.wake_stopped();
             super::notify_parent_cldstop(p, CLD_CONTINUED, SIGCONT);
         }
         return Ok(());
     }
-    let res = if thread {
-        t.pending.add(info)
-    } else {
-        s.shared_pending.add(info)
+    let res = match target {
+        Some(t) => t.sig.lock().pending.add(info),
+        None => s.shared_pending.add(info),
     };
-    // complete_signal: a fatal signal kills the process now.
+    // complete_signal: a fatal signal kills the whole group now.
     let action = s.actions[sig as usize - 1];
     let fatal = sig == SIGKILL
         || (!blocked
@@ -597,12 +644,12 @@ pub fn send_signal(p: &Process, info: SigInfo, thread: bool, force: bool) -> Res
                 default_action(sig),
                 DefaultAction::Term | DefaultAction::Core
             ));
+    drop(s);
     if fatal {
         p.set_fatal_signal(sig);
+    } else if let Some(t) = taker {
+        wake(&t);
     }
-    recalc_locked(p, &s, &t);
-    drop((t, s));
-    wake(p);
     if continued {
         p.wake_stopped();
         super::notify_parent_cldstop(p, CLD_CONTINUED, SIGCONT);
@@ -614,22 +661,23 @@ pub fn send_signal(p: &Process, info: SigInfo, thread: bool, force: bool) -> Res
 /// `force_sig_info_to_task`): a blocked or ignored one goes back to the
 /// default action and is unblocked; with the default action even init
 /// dies of it.
-pub fn force_sig(p: &Process, info: SigInfo) {
+pub fn force_sig(t: &Arc<Thread>, info: SigInfo) {
     let sig = info.signo;
+    let p = &t.process;
     {
         let mut s = p.signals.lock();
-        let mut t = p.sigthread.lock();
+        let mut ts = t.sig.lock();
         let a = &mut s.actions[sig as usize - 1];
-        let blocked = t.blocked & sigmask(sig) != 0;
+        let blocked = ts.blocked & sigmask(sig) != 0;
         if blocked || a.handler == SIG_IGN {
             a.handler = SIG_DFL;
-            t.blocked &= !sigmask(sig);
+            ts.blocked &= !sigmask(sig);
         }
         if a.handler == SIG_DFL {
             s.unkillable = false;
         }
     }
-    let _ = send_signal(p, info, true, true);
+    let _ = send_signal(p, info, Some(t), true);
 }
 
 /// A signal taken off the pending sets for delivery to a handler.
@@ -656,27 +704,29 @@ pub enum GetSignal {
     Stop(u32),
 }
 
-/// Dequeues the next signal to act on (Linux's `get_signal`): ignored ones
-/// are dropped, default actions decided. The caller is the process's own
-/// thread on its way to user mode.
-pub fn get_signal(p: &Process) -> GetSignal {
+/// Dequeues the next signal for thread `t` to act on (Linux's
+/// `get_signal`): its own pending signals first, then the process's;
+/// ignored ones are dropped, default actions decided. The caller is `t`
+/// on its way to user mode.
+pub fn get_signal(t: &Thread) -> GetSignal {
+    let p = &t.process;
     loop {
         let fatal = p.fatal_signal();
         if fatal != 0 {
             return GetSignal::Fatal(fatal);
         }
         let mut s = p.signals.lock();
-        let mut t = p.sigthread.lock();
+        let mut ts = t.sig.lock();
         if s.stop.stopped_by != 0 {
             return GetSignal::Stop(s.stop.stopped_by);
         }
-        let allowed = !t.blocked;
-        let info = match t.pending.dequeue(allowed) {
+        let allowed = !ts.blocked;
+        let info = match ts.pending.dequeue(allowed) {
             Some(i) => Some(i),
             None => s.shared_pending.dequeue(allowed),
         };
         let Some(info) = info else {
-            recalc_locked(p, &s, &t);
+            recalc_locked(t, &s, &ts);
             return GetSignal::None;
         };
         let sig = info.signo;
@@ -690,7 +740,7 @@ pub fn get_signal(p: &Process) -> GetSignal {
                 slot.handler = SIG_DFL;
                 slot.flags &= !SA_SIGINFO;
             }
-            recalc_locked(p, &s, &t);
+            recalc_locked(t, &s, &ts);
             return GetSignal::Handler(KSignal { info, action });
         }
         if s.unkillable && sig != SIGKILL {
@@ -699,16 +749,23 @@ pub fn get_signal(p: &Process) -> GetSignal {
         match default_action(sig) {
             DefaultAction::Ignore | DefaultAction::Continue => continue,
             DefaultAction::Stop => {
+                // A group stop: every thread stops (each finds the stop
+                // state on its way out and sleeps in do_signal_stop).
                 s.stop = StopState {
                     stopped_by: sig,
                     stop_unreported: true,
                     ..StopState::default()
                 };
-                recalc_locked(p, &s, &t);
+                recalc_locked(t, &s, &ts);
+                drop((ts, s));
+                threads_of(p)
+                    .iter()
+                    .filter(|x| !core::ptr::eq(x.as_ref(), t))
+                    .for_each(|x| wake(x));
                 return GetSignal::Stop(sig);
             }
             DefaultAction::Term | DefaultAction::Core => {
-                drop((t, s));
+                drop((ts, s));
                 p.set_fatal_signal(sig);
                 return GetSignal::Fatal(sig);
             }
@@ -724,53 +781,73 @@ pub fn take_stop_notify(p: &Process) -> bool {
     first
 }
 
-/// Sleeps while `p` is stopped (Linux's `do_signal_stop`): until SIGCONT
-/// or a fatal signal. Tells the parent first if the stop is new.
-pub fn do_signal_stop(p: &Process, sig: u32, notify: bool) {
+/// Sleeps while `t`'s process is stopped (Linux's `do_signal_stop`): until
+/// SIGCONT or a fatal signal. Tells the parent first if the stop is new.
+pub fn do_signal_stop(t: &Thread, sig: u32, notify: bool) {
+    let p = &t.process;
     if notify {
         super::notify_parent_cldstop(p, CLD_STOPPED, sig);
     }
-    p.stop_wait
-        .wait_until_idle(|| p.fatal_signal() != 0 || p.signals.lock().stop.stopped_by == 0);
-    recalc_sigpending(p);
+    p.stop_wait.wait_until_idle(|| {
+        p.fatal_signal() != 0 || t.is_killed() || p.signals.lock().stop.stopped_by == 0
+    });
+    recalc_sigpending(t);
 }
 
-/// The blocked mask of `p`'s thread.
-pub fn blocked(p: &Process) -> u64 {
-    p.sigthread.lock().blocked
+/// The blocked mask of thread `t`.
+pub fn blocked(t: &Thread) -> u64 {
+    t.sig.lock().blocked
 }
 
-/// Sets the blocked mask (SIGKILL and SIGSTOP stay unblocked) and
-/// recomputes the pending flag (Linux's `set_current_blocked`).
-pub fn set_blocked(p: &Process, mask: u64) {
+/// Sets `t`'s blocked mask (SIGKILL and SIGSTOP stay unblocked) and
+/// recomputes its pending flag (Linux's `set_current_blocked`). A
+/// process-wide signal it now blocks goes to another thread that takes it
+/// (Linux's `retarget_shared_pending`).
+pub fn set_blocked(t: &Thread, mask: u64) {
+    let p = &t.process;
     let s = p.signals.lock();
-    let mut t = p.sigthread.lock();
-    t.blocked = mask & !UNBLOCKABLE;
-    recalc_locked(p, &s, &t);
+    let newly = {
+        let mut ts = t.sig.lock();
+        let newly = mask & !ts.blocked & !UNBLOCKABLE;
+        ts.blocked = mask & !UNBLOCKABLE;
+        recalc_locked(t, &s, &ts);
+        newly
+    };
+    let retarget = s.shared_pending.mask & newly;
+    drop(s);
+    if retarget != 0 {
+        threads_of(p)
+            .iter()
+            .filter(|x| !core::ptr::eq(x.as_ref(), t))
+            .filter(|x| !x.is_killed() && x.sig.lock().blocked & retarget != retarget)
+            .take(1)
+            .for_each(|x| wake(x));
+    }
 }
 
-/// Pending signals of the thread and of the process, blocked or not.
-pub fn pending(p: &Process) -> u64 {
-    let s = p.signals.lock();
-    let t = p.sigthread.lock();
-    s.shared_pending.mask | t.pending.mask
+/// Pending signals of thread `t` and of its process, blocked or not.
+pub fn pending(t: &Thread) -> u64 {
+    let s = t.process.signals.lock();
+    let ts = t.sig.lock();
+    s.shared_pending.mask | ts.pending.mask
 }
 
-/// Takes a pending signal out of `set` (`rt_sigtimedwait`), if any.
-pub fn dequeue_from(p: &Process, set: u64) -> Option<SigInfo> {
-    let mut s = p.signals.lock();
-    let mut t = p.sigthread.lock();
-    let info = match t.pending.dequeue(set) {
+/// Takes a pending signal out of `set` (`rt_sigtimedwait`) for thread
+/// `t`, if any: its own first, then the process's.
+pub fn dequeue_from(t: &Thread, set: u64) -> Option<SigInfo> {
+    let mut s = t.process.signals.lock();
+    let mut ts = t.sig.lock();
+    let info = match ts.pending.dequeue(set) {
         Some(i) => Some(i),
         None => s.shared_pending.dequeue(set),
     };
-    recalc_locked(p, &s, &t);
+    recalc_locked(t, &s, &ts);
     info
 }
 
 /// Changes a disposition (`rt_sigaction`'s part under the lock): a newly
-/// ignored signal is discarded from the pending sets (Linux's
-/// `do_sigaction`). Returns the old one.
+/// ignored signal is discarded from the pending sets of the process and
+/// of every thread (Linux's `do_sigaction`). Returns the old one.
 pub fn set_action(p: &Process, sig: u32, new: Option<SigAction>) -> SigAction {
     let mut s = p.signals.lock();
     let old = s.actions[sig as usize - 1];
@@ -779,9 +856,11 @@ pub fn set_action(p: &Process, sig: u32, new: Option<SigAction>) -> SigAction {
         s.actions[sig as usize - 1] = a;
         if s.ignores(sig, false) {
             s.shared_pending.flush(sigmask(sig));
-            let mut t = p.sigthread.lock();
-            t.pending.flush(sigmask(sig));
-            recalc_locked(p, &s, &t);
+            for t in threads_of(p) {
+                let mut ts = t.sig.lock();
+                ts.pending.flush(sigmask(sig));
+                recalc_locked(&t, &s, &ts);
+            }
         }
     }
     old

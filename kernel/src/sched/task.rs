@@ -39,6 +39,8 @@
 #![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::any::Any;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
@@ -174,6 +176,11 @@ pub struct Task {
     /// The user's FS base (`arch_prctl(ARCH_SET_FS)`), loaded into the
     /// `FS_BASE` MSR at every switch to the task. Write: the task itself.
     pub(super) fs_base: AtomicU64,
+    /// What the task runs for, set once by the task itself: the process
+    /// layer's thread (`process::thread::Thread`) for a task that enters
+    /// user mode (Linux keeps all of it in `task_struct`; here `sched`
+    /// stays free of process code).
+    owner: spin::Once<Arc<dyn Any + Send + Sync>>,
     /// A signal may be pending for the task (Linux's `TIF_SIGPENDING`):
     /// interruptible sleeps end and the return to user mode looks at the
     /// signal state. Set by a sender before it wakes the task (SeqCst,
@@ -221,6 +228,7 @@ impl Task {
             user_entry_top: AtomicU64::new(0),
             fpu: crate::arch::fpu::FpuState::new(),
             fs_base: AtomicU64::new(0),
+            owner: spin::Once::new(),
             sigpending: AtomicBool::new(false),
         }
     }
@@ -288,6 +296,16 @@ impl Task {
             0 => self.stack.as_ref().map(|s| s.top()),
             top => Some(top),
         }
+    }
+
+    /// Sets the task's owner (once; later calls keep the first).
+    pub fn set_owner(&self, owner: Arc<dyn Any + Send + Sync>) {
+        self.owner.call_once(|| owner);
+    }
+
+    /// The task's owner, if set and of type `T`.
+    pub fn owner<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.owner.get()?.clone().downcast::<T>().ok()
     }
 
     /// Whether a signal may be pending (see the field).

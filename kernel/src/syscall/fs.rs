@@ -112,7 +112,8 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
         if short && end.pipe.readers_gone() {
             // Linux's pipe_write: SIGPIPE to the writer, from itself.
             let info = signal::SigInfo::user(signal::SIGPIPE, signal::SI_USER, p.pid);
-            let _ = signal::send_signal(p, info, true, false);
+            let me = crate::process::thread::current_thread();
+            let _ = signal::send_signal(p, info, me.as_ref(), false);
         }
         return res;
     }
@@ -424,7 +425,7 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
         let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
         return Ok((OpenData::Bytes(data), S_IFREG | mode, sysctl));
     }
-    if procfs::is_dir(path.as_bytes()) {
+    if procfs::is_dir(path.as_bytes()) || procfs::is_task_dir(p, path.as_bytes()) {
         return Ok((OpenData::Dir(path), S_IFDIR | 0o555, None));
     }
     if let Some(dev) = MemDev::lookup(&path) {
@@ -726,10 +727,13 @@ pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout: i32) -> SysResult {
     copy_to_user(&mm, fds, &buf)?;
     if ready == 0 && timeout != 0 {
         // Nothing will ever become ready: sleep out the timeout.
-        if timeout < 0 {
-            crate::sched::sleep_ms(u64::MAX / 2_000_000);
+        let ms = if timeout < 0 {
+            u64::MAX / 2_000_000
         } else {
-            crate::sched::sleep_ms(timeout as u64);
+            timeout as u64
+        };
+        if !crate::process::thread::sleep_killable_ns(ms.saturating_mul(1_000_000)) {
+            return Err(super::EINTR);
         }
     }
     Ok(ready)

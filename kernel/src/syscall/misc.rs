@@ -54,7 +54,9 @@ pub fn do_nanosleep(p: &Process, deadline_ns: u64, rmtp: u64) -> SysResult {
         let left = deadline_ns.saturating_sub(time::now_ns());
         copy_to_user(&*mm_of(p)?, rmtp, &timespec_bytes(left))?;
     }
-    p.sigthread.lock().restart = Some(RestartBlock::Nanosleep { deadline_ns, rmtp });
+    if let Some(t) = process::thread::current_thread() {
+        t.sig.lock().restart = Some(RestartBlock::Nanosleep { deadline_ns, rmtp });
+    }
     Err(signal::ERESTART_RESTARTBLOCK)
 }
 
@@ -62,9 +64,15 @@ pub fn do_nanosleep(p: &Process, deadline_ns: u64, rmtp: u64) -> SysResult {
 /// the restart block; `EINTR` if there is none (Linux's
 /// `do_no_restart_syscall`).
 pub fn sys_restart_syscall(p: &Process) -> SysResult {
-    let block = p.sigthread.lock().restart.take();
+    let block = process::thread::current_thread().and_then(|t| t.sig.lock().restart.take());
     match block {
         Some(RestartBlock::Nanosleep { deadline_ns, rmtp }) => do_nanosleep(p, deadline_ns, rmtp),
+        Some(RestartBlock::FutexWait {
+            uaddr,
+            val,
+            bitset,
+            deadline_ns,
+        }) => process::futex::wait(&*mm_of(p)?, uaddr, val, Some(deadline_ns), bitset),
         None => Err(EINTR),
     }
 }

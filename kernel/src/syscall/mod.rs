@@ -38,12 +38,11 @@
 //! | 34  | pause             | until a handler ran: EINTR                  |
 //! | 35  | nanosleep         |                                             |
 //! | 39  | getpid            |                                             |
-//! | 56  | clone             | a plain fork (flags = exit signal), or      |
-//! |     |                   | CLONE_VFORK/CLONE_VM as vfork               |
+//! | 56  | clone             | threads, fork, true vfork (`thread`)        |
 //! | 57  | fork              | copy-on-write (`Mm::fork`)                  |
-//! | 58  | vfork             | fork; the parent waits for exec or exit     |
+//! | 58  | vfork             | shares the Mm; parent waits for exec/exit   |
 //! | 59  | execve            | a static ELF from the initramfs             |
-//! | 60  | exit              | (one thread per process: as exit_group)     |
+//! | 60  | exit              | ends the thread (the last ends the process) |
 //! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
 //! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
@@ -66,30 +65,33 @@
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
 //! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
-//! | 186 | gettid            | = pid                                       |
+//! | 186 | gettid            | the thread's id (the pid for the first)     |
 //! | 200 | tkill             |                                             |
 //! | 201 | time              |                                             |
+//! | 202 | futex             | WAIT/WAKE(_BITSET), (CMP_)REQUEUE, WAKE_OP  |
 //! | 204 | sched_getaffinity |                                             |
 //! | 217 | getdents64        |                                             |
-//! | 218 | set_tid_address   | recorded; returns the tid                   |
+//! | 218 | set_tid_address   | cleared + futex-woken at thread exit        |
 //! | 219 | restart_syscall   | resumes an interrupted nanosleep            |
 //! | 228 | clock_gettime     | see `misc`: every clock counts from boot    |
 //! | 229 | clock_getres      |                                             |
 //! | 230 | clock_nanosleep   |                                             |
-//! | 231 | exit_group        |                                             |
+//! | 231 | exit_group        | ends every thread                           |
 //! | 234 | tgkill            |                                             |
 //! | 257 | openat            |                                             |
 //! | 258 | mkdirat           |                                             |
 //! | 262 | newfstatat        |                                             |
 //! | 267 | readlinkat        |                                             |
 //! | 269 | faccessat         |                                             |
-//! | 273 | set_robust_list   | recorded nowhere; checks the size           |
+//! | 273 | set_robust_list   | walked at thread exit (FUTEX_OWNER_DIED)    |
+//! | 274 | get_robust_list   | threads of the caller's process             |
 //! | 292 | dup3              |                                             |
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
+//! | 435 | clone3            | as clone, with clone3's argument checks     |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -105,6 +107,7 @@ mod dirent;
 mod fs;
 mod misc;
 mod signal;
+mod thread;
 mod tty;
 
 pub(crate) use signal::set_altstack;
@@ -175,7 +178,10 @@ pub unsafe extern "C" fn do_syscall_64(regs: *mut PtRegs) -> bool {
     };
     if let Ok(status) = exit {
         drop(p);
-        process::do_exit(status);
+        if nr == 60 {
+            process::do_exit(status);
+        }
+        process::thread::do_group_exit(status);
     }
     let ret = match exit {
         Err(e) if nr == 169 => Err(e),
@@ -214,7 +220,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         12 => Ok(mm_of(p)?.brk(a[0])),
         13 => signal::sys_rt_sigaction(p, a[0], a[1], a[2], a[3]),
         14 => signal::sys_rt_sigprocmask(p, a[0], a[1], a[2], a[3]),
-        15 => Ok(crate::arch::signal::sys_rt_sigreturn(p, regs)),
+        15 => Ok(crate::arch::signal::sys_rt_sigreturn(
+            &current_thread()?,
+            regs,
+        )),
         16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
         17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
         19 => fs::sys_readv(p, a[0], a[1], a[2]),
@@ -235,7 +244,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         34 => signal::sys_pause(p),
         35 => misc::sys_nanosleep(p, a[0], a[1]),
         39 => Ok(p.pid as u64),
-        56 => sys_clone(p, regs, a),
+        56 => thread::sys_clone(p, regs, a),
         57 => process::fork(p, regs).map(u64::from),
         58 => process::vfork(p, regs).map(u64::from),
         59 => sys_execve(p, regs, a[0], a[1], a[2]),
@@ -260,15 +269,13 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         157 => misc::sys_prctl(p, a[0], a[1]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
-        186 => Ok(p.pid as u64),
+        186 => Ok(u64::from(current_thread()?.tid())),
         200 => signal::sys_tgkill(p, None, a[0] as i32 as i64, a[1]),
         201 => misc::sys_time(p, a[0]),
+        202 => thread::sys_futex(p, a),
         204 => misc::sys_sched_getaffinity(p, a[0] as i32, a[1], a[2]),
         217 => dirent::sys_getdents(p, a[0], a[1], a[2], true),
-        218 => {
-            p.clear_child_tid.store(a[0], Ordering::Relaxed);
-            Ok(p.pid as u64)
-        }
+        218 => thread::sys_set_tid_address(&*current_thread()?, a[0]),
         219 => misc::sys_restart_syscall(p),
         228 => misc::sys_clock_gettime(p, a[0], a[1]),
         229 => misc::sys_clock_getres(p, a[0], a[1]),
@@ -279,13 +286,8 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         262 => fs::sys_newfstatat(p, a[0] as i32, a[1], a[2], a[3]),
         267 => fs::sys_readlinkat(p, a[0] as i32, a[1], a[2], a[3] as i32),
         269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
-        273 => {
-            // sizeof(struct robust_list_head) on x86_64.
-            if a[1] != 24 {
-                return Err(Errno::EINVAL);
-            }
-            Ok(0)
-        }
+        273 => thread::sys_set_robust_list(&*current_thread()?, a[0], a[1]),
+        274 => thread::sys_get_robust_list(&*current_thread()?, a[0] as i32, a[1], a[2]),
         292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
         293 => fs::sys_pipe2(p, a[0], a[1]),
         297 => {
@@ -297,6 +299,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
         334 => Err(Errno::ENOSYS),
+        435 => thread::sys_clone3(p, regs, a[0], a[1]),
         _ => {
             log_enosys(p, nr);
             Err(Errno::ENOSYS)
@@ -321,42 +324,9 @@ fn log_enosys(p: &Process, nr: u64) {
     }
 }
 
-/// `clone(flags, stack, ..)`: a plain fork, `flags` holding just the exit
-/// signal (glibc's `fork()` passes SIGCHLD), optionally on a new stack; or
-/// `CLONE_VFORK` (with or without `CLONE_VM`), done as [`process::vfork`]
-/// on a copy of the address space. Linux's invalid combinations give
-/// EINVAL; threads, namespaces and the other sharing flags are not
-/// supported here: ENOSYS.
-fn sys_clone(p: &Process, regs: &PtRegs, a: [u64; 6]) -> SysResult {
-    const CSIGNAL: u64 = 0xff;
-    const CLONE_VM: u64 = 0x100;
-    const CLONE_FS: u64 = 0x200;
-    const CLONE_SIGHAND: u64 = 0x800;
-    const CLONE_VFORK: u64 = 0x4000;
-    const CLONE_THREAD: u64 = 0x10000;
-    const CLONE_NEWNS: u64 = 0x20000;
-    let flags = a[0];
-    let invalid = flags & (CLONE_NEWNS | CLONE_FS) == (CLONE_NEWNS | CLONE_FS)
-        || (flags & CLONE_THREAD != 0 && flags & CLONE_SIGHAND == 0)
-        || (flags & CLONE_SIGHAND != 0 && flags & CLONE_VM == 0)
-        || (flags & CSIGNAL) > 64
-        || flags >> 32 != 0;
-    if invalid {
-        return Err(Errno::EINVAL);
-    }
-    let vfork = flags & CLONE_VFORK != 0;
-    if flags & !(CSIGNAL | CLONE_VFORK | if vfork { CLONE_VM } else { 0 }) != 0 {
-        return Err(Errno::ENOSYS);
-    }
-    let mut regs = *regs;
-    if a[1] != 0 {
-        regs.rsp = a[1];
-    }
-    if vfork {
-        process::vfork(p, &regs).map(u64::from)
-    } else {
-        process::fork(p, &regs).map(u64::from)
-    }
+/// The running thread (every syscall comes from one).
+fn current_thread() -> Result<Arc<process::thread::Thread>, Errno> {
+    process::thread::current_thread().ok_or(Errno::EFAULT)
 }
 
 /// Most arguments plus environment strings `execve` takes (Linux's limit

@@ -12,6 +12,7 @@ use crate::process::signal::{
     self, ERESTARTNOHAND, MINSIGSTKSZ, NSIG, SI_QUEUE, SI_TKILL, SI_USER, SS_AUTODISARM,
     SS_DISABLE, SS_ONSTACK, SigAction, SigInfo, UNBLOCKABLE,
 };
+use crate::process::thread::Thread;
 use crate::process::{self, Process};
 use crate::time;
 use crate::uaccess::{copy_from_user, copy_to_user, le64};
@@ -24,6 +25,11 @@ fn read_u64(p: &Process, at: u64) -> Result<u64, Errno> {
     let mut b = [0u8; 8];
     copy_from_user(&*mm_of(p)?, &mut b, at)?;
     Ok(u64::from_le_bytes(b))
+}
+
+/// The calling thread (every caller here runs one).
+fn current_thread() -> Result<alloc::sync::Arc<Thread>, Errno> {
+    process::thread::current_thread().ok_or(ESRCH)
 }
 
 fn valid_sig(sig: u64) -> Result<u32, Errno> {
@@ -59,6 +65,7 @@ pub fn sys_rt_sigaction(p: &Process, sig: u64, act: u64, oact: u64, size: u64) -
 
 /// `rt_sigprocmask(how, set, oset, sigsetsize)`.
 pub fn sys_rt_sigprocmask(p: &Process, how: u64, set: u64, oset: u64, size: u64) -> SysResult {
+    let t = current_thread()?;
     const SIG_BLOCK: u64 = 0;
     const SIG_UNBLOCK: u64 = 1;
     const SIG_SETMASK: u64 = 2;
@@ -73,14 +80,14 @@ pub fn sys_rt_sigprocmask(p: &Process, how: u64, set: u64, oset: u64, size: u64)
     } else {
         None
     };
-    let old = signal::blocked(p);
+    let old = signal::blocked(&t);
     if let Some(m) = new {
         let mask = match how {
             SIG_BLOCK => old | m,
             SIG_UNBLOCK => old & !m,
             _ => m,
         };
-        signal::set_blocked(p, mask);
+        signal::set_blocked(&t, mask);
     }
     if oset != 0 {
         copy_to_user(&*mm_of(p)?, oset, &old.to_le_bytes())?;
@@ -91,10 +98,11 @@ pub fn sys_rt_sigprocmask(p: &Process, how: u64, set: u64, oset: u64, size: u64)
 /// `rt_sigpending(set, sigsetsize)`: the pending signals that are
 /// blocked (the others were delivered).
 pub fn sys_rt_sigpending(p: &Process, set: u64, size: u64) -> SysResult {
+    let t = current_thread()?;
     if size > SIGSET_BYTES {
         return Err(Errno::EINVAL);
     }
-    let pending = signal::pending(p) & signal::blocked(p);
+    let pending = signal::pending(&t) & signal::blocked(&t);
     copy_to_user(&*mm_of(p)?, set, &pending.to_le_bytes()[..size as usize])?;
     Ok(0)
 }
@@ -110,13 +118,14 @@ pub fn sys_pause(p: &Process) -> SysResult {
 /// set until a signal is delivered; the old mask comes back after the
 /// handler (the frame holds it) or on the way out.
 pub fn sys_rt_sigsuspend(p: &Process, mask: u64, size: u64) -> SysResult {
+    let t = current_thread()?;
     if size != SIGSET_BYTES {
         return Err(Errno::EINVAL);
     }
     let mask = read_u64(p, mask)?;
-    let old = signal::blocked(p);
-    p.sigthread.lock().saved_mask = Some(old);
-    signal::set_blocked(p, mask);
+    let old = signal::blocked(&t);
+    t.sig.lock().saved_mask = Some(old);
+    signal::set_blocked(&t, mask);
     let _ = p.stop_wait.wait_until_interruptible(|| false);
     Err(ERESTARTNOHAND)
 }
@@ -126,6 +135,7 @@ pub fn sys_rt_sigsuspend(p: &Process, mask: u64, size: u64) -> SysResult {
 /// `timeout`, if not NULL): returns its number; `EAGAIN` on timeout,
 /// `EINTR` if another signal interrupts.
 pub fn sys_rt_sigtimedwait(p: &Process, set: u64, info: u64, timeout: u64, size: u64) -> SysResult {
+    let t = current_thread()?;
     if size != SIGSET_BYTES {
         return Err(Errno::EINVAL);
     }
@@ -144,17 +154,17 @@ pub fn sys_rt_sigtimedwait(p: &Process, set: u64, info: u64, timeout: u64, size:
     } else {
         u64::MAX
     };
-    let mut got = signal::dequeue_from(p, set);
+    let mut got = signal::dequeue_from(&t, set);
     if got.is_none() {
         // Unblock the awaited signals while sleeping (Linux: blocked &=
         // ~set, restored after), so their arrival wakes us.
-        let old = signal::blocked(p);
-        signal::set_blocked(p, old & !set);
+        let old = signal::blocked(&t);
+        signal::set_blocked(&t, old & !set);
         let _ = p
             .stop_wait
             .wait_until_interruptible_deadline(|| false, deadline);
-        signal::set_blocked(p, old);
-        got = signal::dequeue_from(p, set);
+        signal::set_blocked(&t, old);
+        got = signal::dequeue_from(&t, set);
         if got.is_none() {
             let timed_out = deadline != u64::MAX && time::now_ns() >= deadline;
             return Err(if timed_out { EAGAIN } else { super::EINTR });
@@ -169,11 +179,12 @@ pub fn sys_rt_sigtimedwait(p: &Process, set: u64, info: u64, timeout: u64, size:
 
 /// `sigaltstack(ss, old_ss)`.
 pub fn sys_sigaltstack(p: &Process, sp: u64, ss: u64, old: u64) -> SysResult {
-    let current = p.sigthread.lock().altstack;
+    let t = current_thread()?;
+    let current = t.sig.lock().altstack;
     if ss != 0 {
         let mut b = [0u8; 24];
         copy_from_user(&*mm_of(p)?, &mut b, ss)?;
-        set_altstack(p, sp, le64(&b, 0), le64(&b, 8) as u32, le64(&b, 16))?;
+        set_altstack(&t, sp, le64(&b, 0), le64(&b, 8) as u32, le64(&b, 16))?;
     }
     if old != 0 {
         let mut b = [0u8; 24];
@@ -188,8 +199,8 @@ pub fn sys_sigaltstack(p: &Process, sp: u64, ss: u64, old: u64) -> SysResult {
 /// Sets the alternate stack (Linux's `do_sigaltstack`) for a thread whose
 /// user stack pointer is `sp`: `EPERM` while running on the current one,
 /// `EINVAL` for unknown flags, `ENOMEM` below `MINSIGSTKSZ`.
-pub fn set_altstack(p: &Process, sp: u64, ss_sp: u64, flags: u32, size: u64) -> Result<(), Errno> {
-    let mut t = p.sigthread.lock();
+pub fn set_altstack(t: &Thread, sp: u64, ss_sp: u64, flags: u32, size: u64) -> Result<(), Errno> {
+    let mut t = t.sig.lock();
     if t.altstack.on_stack(sp) {
         return Err(EPERM);
     }
@@ -241,25 +252,25 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
         found = true;
         if sig != 0 {
             let info = SigInfo::user(sig as u32, SI_USER, p.pid);
-            signal::send_signal(&target, info, false, false)?;
+            signal::send_signal(&target, info, None, false)?;
         }
     }
     if found { Ok(0) } else { Err(ESRCH) }
 }
 
-/// `tgkill(tgid, tid, sig)` (`tgid` None: `tkill`). One thread per
-/// process: the tid is the pid.
+/// `tgkill(tgid, tid, sig)` (`tgid` None: `tkill`): to thread `tid`,
+/// which must belong to process `tgid`.
 pub fn sys_tgkill(p: &Process, tgid: Option<i64>, tid: i64, sig: u64) -> SysResult {
     if sig > NSIG as u64 || tid <= 0 || tgid.is_some_and(|g| g <= 0) {
         return Err(Errno::EINVAL);
     }
-    let target = process::find(tid as u32).ok_or(ESRCH)?;
-    if tgid.is_some_and(|g| g != tid) {
+    let target = process::find_thread(tid as u32).ok_or(ESRCH)?;
+    if tgid.is_some_and(|g| g != i64::from(target.process.pid)) {
         return Err(ESRCH);
     }
     if sig != 0 {
         let info = SigInfo::user(sig as u32, SI_TKILL, p.pid);
-        signal::send_signal(&target, info, true, false)?;
+        signal::send_signal(&target.process, info, Some(&target), false)?;
     }
     Ok(0)
 }
@@ -277,29 +288,27 @@ pub fn sys_rt_sigqueueinfo(
     let sig = valid_sig(sig).or_else(|e| if sig == 0 { Ok(0) } else { Err(e) })?;
     let mut b = [0u8; 128];
     copy_from_user(&*mm_of(p)?, &mut b, uinfo)?;
-    let target_pid = match tid {
+    let (target, thread) = match tid {
         Some(t) => {
             if pid <= 0 || t <= 0 {
                 return Err(Errno::EINVAL);
             }
-            if t != pid {
+            let thread = process::find_thread(t as u32).ok_or(ESRCH)?;
+            if i64::from(thread.process.pid) != pid {
                 return Err(ESRCH);
             }
-            t
+            (thread.process.clone(), Some(thread))
         }
-        None => pid,
+        None if pid <= 0 => return Err(ESRCH),
+        None => (process::find(pid as u32).ok_or(ESRCH)?, None),
     };
-    if target_pid <= 0 {
-        return Err(ESRCH);
-    }
-    let target = process::find(target_pid as u32).ok_or(ESRCH)?;
     let info = SigInfo::from_bytes(sig, &b);
     if (info.code >= 0 || info.code == SI_TKILL) && target.pid != p.pid {
         return Err(EPERM);
     }
     let _ = SI_QUEUE;
     if sig != 0 {
-        signal::send_signal(&target, info, tid.is_some(), false)?;
+        signal::send_signal(&target, info, thread.as_ref(), false)?;
     }
     Ok(0)
 }

@@ -74,7 +74,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// `MapErr` when it cannot grow; `Oom` without tree memory.
     pub(super) fn expand_stack(&self, addr: u64) -> Result<(), FaultError> {
         let segv = FaultError::Segv(SegvCode::MapErr);
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         let Some((p, v)) = self.find_vma_entry(addr) else {
             return Err(segv);
         };
@@ -114,7 +114,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// Resolves a user fault at `addr` (`handle_mm_fault()`), taking the
     /// mmap lock for read. Returns when the access can be retried.
     pub fn handle_fault(&self, addr: u64, access: FaultAccess) -> Result<(), FaultError> {
-        let mut _l = self.mmap_lock.read();
+        let mut _l = self.mmap_lock.read(self.platform());
         self.vm.count(VmEvent::PgFault);
         let vma = match self.vma_lookup(addr) {
             Some(v) => v,
@@ -123,7 +123,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 // upgrades to the write lock for `expand_stack()`).
                 drop(_l);
                 self.expand_stack(addr)?;
-                _l = self.mmap_lock.read();
+                _l = self.mmap_lock.read(self.platform());
                 self.vma_lookup(addr)
                     .ok_or(FaultError::Segv(SegvCode::MapErr))?
             }

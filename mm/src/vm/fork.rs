@@ -24,9 +24,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     pub fn fork(&self) -> Result<Mm<'v, 'a, P>> {
         let child = Mm::new(self.vm)?;
         // The parent's VMAs and PTEs stay put while we copy.
-        let l = self.mmap_lock.write();
+        let l = self.mmap_lock.write(self.platform());
         let copied = (|| {
-            let mut cl = child.mmap_lock.write();
+            let mut cl = child.mmap_lock.write(child.platform());
             cl.start_brk = l.start_brk;
             cl.brk = l.brk;
             cl.mmap_base = l.mmap_base;

@@ -71,7 +71,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             | Advice::Sequential
             | Advice::DontFork
             | Advice::DoFork => {
-                let mut l = self.mmap_lock.write();
+                let mut l = self.mmap_lock.write(self.platform());
                 let mut at = start;
                 for (_, v) in self.vmas_in(start, end) {
                     unmapped |= v.start > at;
@@ -95,7 +95,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 unmapped |= at < end;
             }
             Advice::WillNeed | Advice::DontNeed | Advice::Free => {
-                let _l = self.mmap_lock.read();
+                let _l = self.mmap_lock.read(self.platform());
                 let mut at = start;
                 let vmas = self.vmas_in(start, end);
                 for (_, v) in &vmas {

@@ -71,9 +71,9 @@ pub struct Mm<'v, 'a, P: Platform> {
     /// VMAs keyed by `[start, end - 1]`; each entry is a leaked
     /// `Box<Vma>`, freed through RCU when replaced or removed.
     pub(super) vmas: MapleTree<'a, NonNull<Vma>, P>,
-    /// The mmap lock (`mmap_lock`): write for VMA changes, read for
-    /// faults and lookups.
-    pub(super) mmap_lock: spin::RwLock<MmLocked>,
+    /// The mmap lock (`mmap_lock`, a sleeping rwsem): write for VMA
+    /// changes, read for faults and lookups.
+    pub(super) mmap_lock: crate::rwsem::RwSem<MmLocked>,
     total_vm: AtomicU64,
     data_vm: AtomicU64,
     stack_vm: AtomicU64,
@@ -111,7 +111,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 vm.rcu,
                 MtFlags::ALLOC_RANGE | MtFlags::USE_RCU,
             ),
-            mmap_lock: spin::RwLock::new(MmLocked {
+            mmap_lock: crate::rwsem::RwSem::new(MmLocked {
                 map_count: 0,
                 start_brk: 0,
                 brk: 0,
@@ -144,7 +144,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
 
     /// Sets the program break's start (the ELF loader's `start_brk`).
     pub fn set_brk_start(&self, start: u64) {
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         l.start_brk = start;
         l.brk = start;
     }
@@ -164,7 +164,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
 
     /// Number of VMAs.
     pub fn map_count(&self) -> usize {
-        self.mmap_lock.read().map_count
+        self.mmap_lock.read(self.platform()).map_count
     }
 
     /// Copies the VMA behind a tree entry.
@@ -201,9 +201,14 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             .map(|(_, _, p)| (p, self.read(p)))
     }
 
+    /// The machine's platform (the mmap lock sleeps through it).
+    pub(super) fn platform(&self) -> &'a P {
+        self.pt.page_alloc().platform()
+    }
+
     /// Every VMA, in address order.
     pub fn vmas(&self) -> Vec<Vma> {
-        let _l = self.mmap_lock.read();
+        let _l = self.mmap_lock.read(self.platform());
         self.vmas
             .iter(0, u64::MAX)
             .map(|(_, _, p)| self.read(p))
@@ -357,7 +362,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// the PTEs. For tests and debugging.
     pub fn validate(&self) -> core::result::Result<(), alloc::string::String> {
         use alloc::format;
-        let _l = self.mmap_lock.read();
+        let _l = self.mmap_lock.read(self.platform());
         let vmas: Vec<Vma> = self
             .vmas
             .iter(0, u64::MAX)
@@ -409,7 +414,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
 impl<P: Platform> Drop for Mm<'_, '_, P> {
     /// `exit_mmap()`: zap every VMA, free every table, free the VMAs.
     fn drop(&mut self) {
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         let all = self.vmas_in(0, u64::MAX);
         let mut tlb = MmuGather::new(&self.pt, true);
         for (_, v) in &all {

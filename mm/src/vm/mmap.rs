@@ -223,7 +223,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         let fixed = flags.intersects(MapFlags::FIXED | MapFlags::FIXED_NOREPLACE);
         let gua_flags = if fixed { MapFlags::FIXED } else { flags };
         let start = {
-            let mut l = self.mmap_lock.write();
+            let mut l = self.mmap_lock.write(self.platform());
             let start = self.get_unmapped_area(&l, addr, len, gua_flags)?;
             if fixed && start < self.vm.mmap_min_addr {
                 return Err(Errno::EPERM);
@@ -305,7 +305,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         if len > TASK_SIZE || addr > TASK_SIZE - len {
             return Err(Errno::EINVAL);
         }
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         self.do_munmap(&mut l, addr, len)
     }
 
@@ -346,7 +346,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// `brk()`: moves the program break; returns the new break, or the
     /// old one when the request is refused (Linux's convention).
     pub fn brk(&self, brk: u64) -> u64 {
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         let old = l.brk;
         if brk < l.start_brk || brk > TASK_SIZE {
             return old;

@@ -49,7 +49,10 @@
 //!    a VMA's flags or the break; read for faults and for lookups that
 //!    must not see a VMA change under them. Two address spaces' mmap
 //!    locks are taken together only by fork: parent, then child (the
-//!    child is not yet visible to anyone else).
+//!    child is not yet visible to anyone else). A sleeping rwsem
+//!    (`crate::rwsem`): a thread that finds it taken gives up the CPU;
+//!    faults of several threads hold it for read together; no recursive
+//!    read (a waiting writer blocks new readers).
 //! 2. `Vm::anon_vmas`, the anon_vma registry (standing in for
 //!    `anon_vma->rwsem`): taken with the mmap lock held for read (a
 //!    fault's `anon_vma_prepare`) or write (fork), or alone by exit and

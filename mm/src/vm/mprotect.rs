@@ -28,7 +28,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         let mut end = start.checked_add(len).ok_or(Errno::ENOMEM)?;
         let mut start = start;
         let access = prot_to_vm(prot);
-        let mut l = self.mmap_lock.write();
+        let mut l = self.mmap_lock.write(self.platform());
         let first = self.find_vma(start).ok_or(Errno::ENOMEM)?;
         if prot.contains(Prot::GROWSUP) {
             return Err(Errno::EINVAL);

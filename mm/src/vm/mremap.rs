@@ -219,7 +219,7 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// mremap with the arguments in `vrm` (`do_mremap()`).
     fn do_mremap(&self, vrm: &mut VmaRemap) -> Result<u64> {
         let res = {
-            let mut l = self.mmap_lock.write();
+            let mut l = self.mmap_lock.write(self.platform());
             self.check_mremap_params(&l, vrm).and_then(|()| {
                 vrm.vma = self.vma_lookup(vrm.addr);
                 self.check_prep_vma(vrm)?;

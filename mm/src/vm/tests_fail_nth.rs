@@ -69,7 +69,7 @@ fn snapshot(mm: &TestMm<'_, '_>) -> Snapshot {
         }
     }
     let s = mm.status();
-    let l = mm.mmap_lock.read();
+    let l = mm.mmap_lock.read(mm.platform());
     Snapshot {
         vmas: mm.vmas(),
         ptes,

@@ -7,7 +7,8 @@
 //! Every printed line is the same on any Linux (no addresses, timings or
 //! `HashMap` iteration order); lines starting with `~` carry kernel
 //! numbers and are not compared. The last argument `exit=N` picks the exit
-//! code. With the single argument `overflow` it runs [`overflow`] instead.
+//! code. With the single argument `overflow` it runs [`overflow`] instead,
+//! with `threads` [`threads`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -91,11 +92,154 @@ fn overflow() {
     }
 }
 
+/// std's threads: spawn and join with results, a named thread, scoped
+/// threads borrowing the stack, `Arc<Mutex>` under contention, an `mpsc`
+/// channel, a `Barrier`, a `Condvar`, an `RwLock`, thread-locals and
+/// `available_parallelism` (a panicking thread is not tried: the profile
+/// aborts on panic). Every printed value is the same on any Linux.
+fn threads() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Barrier, Condvar, Mutex, RwLock, mpsc};
+    use std::thread;
+
+    // Spawn and join: each thread sums its own range.
+    let handles: Vec<_> = (0..8u64)
+        .map(|i| thread::spawn(move || (i * 1000..(i + 1) * 1000).sum::<u64>()))
+        .collect();
+    let sums: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    println!("spawn/join: total {}", sums.iter().sum::<u64>());
+
+    let named = thread::Builder::new()
+        .name("worker-7".into())
+        .spawn(|| thread::current().name().map(String::from))
+        .unwrap();
+    println!("named thread: {:?}", named.join().unwrap());
+
+    // Scoped threads: each doubles its own chunk of a Vec on our stack.
+    let mut data: Vec<u64> = (0..4000).collect();
+    thread::scope(|s| {
+        for chunk in data.chunks_mut(1000) {
+            s.spawn(move || chunk.iter_mut().for_each(|x| *x *= 2));
+        }
+    });
+    println!("scoped threads: sum {}", data.iter().sum::<u64>());
+
+    // A mutex-protected counter, 6 threads x 20000 increments.
+    let counter = Arc::new(Mutex::new(0u64));
+    let hs: Vec<_> = (0..6)
+        .map(|_| {
+            let c = counter.clone();
+            thread::spawn(move || {
+                for _ in 0..20_000 {
+                    *c.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    hs.into_iter().for_each(|h| h.join().unwrap());
+    println!("mutex counter: {}", *counter.lock().unwrap());
+
+    // A channel: 4 producers, one consumer.
+    let (tx, rx) = mpsc::channel::<u64>();
+    for p in 0..4u64 {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            for i in 0..500 {
+                tx.send(p * 10_000 + i).unwrap();
+            }
+        });
+    }
+    drop(tx);
+    let received: Vec<u64> = rx.iter().collect();
+    println!(
+        "channel: {} messages, sum {}",
+        received.len(),
+        received.iter().sum::<u64>()
+    );
+
+    // A barrier: nobody passes before all 5 have arrived.
+    let barrier = Arc::new(Barrier::new(5));
+    let arrived = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..5)
+        .map(|_| {
+            let (b, a) = (barrier.clone(), arrived.clone());
+            thread::spawn(move || {
+                a.fetch_add(1, Ordering::SeqCst);
+                let leader = b.wait().is_leader();
+                (a.load(Ordering::SeqCst), leader)
+            })
+        })
+        .collect();
+    let seen: Vec<(u64, bool)> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+    println!(
+        "barrier: every thread saw 5 arrived: {}, leaders {}",
+        seen.iter().all(|s| s.0 == 5),
+        seen.iter().filter(|s| s.1).count()
+    );
+
+    // A condvar hand-off: the worker waits for `ready`, answers.
+    let pair = Arc::new((Mutex::new((false, 0u64)), Condvar::new()));
+    let p2 = pair.clone();
+    let h = thread::spawn(move || {
+        let (m, cv) = &*p2;
+        let mut g = cv.wait_while(m.lock().unwrap(), |s| !s.0).unwrap();
+        g.1 = 4242;
+        cv.notify_all();
+    });
+    {
+        let (m, cv) = &*pair;
+        m.lock().unwrap().0 = true;
+        cv.notify_all();
+        let g = cv.wait_while(m.lock().unwrap(), |s| s.1 == 0).unwrap();
+        println!("condvar: answer {}", g.1);
+    }
+    h.join().unwrap();
+
+    // An RwLock: readers in parallel, one writer.
+    let table = Arc::new(RwLock::new(vec![1u64; 100]));
+    let hs: Vec<_> = (0..4)
+        .map(|i| {
+            let t = table.clone();
+            thread::spawn(move || {
+                if i == 0 {
+                    t.write().unwrap().iter_mut().for_each(|x| *x = 3);
+                    0
+                } else {
+                    let s: u64 = t.read().unwrap().iter().sum();
+                    u64::from(s == 100 || s == 300)
+                }
+            })
+        })
+        .collect();
+    let ok: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    println!(
+        "rwlock: readers saw a whole table: {}, final sum {}",
+        ok == 3,
+        table.read().unwrap().iter().sum::<u64>()
+    );
+
+    // Thread-locals start fresh in each thread.
+    thread_local!(static LOCAL: std::cell::Cell<u64> = const { std::cell::Cell::new(1) });
+    LOCAL.with(|l| l.set(99));
+    let theirs = thread::spawn(|| LOCAL.with(|l| l.get())).join().unwrap();
+    println!("thread-local: main {}, new thread {}", LOCAL.with(|l| l.get()), theirs);
+
+    println!(
+        "available_parallelism is at least 1: {}",
+        thread::available_parallelism().is_ok_and(|n| n.get() >= 1)
+    );
+}
+
 fn main() {
     println!("rust-std: start");
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 2 && args[1] == "overflow" {
         overflow();
+        println!("rust-std: done");
+        return;
+    }
+    if args.len() == 2 && args[1] == "threads" {
+        threads();
         println!("rust-std: done");
         return;
     }

@@ -401,13 +401,15 @@ fn clone_flags() -> TestResult {
     const CLONE_VM: u64 = 0x100;
     const CLONE_SIGHAND: u64 = 0x800;
     const CLONE_THREAD: u64 = 0x10000;
+    const CLONE_NEWPID: u64 = 0x2000_0000;
     // SAFETY: refused flags create nothing.
     unsafe {
         check_eq!(clone(CLONE_SIGHAND | SIGCHLD, 0), Err(Errno::EINVAL));
         check_eq!(clone(CLONE_THREAD | CLONE_VM, 0), Err(Errno::EINVAL));
+        // A thread may not start a new PID namespace.
         check_eq!(
-            clone(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD, 0),
-            Err(Errno::ENOSYS)
+            clone(CLONE_VM | CLONE_SIGHAND | CLONE_THREAD | CLONE_NEWPID, 0),
+            Err(Errno::EINVAL)
         );
     }
     // clone(SIGCHLD, 0) is fork.
