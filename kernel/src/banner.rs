@@ -95,23 +95,30 @@ pub fn print(layout: &MemoryLayout) {
     print!("{}", crate::slab::SlabinfoTable);
 }
 
-/// Prints the clock and scheduler figures: uptime, jiffies, ticks taken,
-/// context switches.
+/// Prints the clock and scheduler figures: uptime, jiffies, ticks taken
+/// (on every online CPU), context switches.
 pub fn print_time() {
     use crate::sched::{self, SchedStat};
     use crate::time;
+    use core::fmt::Write;
     let now = time::now_ns();
-    let ticks = crate::percpu::this_cpu()
-        .nr_ticks
-        .load(core::sync::atomic::Ordering::Relaxed);
+    let ticks = |cpu: u32| {
+        crate::percpu::per_cpu(cpu)
+            .nr_ticks
+            .load(core::sync::atomic::Ordering::Relaxed)
+    };
+    let mut others = alloc::string::String::new();
+    for cpu in 1..crate::percpu::nr_online_cpus() as u32 {
+        let _ = write!(others, ", {} on CPU#{cpu}", ticks(cpu));
+    }
     println!(
-        "Time: uptime {}.{:03} s, jiffies {} (HZ={}), {} timer interrupts on CPU#0, \
+        "Time: uptime {}.{:03} s, jiffies {} (HZ={}), {} timer interrupts on CPU#0{others}, \
          {} context switches, {} tasks",
         now / 1_000_000_000,
         now / 1_000_000 % 1_000,
         time::jiffies(),
         time::HZ,
-        ticks,
+        ticks(0),
         sched::stat(SchedStat::ContextSwitch),
         sched::nr_tasks(),
     );

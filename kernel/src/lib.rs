@@ -41,6 +41,7 @@ pub mod rcu;
 pub mod sched;
 pub mod serial;
 pub mod slab;
+pub mod smp;
 pub mod sync;
 pub mod syscall;
 pub mod time;
@@ -90,22 +91,28 @@ pub const BOOT_CONFIG: BootloaderConfig = {
 };
 
 /// Brings the machine up, in this order: per-CPU area (GS base), logging,
-/// CPU tables and exceptions, memory, time (local APIC, calibrated clock,
+/// CPU tables and exceptions, the CPUs of the ACPI MADT, memory, time (local APIC, calibrated clock,
 /// tick), the scheduler (the caller becomes the task `kmain`); then enables
 /// interrupts, so the tick runs and preemption works from here on; then RCU
-/// and the process layer (shared address-space state, user-trap hook).
+/// and the process layer (shared address-space state, user-trap hook);
+/// last the other CPUs, which come online parked (`smp`).
 pub fn init(boot_info: &'static BootInfo) -> &'static memory::MemoryLayout {
     percpu::init_boot_cpu();
     logger::init(log::LevelFilter::Info);
     arch::init();
+    // The CPUs of the MADT fix nr_cpu_ids, which mm sizes its per-CPU
+    // arrays with.
+    smp::discover(boot_info);
     let layout = memory::init(boot_info);
     slab::init();
     // The command line (fw_cfg) needs the heap; `quiet` applies from here.
     logger::set_level(cmdline::get().log_filter());
+    smp::report();
     time::init(memory::page_alloc().platform().phys_offset());
     sched::init();
     x86_64::instructions::interrupts::enable();
     rcu::init();
     process::init();
+    smp::boot_aps();
     layout
 }

@@ -26,7 +26,7 @@
 //!
 //! # Invariants
 //!
-//! - C1: after [`init_boot_cpu`] (an AP: its own bring-up), GS base of every
+//! - C1: after [`init_boot_cpu`] (an AP: [`init_ap`]), GS base of every
 //!   running CPU points at its own record and never changes.
 //! - C2: `this_cpu_*` accessors run only after C1 holds; before, GS base is 0
 //!   and a `gs:` access faults loudly (address below 4 KiB, unmapped).
@@ -36,10 +36,12 @@
 //!
 //! # CPU counts
 //!
-//! [`MAX_CPUS`] records exist. [`nr_possible_cpus`] is Linux's `nr_cpu_ids`:
-//! fixed at boot, every CPU id is below it. It is 1: only the boot CPU
-//! is started (no ACPI MADT parsing, no AP bring-up). [`nr_online_cpus`]
-//! counts CPUs that run kernel code: 1.
+//! [`MAX_CPUS`] records exist (Linux's `NR_CPUS`, x86_64's default 64).
+//! [`nr_possible_cpus`] is Linux's `nr_cpu_ids`: the enabled processors
+//! of the ACPI MADT (`smp::acpi`), fixed at boot by [`set_nr_possible`]
+//! before `memory::init` sizes mm's per-CPU arrays with it; every CPU id
+//! is below it. [`nr_online_cpus`] counts CPUs that run kernel code (the
+//! boot CPU, plus each AP `smp` has started).
 //!
 //! # Context
 //!
@@ -57,7 +59,7 @@ use x86_64::registers::model_specific::{GsBase, KernelGsBase};
 use crate::sched::Task;
 
 /// How many per-CPU records exist: the most CPUs the kernel supports.
-pub const MAX_CPUS: usize = 8;
+pub const MAX_CPUS: usize = 64;
 
 /// One CPU's record. Fields are atomics so that other CPUs may read them
 /// (C3); the owning CPU accesses them through `gs:` (see the module docs).
@@ -93,6 +95,13 @@ pub struct PerCpu {
     /// The user `rsp` saved by `SYSCALL` entry before it switches stacks
     /// (Linux's `cpu_tss_rw.sp2` scratch). Write: entry code, interrupts off.
     pub(crate) user_sp_scratch: AtomicU64,
+    /// The CPU's local APIC id (from the MADT). Write: `smp`, before the
+    /// CPU is started.
+    apic_id: AtomicU32,
+    /// Whether the scheduler runs tasks here (Linux's `cpu_active_mask`):
+    /// the boot CPU. A parked AP is online but not active (`smp`).
+    /// Write: bring-up.
+    active: AtomicBool,
 }
 
 impl PerCpu {
@@ -108,6 +117,8 @@ impl PerCpu {
             online: AtomicBool::new(false),
             top_of_stack: AtomicU64::new(0),
             user_sp_scratch: AtomicU64::new(0),
+            apic_id: AtomicU32::new(0),
+            active: AtomicBool::new(false),
         }
     }
 
@@ -131,6 +142,21 @@ impl PerCpu {
     /// Whether this CPU runs kernel code.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
+    }
+
+    /// Whether the scheduler runs tasks on this CPU (see `active`).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// This CPU's local APIC id.
+    pub fn apic_id(&self) -> u32 {
+        self.apic_id.load(Ordering::Relaxed)
+    }
+
+    /// Records this CPU's local APIC id (`smp`, at discovery).
+    pub(crate) fn set_apic_id(&self, id: u32) {
+        self.apic_id.store(id, Ordering::Relaxed);
     }
 }
 
@@ -171,13 +197,41 @@ pub fn init_boot_cpu() {
     GsBase::write(VirtAddr::from_ptr(rec));
     KernelGsBase::write(VirtAddr::zero());
     rec.online.store(true, Ordering::Release);
+    rec.active.store(true, Ordering::Release);
     NR_ONLINE.store(1, Ordering::Release);
     debug_assert_eq!(this_cpu_ptr(), core::ptr::from_ref(rec));
+}
+
+/// Points this AP's GS base at record `cpu` (C1, C2): first thing in the
+/// AP's bring-up, before any `this_cpu_*` access. Not yet online.
+pub fn init_ap(cpu: u32) {
+    let rec = &PER_CPU[cpu as usize];
+    rec.this
+        .store(core::ptr::from_ref(rec).cast_mut(), Ordering::Relaxed);
+    GsBase::write(VirtAddr::from_ptr(rec));
+    KernelGsBase::write(VirtAddr::zero());
+    debug_assert_eq!(cpu_id(), cpu);
+}
+
+/// Marks this CPU online (it runs kernel code and takes interrupts): the
+/// last step of an AP's bring-up, which the boot CPU waits for.
+pub fn set_online() {
+    let rec = this_cpu();
+    if !rec.online.swap(true, Ordering::AcqRel) {
+        NR_ONLINE.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// The record of CPU `cpu`.
 pub fn per_cpu(cpu: u32) -> &'static PerCpu {
     &PER_CPU[cpu as usize]
+}
+
+/// Sets `nr_cpu_ids` to `n` (1..=[`MAX_CPUS`]): once, at boot, before
+/// `memory::init` (mm sizes its per-CPU arrays with it).
+pub fn set_nr_possible(n: usize) {
+    assert!((1..=MAX_CPUS).contains(&n), "nr_cpu_ids {n} out of range");
+    NR_POSSIBLE.store(n as u32, Ordering::Relaxed);
 }
 
 /// Linux's `nr_cpu_ids`: every CPU id is below it (module docs).

@@ -4,7 +4,7 @@
 //! |-------------------|-----------------------------------------------------|
 //! | `phys_to_virt`    | the bootloader's direct map at `phys_offset`        |
 //! | `cpu_id`          | `percpu::cpu_id()` (GS-relative)                    |
-//! | `nr_cpus`         | `percpu::nr_possible_cpus()` (`nr_cpu_ids`; 1 now)  |
+//! | `nr_cpus`         | `percpu::nr_possible_cpus()` (`nr_cpu_ids`)         |
 //! | `irq_save`        | `pushf; cli`: returns whether IF was set            |
 //! | `irq_restore`     | `sti` only if IF was set (nests)                    |
 //! | `preempt_disable` | `sched::preempt_disable` (per-CPU count)            |
@@ -17,7 +17,7 @@
 //!
 //! `nr_cpus` counts *possible* CPUs, as the `Platform` contract asks (every
 //! `cpu_id()` is below it) and as `mm` sizes its per-CPU arrays with it: it
-//! is fixed at boot before `memory::init`, 1 until AP bring-up raises it.
+//! is fixed at boot before `memory::init`, from the ACPI MADT (`smp`).
 //! CPUs that are possible but never come online are RCU's business (its own
 //! online/offline API).
 //!
@@ -132,7 +132,9 @@ impl Platform for KernelPlatform {
         MM_WAIT.wake_all();
     }
 
-    /// One CPU runs now, so flushing this CPU's TLB is a full shootdown.
+    /// Only the boot CPU runs tasks and touches mappings that change (the
+    /// APs are parked, `smp`), so flushing this CPU's TLB is a full
+    /// shootdown.
     /// Entries of any address space are dropped, not only `root`'s (more
     /// than asked, never less): beyond `tlb_single_page_flush_ceiling`
     /// (33) pages, or for a whole address space, the whole TLB is flushed

@@ -316,6 +316,34 @@ init: exited with status 0
     assert_eq!(out.verdict, Verdict::Success);
 }
 
+/// Every CPU is online and seen by programs (`cpus.c`) at `--smp 2`:
+/// two `processor` entries of /proc/cpuinfo with their APIC ids, a
+/// two-CPU affinity mask, sysconf's count. QEMU only: the host's CPU
+/// count is its own, so the expected lines are fixed here.
+#[test]
+fn cpuinfo_shows_every_cpu_at_smp_2() {
+    let bin = build(&Program::new("cpus", Build::Musl));
+    let cfg = boot::QemuConfig {
+        smp: 2,
+        ..program_config(&bin, &[])
+    };
+    let out = boot_one(&cfg);
+    let want = "\
+cpus: start
+processor 0 apicid 0 initial apicid 0
+processor 1 apicid 1 initial apicid 1
+cpuinfo: 2 processors
+sched_getaffinity: 2 CPUs
+sysconf(_SC_NPROCESSORS_ONLN): 2
+cpus: done
+init: exited with status 0
+";
+    let from = out.serial.find("cpus: start").unwrap_or(0);
+    assert_eq!(&out.serial[from..], want, "serial log:\n{}", out.serial);
+    assert_eq!(out.init_exit, Some(InitExit::Exited(0)));
+    assert_eq!(out.verdict, Verdict::Success);
+}
+
 /// Random syscall numbers with hostile arguments in forked children
 /// (`sysfuzz.c`): the kernel survives, init exits 0, frames balance.
 #[test]

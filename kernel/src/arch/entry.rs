@@ -144,6 +144,14 @@ pub fn init() -> Protections {
             }
         });
     }
+    syscall_msrs();
+    prot
+}
+
+/// Sets this CPU's `SYSCALL` MSRs: `STAR` selectors, `LSTAR` entry,
+/// `FMASK`. [`init`] on the boot CPU; `smp` on each AP (whose CR0, CR4 and
+/// EFER are copies of the boot CPU's).
+pub fn syscall_msrs() {
     let sel = gdt::selectors().expect("gdt::init runs first");
     Star::write(
         sel.user_code,
@@ -162,7 +170,6 @@ pub fn init() -> Protections {
             | RFlags::IOPL_LOW
             | RFlags::IOPL_HIGH,
     );
-    prot
 }
 
 /// Loads `pgd` (0: the boot PGD) into CR3 if it is not there, and makes

@@ -323,6 +323,18 @@ pub fn init() {
     });
 }
 
+/// Loads the IDT [`init`] filled into this AP's IDTR: every CPU shares the
+/// one table (its gates name IST slots, which each CPU's own TSS fills).
+/// Call once per AP, after its `gdt::init_ap`.
+pub fn load_ap() {
+    without_interrupts(|| {
+        let idt = IDT.lock();
+        // SAFETY: as in `init`: the table is a static that never moves and
+        // stays loaded for good; gates change only under the lock.
+        unsafe { idt.load_unsafe() };
+    });
+}
+
 /// Installs the naked entry `stub` (made by `user_irq_entry!`) as the
 /// gate of device-interrupt `vector` (32..=255).
 pub fn set_interrupt_entry(vector: u8, stub: unsafe extern "C" fn()) {

@@ -12,6 +12,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     kernel::ktest::run(&[
         kernel::memory::ktests::KTESTS,
         kernel::time::ktests::KTESTS,
+        kernel::smp::ktests::KTESTS,
         kernel::sched::ktests::KTESTS,
         kernel::rcu::ktests::KTESTS,
         kernel::slab::ktests::KTESTS,

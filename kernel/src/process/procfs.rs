@@ -866,6 +866,9 @@ fn cpuinfo() -> String {
         let _ = writeln!(s, "siblings\t: {}", crate::percpu::nr_online_cpus());
         let _ = writeln!(s, "core id\t\t: {cpu}");
         let _ = writeln!(s, "cpu cores\t: {}", crate::percpu::nr_online_cpus());
+        let apicid = crate::percpu::per_cpu(cpu as u32).apic_id();
+        let _ = writeln!(s, "apicid\t\t: {apicid}");
+        let _ = writeln!(s, "initial apicid\t: {apicid}");
         let _ = writeln!(s, "fpu\t\t: yes");
         let _ = writeln!(s, "flags\t\t: {}", flags.join(" "));
         let _ = writeln!(s, "address sizes\t: 40 bits physical, 48 bits virtual");

@@ -9,8 +9,9 @@
 //! - Callbacks run in the `rcuc/N` kernel thread of each CPU (Linux's
 //!   `rcuc` kthreads; its softirq in other configurations), woken by the
 //!   tick when a grace period has made some of them ready.
-//! - CPUs that are possible but not online are offline for RCU, so they
-//!   never hold up a grace period.
+//! - CPUs the scheduler does not run tasks on (possible but not online,
+//!   or online but parked: `smp`) are offline for RCU, so they never hold
+//!   up a grace period.
 
 pub mod bench;
 pub mod ktests;
@@ -43,14 +44,15 @@ pub fn read_lock() -> RcuReadGuard<'static, KernelPlatform> {
 pub fn init() {
     let platform = KernelPlatform::new(memory::page_alloc().platform().phys_offset());
     let state = RCU.call_once(|| Rcu::new(platform));
-    for cpu in percpu::nr_online_cpus()..percpu::nr_possible_cpus() {
-        state.cpu_offline(CpuId::new(cpu as u32));
+    for cpu in 0..percpu::nr_possible_cpus() as u32 {
+        if !percpu::per_cpu(cpu).is_active() {
+            state.cpu_offline(CpuId::new(cpu));
+        }
     }
     sched::register_switch_hook(context_switch).expect("a free context-switch hook slot");
     time::register_tick_hook(tick).expect("a free tick hook slot");
-    for cpu in 0..percpu::nr_online_cpus() {
-        // Only CPU 0 runs today; the thread is per CPU once others do.
-        let _ = cpu;
+    {
+        // Only CPU 0 runs tasks today; the thread is per CPU once others do.
         let handle = sched::spawn("rcuc/0", rcuc_thread);
         core::mem::forget(handle);
     }

@@ -133,6 +133,45 @@ pub(super) fn init() {
     RUNNING.store(true, Ordering::Release);
 }
 
+/// Creates CPU `cpu`'s idle task `swapper/N` for an AP about to be
+/// started, and makes it that CPU's running task and idle task; returns
+/// the top of its stack, where the AP starts (as the boot context became
+/// `kmain`, the AP's start becomes its idle task). Boot CPU, before the AP
+/// runs. Nothing is ever queued on a parked AP (`smp` module docs): tasks
+/// are placed on the CPU that spawns or wakes them, and APs do neither.
+pub fn init_idle_ap(cpu: u32) -> Result<u64, stack::StackError> {
+    assert!(cpu != 0 && (cpu as usize) < MAX_CPUS);
+    let name = alloc::format!("swapper/{cpu}");
+    let idle = new_kthread(
+        Tid::new(0),
+        &name,
+        TaskKind::Idle,
+        cpu,
+        alloc::boxed::Box::new(|| super::idle_loop()),
+    )?;
+    let top = idle
+        .stack
+        .as_ref()
+        .map(|s| s.top())
+        .expect("a kthread stack");
+    ALL_TASKS.lock().push(idle.clone());
+    let mut rq = RUNQUEUES[cpu as usize].lock();
+    assert!(rq.curr.is_none(), "CPU {cpu} already has tasks");
+    idle.on_rq.store(true, Ordering::Relaxed);
+    rq.curr = Some(idle.clone());
+    rq.idle = Some(idle);
+    rq.waiting_since_ns = time::now_ns();
+    Ok(top)
+}
+
+/// On an AP in its bring-up: makes the idle task [`init_idle_ap`] created
+/// this CPU's `current`. Interrupts off.
+pub fn ap_enter_idle_task() {
+    let rq = RUNQUEUES[percpu::cpu_id() as usize].lock();
+    let idle = rq.curr.as_ref().expect("init_idle_ap ran for this CPU");
+    percpu::set_current_ptr(Arc::as_ptr(idle));
+}
+
 /// Allocates a task with its own stack whose first run calls `entry`.
 pub(super) fn new_kthread(
     tid: Tid,

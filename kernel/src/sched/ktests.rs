@@ -49,8 +49,11 @@ fn percpu_area_through_gs() {
     assert_eq!(percpu::cpu_id(), 0);
     let gs = x86_64::registers::model_specific::GsBase::read().as_u64();
     assert_eq!(gs, percpu::this_cpu_ptr() as u64, "GS base is the record");
-    assert_eq!(percpu::nr_online_cpus(), 1);
-    assert_eq!(memory::page_alloc().platform().nr_cpus(), 1);
+    // Every CPU of the MADT is possible and, once started, online.
+    let nr_cpus = crate::smp::topology().nr_cpus;
+    assert_eq!(percpu::nr_possible_cpus(), nr_cpus);
+    assert_eq!(percpu::nr_online_cpus(), nr_cpus);
+    assert_eq!(memory::page_alloc().platform().nr_cpus(), nr_cpus);
     assert_eq!(percpu::preempt_count(), 0);
     assert_eq!(percpu::hardirq_count(), 0);
     preempt_disable();

@@ -80,9 +80,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 pub use self::core::{
-    current, find_task, irqentry_exit_cond_resched, is_running, nr_queued, nr_tasks, schedule,
-    scheduler_tick, set_fs_base, set_user_entry_top, signal_pending, signal_wake_up, switch_mm,
-    try_to_wake_up, with_current,
+    ap_enter_idle_task, current, find_task, init_idle_ap, irqentry_exit_cond_resched, is_running,
+    nr_queued, nr_tasks, schedule, scheduler_tick, set_fs_base, set_user_entry_top, signal_pending,
+    signal_wake_up, switch_mm, try_to_wake_up, with_current,
 };
 pub use preempt::{PreemptGuard, preempt_disable, preempt_enable, preempt_enable_no_resched};
 pub use stack::StackError;

@@ -45,8 +45,10 @@
 //!
 //! # TLB
 //!
-//! Unmapping flushes the local TLB entry. With more CPUs online, a freed
-//! stack needs a shootdown before its frames are reused (AP bring-up).
+//! Unmapping flushes the local TLB entry. The parked APs (`smp`) touch
+//! only their own idle and IST stacks, which are never freed; once APs
+//! run tasks, a freed stack needs a shootdown before its frames are
+//! reused.
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};

@@ -12,6 +12,9 @@
 //!   0x0b  0x80b       0x0b0       EOI
 //!   0x0f  0x80f       0x0f0       SVR          spurious vector + enable
 //!   0x28  0x828       0x280       ESR          error status
+//!   0x30  0x830       0x300       ICR          interrupt command (x2APIC:
+//!                                              64 bits, destination high)
+//!   0x31  -           0x310       ICR high     xAPIC destination (<< 24)
 //!   0x32  0x832       0x320       LVT timer
 //!   0x37  0x837       0x370       LVT error
 //!   0x38  0x838       0x380       timer initial count
@@ -22,7 +25,8 @@
 //! # Invariants
 //!
 //! - A1: [`init`] runs once on the boot CPU with interrupts off, before any
-//!   other function here; the mode it picks never changes afterwards.
+//!   other function here; the mode it picks never changes afterwards, and
+//!   every AP's [`init_ap`] enables its own local APIC in that mode.
 //! - A2: in xAPIC mode the APIC page (from `IA32_APIC_BASE`, normally
 //!   `0xfee00000`) lies in the bootloader's direct map, which covers the
 //!   first 4 GiB of physical addresses.
@@ -53,6 +57,8 @@ pub mod reg {
     pub const EOI: u32 = 0x0b;
     pub const SVR: u32 = 0x0f;
     pub const ESR: u32 = 0x28;
+    pub const ICR: u32 = 0x30;
+    pub const ICR_HIGH: u32 = 0x31;
     pub const LVT_TIMER: u32 = 0x32;
     pub const LVT_ERROR: u32 = 0x37;
     pub const TIMER_INITIAL: u32 = 0x38;
@@ -68,6 +74,16 @@ pub const LVT_TIMER_PERIODIC: u32 = 1 << 17;
 pub const TIMER_DIVIDE_BY_16: u32 = 0b0011;
 /// The divisor that value selects.
 pub const TIMER_DIVISOR: u64 = 16;
+/// ICR delivery mode INIT.
+pub const ICR_DM_INIT: u32 = 0x500;
+/// ICR delivery mode STARTUP (SIPI); the low 8 bits are the start page.
+pub const ICR_DM_STARTUP: u32 = 0x600;
+/// ICR: level assert (INIT assert; every other IPI sets it too).
+pub const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+/// ICR: level-triggered (the INIT assert / de-assert pair).
+pub const ICR_LEVEL_TRIGGER: u32 = 1 << 15;
+/// xAPIC ICR: delivery status, set while the IPI is being sent.
+const ICR_SEND_PENDING: u32 = 1 << 12;
 /// SVR: APIC software enable.
 const SVR_ENABLE: u32 = 1 << 8;
 
@@ -207,6 +223,29 @@ pub fn init(phys_offset: u64) -> ApicMode {
         MODE.store(2, Ordering::Relaxed);
         ApicMode::XApic
     };
+    setup_local();
+    mode
+}
+
+/// Enables this AP's local APIC in the boot CPU's mode (A1) and sets it up
+/// as [`init`] does the boot CPU's. Interrupts off.
+pub fn init_ap() {
+    let mut base_msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: as in `init`: the architected enable sequence, the APIC's
+    // physical base unchanged; an AP starts with its APIC in xAPIC mode.
+    unsafe {
+        let base = base_msr.read();
+        base_msr.write(base | APIC_BASE_ENABLE);
+        if mode() == Some(ApicMode::X2Apic) {
+            base_msr.write(base | APIC_BASE_ENABLE | APIC_BASE_X2APIC);
+        }
+    }
+    setup_local();
+}
+
+/// Task priority 0, timer masked, errors to [`ERROR_APIC_VECTOR`], then
+/// software enable with the spurious vector.
+fn setup_local() {
     write(reg::TPR, 0);
     write(reg::LVT_TIMER, LVT_MASKED | u32::from(LOCAL_TIMER_VECTOR));
     write(reg::LVT_ERROR, u32::from(ERROR_APIC_VECTOR));
@@ -214,7 +253,31 @@ pub fn init(phys_offset: u64) -> ApicMode {
     write(reg::ESR, 0);
     write(reg::ESR, 0);
     write(reg::SVR, SVR_ENABLE | u32::from(SPURIOUS_APIC_VECTOR));
-    mode
+}
+
+/// Sends the IPI described by `icr_low` (delivery mode, level, vector) to
+/// the CPU with local APIC id `dest`, and waits until the APIC has sent it
+/// (Linux's `apic_icr_write` + `safe_apic_wait_icr_idle`). Interrupts off,
+/// so that nothing else uses this CPU's ICR meanwhile.
+pub fn send_ipi(dest: u32, icr_low: u32) {
+    debug_assert!(!x86_64::instructions::interrupts::are_enabled());
+    match mode() {
+        // SAFETY: MSR 0x830 is the x2APIC ICR (A1): one 64-bit write with
+        // the destination in the high half sends the IPI.
+        Some(ApicMode::X2Apic) => unsafe {
+            Msr::new(0x800 + reg::ICR).write((u64::from(dest) << 32) | u64::from(icr_low));
+        },
+        _ => {
+            write(reg::ICR_HIGH, dest << 24);
+            write(reg::ICR, icr_low);
+            // The xAPIC reports completion in the delivery-status bit.
+            let mut spins = 0u32;
+            while read(reg::ICR) & ICR_SEND_PENDING != 0 && spins < 1_000_000 {
+                core::hint::spin_loop();
+                spins += 1;
+            }
+        }
+    }
 }
 
 /// Starts the timer counting down from `u32::MAX`, masked, divide by 16: for

@@ -184,6 +184,10 @@ crate::user_irq_entry!(local_timer_entry, local_timer_interrupt, local_timer_use
 /// The local timer interrupt from kernel mode: see "The tick" in the
 /// module docs.
 extern "x86-interrupt" fn local_timer_interrupt(frame: InterruptStackFrame) {
+    if !percpu::this_cpu().is_active() {
+        parked_tick();
+        return;
+    }
     // This handler's own frame record, whose saved rbp is the interrupted
     // code's: where the profiler's stack walk starts.
     let rbp = crate::arch::backtrace::frame_pointer();
@@ -204,6 +208,24 @@ extern "C" fn local_timer_user() {
         return;
     }
     local_timer_tick();
+}
+
+/// The tick of a CPU the scheduler does not use (a parked AP, `smp`):
+/// counted and acknowledged, nothing else. Such a CPU runs no task and
+/// reads no RCU-protected data, so it has no quiescent states to report
+/// (RCU counts it offline) and no time slice to end.
+fn parked_tick() {
+    percpu::irq_enter();
+    percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);
+    apic::eoi();
+    percpu::irq_exit();
+}
+
+/// Arms this AP's local timer like the boot CPU's (same period: the local
+/// APIC timers share the bus clock [`init`] calibrated). Interrupts off.
+pub fn init_ap_timer() {
+    let info = info().expect("time::init ran on the boot CPU");
+    apic::timer_start_periodic(info.lapic_count_per_tick);
 }
 
 /// The tick's work, in either mode.
