@@ -5,6 +5,7 @@
 # (this kernel's time / Linux's, per path) in Markdown.
 #
 #   scripts/bench-vs-linux.sh [--write] [--runs N] [--only 4k|64k] [--icount] [--report]
+#   scripts/bench-vs-linux.sh --program NAME [--runs N] [--icount] [-- ARGS...]
 #
 #   --write     also replace the generated part of the section "Against
 #               Linux 6.19 in the same QEMU" of docs/BENCHMARKS.md (one
@@ -17,6 +18,11 @@
 #               `rep` string instruction as one instruction per element)
 #   --report    boot nothing: the table of the last run's logs (of the
 #               same --icount choice) again, e.g. with --write
+#   --program NAME
+#               instead of mmbench, boot both with tests/programs/bench/
+#               NAME.c as init (ARGS after `--` its arguments; it must
+#               print "NAME: done" last) and print what each boot printed,
+#               side by side, with no table (threadbench, sigbench)
 #
 # What it does:
 # 1. Fetches the newest linux-binary-6.19.*-amd64 package (Linux's image,
@@ -52,8 +58,12 @@ RUNS=3
 MODES=(4k 64k)
 ICOUNT=0
 REPORT_ONLY=0
+PROGRAM=
+PROG_ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
+    --program) PROGRAM=$2; shift ;;
+    --) shift; PROG_ARGS=("$@"); break ;;
     --write) WRITE=1 ;;
     --runs) RUNS=$2; shift ;;
     --only) MODES=("$2"); shift ;;
@@ -69,10 +79,17 @@ COMMAND="scripts/bench-vs-linux.sh"
 [ ${#MODES[@]} = 2 ] || COMMAND+=" --only ${MODES[0]}"
 [ "$ICOUNT" = 0 ] || COMMAND+=" --icount"
 [ "$WRITE" = 0 ] || COMMAND+=" --write"
+[ -z "$PROGRAM" ] || COMMAND+=" --program $PROGRAM${PROG_ARGS[*]:+ -- ${PROG_ARGS[*]}}"
+if [ -n "$PROGRAM" ]; then
+    [ "$WRITE$REPORT_ONLY" = 00 ] || { echo "bench-vs-linux: --program prints only" >&2; exit 2; }
+    MODES=(plain)
+fi
+BENCH=${PROGRAM:-mmbench}
 
 WORK=$ROOT/target/bench-vs-linux
 LOGS=$WORK/logs
 [ "$ICOUNT" = 0 ] || LOGS=$WORK/logs-icount
+[ -z "$PROGRAM" ] || LOGS=$LOGS-$PROGRAM
 mkdir -p "$WORK" "$LOGS"
 say() { printf 'bench-vs-linux: %s\n' "$*" >&2; }
 
@@ -197,6 +214,7 @@ stamped() {
 boot_linux() { # MODE LOG
     local args=""
     [ "$1" = 64k ] && args=" -- 64k"
+    [ ${#PROG_ARGS[@]} = 0 ] || args=" -- ${PROG_ARGS[*]}"
     stamped "$2" qemu-system-x86_64 -kernel "$VMLINUZ" -initrd "$WORK/linux-initramfs.cpio" \
         -append "console=ttyS0 quiet rdinit=/init transparent_hugepage=never panic=-1$args" \
         -serial stdio -display none -no-reboot \
@@ -207,8 +225,9 @@ boot_linux() { # MODE LOG
 boot_ours() { # MODE LOG
     local args=()
     [ "$1" = 64k ] && args=(64k)
+    [ ${#PROG_ARGS[@]} = 0 ] || args=("${PROG_ARGS[@]}")
     stamped "$2" "$RUNNER" --mem "$MEM" --smp "$SMP" --cpu "$CPU" --timeout "$TIMEOUT" \
-        --init "$WORK/mmbench" "${args[@]}" -- -machine "$MACHINE" "${EXTRA[@]}"
+        --init "$WORK/$BENCH" "${args[@]}" -- -machine "$MACHINE" "${EXTRA[@]}"
 }
 
 # --- main -------------------------------------------------------------------
@@ -224,13 +243,13 @@ else
     LINUX_PKG=$(cat "$WORK/linux/PACKAGE" 2>/dev/null || basename "$VMLINUZ")
     say "Linux: $VMLINUZ ($LINUX_PKG)"
 
-    say "building tests/programs/bench/mmbench.c and the release runner"
-    musl-gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/mmbench" tests/programs/bench/mmbench.c
+    say "building tests/programs/bench/$BENCH.c and the release runner"
+    musl-gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/$BENCH" "tests/programs/bench/$BENCH.c"
     cargo build --release -q -p boot
     RUNNER=$(cargo metadata --format-version 1 --no-deps |
         sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release/boot
     [ -x "$RUNNER" ] || { say "no runner at $RUNNER"; exit 1; }
-    make_initramfs "$WORK/mmbench" "$WORK/linux-initramfs.cpio"
+    make_initramfs "$WORK/$BENCH" "$WORK/linux-initramfs.cpio"
 
     LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
     rm -f "$LOGS"/*.log
@@ -241,7 +260,7 @@ else
                 say "run $run/$RUNS, $mode: $kernel (load $(cut -d' ' -f1 /proc/loadavg))"
                 st=0
                 "boot_$kernel" "$mode" "$log" || st=$?
-                if [ $st -ne 0 ] || ! grep -q 'mmbench: done' "$log"; then
+                if [ $st -ne 0 ] || ! grep -q "$BENCH: done" "$log"; then
                     say "$kernel $mode run $run failed (status $st); log: $log"
                     tail -n 20 "$log" >&2
                     exit 1
@@ -253,6 +272,23 @@ else
     RUN_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
     RUN_COMMAND=$COMMAND
     declare -p LINUX_PKG LOAD_BEFORE LOAD_AFTER RUN_DATE RUN_COMMAND RUNS MODES >"$LOGS/meta"
+fi
+
+# --program: what each boot printed, from the program's first line to its
+# last, with the host's time stamps dropped.
+if [ -n "$PROGRAM" ]; then
+    echo
+    echo "Run on $RUN_DATE with \`$COMMAND\`: $(qemu-system-x86_64 --version | head -n 1),"
+    echo "\`-accel tcg -cpu $CPU -m $MEM -smp $SMP -machine $MACHINE${EXTRA[*]:+ ${EXTRA[*]}}\` for both;"
+    echo "Linux is Debian's \`$LINUX_PKG\`. Host load average: $LOAD_BEFORE before, $LOAD_AFTER after."
+    for kernel in linux ours; do
+        for f in "$LOGS/$kernel"-plain-*.log; do
+            echo
+            echo "$kernel, boot $(basename "$f" .log | sed 's/.*-//'):"
+            awk -v p="$BENCH:" '$2 == p { on = 1 } on { $1 = ""; sub(/^ /, ""); print } $2 == p && $3 == "done" { on = 0 }' "$f"
+        done
+    done
+    exit 0
 fi
 
 # --- 5. The table -----------------------------------------------------------

@@ -133,7 +133,7 @@ impl PerCpu {
     }
 
     /// Asks this CPU to reschedule at its next preemption point. From another
-    /// CPU this also needs a resched IPI (AP bring-up adds it); on the local
+    /// CPU this also needs a resched IPI (`smp::ipi::resched_cpu` sends both); on the local
     /// CPU the next tick, `preempt_enable` or interrupt return sees it.
     pub fn set_need_resched(&self) {
         self.need_resched.store(1, Ordering::Release);

@@ -185,6 +185,7 @@ impl Page {
     }
 
     /// The block order recorded on a block head (I2).
+    #[inline]
     pub fn order(&self) -> u32 {
         u32::from(self.order.load(Relaxed))
     }
@@ -242,6 +243,30 @@ impl Page {
             }
         }
         false
+    }
+
+    /// Drops `n` references unless they are the last ones: then (the
+    /// count was exactly `n`) leaves one, for the caller's final put, and
+    /// returns false, as [`Page::refcount_dec_not_one`] does for `n` = 1
+    /// (`folio_put_refs()`' first step).
+    pub(crate) fn refcount_sub_not_last(&self, n: i32) -> bool {
+        let mut c = self.refcount.load(Relaxed);
+        loop {
+            debug_assert!(c >= n, "put of {n} references with {c} held");
+            let new = if c > n { c - n } else { 1 };
+            if new == c {
+                return false;
+            }
+            match self.refcount.compare_exchange_weak(
+                c,
+                new,
+                core::sync::atomic::Ordering::AcqRel,
+                Relaxed,
+            ) {
+                Ok(_) => return c > n,
+                Err(now) => c = now,
+            }
+        }
     }
 
     /// Adds `n` references (`folio_ref_add`).

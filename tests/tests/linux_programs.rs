@@ -232,6 +232,14 @@ c_program!(
     threadsig
 );
 
+c_program!(
+    /// /proc/PID of a child: status, stat (with the arg/env addresses),
+    /// statm, cmdline and environ as exec laid them out, exe, task/,
+    /// oom_score_adj written and range-checked, oom_score following it;
+    /// /proc lists the child; ENOENT for a pid nobody has.
+    procpid
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

@@ -109,6 +109,10 @@ pub struct Image {
     pub sp: u64,
     /// Where the program break starts (`mm->start_brk`).
     pub start_brk: u64,
+    /// The argument strings `[arg_start, arg_end)` and the environment
+    /// strings `[env_start, env_end)` on the new stack (`mm->arg_start`
+    /// and the rest: `/proc/PID/cmdline` and `environ` read them).
+    pub args: [u64; 4],
 }
 
 /// One program header.
@@ -312,7 +316,7 @@ pub fn load(
     )?;
     // CPUID leaf 1 EDX: the feature bits Linux reports as AT_HWCAP.
     let hwcap = u64::from(core::arch::x86_64::__cpuid(1).edx);
-    let sp = build_stack(
+    let (sp, args) = build_stack(
         mm,
         execfn,
         argv,
@@ -339,6 +343,7 @@ pub fn load(
         entry,
         sp,
         start_brk: brk,
+        args,
     })
 }
 
@@ -352,14 +357,15 @@ fn push_str(mm: &KMm, sp: &mut u64, s: &[u8]) -> Result<u64, Errno> {
 }
 
 /// Writes the initial stack (module picture) below [`STACK_TOP`] and
-/// returns the entry `sp`.
+/// returns the entry `sp` and [`Image::args`]: the argument strings lie
+/// just below the environment's, which end at the file name's.
 fn build_stack(
     mm: &KMm,
     execfn: &str,
     argv: &[String],
     envp: &[String],
     aux: &[(u64, u64)],
-) -> Result<u64, Errno> {
+) -> Result<(u64, [u64; 4]), Errno> {
     let mut sp = STACK_TOP;
     // AT_RANDOM: 16 bytes from the kernel's generator.
     sp -= 16;
@@ -381,6 +387,9 @@ fn build_stack(
         argv_ptrs.push(push_str(mm, &mut sp, s.as_bytes())?);
     }
     argv_ptrs.reverse();
+    let env_start = env_ptrs.first().copied().unwrap_or(execfn);
+    let arg_start = argv_ptrs.first().copied().unwrap_or(env_start);
+    let args = [arg_start, env_start, env_start, execfn];
     sp &= !15;
     let mut words: Vec<u64> = Vec::new();
     words.push(argv_ptrs.len() as u64);
@@ -414,5 +423,5 @@ fn build_stack(
     let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     copy_to_user(mm, sp, &bytes)?;
     debug_assert!(sp.is_multiple_of(16));
-    Ok(sp)
+    Ok((sp, args))
 }

@@ -290,6 +290,11 @@ pub struct Process {
     wait_status: AtomicI32,
     /// `mm->start_brk`, set by exec (copied by fork).
     start_brk: AtomicU64,
+    /// `[arg_start, arg_end, env_start, env_end)` of the program's stack,
+    /// set by exec (`elf::Image::args`).
+    pub args: SpinLock<[u64; 4]>,
+    /// `/proc/PID/oom_score_adj` (-1000..=1000), inherited over fork.
+    pub oom_score_adj: AtomicI32,
     /// Children not reaped yet (P4).
     children: SpinLock<Vec<Running>>,
     /// Set (Release) once the exit's teardown is done: the process is a
@@ -444,6 +449,8 @@ impl Process {
             vfork_done: AtomicBool::new(false),
             wait_status: AtomicI32::new(0),
             start_brk: AtomicU64::new(0),
+            args: SpinLock::new("process.args", [0; 4]),
+            oom_score_adj: AtomicI32::new(0),
             children: SpinLock::new("process.children", Vec::new()),
             exited: AtomicBool::new(false),
             min_flt: AtomicU64::new(0),
@@ -691,6 +698,13 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
     child
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
+    *child.args.lock() = *parent.args.lock();
+    // The child runs the same program (Linux's dup_mm copies exe_file).
+    *child.exe.lock() = parent.exe();
+    child.oom_score_adj.store(
+        parent.oom_score_adj.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
     *child.files.lock() = parent.files.lock().clone();
     // Box::clone builds the 2 KiB table in the heap, not in this frame.
     let mut sigs = parent.signals.lock().clone();
@@ -889,6 +903,7 @@ pub fn exec(
         thread::de_thread(&t)?;
     }
     p.start_brk.store(image.start_brk, Ordering::Relaxed);
+    *p.args.lock() = image.args;
     let pgd = mm.page_table().root().as_u64();
     let old = p.mm.lock().replace(mm);
     sched::switch_mm(pgd);

@@ -26,6 +26,12 @@
 //!   `minflt` (field 10), `cminflt` (11), `vsize` (23) and `rss` (24) real.
 //! - `/proc/self/comm`: the name (`prctl(PR_SET_NAME)` changes it), as
 //!   `Name:` in status.
+//! - `/proc/self/cmdline` and `environ`: the strings in the process's
+//!   memory between the addresses exec recorded (`Process::args`);
+//!   `statm`; `oom_score_adj` (writable, [`Sysctl::OomScoreAdj`]) and
+//!   `oom_score`.
+//! - `/proc/<pid>/...` of any live process is its `/proc/self/...`
+//!   ([`pid_path`]); `/proc` lists every live pid.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
 //!   `/proc/cmdline`, `/proc/version`, `/proc/uptime`.
 //! - `/sys/kernel/mm/transparent_hugepage/enabled` (`always [madvise]
@@ -40,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -51,10 +58,45 @@ use mm::vm::{VmEvent, VmFlags};
 
 use super::{Process, signal};
 
+/// `ENOENT`.
+const ENOENT: Errno = Errno(2);
+
+/// The process a `/proc/<pid>/...` path names and the same path with
+/// `/proc/self` in place of `/proc/<pid>`, or `None` for any other path
+/// (`/proc/self/...` included). A thread's id names its process too, as
+/// on Linux where `/proc/<tid>` exists though `/proc` does not list it:
+/// the path becomes its `/proc/self/task/<tid>/...`. `ENOENT` if no live
+/// process or thread has that id.
+pub fn pid_path(path: &str) -> Result<Option<(Arc<Process>, String)>, Errno> {
+    let Some(rest) = path.strip_prefix("/proc/") else {
+        return Ok(None);
+    };
+    let (num, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let id: u32 = num.parse().map_err(|_| ENOENT)?;
+    if let Some(t) = super::find(id) {
+        return Ok(Some((t, alloc::format!("/proc/self{tail}"))));
+    }
+    let t = super::find_thread(id).ok_or(ENOENT)?;
+    Ok(Some((
+        t.process.clone(),
+        alloc::format!("/proc/self/task/{id}{tail}"),
+    )))
+}
+
 /// The generated contents of `path` for process `p`, or `None` if there is
 /// no such file.
 pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
     let text = match path {
+        b"/proc/self/cmdline" => return Some(mm_strings(p, 0)),
+        b"/proc/self/environ" => return Some(mm_strings(p, 2)),
+        b"/proc/self/statm" => statm(p),
+        b"/proc/self/oom_score" => alloc::format!("{}\n", oom_score(p)),
+        b"/proc/self/oom_score_adj" => {
+            alloc::format!("{}\n", p.oom_score_adj.load(Relaxed))
+        }
         b"/proc/self/status" => status(p),
         b"/proc/self/maps" => maps(p),
         b"/proc/meminfo" => meminfo(),
@@ -99,6 +141,64 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         }
     };
     Some(text.into_bytes())
+}
+
+/// `cmdline` (`which` 0) or `environ` (2): the bytes of the argument or
+/// environment strings as they are now in the process's memory (Linux's
+/// `get_mm_cmdline` / `environ_read`, through the process's own page
+/// tables); empty without an address space. (Linux also follows a
+/// `cmdline` whose last argument lost its NUL into the environment, for
+/// `setproctitle`; not done here.)
+fn mm_strings(p: &Process, which: usize) -> Vec<u8> {
+    let range = *p.args.lock();
+    let (start, end) = (range[which], range[which + 1]);
+    let Some(mm) = p.mm() else {
+        return Vec::new();
+    };
+    let mut out = alloc::vec![0u8; end.saturating_sub(start) as usize];
+    match crate::uaccess::copy_from_user(&mm, &mut out, start) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `statm`: size, resident, shared, text, lib, data, dt in pages (Linux's
+/// `task_statm`: shared counts file and shmem pages, 0 here; lib and dt
+/// are always 0; data is `VmData` + `VmStk`).
+fn statm(p: &Process) -> String {
+    let st = p.mm().map(|mm| mm.status());
+    let pages = |kb: u64| kb * 1024 / mm::PAGE_SIZE;
+    match st {
+        Some(st) => alloc::format!(
+            "{} {} 0 {} 0 {} 0\n",
+            pages(st.vm_size),
+            pages(st.vm_rss),
+            pages(st.vm_exe),
+            pages(st.vm_data + st.vm_stk)
+        ),
+        None => String::from("0 0 0 0 0 0 0\n"),
+    }
+}
+
+/// `oom_score` (Linux's `proc_oom_score` of `oom_badness`): the pages the
+/// process holds (RSS, swap: none, page tables), plus `oom_score_adj`
+/// thousandths of all memory, scaled to 0..=2000 as
+/// `(1000 + badness * 1000 / totalpages) * 2 / 3`; 0 for init and a
+/// process at `OOM_SCORE_ADJ_MIN` (-1000), which the OOM killer never
+/// picks.
+fn oom_score(p: &Process) -> u64 {
+    let adj = i64::from(p.oom_score_adj.load(Relaxed));
+    let Some(mm) = p.mm() else {
+        return 0;
+    };
+    if p.pid == 1 || adj == -1000 {
+        return 0;
+    }
+    let total = crate::memory::page_alloc().managed_pages().max(1) as i64;
+    let st = mm.status();
+    let held = ((st.vm_rss + st.vm_pte) * 1024 / mm::PAGE_SIZE) as i64;
+    let badness = held + adj * (total / 1000);
+    ((1000 + badness * 1000 / total) * 2 / 3).max(0) as u64
 }
 
 fn status(p: &Process) -> String {
@@ -241,6 +341,18 @@ pub enum Sysctl {
     AnonOrders,
     /// `Vm::cow_reuse_large`: 0 or 1.
     CowReuseLarge,
+    /// `/proc/PID/oom_score_adj` of the process with this pid:
+    /// -1000..=1000.
+    OomScoreAdj(u32),
+}
+
+/// The writable setting of process `p` that `path` (a `/proc/self/...`
+/// path of `p`, or any other) names, if any.
+pub fn setting(p: &Process, path: &[u8]) -> Option<Sysctl> {
+    match path {
+        b"/proc/self/oom_score_adj" => Some(Sysctl::OomScoreAdj(p.pid)),
+        _ => sysctl(path),
+    }
 }
 
 /// The setting `path` names, if any.
@@ -259,6 +371,7 @@ fn read_sysctl(c: Sysctl) -> u64 {
         Sysctl::PtReclaim => u64::from(vm.pt_reclaim.load(Relaxed)),
         Sysctl::AnonOrders => u64::from(vm.anon_orders.load(Relaxed)),
         Sysctl::CowReuseLarge => u64::from(vm.cow_reuse_large.load(Relaxed)),
+        Sysctl::OomScoreAdj(_) => 0,
     }
 }
 
@@ -267,6 +380,17 @@ fn read_sysctl(c: Sysctl) -> u64 {
 /// a value out of range.
 pub fn write_sysctl(c: Sysctl, text: &[u8]) -> Result<(), Errno> {
     let text = core::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
+    if let Sysctl::OomScoreAdj(pid) = c {
+        // oom_score_adj_write: kstrtoint, then the range check; a process
+        // gone meanwhile is ESRCH.
+        let v: i32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
+        if !(-1000..=1000).contains(&v) {
+            return Err(Errno::EINVAL);
+        }
+        let target = super::find(pid).ok_or(Errno(3))?;
+        target.oom_score_adj.store(v, Relaxed);
+        return Ok(());
+    }
     let v: u32 = text.trim().parse().map_err(|_| Errno::EINVAL)?;
     let vm = super::vm();
     match c {
@@ -277,6 +401,7 @@ pub fn write_sysctl(c: Sysctl, text: &[u8]) -> Result<(), Errno> {
             return Err(Errno::EINVAL);
         }
         Sysctl::AnonOrders => vm.anon_orders.store(v, Relaxed),
+        Sysctl::OomScoreAdj(_) => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -390,12 +515,17 @@ const DT_DIR: u8 = 4;
 const DT_REG: u8 = 8;
 const DT_LNK: u8 = 10;
 
-/// The children of the pseudo file systems' directory `path` (as
-/// [`is_dir`] names it, `/proc/<own pid>` being `/proc/self`) with their
+/// The children of the pseudo file systems' directory `path` with their
 /// `d_type`, in a fixed order; `None` if `path` is not one. `/proc` lists
-/// `self` and the caller's own pid (no other process's directory can be
-/// opened here).
+/// `self`, `thread-self` and every live process's pid (not the ids of
+/// threads, as Linux); `/proc/<pid>` lists what that process's
+/// `/proc/self` holds ([`pid_path`]).
 pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
+    let target = pid_path(path).ok()?;
+    let (p, path) = match &target {
+        Some((t, own)) => (&**t, own.as_str()),
+        None => (p, path),
+    };
     if path == "/proc/self/task" {
         let tids = p.threads.lock().iter().map(|t| t.tid()).collect::<Vec<_>>();
         return Some(
@@ -425,13 +555,18 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("sys", DT_DIR),
         ],
         "/proc/self" => &[
+            ("cmdline", DT_REG),
             ("comm", DT_REG),
             ("cwd", DT_LNK),
+            ("environ", DT_REG),
             ("exe", DT_LNK),
             ("maps", DT_REG),
+            ("oom_score", DT_REG),
+            ("oom_score_adj", DT_REG),
             ("root", DT_LNK),
             ("smaps_rollup", DT_REG),
             ("stat", DT_REG),
+            ("statm", DT_REG),
             ("status", DT_REG),
             ("task", DT_DIR),
         ],
@@ -455,7 +590,12 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
     };
     let mut out: Vec<(String, u8)> = names.iter().map(|(n, t)| (String::from(*n), *t)).collect();
     if path == "/proc" {
-        out.insert(1, (alloc::format!("{}", p.pid), DT_DIR));
+        // Every live process, in pid order, after self and thread-self.
+        let mut pids = super::pids();
+        pids.sort_unstable();
+        for (i, pid) in pids.into_iter().enumerate() {
+            out.insert(2 + i, (alloc::format!("{pid}"), DT_DIR));
+        }
     }
     Some(out)
 }
@@ -596,6 +736,7 @@ fn stat_of(p: &Process, tid: u32) -> String {
     // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
     // env_start, env_end, exit_code.
     let blocked = p.thread(tid).map_or(0, |t| signal::blocked(&t));
+    let [arg_start, arg_end, env_start, env_end] = *p.args.lock();
     let rest = [
         u64::MAX,
         0,
@@ -620,10 +761,10 @@ fn stat_of(p: &Process, tid: u32) -> String {
         0,
         0,
         start_brk.start,
-        0,
-        0,
-        0,
-        0,
+        arg_start,
+        arg_end,
+        env_start,
+        env_end,
         0,
     ];
     for v in rest {

@@ -206,7 +206,7 @@ pub(super) fn wake_up_new_task(task: &Arc<Task>) {
     task.on_rq.store(true, Ordering::Relaxed);
     rq.enqueue(task.clone());
     if rq.curr.as_ref().is_some_and(|c| c.is_idle()) {
-        percpu::per_cpu(task.cpu).set_need_resched();
+        crate::smp::ipi::resched_cpu(task.cpu);
     }
 }
 
@@ -473,7 +473,7 @@ pub fn try_to_wake_up(task: &Arc<Task>) -> bool {
         rq.enqueue(task.clone());
         // Round robin: a wakeup preempts only the idle task.
         if rq.curr.as_ref().is_some_and(|c| c.is_idle()) {
-            percpu::per_cpu(task.cpu).set_need_resched();
+            crate::smp::ipi::resched_cpu(task.cpu);
         }
     }
     true

@@ -183,10 +183,18 @@ fn interrupts_allocate_from_a_sheaf_cache_the_cpu_is_using() {
     let slab_path_before =
         cache.stats().get(SlabStat::AllocFastpath) + cache.stats().get(SlabStat::AllocSlowpath);
     IRQ_ON.store(true, SeqCst);
-    let end = time::now_ns() + 60 * time::TICK_NS;
+    // 60 ticks taken on this CPU (counted, not timed: under a loaded host
+    // QEMU may deliver a vCPU's timer interrupts late), or 10 s.
+    let ticks = || {
+        crate::percpu::this_cpu()
+            .nr_ticks
+            .load(core::sync::atomic::Ordering::Relaxed)
+    };
+    let end_tick = ticks() + 60;
+    let deadline = time::now_ns() + 10_000_000_000;
     let mut held: Vec<NonNull<u8>> = Vec::new();
     let mut i = 0u64;
-    while time::now_ns() < end {
+    while ticks() < end_tick && time::now_ns() < deadline {
         i += 1;
         if i.is_multiple_of(4) {
             if let Some(p) = held.pop() {

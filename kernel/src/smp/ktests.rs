@@ -2,9 +2,10 @@
 //! (`tests/tests/ktest.rs`), so these see a real AP; at one CPU they check
 //! that nothing but the boot CPU is counted.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::percpu;
+use crate::smp::ipi;
 use crate::smp::{callin, topology};
 use crate::time::now_ns;
 
@@ -13,6 +14,9 @@ pub const KTESTS: &[crate::ktest::KTest] = crate::ktests![
     each_ap_has_its_own_percpu_record_and_apic,
     ap_timers_tick_while_parked,
     aps_are_not_active_and_rcu_does_not_wait_for_them,
+    call_function_runs_on_every_other_cpu_in_hardirq,
+    on_each_cpu_runs_everywhere_and_calls_are_never_lost,
+    reschedule_ipi_reaches_each_ap,
 ];
 
 /// Every enabled processor of the MADT came online; `nr_cpu_ids` is their
@@ -86,4 +90,58 @@ fn aps_are_not_active_and_rcu_does_not_wait_for_them() {
         now_ns() - start < 1_000_000_000,
         "a grace period took over a second"
     );
+}
+
+/// `smp_call_function_many` runs the function once on each other online
+/// CPU, in its hard-IRQ context with interrupts off, and returns after.
+fn call_function_runs_on_every_other_cpu_in_hardirq() {
+    let n = percpu::nr_online_cpus();
+    let ran: [AtomicU32; percpu::MAX_CPUS] = [const { AtomicU32::new(0) }; percpu::MAX_CPUS];
+    let bad_context = AtomicU32::new(0);
+    let before: alloc::vec::Vec<u64> = (0..n as u32).map(ipi::nr_call_ipis).collect();
+    let done = ipi::smp_call_function_many(u64::MAX, &|| {
+        ran[percpu::cpu_id() as usize].fetch_add(1, Ordering::Relaxed);
+        if percpu::hardirq_count() == 0 || x86_64::instructions::interrupts::are_enabled() {
+            bad_context.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    assert_eq!(done, n - 1, "one call per other CPU");
+    assert_eq!(ran[0].load(Ordering::Relaxed), 0, "not on the caller");
+    for cpu in 1..n {
+        assert_eq!(ran[cpu].load(Ordering::Relaxed), 1, "CPU#{cpu} ran it once");
+        assert!(
+            ipi::nr_call_ipis(cpu as u32) > before[cpu],
+            "CPU#{cpu} took an IPI"
+        );
+    }
+    assert_eq!(bad_context.load(Ordering::Relaxed), 0, "not in hard IRQ");
+    // A mask without the APs reaches nobody.
+    assert_eq!(ipi::smp_call_function_many(1, &|| unreachable!()), 0);
+}
+
+/// `on_each_cpu` includes the caller; a thousand waited calls in a row all
+/// arrive (no IPI lost while a target is still in its handler).
+fn on_each_cpu_runs_everywhere_and_calls_are_never_lost() {
+    let n = percpu::nr_online_cpus();
+    let sum = AtomicU64::new(0);
+    for i in 0..1000u64 {
+        let ran = ipi::on_each_cpu(&|| {
+            sum.fetch_add(i, Ordering::Relaxed);
+        });
+        assert_eq!(ran, n);
+    }
+    assert_eq!(sum.load(Ordering::Relaxed), n as u64 * 999 * 1000 / 2);
+}
+
+/// A reschedule IPI reaches each AP (its count grows).
+fn reschedule_ipi_reaches_each_ap() {
+    for cpu in 1..percpu::nr_online_cpus() as u32 {
+        let before = ipi::nr_resched_ipis(cpu);
+        ipi::smp_send_reschedule(cpu);
+        let deadline = now_ns() + 1_000_000_000;
+        while ipi::nr_resched_ipis(cpu) == before {
+            assert!(now_ns() < deadline, "CPU#{cpu} took no reschedule IPI");
+            core::hint::spin_loop();
+        }
+    }
 }

@@ -6,6 +6,8 @@
 //!   APIC ids, the I/O APICs, the ISA interrupt overrides.
 //! - [`trampoline`]: the real-mode page an AP starts in, and its way into
 //!   long mode.
+//! - [`ipi`]: function calls on other CPUs (`smp_call_function_many`,
+//!   `on_each_cpu`) and the reschedule IPI.
 //!
 //! # Bring-up order
 //!
@@ -51,12 +53,17 @@
 //!   record, the IDT, GDT/TSS and APIC, which are never unmapped, so no
 //!   stale translation of a changed mapping is ever used on it;
 //! - receive device interrupts (the I/O APIC is not programmed; the serial
-//!   console is polled) or IPIs other than INIT/STARTUP.
+//!   console is polled).
+//!
+//! It does run functions that other CPUs send it with
+//! [`ipi::smp_call_function_many`] (in its hard-IRQ context), and takes
+//! reschedule IPIs (counted; it has no task to switch to).
 //!
 //! Making an AP active is the scheduler's part of issue 20 (per-CPU
-//! placement, reschedule and function-call IPIs, TLB shootdown).
+//! placement and load balancing, TLB shootdown over the IPIs of [`ipi`]).
 
 pub mod acpi;
+pub mod ipi;
 pub mod ktests;
 pub mod trampoline;
 
@@ -206,6 +213,7 @@ fn find_trampoline_pages() -> Option<u64> {
 /// Starts every AP of the MADT; see the module docs. Once, on the boot
 /// CPU, at the end of `kernel::init`. Returns the number of CPUs online.
 pub fn boot_aps() -> usize {
+    ipi::init();
     let topo = topology();
     if topo.nr_cpus == 1 {
         return 1;

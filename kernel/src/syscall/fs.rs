@@ -118,7 +118,8 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
         return res;
     }
     if !console {
-        // Only /proc/sys/vm settings take a write: a decimal number.
+        // Only /proc/sys/vm settings and oom_score_adj take a write: a
+        // decimal number.
         let sysctl = sysctl.ok_or(EBADF)?;
         let mut text = [0u8; 32];
         let n = count.min(text.len() as u64) as usize;
@@ -357,15 +358,18 @@ fn resolve(p: &Process, dirfd: i32, raw: &[u8]) -> Result<String, Errno> {
     initramfs::normalize(&full)
 }
 
-/// `/proc/<own pid>/...` is `/proc/self/...` (and `/proc/<own pid>` is
-/// `/proc/self`).
-fn proc_self(p: &Process, path: &str) -> String {
-    let own = alloc::format!("/proc/{}", p.pid);
-    match path.strip_prefix(own.as_str()) {
-        Some("") => String::from("/proc/self"),
-        Some(rest) if rest.starts_with('/') => alloc::format!("/proc/self{rest}"),
-        _ => String::from(path),
-    }
+/// `p`'s view of normalized `path`: the process a `/proc/<pid>/...` path
+/// names (`None`: `p` itself, or not a per-process path) and the path as
+/// that process's own `/proc/self/...` one (`procfs::pid_path`).
+fn proc_view(
+    p: &Process,
+    path: &str,
+) -> Result<(Option<alloc::sync::Arc<Process>>, String), Errno> {
+    Ok(match procfs::pid_path(path)? {
+        Some((t, own)) if t.pid == p.pid => (None, own),
+        Some((t, own)) => (Some(t), own),
+        None => (None, String::from(path)),
+    })
 }
 
 /// The target of the symbolic link at normalized `path`, if it is one:
@@ -376,8 +380,10 @@ fn symlink(p: &Process, path: &str) -> Option<Result<String, Errno>> {
     if path == "/proc/self" {
         return Some(Ok(alloc::format!("{}", p.pid)));
     }
-    match proc_self(p, path).as_str() {
-        "/proc/self/exe" => Some(Some(p.exe()).filter(|e| !e.is_empty()).ok_or(ENOENT)),
+    let (target, path) = proc_view(p, path).ok()?;
+    let t = target.as_deref().unwrap_or(p);
+    match path.as_str() {
+        "/proc/self/exe" => Some(Some(t.exe()).filter(|e| !e.is_empty()).ok_or(ENOENT)),
         "/proc/self/cwd" | "/proc/self/root" => Some(Ok(String::from("/"))),
         _ => None,
     }
@@ -419,15 +425,18 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
         };
         return open_node(p, &target);
     }
-    let path = proc_self(p, path);
-    if let Some(data) = procfs::generate(p, path.as_bytes()) {
-        let sysctl = procfs::sysctl(path.as_bytes());
+    let (target, own) = proc_view(p, path)?;
+    let t = target.as_deref().unwrap_or(p);
+    if let Some(data) = procfs::generate(t, own.as_bytes()) {
+        let sysctl = procfs::setting(t, own.as_bytes());
         let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
         return Ok((OpenData::Bytes(data), S_IFREG | mode, sysctl));
     }
-    if procfs::is_dir(path.as_bytes()) || procfs::is_task_dir(p, path.as_bytes()) {
-        return Ok((OpenData::Dir(path), S_IFDIR | 0o555, None));
+    if procfs::is_dir(own.as_bytes()) || procfs::is_task_dir(t, own.as_bytes()) {
+        // The path as opened: getdents resolves `/proc/<pid>` again.
+        return Ok((OpenData::Dir(String::from(path)), S_IFDIR | 0o555, None));
     }
+    let path = own;
     if let Some(dev) = MemDev::lookup(&path) {
         return Ok((OpenData::Dev(dev), S_IFCHR | 0o666, None));
     }
@@ -439,7 +448,8 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
             let mut at = path.len();
             while let Some(i) = path[..at].rfind('/') {
                 let prefix = &path[..i];
-                if procfs::generate(p, prefix.as_bytes()).is_some()
+                let (target, own) = proc_view(p, prefix).unwrap_or((None, String::new()));
+                if procfs::generate(target.as_deref().unwrap_or(p), own.as_bytes()).is_some()
                     || matches!(initramfs::lookup(prefix), Some(Node::File(..)))
                 {
                     return Err(ENOTDIR);

@@ -78,6 +78,7 @@ pub struct OwnerSlots {
 
 impl<'a> Folio<'a> {
     /// The folio of `pfn` (a head, or a tail that names its head).
+    #[inline]
     pub fn of(memmap: &'a MemMap, pfn: Pfn) -> Folio<'a> {
         let page = memmap.page(pfn);
         let head = if page.flags().contains(PageFlags::TAIL) {
@@ -88,27 +89,33 @@ impl<'a> Folio<'a> {
         Folio { memmap, head }
     }
 
+    #[inline]
     pub fn head(&self) -> Pfn {
         self.head
     }
 
+    #[inline]
     pub fn order(&self) -> u32 {
         self.page(0).order()
     }
 
+    #[inline]
     pub fn nr_pages(&self) -> usize {
         1 << self.order()
     }
 
+    #[inline]
     pub fn is_large(&self) -> bool {
         self.order() > 0
     }
 
     /// Page `i` of the folio.
+    #[inline]
     pub fn page(&self, i: usize) -> &'a Page {
         self.memmap.page(self.head.add(i as u64))
     }
 
+    #[inline]
     fn word(&self, i: usize) -> &'a AtomicU64 {
         self.page(1).ext(i)
     }
@@ -455,9 +462,24 @@ impl<'a> Folio<'a> {
 /// undoes the folio and frees its block. Mapping code holds one reference
 /// per PTE mapping.
 pub fn folio_put<P: crate::platform::Platform>(pa: &crate::page_alloc::PageAlloc<P>, pfn: Pfn) {
+    folio_put_refs(pa, pfn, 1);
+}
+
+/// Drops `nr` references to the folio of `pfn` at once (`folio_put_refs()`:
+/// a batch of `nr` PTE mappings of one folio unmapped together).
+pub fn folio_put_refs<P: crate::platform::Platform>(
+    pa: &crate::page_alloc::PageAlloc<P>,
+    pfn: Pfn,
+    nr: u32,
+) {
     let folio = Folio::of(pa.memmap(), pfn);
     let head = folio.page(0);
-    if head.refcount_dec_not_one() {
+    let more = if nr == 1 {
+        head.refcount_dec_not_one()
+    } else {
+        head.refcount_sub_not_last(nr as i32)
+    };
+    if more {
         return;
     }
     if let Err(why) = folio.unprep() {

@@ -232,3 +232,22 @@ fn owner_slots_match_a_model_of_random_mappings() {
         });
     }
 }
+
+/// `folio_put_refs()`: dropping a batch of references frees the folio
+/// only with the last of them, and then as one block.
+#[test]
+fn put_refs_frees_with_the_last_batch() {
+    let pa = machine();
+    let free = || pa.nr_free_pages();
+    let before = free();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, 4).unwrap();
+    let folio = Folio::prep(pa.memmap(), pfn);
+    folio_ref_add(&folio, 31);
+    assert_eq!(folio.page(0).refcount(), 32);
+    folio_put_refs(&pa, pfn.add(3), 16);
+    assert_eq!(folio.page(0).refcount(), 16);
+    assert_eq!(free(), before - 16);
+    folio_put_refs(&pa, pfn, 15);
+    folio_put_refs(&pa, pfn.add(15), 1);
+    assert_eq!(free(), before, "the last reference freed the block");
+}

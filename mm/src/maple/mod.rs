@@ -106,6 +106,7 @@ mod tests_race;
 mod tests_rcu;
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::num::NonZeroUsize;
 use core::ptr::NonNull;
@@ -259,8 +260,12 @@ pub struct MapleTree<'a, T: MapleEntry, P: Platform> {
     /// [`MtFlags`] and the height.
     flags: AtomicU32,
     /// Serializes writers (Linux's tree lock; the VMA tree uses the
-    /// mmap lock instead, which its callers hold around this one).
-    lock: spin::Mutex<()>,
+    /// mmap lock instead, which its callers hold around this one). It
+    /// guards the writer's scratch space: a store's plan and big node
+    /// (3.4 KiB), kept from one store to the next once allocated so
+    /// that a store does not zero them anew (empty until the first
+    /// store that can allocate it; a store that cannot uses the stack).
+    lock: spin::Mutex<Vec<write::Scratch>>,
     cache: &'a KmemCache<'a, P>,
     rcu: &'a Rcu<P>,
     stats: Counters<{ MapleStat::COUNT }>,
@@ -301,7 +306,7 @@ impl<'a, T: MapleEntry, P: Platform> MapleTree<'a, T, P> {
         MapleTree {
             root: AtomicUsize::new(0),
             flags: AtomicU32::new(flags.bits()),
-            lock: spin::Mutex::new(()),
+            lock: spin::Mutex::new(Vec::new()),
             cache,
             rcu,
             stats: Counters::new(),

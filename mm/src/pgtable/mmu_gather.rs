@@ -69,9 +69,13 @@ pub struct MmuGather<'t, 'a, P: Platform> {
     end: u64,
     /// Tables were unlinked: paging-structure caches need flushing too.
     freed_tables: bool,
-    pages: Vec<Pfn>,
-    /// Pages gathered when no batch memory could be had.
-    local: [Pfn; GATHER_BUNDLE],
+    /// Runs of pages of one folio each (Linux's encoded pages with
+    /// `ENCODED_PAGE_BIT_NR_PAGES_NEXT`).
+    pages: Vec<Gathered>,
+    /// Pages in `pages` and `local`, against the gather limit.
+    nr_pages: usize,
+    /// Runs gathered when no batch memory could be had.
+    local: [Gathered; GATHER_BUNDLE],
     nr_local: usize,
     /// The table batch: a page frame owned by this gather until
     /// [`MmuGather::flush_mmu`] hands it to `call_rcu`.
@@ -90,7 +94,11 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
             end: 0,
             freed_tables: false,
             pages: Vec::new(),
-            local: [Pfn::new(0); GATHER_BUNDLE],
+            nr_pages: 0,
+            local: [Gathered {
+                pfn: Pfn::new(0),
+                nr: 0,
+            }; GATHER_BUNDLE],
             nr_local: 0,
             tables: None,
             flushes: 0,
@@ -124,7 +132,19 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
     /// page is freed while a cleared PTE is still queued.
     #[must_use = "a full batch must be flushed before the next page"]
     pub fn remove_page(&mut self, pfn: Pfn, addr: u64) -> bool {
-        self.adjust_range(addr, PAGE_SIZE);
+        self.remove_folio_pages(pfn, 1, addr)
+    }
+
+    /// Queues `nr` pages of one folio, from `pfn`, unmapped from `addr`
+    /// on (`__tlb_remove_folio_pages()`): one entry, whose `nr` mapping
+    /// references are dropped together after the flush
+    /// (`folio_put_refs()`). Returns true when the batch is full, as
+    /// [`MmuGather::remove_page`].
+    #[must_use = "a full batch must be flushed before the next page"]
+    pub fn remove_folio_pages(&mut self, pfn: Pfn, nr: usize, addr: u64) -> bool {
+        self.adjust_range(addr, nr as u64 * PAGE_SIZE);
+        let run = Gathered { pfn, nr: nr as u32 };
+        self.nr_pages += nr;
         let limit = self.pt.gather_limit.load(Relaxed);
         if self.pages.len() == self.pages.capacity()
             && self.pages.try_reserve_exact(MAX_GATHER_BATCH).is_err()
@@ -134,12 +154,12 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
                 self.nr_local < GATHER_BUNDLE,
                 "BUG: mmu_gather overflow: flush when full"
             );
-            self.local[self.nr_local] = pfn;
+            self.local[self.nr_local] = run;
             self.nr_local += 1;
             return self.nr_local == GATHER_BUNDLE;
         }
-        self.pages.push(pfn);
-        self.pages.len() >= limit
+        self.pages.push(run);
+        self.nr_pages >= limit
     }
 
     /// Queues an unlinked table that mapped from `addr` (`tlb_remove_table()`).
@@ -204,13 +224,14 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
             unsafe { self.pt.rcu.call_rcu(head, free_table_batch::<P>) };
         }
         self.freed_tables = false;
-        for pfn in self.pages.drain(..) {
-            put_page(self.pt.pa, pfn);
+        for run in self.pages.drain(..) {
+            crate::folio::folio_put_refs(self.pt.pa, run.pfn, run.nr);
         }
-        for &pfn in &self.local[..self.nr_local] {
-            put_page(self.pt.pa, pfn);
+        for run in &self.local[..self.nr_local] {
+            crate::folio::folio_put_refs(self.pt.pa, run.pfn, run.nr);
         }
         self.nr_local = 0;
+        self.nr_pages = 0;
     }
 
     /// Ends the gather (`tlb_finish_mmu()`).
@@ -227,9 +248,12 @@ impl<P: Platform> Drop for MmuGather<'_, '_, P> {
     }
 }
 
-/// Drops the mapping's reference to the folio of a page (`folio_put()`).
-fn put_page<P: Platform>(pa: &PageAlloc<P>, pfn: Pfn) {
-    crate::folio::folio_put(pa, pfn);
+/// Pages `pfn..pfn + nr` of one folio, each holding one reference for
+/// the mapping that was removed.
+#[derive(Clone, Copy)]
+struct Gathered {
+    pfn: Pfn,
+    nr: u32,
 }
 
 /// A table batch in a fresh page frame (`__get_free_page(GFP_NOWAIT)`);

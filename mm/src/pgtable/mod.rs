@@ -594,6 +594,7 @@ impl<'t, P: Platform> PteLock<'t, P> {
             ptl: self,
             queue: [(0, 0); LAZY_BATCH],
             len: 0,
+            queued: [0; PTRS_PER_TABLE / 64],
             cpu,
         }
     }
@@ -611,6 +612,9 @@ pub struct LazyMmu<'l, 't, P: Platform> {
     ptl: &'l mut PteLock<'t, P>,
     queue: [(u16, u64); LAZY_BATCH],
     len: usize,
+    /// One bit per entry of the table with an update in `queue`, so that
+    /// a read-modify-write finds out in O(1) whether it must flush first.
+    queued: [u64; PTRS_PER_TABLE / 64],
     cpu: usize,
 }
 
@@ -629,14 +633,15 @@ impl<P: Platform> LazyMmu<'_, '_, P> {
         }
         self.queue[self.len] = (i as u16, e.0);
         self.len += 1;
+        self.queued[i / 64] |= 1 << (i % 64);
         self.ptl.pt.inc(PtStat::LazyUpdates, 1);
     }
 
     /// Clears the PTE for `addr` and returns its value; applies queued
     /// updates first if one concerns this entry.
     pub fn get_and_clear(&mut self, addr: u64) -> Entry {
-        let i = self.ptl.index(addr) as u16;
-        if self.queue[..self.len].iter().any(|&(q, _)| q == i) {
+        let i = self.ptl.index(addr);
+        if self.queued[i / 64] & (1 << (i % 64)) != 0 {
             self.flush();
         }
         let old = self.ptl.get(addr);
@@ -653,6 +658,7 @@ impl<P: Platform> LazyMmu<'_, '_, P> {
             self.ptl.write(i as usize, v);
         }
         self.len = 0;
+        self.queued = [0; PTRS_PER_TABLE / 64];
         self.ptl.pt.inc(PtStat::LazyFlushes, 1);
     }
 }

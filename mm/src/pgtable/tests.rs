@@ -413,3 +413,30 @@ fn slow_path_reclaim_without_a_batch_page_waits_outside_rcu() {
     teardown(&pt, 0, PMD_SIZE);
     rcu.rcu_barrier();
 }
+
+/// A gather of folio runs (`__tlb_remove_folio_pages()`) counts pages,
+/// not entries, against its limit, and drops each run's references
+/// together after the flush.
+#[test]
+fn folio_runs_count_pages_against_the_gather_limit() {
+    let (pa, rcu) = machine(1);
+    let pt = PageTable::new(&pa, &rcu, 1).unwrap();
+    pt.set_gather_limit(20);
+    let before = free_pages(&pa);
+    let pfn = pa.alloc_pages(Gfp::KERNEL, 4).unwrap();
+    let folio = crate::folio::Folio::prep(pa.memmap(), pfn);
+    // 20 mappings: the folio's 16 pages, 4 of them twice.
+    crate::folio::folio_ref_add(&folio, 19);
+    let mut tlb = MmuGather::new(&pt, false);
+    assert!(!tlb.remove_folio_pages(pfn, 12, 0x10000), "12 pages");
+    assert!(!tlb.remove_folio_pages(pfn.add(12), 4, 0x1c000), "16");
+    assert!(tlb.remove_folio_pages(pfn, 4, 0x40000), "20: full");
+    assert_eq!(
+        folio.page(0).refcount(),
+        20,
+        "nothing dropped before the flush"
+    );
+    assert_eq!(free_pages(&pa), before - 16);
+    tlb.finish();
+    assert_eq!(free_pages(&pa), before, "three puts freed the folio");
+}

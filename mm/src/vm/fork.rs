@@ -9,11 +9,12 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::zap::maps_page;
 use super::{Mm, VmFlags};
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
 use crate::folio::{Folio, folio_ref_add};
-use crate::pgtable::{PMD_SIZE, PteFlags, addr_end};
+use crate::pgtable::{PMD_SIZE, PteFlags, PteLock, addr_end};
 use crate::platform::Platform;
 
 impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
@@ -82,6 +83,13 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                     if !e.flags().contains(PteFlags::SPECIAL) {
                         let folio = Folio::of(self.vm.pa.memmap(), e.pfn());
                         let idx = (e.pfn().as_u64() - folio.head().as_u64()) as usize;
+                        if folio.is_large() {
+                            let nr = self.copy_folio_ptes(
+                                child, &mut src, &mut dst, cow, &folio, idx, addr, next,
+                            );
+                            addr += nr as u64 * PAGE_SIZE;
+                            continue;
+                        }
                         folio_ref_add(&folio, 1);
                         folio.add_rmap_ptes(idx, 1, child.id(), self.vm.mapcount_mode());
                         child.rss_anon.fetch_add(1, Relaxed);
@@ -96,5 +104,45 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             }
         }
         Ok(())
+    }
+
+    /// Copies the PTE at `addr`, which maps page `idx` of the large
+    /// `folio`, and the following ones (up to `end`) that map the next
+    /// pages of the same folio, as one batch (`copy_present_ptes()` with
+    /// `folio_pte_batch()`): one reference, rmap and RSS update for all.
+    /// Returns how many PTEs it copied.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn copy_folio_ptes(
+        &self,
+        child: &Mm<'_, '_, P>,
+        src: &mut PteLock<'_, P>,
+        dst: &mut PteLock<'_, P>,
+        cow: bool,
+        folio: &Folio<'_>,
+        idx: usize,
+        addr: u64,
+        end: u64,
+    ) -> usize {
+        let first = folio.head().add(idx as u64);
+        let max = (folio.nr_pages() - idx).min(((end - addr) / PAGE_SIZE) as usize);
+        let mut nr = 1;
+        while nr < max && maps_page(src.get(addr + nr as u64 * PAGE_SIZE), first.add(nr as u64)) {
+            nr += 1;
+        }
+        folio_ref_add(folio, nr as i32);
+        folio.add_rmap_ptes(idx, nr, child.id(), self.vm.mapcount_mode());
+        child.rss_anon.fetch_add(nr as u64, Relaxed);
+        let mut a = addr;
+        for _ in 0..nr {
+            let mut e = src.get(a);
+            if cow && e.is_writable() {
+                e = e.with_flags(e.flags() - PteFlags::WRITE);
+                src.set(a, e);
+            }
+            dst.set(a, e);
+            a += PAGE_SIZE;
+        }
+        nr
     }
 }

@@ -44,7 +44,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         end = end.max(start);
         let mut at = start;
-        for (_, v) in self.vmas_in(start, end) {
+        for &(_, v) in self.vmas_in_small(start, end).iter() {
             if v.start > at {
                 // A hole: the VMAs before it keep their new protection.
                 return Err(Errno::ENOMEM);

@@ -100,6 +100,70 @@ fn large_folio_is_reused_after_the_child_exits_and_copied_while_it_lives() {
     }
 }
 
+/// fork and munmap handle a large folio's PTEs in batches
+/// (`folio_pte_batch()`): a batch ends where the next PTE maps another
+/// folio (a page copied on write, the next folio) or the range ends
+/// midway through a folio, and every batch updates the references, page
+/// mapcounts and owner slots by its size, both mapcount modes.
+#[test]
+fn large_folio_batches_end_at_folio_and_range_boundaries() {
+    for no_page_mapcount in [false, true] {
+        with_mm(|mm| {
+            mm.vm.no_page_mapcount.store(no_page_mapcount, SeqCst);
+            mm.vm.anon_orders.store(1 << 4 | 1, SeqCst);
+            mm.mmap(BASE, 32 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            poke(mm, BASE, 1).unwrap();
+            poke(mm, BASE + 16 * PG, 2).unwrap();
+            let a = Folio::of(mm.vm.pa.memmap(), pfn(mm, BASE));
+            let b = Folio::of(mm.vm.pa.memmap(), pfn(mm, BASE + 16 * PG));
+            assert_eq!((a.nr_pages(), b.nr_pages()), (16, 16));
+            let c1 = mm.fork().unwrap();
+            // Page 5 of the parent becomes a small copy: the parent maps
+            // A at 0..5 and 6..16, so a second fork copies three batches.
+            poke(mm, BASE + 5 * PG, 3).unwrap();
+            assert_ne!(pfn(mm, BASE + 5 * PG), a.head().add(5));
+            let c2 = mm.fork().unwrap();
+            assert_eq!(pfn(&c2, BASE + 5 * PG), pfn(mm, BASE + 5 * PG));
+            assert_eq!(pfn(&c2, BASE + 6 * PG), a.head().add(6));
+            assert_eq!(a.mapcount(), 15 + 16 + 15);
+            assert_eq!(a.page(0).refcount() as i64, a.mapcount());
+            assert_eq!(b.mapcount(), 48);
+            assert_eq!(b.page(0).refcount(), 48);
+            if !no_page_mapcount {
+                assert_eq!(a.page(5).mapcount(), 1, "only the first child");
+                assert_eq!(a.page(6).mapcount(), 3);
+                assert_eq!(a.nr_pages_mapped(), 16);
+            }
+            assert_eq!(a.owner_slots().slots[0], (mm.id(), 15));
+            assert_eq!(a.owner_slots().slots[1], (c1.id(), 16));
+            // Unmap pages 3..20 of the parent: part of A's two batches,
+            // the small page, the first 4 pages of B.
+            mm.munmap(BASE + 3 * PG, 17 * PG).unwrap();
+            assert_eq!(a.mapcount(), 46 - 12);
+            assert_eq!(a.page(0).refcount(), 34);
+            assert_eq!(a.owner_slots().slots[0], (mm.id(), 3));
+            assert_eq!(b.mapcount(), 44);
+            assert_eq!(b.page(0).refcount(), 44);
+            if !no_page_mapcount {
+                assert_eq!(a.page(2).mapcount(), 3);
+                assert_eq!(a.page(3).mapcount(), 2);
+                assert_eq!(b.page(3).mapcount(), 2);
+                assert_eq!(b.page(4).mapcount(), 3);
+            }
+            assert_eq!(mm.status().vm_rss, 4 * 15);
+            assert_eq!(peek(&c2, BASE + 5 * PG), Ok(3));
+            c1.validate().unwrap();
+            c2.validate().unwrap();
+            drop(c1);
+            drop(c2);
+            assert_eq!(a.mapcount(), 3);
+            assert_eq!(a.page(0).refcount(), 3);
+            assert_eq!(b.page(0).refcount(), 12);
+        });
+    }
+}
+
 #[test]
 fn large_folio_reuse_can_be_turned_off() {
     with_mm(|mm| {

@@ -24,9 +24,9 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::Mm;
-use crate::addr::PAGE_SIZE;
+use crate::addr::{PAGE_SIZE, Pfn};
 use crate::folio::Folio;
-use crate::pgtable::{MmuGather, PMD_SIZE, PteFlags, addr_end, reclaim_pt_is_enabled};
+use crate::pgtable::{Entry, MmuGather, PMD_SIZE, PteFlags, addr_end, reclaim_pt_is_enabled};
 use crate::platform::Platform;
 
 /// How to zap (`struct zap_details`).
@@ -36,6 +36,12 @@ pub(super) struct ZapDetails {
     /// MADV_DONTNEED sets it: munmap and exit free tables through
     /// `free_pgd_range()`).
     pub reclaim_pt: bool,
+}
+
+/// Whether `e` is a present, refcounted mapping of frame `pfn` (the
+/// next PTE of a folio batch).
+pub(super) fn maps_page(e: Entry, pfn: Pfn) -> bool {
+    e.is_present() && !e.flags().contains(PteFlags::SPECIAL) && e.pfn() == pfn
 }
 
 impl<P: Platform> Mm<'_, '_, P> {
@@ -96,15 +102,28 @@ impl<P: Platform> Mm<'_, '_, P> {
                     }
                     let folio = Folio::of(self.vm.pa.memmap(), old.pfn());
                     let idx = (old.pfn().as_u64() - folio.head().as_u64()) as usize;
-                    folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
+                    // zap_present_ptes(): the following PTEs that map the
+                    // next pages of the same folio go as one batch
+                    // (folio_pte_batch()), with one rmap, RSS and
+                    // reference update for all of them.
+                    let mut nr = 1;
+                    if folio.is_large() {
+                        let max = (folio.nr_pages() - idx).min(((end - here) / PAGE_SIZE) as usize);
+                        while nr < max && maps_page(lazy.get(addr), old.pfn().add(nr as u64)) {
+                            lazy.get_and_clear(addr);
+                            addr += PAGE_SIZE;
+                            nr += 1;
+                        }
+                    }
+                    folio.remove_rmap_ptes(idx, nr, self.id(), self.vm.mapcount_mode());
                     // mm_counter(): shmem pages count apart; the page
                     // stays in its object (the object's reference).
                     if folio.is_shmem() {
-                        self.rss_shmem.fetch_sub(1, Relaxed);
+                        self.rss_shmem.fetch_sub(nr as u64, Relaxed);
                     } else {
-                        self.rss_anon.fetch_sub(1, Relaxed);
+                        self.rss_anon.fetch_sub(nr as u64, Relaxed);
                     }
-                    if tlb.remove_page(old.pfn(), here) {
+                    if tlb.remove_folio_pages(old.pfn(), nr, here) {
                         force_flush = true;
                         break;
                     }

@@ -14,6 +14,7 @@
  *   musl-gcc -static -O2 -o threadbench tests/programs/bench/threadbench.c
  *   ./threadbench                                  # the host
  *   cargo run --release -- --init ./threadbench    # this kernel (QEMU)
+ *   scripts/bench-vs-linux.sh --icount --program threadbench  # and Linux
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -150,5 +151,6 @@ int main(int argc, char **argv)
 	for (int r = 0; r < RUNS; r++)
 		v[r] = yields(n);
 	printf("sched_yield      %10.2f us\n", median(v));
+	printf("threadbench: done\n");
 	return 0;
 }

@@ -41,6 +41,7 @@
 //! which readers check.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 
 use super::node::{Enode, MAPLE_HEIGHT_MAX, Node, range_size};
 use super::{MapleEntry, MapleError, MapleStat, MapleTree};
@@ -190,6 +191,61 @@ struct Plan {
     request_full: usize,
 }
 
+impl Plan {
+    /// A store of `raw` over `[index, last]`, not planned yet.
+    fn new(index: u64, last: u64, raw: usize) -> Plan {
+        let empty_path = || Path {
+            lv: [EMPTY_LEVEL; MAPLE_HEIGHT_MAX],
+            height: 0,
+        };
+        Plan {
+            asked: (index, last, raw),
+            index,
+            last,
+            raw,
+            kind: StoreType::None,
+            lp: empty_path(),
+            rp: empty_path(),
+            request: 0,
+            request_full: 0,
+        }
+    }
+
+    /// Makes a used plan that of a new store of `raw` over `[index,
+    /// last]`, not planned yet: the paths are emptied by their heights,
+    /// their levels left as they are (a walk overwrites every level it
+    /// reaches, and none is read above a path's height).
+    fn reset(&mut self, index: u64, last: u64, raw: usize) {
+        self.asked = (index, last, raw);
+        (self.index, self.last, self.raw) = (index, last, raw);
+        self.kind = StoreType::None;
+        self.lp.height = 0;
+        self.rp.height = 0;
+        (self.request, self.request_full) = (0, 0);
+    }
+}
+
+/// The writer's scratch space, kept under the tree lock between stores
+/// (see `MapleTree::lock`).
+pub(super) struct Scratch {
+    plan: Plan,
+    big: Big,
+}
+
+impl Scratch {
+    /// A scratch space on the heap, or `None` when there is no memory
+    /// (the store then plans on the stack).
+    fn try_new() -> Option<Vec<Scratch>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(1).ok()?;
+        v.push(Scratch {
+            plan: Plan::new(0, 0, 0),
+            big: Big::new(),
+        });
+        Some(v)
+    }
+}
+
 /// Proof that the tree's writer lock is held: only [`MaWriter::new`]
 /// makes one, right after taking the lock, and keeps it in the writer,
 /// so a `&WriteLocked` cannot outlive the lock guard. Neither `Clone`
@@ -226,7 +282,8 @@ impl Enode {
 /// next store (Linux's `ma_state` in a write).
 pub struct MaWriter<'t, 'a, T: MapleEntry, P: Platform> {
     pub(super) tree: &'t MapleTree<'a, T, P>,
-    _guard: spin::MutexGuard<'t, ()>,
+    /// The lock guard, over the scratch space.
+    guard: spin::MutexGuard<'t, Vec<Scratch>>,
     /// The proof the write path passes down to read nodes.
     locked: WriteLocked,
     supply: Supply,
@@ -241,7 +298,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
     pub(super) fn new(tree: &'t MapleTree<'a, T, P>) -> Self {
         MaWriter {
             tree,
-            _guard: tree.lock.lock(),
+            guard: tree.lock.lock(),
             locked: WriteLocked(()),
             supply: Supply::default(),
             prealloc: None,
@@ -261,19 +318,50 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
     ) -> Result<(), MapleError> {
         // `preallocate` + `store_prealloc` without parking the plan (2.5
         // KiB: two paths of MAPLE_HEIGHT_MAX levels) in a box in between:
-        // one plan on the stack, executed in place.
+        // one plan, executed in place, in the tree's scratch space (taken
+        // out of the guard for the store: a move of the pointer), else
+        // on the stack.
         if index > last {
             return Err(MapleError::Inval);
         }
-        self.destroy();
         let raw = entry.map_or(0, T::into_raw);
-        let mut plan = self.tree.plan(&self.locked, index, last, raw);
+        let scratch = core::mem::take(&mut *self.guard);
+        let mut scratch = if scratch.is_empty() {
+            match Scratch::try_new() {
+                Some(s) => s,
+                None => {
+                    let mut plan = Plan::new(index, last, raw);
+                    let mut big = Big::new();
+                    return self.store_planned(&mut plan, &mut big, gfp);
+                }
+            }
+        } else {
+            scratch
+        };
+        let Scratch { plan, big } = &mut scratch[0];
+        plan.reset(index, last, raw);
+        big.len = 0;
+        let r = self.store_planned(plan, big, gfp);
+        *self.guard = scratch;
+        r
+    }
+
+    /// Plans the store `plan.asked`, allocates its nodes and executes it;
+    /// `big` is the scratch big node, empty.
+    fn store_planned(
+        &mut self,
+        plan: &mut Plan,
+        big: &mut Big,
+        gfp: Gfp,
+    ) -> Result<(), MapleError> {
+        self.destroy();
+        self.tree.plan_into(&self.locked, plan);
         self.supply.alloc(self.tree, plan.request, gfp)?;
-        self.count_request(&plan);
+        self.count_request(plan);
         if let Some(s) = plan.kind.stat() {
             self.tree.inc(s, 1);
         }
-        self.execute(&mut plan);
+        self.execute(plan, big);
         self.destroy();
         Ok(())
     }
@@ -340,7 +428,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         if let Some(s) = plan.kind.stat() {
             self.tree.inc(s, 1);
         }
-        self.execute(&mut plan);
+        self.execute(&mut plan, &mut Big::new());
         self.destroy();
     }
 
@@ -358,7 +446,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
     }
 
     /// Carries out `plan`; its paths are used up (rebuilt in place).
-    fn execute(&mut self, plan: &mut Plan) {
+    /// `big` is an empty big node to build in.
+    fn execute(&mut self, plan: &mut Plan, big: &mut Big) {
         let tree = self.tree;
         match plan.kind {
             StoreType::None => {}
@@ -370,8 +459,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             | StoreType::Split
             | StoreType::Rebalance
             | StoreType::Spanning => {
-                let mut big = Big::new();
-                tree.leaf_content(&self.locked, plan.lp.leaf(), plan.rp.leaf(), plan, &mut big);
+                tree.leaf_content(&self.locked, plan.lp.leaf(), plan.rp.leaf(), plan, big);
                 self.rebuild(&mut plan.lp, &mut plan.rp, big);
             }
         }

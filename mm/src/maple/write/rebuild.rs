@@ -83,7 +83,7 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
     /// The rebuild loop shared by node store, split, rebalance and
     /// spanning store (see the module comment). `big` is the new content
     /// of the leaves from `lp`'s to `rp`'s.
-    pub(super) fn rebuild(&mut self, lp: &mut Path, rp: &mut Path, mut big: Big) {
+    pub(super) fn rebuild(&mut self, lp: &mut Path, rp: &mut Path, big: &mut Big) {
         let tree = self.tree;
         let leaf_depth = lp.height - 1;
         let internal = tree.internal_type();
@@ -94,19 +94,19 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             } else {
                 internal
             };
-            if d > 0 && big.len < t.min_count() && !self.pull_neighbour(lp, rp, d, &mut big) {
+            if d > 0 && big.len < t.min_count() && !self.pull_neighbour(lp, rp, d, big) {
                 // This level is rebuilt whole: its content is the new root.
-                self.publish_root(t, &big, leaf_depth - d + 1);
+                self.publish_root(t, big, leaf_depth - d + 1);
                 tree.free_replaced(&self.locked, lp, rp, 0);
                 return;
             }
             let (parts, k) = split(big.as_slice(), t);
             if d == 0 {
                 if k == 1 {
-                    self.publish_root(t, &big, leaf_depth + 1);
+                    self.publish_root(t, big, leaf_depth + 1);
                 } else {
                     let mut top = Big::new();
-                    self.build_parts(t, &big, &parts[..k], 0, &mut top);
+                    self.build_parts(t, big, &parts[..k], 0, &mut top);
                     self.publish_root(internal, &top, leaf_depth + 2);
                 }
                 tree.free_replaced(&self.locked, lp, rp, 0);
@@ -125,9 +125,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             let mut up = Big::new();
             let (l, r) = (lp.lv[d - 1], rp.lv[d - 1]);
             tree.push_items(&self.locked, &mut up, &l, 0, l.offset);
-            self.build_parts(t, &big, &parts[..k], lp.lv[d].min, &mut up);
+            self.build_parts(t, big, &parts[..k], lp.lv[d].min, &mut up);
             tree.push_items(&self.locked, &mut up, &r, r.offset + 1, r.end + 1);
-            big = up;
+            *big = up;
             d -= 1;
         }
     }

@@ -6,9 +6,9 @@
 
 use core::sync::atomic::Ordering::*;
 
-use super::super::node::{Enode, MAPLE_HEIGHT_MAX, NodeType};
+use super::super::node::{Enode, NodeType};
 use super::super::{MapleEntry, MapleTree, MtFlags};
-use super::{EMPTY_LEVEL, Level, Path, Plan, StoreType, WriteLocked};
+use super::{Level, Path, Plan, StoreType, WriteLocked};
 use crate::platform::Platform;
 
 impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
@@ -89,28 +89,24 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
     }
 
     /// Plans a store of `raw` over `[index, last]`.
-    pub(super) fn plan(&self, w: &WriteLocked, mut index: u64, mut last: u64, raw: usize) -> Plan {
-        let empty_path = || Path {
-            lv: [EMPTY_LEVEL; MAPLE_HEIGHT_MAX],
-            height: 0,
-        };
-        let mut plan = Plan {
-            asked: (index, last, raw),
-            index,
-            last,
-            raw,
-            kind: StoreType::None,
-            lp: empty_path(),
-            rp: empty_path(),
-            request: 0,
-            request_full: 0,
-        };
+    pub(super) fn plan(&self, w: &WriteLocked, index: u64, last: u64, raw: usize) -> Plan {
+        let mut plan = Plan::new(index, last, raw);
+        self.plan_into(w, &mut plan);
+        plan
+    }
+
+    /// [`MapleTree::plan`] into a plan made by the caller with
+    /// `plan.asked` set and the rest as `plan` sets it (2.5 KiB not
+    /// returned by value, a copy for the callers that keep it on the
+    /// stack).
+    pub(super) fn plan_into(&self, w: &WriteLocked, plan: &mut Plan) {
+        let (mut index, mut last, raw) = plan.asked;
         if self.is_empty() {
             if raw != 0 {
                 plan.kind = StoreType::NewRoot;
                 (plan.request, plan.request_full) = (1, 1);
             }
-            return plan;
+            return;
         }
         // The paths are walked into the plan itself.
         self.write_path_into(w, index, &mut plan.lp);
@@ -171,7 +167,7 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         if index == 0 && last == u64::MAX {
             plan.kind = StoreType::NewRoot;
             (plan.request, plan.request_full) = (1, 1);
-            return plan;
+            return;
         }
         let leaf = *lp.leaf();
         let h = lp.height;
@@ -214,7 +210,6 @@ impl<T: MapleEntry, P: Platform> MapleTree<'_, T, P> {
         };
         plan.request = req;
         plan.request_full = full;
-        plan
     }
 
     /// Store type of a write within one leaf (`mas_wr_store_type()`).
