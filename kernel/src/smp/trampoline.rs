@@ -60,6 +60,7 @@ global_asm!(
     "movl %eax, %cr0",
     "ljmpl *(ap_tr_pm_ptr - ap_trampoline_start)",
     ".code32",
+    ".global ap_tr_pm",
     "ap_tr_pm:",
     "movw $0x10, %ax",
     "movw %ax, %ds",
@@ -79,6 +80,7 @@ global_asm!(
     "movl %eax, %cr0",
     "ljmpl *(ap_tr_lm_ptr - ap_trampoline_start)(%ebx)",
     ".code64",
+    ".global ap_tr_lm",
     "ap_tr_lm:",
     "movl %ebx, %ebx",
     "movq (ap_tr_stack - ap_trampoline_start)(%rbx), %rsp",
@@ -89,29 +91,37 @@ global_asm!(
     "jmpq *%rax",
     // The data, patched by the boot CPU (`Trampoline::install`, `prepare`).
     ".balign 16",
+    ".global ap_tr_gdt",
     "ap_tr_gdt:",
     ".quad 0",
     ".quad 0x00cf9a000000ffff", // 0x08: 32-bit code, flat
     ".quad 0x00cf92000000ffff", // 0x10: data, flat
     ".quad 0x00af9a000000ffff", // 0x18: 64-bit code
+    ".global ap_tr_gdtr",
     "ap_tr_gdtr:",
     ".word 4 * 8 - 1",
     ".long 0", // linear address of ap_tr_gdt
     ".balign 8",
+    ".global ap_tr_pm_ptr",
     "ap_tr_pm_ptr:",
     ".long 0", // linear address of ap_tr_pm
     ".word 0x08",
     ".balign 8",
+    ".global ap_tr_lm_ptr",
     "ap_tr_lm_ptr:",
     ".long 0", // linear address of ap_tr_lm
     ".word 0x18",
     ".balign 8",
+    ".global ap_tr_cr3",
     "ap_tr_cr3:",
     ".quad 0",
+    ".global ap_tr_stack",
     "ap_tr_stack:",
     ".quad 0",
+    ".global ap_tr_arg",
     "ap_tr_arg:",
     ".quad 0",
+    ".global ap_tr_entry",
     "ap_tr_entry:",
     ".quad 0",
     ".global ap_trampoline_end",
@@ -122,6 +132,10 @@ global_asm!(
     options(att_syntax)
 );
 
+// Every label named here is `.global` in the assembly: the linker resolves
+// these names, and a local label is invisible to it whenever the
+// `global_asm!` lands in another codegen unit than its user (release
+// builds, where the link then fails on an undefined `ap_tr_*`).
 unsafe extern "C" {
     static ap_trampoline_start: u8;
     static ap_trampoline_end: u8;
