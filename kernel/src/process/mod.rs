@@ -174,6 +174,21 @@ pub enum OpenData {
     Pipe(Arc<pipe::PipeEnd>),
     /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
     Dev(memdev::MemDev),
+    /// A shmem file: a memfd ([`ShmemFile`]).
+    Shmem(Arc<ShmemFile>),
+}
+
+/// An open shmem file's hold on its object (`struct file` of a memfd):
+/// one owned reference ([`mm::shmem::ShmemRef`]'s S1), dropped with the
+/// last descriptor (`fput()`); its mappings hold their own.
+pub struct ShmemFile {
+    pub obj: mm::shmem::ShmemRef,
+}
+
+impl Drop for ShmemFile {
+    fn drop(&mut self) {
+        self.obj.put(vm());
+    }
 }
 
 impl OpenData {
@@ -181,6 +196,7 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
+            OpenData::Shmem(f) => f.obj.size() as usize,
             OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
@@ -194,6 +210,7 @@ impl OpenData {
     pub fn st_size(&self) -> u64 {
         match self {
             OpenData::File(f) => f.len() as u64,
+            OpenData::Shmem(f) => f.obj.size(),
             _ => 0,
         }
     }
@@ -207,6 +224,7 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
+            OpenData::Shmem(f) => f.obj.read_at(vm(), off as u64, buf),
             OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
@@ -777,6 +795,22 @@ pub fn find_thread(tid: u32) -> Option<Arc<thread::Thread>> {
         .iter()
         .filter(|p| !p.exited.load(Ordering::Acquire))
         .find_map(|p| p.thread(tid))
+}
+
+/// Every address space of a live process, once each (threads and
+/// `CLONE_VM` processes share one): the walk a file's truncation makes
+/// in place of Linux's `i_mmap` tree (`mm::vm::Mm::unmap_mapping_range`).
+pub fn all_mms() -> Vec<Arc<KMm>> {
+    let procs: Vec<Arc<Process>> = PROCESSES.lock().clone();
+    let mut mms: Vec<Arc<KMm>> = Vec::new();
+    for p in procs {
+        if let Some(mm) = p.mm()
+            && !mms.iter().any(|m| Arc::ptr_eq(m, &mm))
+        {
+            mms.push(mm);
+        }
+    }
+    mms
 }
 
 /// Every live process's pid.

@@ -64,7 +64,7 @@ fn with_file<R>(p: &Process, fd: u64, f: impl FnOnce(&mut OpenFile) -> R) -> Res
 }
 
 /// Puts `file` in the lowest free descriptor at or above `min`.
-fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
+pub(super) fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
     let mut files = p.files.lock();
     let slot = (min..NR_OPEN).find(|&i| files.get(i).is_none_or(|f| f.is_none()));
     let Some(i) = slot else {
@@ -77,7 +77,44 @@ fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
     Ok(i as u64)
 }
 
+/// The position of the file at `fd`.
+pub(super) fn file_pos(p: &Process, fd: u64) -> Result<u64, Errno> {
+    with_file(p, fd, |f| f.pos as u64)
+}
+
+/// Moves the position of the file at `fd` to `pos`.
+pub(super) fn set_file_pos(p: &Process, fd: u64, pos: u64) -> Result<(), Errno> {
+    with_file(p, fd, |f| f.pos = pos as usize)
+}
+
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    write_common(p, fd, buf, count, None)
+}
+
+/// `pwrite64(fd, buf, count, off)`: `EINVAL` for a negative offset,
+/// `ESPIPE` for what cannot seek; a shmem file is written at `off`.
+pub fn sys_pwrite(p: &Process, fd: u64, buf: u64, count: u64, off: i64) -> SysResult {
+    let data = with_file(p, fd, |f| f.data.clone())?;
+    if off < 0 {
+        return Err(Errno::EINVAL);
+    }
+    match data {
+        OpenData::Console | OpenData::Pipe(_) => Err(ESPIPE),
+        _ => write_common(p, fd, buf, count, Some(off as u64)),
+    }
+}
+
+fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
+    let shmem = with_file(p, fd, |f| match &f.data {
+        OpenData::Shmem(s) => Some((s.clone(), f.flags)),
+        _ => None,
+    })?;
+    if let Some((file, flags)) = shmem {
+        if flags & 3 == 0 {
+            return Err(EBADF);
+        }
+        return super::memfd::shmem_write(p, fd, &file, flags, buf, count, at);
+    }
     let (console, sysctl, mode, pipe, nonblock, dev) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
@@ -243,7 +280,7 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         }
         // The position stays 0 (Linux's device reads ignore it).
         OpenData::Dev(dev) => return dev_read(p, dev, buf, count),
-        OpenData::Bytes(_) | OpenData::File(_) => {}
+        OpenData::Bytes(_) | OpenData::File(_) | OpenData::Shmem(_) => {}
     }
     let mm = mm_of(p)?;
     let start = at.map_or(pos, |a| a as usize);
@@ -591,9 +628,20 @@ fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
         OpenData::Dev(_) => 0x5,
         _ => 0x2,
     };
+    // A shmem file: shm_mnt's device (0:1) and its own inode number.
+    let (dev, ino) = match data {
+        OpenData::Shmem(f) => (0x1, f.obj.ino()),
+        _ => (dev, ino),
+    };
     put(&mut b, 0, dev, 8);
     put(&mut b, 8, ino, 8);
-    put(&mut b, 16, if mode & S_IFDIR != 0 { 2 } else { 1 }, 8); // st_nlink
+    // st_nlink: a memfd is in no directory (0).
+    let nlink = match data {
+        OpenData::Shmem(_) => 0,
+        _ if mode & S_IFDIR != 0 => 2,
+        _ => 1,
+    };
+    put(&mut b, 16, nlink, 8);
     put(&mut b, 24, u64::from(mode), 4);
     let rdev = match data {
         OpenData::Console => (4 << 8) | 64, // ttyS0 (4, 64)
@@ -603,7 +651,13 @@ fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
     put(&mut b, 40, rdev, 8);
     put(&mut b, 48, size, 8);
     put(&mut b, 56, if console { 1024 } else { 4096 }, 8); // st_blksize
-    put(&mut b, 64, size.div_ceil(512), 8); // st_blocks
+    // st_blocks: 512-byte units allocated (a shmem file's pages, holes
+    // not counted).
+    let blocks = match data {
+        OpenData::Shmem(f) => f.obj.nr_pages() as u64 * 8,
+        _ => size.div_ceil(512),
+    };
+    put(&mut b, 64, blocks, 8);
     b
 }
 
@@ -756,6 +810,8 @@ pub fn sys_fcntl(p: &Process, fd: u64, cmd: u32, arg: u64) -> SysResult {
     const F_GETFL: u32 = 3;
     const F_SETFL: u32 = 4;
     const F_DUPFD_CLOEXEC: u32 = 1030;
+    const F_ADD_SEALS: u32 = 1033;
+    const F_GET_SEALS: u32 = 1034;
     const FD_CLOEXEC: u64 = 1;
     const O_LARGEFILE: u64 = 0o100000;
     match cmd {
@@ -782,6 +838,8 @@ pub fn sys_fcntl(p: &Process, fd: u64, cmd: u32, arg: u64) -> SysResult {
                     O_LARGEFILE
                 }
         }),
+        F_ADD_SEALS => super::memfd::add_seals(p, fd, arg),
+        F_GET_SEALS => super::memfd::get_seals(p, fd),
         F_SETFL => with_file(p, fd, |f| {
             let settable = (O_APPEND | O_NONBLOCK) as u32;
             f.flags = (f.flags & !settable) | (arg as u32 & settable);

@@ -8,7 +8,8 @@
 //! | nr  | name              | notes                                       |
 //! |-----|-------------------|---------------------------------------------|
 //! | 0   | read              | console: end of file; files, `/proc`        |
-//! | 1   | write             | console; `/dev` devices; `/proc/sys/vm`     |
+//! | 1   | write             | console; `/dev` devices; `/proc/sys/vm`;    |
+//! |     |                   | shmem files (`memfd`)                       |
 //! | 2   | open              | initramfs files and dirs, `/proc`, `/sys`,  |
 //! |     |                   | `/dev` memory devices (`process::memdev`)   |
 //! | 3   | close             |                                             |
@@ -16,7 +17,7 @@
 //! | 5   | fstat             |                                             |
 //! | 7   | poll              | every fd is always ready                    |
 //! | 8   | lseek             | ESPIPE on the console                       |
-//! | 9   | mmap              | anonymous mappings (`mm::vm`)               |
+//! | 9   | mmap              | anonymous mappings (`mm::vm`), shmem files  |
 //! | 10  | mprotect          |                                             |
 //! | 11  | munmap            |                                             |
 //! | 12  | brk               |                                             |
@@ -26,6 +27,7 @@
 //! | 16  | ioctl             | console: TCGETS/TCSETS* (36-byte termios),  |
 //! |     |                   | TCGETS2/TCSETS2*, TIOCGWINSZ/TIOCSWINSZ     |
 //! | 17  | pread64           |                                             |
+//! | 18  | pwrite64          | shmem files (`memfd`)                       |
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
 //! | 21  | access            | exists or ENOENT                            |
@@ -46,7 +48,9 @@
 //! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
 //! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
-//! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
+//! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL,            |
+//! |     |                   | ADD_SEALS/GET_SEALS (`memfd`)               |
+//! | 77  | ftruncate         | shmem files: grow, shrink (unmaps the tail) |
 //! | 78  | getdents          | see `dirent`: /, /dev, /proc, /sys, ...     |
 //! | 79  | getcwd            | always `/`                                  |
 //! | 83  | mkdir             | in the initramfs tree                       |
@@ -89,7 +93,9 @@
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
+//! | 285 | fallocate         | shmem files: mode 0, KEEP_SIZE              |
 //! | 318 | getrandom         | RDRAND                                      |
+//! | 319 | memfd_create      | CLOEXEC, ALLOW_SEALING, NOEXEC_SEAL, EXEC   |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
 //!
@@ -105,6 +111,7 @@
 
 mod dirent;
 mod fs;
+mod memfd;
 mod misc;
 mod signal;
 mod thread;
@@ -226,6 +233,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         )),
         16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
         17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
+        18 => fs::sys_pwrite(p, a[0], a[1], a[2], a[3] as i64),
         19 => fs::sys_readv(p, a[0], a[1], a[2]),
         20 => fs::sys_writev(p, a[0], a[1], a[2]),
         21 => fs::sys_faccessat(p, fs::AT_FDCWD, a[0], a[1]),
@@ -252,6 +260,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         62 => signal::sys_kill(p, a[0] as i32, a[1]),
         63 => misc::sys_uname(p, a[0]),
         72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
+        77 => memfd::sys_ftruncate(p, a[0], a[1] as i64),
         79 => fs::sys_getcwd(p, a[0], a[1]),
         78 => dirent::sys_getdents(p, a[0], a[1], a[2], false),
         83 => fs::sys_mkdirat(p, fs::AT_FDCWD, a[0]),
@@ -288,6 +297,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
         273 => thread::sys_set_robust_list(&*current_thread()?, a[0], a[1]),
         274 => thread::sys_get_robust_list(&*current_thread()?, a[0] as i32, a[1], a[2]),
+        285 => memfd::sys_fallocate(p, a[0], a[1], a[2] as i64, a[3] as i64),
         292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
         293 => fs::sys_pipe2(p, a[0], a[1]),
         297 => {
@@ -295,6 +305,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
+        319 => memfd::sys_memfd_create(p, a[0], a[1]),
         // rseq: not implemented, and said so without a log line: glibc
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
@@ -427,8 +438,11 @@ fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
 }
 
 fn sys_mmap(p: &Process, a: [u64; 6]) -> SysResult {
-    let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
     let flags = MapFlags::from_bits_retain(a[3]);
+    if !flags.contains(MapFlags::ANONYMOUS) {
+        return memfd::mmap_fd(p, a, flags);
+    }
+    let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
     mm_of(p)?.mmap(a[0], a[1], prot, flags, a[4] as i32 as i64, a[5])
 }
 
