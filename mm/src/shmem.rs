@@ -421,7 +421,12 @@ impl ShmemRef {
     /// chunk: `F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE` refuse any write,
     /// `F_SEAL_GROW` a chunk that would end past the size; `EFBIG` from
     /// [`MAX_LFS_FILESIZE`]. A failure after some bytes returns their count.
-    pub fn write_at<P: Platform>(&self, vm: &Vm<'_, P>, off: u64, data: &[u8]) -> Result<usize, Errno> {
+    pub fn write_at<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
         if off >= MAX_LFS_FILESIZE && !data.is_empty() {
             return Err(Errno::EFBIG);
         }
@@ -432,15 +437,14 @@ impl ShmemRef {
             let in_page = (pos & (PAGE_SIZE - 1)) as usize;
             let len = (n - done).min(PAGE_SIZE as usize - in_page);
             let seals = self.seals();
-            let refused = if seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
-                Some(Errno::EPERM)
-            } else if seals & F_SEAL_GROW != 0 && pos + len as u64 > self.size() {
-                Some(Errno::EPERM)
-            } else {
-                None
-            };
-            if let Some(e) = refused {
-                return if done > 0 { Ok(done) } else { Err(e) };
+            let refused = seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0
+                || (seals & F_SEAL_GROW != 0 && pos + len as u64 > self.size());
+            if refused {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPERM)
+                };
             }
             let pfn = match self.grab_folio(vm, pos >> PAGE_SHIFT, false) {
                 Ok(pfn) => pfn,
@@ -548,7 +552,8 @@ impl ShmemRef {
             folio_put(vm.pa, pfn);
         }
         if let Some(pfn) = partial {
-            vm.pa.zero_page_tail(pfn, (new_size & (PAGE_SIZE - 1)) as usize);
+            vm.pa
+                .zero_page_tail(pfn, (new_size & (PAGE_SIZE - 1)) as usize);
             folio_put(vm.pa, pfn);
         }
         unmap(first);

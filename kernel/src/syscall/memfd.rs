@@ -30,7 +30,8 @@ const MFD_ALLOW_SEALING: u64 = 0x2;
 const MFD_HUGETLB: u64 = 0x4;
 const MFD_NOEXEC_SEAL: u64 = 0x8;
 const MFD_EXEC: u64 = 0x10;
-const MFD_ALL_FLAGS: u64 = MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
+const MFD_ALL_FLAGS: u64 =
+    MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_NOEXEC_SEAL | MFD_EXEC;
 /// `NAME_MAX - strlen("memfd:")`.
 const MFD_NAME_MAX_LEN: usize = 255 - 6;
 
@@ -222,7 +223,8 @@ pub fn sys_fallocate(p: &Process, fd: u64, mode: u64, offset: i64, len: i64) -> 
     {
         return Err(Errno::EFBIG);
     }
-    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 || mode & FALLOC_FL_PUNCH_HOLE != 0 {
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 || mode & FALLOC_FL_PUNCH_HOLE != 0
+    {
         return Err(Errno::EOPNOTSUPP);
     }
     file.obj.fallocate(
@@ -292,5 +294,5 @@ pub fn mmap_fd(p: &Process, a: [u64; 6], flags: MapFlags) -> SysResult {
         return Err(Errno::EPERM);
     }
     let may_write = fflags & 3 == O_RDWR && !sealed;
-    mm.mmap_file(a[0], a[1], prot, flags, file.obj, may_write, a[5])
+    mm.mmap_file(a[0], a[1], prot, flags, (file.obj, may_write), a[5])
 }

@@ -319,7 +319,10 @@ impl<P: Platform> PageAlloc<P> {
     /// a `write()` into a page-cache page. The same rules as
     /// [`Self::copy_highpage`]: a user frame with a reference held.
     pub fn memcpy_to_page(&self, pfn: Pfn, off: usize, src: &[u8]) {
-        assert!(off + src.len() <= PAGE_SIZE as usize, "BUG: memcpy_to_page past the page");
+        assert!(
+            off + src.len() <= PAGE_SIZE as usize,
+            "BUG: memcpy_to_page past the page"
+        );
         self.assert_user_frame(pfn, "memcpy_to_page");
         let dst = self.platform.phys_to_virt(pfn.phys_addr());
         // SAFETY: 1. the frame is in the direct map and `off + len` stays
@@ -332,7 +335,10 @@ impl<P: Platform> PageAlloc<P> {
     /// Copies bytes of frame `pfn` from byte `off` into `dst`
     /// (`memcpy_from_page()`): a `read()` of a page-cache page.
     pub fn memcpy_from_page(&self, pfn: Pfn, off: usize, dst: &mut [u8]) {
-        assert!(off + dst.len() <= PAGE_SIZE as usize, "BUG: memcpy_from_page past the page");
+        assert!(
+            off + dst.len() <= PAGE_SIZE as usize,
+            "BUG: memcpy_from_page past the page"
+        );
         self.assert_user_frame(pfn, "memcpy_from_page");
         let src = self.platform.phys_to_virt(pfn.phys_addr());
         // SAFETY: as in `memcpy_to_page`, the other way round.

@@ -175,8 +175,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         self.do_mmap(addr, len, prot, flags, fd, offset, None)
     }
 
-    /// `mmap()` of a shmem file (a memfd or tmpfs file) with `fd`
-    /// resolved to `file` (`do_mmap()` with `shmem_mmap()`). `writable`:
+    /// `mmap()` of a shmem file (a memfd) with `fd` resolved to `file`
+    /// (`do_mmap()` with `shmem_mmap()`). `writable`:
     /// the file is open for writing and not write-sealed; without it a
     /// shared mapping has no `VM_MAYWRITE` (mprotect cannot add write)
     /// and `PROT_WRITE` with `MAP_SHARED` is the caller's `EACCES` /
@@ -188,8 +188,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         len: u64,
         prot: Prot,
         flags: MapFlags,
-        file: ShmemRef,
-        writable: bool,
+        (file, writable): (ShmemRef, bool),
         offset: u64,
     ) -> Result<u64> {
         self.do_mmap(addr, len, prot, flags, 0, offset, Some((file, writable)))

@@ -7,8 +7,8 @@
 
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
-use crate::folio::Folio;
 use crate::errno::Errno;
+use crate::folio::Folio;
 use crate::shmem::ShmemRef;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -288,7 +288,11 @@ fn file_write_read_and_holes() {
         assert_eq!(f.size(), 0);
         assert_eq!(f.write_at(mm.vm, 10, b"abc"), Ok(3));
         assert_eq!(f.size(), 13);
-        assert_eq!(f.write_at(mm.vm, 3 * PG - 1, b"xy"), Ok(2), "straddles two pages");
+        assert_eq!(
+            f.write_at(mm.vm, 3 * PG - 1, b"xy"),
+            Ok(2),
+            "straddles two pages"
+        );
         assert_eq!(f.size(), 3 * PG + 1);
         assert_eq!(f.nr_pages(), 3, "page 1 is a hole");
         assert_eq!(mm.vm.nr_shmem_pages(), 3);
@@ -303,7 +307,11 @@ fn file_write_read_and_holes() {
         assert_eq!(&buf[..2], b"xy");
         assert_eq!(f.read_at(mm.vm, 4 * PG, &mut buf), 0, "past the end");
         f.put(mm.vm);
-        assert_eq!(mm.vm.nr_shmem_pages(), 0, "the last reference frees the pages");
+        assert_eq!(
+            mm.vm.nr_shmem_pages(),
+            0,
+            "the last reference frees the pages"
+        );
     });
 }
 
@@ -314,10 +322,10 @@ fn file_truncate_unmaps_and_zeroes_the_tail() {
         f.truncate(mm.vm, 4 * PG, |_| panic!("a grow unmaps nothing"))
             .unwrap();
         let a = mm
-            .mmap_file(BASE, 4 * PG, RW, FILE_SHARED, f, true, 0)
+            .mmap_file(BASE, 4 * PG, RW, FILE_SHARED, (f, true), 0)
             .unwrap();
         let p = mm
-            .mmap_file(BASE + 8 * PG, 4 * PG, RW, PRIVATE, f, true, 0)
+            .mmap_file(BASE + 8 * PG, 4 * PG, RW, PRIVATE, (f, true), 0)
             .unwrap();
         for i in 0..4 {
             poke(mm, a + i * PG, 100 + i).unwrap();
@@ -325,7 +333,11 @@ fn file_truncate_unmaps_and_zeroes_the_tail() {
         assert_eq!(f.writable_maps(), 1, "the shared writable VMA only");
         // The private mapping reads the file's pages, then copies one.
         assert_eq!(peek(mm, p + 2 * PG), Ok(102));
-        assert_eq!(pfn(mm, p + 2 * PG), pfn(mm, a + 2 * PG), "read: the page-cache page");
+        assert_eq!(
+            pfn(mm, p + 2 * PG),
+            pfn(mm, a + 2 * PG),
+            "read: the page-cache page"
+        );
         assert!(!mm.page_table().get_pte(p + 2 * PG).unwrap().is_writable());
         poke(mm, p + PG, 7).unwrap();
         assert_ne!(pfn(mm, p + PG), pfn(mm, a + PG), "write: a private copy");
@@ -339,7 +351,11 @@ fn file_truncate_unmaps_and_zeroes_the_tail() {
             mm.unmap_mapping_range(f, first);
         })
         .unwrap();
-        assert_eq!(firsts, [2, 2], "unmapped before and after removing the pages");
+        assert_eq!(
+            firsts,
+            [2, 2],
+            "unmapped before and after removing the pages"
+        );
         assert_eq!(f.nr_pages(), 2);
         assert_eq!(f.size_pages(), 2);
         for addr in [a + 2 * PG, a + 3 * PG, p + 2 * PG] {
@@ -347,10 +363,18 @@ fn file_truncate_unmaps_and_zeroes_the_tail() {
             assert_eq!(peek(mm, addr), Err(FaultError::Sigbus));
         }
         assert_eq!(peek(mm, a), Ok(100), "pages before the end stay");
-        assert_eq!(peek(mm, p + PG), Ok(7), "a private copy before the end stays");
+        assert_eq!(
+            peek(mm, p + PG),
+            Ok(7),
+            "a private copy before the end stays"
+        );
         let mut tail = [9u8; 16];
         f.read_at(mm.vm, PG, &mut tail[..8]);
-        assert_eq!(&tail[..8], &101u64.to_le_bytes(), "the kept head of the last page");
+        assert_eq!(
+            &tail[..8],
+            &101u64.to_le_bytes(),
+            "the kept head of the last page"
+        );
         assert_eq!(peek(mm, a + PG + 8), Ok(0), "its tail is zeroed");
         mm.validate().unwrap();
         // Growing again gives fresh zero pages.
@@ -372,7 +396,7 @@ fn file_seals() {
         let f = new_file(mm, 0);
         assert_eq!(f.write_at(mm.vm, 0, b"0123456789"), Ok(10));
         let a = mm
-            .mmap_file(BASE, PG, RW, FILE_SHARED, f, true, 0)
+            .mmap_file(BASE, PG, RW, FILE_SHARED, (f, true), 0)
             .unwrap();
         assert_eq!(f.add_seals(F_SEAL_WRITE, false), Err(Errno::EBUSY));
         assert_eq!(f.add_seals(0x100, false), Err(Errno::EINVAL));
@@ -380,7 +404,7 @@ fn file_seals() {
         // Not VM_MAYWRITE (the caller's choice for a sealed or read-only
         // file): does not count.
         let r = mm
-            .mmap_file(BASE, PG, Prot::READ, FILE_SHARED, f, false, 0)
+            .mmap_file(BASE, PG, Prot::READ, FILE_SHARED, (f, false), 0)
             .unwrap();
         assert_eq!(f.writable_maps(), 0);
         assert_eq!(mm.mprotect(r, PG, RW), Err(Errno::EACCES));
@@ -392,7 +416,10 @@ fn file_seals() {
         assert_eq!(f.truncate(mm.vm, 30, |_| {}), Err(Errno::EPERM));
         assert_eq!(f.fallocate(mm.vm, 0, PG, true), Err(Errno::EPERM));
         assert_eq!(f.add_seals(F_SEAL_FUTURE_WRITE, false), Err(Errno::EPERM));
-        assert_eq!(f.seals(), F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+        assert_eq!(
+            f.seals(),
+            F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL
+        );
         mm.munmap(r, PG).unwrap();
         f.put(mm.vm);
 
@@ -425,7 +452,7 @@ fn file_fallocate_and_fork_of_a_private_mapping() {
         assert_eq!((f.size(), f.nr_pages()), (2 * PG, 3), "KEEP_SIZE");
         f.write_at(mm.vm, 0, &5u64.to_le_bytes()).unwrap();
         let p = mm
-            .mmap_file(BASE, 2 * PG, RW, PRIVATE, f, true, 0)
+            .mmap_file(BASE, 2 * PG, RW, PRIVATE, (f, true), 0)
             .unwrap();
         assert_eq!(peek(mm, p), Ok(5));
         poke(mm, p + PG, 6).unwrap();
