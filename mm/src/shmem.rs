@@ -48,8 +48,12 @@
 //! writes, truncation and fallocate, the caller of `mmap` in
 //! `memfd_check_seals_mmap()`'s way (no `VM_MAYWRITE`).
 //!
-//! Not here yet: hole punching, tmpfs names and directories, large
-//! folios, swap.
+//! A tmpfs file (the kernel's `tmpfs.rs`, at `/tmp` and `/dev/shm`) is
+//! the same object again, held by its directory entry and its open
+//! files; its name in `/proc/PID/maps` follows renames and unlinks
+//! ([`ShmemRef::set_name`]).
+//!
+//! Not here yet: hole punching, large folios, swap.
 //!
 //! # Invariants
 //!
@@ -125,8 +129,9 @@ pub struct ShmemInode {
     /// (`mapping->i_mmap_writable`, S5).
     writable_maps: AtomicU64,
     /// The name `/proc/PID/maps` shows: empty for a shared anonymous
-    /// mapping (`/dev/zero (deleted)`), `/memfd:NAME (deleted)` for a memfd.
-    name: String,
+    /// mapping (`/dev/zero (deleted)`), `/memfd:NAME (deleted)` for a
+    /// memfd, a tmpfs file's path (which rename and unlink change).
+    name: spin::Mutex<String>,
 }
 
 /// `F_SEAL_SEAL`: no more seals may be added.
@@ -208,7 +213,7 @@ impl ShmemRef {
             pages: spin::Mutex::new(XArray::new()),
             seals: AtomicU32::new(seals),
             writable_maps: AtomicU64::new(0),
-            name,
+            name: spin::Mutex::new(name),
         });
         Some(ShmemRef(NonNull::from(Box::leak(inode))))
     }
@@ -238,11 +243,16 @@ impl ShmemRef {
 
     /// The name `/proc/PID/maps` shows (`/dev/zero (deleted)` for a shared
     /// anonymous mapping).
-    pub fn name(&self) -> &str {
-        match self.inode().name.as_str() {
-            "" => "/dev/zero (deleted)",
-            n => n,
+    pub fn name(&self) -> String {
+        match self.inode().name.lock().as_str() {
+            "" => String::from("/dev/zero (deleted)"),
+            n => String::from(n),
         }
+    }
+
+    /// Renames the object for `/proc/PID/maps` (a tmpfs rename or unlink).
+    pub fn set_name(&self, name: String) {
+        *self.inode().name.lock() = name;
     }
 
     /// The seals (`F_GET_SEALS`).

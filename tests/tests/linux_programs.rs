@@ -185,6 +185,14 @@ c_program!(
 );
 
 c_program!(
+    /// tmpfs in /dev/shm and /tmp: open flags, unlink of an open mapped
+    /// file, mkdir/rmdir/rename and their errnos, getdents64, a file
+    /// truncated under a parent's and a child's mappings, O_TMPFILE,
+    /// shm_open.
+    tmpfs
+);
+
+c_program!(
     /// A stack grown down on use to 3 MiB.
     stack,
     args: ["3000"]

@@ -180,11 +180,43 @@ pub enum OpenData {
     Shmem(Arc<ShmemFile>),
 }
 
-/// An open shmem file's hold on its object (`struct file` of a memfd):
-/// one owned reference ([`mm::shmem::ShmemRef`]'s S1), dropped with the
-/// last descriptor (`fput()`); its mappings hold their own.
+/// A shmem file's inode on the kernel side (a memfd, or a tmpfs file
+/// held by its directory entry and its open descriptors): one owned
+/// reference to the object ([`mm::shmem::ShmemRef`]'s S1), dropped with
+/// the last holder (`iput()`); its mappings hold their own. Times are
+/// `CLOCK_REALTIME` nanoseconds.
 pub struct ShmemFile {
     pub obj: mm::shmem::ShmemRef,
+    /// Names in directories (`i_nlink`): 0 for a memfd, an `O_TMPFILE`
+    /// file or an unlinked one.
+    pub nlink: AtomicU32,
+    /// Permission bits (`i_mode & 07777`; a memfd's are in its open file).
+    pub mode: AtomicU32,
+    pub atime: AtomicU64,
+    pub mtime: AtomicU64,
+    pub ctime: AtomicU64,
+}
+
+impl ShmemFile {
+    /// A new inode on `obj` (whose reference it owns) with `nlink` names.
+    pub fn new(obj: mm::shmem::ShmemRef, nlink: u32) -> Self {
+        let now = crate::time::rtc::realtime_ns();
+        ShmemFile {
+            obj,
+            nlink: AtomicU32::new(nlink),
+            mode: AtomicU32::new(0o777),
+            atime: AtomicU64::new(now),
+            mtime: AtomicU64::new(now),
+            ctime: AtomicU64::new(now),
+        }
+    }
+
+    /// The contents changed (`file_update_time()`: mtime and ctime).
+    pub fn touch(&self) {
+        let now = crate::time::rtc::realtime_ns();
+        self.mtime.store(now, Ordering::Relaxed);
+        self.ctime.store(now, Ordering::Relaxed);
+    }
 }
 
 impl Drop for ShmemFile {
@@ -560,7 +592,9 @@ fn exit_process(p: &Process) {
     let mm = p.mm.lock().take();
     sched::switch_mm(0);
     drop(mm);
-    p.files.lock().clear();
+    // Dropped after the lock: a shmem file's last close frees its pages.
+    let files = core::mem::take(&mut *p.files.lock());
+    drop(files);
     reparent_children(p);
     p.vfork_done.store(true, Ordering::Release);
     p.exited.store(true, Ordering::Release);
@@ -959,11 +993,15 @@ pub fn exec(
         ts.altstack = signal::AltStack::NONE;
         ts.restart = None;
     }
+    // Closed after the lock is dropped: a shmem file's last close frees
+    // its pages.
+    let mut closed = Vec::new();
     p.files.lock().iter_mut().for_each(|f| {
         if f.as_ref().is_some_and(|f| f.cloexec) {
-            *f = None;
+            closed.push(f.take());
         }
     });
+    drop(closed);
     let base = path.rsplit('/').next().unwrap_or(path);
     p.set_comm(base.as_bytes());
     *p.exe.lock() = crate::initramfs::normalize(path.as_bytes()).unwrap_or_else(|_| path.into());
@@ -1181,6 +1219,8 @@ pub fn run_init() -> bool {
     orphans.into_iter().for_each(reap_tree);
     drop(p);
     PROCESSES.lock().shrink_to_fit();
+    // What init left in /tmp and /dev/shm is freed as an unmount would.
+    crate::tmpfs::release_all();
     let after = settled_used_pages();
     let leaked = after != before;
     if leaked {

@@ -310,8 +310,9 @@ fn maps(p: &Process) -> String {
             if v.shmem.is_some() { "00:01" } else { "00:00" },
             v.shmem.map_or(0, |o| o.ino()),
         );
-        let name = if let Some(obj) = &v.shmem {
-            Some(obj.name())
+        let shmem_name = v.shmem.map(|o| o.name());
+        let name = if let Some(n) = &shmem_name {
+            Some(n.as_str())
         } else if f.contains(VmFlags::GROWSDOWN) {
             Some("[stack]")
         } else if v.start < heap.end && v.end > heap.start {

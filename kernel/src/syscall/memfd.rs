@@ -100,7 +100,7 @@ pub fn sys_memfd_create(p: &Process, uname: u64, flags: u64) -> SysResult {
     };
     let obj = ShmemRef::new_file(process::vm(), path, seals).ok_or(Errno::ENOMEM)?;
     let file = OpenFile {
-        data: OpenData::Shmem(Arc::new(ShmemFile { obj })),
+        data: OpenData::Shmem(Arc::new(ShmemFile::new(obj, 0))),
         pos: 0,
         sysctl: None,
         cloexec: flags & MFD_CLOEXEC != 0,
@@ -155,6 +155,9 @@ pub(super) fn shmem_write(
             Err(_) => break,
         }
     }
+    if done > 0 {
+        file.touch();
+    }
     if at.is_none() {
         super::fs::set_file_pos(p, fd, pos + done)?;
     }
@@ -174,14 +177,22 @@ pub fn sys_ftruncate(p: &Process, fd: u64, length: i64) -> SysResult {
     if !writable(flags) {
         return Err(Errno::EINVAL);
     }
+    truncate_file(&file, length as u64)?;
+    Ok(0)
+}
+
+/// Sets the size of `file` (`do_truncate()`), unmapping a cut-off tail
+/// from every address space; mtime and ctime move.
+pub(super) fn truncate_file(file: &ShmemFile, length: u64) -> Result<(), Errno> {
     let obj = file.obj;
     let mms = process::all_mms();
-    obj.truncate(process::vm(), length as u64, |first| {
+    obj.truncate(process::vm(), length, |first| {
         for mm in &mms {
             mm.unmap_mapping_range(obj, first);
         }
     })?;
-    Ok(0)
+    file.touch();
+    Ok(())
 }
 
 /// `fallocate(fd, mode, offset, len)` (`vfs_fallocate()` then
