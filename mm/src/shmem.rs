@@ -53,7 +53,10 @@
 //! files; its name in `/proc/PID/maps` follows renames and unlinks
 //! ([`ShmemRef::set_name`]).
 //!
-//! Not here yet: hole punching, large folios, swap.
+//! [`ShmemRef::punch_hole`] frees a range's whole pages (unmapping them
+//! but for private copies) and zeroes its partial ones.
+//!
+//! Not here yet: large folios, swap.
 //!
 //! # Invariants
 //!
@@ -503,6 +506,69 @@ impl ShmemRef {
             if end > self.size() {
                 self.inode().size.store(end, Release);
             }
+        }
+        Ok(())
+    }
+
+    /// Frees the pages of `[off, off + len)` and zeroes the partial ones
+    /// at its ends (`shmem_fallocate()` with `FALLOC_FL_PUNCH_HOLE`); the
+    /// size stays. `EPERM` against `F_SEAL_WRITE` / `F_SEAL_FUTURE_WRITE`.
+    /// `unmap(first, end)` zaps the mappings of the whole pages
+    /// `[first, end)`, keeping private copies (`unmap_mapping_range()`
+    /// without `even_cows`), before and after the pages go, as in
+    /// [`Self::truncate`].
+    pub fn punch_hole<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        len: u64,
+        mut unmap: impl FnMut(u64, u64),
+    ) -> Result<(), Errno> {
+        if self.seals() & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0 {
+            return Err(Errno::EPERM);
+        }
+        let end = off.saturating_add(len).min(MAX_LFS_FILESIZE);
+        let (first, last) = (off.div_ceil(PAGE_SIZE), end >> PAGE_SHIFT);
+        if first < last {
+            unmap(first, last);
+        }
+        let mut gone = alloc::vec::Vec::new();
+        let mut partial = alloc::vec::Vec::new();
+        {
+            let mut xa = self.inode().pages.lock();
+            let mut idx = alloc::vec::Vec::new();
+            xa.for_each(|i, _| {
+                if i >= first && i < last {
+                    idx.push(i);
+                }
+            });
+            gone.extend(idx.into_iter().filter_map(|i| xa.erase(i)));
+            // The partial pages at either end: zero their part of the hole.
+            for i in [off >> PAGE_SHIFT, end >> PAGE_SHIFT] {
+                if (i < first || i >= last)
+                    && i << PAGE_SHIFT < end
+                    && !partial.iter().any(|&(j, _)| j == i)
+                    && let Some(pfn) = Self::find_get(vm, &xa, i)
+                {
+                    partial.push((i, pfn));
+                }
+            }
+        }
+        for pfn in gone {
+            let pfn = Pfn::new(pfn);
+            Folio::of(vm.pa.memmap(), pfn).clear_mapping();
+            vm.shmem_pages_sub(1);
+            folio_put(vm.pa, pfn);
+        }
+        for (i, pfn) in partial {
+            let page = i << PAGE_SHIFT;
+            let from = off.max(page) - page;
+            let to = end.min(page + PAGE_SIZE) - page;
+            vm.pa.zero_page_range(pfn, from as usize, to as usize);
+            folio_put(vm.pa, pfn);
+        }
+        if first < last {
+            unmap(first, last);
         }
         Ok(())
     }

@@ -193,6 +193,12 @@ c_program!(
 );
 
 c_program!(
+    /// fallocate(PUNCH_HOLE) under shared and private mappings, msync's
+    /// errnos, fsync/fdatasync, umask on created files and over fork.
+    fileops
+);
+
+c_program!(
     /// A stack grown down on use to 3 MiB.
     stack,
     args: ["3000"]

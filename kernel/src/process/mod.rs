@@ -347,6 +347,9 @@ pub struct Process {
     pub args: SpinLock<[u64; 4]>,
     /// `/proc/PID/oom_score_adj` (-1000..=1000), inherited over fork.
     pub oom_score_adj: AtomicI32,
+    /// The file-creation mask (`umask`, `fs->umask`): 022 at start,
+    /// inherited over fork.
+    pub umask: AtomicU32,
     /// Children not reaped yet (P4).
     children: SpinLock<Vec<Running>>,
     /// Set (Release) once the exit's teardown is done: the process is a
@@ -503,6 +506,7 @@ impl Process {
             start_brk: AtomicU64::new(0),
             args: SpinLock::new("process.args", [0; 4]),
             oom_score_adj: AtomicI32::new(0),
+            umask: AtomicU32::new(0o022),
             children: SpinLock::new("process.children", Vec::new()),
             exited: AtomicBool::new(false),
             min_flt: AtomicU64::new(0),
@@ -759,6 +763,9 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         parent.oom_score_adj.load(Ordering::Relaxed),
         Ordering::Relaxed,
     );
+    child
+        .umask
+        .store(parent.umask.load(Ordering::Relaxed), Ordering::Relaxed);
     *child.files.lock() = parent.files.lock().clone();
     // Box::clone builds the 2 KiB table in the heap, not in this frame.
     let mut sigs = parent.signals.lock().clone();

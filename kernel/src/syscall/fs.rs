@@ -568,9 +568,6 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64, mode: u64) -> 
     install(p, file, 0)
 }
 
-/// The umask every process has (no `umask` syscall yet): `022`.
-const UMASK: u32 = 0o022;
-
 /// `openat` of a path in a tmpfs (`do_sys_open()` → `path_openat()`),
 /// Linux's order: `O_TMPFILE` makes an unnamed file in the directory
 /// (write access needed, else `EINVAL`); `O_CREAT` creates a missing
@@ -583,7 +580,7 @@ fn tmpfs_open(p: &Process, path: &str, flags: u64, mode: u64) -> SysResult {
     if acc == 3 {
         return Err(Errno::EINVAL);
     }
-    let perm = (mode as u32 & 0o7777) & !UMASK;
+    let perm = (mode as u32 & 0o7777) & !p.umask.load(Ordering::Relaxed);
     let file = |data, st_mode| OpenFile {
         data,
         pos: 0,
@@ -691,6 +688,26 @@ pub fn sys_truncate(p: &Process, path: u64, length: i64) -> SysResult {
         OpenData::Dir(_) => Err(EISDIR),
         _ => Err(EROFS),
     }
+}
+
+/// `umask(mask)`: sets the file-creation mask (`mask & 0777`) and
+/// returns the old one.
+pub fn sys_umask(p: &Process, mask: u64) -> SysResult {
+    Ok(u64::from(
+        p.umask.swap(mask as u32 & 0o777, Ordering::Relaxed),
+    ))
+}
+
+/// `fsync(fd)` / `fdatasync(fd)`: nothing to write back (shmem and the
+/// initramfs are in memory: Linux's `noop_fsync`), so 0 for their files
+/// and directories; `EINVAL` for what has no `fsync` (pipes, the
+/// console, devices, `/proc` and `/sys`), `EBADF` for no descriptor.
+pub fn sys_fsync(p: &Process, fd: u64) -> SysResult {
+    with_file(p, fd, |f| match &f.data {
+        OpenData::Shmem(_) | OpenData::File(_) => Ok(0),
+        OpenData::Dir(path) if !path.starts_with("/proc") && !path.starts_with("/sys") => Ok(0),
+        _ => Err(Errno::EINVAL),
+    })?
 }
 
 pub fn sys_close(p: &Process, fd: u64) -> SysResult {

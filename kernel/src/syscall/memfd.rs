@@ -200,8 +200,9 @@ pub(super) fn truncate_file(file: &ShmemFile, length: u64) -> Result<(), Errno> 
 /// offset or a length not above 0, `EOPNOTSUPP` for unknown modes,
 /// `EBADF` unless open for writing, `ESPIPE` for a pipe, `ENODEV` for
 /// what is not a regular file, `EFBIG` past the largest size. Mode 0
-/// and `FALLOC_FL_KEEP_SIZE` allocate; hole punching is not here yet
-/// (`EOPNOTSUPP`).
+/// and `FALLOC_FL_KEEP_SIZE` allocate; `FALLOC_FL_PUNCH_HOLE` (with
+/// `KEEP_SIZE`, else `EOPNOTSUPP`) frees the range's pages, zeroes its
+/// partial ones and unmaps them from every mapping but private copies.
 pub fn sys_fallocate(p: &Process, fd: u64, mode: u64, offset: i64, len: i64) -> SysResult {
     let (data, flags) = {
         let files = p.files.lock();
@@ -219,6 +220,10 @@ pub fn sys_fallocate(p: &Process, fd: u64, mode: u64, offset: i64, len: i64) -> 
     if mode & !FALLOC_FL_SUPPORTED_MASK != 0 {
         return Err(Errno::EOPNOTSUPP);
     }
+    if mode & FALLOC_FL_PUNCH_HOLE != 0 && mode & FALLOC_FL_KEEP_SIZE == 0 {
+        // A hole never changes the size.
+        return Err(Errno::EOPNOTSUPP);
+    }
     if !writable(flags) {
         return Err(EBADF);
     }
@@ -234,9 +239,19 @@ pub fn sys_fallocate(p: &Process, fd: u64, mode: u64, offset: i64, len: i64) -> 
     {
         return Err(Errno::EFBIG);
     }
-    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 || mode & FALLOC_FL_PUNCH_HOLE != 0
-    {
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE) != 0 {
         return Err(Errno::EOPNOTSUPP);
+    }
+    if mode & FALLOC_FL_PUNCH_HOLE != 0 {
+        let obj = file.obj;
+        let mms = process::all_mms();
+        obj.punch_hole(process::vm(), offset as u64, len as u64, |first, end| {
+            for mm in &mms {
+                mm.unmap_mapping_pages(obj, first, end, false);
+            }
+        })?;
+        file.touch();
+        return Ok(0);
     }
     file.obj.fallocate(
         process::vm(),

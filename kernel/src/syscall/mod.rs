@@ -35,6 +35,7 @@
 //! | 22  | pipe              | 64 KiB; EPIPE + SIGPIPE without readers     |
 //! | 24  | sched_yield       |                                             |
 //! | 25  | mremap            |                                             |
+//! | 26  | msync             | range checks (shmem: nothing to write back) |
 //! | 28  | madvise           | DONTNEED, FREE (acts as DONTNEED), ...      |
 //! | 32  | dup               |                                             |
 //! | 33  | dup2              |                                             |
@@ -51,6 +52,7 @@
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
 //! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL,            |
 //! |     |                   | ADD_SEALS/GET_SEALS (`memfd`)               |
+//! | 74/75 | fsync/fdatasync | 0 for files and dirs, EINVAL for the rest   |
 //! | 76  | truncate          | tmpfs files                                 |
 //! | 77  | ftruncate         | shmem files: grow, shrink (unmaps the tail) |
 //! | 82  | rename            | tmpfs (`crate::tmpfs`)                      |
@@ -60,6 +62,7 @@
 //! | 84  | rmdir             | tmpfs                                       |
 //! | 87  | unlink            | tmpfs (an open file lives on)               |
 //! | 89  | readlink          | /proc/self, /proc/self/{exe,cwd,root}       |
+//! | 95  | umask             | applied to tmpfs file creation              |
 //! | 96  | gettimeofday      |                                             |
 //! | 97  | getrlimit         |                                             |
 //! | 98  | getrusage         | ru_minflt counted as Linux counts faults    |
@@ -255,6 +258,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
             let flags = MremapFlags::from_bits(a[3]).ok_or(Errno::EINVAL)?;
             mm_of(p)?.mremap(a[0], a[1], a[2], flags, a[4])
         }
+        26 => mm_of(p)?.msync(a[0], a[1], a[2] as i32 as u64).map(|()| 0),
         28 => mm_of(p)?.madvise(a[0], a[1], a[2] as i64).map(|()| 0),
         32 => fs::sys_dup3(p, a[0], None, 0),
         33 => fs::sys_dup2(p, a[0], a[1]),
@@ -269,6 +273,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         62 => signal::sys_kill(p, a[0] as i32, a[1]),
         63 => misc::sys_uname(p, a[0]),
         72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
+        74 | 75 => fs::sys_fsync(p, a[0]),
         76 => fs::sys_truncate(p, a[0], a[1] as i64),
         77 => memfd::sys_ftruncate(p, a[0], a[1] as i64),
         82 => fs::sys_renameat2(p, fs::AT_FDCWD, a[0], fs::AT_FDCWD, a[1], 0),
@@ -278,6 +283,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         84 => fs::sys_unlinkat(p, fs::AT_FDCWD, a[0], 0x200),
         87 => fs::sys_unlinkat(p, fs::AT_FDCWD, a[0], 0),
         89 => fs::sys_readlinkat(p, fs::AT_FDCWD, a[0], a[1], a[2] as i32),
+        95 => fs::sys_umask(p, a[0]),
         96 => misc::sys_gettimeofday(p, a[0], a[1]),
         97 => misc::sys_prlimit64(p, 0, a[0], 0, a[1]),
         98 => misc::sys_getrusage(p, a[0] as i64, a[1]),

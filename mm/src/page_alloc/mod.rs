@@ -348,11 +348,20 @@ impl<P: Platform> PageAlloc<P> {
     /// Zeroes bytes `[off, PAGE_SIZE)` of frame `pfn` (`folio_zero_range()`
     /// of a truncated page's tail).
     pub fn zero_page_tail(&self, pfn: Pfn, off: usize) {
-        assert!(off <= PAGE_SIZE as usize);
-        self.assert_user_frame(pfn, "zero_page_tail");
+        self.zero_page_range(pfn, off, PAGE_SIZE as usize);
+    }
+
+    /// Zeroes bytes `[from, to)` of frame `pfn` (`folio_zero_range()`).
+    pub fn zero_page_range(&self, pfn: Pfn, from: usize, to: usize) {
+        assert!(
+            from <= to && to <= PAGE_SIZE as usize,
+            "BUG: zero_page_range past the page"
+        );
+        self.assert_user_frame(pfn, "zero_page_range");
         let dst = self.platform.phys_to_virt(pfn.phys_addr());
-        // SAFETY: as in `memcpy_to_page`: inside one allocated user frame.
-        unsafe { core::ptr::write_bytes(dst.add(off), 0, PAGE_SIZE as usize - off) };
+        // SAFETY: as in `memcpy_to_page`: inside one allocated user frame
+        // (`to` checked against the page size).
+        unsafe { core::ptr::write_bytes(dst.add(from), 0, to - from) };
     }
 
     /// The zones, lowest first (some may be empty).

@@ -101,6 +101,7 @@ mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
+mod msync;
 mod rmap;
 mod vma;
 mod zap;

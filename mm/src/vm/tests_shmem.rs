@@ -470,3 +470,97 @@ fn file_fallocate_and_fork_of_a_private_mapping() {
         assert_eq!(mm.vm.nr_shmem_pages(), 0);
     });
 }
+
+#[test]
+fn msync_walks_the_range_with_linux_errnos() {
+    use super::msync::{MS_ASYNC, MS_INVALIDATE, MS_SYNC};
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.truncate(mm.vm, 8 * PG, |_| {}).unwrap();
+        let a = mm
+            .mmap_file(BASE, 2 * PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        // A hole at [BASE + 2 pages, BASE + 3 pages), then an anonymous page.
+        mm.mmap(
+            BASE + 3 * PG,
+            PG,
+            RW,
+            MapFlags::PRIVATE | MapFlags::ANONYMOUS | MapFlags::FIXED,
+            -1,
+            0,
+        )
+        .unwrap();
+        assert_eq!(mm.msync(a, 2 * PG, MS_SYNC), Ok(()));
+        assert_eq!(mm.msync(a, 1, MS_ASYNC), Ok(()), "the length rounds up");
+        assert_eq!(mm.msync(a, 0, MS_SYNC), Ok(()));
+        assert_eq!(mm.msync(a + 1, PG, MS_SYNC), Err(Errno::EINVAL));
+        assert_eq!(mm.msync(a, PG, MS_SYNC | MS_ASYNC), Err(Errno::EINVAL));
+        assert_eq!(mm.msync(a, PG, 8), Err(Errno::EINVAL));
+        assert_eq!(mm.msync(a, 4 * PG, MS_ASYNC), Err(Errno::ENOMEM), "a hole");
+        assert_eq!(
+            mm.msync(a, 4 * PG, MS_SYNC),
+            Err(Errno::ENOMEM),
+            "after the walk"
+        );
+        assert_eq!(
+            mm.msync(a, 5 * PG, MS_INVALIDATE),
+            Err(Errno::ENOMEM),
+            "tail"
+        );
+        assert_eq!(mm.msync(BASE + 3 * PG, PG, MS_INVALIDATE), Ok(()));
+        assert_eq!(mm.msync(!(PG - 1), 2 * PG, MS_SYNC), Err(Errno::ENOMEM));
+        mm.munmap(a, 4 * PG).unwrap();
+        f.put(mm.vm);
+    });
+}
+
+#[test]
+fn punch_hole_frees_whole_pages_zeroes_partial_ones_keeps_private_copies() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.write_at(mm.vm, 0, &[0xaa; 4 * PG as usize]).unwrap();
+        let a = mm
+            .mmap_file(BASE, 4 * PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        let p = mm
+            .mmap_file(BASE + 8 * PG, 4 * PG, RW, PRIVATE, (f, true), 0)
+            .unwrap();
+        assert_eq!(peek(mm, a + PG), Ok(u64::from_ne_bytes([0xaa; 8])));
+        poke(mm, p + 2 * PG, 7).unwrap(); // a private copy of page 2
+        assert_eq!(peek(mm, p + PG), Ok(u64::from_ne_bytes([0xaa; 8])));
+        // The hole: the last 8 bytes of page 0, pages 1 and 2, the first
+        // 16 bytes of page 3.
+        let mut unmapped = alloc::vec::Vec::new();
+        f.punch_hole(mm.vm, PG - 8, 2 * PG + 24, |first, end| {
+            unmapped.push((first, end));
+            mm.unmap_mapping_pages(f, first, end, false);
+        })
+        .unwrap();
+        assert_eq!(unmapped, [(1, 3), (1, 3)]);
+        assert_eq!(f.size(), 4 * PG, "the size stays");
+        assert_eq!((f.find(1), f.find(2)), (None, None));
+        assert_eq!(f.nr_pages(), 2);
+        assert!(mm.page_table().get_pte(a + PG).is_none_or(|e| e.is_none()));
+        assert!(mm.page_table().get_pte(p + PG).is_none_or(|e| e.is_none()));
+        assert_eq!(peek(mm, p + 2 * PG), Ok(7), "the private copy stays");
+        assert_eq!(peek(mm, a + PG), Ok(0), "a hole reads zeros");
+        assert_eq!(peek(mm, a + PG - 8), Ok(0), "the partial head page zeroed");
+        assert_eq!(peek(mm, a + PG - 16), Ok(u64::from_ne_bytes([0xaa; 8])));
+        assert_eq!(peek(mm, a + 3 * PG + 8), Ok(0));
+        assert_eq!(peek(mm, a + 3 * PG + 16), Ok(u64::from_ne_bytes([0xaa; 8])));
+        // Inside one page: only zeroing.
+        f.punch_hole(mm.vm, 3 * PG + 100, 8, |_, _| panic!("no whole page"))
+            .unwrap();
+        let mut b = [1u8; 8];
+        f.read_at(mm.vm, 3 * PG + 100, &mut b);
+        assert_eq!(b, [0; 8]);
+        mm.validate().unwrap();
+        f.add_seals(crate::shmem::F_SEAL_WRITE, false).unwrap_err();
+        mm.munmap(a, 4 * PG).unwrap();
+        f.add_seals(crate::shmem::F_SEAL_WRITE, false).unwrap();
+        assert_eq!(f.punch_hole(mm.vm, 0, PG, |_, _| {}), Err(Errno::EPERM));
+        mm.munmap(p, 4 * PG).unwrap();
+        f.put(mm.vm);
+        assert_eq!(mm.vm.nr_shmem_pages(), 0);
+    });
+}

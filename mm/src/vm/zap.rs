@@ -165,14 +165,47 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// (`unmap_mapping_range()` with `even_cows`, as a truncation calls
     /// it). Takes the mmap lock for read.
     pub fn unmap_mapping_range(&self, obj: crate::shmem::ShmemRef, first: u64) {
+        self.unmap_mapping_pages(obj, first, u64::MAX, true);
+    }
+
+    /// Zaps the PTEs of this address space that map page offsets
+    /// `[first, end)` of `obj` (`unmap_mapping_pages()`): with
+    /// `even_cows` every PTE of those pages, else only those mapping the
+    /// object's own folios, so private copies stay (a hole punch).
+    /// Takes the mmap lock for read.
+    pub fn unmap_mapping_pages(
+        &self,
+        obj: crate::shmem::ShmemRef,
+        first: u64,
+        end: u64,
+        even_cows: bool,
+    ) {
+        use crate::addr::PAGE_SHIFT;
         let _l = self.mmap_lock.read(self.platform());
         let mut tlb = MmuGather::new(&self.pt, false);
         for (_, v) in self.vmas_in(0, u64::MAX) {
-            if v.shmem != Some(obj) || v.pgoff + v.pages() <= first {
+            let vend = v.pgoff + v.pages();
+            if v.shmem != Some(obj) || vend <= first || v.pgoff >= end {
                 continue;
             }
-            let start = v.start + (first.saturating_sub(v.pgoff) << crate::addr::PAGE_SHIFT);
-            self.zap_range(&mut tlb, start, v.end, ZapDetails::default());
+            let start = v.start + (first.saturating_sub(v.pgoff) << PAGE_SHIFT);
+            let stop = v.end - (vend.saturating_sub(end) << PAGE_SHIFT);
+            if even_cows {
+                self.zap_range(&mut tlb, start, stop, ZapDetails::default());
+                continue;
+            }
+            let mut addr = start;
+            while addr < stop {
+                let file_page = self.pt.get_pte(addr).is_some_and(|e| {
+                    e.is_present()
+                        && !e.flags().contains(PteFlags::SPECIAL)
+                        && Folio::of(self.vm.pa.memmap(), e.pfn()).is_shmem()
+                });
+                if file_page {
+                    self.zap_range(&mut tlb, addr, addr + PAGE_SIZE, ZapDetails::default());
+                }
+                addr += PAGE_SIZE;
+            }
         }
         tlb.finish();
     }
