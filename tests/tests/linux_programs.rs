@@ -241,6 +241,13 @@ c_program!(
     procpid
 );
 
+c_program!(
+    /// Memory-deny-write-execute: PR_SET_MDWE/PR_GET_MDWE's errnos, bits
+    /// never taken back, mmap/mprotect refusing W+X and exec gain
+    /// (EACCES), inheritance over fork and exec and PR_MDWE_NO_INHERIT.
+    mdwe
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

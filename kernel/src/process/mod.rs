@@ -899,6 +899,13 @@ pub fn exec(
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(crate::arch::entry::kernel_pgd()));
     let image = elf::load(&mm, elf, path, argv, envp)?;
+    // mm_init()'s mmf_init_flags() from the address space being left
+    // (MDWE unless NO_INHERIT). Set after the load: the loader fills
+    // segments through writable mappings that it then makes executable,
+    // where Linux maps the file with the final rights at once.
+    if let Some(old) = p.mm() {
+        mm.set_mm_flags(old.mm_flags().init());
+    }
     // The point of no return: the other threads go first (`de_thread`).
     if let Some(t) = thread::current_thread() {
         thread::de_thread(&t)?;

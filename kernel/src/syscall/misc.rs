@@ -308,9 +308,27 @@ pub fn sys_time(p: &Process, tloc: u64) -> SysResult {
 /// (`PR_SET_NAME`: the first 15 bytes of a string, `PR_GET_NAME`: 16 bytes
 /// with the NUL padding) and the dumpable flag (always 1 here: no
 /// set-uid programs, and `PR_SET_DUMPABLE` takes 0 or 1 and changes
-/// nothing else). Other options: `EINVAL`, Linux's answer for an unknown
-/// one.
-pub fn sys_prctl(p: &Process, option: u64, arg2: u64) -> SysResult {
+/// nothing else), memory-deny-write-execute (`PR_SET_MDWE` /
+/// `PR_GET_MDWE`, `prctl_set_mdwe()`: the bits can be added once and
+/// never taken back, EPERM; `NO_INHERIT` needs `REFUSE_EXEC_GAIN`; unused
+/// arguments must be 0). Other options: `EINVAL`, Linux's answer for an
+/// unknown one.
+pub fn sys_prctl(p: &Process, option: u64, arg2: u64, rest: [u64; 3]) -> SysResult {
+    use mm::vm::MmFlags;
+    const PR_SET_MDWE: u64 = 65;
+    const PR_GET_MDWE: u64 = 66;
+    const PR_MDWE_REFUSE_EXEC_GAIN: u64 = 1;
+    const PR_MDWE_NO_INHERIT: u64 = 2;
+    let mdwe_bits = |f: MmFlags| {
+        let mut bits = 0;
+        if f.contains(MmFlags::HAS_MDWE) {
+            bits |= PR_MDWE_REFUSE_EXEC_GAIN;
+        }
+        if f.contains(MmFlags::HAS_MDWE_NO_INHERIT) {
+            bits |= PR_MDWE_NO_INHERIT;
+        }
+        bits
+    };
     const PR_GET_DUMPABLE: u64 = 3;
     const PR_SET_DUMPABLE: u64 = 4;
     const PR_SET_NAME: u64 = 15;
@@ -343,6 +361,35 @@ pub fn sys_prctl(p: &Process, option: u64, arg2: u64) -> SysResult {
         }
         PR_GET_DUMPABLE => Ok(1),
         PR_SET_DUMPABLE if arg2 <= 1 => Ok(0),
+        PR_SET_MDWE => {
+            let bits = arg2;
+            if rest != [0; 3]
+                || bits & !(PR_MDWE_REFUSE_EXEC_GAIN | PR_MDWE_NO_INHERIT) != 0
+                || (bits & PR_MDWE_NO_INHERIT != 0 && bits & PR_MDWE_REFUSE_EXEC_GAIN == 0)
+            {
+                return Err(Errno::EINVAL);
+            }
+            let mm = mm_of(p)?;
+            let current = mdwe_bits(mm.mm_flags());
+            if current != 0 && current != bits {
+                return Err(EPERM);
+            }
+            let mut f = MmFlags::empty();
+            if bits & PR_MDWE_NO_INHERIT != 0 {
+                f |= MmFlags::HAS_MDWE_NO_INHERIT;
+            }
+            if bits & PR_MDWE_REFUSE_EXEC_GAIN != 0 {
+                f |= MmFlags::HAS_MDWE;
+            }
+            mm.set_mm_flags(f);
+            Ok(0)
+        }
+        PR_GET_MDWE => {
+            if arg2 != 0 || rest != [0; 3] {
+                return Err(Errno::EINVAL);
+            }
+            Ok(mdwe_bits(mm_of(p)?.mm_flags()))
+        }
         _ => Err(Errno::EINVAL),
     }
 }

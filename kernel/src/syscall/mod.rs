@@ -61,7 +61,8 @@
 //! | 129 | rt_sigqueueinfo   |                                             |
 //! | 130 | rt_sigsuspend     |                                             |
 //! | 131 | sigaltstack       |                                             |
-//! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE |
+//! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE,|
+//! |     |                   | PR_SET_MDWE/PR_GET_MDWE                     |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
 //! | 169 | reboot            | POWER_OFF/HALT/RESTART: ends init           |
@@ -266,7 +267,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         129 => signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, None, a[1], a[2]),
         130 => signal::sys_rt_sigsuspend(p, a[0], a[1]),
         131 => signal::sys_sigaltstack(p, regs.rsp, a[0], a[1]),
-        157 => misc::sys_prctl(p, a[0], a[1]),
+        157 => misc::sys_prctl(p, a[0], a[1], [a[2], a[3], a[4]]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
         186 => Ok(u64::from(current_thread()?.tid())),

@@ -25,6 +25,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// write-protected must not stay writable in a stale translation.
     pub fn fork(&self) -> Result<Mm<'v, 'a, P>> {
         let child = Mm::new(self.vm)?;
+        child.set_mm_flags(self.mm_flags().init());
         // The parent's VMAs and PTEs stay put while we copy.
         let l = self.mmap_lock.write(self.platform());
         let copied = (|| {

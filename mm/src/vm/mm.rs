@@ -87,6 +87,48 @@ pub struct Mm<'v, 'a, P: Platform> {
     pub(super) rss_shmem: AtomicU64,
     /// mremap paths taken; read with [`Mm::mremap_stat`].
     pub(super) mremap_stats: Counters<{ MremapStat::COUNT }>,
+    /// `mm->flags` bits this kernel has ([`MmFlags`]): set by prctl,
+    /// copied to a child by fork and to the new address space by exec
+    /// through [`MmFlags::init`] (`mmf_init_flags()`). Relaxed: each bit is
+    /// only ever set, and read by the mm's own threads.
+    flags: AtomicU64,
+}
+
+bitflags::bitflags! {
+    /// The `mm->flags` bits of this kernel (`MMF_*`, Linux's bit numbers).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct MmFlags: u64 {
+        /// Memory-deny-write-execute (`PR_MDWE_REFUSE_EXEC_GAIN`):
+        /// [`map_deny_write_exec`] refuses mappings that gain exec.
+        const HAS_MDWE = 1 << 28;
+        /// `PR_MDWE_NO_INHERIT`: neither MDWE bit passes to a fork child
+        /// or over exec.
+        const HAS_MDWE_NO_INHERIT = 1 << 29;
+    }
+}
+
+impl MmFlags {
+    /// The bits a new address space takes from the one it is made from
+    /// (`mmf_init_flags()`, fork's and exec's `mm_init()`): MDWE stays
+    /// unless `NO_INHERIT` asked for it not to; `NO_INHERIT` itself never
+    /// passes (it is not in `MMF_INIT_MASK`).
+    pub fn init(self) -> MmFlags {
+        if self.contains(MmFlags::HAS_MDWE_NO_INHERIT) {
+            return MmFlags::empty();
+        }
+        self & MmFlags::HAS_MDWE
+    }
+}
+
+/// `map_deny_write_exec()` (`include/linux/mman.h`): under MDWE a VMA
+/// may not become writable and executable, nor executable when it was
+/// not (`old` the flags it has, `new` the ones asked for; both the same
+/// for a new mapping).
+pub fn map_deny_write_exec(mm_flags: MmFlags, old: VmFlags, new: VmFlags) -> bool {
+    if !mm_flags.contains(MmFlags::HAS_MDWE) || !new.contains(VmFlags::EXEC) {
+        return false;
+    }
+    new.contains(VmFlags::WRITE) || !old.contains(VmFlags::EXEC)
 }
 
 // SAFETY: the VMA pointers in the tree are owned by the Mm and read only
@@ -131,7 +173,19 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             rss_anon: AtomicU64::new(0),
             rss_shmem: AtomicU64::new(0),
             mremap_stats: Counters::new(),
+            flags: AtomicU64::new(0),
         })
+    }
+
+    /// The `MMF_*` bits ([`MmFlags`]).
+    pub fn mm_flags(&self) -> MmFlags {
+        MmFlags::from_bits_truncate(self.flags.load(Relaxed))
+    }
+
+    /// Sets `MMF_*` bits (`set_bit(.., &mm->flags)`); they are never
+    /// cleared in an address space's life.
+    pub fn set_mm_flags(&self, f: MmFlags) {
+        self.flags.fetch_or(f.bits(), Relaxed);
     }
 
     /// The MM id (`mm->mm_id`).

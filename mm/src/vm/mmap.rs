@@ -17,7 +17,7 @@
 //! freed; the VMAs are retired last, through RCU.
 #![forbid(unsafe_code)]
 
-use super::mm::MmLocked;
+use super::mm::{MmLocked, map_deny_write_exec};
 use super::vma::{VmFlags, Vma};
 use super::zap::ZapDetails;
 use super::{FaultAccess, Mm, STACK_GUARD_GAP};
@@ -239,6 +239,10 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
             if !replaced && l.map_count >= self.vm.max_map_count {
                 return Err(Errno::ENOMEM);
+            }
+            // __mmap_region(): MDWE refuses writable+exec and new exec.
+            if map_deny_write_exec(self.mm_flags(), vm_flags, vm_flags) {
+                return Err(Errno::EACCES);
             }
             // A shared anonymous mapping maps a new shmem object of its
             // size from offset 0 (`shmem_zero_setup()`; do_mmap() ignores

@@ -116,6 +116,8 @@ mod tests_fail_nth;
 #[cfg(test)]
 mod tests_fork;
 #[cfg(test)]
+mod tests_memapi;
+#[cfg(test)]
 mod tests_mremap;
 #[cfg(test)]
 mod tests_reclaim;
@@ -138,7 +140,7 @@ use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use madvise::Advice;
-pub use mm::{Mm, MmStatus};
+pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
 pub use rmap::RmapHit;

@@ -4,6 +4,7 @@
 //! `change_protection()` of the PTEs.
 #![forbid(unsafe_code)]
 
+use super::mm::map_deny_write_exec;
 use super::mmap::{page_align, prot_to_vm};
 use super::vma::VmFlags;
 use super::{Mm, Prot};
@@ -52,6 +53,9 @@ impl<P: Platform> Mm<'_, '_, P> {
             // The new rights must be allowed by VM_MAY* (bit << 4).
             let want = (v.flags - VmFlags::ACCESS) | access;
             if (want.bits() & !(want.bits() >> 4)) & VmFlags::ACCESS.bits() != 0 {
+                return Err(Errno::EACCES);
+            }
+            if map_deny_write_exec(self.mm_flags(), v.flags, want) {
                 return Err(Errno::EACCES);
             }
             let mut nf = want;
