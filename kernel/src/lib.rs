@@ -45,6 +45,7 @@ pub mod smp;
 pub mod sync;
 pub mod syscall;
 pub mod time;
+pub mod tmpfs;
 pub mod uaccess;
 pub mod vm_ktests;
 

@@ -17,6 +17,7 @@ impl Errno {
     pub const EBUSY: Errno = Errno(16);
     pub const EEXIST: Errno = Errno(17);
     pub const ENODEV: Errno = Errno(19);
+    pub const EFBIG: Errno = Errno(27);
     pub const EINVAL: Errno = Errno(22);
     pub const ENOSYS: Errno = Errno(38);
     pub const EOVERFLOW: Errno = Errno(75);
@@ -34,6 +35,7 @@ impl Errno {
             16 => "EBUSY",
             17 => "EEXIST",
             19 => "ENODEV",
+            27 => "EFBIG",
             22 => "EINVAL",
             38 => "ENOSYS",
             75 => "EOVERFLOW",

@@ -8,7 +8,8 @@
 //! ([`Folio::set_shmem`]: `folio->mapping` is the object, `folio->index`
 //! the page offset) and holds one reference from the index; every PTE
 //! mapping it holds one more reference and one mapcount, as Linux's file
-//! folios (`folio_add_file_rmap_ptes()`); there is no anon_vma and no CoW.
+//! folios (`folio_add_file_rmap_ptes()`); the folio has no anon_vma (a
+//! private mapping's write copies it into an anonymous one, below).
 //! A VMA names its object with a [`ShmemRef`] (`vma->vm_file`), which
 //! holds one object reference per VMA in a tree (taken and dropped with
 //! the VMA's accounting in `vm/mm.rs`), so splits, merges, mremap and fork
@@ -18,30 +19,75 @@
 //! the index, loses its mapping and drops the index's reference; a folio
 //! still mapped by a PTE that is about to be zapped is freed by that zap.
 //!
-//! Files, tmpfs, memfd and `ftruncate` are not here yet: an object's size
-//! is fixed at creation, and a fault at or beyond it is `SIGBUS`
-//! (`shmem_get_folio_gfp()`'s `-EINVAL` past `i_size`), which is what a
-//! mapping grown by mremap past its object sees on Linux too.
+//! A memfd (`memfd_create()`, the kernel's `syscall/memfd.rs`) is the
+//! same object made by [`ShmemRef::new_file`], empty, named, and held by
+//! its open file's reference besides its mappings'. Its size changes:
+//! [`ShmemRef::write_at`] allocates the pages it writes and moves the
+//! size past them (`shmem_write_begin()`/`_end()`), [`ShmemRef::read_at`]
+//! reads holes as zeros without allocating, [`ShmemRef::fallocate`]
+//! allocates a range, and [`ShmemRef::truncate`] (`shmem_setattr()`)
+//! grows or shrinks it: a shrink stores the size first (faults past it
+//! are `SIGBUS` from then on, `shmem_get_folio_gfp()`'s `-EINVAL`),
+//! unmaps the pages past it from every mapping through a callback (the
+//! caller walks the address spaces: Linux's `unmap_mapping_range()`
+//! over `i_mmap`, which is a later step), removes those folios
+//! (`truncate_inode_pages()`), zeroes the tail of a partial last page,
+//! and unmaps again for a fault that raced. A fault rechecks under the
+//! PTE lock that its folio is still in the object (`finish_fault()`'s
+//! `folio->mapping` check), so nothing past the size stays mapped.
+//!
+//! A VMA of the object is shared (`VM_SHARED`: writes reach the object)
+//! or private (a `MAP_PRIVATE` mapping of a memfd): a private VMA maps
+//! the object's folios read-only and a write copies the page into an
+//! anonymous folio (`do_cow_fault()`, `wp_page_copy()`), as Linux.
+//!
+//! Seals (`mm/memfd.c`): [`ShmemRef::add_seals`] with `F_SEAL_SEAL`,
+//! `F_SEAL_SHRINK`, `F_SEAL_GROW`, `F_SEAL_WRITE` (refused with `EBUSY`
+//! while a shared mapping may write: `i_mmap_writable`),
+//! `F_SEAL_FUTURE_WRITE` and `F_SEAL_EXEC`; the object enforces them in
+//! writes, truncation and fallocate, the caller of `mmap` in
+//! `memfd_check_seals_mmap()`'s way (no `VM_MAYWRITE`).
+//!
+//! A tmpfs file (the kernel's `tmpfs.rs`, at `/tmp` and `/dev/shm`) is
+//! the same object again, held by its directory entry and its open
+//! files; its name in `/proc/PID/maps` follows renames and unlinks
+//! ([`ShmemRef::set_name`]).
+//!
+//! Not here yet: hole punching, large folios, swap.
 //!
 //! # Invariants
 //!
 //! - S1: `refs` is the number of [`ShmemRef`]s that own a reference: one
 //!   per VMA in some address space's tree, plus the creator's until it
-//!   drops it. The object is freed (through RCU) when it reaches 0, and
-//!   not touched after.
+//!   drops it (an open memfd's). The object is freed (through RCU) when
+//!   it reaches 0, and not touched after.
 //! - S2: every value in `pages` is the pfn of an order-0 shmem folio whose
 //!   mapping is this object and whose index is its key; the folio holds
 //!   one reference for the index. `Vm`'s `nr_shmem` counts these pages
 //!   over all objects (`/proc/meminfo` `Shmem:`).
-//! - S3: no index at or beyond `size_pages` is in `pages`.
-//!
+//! - S3: no index at or beyond `size` rounded up to pages is in `pages`
+//!   once a truncation returns (a write or fallocate inserts only below
+//!   the size it then stores, under the index lock; `KEEP_SIZE` is the
+//!   exception Linux has too: pages past the size, counted in
+//!   `st_blocks`, removed by the next shrink).
+//! - S4: `seals` only gains bits, and none once `F_SEAL_SEAL` is in it.
+//! - S5: `writable_maps` is the number of VMAs in trees that map the
+//!   object `VM_SHARED | VM_MAYWRITE`; `F_SEAL_WRITE` is added only while
+//!   it is 0, and after that no such VMA is made (the caller maps
+//!   without `VM_MAYWRITE`).
+
 //! # Locking
 //!
 //! `pages` is under its own spinlock (`xa_lock`): taken under the mmap
 //! lock (read: a fault; write: the last unmap), never together with a PTE
 //! lock (a fault finds or inserts the folio first, then takes the PTE
 //! lock to map it). Lookups take the lock; Linux's RCU lookup
-//! (`filemap_get_entry()`) is a later step. `refs` is atomic.
+//! (`filemap_get_entry()`) is a later step. `refs` is atomic. `size`,
+//! `seals` and `writable_maps` change under `pages`' lock too (a
+//! truncation's size against a fault's check; a seal against a mapping
+//! being counted), which the VMA store takes under the mmap write lock;
+//! file reads and writes take it without the mmap lock, and a
+//! truncation's unmap callback takes mmap locks (read) with it dropped.
 //!
 //! # Context
 //!
@@ -52,10 +98,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-use crate::addr::Pfn;
+use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn};
+use crate::errno::Errno;
 use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
 use crate::platform::Platform;
@@ -66,14 +114,46 @@ use crate::xarray::XArray;
 pub struct ShmemInode {
     /// Inode number shown in `/proc/PID/maps` (`get_next_ino()`).
     ino: u64,
-    /// Size in pages (`i_size`); fixed at creation for now (S3).
-    size_pages: u64,
+    /// Size in bytes (`i_size`, S3). Written under `pages`' lock (so a
+    /// fault's check and a truncation's removal are ordered); read
+    /// without it where a stale value is harmless (`fstat`).
+    size: AtomicU64,
     /// Owned references (S1). Atomic: taken and dropped under different
     /// address spaces' mmap locks.
     refs: AtomicU64,
     /// The folios by page offset (S2). Write and read: holds this lock.
     pages: spin::Mutex<XArray>,
+    /// `F_SEAL_*` bits (`info->seals`, S4).
+    seals: AtomicU32,
+    /// VMAs in some tree that are `VM_SHARED | VM_MAYWRITE`
+    /// (`mapping->i_mmap_writable`, S5).
+    writable_maps: AtomicU64,
+    /// The name `/proc/PID/maps` shows: empty for a shared anonymous
+    /// mapping (`/dev/zero (deleted)`), `/memfd:NAME (deleted)` for a
+    /// memfd, a tmpfs file's path (which rename and unlink change).
+    name: spin::Mutex<String>,
 }
+
+/// `F_SEAL_SEAL`: no more seals may be added.
+pub const F_SEAL_SEAL: u32 = 0x1;
+/// `F_SEAL_SHRINK`: the size may not decrease.
+pub const F_SEAL_SHRINK: u32 = 0x2;
+/// `F_SEAL_GROW`: the size may not increase.
+pub const F_SEAL_GROW: u32 = 0x4;
+/// `F_SEAL_WRITE`: the contents may not change (no writes, no writable
+/// shared mappings).
+pub const F_SEAL_WRITE: u32 = 0x8;
+/// `F_SEAL_FUTURE_WRITE`: as `F_SEAL_WRITE`, but existing writable
+/// mappings keep writing.
+pub const F_SEAL_FUTURE_WRITE: u32 = 0x10;
+/// `F_SEAL_EXEC`: the mode's execute bits may not change.
+pub const F_SEAL_EXEC: u32 = 0x20;
+/// Every seal (`F_ALL_SEALS` of `mm/memfd.c`).
+pub const F_ALL_SEALS: u32 =
+    F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE | F_SEAL_EXEC;
+
+/// The largest size of a file (`MAX_LFS_FILESIZE` on 64-bit).
+pub const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
 
 /// Why [`ShmemRef::get_folio`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,11 +189,31 @@ impl ShmemRef {
     /// anonymous mapping (`shmem_zero_setup()`), with one reference owned
     /// by the caller. `None` without memory.
     pub fn zero_setup<P: Platform>(vm: &Vm<'_, P>, size_pages: u64) -> Option<ShmemRef> {
+        Self::new_object(vm, size_pages << PAGE_SHIFT, String::new(), 0)
+    }
+
+    /// A new empty file (`shmem_file_setup()`, as `memfd_create()` calls
+    /// it) named `name` in `/proc/PID/maps`, with `seals` set (a memfd
+    /// without `MFD_ALLOW_SEALING` starts with [`F_SEAL_SEAL`]), and one
+    /// reference owned by the caller (its open file).
+    pub fn new_file<P: Platform>(vm: &Vm<'_, P>, name: String, seals: u32) -> Option<ShmemRef> {
+        Self::new_object(vm, 0, name, seals)
+    }
+
+    fn new_object<P: Platform>(
+        vm: &Vm<'_, P>,
+        size: u64,
+        name: String,
+        seals: u32,
+    ) -> Option<ShmemRef> {
         let inode = Box::new(ShmemInode {
             ino: vm.next_ino(),
-            size_pages,
+            size: AtomicU64::new(size),
             refs: AtomicU64::new(1),
             pages: spin::Mutex::new(XArray::new()),
+            seals: AtomicU32::new(seals),
+            writable_maps: AtomicU64::new(0),
+            name: spin::Mutex::new(name),
         });
         Some(ShmemRef(NonNull::from(Box::leak(inode))))
     }
@@ -131,9 +231,33 @@ impl ShmemRef {
         self.inode().ino
     }
 
-    /// Size in pages.
+    /// Size in pages (the last one possibly partial).
     pub fn size_pages(&self) -> u64 {
-        self.inode().size_pages
+        self.size().div_ceil(PAGE_SIZE)
+    }
+
+    /// Size in bytes (`i_size_read()`).
+    pub fn size(&self) -> u64 {
+        self.inode().size.load(Acquire)
+    }
+
+    /// The name `/proc/PID/maps` shows (`/dev/zero (deleted)` for a shared
+    /// anonymous mapping).
+    pub fn name(&self) -> String {
+        match self.inode().name.lock().as_str() {
+            "" => String::from("/dev/zero (deleted)"),
+            n => String::from(n),
+        }
+    }
+
+    /// Renames the object for `/proc/PID/maps` (a tmpfs rename or unlink).
+    pub fn set_name(&self, name: String) {
+        *self.inode().name.lock() = name;
+    }
+
+    /// The seals (`F_GET_SEALS`).
+    pub fn seals(&self) -> u32 {
+        self.inode().seals.load(Acquire)
     }
 
     /// Pages in the object (resident: no swap here).
@@ -193,11 +317,30 @@ impl ShmemRef {
         pgoff: u64,
     ) -> Result<Pfn, ShmemFaultError> {
         let inode = self.inode();
-        if pgoff >= inode.size_pages {
-            return Err(ShmemFaultError::Beyond);
+        {
+            let xa = inode.pages.lock();
+            if pgoff >= self.size_pages() {
+                return Err(ShmemFaultError::Beyond);
+            }
+            if let Some(pfn) = Self::find_get(vm, &xa, pgoff) {
+                vm.count(VmEvent::ShmemFaultHit);
+                return Ok(pfn);
+            }
         }
+        self.grab_folio(vm, pgoff, true)
+    }
+
+    /// The folio at `pgoff`, found or allocated zeroed and inserted, with
+    /// a reference for the caller; with `in_size`, only below the size
+    /// (checked again under the index lock, against a truncation).
+    fn grab_folio<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        pgoff: u64,
+        in_size: bool,
+    ) -> Result<Pfn, ShmemFaultError> {
+        let inode = self.inode();
         if let Some(pfn) = Self::find_get(vm, &inode.pages.lock(), pgoff) {
-            vm.count(VmEvent::ShmemFaultHit);
             return Ok(pfn);
         }
         // Allocate outside the lock, then insert unless another fault
@@ -209,11 +352,19 @@ impl ShmemRef {
         let folio = Folio::prep(vm.pa.memmap(), pfn);
         folio.set_shmem(self.mapping(), pgoff);
         let mut xa = inode.pages.lock();
+        if in_size && pgoff >= self.size_pages() {
+            drop(xa);
+            folio.clear_mapping();
+            folio_put(vm.pa, pfn);
+            return Err(ShmemFaultError::Beyond);
+        }
         if let Some(found) = Self::find_get(vm, &xa, pgoff) {
             drop(xa);
             folio.clear_mapping();
             folio_put(vm.pa, pfn);
-            vm.count(VmEvent::ShmemFaultHit);
+            if in_size {
+                vm.count(VmEvent::ShmemFaultHit);
+            }
             return Ok(found);
         }
         if xa.store(pgoff, pfn.as_u64()).is_err() {
@@ -226,7 +377,9 @@ impl ShmemRef {
         folio_ref_add(&folio, 1);
         drop(xa);
         vm.shmem_pages_add(1);
-        vm.count(VmEvent::ShmemFaultAlloc);
+        if in_size {
+            vm.count(VmEvent::ShmemFaultAlloc);
+        }
         Ok(pfn)
     }
 
@@ -241,5 +394,235 @@ impl ShmemRef {
     /// `/proc`; no reference taken).
     pub fn find(&self, pgoff: u64) -> Option<Pfn> {
         self.inode().pages.lock().load(pgoff).map(Pfn::new)
+    }
+
+    /// Copies the file's bytes from `off` into `buf` (`shmem_file_read_iter()`):
+    /// up to the size; a hole reads as zeros (`ZERO_PAGE` without
+    /// allocating). Returns how many bytes.
+    pub fn read_at<P: Platform>(&self, vm: &Vm<'_, P>, off: u64, buf: &mut [u8]) -> usize {
+        let size = self.size();
+        let Some(avail) = size.checked_sub(off) else {
+            return 0;
+        };
+        let n = (buf.len() as u64).min(avail) as usize;
+        let mut done = 0;
+        while done < n {
+            let pos = off + done as u64;
+            let in_page = (pos & (PAGE_SIZE - 1)) as usize;
+            let len = (n - done).min(PAGE_SIZE as usize - in_page);
+            let dst = &mut buf[done..done + len];
+            let found = Self::find_get(vm, &self.inode().pages.lock(), pos >> PAGE_SHIFT);
+            match found {
+                Some(pfn) => {
+                    vm.pa.memcpy_from_page(pfn, in_page, dst);
+                    folio_put(vm.pa, pfn);
+                }
+                None => dst.fill(0),
+            }
+            done += len;
+        }
+        n
+    }
+
+    /// Writes `data` at `off` (`shmem_file_write_iter()` through
+    /// `generic_perform_write()`), page by page: each chunk finds or
+    /// allocates its folio (`shmem_write_begin()`), copies, and moves the
+    /// size past it (`shmem_write_end()`). Seals as Linux checks them per
+    /// chunk: `F_SEAL_WRITE` or `F_SEAL_FUTURE_WRITE` refuse any write,
+    /// `F_SEAL_GROW` a chunk that would end past the size; `EFBIG` from
+    /// [`MAX_LFS_FILESIZE`]. A failure after some bytes returns their count.
+    pub fn write_at<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        data: &[u8],
+    ) -> Result<usize, Errno> {
+        if off >= MAX_LFS_FILESIZE && !data.is_empty() {
+            return Err(Errno::EFBIG);
+        }
+        let n = (data.len() as u64).min(MAX_LFS_FILESIZE - off) as usize;
+        let mut done = 0;
+        while done < n {
+            let pos = off + done as u64;
+            let in_page = (pos & (PAGE_SIZE - 1)) as usize;
+            let len = (n - done).min(PAGE_SIZE as usize - in_page);
+            let seals = self.seals();
+            let refused = seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) != 0
+                || (seals & F_SEAL_GROW != 0 && pos + len as u64 > self.size());
+            if refused {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(Errno::EPERM)
+                };
+            }
+            let pfn = match self.grab_folio(vm, pos >> PAGE_SHIFT, false) {
+                Ok(pfn) => pfn,
+                Err(_) if done > 0 => return Ok(done),
+                Err(_) => return Err(Errno::ENOMEM),
+            };
+            vm.pa.memcpy_to_page(pfn, in_page, &data[done..done + len]);
+            folio_put(vm.pa, pfn);
+            let end = pos + len as u64;
+            let xa = self.inode().pages.lock();
+            if end > self.size() {
+                self.inode().size.store(end, Release);
+            }
+            drop(xa);
+            done += len;
+        }
+        Ok(n)
+    }
+
+    /// Allocates the pages of `[off, off + len)` (`shmem_fallocate()` mode
+    /// 0): the size grows to `off + len` unless `keep_size`
+    /// (`FALLOC_FL_KEEP_SIZE`). `F_SEAL_GROW` refuses a range past the
+    /// size either way (`EPERM`).
+    pub fn fallocate<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        len: u64,
+        keep_size: bool,
+    ) -> Result<(), Errno> {
+        let end = off
+            .checked_add(len)
+            .filter(|&e| e <= MAX_LFS_FILESIZE)
+            .ok_or(Errno::EFBIG)?;
+        if self.seals() & F_SEAL_GROW != 0 && end > self.size() {
+            return Err(Errno::EPERM);
+        }
+        for pgoff in off >> PAGE_SHIFT..end.div_ceil(PAGE_SIZE) {
+            let pfn = self
+                .grab_folio(vm, pgoff, false)
+                .map_err(|_| Errno::ENOMEM)?;
+            folio_put(vm.pa, pfn);
+        }
+        if !keep_size {
+            let _xa = self.inode().pages.lock();
+            if end > self.size() {
+                self.inode().size.store(end, Release);
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes the size (`shmem_setattr()` for `ftruncate()`): `EPERM`
+    /// against `F_SEAL_SHRINK` / `F_SEAL_GROW`. A shrink then truncates
+    /// (`truncate_pagecache()`): `unmap(first)` is called to zap every
+    /// PTE mapping pages at or after page offset `first` in every address
+    /// space (Linux's `unmap_mapping_range()` over `i_mmap`; the caller
+    /// knows the address spaces), the folios past the size leave the
+    /// object, the tail of a last partial page is zeroed, and `unmap`
+    /// runs again for a page a racing fault mapped in between (as Linux
+    /// unmaps twice). Faults past the new size are `SIGBUS` from the
+    /// moment the size is stored.
+    pub fn truncate<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        new_size: u64,
+        mut unmap: impl FnMut(u64),
+    ) -> Result<(), Errno> {
+        if new_size > MAX_LFS_FILESIZE {
+            return Err(Errno::EFBIG);
+        }
+        let inode = self.inode();
+        let xa = inode.pages.lock();
+        let old = self.size();
+        let seals = self.seals();
+        if (new_size < old && seals & F_SEAL_SHRINK != 0)
+            || (new_size > old && seals & F_SEAL_GROW != 0)
+        {
+            return Err(Errno::EPERM);
+        }
+        inode.size.store(new_size, Release);
+        drop(xa);
+        if new_size >= old {
+            return Ok(());
+        }
+        let first = new_size.div_ceil(PAGE_SIZE);
+        unmap(first);
+        let mut gone = alloc::vec::Vec::new();
+        let mut xa = inode.pages.lock();
+        xa.for_each(|i, _| {
+            if i >= first {
+                gone.push(i);
+            }
+        });
+        let gone: alloc::vec::Vec<u64> = gone.into_iter().filter_map(|i| xa.erase(i)).collect();
+        // The partial last page keeps its head; its tail reads as zeros.
+        let partial = (new_size & (PAGE_SIZE - 1) != 0)
+            .then(|| Self::find_get(vm, &xa, new_size >> PAGE_SHIFT))
+            .flatten();
+        drop(xa);
+        for pfn in gone {
+            let pfn = Pfn::new(pfn);
+            Folio::of(vm.pa.memmap(), pfn).clear_mapping();
+            vm.shmem_pages_sub(1);
+            folio_put(vm.pa, pfn);
+        }
+        if let Some(pfn) = partial {
+            vm.pa
+                .zero_page_tail(pfn, (new_size & (PAGE_SIZE - 1)) as usize);
+            folio_put(vm.pa, pfn);
+        }
+        unmap(first);
+        Ok(())
+    }
+
+    /// Adds seals (`memfd_add_seals()`): `EINVAL` for unknown bits,
+    /// `EPERM` once `F_SEAL_SEAL` is set, `EBUSY` for `F_SEAL_WRITE`
+    /// while a writable shared mapping exists (`mapping_deny_writable()`).
+    /// `F_SEAL_EXEC` on an executable file brings the write seals along
+    /// (Linux 6.3). The caller checked that the file is open for writing.
+    pub fn add_seals(&self, seals: u32, executable: bool) -> Result<(), Errno> {
+        if seals & !F_ALL_SEALS != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let inode = self.inode();
+        // The index lock orders this against mappings being counted.
+        let _xa = inode.pages.lock();
+        let old = inode.seals.load(Acquire);
+        if old & F_SEAL_SEAL != 0 {
+            return Err(Errno::EPERM);
+        }
+        let mut seals = seals;
+        if seals & F_SEAL_EXEC != 0 && executable {
+            seals |= F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE;
+        }
+        if seals & F_SEAL_WRITE != 0
+            && old & F_SEAL_WRITE == 0
+            && inode.writable_maps.load(Acquire) > 0
+        {
+            return Err(Errno::EBUSY);
+        }
+        inode.seals.store(old | seals, Release);
+        Ok(())
+    }
+
+    /// A VMA mapping the object shared and `VM_MAYWRITE` entered
+    /// (`+1`) or left (`-1`) a tree (`mapping_map_writable()` /
+    /// `mapping_unmap_writable()`, S5).
+    pub(crate) fn account_writable(&self, sign: i64) {
+        let inode = self.inode();
+        let _xa = inode.pages.lock();
+        if sign > 0 {
+            inode.writable_maps.fetch_add(1, Relaxed);
+        } else {
+            let old = inode.writable_maps.fetch_sub(1, Relaxed);
+            debug_assert!(old > 0, "BUG: shmem writable mapping count underflow");
+        }
+    }
+
+    /// Writable shared mappings (for tests).
+    pub fn writable_maps(&self) -> u64 {
+        self.inode().writable_maps.load(Relaxed)
+    }
+
+    /// Whether `pfn` is still the object's folio at `pgoff` (a fault
+    /// rechecks it under the PTE lock against a racing truncation).
+    pub fn still_has(&self, pfn: Pfn, vm_memmap: &crate::memmap::MemMap, pgoff: u64) -> bool {
+        let f = Folio::of(vm_memmap, pfn);
+        f.mapping() == Some(self.mapping()) && f.index() == pgoff
     }
 }

@@ -176,6 +176,23 @@ c_program!(
 );
 
 c_program!(
+    /// memfd_create files: read/write/pread/pwrite/lseek/fstat, ftruncate
+    /// both ways (SIGBUS in shared and private mappings past the new
+    /// end), fallocate, MAP_SHARED pages shared with the fd and a forked
+    /// child, MAP_PRIVATE copy-on-write from the file, the maps name,
+    /// Shmem in /proc/meminfo, and the seals with Linux's errnos.
+    memfd
+);
+
+c_program!(
+    /// tmpfs in /dev/shm and /tmp: open flags, unlink of an open mapped
+    /// file, mkdir/rmdir/rename and their errnos, getdents64, a file
+    /// truncated under a parent's and a child's mappings, O_TMPFILE,
+    /// shm_open.
+    tmpfs
+);
+
+c_program!(
     /// A stack grown down on use to 3 MiB.
     stack,
     args: ["3000"]

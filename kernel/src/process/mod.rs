@@ -176,6 +176,53 @@ pub enum OpenData {
     Pipe(Arc<pipe::PipeEnd>),
     /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
     Dev(memdev::MemDev),
+    /// A shmem file: a memfd ([`ShmemFile`]).
+    Shmem(Arc<ShmemFile>),
+}
+
+/// A shmem file's inode on the kernel side (a memfd, or a tmpfs file
+/// held by its directory entry and its open descriptors): one owned
+/// reference to the object ([`mm::shmem::ShmemRef`]'s S1), dropped with
+/// the last holder (`iput()`); its mappings hold their own. Times are
+/// `CLOCK_REALTIME` nanoseconds.
+pub struct ShmemFile {
+    pub obj: mm::shmem::ShmemRef,
+    /// Names in directories (`i_nlink`): 0 for a memfd, an `O_TMPFILE`
+    /// file or an unlinked one.
+    pub nlink: AtomicU32,
+    /// Permission bits (`i_mode & 07777`; a memfd's are in its open file).
+    pub mode: AtomicU32,
+    pub atime: AtomicU64,
+    pub mtime: AtomicU64,
+    pub ctime: AtomicU64,
+}
+
+impl ShmemFile {
+    /// A new inode on `obj` (whose reference it owns) with `nlink` names.
+    pub fn new(obj: mm::shmem::ShmemRef, nlink: u32) -> Self {
+        let now = crate::time::rtc::realtime_ns();
+        ShmemFile {
+            obj,
+            nlink: AtomicU32::new(nlink),
+            mode: AtomicU32::new(0o777),
+            atime: AtomicU64::new(now),
+            mtime: AtomicU64::new(now),
+            ctime: AtomicU64::new(now),
+        }
+    }
+
+    /// The contents changed (`file_update_time()`: mtime and ctime).
+    pub fn touch(&self) {
+        let now = crate::time::rtc::realtime_ns();
+        self.mtime.store(now, Ordering::Relaxed);
+        self.ctime.store(now, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ShmemFile {
+    fn drop(&mut self) {
+        self.obj.put(vm());
+    }
 }
 
 impl OpenData {
@@ -183,6 +230,7 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
+            OpenData::Shmem(f) => f.obj.size() as usize,
             OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
@@ -196,6 +244,7 @@ impl OpenData {
     pub fn st_size(&self) -> u64 {
         match self {
             OpenData::File(f) => f.len() as u64,
+            OpenData::Shmem(f) => f.obj.size(),
             _ => 0,
         }
     }
@@ -209,6 +258,7 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
+            OpenData::Shmem(f) => f.obj.read_at(vm(), off as u64, buf),
             OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
         }
     }
@@ -542,7 +592,9 @@ fn exit_process(p: &Process) {
     let mm = p.mm.lock().take();
     sched::switch_mm(None);
     drop(mm);
-    p.files.lock().clear();
+    // Dropped after the lock: a shmem file's last close frees its pages.
+    let files = core::mem::take(&mut *p.files.lock());
+    drop(files);
     reparent_children(p);
     p.vfork_done.store(true, Ordering::Release);
     p.exited.store(true, Ordering::Release);
@@ -780,6 +832,22 @@ pub fn find_thread(tid: u32) -> Option<Arc<thread::Thread>> {
         .find_map(|p| p.thread(tid))
 }
 
+/// Every address space of a live process, once each (threads and
+/// `CLONE_VM` processes share one): the walk a file's truncation makes
+/// in place of Linux's `i_mmap` tree (`mm::vm::Mm::unmap_mapping_range`).
+pub fn all_mms() -> Vec<Arc<KMm>> {
+    let procs: Vec<Arc<Process>> = PROCESSES.lock().clone();
+    let mut mms: Vec<Arc<KMm>> = Vec::new();
+    for p in procs {
+        if let Some(mm) = p.mm()
+            && !mms.iter().any(|m| Arc::ptr_eq(m, &mm))
+        {
+            mms.push(mm);
+        }
+    }
+    mms
+}
+
 /// Every live process's pid.
 pub fn pids() -> Vec<u32> {
     PROCESSES
@@ -925,11 +993,15 @@ pub fn exec(
         ts.altstack = signal::AltStack::NONE;
         ts.restart = None;
     }
+    // Closed after the lock is dropped: a shmem file's last close frees
+    // its pages.
+    let mut closed = Vec::new();
     p.files.lock().iter_mut().for_each(|f| {
         if f.as_ref().is_some_and(|f| f.cloexec) {
-            *f = None;
+            closed.push(f.take());
         }
     });
+    drop(closed);
     let base = path.rsplit('/').next().unwrap_or(path);
     p.set_comm(base.as_bytes());
     *p.exe.lock() = crate::initramfs::normalize(path.as_bytes()).unwrap_or_else(|_| path.into());
@@ -1147,6 +1219,8 @@ pub fn run_init() -> bool {
     orphans.into_iter().for_each(reap_tree);
     drop(p);
     PROCESSES.lock().shrink_to_fit();
+    // What init left in /tmp and /dev/shm is freed as an unmount would.
+    crate::tmpfs::release_all();
     let after = settled_used_pages();
     let leaked = after != before;
     if leaked {

@@ -305,13 +305,15 @@ fn maps(p: &Process) -> String {
             } else {
                 v.pgoff << mm::PAGE_SHIFT
             },
-            // A shared anonymous mapping shows its shmem object as
-            // Linux does: shm_mnt's device, the inode, "/dev/zero (deleted)".
+            // A shmem mapping shows its object as Linux does: shm_mnt's
+            // device, the inode, "/dev/zero (deleted)" for a shared
+            // anonymous one, "/memfd:NAME (deleted)" for a memfd.
             if v.shmem.is_some() { "00:01" } else { "00:00" },
             v.shmem.map_or(0, |o| o.ino()),
         );
-        let name = if v.shmem.is_some() {
-            Some("/dev/zero (deleted)")
+        let shmem_name = v.shmem.map(|o| o.name());
+        let name = if let Some(n) = &shmem_name {
+            Some(n.as_str())
         } else if f.contains(VmFlags::GROWSDOWN) {
             Some("[stack]")
         } else if v.start < heap.end && v.end > heap.start {

@@ -13,7 +13,7 @@
 //!
 //! A directory's entries are `.`, `..`, then its children in a fixed
 //! order (`process::procfs::dir_entries`, `crate::initramfs::children`,
-//! the memory devices under `/dev`); the file position counts the entries
+//! the memory devices under `/dev`, `crate::tmpfs::children`); the file position counts the entries
 //! already returned and each `d_off` is the position after its record, so
 //! `lseek(fd, d_off, SEEK_SET)` resumes there. A call fills as many whole
 //! records as fit; `EINVAL` if not even the first one does; 0 at the end.
@@ -81,10 +81,25 @@ fn entries(p: &Process, path: &str) -> Vec<Entry> {
         }
         return out;
     }
+    if crate::tmpfs::split(path).is_some() {
+        // A tmpfs directory: its entries with their own inode numbers.
+        for (name, is_dir, ino) in crate::tmpfs::children(path).unwrap_or_default() {
+            out.push(Entry {
+                name,
+                ty: if is_dir { DT_DIR } else { DT_REG },
+                ino,
+            });
+        }
+        return out;
+    }
     if path == "/dev" {
         for (_, name) in memdev::ALL {
             push(String::from(name), DT_CHR);
         }
+        push(String::from("shm"), DT_DIR);
+    }
+    if path == "/" {
+        push(String::from("tmp"), DT_DIR);
     }
     for (name, is_dir) in crate::initramfs::children(path) {
         push(name, if is_dir { DT_DIR } else { DT_REG });

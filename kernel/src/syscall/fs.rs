@@ -5,6 +5,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use mm::errno::Errno;
 
@@ -17,6 +18,7 @@ use crate::process::memdev::MemDev;
 use crate::process::pipe::{PIPE_BUF_BYTES, Pipe};
 use crate::process::{OpenData, OpenFile, Process, procfs, signal};
 use crate::serial;
+use crate::tmpfs::{self, Found};
 use crate::uaccess::{copy_from_user, copy_to_user, le64, strncpy_from_user};
 
 /// `AT_FDCWD`: relative paths start at the working directory.
@@ -33,6 +35,8 @@ const O_TRUNC: u64 = 0o1000;
 const O_APPEND: u64 = 0o2000;
 const O_NONBLOCK: u64 = 0o4000;
 const O_DIRECTORY: u64 = 0o200000;
+/// `__O_TMPFILE | O_DIRECTORY`.
+const O_TMPFILE: u64 = 0o20000000 | O_DIRECTORY;
 const O_CLOEXEC: u64 = 0o2000000;
 
 const S_IFCHR: u32 = 0o020000;
@@ -64,7 +68,7 @@ fn with_file<R>(p: &Process, fd: u64, f: impl FnOnce(&mut OpenFile) -> R) -> Res
 }
 
 /// Puts `file` in the lowest free descriptor at or above `min`.
-fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
+pub(super) fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
     let mut files = p.files.lock();
     let slot = (min..NR_OPEN).find(|&i| files.get(i).is_none_or(|f| f.is_none()));
     let Some(i) = slot else {
@@ -77,7 +81,44 @@ fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
     Ok(i as u64)
 }
 
+/// The position of the file at `fd`.
+pub(super) fn file_pos(p: &Process, fd: u64) -> Result<u64, Errno> {
+    with_file(p, fd, |f| f.pos as u64)
+}
+
+/// Moves the position of the file at `fd` to `pos`.
+pub(super) fn set_file_pos(p: &Process, fd: u64, pos: u64) -> Result<(), Errno> {
+    with_file(p, fd, |f| f.pos = pos as usize)
+}
+
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
+    write_common(p, fd, buf, count, None)
+}
+
+/// `pwrite64(fd, buf, count, off)`: `EINVAL` for a negative offset,
+/// `ESPIPE` for what cannot seek; a shmem file is written at `off`.
+pub fn sys_pwrite(p: &Process, fd: u64, buf: u64, count: u64, off: i64) -> SysResult {
+    let data = with_file(p, fd, |f| f.data.clone())?;
+    if off < 0 {
+        return Err(Errno::EINVAL);
+    }
+    match data {
+        OpenData::Console | OpenData::Pipe(_) => Err(ESPIPE),
+        _ => write_common(p, fd, buf, count, Some(off as u64)),
+    }
+}
+
+fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
+    let shmem = with_file(p, fd, |f| match &f.data {
+        OpenData::Shmem(s) => Some((s.clone(), f.flags)),
+        _ => None,
+    })?;
+    if let Some((file, flags)) = shmem {
+        if flags & 3 == 0 {
+            return Err(EBADF);
+        }
+        return super::memfd::shmem_write(p, fd, &file, flags, buf, count, at);
+    }
     let (console, sysctl, mode, pipe, nonblock, dev) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
@@ -243,7 +284,7 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         }
         // The position stays 0 (Linux's device reads ignore it).
         OpenData::Dev(dev) => return dev_read(p, dev, buf, count),
-        OpenData::Bytes(_) | OpenData::File(_) => {}
+        OpenData::Bytes(_) | OpenData::File(_) | OpenData::Shmem(_) => {}
     }
     let mm = mm_of(p)?;
     let start = at.map_or(pos, |a| a as usize);
@@ -437,6 +478,19 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
         return Ok((OpenData::Dir(String::from(path)), S_IFDIR | 0o555, None));
     }
     let path = own;
+    if tmpfs::split(&path).is_some() {
+        return match tmpfs::lookup(&path)? {
+            Found::File(f) => {
+                let mode = S_IFREG | f.mode.load(Ordering::Relaxed);
+                Ok((OpenData::Shmem(f), mode, None))
+            }
+            // A mount point is sticky and world-writable, as Linux's /tmp.
+            Found::Dir { .. } if tmpfs::is_mount_point(&path) => {
+                Ok((OpenData::Dir(path), S_IFDIR | 0o1777, None))
+            }
+            Found::Dir { .. } => Ok((OpenData::Dir(path), S_IFDIR | 0o755, None)),
+        };
+    }
     if let Some(dev) = MemDev::lookup(&path) {
         return Ok((OpenData::Dev(dev), S_IFCHR | 0o666, None));
     }
@@ -461,10 +515,13 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     }
 }
 
-pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
+pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64, mode: u64) -> SysResult {
     let mm = mm_of(p)?;
     let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
     let path = resolve(p, dirfd, &raw)?;
+    if tmpfs::split(&path).is_some() {
+        return tmpfs_open(p, &path, flags, mode);
+    }
     let acc = flags & O_ACCMODE;
     let (data, mode, sysctl) = match open_node(p, &path) {
         Ok(x) => x,
@@ -511,13 +568,143 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
     install(p, file, 0)
 }
 
+/// The umask every process has (no `umask` syscall yet): `022`.
+const UMASK: u32 = 0o022;
+
+/// `openat` of a path in a tmpfs (`do_sys_open()` → `path_openat()`),
+/// Linux's order: `O_TMPFILE` makes an unnamed file in the directory
+/// (write access needed, else `EINVAL`); `O_CREAT` creates a missing
+/// file (`EEXIST` with `O_EXCL` if anything is there, `EISDIR` for a
+/// directory), then the type checks (`ENOTDIR` for `O_DIRECTORY` on a
+/// file, `EISDIR` for writing a directory), then `O_TRUNC` empties a
+/// file opened for writing.
+fn tmpfs_open(p: &Process, path: &str, flags: u64, mode: u64) -> SysResult {
+    let acc = flags & O_ACCMODE;
+    if acc == 3 {
+        return Err(Errno::EINVAL);
+    }
+    let perm = (mode as u32 & 0o7777) & !UMASK;
+    let file = |data, st_mode| OpenFile {
+        data,
+        pos: 0,
+        sysctl: None,
+        cloexec: flags & O_CLOEXEC != 0,
+        flags: (flags & (O_ACCMODE | O_APPEND | O_NONBLOCK)) as u32,
+        mode: st_mode,
+    };
+    if flags & O_TMPFILE == O_TMPFILE {
+        if acc == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let f = tmpfs::tmpfile(path, perm)?;
+        let st_mode = S_IFREG | perm;
+        return install(p, file(OpenData::Shmem(f), st_mode), 0);
+    }
+    let (data, st_mode, _) = if flags & O_CREAT != 0 {
+        if flags & O_DIRECTORY != 0 {
+            // Linux 6.4+: O_CREAT | O_DIRECTORY is EINVAL.
+            return Err(Errno::EINVAL);
+        }
+        let (f, _) = tmpfs::create(path, perm, flags & O_EXCL != 0)?;
+        let st_mode = S_IFREG | f.mode.load(Ordering::Relaxed);
+        (OpenData::Shmem(f), st_mode, None)
+    } else {
+        open_node(p, path)?
+    };
+    let is_dir = matches!(data, OpenData::Dir(_));
+    if flags & O_DIRECTORY != 0 && !is_dir {
+        return Err(ENOTDIR);
+    }
+    if is_dir && acc != 0 {
+        return Err(EISDIR);
+    }
+    if let OpenData::Shmem(f) = &data
+        && flags & O_TRUNC != 0
+        && acc != 0
+    {
+        super::memfd::truncate_file(f, 0)?;
+    }
+    install(p, file(data, st_mode), 0)
+}
+
+/// What a path outside tmpfs answers to unlink, rmdir, rename: `EROFS`
+/// if something is there (the initramfs is read-only; `/proc`, `/dev`
+/// and `/sys` too), else the lookup's error.
+fn read_only_error(p: &Process, path: &str) -> Errno {
+    match open_node(p, path) {
+        Ok(_) => EROFS,
+        Err(e) => e,
+    }
+}
+
+/// `unlinkat(dirfd, path, flags)` (and `unlink`, `rmdir`): in a tmpfs
+/// the name goes (`AT_REMOVEDIR`: a directory, which must be empty).
+pub fn sys_unlinkat(p: &Process, dirfd: i32, path: u64, flags: u64) -> SysResult {
+    const AT_REMOVEDIR: u64 = 0x200;
+    if flags & !AT_REMOVEDIR != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, dirfd, &raw)?;
+    if tmpfs::split(&path).is_none() {
+        return Err(read_only_error(p, &path));
+    }
+    tmpfs::remove(&path, flags & AT_REMOVEDIR != 0).map(|()| 0)
+}
+
+/// `renameat2(olddirfd, old, newdirfd, new, flags)` (and `rename`,
+/// `renameat`): within one tmpfs; `RENAME_NOREPLACE` refuses an existing
+/// target; other flags are `EINVAL`; across file systems `EXDEV`.
+pub fn sys_renameat2(p: &Process, od: i32, old: u64, nd: i32, new: u64, flags: u64) -> SysResult {
+    const RENAME_NOREPLACE: u64 = 1;
+    if flags & !RENAME_NOREPLACE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, old, PATH_MAX)?;
+    let from = resolve(p, od, &raw)?;
+    let raw = strncpy_from_user(&mm, new, PATH_MAX)?;
+    let to = resolve(p, nd, &raw)?;
+    match (tmpfs::split(&from).is_some(), tmpfs::split(&to).is_some()) {
+        (true, _) => tmpfs::rename(&from, &to, flags & RENAME_NOREPLACE != 0).map(|()| 0),
+        (false, true) => {
+            open_node(p, &from)?;
+            Err(tmpfs::EXDEV)
+        }
+        (false, false) => Err(read_only_error(p, &from)),
+    }
+}
+
+/// `truncate(path, length)`: a tmpfs file's size, as `ftruncate`;
+/// `EISDIR` for a directory, `EROFS` elsewhere.
+pub fn sys_truncate(p: &Process, path: u64, length: i64) -> SysResult {
+    let mm = mm_of(p)?;
+    let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
+    let path = resolve(p, AT_FDCWD, &raw)?;
+    if length < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (data, _, _) = open_node(p, &path)?;
+    match data {
+        OpenData::Shmem(f) => super::memfd::truncate_file(&f, length as u64).map(|()| 0),
+        OpenData::Dir(_) => Err(EISDIR),
+        _ => Err(EROFS),
+    }
+}
+
 pub fn sys_close(p: &Process, fd: u64) -> SysResult {
-    let mut files = p.files.lock();
-    let slot = usize::try_from(fd)
-        .ok()
-        .and_then(|i| files.get_mut(i))
-        .ok_or(EBADF)?;
-    slot.take().ok_or(EBADF).map(|_| 0)
+    let closed = {
+        let mut files = p.files.lock();
+        let slot = usize::try_from(fd)
+            .ok()
+            .and_then(|i| files.get_mut(i))
+            .ok_or(EBADF)?;
+        slot.take().ok_or(EBADF)?
+    };
+    // Outside the lock: the last close of a shmem file frees its pages.
+    drop(closed);
+    Ok(0)
 }
 
 /// `dup(fd)` (`new` None) or `dup3(fd, new, flags)`.
@@ -537,11 +724,14 @@ pub fn sys_dup3(p: &Process, fd: u64, new: Option<u64>, flags: u64) -> SysResult
         .ok()
         .filter(|&i| i < NR_OPEN)
         .ok_or(EBADF)?;
-    let mut files = p.files.lock();
-    if files.len() <= i {
-        files.resize(i + 1, None);
-    }
-    files[i] = Some(file);
+    let old = {
+        let mut files = p.files.lock();
+        if files.len() <= i {
+            files.resize(i + 1, None);
+        }
+        files[i].replace(file)
+    };
+    drop(old);
     Ok(new)
 }
 
@@ -583,17 +773,46 @@ fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
     let put = |b: &mut [u8; 144], at: usize, v: u64, n: usize| {
         b[at..at + n].copy_from_slice(&v.to_le_bytes()[..n]);
     };
-    let size = data.st_size();
     let console = matches!(data, OpenData::Console);
-    // st_dev: the console's devpts-like 0x16, devtmpfs's 0x5, else 0x2.
+    // st_dev: the console's devpts-like 0x16, devtmpfs's 0x5, shm_mnt's
+    // 0x1 for a shmem file, else 0x2.
     let dev = match data {
         OpenData::Console => 0x16,
         OpenData::Dev(_) => 0x5,
+        OpenData::Shmem(_) => 0x1,
         _ => 0x2,
+    };
+    // st_nlink: a file's names (a memfd's or unlinked file's: 0); a
+    // tmpfs directory's 2 + subdirectories. Times of shmem files and
+    // tmpfs directories (others: 0, the epoch). A tmpfs directory's
+    // size counts its entries as shmem does.
+    let tdir = match data {
+        OpenData::Dir(path) if tmpfs::split(path).is_some() => tmpfs::lookup(path).ok(),
+        _ => None,
+    };
+    let t = |a: &core::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (nlink, ino, size, times) = match (data, tdir) {
+        (OpenData::Shmem(f), _) => {
+            let times = [t(&f.atime), t(&f.mtime), t(&f.ctime)];
+            let nlink = u64::from(f.nlink.load(Ordering::Relaxed));
+            (nlink, f.obj.ino(), data.st_size(), times)
+        }
+        (
+            _,
+            Some(Found::Dir {
+                ino,
+                nlink,
+                size,
+                mtime,
+                ctime,
+            }),
+        ) => (nlink, ino, size, [mtime, mtime, ctime]),
+        _ if mode & S_IFDIR != 0 => (2, ino, data.st_size(), [0; 3]),
+        _ => (1, ino, data.st_size(), [0; 3]),
     };
     put(&mut b, 0, dev, 8);
     put(&mut b, 8, ino, 8);
-    put(&mut b, 16, if mode & S_IFDIR != 0 { 2 } else { 1 }, 8); // st_nlink
+    put(&mut b, 16, nlink, 8);
     put(&mut b, 24, u64::from(mode), 4);
     let rdev = match data {
         OpenData::Console => (4 << 8) | 64, // ttyS0 (4, 64)
@@ -603,8 +822,24 @@ fn stat_bytes(data: &OpenData, mode: u32, ino: u64) -> [u8; 144] {
     put(&mut b, 40, rdev, 8);
     put(&mut b, 48, size, 8);
     put(&mut b, 56, if console { 1024 } else { 4096 }, 8); // st_blksize
-    put(&mut b, 64, size.div_ceil(512), 8); // st_blocks
+    // st_blocks: 512-byte units allocated (a shmem file's pages, holes
+    // not counted; none for a tmpfs directory).
+    let blocks = match data {
+        OpenData::Shmem(f) => f.obj.nr_pages() as u64 * 8,
+        _ if tdir_is_some(data) => 0,
+        _ => size.div_ceil(512),
+    };
+    put(&mut b, 64, blocks, 8);
+    for (i, ns) in times.iter().enumerate() {
+        put(&mut b, 72 + 16 * i, ns / 1_000_000_000, 8);
+        put(&mut b, 80 + 16 * i, ns % 1_000_000_000, 8);
+    }
     b
+}
+
+/// Whether `data` is a tmpfs directory.
+fn tdir_is_some(data: &OpenData) -> bool {
+    matches!(data, OpenData::Dir(path) if tmpfs::split(path).is_some())
 }
 
 /// A stable inode number for a path (FNV-1a).
@@ -663,8 +898,12 @@ pub fn sys_faccessat(p: &Process, dirfd: i32, path: u64, mode: u64) -> SysResult
     let path = resolve(p, dirfd, &raw)?;
     let (data, st_mode, sysctl) = open_node(p, &path)?;
     // W_OK on a read-only file system or /proc file: EROFS / EACCES
-    // (devices are writable wherever they live).
-    if mode & 2 != 0 && sysctl.is_none() && !matches!(data, OpenData::Dev(_)) {
+    // (devices and tmpfs are writable wherever they live).
+    if mode & 2 != 0
+        && sysctl.is_none()
+        && !matches!(data, OpenData::Dev(_))
+        && tmpfs::split(&path).is_none()
+    {
         return Err(if path.starts_with("/proc") {
             Errno::EACCES
         } else {
@@ -756,6 +995,8 @@ pub fn sys_fcntl(p: &Process, fd: u64, cmd: u32, arg: u64) -> SysResult {
     const F_GETFL: u32 = 3;
     const F_SETFL: u32 = 4;
     const F_DUPFD_CLOEXEC: u32 = 1030;
+    const F_ADD_SEALS: u32 = 1033;
+    const F_GET_SEALS: u32 = 1034;
     const FD_CLOEXEC: u64 = 1;
     const O_LARGEFILE: u64 = 0o100000;
     match cmd {
@@ -782,6 +1023,8 @@ pub fn sys_fcntl(p: &Process, fd: u64, cmd: u32, arg: u64) -> SysResult {
                     O_LARGEFILE
                 }
         }),
+        F_ADD_SEALS => super::memfd::add_seals(p, fd, arg),
+        F_GET_SEALS => super::memfd::get_seals(p, fd),
         F_SETFL => with_file(p, fd, |f| {
             let settable = (O_APPEND | O_NONBLOCK) as u32;
             f.flags = (f.flags & !settable) | (arg as u32 & settable);
@@ -806,6 +1049,9 @@ pub fn sys_mkdirat(p: &Process, dirfd: i32, path: u64) -> SysResult {
     let mm = mm_of(p)?;
     let raw = strncpy_from_user(&mm, path, PATH_MAX)?;
     let path = resolve(p, dirfd, &raw)?;
+    if tmpfs::split(&path).is_some() {
+        return tmpfs::mkdir(&path).map(|()| 0);
+    }
     if path.starts_with("/proc/") || path.starts_with("/sys/") {
         return Err(if open_node(p, &path).is_ok() {
             initramfs::EEXIST

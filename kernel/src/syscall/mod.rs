@@ -8,15 +8,17 @@
 //! | nr  | name              | notes                                       |
 //! |-----|-------------------|---------------------------------------------|
 //! | 0   | read              | console: end of file; files, `/proc`        |
-//! | 1   | write             | console; `/dev` devices; `/proc/sys/vm`     |
+//! | 1   | write             | console; `/dev` devices; `/proc/sys/vm`;    |
+//! |     |                   | shmem files (`memfd`)                       |
 //! | 2   | open              | initramfs files and dirs, `/proc`, `/sys`,  |
-//! |     |                   | `/dev` memory devices (`process::memdev`)   |
+//! |     |                   | `/dev` memory devices (`process::memdev`),  |
+//! |     |                   | tmpfs at /tmp, /dev/shm: O_CREAT, O_TMPFILE |
 //! | 3   | close             |                                             |
 //! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
 //! | 5   | fstat             |                                             |
 //! | 7   | poll              | every fd is always ready                    |
 //! | 8   | lseek             | ESPIPE on the console                       |
-//! | 9   | mmap              | anonymous mappings (`mm::vm`)               |
+//! | 9   | mmap              | anonymous mappings (`mm::vm`), shmem files  |
 //! | 10  | mprotect          |                                             |
 //! | 11  | munmap            |                                             |
 //! | 12  | brk               |                                             |
@@ -26,6 +28,7 @@
 //! | 16  | ioctl             | console: TCGETS/TCSETS* (36-byte termios),  |
 //! |     |                   | TCGETS2/TCSETS2*, TIOCGWINSZ/TIOCSWINSZ     |
 //! | 17  | pread64           |                                             |
+//! | 18  | pwrite64          | shmem files (`memfd`)                       |
 //! | 19  | readv             |                                             |
 //! | 20  | writev            |                                             |
 //! | 21  | access            | exists or ENOENT                            |
@@ -46,10 +49,16 @@
 //! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
 //! | 62  | kill              | one process group; init: handled ones only  |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
-//! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL             |
+//! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL,            |
+//! |     |                   | ADD_SEALS/GET_SEALS (`memfd`)               |
+//! | 76  | truncate          | tmpfs files                                 |
+//! | 77  | ftruncate         | shmem files: grow, shrink (unmaps the tail) |
+//! | 82  | rename            | tmpfs (`crate::tmpfs`)                      |
 //! | 78  | getdents          | see `dirent`: /, /dev, /proc, /sys, ...     |
 //! | 79  | getcwd            | always `/`                                  |
-//! | 83  | mkdir             | in the initramfs tree                       |
+//! | 83  | mkdir             | in the initramfs tree; tmpfs                |
+//! | 84  | rmdir             | tmpfs                                       |
+//! | 87  | unlink            | tmpfs (an open file lives on)               |
 //! | 89  | readlink          | /proc/self, /proc/self/{exe,cwd,root}       |
 //! | 96  | gettimeofday      |                                             |
 //! | 97  | getrlimit         |                                             |
@@ -82,6 +91,8 @@
 //! | 257 | openat            |                                             |
 //! | 258 | mkdirat           |                                             |
 //! | 262 | newfstatat        |                                             |
+//! | 263 | unlinkat          | tmpfs; AT_REMOVEDIR                         |
+//! | 264 | renameat          | tmpfs                                       |
 //! | 267 | readlinkat        |                                             |
 //! | 269 | faccessat         |                                             |
 //! | 273 | set_robust_list   | walked at thread exit (FUTEX_OWNER_DIED)    |
@@ -90,7 +101,10 @@
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
+//! | 285 | fallocate         | shmem files: mode 0, KEEP_SIZE              |
+//! | 316 | renameat2         | tmpfs; RENAME_NOREPLACE                     |
 //! | 318 | getrandom         | RDRAND                                      |
+//! | 319 | memfd_create      | CLOEXEC, ALLOW_SEALING, NOEXEC_SEAL, EXEC   |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
 //!
@@ -106,6 +120,7 @@
 
 mod dirent;
 mod fs;
+mod memfd;
 mod misc;
 mod signal;
 mod thread;
@@ -206,7 +221,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
     match nr {
         0 => fs::sys_read(p, a[0], a[1], a[2]),
         1 => fs::sys_write(p, a[0], a[1], a[2]),
-        2 => fs::sys_openat(p, fs::AT_FDCWD, a[0], a[1]),
+        2 => fs::sys_openat(p, fs::AT_FDCWD, a[0], a[1], a[2]),
         3 => fs::sys_close(p, a[0]),
         4 | 6 => fs::sys_stat(p, a[0], a[1]),
         5 => fs::sys_fstat(p, a[0], a[1]),
@@ -227,6 +242,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         )),
         16 => fs::sys_ioctl(p, a[0], a[1], a[2]),
         17 => fs::sys_pread(p, a[0], a[1], a[2], a[3] as i64),
+        18 => fs::sys_pwrite(p, a[0], a[1], a[2], a[3] as i64),
         19 => fs::sys_readv(p, a[0], a[1], a[2]),
         20 => fs::sys_writev(p, a[0], a[1], a[2]),
         21 => fs::sys_faccessat(p, fs::AT_FDCWD, a[0], a[1]),
@@ -253,9 +269,14 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         62 => signal::sys_kill(p, a[0] as i32, a[1]),
         63 => misc::sys_uname(p, a[0]),
         72 => fs::sys_fcntl(p, a[0], a[1] as u32, a[2]),
+        76 => fs::sys_truncate(p, a[0], a[1] as i64),
+        77 => memfd::sys_ftruncate(p, a[0], a[1] as i64),
+        82 => fs::sys_renameat2(p, fs::AT_FDCWD, a[0], fs::AT_FDCWD, a[1], 0),
         79 => fs::sys_getcwd(p, a[0], a[1]),
         78 => dirent::sys_getdents(p, a[0], a[1], a[2], false),
         83 => fs::sys_mkdirat(p, fs::AT_FDCWD, a[0]),
+        84 => fs::sys_unlinkat(p, fs::AT_FDCWD, a[0], 0x200),
+        87 => fs::sys_unlinkat(p, fs::AT_FDCWD, a[0], 0),
         89 => fs::sys_readlinkat(p, fs::AT_FDCWD, a[0], a[1], a[2] as i32),
         96 => misc::sys_gettimeofday(p, a[0], a[1]),
         97 => misc::sys_prlimit64(p, 0, a[0], 0, a[1]),
@@ -282,20 +303,25 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         229 => misc::sys_clock_getres(p, a[0], a[1]),
         230 => misc::sys_clock_nanosleep(p, a[0], a[1], a[2], a[3]),
         234 => signal::sys_tgkill(p, Some(a[0] as i32 as i64), a[1] as i32 as i64, a[2]),
-        257 => fs::sys_openat(p, a[0] as i32, a[1], a[2]),
+        257 => fs::sys_openat(p, a[0] as i32, a[1], a[2], a[3]),
+        263 => fs::sys_unlinkat(p, a[0] as i32, a[1], a[2]),
+        264 => fs::sys_renameat2(p, a[0] as i32, a[1], a[2] as i32, a[3], 0),
         258 => fs::sys_mkdirat(p, a[0] as i32, a[1]),
         262 => fs::sys_newfstatat(p, a[0] as i32, a[1], a[2], a[3]),
         267 => fs::sys_readlinkat(p, a[0] as i32, a[1], a[2], a[3] as i32),
         269 => fs::sys_faccessat(p, a[0] as i32, a[1], a[2]),
         273 => thread::sys_set_robust_list(&*current_thread()?, a[0], a[1]),
         274 => thread::sys_get_robust_list(&*current_thread()?, a[0] as i32, a[1], a[2]),
+        285 => memfd::sys_fallocate(p, a[0], a[1], a[2] as i64, a[3] as i64),
         292 => fs::sys_dup3(p, a[0], Some(a[1]), a[2]),
         293 => fs::sys_pipe2(p, a[0], a[1]),
         297 => {
             signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, Some(a[1] as i32 as i64), a[2], a[3])
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
+        316 => fs::sys_renameat2(p, a[0] as i32, a[1], a[2] as i32, a[3], a[4]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
+        319 => memfd::sys_memfd_create(p, a[0], a[1]),
         // rseq: not implemented, and said so without a log line: glibc
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
@@ -428,8 +454,11 @@ fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
 }
 
 fn sys_mmap(p: &Process, a: [u64; 6]) -> SysResult {
-    let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
     let flags = MapFlags::from_bits_retain(a[3]);
+    if !flags.contains(MapFlags::ANONYMOUS) {
+        return memfd::mmap_fd(p, a, flags);
+    }
+    let prot = Prot::from_bits(a[2]).ok_or(Errno::EINVAL)?;
     mm_of(p)?.mmap(a[0], a[1], prot, flags, a[4] as i32 as i64, a[5])
 }
 

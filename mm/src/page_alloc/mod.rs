@@ -302,6 +302,59 @@ impl<P: Platform> PageAlloc<P> {
         unsafe { core::ptr::copy_nonoverlapping(src, dst, PAGE_SIZE as usize) };
     }
 
+    /// Checks that `pfn` is allocated user memory (see [`Self::copy_highpage`]).
+    fn assert_user_frame(&self, pfn: Pfn, what: &str) {
+        let head = self
+            .memmap
+            .page(crate::folio::Folio::of(&self.memmap, pfn).head());
+        let kernel =
+            PageFlags::RESERVED | PageFlags::SLAB | PageFlags::LARGE_KMALLOC | PageFlags::PGTABLE;
+        assert!(
+            head.refcount() > 0 && !head.flags().intersects(kernel),
+            "BUG: {what}: frame {pfn} is not allocated user memory"
+        );
+    }
+
+    /// Copies `src` into frame `pfn` at byte `off` (`memcpy_to_page()`):
+    /// a `write()` into a page-cache page. The same rules as
+    /// [`Self::copy_highpage`]: a user frame with a reference held.
+    pub fn memcpy_to_page(&self, pfn: Pfn, off: usize, src: &[u8]) {
+        assert!(
+            off + src.len() <= PAGE_SIZE as usize,
+            "BUG: memcpy_to_page past the page"
+        );
+        self.assert_user_frame(pfn, "memcpy_to_page");
+        let dst = self.platform.phys_to_virt(pfn.phys_addr());
+        // SAFETY: 1. the frame is in the direct map and `off + len` stays
+        // inside it (asserted); 2. it is an allocated user frame (checked)
+        // which no Rust reference points into, and `src` is kernel memory,
+        // so the ranges do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(off), src.len()) };
+    }
+
+    /// Copies bytes of frame `pfn` from byte `off` into `dst`
+    /// (`memcpy_from_page()`): a `read()` of a page-cache page.
+    pub fn memcpy_from_page(&self, pfn: Pfn, off: usize, dst: &mut [u8]) {
+        assert!(
+            off + dst.len() <= PAGE_SIZE as usize,
+            "BUG: memcpy_from_page past the page"
+        );
+        self.assert_user_frame(pfn, "memcpy_from_page");
+        let src = self.platform.phys_to_virt(pfn.phys_addr());
+        // SAFETY: as in `memcpy_to_page`, the other way round.
+        unsafe { core::ptr::copy_nonoverlapping(src.add(off), dst.as_mut_ptr(), dst.len()) };
+    }
+
+    /// Zeroes bytes `[off, PAGE_SIZE)` of frame `pfn` (`folio_zero_range()`
+    /// of a truncated page's tail).
+    pub fn zero_page_tail(&self, pfn: Pfn, off: usize) {
+        assert!(off <= PAGE_SIZE as usize);
+        self.assert_user_frame(pfn, "zero_page_tail");
+        let dst = self.platform.phys_to_virt(pfn.phys_addr());
+        // SAFETY: as in `memcpy_to_page`: inside one allocated user frame.
+        unsafe { core::ptr::write_bytes(dst.add(off), 0, PAGE_SIZE as usize - off) };
+    }
+
     /// The zones, lowest first (some may be empty).
     pub fn zones(&self) -> &[Zone; NR_ZONES] {
         &self.zones

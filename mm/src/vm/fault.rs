@@ -153,8 +153,15 @@ impl<P: Platform> Mm<'_, '_, P> {
             let pte = ptl.get(addr);
             if pte.is_none() {
                 if let Some(obj) = vma.shmem {
+                    // do_shared_fault(), or do_read_fault() of a private
+                    // file mapping: the page-cache folio, read-only in a
+                    // private VMA. A private write (do_cow_fault()) maps
+                    // it so first, and the loop's next pass copies it.
                     drop(ptl);
                     if self.do_shared_fault(&vma, obj, addr, write)? {
+                        if write && !vma.flags.contains(VmFlags::SHARED) {
+                            continue;
+                        }
                         return Ok(());
                     }
                     continue;
@@ -191,7 +198,9 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
             if !pte.flags().contains(PteFlags::SPECIAL) {
                 let folio = Folio::of(self.vm.pa.memmap(), pte.pfn());
-                if self.wp_can_reuse(&folio) {
+                // A page-cache folio in a private mapping is always
+                // copied (wp_page_copy() for a non-anonymous folio).
+                if !folio.is_shmem() && self.wp_can_reuse(&folio) {
                     ptl.set(
                         addr,
                         pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
@@ -327,16 +336,20 @@ impl<P: Platform> Mm<'_, '_, P> {
             folio_put(pa, pfn);
             return Err(FaultError::Oom);
         };
-        if !ptl.get(addr).is_none() {
+        // A truncation that removed the folio meanwhile: retry, and find
+        // the offset past the size (`finish_fault()` under the folio lock
+        // sees `folio->mapping` gone).
+        if !ptl.get(addr).is_none() || !obj.still_has(pfn, pa.memmap(), vma.pgoff_at(addr)) {
             drop(ptl);
             folio_put(pa, pfn);
             return Ok(false);
         }
         let mut flags = vma.flags.pte_flags();
-        if vma.flags.contains(VmFlags::WRITE) {
+        let shared = vma.flags.contains(VmFlags::SHARED);
+        if shared && vma.flags.contains(VmFlags::WRITE) {
             flags |= PteFlags::WRITE;
         }
-        if write {
+        if shared && write {
             flags |= PteFlags::DIRTY;
         }
         // The caller's folio reference becomes the PTE's.
@@ -383,6 +396,12 @@ impl<P: Platform> Mm<'_, '_, P> {
             self.rss_anon.fetch_add(1, Relaxed);
         } else {
             let old_folio = Folio::of(pa.memmap(), old.pfn());
+            if old_folio.is_shmem() {
+                // A page-cache page of a private file mapping became
+                // an anonymous copy (MM_SHMEMPAGES -> MM_ANONPAGES).
+                self.rss_shmem.fetch_sub(1, Relaxed);
+                self.rss_anon.fetch_add(1, Relaxed);
+            }
             let idx = (old.pfn().as_u64() - old_folio.head().as_u64()) as usize;
             old_folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
             self.vm.count(VmEvent::CowCopy);

@@ -44,9 +44,11 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                // vma_needs_copy(): a shared mapping without an anon_vma
+                // vma_needs_copy(): a shmem mapping without an anon_vma
                 // copies no PTEs; the child faults the object's pages in.
-                if v.shmem.is_none() {
+                // A private file mapping with one has private copies to
+                // share (copy-on-write) with the child.
+                if v.shmem.is_none() || v.anon_vma.is_some() {
                     self.copy_page_range(&child, &v)?;
                 }
             }
@@ -93,7 +95,13 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                         }
                         folio_ref_add(&folio, 1);
                         folio.add_rmap_ptes(idx, 1, child.id(), self.vm.mapcount_mode());
-                        child.rss_anon.fetch_add(1, Relaxed);
+                        // A page-cache page of a private file mapping
+                        // (read-only already) counts as shmem.
+                        if folio.is_shmem() {
+                            child.rss_shmem.fetch_add(1, Relaxed);
+                        } else {
+                            child.rss_anon.fetch_add(1, Relaxed);
+                        }
                         if cow && e.is_writable() {
                             e = e.with_flags(e.flags() - PteFlags::WRITE);
                             src.set(addr, e);

@@ -347,6 +347,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             // The VMA in the tree owns a reference to its object.
             if let Some(obj) = v.shmem {
                 obj.get();
+                if v.maps_writable() {
+                    obj.account_writable(1);
+                }
             }
         }
         Ok(np)
@@ -361,6 +364,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         l.map_count -= 1;
         self.account(&v, -1);
         if let Some(obj) = v.shmem {
+            if v.maps_writable() {
+                obj.account_writable(-1);
+            }
             obj.put(self.vm);
         }
         self.vm.rcu.kvfree_rcu(v);

@@ -159,8 +159,10 @@ impl<P: Platform> Mm<'_, '_, P> {
     }
 
     /// `mmap()` of anonymous memory (`do_mmap()`, `mmap_region()`):
-    /// returns the address. A shared mapping gets a new shmem object. File mappings are refused with `EBADF` (no
-    /// files yet); `fd` must be -1 with `MAP_ANONYMOUS`.
+    /// returns the address. A shared mapping gets a new shmem object.
+    /// Without `MAP_ANONYMOUS` this is a file mapping, which the caller
+    /// resolves from `fd` and passes to [`Self::mmap_file`]: here it is
+    /// `EBADF` for a negative `fd`, else `ENODEV` (not mappable).
     pub fn mmap(
         &self,
         addr: u64,
@@ -169,6 +171,39 @@ impl<P: Platform> Mm<'_, '_, P> {
         flags: MapFlags,
         fd: i64,
         offset: u64,
+    ) -> Result<u64> {
+        self.do_mmap(addr, len, prot, flags, fd, offset, None)
+    }
+
+    /// `mmap()` of a shmem file (a memfd) with `fd` resolved to `file`
+    /// (`do_mmap()` with `shmem_mmap()`). `writable`:
+    /// the file is open for writing and not write-sealed; without it a
+    /// shared mapping has no `VM_MAYWRITE` (mprotect cannot add write)
+    /// and `PROT_WRITE` with `MAP_SHARED` is the caller's `EACCES` /
+    /// `EPERM` to return first. (With `MAP_ANONYMOUS` Linux ignores the
+    /// fd: the caller calls [`Self::mmap`] then.)
+    pub fn mmap_file(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        (file, writable): (ShmemRef, bool),
+        offset: u64,
+    ) -> Result<u64> {
+        self.do_mmap(addr, len, prot, flags, 0, offset, Some((file, writable)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_mmap(
+        &self,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: MapFlags,
+        fd: i64,
+        offset: u64,
+        file: Option<(ShmemRef, bool)>,
     ) -> Result<u64> {
         if len == 0 {
             return Err(Errno::EINVAL);
@@ -193,7 +228,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         if ty == MapFlags::SHARED_VALIDATE && !MapFlags::all().contains(flags) {
             return Err(Errno::EOPNOTSUPP);
         }
-        if !flags.contains(MapFlags::ANONYMOUS) {
+        if file.is_none() && !flags.contains(MapFlags::ANONYMOUS) {
             return Err(if fd < 0 { Errno::EBADF } else { Errno::ENODEV });
         }
         if flags.contains(MapFlags::HUGETLB) {
@@ -215,6 +250,15 @@ impl<P: Platform> Mm<'_, '_, P> {
                 return Err(Errno::EINVAL);
             }
             vm_flags |= VmFlags::SHARED | VmFlags::MAYSHARE;
+            if let Some((_, false)) = file {
+                // A file not open for writing, or write-sealed
+                // (`memfd_check_seals_mmap()`): never writable.
+                vm_flags -= VmFlags::MAYWRITE;
+            }
+        }
+        if file.is_some() && flags.contains(MapFlags::GROWSDOWN) {
+            // Only anonymous mappings grow down.
+            return Err(Errno::EINVAL);
         }
         if flags.contains(MapFlags::GROWSDOWN) {
             vm_flags |= VmFlags::GROWSDOWN;
@@ -247,7 +291,12 @@ impl<P: Platform> Mm<'_, '_, P> {
             // A shared anonymous mapping maps a new shmem object of its
             // size from offset 0 (`shmem_zero_setup()`; do_mmap() ignores
             // the offset); a private one keeps its address as offset.
-            let shmem = if vm_flags.contains(VmFlags::SHARED) {
+            // A file mapping maps its object from the offset, with a
+            // reference of the mapping's own (`get_file()`).
+            let shmem = if let Some((obj, _)) = file {
+                obj.get();
+                Some(obj)
+            } else if vm_flags.contains(VmFlags::SHARED) {
                 Some(ShmemRef::zero_setup(self.vm, len >> PAGE_SHIFT).ok_or(Errno::ENOMEM)?)
             } else {
                 None
@@ -256,7 +305,9 @@ impl<P: Platform> Mm<'_, '_, P> {
                 start,
                 end: start + len,
                 flags: vm_flags,
-                pgoff: if shmem.is_some() {
+                pgoff: if file.is_some() {
+                    offset >> PAGE_SHIFT
+                } else if shmem.is_some() {
                     0
                 } else {
                     start >> PAGE_SHIFT

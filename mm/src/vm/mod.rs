@@ -293,7 +293,7 @@ impl<'a, P: Platform> Vm<'a, P> {
 
     /// A new inode number (`get_next_ino()`; Linux's start after boot is
     /// arbitrary, ours counts from 1).
-    pub(crate) fn next_ino(&self) -> u64 {
+    pub fn next_ino(&self) -> u64 {
         self.last_ino.fetch_add(1, Relaxed) + 1
     }
 

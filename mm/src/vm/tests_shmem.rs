@@ -7,6 +7,7 @@
 
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
+use crate::errno::Errno;
 use crate::folio::Folio;
 use crate::shmem::ShmemRef;
 
@@ -267,5 +268,205 @@ fn shared_growsdown_is_refused() {
             mm.mmap(0, PG, RW, SHARED | MapFlags::GROWSDOWN, -1, 0),
             Err(crate::errno::Errno::EINVAL)
         );
+    });
+}
+
+// Shmem files (memfd): size, read/write, truncation through mappings,
+// private copies, seals.
+
+const PRIVATE: MapFlags = MapFlags::PRIVATE;
+const FILE_SHARED: MapFlags = MapFlags::SHARED;
+
+fn new_file(mm: &TestMm<'_, '_>, seals: u32) -> ShmemRef {
+    ShmemRef::new_file(mm.vm, "/memfd:t (deleted)".into(), seals).unwrap()
+}
+
+#[test]
+fn file_write_read_and_holes() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        assert_eq!(f.size(), 0);
+        assert_eq!(f.write_at(mm.vm, 10, b"abc"), Ok(3));
+        assert_eq!(f.size(), 13);
+        assert_eq!(
+            f.write_at(mm.vm, 3 * PG - 1, b"xy"),
+            Ok(2),
+            "straddles two pages"
+        );
+        assert_eq!(f.size(), 3 * PG + 1);
+        assert_eq!(f.nr_pages(), 3, "page 1 is a hole");
+        assert_eq!(mm.vm.nr_shmem_pages(), 3);
+        let mut buf = [9u8; 16];
+        assert_eq!(f.read_at(mm.vm, 8, &mut buf), 16);
+        assert_eq!(&buf[..7], b"\0\0abc\0\0");
+        let mut hole = [9u8; 8];
+        assert_eq!(f.read_at(mm.vm, PG + 5, &mut hole), 8);
+        assert_eq!(hole, [0; 8], "a hole reads zeros");
+        assert_eq!(f.nr_pages(), 3, "reading a hole allocates nothing");
+        assert_eq!(f.read_at(mm.vm, 3 * PG - 1, &mut buf), 2, "up to the size");
+        assert_eq!(&buf[..2], b"xy");
+        assert_eq!(f.read_at(mm.vm, 4 * PG, &mut buf), 0, "past the end");
+        f.put(mm.vm);
+        assert_eq!(
+            mm.vm.nr_shmem_pages(),
+            0,
+            "the last reference frees the pages"
+        );
+    });
+}
+
+#[test]
+fn file_truncate_unmaps_and_zeroes_the_tail() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.truncate(mm.vm, 4 * PG, |_| panic!("a grow unmaps nothing"))
+            .unwrap();
+        let a = mm
+            .mmap_file(BASE, 4 * PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        let p = mm
+            .mmap_file(BASE + 8 * PG, 4 * PG, RW, PRIVATE, (f, true), 0)
+            .unwrap();
+        for i in 0..4 {
+            poke(mm, a + i * PG, 100 + i).unwrap();
+        }
+        assert_eq!(f.writable_maps(), 1, "the shared writable VMA only");
+        // The private mapping reads the file's pages, then copies one.
+        assert_eq!(peek(mm, p + 2 * PG), Ok(102));
+        assert_eq!(
+            pfn(mm, p + 2 * PG),
+            pfn(mm, a + 2 * PG),
+            "read: the page-cache page"
+        );
+        assert!(!mm.page_table().get_pte(p + 2 * PG).unwrap().is_writable());
+        poke(mm, p + PG, 7).unwrap();
+        assert_ne!(pfn(mm, p + PG), pfn(mm, a + PG), "write: a private copy");
+        assert_eq!(peek(mm, a + PG), Ok(101), "the file is unchanged");
+        assert!(!Folio::of(mm.vm.pa.memmap(), pfn(mm, p + PG)).is_shmem());
+        assert_eq!(mm.status().rss_anon, 4);
+        mm.validate().unwrap();
+        let mut firsts = alloc::vec::Vec::new();
+        f.truncate(mm.vm, PG + 8, |first| {
+            firsts.push(first);
+            mm.unmap_mapping_range(f, first);
+        })
+        .unwrap();
+        assert_eq!(
+            firsts,
+            [2, 2],
+            "unmapped before and after removing the pages"
+        );
+        assert_eq!(f.nr_pages(), 2);
+        assert_eq!(f.size_pages(), 2);
+        for addr in [a + 2 * PG, a + 3 * PG, p + 2 * PG] {
+            assert!(mm.page_table().get_pte(addr).is_none_or(|e| e.is_none()));
+            assert_eq!(peek(mm, addr), Err(FaultError::Sigbus));
+        }
+        assert_eq!(peek(mm, a), Ok(100), "pages before the end stay");
+        assert_eq!(
+            peek(mm, p + PG),
+            Ok(7),
+            "a private copy before the end stays"
+        );
+        let mut tail = [9u8; 16];
+        f.read_at(mm.vm, PG, &mut tail[..8]);
+        assert_eq!(
+            &tail[..8],
+            &101u64.to_le_bytes(),
+            "the kept head of the last page"
+        );
+        assert_eq!(peek(mm, a + PG + 8), Ok(0), "its tail is zeroed");
+        mm.validate().unwrap();
+        // Growing again gives fresh zero pages.
+        f.truncate(mm.vm, 4 * PG, |_| unreachable!()).unwrap();
+        assert_eq!(peek(mm, a + 3 * PG), Ok(0));
+        mm.munmap(a, 4 * PG).unwrap();
+        mm.munmap(p, 4 * PG).unwrap();
+        assert_eq!(f.writable_maps(), 0);
+        assert_eq!(f.refs(), 1, "the file's own");
+        f.put(mm.vm);
+        assert_eq!(mm.vm.nr_shmem_pages(), 0);
+    });
+}
+
+#[test]
+fn file_seals() {
+    with_mm(|mm| {
+        use crate::shmem::*;
+        let f = new_file(mm, 0);
+        assert_eq!(f.write_at(mm.vm, 0, b"0123456789"), Ok(10));
+        let a = mm
+            .mmap_file(BASE, PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        assert_eq!(f.add_seals(F_SEAL_WRITE, false), Err(Errno::EBUSY));
+        assert_eq!(f.add_seals(0x100, false), Err(Errno::EINVAL));
+        mm.munmap(a, PG).unwrap();
+        // Not VM_MAYWRITE (the caller's choice for a sealed or read-only
+        // file): does not count.
+        let r = mm
+            .mmap_file(BASE, PG, Prot::READ, FILE_SHARED, (f, false), 0)
+            .unwrap();
+        assert_eq!(f.writable_maps(), 0);
+        assert_eq!(mm.mprotect(r, PG, RW), Err(Errno::EACCES));
+        assert_eq!(f.add_seals(F_SEAL_WRITE | F_SEAL_SHRINK, false), Ok(()));
+        assert_eq!(f.write_at(mm.vm, 0, b"x"), Err(Errno::EPERM));
+        assert_eq!(f.truncate(mm.vm, 5, |_| {}), Err(Errno::EPERM));
+        assert_eq!(f.truncate(mm.vm, 20, |_| {}), Ok(()));
+        assert_eq!(f.add_seals(F_SEAL_GROW | F_SEAL_SEAL, false), Ok(()));
+        assert_eq!(f.truncate(mm.vm, 30, |_| {}), Err(Errno::EPERM));
+        assert_eq!(f.fallocate(mm.vm, 0, PG, true), Err(Errno::EPERM));
+        assert_eq!(f.add_seals(F_SEAL_FUTURE_WRITE, false), Err(Errno::EPERM));
+        assert_eq!(
+            f.seals(),
+            F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL
+        );
+        mm.munmap(r, PG).unwrap();
+        f.put(mm.vm);
+
+        // F_SEAL_GROW alone: a write inside the size goes, one past it
+        // is refused from its first chunk that would grow the file.
+        let g = new_file(mm, 0);
+        g.write_at(mm.vm, 0, &[1; 100]).unwrap();
+        g.add_seals(F_SEAL_GROW, false).unwrap();
+        assert_eq!(g.write_at(mm.vm, 90, &[2; 10]), Ok(10));
+        assert_eq!(g.write_at(mm.vm, 95, &[2; 10]), Err(Errno::EPERM));
+        g.put(mm.vm);
+        // F_SEAL_EXEC on an executable file brings the write seals.
+        let x = new_file(mm, 0);
+        x.add_seals(F_SEAL_EXEC, true).unwrap();
+        assert_eq!(
+            x.seals(),
+            F_SEAL_EXEC | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_FUTURE_WRITE
+        );
+        x.put(mm.vm);
+    });
+}
+
+#[test]
+fn file_fallocate_and_fork_of_a_private_mapping() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.fallocate(mm.vm, 0, 2 * PG, false).unwrap();
+        assert_eq!((f.size(), f.nr_pages()), (2 * PG, 2));
+        f.fallocate(mm.vm, 3 * PG, PG, true).unwrap();
+        assert_eq!((f.size(), f.nr_pages()), (2 * PG, 3), "KEEP_SIZE");
+        f.write_at(mm.vm, 0, &5u64.to_le_bytes()).unwrap();
+        let p = mm
+            .mmap_file(BASE, 2 * PG, RW, PRIVATE, (f, true), 0)
+            .unwrap();
+        assert_eq!(peek(mm, p), Ok(5));
+        poke(mm, p + PG, 6).unwrap();
+        let child = mm.fork().unwrap();
+        assert_eq!(peek(&child, p), Ok(5), "the page-cache page, shared");
+        assert_eq!(peek(&child, p + PG), Ok(6), "the parent's private copy");
+        poke(&child, p, 8).unwrap();
+        assert_eq!(peek(mm, p), Ok(5), "the child's write is its own copy");
+        child.validate().unwrap();
+        mm.validate().unwrap();
+        drop(child);
+        f.put(mm.vm);
+        assert_eq!(mm.vm.nr_shmem_pages(), 3, "the mapping keeps the file");
+        mm.munmap(p, 2 * PG).unwrap();
+        assert_eq!(mm.vm.nr_shmem_pages(), 0);
     });
 }

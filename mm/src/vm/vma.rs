@@ -119,9 +119,9 @@ pub struct Vma {
     /// creation (`vm_pgoff`); it moves with the start on a split.
     pub pgoff: u64,
     pub anon_vma: Option<AnonVmaId>,
-    /// The shared memory object mapped (`vm_file` of a shared anonymous
-    /// mapping, `shmem_zero_setup()`); `pgoff` is then the page offset in
-    /// it. A VMA in a tree owns one reference to it (`shmem.rs`'s S1):
+    /// The shared memory object mapped (`vm_file`: of a shared anonymous
+    /// mapping, `shmem_zero_setup()`, or a memfd mapped shared or
+    /// private); `pgoff` is then the page offset in it. A VMA in a tree owns one reference to it (`shmem.rs`'s S1):
     /// `mm.rs` takes it when the VMA is stored and drops it when the VMA
     /// is retired.
     pub shmem: Option<ShmemRef>,
@@ -145,6 +145,13 @@ impl Vma {
 
     pub fn contains(&self, addr: u64) -> bool {
         self.start <= addr && addr < self.end
+    }
+
+    /// Whether the VMA counts in its object's writable shared mappings
+    /// (`mapping_map_writable()`: `VM_SHARED` and `VM_MAYWRITE`, what
+    /// `F_SEAL_WRITE` waits to see gone).
+    pub fn maps_writable(&self) -> bool {
+        self.shmem.is_some() && self.flags.contains(VmFlags::SHARED | VmFlags::MAYWRITE)
     }
 
     /// Page offset of `addr` in this VMA's object.

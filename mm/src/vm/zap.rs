@@ -158,3 +158,22 @@ impl<P: Platform> Mm<'_, '_, P> {
         self.pt.reclaim_pte_table(tlb, cleared_pmd, start);
     }
 }
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// Zaps every PTE of this address space in a VMA of `obj` at page
+    /// offsets `first` and after, private copies included
+    /// (`unmap_mapping_range()` with `even_cows`, as a truncation calls
+    /// it). Takes the mmap lock for read.
+    pub fn unmap_mapping_range(&self, obj: crate::shmem::ShmemRef, first: u64) {
+        let _l = self.mmap_lock.read(self.platform());
+        let mut tlb = MmuGather::new(&self.pt, false);
+        for (_, v) in self.vmas_in(0, u64::MAX) {
+            if v.shmem != Some(obj) || v.pgoff + v.pages() <= first {
+                continue;
+            }
+            let start = v.start + (first.saturating_sub(v.pgoff) << crate::addr::PAGE_SHIFT);
+            self.zap_range(&mut tlb, start, v.end, ZapDetails::default());
+        }
+        tlb.finish();
+    }
+}
