@@ -13,7 +13,7 @@
 //! | `now_ns`          | `time::now_ns()`: calibrated TSC, 0 before init     |
 //! | `wait`            | block on the "mm wait queue" with a 1-tick timeout  |
 //! | `wake_waiters`    | wake everything on that queue (any context)         |
-//! | `flush_tlb`       | `invlpg` per page up to 33 pages, else reload CR3   |
+//! | `flush_tlb`       | `arch::tlb` shootdown: `invlpg` up to 33 pages, else reload CR3, on each CPU of the mask |
 //!
 //! `nr_cpus` counts *possible* CPUs, as the `Platform` contract asks (every
 //! `cpu_id()` is below it) and as `mm` sizes its per-CPU arrays with it: it
@@ -30,19 +30,11 @@
 //! contract allows). Everything else works in any context.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 use mm::platform::{IrqState, Platform};
 use mm::{CpuId, PhysAddr};
 
 use crate::sched::{self, WaitQueue};
 use crate::{percpu, sync, time};
-
-/// `invlpg`s of user pages issued by [`Platform::flush_tlb`] (Linux's
-/// `nr_tlb_local_flush_one` of `/proc/vmstat`, one per page).
-pub static NR_TLB_LOCAL_FLUSH_ONE: AtomicU64 = AtomicU64::new(0);
-/// Whole-TLB flushes it issued instead (`nr_tlb_local_flush_all`).
-pub static NR_TLB_LOCAL_FLUSH_ALL: AtomicU64 = AtomicU64::new(0);
 
 /// The kernel's [`Platform`]: the bootloader's direct map, per-CPU data, the
 /// scheduler and the TSC clock.
@@ -132,28 +124,11 @@ impl Platform for KernelPlatform {
         MM_WAIT.wake_all();
     }
 
-    /// Only the boot CPU runs tasks and touches mappings that change (the
-    /// APs are parked, `smp`), so flushing this CPU's TLB is a full
-    /// shootdown.
-    /// Entries of any address space are dropped, not only `root`'s (more
-    /// than asked, never less): beyond `tlb_single_page_flush_ceiling`
-    /// (33) pages, or for a whole address space, the whole TLB is flushed
-    /// (global kernel entries aside, which user mappings never are).
-    fn flush_tlb(&self, _root: PhysAddr, range: Option<(u64, u64)>) {
-        use x86_64::instructions::tlb;
-        match range {
-            Some((start, end)) if end.saturating_sub(start) <= 33 * mm::PAGE_SIZE => {
-                let mut va = start & !(mm::PAGE_SIZE - 1);
-                while va < end {
-                    tlb::flush(x86_64::VirtAddr::new_truncate(va));
-                    NR_TLB_LOCAL_FLUSH_ONE.fetch_add(1, Ordering::Relaxed);
-                    va += mm::PAGE_SIZE;
-                }
-            }
-            _ => {
-                tlb::flush_all();
-                NR_TLB_LOCAL_FLUSH_ALL.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+    /// A TLB shootdown (`arch::tlb::flush_tlb_mm_range`): this CPU and
+    /// every other CPU of `ctx`'s mask that still runs the address space,
+    /// by IPI, waited for; `invlpg` per page up to 33 pages, else a full
+    /// flush (global kernel entries aside, which user mappings never are).
+    fn flush_tlb(&self, _root: PhysAddr, ctx: &mm::pgtable::TlbContext, range: Option<(u64, u64)>) {
+        crate::arch::tlb::flush_tlb_mm_range(ctx, range);
     }
 }

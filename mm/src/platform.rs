@@ -21,6 +21,7 @@ use core::panic::Location;
 use crate::addr::{CpuId, Pfn, PhysAddr};
 use crate::gfp::Gfp;
 use crate::memmap::MemMap;
+use crate::pgtable::TlbContext;
 
 /// Interrupt state saved by [`Platform::irq_save`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +86,10 @@ pub trait Platform: Send + Sync + 'static {
     /// Invalidates the TLB entries of the address space whose top-level
     /// table is at `root`: those of `[start, end)`, or all of them for
     /// `None`, paging-structure caches included (`flush_tlb_mm_range()`).
-    /// On return no CPU uses a stale translation of that range.
-    fn flush_tlb(&self, root: PhysAddr, range: Option<(u64, u64)>);
+    /// On return no CPU uses a stale translation of that range: the
+    /// platform flushes every CPU of `ctx`'s mask that still runs the
+    /// address space (a TLB shootdown) and bumps `ctx`'s generation.
+    fn flush_tlb(&self, root: PhysAddr, ctx: &TlbContext, range: Option<(u64, u64)>);
 
     // ----- Debug hooks: no-ops unless the platform is an instrument -----
 

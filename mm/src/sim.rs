@@ -618,7 +618,12 @@ impl Platform for SimPlatform {
     fn wake_waiters(&self) {}
 
     /// The simulated TLB holds nothing: a flush is recorded in the log.
-    fn flush_tlb(&self, root: PhysAddr, range: Option<(u64, u64)>) {
+    fn flush_tlb(
+        &self,
+        root: PhysAddr,
+        _ctx: &crate::pgtable::TlbContext,
+        range: Option<(u64, u64)>,
+    ) {
         self.0.tlb.lock().unwrap().push(TlbFlush { root, range });
     }
 

@@ -57,11 +57,10 @@ use core::arch::naked_asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use x86_64::VirtAddr;
 use x86_64::registers::control::{Cr3, Cr4, Cr4Flags};
 use x86_64::registers::model_specific::{Efer, EferFlags, LStar, SFMask, Star};
 use x86_64::registers::rflags::RFlags;
-use x86_64::structures::paging::PhysFrame;
-use x86_64::{PhysAddr, VirtAddr};
 
 use super::gdt;
 use crate::percpu::PerCpu;
@@ -173,18 +172,26 @@ pub fn syscall_msrs() {
     );
 }
 
-/// Loads `pgd` (0: the boot PGD) into CR3 if it is not there, and makes
-/// `stack_top` the kernel stack for entries from user mode (E1). Interrupts
-/// off.
-pub fn switch_mm(pgd: u64, stack_top: Option<u64>) {
+/// Loads `pgd` (0: the boot PGD) with its TLB context `ctx` (null for
+/// the boot PGD) into CR3 if it is not there ([`super::tlb`]), and makes
+/// `stack_top` the kernel stack for entries from user mode (E1).
+/// Interrupts off.
+///
+/// # Safety
+///
+/// `pgd` is 0 or a process PGD whose kernel half is the boot PGD's
+/// (process I1), and `ctx` is null or that address space's context,
+/// alive while this CPU has it loaded (tlb T3).
+pub unsafe fn switch_mm(pgd: u64, ctx: *const mm::pgtable::TlbContext, stack_top: Option<u64>) {
     debug_assert!(!x86_64::instructions::interrupts::are_enabled());
-    let pgd = if pgd == 0 { kernel_pgd() } else { pgd };
-    if pgd != 0 && Cr3::read().0.start_address().as_u64() != pgd {
-        let (_, flags) = Cr3::read();
-        // SAFETY: `pgd` is the boot PGD or a process PGD whose kernel half
-        // is the boot PGD's (process I1), so the running kernel code, its
-        // stack and data stay mapped across the switch.
-        unsafe { Cr3::write(PhysFrame::containing_address(PhysAddr::new(pgd)), flags) };
+    let (pgd, ctx) = if pgd == 0 {
+        (kernel_pgd(), core::ptr::null())
+    } else {
+        (pgd, ctx)
+    };
+    if pgd != 0 {
+        // SAFETY: the caller's contract is switch_mm_irqs_off's.
+        unsafe { super::tlb::switch_mm_irqs_off(pgd, ctx) };
     }
     if let Some(top) = stack_top {
         gdt::set_kernel_stack(top);

@@ -8,6 +8,8 @@
 //! - [`entry`]: NX/SMEP/SMAP, `SYSCALL` entry, entering user mode, CR3 and
 //!   kernel-stack switching per task.
 //! - [`signal`]: the return-to-user loop, signal frames, `rt_sigreturn`.
+//! - [`tlb`]: CR3 loads with `mm_cpumask`/`tlb_gen` tracking, and the TLB
+//!   shootdown (`flush_tlb_mm_range`).
 //! - [`uaccess`]: the user-copy instruction and its page-fault fix-up.
 //!
 //! # Ordering
@@ -22,6 +24,7 @@ pub mod fpu;
 pub mod gdt;
 pub mod idt;
 pub mod signal;
+pub mod tlb;
 pub mod uaccess;
 
 /// Brings up the boot CPU's segments, TSS and exception handlers.

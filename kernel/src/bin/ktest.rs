@@ -13,6 +13,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         kernel::memory::ktests::KTESTS,
         kernel::time::ktests::KTESTS,
         kernel::smp::ktests::KTESTS,
+        kernel::arch::tlb::ktests::KTESTS,
         kernel::sched::ktests::KTESTS,
         kernel::rcu::ktests::KTESTS,
         kernel::slab::ktests::KTESTS,

@@ -594,7 +594,7 @@ fn spawn_thread(
 /// parent (and a vfork parent) woken.
 fn exit_process(p: &Process) {
     let mm = p.mm.lock().take();
-    sched::switch_mm(0);
+    sched::switch_mm(None);
     drop(mm);
     // Dropped after the lock: a shmem file's last close frees its pages.
     let files = core::mem::take(&mut *p.files.lock());
@@ -689,9 +689,8 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
         if let Some(at) = child_tid {
             let _ = crate::uaccess::copy_to_user(&mm, at, &tid.to_le_bytes());
         }
-        let pgd = mm.page_table().root().as_u64();
+        sched::switch_mm(Some(mm.page_table()));
         drop(mm);
-        sched::switch_mm(pgd);
         fpu.load();
         sched::set_fs_base(fs_base);
         // Killed before it ever ran: the fatal signal (a process's first
@@ -988,9 +987,10 @@ pub fn exec(
     }
     p.start_brk.store(image.start_brk, Ordering::Relaxed);
     *p.args.lock() = image.args;
-    let pgd = mm.page_table().root().as_u64();
+    let new = mm.clone();
     let old = p.mm.lock().replace(mm);
-    sched::switch_mm(pgd);
+    sched::switch_mm(Some(new.page_table()));
+    drop(new);
     drop(old);
     crate::arch::fpu::FxArea::INIT.load();
     sched::set_fs_base(0);

@@ -15,7 +15,8 @@
 //! - `/proc/vmstat`: `name value` lines: free pages, the address-space
 //!   events (`mm::vm::VmEvent`), the page allocator's (`PaStat`, with
 //!   Linux's `pgalloc_<zone>` and `pgfree` in pages), the TLB flushes
-//!   (`nr_tlb_local_flush_one`/`_all`) and, ours, `rcu_synchronize_calls`
+//!   (`nr_tlb_remote_flush`, `nr_tlb_remote_flush_received`,
+//!   `nr_tlb_local_flush_one`/`_all`) and, ours, `rcu_synchronize_calls`
 //!   and `rcu_barrier_calls`.
 //! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
 //!   `Anonymous` (every resident page here is anonymous and counted whole).
@@ -472,7 +473,20 @@ fn vmstat() -> String {
     for &e in PaStat::ALL {
         let _ = writeln!(s, "{} {}", e.name(), pa.stats().get(e));
     }
-    use crate::platform::{NR_TLB_LOCAL_FLUSH_ALL, NR_TLB_LOCAL_FLUSH_ONE};
+    use crate::arch::tlb::{
+        NR_TLB_LOCAL_FLUSH_ALL, NR_TLB_LOCAL_FLUSH_ONE, NR_TLB_REMOTE_FLUSH,
+        nr_tlb_remote_flush_received,
+    };
+    let _ = writeln!(
+        s,
+        "nr_tlb_remote_flush {}",
+        NR_TLB_REMOTE_FLUSH.load(Relaxed)
+    );
+    let _ = writeln!(
+        s,
+        "nr_tlb_remote_flush_received {}",
+        nr_tlb_remote_flush_received()
+    );
     let _ = writeln!(
         s,
         "nr_tlb_local_flush_all {}",

@@ -199,7 +199,7 @@ pub fn attach(t: &Arc<Thread>) -> bool {
 pub fn exit_thread(t: &Arc<Thread>, status: ExitStatus) {
     let p = &t.process;
     mm_release(t);
-    sched::switch_mm(0);
+    sched::switch_mm(None);
     let leader_exit = !t.is_killed() && !p.group_exit.load(Ordering::Acquire) && t.tid() == p.pid;
     if leader_exit {
         p.wait_status

@@ -317,7 +317,15 @@ pub(super) fn __schedule(preempt: bool) {
     rq.waiting_since_ns = time::now_ns();
     percpu::set_current_ptr(Arc::as_ptr(&next));
     // CR3 and the kernel stack for entries from user mode (arch entry E1).
-    crate::arch::entry::switch_mm(next.pgd.load(Ordering::Relaxed), next.kernel_entry_top());
+    // SAFETY: `next`'s PGD and context are its live address space's
+    // (task `mm_ctx`), or 0 and null.
+    unsafe {
+        crate::arch::entry::switch_mm(
+            next.pgd.load(Ordering::Relaxed),
+            next.mm_ctx.load(Ordering::Relaxed),
+            next.kernel_entry_top(),
+        )
+    };
     // SAFETY: interrupts are off and the runqueue lock is held; `prev` ran
     // on this CPU until now and `next` runs nowhere (it was queued, or is
     // this CPU's idle task).
@@ -424,17 +432,26 @@ pub(super) fn do_exit() -> ! {
     panic!("BUG: a dead task was scheduled again")
 }
 
-/// Makes `pgd` (0: the boot PGD) the running task's address space and
-/// loads it now (Linux's `switch_mm` at exec and exit). Switching to the
-/// boot PGD also forgets the user-entry stack top.
-pub fn switch_mm(pgd: u64) {
+/// Makes `next` (`None`: the boot PGD) the running task's address space
+/// and loads it now (Linux's `switch_mm` at exec and exit). Switching to
+/// the boot PGD also forgets the user-entry stack top. The caller keeps
+/// `next`'s address space alive until the task has switched off it again
+/// (process P2).
+pub fn switch_mm(next: Option<&mm::pgtable::PageTable<'_, crate::platform::KernelPlatform>>) {
+    let (pgd, ctx) = match next {
+        Some(pt) => (pt.root().as_u64(), core::ptr::from_ref(pt.tlb_context())),
+        None => (0, core::ptr::null()),
+    };
     let irqs = sync::irq_save();
     with_current(|t| {
         t.pgd.store(pgd, Ordering::Relaxed);
+        t.mm_ctx.store(ctx.cast_mut(), Ordering::Relaxed);
         if pgd == 0 {
             t.user_entry_top.store(0, Ordering::Relaxed);
         }
-        crate::arch::entry::switch_mm(pgd, t.kernel_entry_top());
+        // SAFETY: `next` is a live process address space (its kernel half
+        // cloned at creation, process I1), kept alive by the caller.
+        unsafe { crate::arch::entry::switch_mm(pgd, ctx, t.kernel_entry_top()) };
     });
     sync::irq_restore(irqs);
 }
@@ -453,7 +470,14 @@ pub fn set_fs_base(base: u64) {
 pub fn set_user_entry_top(top: u64) {
     with_current(|t| {
         t.user_entry_top.store(top, Ordering::Relaxed);
-        crate::arch::entry::switch_mm(t.pgd.load(Ordering::Relaxed), Some(top));
+        // SAFETY: the task's own PGD and context (task `mm_ctx`).
+        unsafe {
+            crate::arch::entry::switch_mm(
+                t.pgd.load(Ordering::Relaxed),
+                t.mm_ctx.load(Ordering::Relaxed),
+                Some(top),
+            )
+        };
     });
 }
 

@@ -42,7 +42,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::any::Any;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::stack::KernelStack;
 use super::wait::WaitQueue;
@@ -167,6 +167,10 @@ pub struct Task {
     /// 0: the boot PGD (kernel threads). Write: the task itself, interrupts
     /// off ([`super::switch_mm`]). Read: the context switch.
     pub(super) pgd: AtomicU64,
+    /// The TLB context of that PGD's address space (null with the boot
+    /// PGD), loaded with it (`arch::tlb` T3): its address space outlives
+    /// the task's use of it (process P2). Written and read as `pgd`.
+    pub(super) mm_ctx: AtomicPtr<mm::pgtable::TlbContext>,
     /// Where entries from user mode start on this task's kernel stack
     /// (arch entry E2); 0: the stack top. Write: the task itself,
     /// interrupts off. Read: the context switch.
@@ -225,6 +229,7 @@ impl Task {
             nvcsw: AtomicU64::new(0),
             nivcsw: AtomicU64::new(0),
             pgd: AtomicU64::new(0),
+            mm_ctx: AtomicPtr::new(core::ptr::null_mut()),
             user_entry_top: AtomicU64::new(0),
             fpu: crate::arch::fpu::FpuState::new(),
             fs_base: AtomicU64::new(0),

@@ -26,6 +26,10 @@
 //!   and each target's last access to the `Call` is its decrement.
 //! - P2: only online CPUs are targeted, and the caller never targets
 //!   itself (it runs the function directly in [`on_each_cpu`]).
+//! - P3: queued calls run with interrupts off on their target, each once:
+//!   in the IPI handler, or in the wait loop of a caller that waits with
+//!   interrupts off on that CPU (the TLB shootdown's
+//!   [`call_function_many_wait`]), whichever pops it first.
 //!
 //! # Context
 //!
@@ -111,6 +115,15 @@ pub fn smp_call_function_many(mask: u64, func: &(dyn Fn() + Sync)) -> usize {
         x86_64::instructions::interrupts::are_enabled(),
         "smp_call_function_many with interrupts off"
     );
+    call_function_many_wait(mask, func)
+}
+
+/// [`smp_call_function_many`] for the TLB shootdown, which may be asked
+/// for with interrupts off: while it waits with interrupts off it runs
+/// the calls queued to its own CPU (P3), so two CPUs that wait for each
+/// other's calls both finish. A target that spins with interrupts off on
+/// a lock the caller holds still deadlocks: the caller must hold none.
+pub(crate) fn call_function_many_wait(mask: u64, func: &(dyn Fn() + Sync)) -> usize {
     let _pin = sched::PreemptGuard::new();
     let me = percpu::cpu_id();
     let targets = move || {
@@ -133,7 +146,11 @@ pub fn smp_call_function_many(mask: u64, func: &(dyn Fn() + Sync)) -> usize {
         send_vector(cpu, CALL_FUNCTION_VECTOR);
     }
     let deadline = time::now_ns() + CALL_TIMEOUT_NS;
+    let irqs_off = !x86_64::instructions::interrupts::are_enabled();
     while call.pending.load(Ordering::Acquire) != 0 {
+        if irqs_off {
+            run_queued_calls(me);
+        }
         assert!(
             time::now_ns() < deadline,
             "smp: a CPU did not run a function call within 5 s ({} of {n} pending)",
@@ -177,6 +194,13 @@ extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
     let cpu = percpu::cpu_id();
     NR_CALL_IPIS[cpu as usize].fetch_add(1, Ordering::Relaxed);
     apic::eoi();
+    run_queued_calls(cpu);
+    percpu::irq_exit();
+}
+
+/// Runs every call queued to `cpu`, the caller's own CPU, with interrupts
+/// off (Linux's `__flush_smp_call_function_queue`).
+fn run_queued_calls(cpu: u32) {
     loop {
         let Some(CallPtr(ptr)) = QUEUES[cpu as usize].lock().pop_front() else {
             break;
@@ -188,7 +212,6 @@ extern "x86-interrupt" fn call_function_interrupt(_frame: InterruptStackFrame) {
         // The last access to `call` (P1): after it the caller may return.
         call.pending.fetch_sub(1, Ordering::Release);
     }
-    percpu::irq_exit();
 }
 
 /// The reschedule IPI: counted and acknowledged; the interrupt return

@@ -49,18 +49,19 @@
 //!   tick does nothing), so it has no read-side critical sections to wait
 //!   for and is offline for RCU (`rcu::init` counts only active CPUs);
 //!   grace periods never wait on it;
-//! - take TLB shootdowns: it touches only its own stacks, its per-CPU
-//!   record, the IDT, GDT/TSS and APIC, which are never unmapped, so no
-//!   stale translation of a changed mapping is ever used on it;
 //! - receive device interrupts (the I/O APIC is not programmed; the serial
 //!   console is polled).
 //!
 //! It does run functions that other CPUs send it with
-//! [`ipi::smp_call_function_many`] (in its hard-IRQ context), and takes
-//! reschedule IPIs (counted; it has no task to switch to).
+//! [`ipi::smp_call_function_many`] (in its hard-IRQ context), takes
+//! reschedule IPIs (counted; it has no task to switch to), and takes TLB
+//! shootdowns (`arch::tlb`) for any address space it has loaded: every
+//! CR3 load on any CPU is tracked in the address space's `mm_cpumask`,
+//! so the moment an AP loads a process's page tables (a test does, from
+//! an IPI-run function), every change of them reaches its TLB.
 //!
 //! Making an AP active is the scheduler's part of issue 20 (per-CPU
-//! placement and load balancing, TLB shootdown over the IPIs of [`ipi`]).
+//! placement and load balancing).
 
 pub mod acpi;
 pub mod ipi;

@@ -205,7 +205,7 @@ impl<'t, 'a, P: Platform> MmuGather<'t, 'a, P> {
         } else {
             Some((self.start, self.end))
         };
-        self.pt.pa.platform().flush_tlb(self.pt.root(), range);
+        self.pt.flush_tlb(range);
         self.flushes += 1;
         self.start = u64::MAX;
         self.end = 0;

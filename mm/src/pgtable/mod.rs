@@ -46,6 +46,7 @@ mod entry;
 mod kernel_half;
 mod mmu_gather;
 mod pt_reclaim;
+mod tlb;
 
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,7 @@ pub use entry::{
 };
 pub use mmu_gather::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
 pub use pt_reclaim::reclaim_pt_is_enabled;
+pub use tlb::{TLB_MAX_CPUS, TlbContext};
 
 define_stats! {
     /// Page-table events of one address space.
@@ -150,6 +152,9 @@ pub struct PageTable<'a, P: Platform> {
     /// ([`MAX_GATHER_BATCH`] x [`MAX_GATHER_BATCH_COUNT`]); lowered by
     /// tests to force flushes midway through a zap.
     gather_limit: core::sync::atomic::AtomicUsize,
+    /// `mm_cpumask` and `tlb_gen`: what a TLB shootdown of this address
+    /// space needs ([`TlbContext`]).
+    tlb: TlbContext,
     stats: Counters<{ PtStat::COUNT }>,
 }
 
@@ -186,6 +191,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
             gather_limit: core::sync::atomic::AtomicUsize::new(
                 MAX_GATHER_BATCH * mmu_gather::MAX_GATHER_BATCH_COUNT,
             ),
+            tlb: TlbContext::new(),
         };
         pt.pgd = pt.alloc_table(Level::Pgd)?;
         Ok(pt)
@@ -194,6 +200,20 @@ impl<'a, P: Platform> PageTable<'a, P> {
     /// Physical address of the PGD (what CR3 would hold).
     pub fn root(&self) -> PhysAddr {
         self.pgd.phys_addr()
+    }
+
+    /// The CPUs that may cache this address space's translations and its
+    /// flush generation (`mm_cpumask`, `mm->context.tlb_gen`).
+    pub fn tlb_context(&self) -> &TlbContext {
+        &self.tlb
+    }
+
+    /// Invalidates the TLB entries of `[start, end)` (or of everything
+    /// with `None`) on every CPU that may hold them, and returns when no
+    /// CPU can use a stale translation of the range
+    /// (`flush_tlb_mm_range()`, through [`Platform::flush_tlb`]).
+    pub fn flush_tlb(&self, range: Option<(u64, u64)>) {
+        self.pa.platform().flush_tlb(self.root(), &self.tlb, range);
     }
 
     pub fn page_alloc(&self) -> &'a PageAlloc<P> {

@@ -390,8 +390,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         ptl.get_and_clear(addr);
         // The old translation must be gone before the old page is
         // released (`ptep_clear_flush()`).
-        pa.platform()
-            .flush_tlb(self.pt.root(), Some((addr, addr + PAGE_SIZE)));
+        self.pt.flush_tlb(Some((addr, addr + PAGE_SIZE)));
         ptl.set(addr, Entry::new(pfn, flags));
         if from_zero {
             self.rss_anon.fetch_add(1, Relaxed);

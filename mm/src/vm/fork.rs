@@ -55,7 +55,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             Ok(())
         })();
         // Write-protected parent PTEs: no stale writable translation.
-        self.vm.pa.platform().flush_tlb(self.pt.root(), None);
+        self.pt.flush_tlb(None);
         drop(l);
         copied.map(|()| child)
     }

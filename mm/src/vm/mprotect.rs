@@ -114,10 +114,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
         }
         if changed {
-            self.vm
-                .pa
-                .platform()
-                .flush_tlb(self.pt.root(), Some((start, end)));
+            self.pt.flush_tlb(Some((start, end)));
         }
     }
 }

@@ -686,10 +686,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             nr_moved += 1;
         }
         if force_flush {
-            self.vm
-                .pa
-                .platform()
-                .flush_tlb(self.pt.root(), Some((o, o + extent)));
+            self.pt.flush_tlb(Some((o, o + extent)));
         }
         drop(new_ptl);
         drop(old_ptl);
