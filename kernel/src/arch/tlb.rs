@@ -63,6 +63,7 @@
 //! flushing each other cannot deadlock), but no kernel spinlock that an
 //! IPI target may spin on with interrupts off may be held.
 
+pub mod bench;
 pub mod ktests;
 
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};

@@ -9,7 +9,11 @@ entry_point!(kmain, config = &kernel::BOOT_CONFIG);
 
 fn kmain(boot_info: &'static mut BootInfo) -> ! {
     kernel::init(boot_info);
-    kernel::bench::run(&[kernel::sched::bench::BENCHES, kernel::rcu::bench::BENCHES])
+    kernel::bench::run(&[
+        kernel::sched::bench::BENCHES,
+        kernel::rcu::bench::BENCHES,
+        kernel::arch::tlb::bench::BENCHES,
+    ])
 }
 
 #[panic_handler]
