@@ -48,6 +48,7 @@ use mm::pgtable::{PteFlags, TASK_SIZE};
 use mm::platform::Platform;
 use mm::vm::FaultAccess;
 
+use crate::arch::uaccess::copy_user;
 use crate::process::KMm;
 
 /// Attempts at resolving one page before giving up (a fault that keeps
@@ -132,24 +133,38 @@ fn user_range(addr: u64, len: usize) -> Result<(), Errno> {
     }
 }
 
+/// The loaded address space's path of [`copy_from_user`] and
+/// [`copy_to_user`]: `len` bytes from `src` to `dst`, one of them the user
+/// address `user`, by [`copy_user`]; `EFAULT` for a range that is not
+/// user memory or a fault that could not be resolved.
+///
+/// # Safety
+///
+/// The kernel side (`dst` or `src`) is valid for `len` bytes, and the
+/// address space in CR3 is the one `user` belongs to.
+unsafe fn copy_loaded(dst: *mut u8, src: *const u8, len: usize, user: u64) -> Result<(), Errno> {
+    user_range(user, len)?;
+    // SAFETY: the kernel side is valid for `len` bytes (our contract); the
+    // user range lies below TASK_SIZE (checked above) in the address space
+    // loaded here; callers run in process context with interrupts on
+    // (module Context).
+    let left = unsafe { copy_user(dst, src, len) };
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(Errno::EFAULT)
+    }
+}
+
 /// Copies `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(mm: &KMm, dst: &mut [u8], src: u64) -> Result<(), Errno> {
     if dst.is_empty() {
         return Ok(());
     }
     if loaded(mm) {
-        user_range(src, dst.len())?;
-        // SAFETY: `dst` is a kernel buffer of `dst.len()` bytes; the user
-        // range is below TASK_SIZE (checked) in the loaded address space;
-        // we run in process context with interrupts on (module Context).
-        let left = unsafe {
-            crate::arch::uaccess::copy_user(dst.as_mut_ptr(), src as *const u8, dst.len())
-        };
-        return if left == 0 {
-            Ok(())
-        } else {
-            Err(Errno::EFAULT)
-        };
+        // SAFETY: `dst` is a kernel buffer of `dst.len()` bytes, and
+        // `mm`, which `src` belongs to, is loaded here.
+        return unsafe { copy_loaded(dst.as_mut_ptr(), src as *const u8, dst.len(), src) };
     }
     let mut done = 0;
     while done < dst.len() {
@@ -170,17 +185,9 @@ pub fn copy_to_user(mm: &KMm, dst: u64, src: &[u8]) -> Result<(), Errno> {
         return Ok(());
     }
     if loaded(mm) {
-        user_range(dst, src.len())?;
-        // SAFETY: `src` is a kernel buffer of `src.len()` bytes; the user
-        // range is below TASK_SIZE (checked) in the loaded address space;
-        // we run in process context with interrupts on (module Context).
-        let left =
-            unsafe { crate::arch::uaccess::copy_user(dst as *mut u8, src.as_ptr(), src.len()) };
-        return if left == 0 {
-            Ok(())
-        } else {
-            Err(Errno::EFAULT)
-        };
+        // SAFETY: `src` is a kernel buffer of `src.len()` bytes, and
+        // `mm`, which `dst` belongs to, is loaded here.
+        return unsafe { copy_loaded(dst as *mut u8, src.as_ptr(), src.len(), dst) };
     }
     let mut done = 0;
     while done < src.len() {
