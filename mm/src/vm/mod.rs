@@ -13,7 +13,8 @@
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
-//! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//! `rmap.rs` (`mm/rmap.c`), `smaps.rs` (`fs/proc/task_mmu.c`'s
+//! counting), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
 //! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
 //! owns the VMA boxes the maple tree points to (publication, copies read
@@ -102,6 +103,7 @@ mod mmap;
 mod mprotect;
 mod mremap;
 mod rmap;
+mod smaps;
 mod vma;
 mod zap;
 
@@ -123,6 +125,8 @@ mod tests_reclaim;
 mod tests_rmap;
 #[cfg(test)]
 mod tests_shmem;
+#[cfg(test)]
+mod tests_smaps;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -142,6 +146,7 @@ pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
 pub use rmap::RmapHit;
+pub use smaps::{MemSizeStats, PSS_SHIFT};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 
 /// Lowest address user mappings may use (`mmap_min_addr`).
