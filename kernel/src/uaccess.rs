@@ -2,28 +2,45 @@
 //! `strncpy_from_user`), Linux's contract: a bad user pointer returns
 //! `-EFAULT`, never a kernel fault.
 //!
-//! The kernel never dereferences a user address: each page is resolved in
-//! the process's page tables (`get_pte`), faulted in through the `Mm`'s
-//! fault path when it is missing or read-only for a write (exactly what the
-//! MMU would have asked for), and reached through the direct map — the way
-//! Linux's `get_user_pages()` + `kmap` work. So SMAP can stay on with no
-//! `stac`/`clac` window, and no exception-table fixup is needed.
+//! Two paths, chosen per call by whether the address space is the one
+//! loaded in CR3 on this CPU:
+//!
+//! - **The current address space** (every syscall's own buffers): the
+//!   bytes move by their user address, with `rep movsq`/`rep movsb` inside a
+//!   `stac`/`clac` window ([`crate::arch::uaccess`], Linux's
+//!   `copy_user_generic`). A missing or read-only page faults in kernel
+//!   mode; the `#PF` handler resolves it through the `Mm`'s fault path
+//!   ([`resolve_fault`], counted in `min_flt` as Linux's
+//!   `mm_account_fault` does) and the copy resumes, or, if it cannot be
+//!   resolved, the copy stops at the exception-table fix-up and the call
+//!   returns `EFAULT`. Nothing is looked up in software, and another CPU
+//!   that unmaps the page meanwhile only makes the copy fault, as it would
+//!   make a user-mode access fault: the TLB shootdown that precedes
+//!   freeing the page reaches this CPU because the address space is
+//!   loaded here.
+//! - **Another address space** (exec building a new stack, fork writing
+//!   the parent's TID, `/proc/PID/cmdline`): no user address of it is
+//!   mapped here, so each page is resolved in that address space's page
+//!   tables (`get_pte`), faulted in through its `Mm` when missing or
+//!   read-only for a write, and reached through the direct map (Linux's
+//!   `access_remote_vm()`: `get_user_pages_remote()` + `kmap`).
 //!
 //! # Context
 //!
-//! Process context, may sleep (faults allocate). Other threads of the
-//! process may `munmap`, `mprotect` or `MADV_DONTNEED` the page at any
-//! time, so the lookup of a page and the copy to or from it run with
-//! preemption disabled ([`with_user_page`]): on one CPU nothing else runs
-//! in between, so the page found is still mapped (and not freed: a zap
-//! frees pages only after its TLB flush, in the zapping thread) while the
-//! bytes move. A page that is gone or read-only is faulted in with
-//! preemption on and the lookup retried; a page the fault cannot provide
-//! is `-EFAULT`. With SMP this is not enough: another CPU can zap the page
-//! between lookup and copy. The lookup would then have to take a reference
-//! on the folio (Linux's `get_user_pages`) or the copy run on the user
-//! address under STAC/CLAC with an exception-table fix-up (Linux's
-//! `copy_from_user`), with the TLB shootdown of the zap waiting for it.
+//! Process context, may sleep (faults allocate): no spinlock held, and
+//! not the mmap lock of the address space for write.
+//!
+//! On the remote path the lookup of a page and the copy to or from it run
+//! with preemption disabled ([`with_user_page`]): on one CPU nothing else
+//! runs in between, so the page found is still mapped (and not freed: a
+//! zap frees pages only after its TLB flush, in the zapping thread) while
+//! the bytes move. With tasks on several CPUs that is not enough for an
+//! address space whose threads run elsewhere: the lookup will have to
+//! take a reference on the folio, as Linux's `get_user_pages_remote()`.
+//! The futex word ([`with_user_u32_nofault`], of the current address
+//! space in every syscall) is read with interrupts off, Linux's GUP-fast rule:
+//! a CPU that zaps the page must flush this CPU's TLB by IPI before it
+//! frees the page, and that IPI waits for interrupts to come back on.
 
 use mm::PAGE_SIZE;
 use mm::errno::Errno;
@@ -100,8 +117,40 @@ fn direct_map_page<'a>(va: *mut u8, off: usize) -> &'a mut [u8] {
     unsafe { core::slice::from_raw_parts_mut(va.add(off), PAGE_SIZE as usize - off) }
 }
 
+/// Whether `mm`'s page tables are the ones in CR3 on this CPU (the
+/// address space of the running task).
+fn loaded(mm: &KMm) -> bool {
+    let (frame, _) = x86_64::registers::control::Cr3::read_raw();
+    frame.start_address().as_u64() == mm.page_table().root().as_u64()
+}
+
+/// Whether `[addr, addr + len)` is a user range (empty ranges are).
+fn user_range(addr: u64, len: usize) -> Result<(), Errno> {
+    match addr.checked_add(len as u64) {
+        Some(end) if end <= TASK_SIZE => Ok(()),
+        _ => Err(Errno::EFAULT),
+    }
+}
+
 /// Copies `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(mm: &KMm, dst: &mut [u8], src: u64) -> Result<(), Errno> {
+    if dst.is_empty() {
+        return Ok(());
+    }
+    if loaded(mm) {
+        user_range(src, dst.len())?;
+        // SAFETY: `dst` is a kernel buffer of `dst.len()` bytes; the user
+        // range is below TASK_SIZE (checked) in the loaded address space;
+        // we run in process context with interrupts on (module Context).
+        let left = unsafe {
+            crate::arch::uaccess::copy_user(dst.as_mut_ptr(), src as *const u8, dst.len())
+        };
+        return if left == 0 {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        };
+    }
     let mut done = 0;
     while done < dst.len() {
         let addr = src.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -117,6 +166,22 @@ pub fn copy_from_user(mm: &KMm, dst: &mut [u8], src: u64) -> Result<(), Errno> {
 
 /// Copies `src` to user address `dst`.
 pub fn copy_to_user(mm: &KMm, dst: u64, src: &[u8]) -> Result<(), Errno> {
+    if src.is_empty() {
+        return Ok(());
+    }
+    if loaded(mm) {
+        user_range(dst, src.len())?;
+        // SAFETY: `src` is a kernel buffer of `src.len()` bytes; the user
+        // range is below TASK_SIZE (checked) in the loaded address space;
+        // we run in process context with interrupts on (module Context).
+        let left =
+            unsafe { crate::arch::uaccess::copy_user(dst as *mut u8, src.as_ptr(), src.len()) };
+        return if left == 0 {
+            Ok(())
+        } else {
+            Err(Errno::EFAULT)
+        };
+    }
     let mut done = 0;
     while done < src.len() {
         let addr = dst.checked_add(done as u64).ok_or(Errno::EFAULT)?;
@@ -130,11 +195,36 @@ pub fn copy_to_user(mm: &KMm, dst: u64, src: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// The user-access fault hook ([`crate::arch::uaccess`]): resolves a
+/// fault at `addr` that a copy of the running process took in kernel
+/// mode, through its `Mm` (Linux's `do_user_addr_fault()` for a kernel
+/// access); true if the copy may retry. Counted in `min_flt`.
+pub fn resolve_fault(addr: u64, write: bool) -> bool {
+    let Some(me) = crate::process::thread::current_thread() else {
+        return false;
+    };
+    let Some(mm) = me.process.mm() else {
+        return false;
+    };
+    let access = if write {
+        FaultAccess::Write
+    } else {
+        FaultAccess::Read
+    };
+    let ok = mm.handle_fault(addr, access).is_ok();
+    if ok {
+        me.process
+            .min_flt
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+    ok
+}
+
 /// Runs `f` on the aligned user `u32` at `addr` as an atomic, without
 /// faulting (Linux's `pagefault_disable()` + futex atomics): `None` if no
 /// present user PTE maps it (writable, for `write`); the caller faults it
-/// in ([`fault_in_user`]) with its locks dropped and retries. Preemption
-/// is off while `f` runs. `addr` must be 4-aligned and below `TASK_SIZE`.
+/// in ([`fault_in_user`]) with its locks dropped and retries. Interrupts
+/// are off while `f` runs. `addr` must be 4-aligned and below `TASK_SIZE`.
 pub fn with_user_u32_nofault<R>(
     mm: &KMm,
     addr: u64,
@@ -142,17 +232,20 @@ pub fn with_user_u32_nofault<R>(
     f: impl FnOnce(&core::sync::atomic::AtomicU32) -> R,
 ) -> Option<R> {
     debug_assert!(addr.is_multiple_of(4) && addr < TASK_SIZE);
-    let _nopreempt = crate::sched::PreemptGuard::new();
-    let va = lookup_page(mm, addr, write)?;
-    let off = (addr & (PAGE_SIZE - 1)) as usize;
-    // SAFETY: 1. `va + off` is inside a frame a present user PTE maps
-    // (lookup_page), reached through the direct map, 4-aligned (`addr` is)
-    // and 4 bytes long within the page. 2. The frame stays mapped while `f`
-    // runs: preemption is off (module docs). 3. User code touches the word
-    // only atomically or racily, as Linux's futex word: an AtomicU32 view
-    // matches what the futex atomics do.
-    let word = unsafe { &*(va.add(off) as *const core::sync::atomic::AtomicU32) };
-    Some(f(word))
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let va = lookup_page(mm, addr, write)?;
+        let off = (addr & (PAGE_SIZE - 1)) as usize;
+        // SAFETY: 1. `va + off` is inside a frame a present user PTE maps
+        // (lookup_page), reached through the direct map, 4-aligned (`addr`
+        // is) and 4 bytes long within the page. 2. The frame stays mapped
+        // while `f` runs: interrupts are off (module Context: nothing else
+        // runs on this CPU, and a zap on another CPU waits for this one's
+        // TLB-flush IPI before freeing the frame). 3. User code touches the
+        // word only atomically or racily, as Linux's futex word: an
+        // AtomicU32 view matches what the futex atomics do.
+        let word = unsafe { &*(va.add(off) as *const core::sync::atomic::AtomicU32) };
+        Some(f(word))
+    })
 }
 
 /// Faults in the user page at `addr` for `write` (`fault_in_user_writeable`);
@@ -173,6 +266,25 @@ pub fn fault_in_user(mm: &KMm, addr: u64, write: bool) -> Result<(), Errno> {
 /// from `src`; `ENAMETOOLONG` (36) if there is no NUL within them.
 pub fn strncpy_from_user(mm: &KMm, src: u64, max: usize) -> Result<alloc::vec::Vec<u8>, Errno> {
     let mut out = alloc::vec::Vec::new();
+    if loaded(mm) {
+        // Chunks that never cross a page boundary: a string that ends
+        // before an unmapped page is copied without touching that page.
+        let mut chunk = [0u8; 256];
+        loop {
+            let addr = src.checked_add(out.len() as u64).ok_or(Errno::EFAULT)?;
+            let to_page_end = (PAGE_SIZE - (addr & (PAGE_SIZE - 1))) as usize;
+            let n = to_page_end.min(chunk.len()).min(max + 1 - out.len());
+            copy_from_user(mm, &mut chunk[..n], addr)?;
+            if let Some(nul) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            if out.len() > max {
+                return Err(Errno(36));
+            }
+        }
+    }
     loop {
         let addr = src.checked_add(out.len() as u64).ok_or(Errno::EFAULT)?;
         let found = with_user_page(mm, addr, false, |bytes| {

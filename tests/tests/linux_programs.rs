@@ -213,7 +213,8 @@ c_program!(
 );
 
 c_program!(
-    /// 137 errno cases (bad pointers, fds, flags) that must match Linux.
+    /// 141 errno cases (bad pointers, fds, flags; user copies at page edges,
+    /// into read-only, PROT_NONE and copy-on-write pages) that must match Linux.
     errno
 );
 

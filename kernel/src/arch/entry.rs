@@ -41,9 +41,8 @@
 //! [`init`] sets EFER.NXE (no-execute PTE bit) and EFER.SCE (`SYSCALL`),
 //! CR4.SMEP (the kernel never executes a user page) and CR4.SMAP (the kernel
 //! never touches a user page by its user address) where the CPU has them.
-//! The kernel reads and writes user memory only through the direct map, after
-//! resolving the page in the process's page tables (`crate::uaccess`), so no
-//! `stac`/`clac` window exists at all.
+//! The kernel touches user memory by its user address in one place, the
+//! `rep movs` of [`super::uaccess`], inside a `stac`/`clac` window.
 //!
 //! # Invariants
 //!
@@ -129,10 +128,11 @@ pub fn init() -> Protections {
     };
     // SAFETY: 1. NXE and SCE only add features (the bootloader already set
     // NXE). 2. SMEP/SMAP are set only when CPUID reports them; the kernel
-    // never executes user pages and never accesses user addresses (module
-    // docs). 3. The STAR selectors name this GDT's segments (gdt module
-    // table), LSTAR the entry below, FMASK clears IF/TF/DF/AC/NT/IOPL as
-    // Linux does, so entry starts with interrupts off.
+    // never executes user pages and touches user addresses only inside
+    // uaccess's stac/clac window (module docs). 3. The STAR selectors name
+    // this GDT's segments (gdt module table), LSTAR the entry below, FMASK
+    // clears IF/TF/DF/AC/NT/IOPL as Linux does, so entry starts with
+    // interrupts off.
     unsafe {
         Efer::update(|f| *f |= EferFlags::NO_EXECUTE_ENABLE | EferFlags::SYSTEM_CALL_EXTENSIONS);
         Cr4::update(|f| {
@@ -144,6 +144,7 @@ pub fn init() -> Protections {
             }
         });
     }
+    super::uaccess::set_smap(prot.smap);
     syscall_msrs();
     prot
 }

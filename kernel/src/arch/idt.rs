@@ -58,6 +58,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use x86_64::instructions::interrupts::without_interrupts;
 use x86_64::registers::control::{Cr2, Cr3};
+use x86_64::registers::rflags::RFlags;
 use x86_64::structures::idt::{
     DescriptorTable, HandlerFunc, InterruptDescriptorTable, InterruptStackFrame,
     PageFaultErrorCode, SelectorErrorCode,
@@ -508,7 +509,44 @@ fatal_handler!(hv_injection, 28, "#HV hypervisor injection");
 fatal_handler!(vmm_communication, 29, "#VC VMM communication", Plain);
 fatal_handler!(security_exception, 30, "#SX security exception", Plain);
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+/// A `#PF` in kernel mode: a user-access instruction's fault is resolved
+/// or fixed up ([`super::uaccess`]); any other is fatal.
+extern "x86-interrupt" fn page_fault(mut frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let cr2 = Cr2::read_raw();
+    if let Some(fixup) = super::uaccess::fixup(frame.instruction_pointer.as_u64()) {
+        // A not-present or write-protection fault on a user address may be
+        // resolved (demand paging, CoW); a read of a present page or a
+        // reserved-bit fault cannot be, and is EFAULT at once.
+        let resolvable = cr2 < mm::pgtable::TASK_SIZE
+            && !code.contains(PageFaultErrorCode::MALFORMED_TABLE)
+            && (code.contains(PageFaultErrorCode::CAUSED_BY_WRITE)
+                || !code.contains(PageFaultErrorCode::PROTECTION_VIOLATION));
+        if resolvable {
+            let write = code.contains(PageFaultErrorCode::CAUSED_BY_WRITE);
+            // The copy ran with interrupts on (uaccess Context): so does
+            // its fault, which may sleep.
+            let irqs = frame.cpu_flags.contains(RFlags::INTERRUPT_FLAG);
+            if irqs {
+                x86_64::instructions::interrupts::enable();
+            }
+            let retry = super::uaccess::resolve(cr2, write);
+            x86_64::instructions::interrupts::disable();
+            if retry {
+                return;
+            }
+        }
+        // SAFETY: the frame is this exception's own, on this stack; the new
+        // RIP is the fix-up of the instruction that faulted (same code
+        // segment, same stack), and clearing AC ends the copy's SMAP
+        // window (uaccess invariant U2).
+        unsafe {
+            frame.as_mut().update(|f| {
+                f.instruction_pointer = VirtAddr::new(fixup);
+                f.cpu_flags.remove(RFlags::ALIGNMENT_CHECK);
+            });
+        }
+        return;
+    }
     fatal_exception(
         14,
         "#PF page fault",

@@ -8,6 +8,7 @@
 //! - [`entry`]: NX/SMEP/SMAP, `SYSCALL` entry, entering user mode, CR3 and
 //!   kernel-stack switching per task.
 //! - [`signal`]: the return-to-user loop, signal frames, `rt_sigreturn`.
+//! - [`uaccess`]: the user-copy instruction and its page-fault fix-up.
 //!
 //! # Ordering
 //!
@@ -21,6 +22,7 @@ pub mod fpu;
 pub mod gdt;
 pub mod idt;
 pub mod signal;
+pub mod uaccess;
 
 /// Brings up the boot CPU's segments, TSS and exception handlers.
 pub fn init() {

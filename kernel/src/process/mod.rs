@@ -103,7 +103,8 @@ pub fn vm() -> &'static Vm<'static, KernelPlatform> {
     VM.get().expect("process::init has not run")
 }
 
-/// Sets up the shared address-space state and the user-trap hook. Call once
+/// Sets up the shared address-space state, the user-trap hook and the
+/// user-access fault hook. Call once
 /// after RCU and the slab allocator are up.
 pub fn init() {
     VM.call_once(|| {
@@ -112,6 +113,7 @@ pub fn init() {
         Vm::new(pa, rcu::rcu(), Box::leak(cache)).expect("memory for the zero page")
     });
     idt::set_user_trap_hook(user_trap);
+    crate::arch::uaccess::set_uaccess_fault_hook(crate::uaccess::resolve_fault);
 }
 
 /// How a process ended (Linux's wait status, decoded).

@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +251,47 @@ int main(void)
 	T("execve bad path", syscall(SYS_execve, BAD, argv, argv + 1));
 	T("mkdir /proc", syscall(SYS_mkdir, "/proc", 0755));
 	T("mkdir bad path", syscall(SYS_mkdir, BAD, 0755));
+
+	/*
+	 * Copies to and from user memory at their edges: into a page not
+	 * faulted in yet (the copy itself faults it in), across and up to
+	 * the end of a mapping, into read-only and PROT_NONE pages, out of a
+	 * page only the zero page backs, and a child's copy into a page it
+	 * shares copy-on-write with its parent (the copy breaks the CoW).
+	 */
+	char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	int pp[2];
+	if (two == MAP_FAILED || ro == MAP_FAILED || none == MAP_FAILED || pipe(pp) != 0) {
+		printf("uaccess set-up failed\n");
+		return 1;
+	}
+	munmap(two + 4096, 4096);
+	T("clock_gettime into an untouched page", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, two + 64));
+	T("clock_gettime up to a mapping's end",
+	  syscall(SYS_clock_gettime, CLOCK_MONOTONIC, two + 4096 - 16));
+	T("clock_gettime across a mapping's end",
+	  syscall(SYS_clock_gettime, CLOCK_MONOTONIC, two + 4096 - 8));
+	T("clock_gettime into a read-only page", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, ro));
+	T("clock_gettime into a PROT_NONE page", syscall(SYS_clock_gettime, CLOCK_MONOTONIC, none));
+	T("pipe write from a zero-page-backed page", syscall(SYS_write, pp[1], ro, 16));
+	T("pipe write from a PROT_NONE page", syscall(SYS_write, pp[1], none, 16));
+	T("pipe read into a read-only page", syscall(SYS_read, pp[0], ro, 16));
+	T("rt_sigprocmask old set across a mapping's end",
+	  syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, two + 4096 - 4, 8));
+	char saved[16];
+	memcpy(saved, two + 64, sizeof saved);
+	pid_t child = fork();
+	if (child == 0) {
+		long r = syscall(SYS_clock_gettime, CLOCK_REALTIME, two + 64);
+		_exit(r == 0 && memcmp(saved, two + 64, sizeof saved) != 0 ? 7 : 8);
+	}
+	int status = 0;
+	waitpid(child, &status, 0);
+	printf("child's clock_gettime into a copy-on-write page: %s\n",
+	       WIFEXITED(status) && WEXITSTATUS(status) == 7 ? "ok" : "failed");
+	printf("parent's copy unchanged: %s\n", memcmp(saved, two + 64, sizeof saved) ? "no" : "yes");
 
 	printf("errno: done\n");
 	return 0;
