@@ -238,4 +238,3 @@ fn thp_eligible_needs_an_enabled_order_that_fits_aligned() {
         );
     });
 }
-
