@@ -262,6 +262,16 @@ c_program!(
     smaps
 );
 
+c_program!(
+    /// /proc/self/pagemap and /proc/PID/pagemap of private, zero-page,
+    /// PROT_NONE, shared and CoW pages before fork, in the child, in the
+    /// parent and after the child's exit (present, file, exclusive,
+    /// soft-dirty bits, PFN shown); lseek/pread at vaddr / 4096 * 8,
+    /// EINVAL for unaligned positions and counts and SEEK_END, 0 bytes
+    /// past user space and after the child's exit, EFAULT.
+    pagemap
+);
+
 /// The smaps of `smaps.c` with 64 KiB anonymous folios
 /// (`thp_anon=64K:always`): with per-page mapcounts a folio half copied
 /// away after fork counts page by page, exactly as Linux's 4 KiB pages

@@ -176,6 +176,11 @@ pub enum OpenData {
     Pipe(Arc<pipe::PipeEnd>),
     /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
     Dev(memdev::MemDev),
+    /// `/proc/PID/pagemap` of this address space ([`procfs::pagemap_read`]):
+    /// read in place, not a snapshot; a reference that does not keep the
+    /// address space alive (Linux's `mmgrab()`, reads after its exit
+    /// give 0 bytes).
+    Pagemap(alloc::sync::Weak<KMm>),
 }
 
 impl OpenData {
@@ -183,7 +188,11 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pagemap(_) => 0,
         }
     }
 
@@ -209,7 +218,11 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pagemap(_) => 0,
         }
     }
 }

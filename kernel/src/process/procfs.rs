@@ -34,6 +34,8 @@
 //!   memory between the addresses exec recorded (`Process::args`);
 //!   `statm`; `oom_score_adj` (writable, [`Sysctl::OomScoreAdj`]) and
 //!   `oom_score`.
+//! - `/proc/self/pagemap`: 8 bytes per virtual page, read in place
+//!   ([`pagemap_read`], [`mm::vm::Mm::pagemap`]).
 //! - `/proc/<pid>/...` of any live process is its `/proc/self/...`
 //!   ([`pid_path`]); `/proc` lists every live pid.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
@@ -50,7 +52,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -64,6 +66,59 @@ use super::{Process, signal};
 
 /// `ENOENT`.
 const ENOENT: Errno = Errno(2);
+
+/// Reads `/proc/PID/pagemap` of `target` at byte `pos` into `reader`'s
+/// memory at `buf` (Linux's `pagemap_read()`): one 8-byte entry per
+/// page ([`mm::vm::Mm::pagemap`]), the page `pos / 8`'s first; `EINVAL`
+/// for a position or count that is not a multiple of 8; 0 bytes past
+/// the end of user space (`TASK_SIZE`) or once the address space is
+/// gone. The PFNs are shown: every process here has `CAP_SYS_ADMIN`.
+/// Walks a PMD's worth of pages at a time, without holding the target's
+/// mmap lock across the copy to the reader.
+pub fn pagemap_read(
+    reader: &Process,
+    target: &Weak<super::KMm>,
+    buf: u64,
+    count: u64,
+    pos: u64,
+) -> Result<u64, Errno> {
+    const PM_ENTRY_BYTES: u64 = 8;
+    let Some(mm) = target.upgrade() else {
+        return Ok(0);
+    };
+    if !pos.is_multiple_of(PM_ENTRY_BYTES) || !count.is_multiple_of(PM_ENTRY_BYTES) {
+        return Err(Errno::EINVAL);
+    }
+    let task_size = mm::pgtable::TASK_SIZE;
+    let svpfn = pos / PM_ENTRY_BYTES;
+    let mut end_vaddr = task_size;
+    let mut start = task_size;
+    if svpfn <= u64::MAX >> mm::PAGE_SHIFT {
+        start = svpfn << mm::PAGE_SHIFT;
+        let end = start.wrapping_add((count / PM_ENTRY_BYTES) << mm::PAGE_SHIFT);
+        if end >= start && end < task_size {
+            end_vaddr = end;
+        }
+    }
+    if start > task_size {
+        start = end_vaddr;
+    }
+    let own = reader.mm().ok_or(Errno::EFAULT)?;
+    let mut entries = Vec::new();
+    let mut bytes = Vec::new();
+    let mut copied = 0u64;
+    while start < end_vaddr {
+        let end = ((start + mm::pgtable::PMD_SIZE) & !(mm::pgtable::PMD_SIZE - 1)).min(end_vaddr);
+        entries.clear();
+        mm.pagemap(start, end, true, &mut entries);
+        bytes.clear();
+        bytes.extend(entries.iter().flat_map(|e| e.to_le_bytes()));
+        crate::uaccess::copy_to_user(&own, buf.wrapping_add(copied), &bytes)?;
+        copied += bytes.len() as u64;
+        start = end;
+    }
+    Ok(copied)
+}
 
 /// The process a `/proc/<pid>/...` path names and the same path with
 /// `/proc/self` in place of `/proc/<pid>`, or `None` for any other path
@@ -730,6 +785,7 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("maps", DT_REG),
             ("oom_score", DT_REG),
             ("oom_score_adj", DT_REG),
+            ("pagemap", DT_REG),
             ("root", DT_LNK),
             ("smaps", DT_REG),
             ("smaps_rollup", DT_REG),

@@ -43,9 +43,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                // vma_needs_copy(): a shared mapping without an anon_vma
-                // copies no PTEs; the child faults the object's pages in.
-                if v.shmem.is_none() {
+                if self.vma_needs_copy(&v) {
                     self.copy_page_range(&child, &v)?;
                 }
             }
@@ -55,6 +53,21 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         self.vm.pa.platform().flush_tlb(self.pt.root(), None);
         drop(l);
         copied.map(|()| child)
+    }
+
+    /// `vma_needs_copy()`: only a VMA with anonymous pages (an anon_vma)
+    /// or raw PFNs has PTEs a fault could not fill again; the child of
+    /// any other (a shared mapping, private memory that only ever mapped
+    /// the zero page) faults its pages in. Without anon_vmas (a model
+    /// test's mode) every private VMA is copied.
+    fn vma_needs_copy(&self, v: &super::Vma) -> bool {
+        if v.flags.intersects(VmFlags::PFNMAP | VmFlags::MIXEDMAP) {
+            return true;
+        }
+        if v.shmem.is_some() {
+            return false;
+        }
+        v.anon_vma.is_some() || !self.vm.anon_vmas_on.load(Relaxed)
     }
 
     /// Copies the PTEs of `v` into `child` (`copy_pte_range()`).

@@ -13,8 +13,8 @@
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
-//! `rmap.rs` (`mm/rmap.c`), `smaps.rs` (`fs/proc/task_mmu.c`'s
-//! counting), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//! `rmap.rs` (`mm/rmap.c`), `smaps.rs` and `pagemap.rs`
+//! (`fs/proc/task_mmu.c`'s counting and page map), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
 //! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
 //! owns the VMA boxes the maple tree points to (publication, copies read
@@ -102,6 +102,7 @@ mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
+mod pagemap;
 mod rmap;
 mod smaps;
 mod vma;
@@ -145,6 +146,9 @@ pub use madvise::Advice;
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
+pub use pagemap::{
+    PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP,
+};
 pub use rmap::RmapHit;
 pub use smaps::{MemSizeStats, PSS_SHIFT};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};

@@ -1,7 +1,8 @@
 //! smaps accounting (`smaps.rs`): private, CoW-shared, shmem and zero
 //! pages, the fixed-point Pss of a page mapped three times, and a 64 KiB
 //! folio half copied away after fork in both mapcount modes (the
-//! difference Linux 6.15 documents for `CONFIG_NO_PAGE_MAPCOUNT`).
+//! difference Linux 6.15 documents for `CONFIG_NO_PAGE_MAPCOUNT`); the
+//! pagemap bits of the same kinds of pages.
 
 use core::sync::atomic::Ordering::SeqCst;
 
@@ -237,4 +238,69 @@ fn thp_eligible_needs_an_enabled_order_that_fits_aligned() {
             "order 1 is no anonymous size"
         );
     });
+}
+
+/// pagemap (`pagemap.rs`): holes 0, the zero page present but not
+/// exclusive, PM_FILE for shmem, PM_MMAP_EXCLUSIVE by the page's own
+/// mapcount or, without per-page mapcounts, by the folio's owner
+/// slots.
+#[test]
+fn pagemap_bits_follow_the_6_15_rules_in_both_modes() {
+    for no_page_mapcount in [false, true] {
+        with_mm(|mm| {
+            mm.vm.no_page_mapcount.store(no_page_mapcount, SeqCst);
+            mm.vm.anon_orders.store(1 << 4 | 1, SeqCst);
+            mm.mmap(BASE, 16 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            mm.mmap(BASE + 32 * PG, 2 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            mm.mmap(BASE + 48 * PG, PG, RW, SHARED | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            poke(mm, BASE, 1).unwrap();
+            assert_eq!(peek(mm, BASE + 32 * PG), Ok(0));
+            poke(mm, BASE + 48 * PG, 1).unwrap();
+            let child = mm.fork().unwrap();
+            for i in 8..16 {
+                poke(&child, BASE + i * PG, i).unwrap();
+            }
+            let mut pm = Vec::new();
+            mm.pagemap(BASE, BASE + 50 * PG, true, &mut pm);
+            assert_eq!(pm.len(), 50);
+            let pte = |a: u64| mm.page_table().get_pte(a).unwrap();
+            for i in 0..16 {
+                let e = pm[i as usize];
+                assert_eq!(e & PM_PFRAME_MASK, pte(BASE + i * PG).pfn().as_u64());
+                assert_eq!(e & (PM_PRESENT | PM_FILE | PM_SOFT_DIRTY), PM_PRESENT);
+                // Pages 8..15 are the parent's alone once the child copied
+                // them: exclusive per page, not by the folio's slots.
+                let exclusive = i >= 8 && !no_page_mapcount;
+                assert_eq!(e & PM_MMAP_EXCLUSIVE != 0, exclusive, "page {i}");
+            }
+            assert_eq!(pm[16..32], [0; 16], "a hole");
+            assert_eq!(pm[32], PM_PRESENT | mm.vm.zero_page().as_u64(), "zero page");
+            assert_eq!(pm[33], 0, "no PTE yet");
+            assert_eq!(
+                pm[48] & !PM_PFRAME_MASK,
+                PM_PRESENT | PM_FILE | PM_MMAP_EXCLUSIVE
+            );
+            assert_eq!(pm[49], 0);
+            let mut kid = Vec::new();
+            child.pagemap(BASE + 8 * PG, BASE + 9 * PG, false, &mut kid);
+            assert_eq!(
+                kid,
+                [PM_PRESENT | PM_MMAP_EXCLUSIVE],
+                "a copy, no PFN shown"
+            );
+            // vma_needs_copy(): a VMA that only mapped the zero page has
+            // no anon_vma, and the child gets no PTEs for it.
+            kid.clear();
+            child.pagemap(BASE + 32 * PG, BASE + 33 * PG, true, &mut kid);
+            assert_eq!(kid, [0], "not copied: a fault fills it again");
+            assert_eq!(peek(&child, BASE + 32 * PG), Ok(0));
+            drop(child);
+            pm.clear();
+            mm.pagemap(BASE, BASE + PG, false, &mut pm);
+            assert_eq!(pm, [PM_PRESENT | PM_MMAP_EXCLUSIVE], "alone again");
+        });
+    }
 }
