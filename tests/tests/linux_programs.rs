@@ -272,6 +272,45 @@ c_program!(
     pagemap
 );
 
+c_program!(
+    /// /proc/kpagecount and /proc/kpageflags of the frames behind
+    /// private, zero-page, shared and 64 KiB regions (found through
+    /// pagemap) before fork, while a child maps them and after it exits;
+    /// EINVAL for unaligned reads, 0 bytes past the last frame.
+    kpage
+);
+
+/// `kpage.c` with 64 KiB folios: the counts per page as on the host's
+/// 4 KiB pages, and the compound head/tail and THP bits of the folio.
+#[test]
+fn kpage_of_large_folios_with_page_mapcounts_match_linux() {
+    check(&Program {
+        params: "thp_anon=64K:always",
+        guest_lines: &[
+            "~before large compound: Hthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp \
+             Tthp Tthp Tthp Tthp Tthp",
+        ],
+        ..Program::new("kpage", Build::Musl)
+    });
+}
+
+/// `kpage.c` with `page_mapcount=off`: kpagecount gives every page of
+/// the half-copied 64 KiB folio its average, (24 + 8) >> 4 = 2, where
+/// the host's pages say 2 and 1 (Linux 6.15's documented change).
+#[test]
+fn kpagecount_without_page_mapcounts_is_the_folio_average() {
+    check(&Program {
+        params: "thp_anon=64K:always page_mapcount=off",
+        host_lines_replaced: &[(
+            "parent large: 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 1mas 1mas 1mas 1mas 1mas 1mas \
+             1mas 1mas",
+            "parent large: 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas \
+             2mas 2mas",
+        )],
+        ..Program::new("kpage", Build::Musl)
+    });
+}
+
 /// The smaps of `smaps.c` with 64 KiB anonymous folios
 /// (`thp_anon=64K:always`): with per-page mapcounts a folio half copied
 /// away after fork counts page by page, exactly as Linux's 4 KiB pages

@@ -181,6 +181,9 @@ pub enum OpenData {
     /// address space alive (Linux's `mmgrab()`, reads after its exit
     /// give 0 bytes).
     Pagemap(alloc::sync::Weak<KMm>),
+    /// `/proc/kpagecount` (false) or `/proc/kpageflags` (true): one word
+    /// per physical frame, read in place ([`procfs::kpage_read`]).
+    KPage(bool),
 }
 
 impl OpenData {
@@ -192,7 +195,8 @@ impl OpenData {
             | OpenData::Dir(_)
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
-            | OpenData::Pagemap(_) => 0,
+            | OpenData::Pagemap(_)
+            | OpenData::KPage(_) => 0,
         }
     }
 
@@ -222,7 +226,8 @@ impl OpenData {
             | OpenData::Dir(_)
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
-            | OpenData::Pagemap(_) => 0,
+            | OpenData::Pagemap(_)
+            | OpenData::KPage(_) => 0,
         }
     }
 }

@@ -36,6 +36,8 @@
 //!   `oom_score`.
 //! - `/proc/self/pagemap`: 8 bytes per virtual page, read in place
 //!   ([`pagemap_read`], [`mm::vm::Mm::pagemap`]).
+//! - `/proc/kpagecount`, `/proc/kpageflags`: 8 bytes per physical frame,
+//!   read in place ([`kpage_read`], `mm::vm::Vm::kpagecount`/`kpageflags`).
 //! - `/proc/<pid>/...` of any live process is its `/proc/self/...`
 //!   ([`pid_path`]); `/proc` lists every live pid.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
@@ -118,6 +120,56 @@ pub fn pagemap_read(
         start = end;
     }
     Ok(copied)
+}
+
+/// Reads `/proc/kpagecount` (`flags` false) or `/proc/kpageflags` at
+/// byte `pos` into `reader`'s memory at `buf` (Linux's `kpage_read()`):
+/// the word of frame `pos / 8` first ([`mm::vm::Vm::kpagecount`],
+/// [`mm::vm::Vm::kpageflags`]); `EINVAL` for a position or count that is
+/// not a multiple of 8, 0 bytes from the last frame on. Returns the
+/// bytes copied (the position advances by them) and `EFAULT` if the
+/// buffer ended in a hole, as Linux.
+pub fn kpage_read(
+    reader: &Process,
+    flags: bool,
+    buf: u64,
+    count: u64,
+    pos: u64,
+) -> (u64, Result<(), Errno>) {
+    const KPMSIZE: u64 = 8;
+    if !pos.is_multiple_of(KPMSIZE) || !count.is_multiple_of(KPMSIZE) {
+        return (0, Err(Errno::EINVAL));
+    }
+    let vm = super::vm();
+    let end = vm.kpage_max_pfn() * KPMSIZE;
+    if pos >= end {
+        return (0, Ok(()));
+    }
+    let Some(own) = reader.mm() else {
+        return (0, Err(Errno::EFAULT));
+    };
+    let count = count.min(end - pos);
+    let mut copied = 0;
+    let mut bytes = Vec::new();
+    while copied < count {
+        let first = (pos + copied) / KPMSIZE;
+        let n = ((count - copied) / KPMSIZE).min(512);
+        bytes.clear();
+        for pfn in first..first + n {
+            let pfn = mm::Pfn::new(pfn);
+            let w = if flags {
+                vm.kpageflags(pfn)
+            } else {
+                vm.kpagecount(pfn)
+            };
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        if let Err(e) = crate::uaccess::copy_to_user(&own, buf.wrapping_add(copied), &bytes) {
+            return (copied, Err(e));
+        }
+        copied += bytes.len() as u64;
+    }
+    (copied, Ok(()))
 }
 
 /// The process a `/proc/<pid>/...` path names and the same path with
@@ -769,6 +821,8 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("buddyinfo", DT_REG),
             ("cmdline", DT_REG),
             ("cpuinfo", DT_REG),
+            ("kpagecount", DT_REG),
+            ("kpageflags", DT_REG),
             ("meminfo", DT_REG),
             ("slabinfo", DT_REG),
             ("uptime", DT_REG),

@@ -14,7 +14,8 @@
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
 //! `rmap.rs` (`mm/rmap.c`), `smaps.rs` and `pagemap.rs`
-//! (`fs/proc/task_mmu.c`'s counting and page map), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//! (`fs/proc/task_mmu.c`'s counting and page map), `kpage.rs`
+//! (`fs/proc/page.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
 //! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
 //! owns the VMA boxes the maple tree points to (publication, copies read
@@ -97,6 +98,7 @@
 
 mod fault;
 mod fork;
+mod kpage;
 mod madvise;
 mod mm;
 mod mmap;
@@ -146,6 +148,11 @@ pub use madvise::Advice;
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
+pub use kpage::{
+    KPF_ANON, KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_DIRTY, KPF_LOCKED, KPF_LRU,
+    KPF_MMAP, KPF_NOPAGE, KPF_PGTABLE, KPF_REFERENCED, KPF_RESERVED, KPF_SLAB, KPF_SWAPBACKED,
+    KPF_THP, KPF_UPTODATE, KPF_ZERO_PAGE,
+};
 pub use pagemap::{
     PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP,
 };

@@ -304,3 +304,81 @@ fn pagemap_bits_follow_the_6_15_rules_in_both_modes() {
         });
     }
 }
+
+/// kpagecount and kpageflags (`kpage.rs`): user folios by their
+/// mapcounts (precise per page, or the folio's average without per-page
+/// mapcounts), the zero page, shmem, page tables, frames past the memmap.
+#[test]
+fn kpage_words_follow_fs_proc_page_c_in_both_modes() {
+    for no_page_mapcount in [false, true] {
+        with_mm(|mm| {
+            let vm = mm.vm;
+            vm.no_page_mapcount.store(no_page_mapcount, SeqCst);
+            vm.anon_orders.store(1 << 4 | 1, SeqCst);
+            mm.mmap(BASE, 16 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            mm.mmap(BASE + 32 * PG, PG, RW, ANON | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            mm.mmap(BASE + 48 * PG, PG, RW, SHARED | MapFlags::FIXED, -1, 0)
+                .unwrap();
+            poke(mm, BASE, 1).unwrap();
+            assert_eq!(peek(mm, BASE + 32 * PG), Ok(0));
+            poke(mm, BASE + 48 * PG, 1).unwrap();
+            let child = mm.fork().unwrap();
+            for i in 8..16 {
+                poke(&child, BASE + i * PG, i).unwrap();
+            }
+            let pfn = |a: u64| mm.page_table().get_pte(a).unwrap().pfn();
+            let bit = |b: u32| 1u64 << b;
+            let anon = bit(KPF_MMAP) | bit(KPF_ANON) | bit(KPF_SWAPBACKED) | bit(KPF_UPTODATE);
+            for i in 0..16 {
+                let p = pfn(BASE + i * PG);
+                let want = match (no_page_mapcount, i < 8) {
+                    // 24 PTE mappings over 16 pages: (24 + 8) >> 4.
+                    (true, _) => 2,
+                    (false, true) => 2,
+                    (false, false) => 1,
+                };
+                assert_eq!(vm.kpagecount(p), want, "page {i}");
+                let compound = if i == 0 {
+                    bit(KPF_COMPOUND_HEAD)
+                } else {
+                    bit(KPF_COMPOUND_TAIL)
+                };
+                assert_eq!(vm.kpageflags(p), anon | compound | bit(KPF_THP));
+            }
+            let copy = child.page_table().get_pte(BASE + 8 * PG).unwrap().pfn();
+            assert_eq!((vm.kpagecount(copy), vm.kpageflags(copy)), (1, anon));
+            let zero = pfn(BASE + 32 * PG);
+            assert_eq!(
+                (vm.kpagecount(zero), vm.kpageflags(zero)),
+                (0, bit(KPF_ZERO_PAGE))
+            );
+            let shm = pfn(BASE + 48 * PG);
+            assert_eq!(vm.kpagecount(shm), 1, "the child never touched it");
+            assert_eq!(
+                vm.kpageflags(shm),
+                bit(KPF_MMAP) | bit(KPF_SWAPBACKED) | bit(KPF_UPTODATE) | bit(KPF_DIRTY)
+            );
+            // The PTE table mapping BASE.
+            let table = crate::pgtable::Entry(
+                mm.page_table()
+                    .slot(BASE, crate::pgtable::Level::Pmd)
+                    .unwrap()
+                    .load(SeqCst),
+            )
+            .pfn();
+            assert_eq!(
+                (vm.kpagecount(table), vm.kpageflags(table)),
+                (0, bit(KPF_PGTABLE))
+            );
+            let past = crate::addr::Pfn::new(vm.kpage_max_pfn());
+            assert_eq!(
+                (vm.kpagecount(past), vm.kpageflags(past)),
+                (0, bit(KPF_NOPAGE))
+            );
+            drop(child);
+            assert_eq!(vm.kpagecount(pfn(BASE + 8 * PG)), 1, "alone again");
+        });
+    }
+}
