@@ -66,6 +66,12 @@ bitflags::bitflags! {
         /// mappings as `MM_SHMEMPAGES`; the head's `ext[2]` holds its
         /// mapping while it is in a shmem object (see `folio`).
         const SHMEM = 1 << 5;
+        /// Head frame of a folio whose contents are newer than its
+        /// backing store (`PG_dirty`): set on a shmem folio by a write
+        /// fault (`fault_dirty_shared_page()`) or when a dirty PTE of it
+        /// is zapped (`folio_mark_dirty()`); anonymous folios keep their
+        /// dirtiness in their PTEs only, as on Linux without swap.
+        const DIRTY = 1 << 6;
     }
 }
 
@@ -160,6 +166,12 @@ impl Page {
 
     pub(crate) fn set_flags(&self, flags: PageFlags) {
         self.flags.store(flags.bits(), Relaxed);
+    }
+
+    /// Sets `flags` with one atomic OR (`set_bit()`): for bits that
+    /// several mappings' holders may set at once (`PG_dirty`).
+    pub(crate) fn set_flags_atomic(&self, flags: PageFlags) {
+        self.flags.fetch_or(flags.bits(), Relaxed);
     }
 
     /// Whether the frame is reserved (never allocatable).

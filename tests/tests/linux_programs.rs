@@ -72,6 +72,14 @@ struct Program {
     build: Build,
     args: &'static [&'static str],
     expected_kernel_lines: &'static [&'static str],
+    /// Kernel parameters besides `quiet` (a mode to run the program in).
+    params: &'static str,
+    /// Host lines that this kernel's mode prints differently on purpose,
+    /// and what it prints instead (each must be in the host's output).
+    host_lines_replaced: &'static [(&'static str, &'static str)],
+    /// Lines the guest's output must hold (`~` lines too: what the host
+    /// cannot show, e.g. a setting of this kernel's mode).
+    guest_lines: &'static [&'static str],
 }
 
 impl Program {
@@ -81,6 +89,9 @@ impl Program {
             build,
             args: &[],
             expected_kernel_lines: &[],
+            params: "",
+            host_lines_replaced: &[],
+            guest_lines: &[],
         }
     }
 }
@@ -270,6 +281,101 @@ c_program!(
     /// (EACCES), inheritance over fork and exec and PR_MDWE_NO_INHERIT.
     mdwe
 );
+
+c_program!(
+    /// /proc/self/smaps and smaps_rollup of a known layout (private,
+    /// zero-page, read-only, shared anonymous, copy-on-write and 64 KiB
+    /// regions) before fork, in the child, in the parent while the child
+    /// lives and after it exits: Rss, Pss, Shared/Private Clean/Dirty,
+    /// Anonymous, VmFlags; the field order, the header lines against
+    /// maps, the rollup against the sum.
+    smaps
+);
+
+c_program!(
+    /// /proc/self/pagemap and /proc/PID/pagemap of private, zero-page,
+    /// PROT_NONE, shared and CoW pages before fork, in the child, in the
+    /// parent and after the child's exit (present, file, exclusive,
+    /// soft-dirty bits, PFN shown); lseek/pread at vaddr / 4096 * 8,
+    /// EINVAL for unaligned positions and counts and SEEK_END, 0 bytes
+    /// past user space and after the child's exit, EFAULT.
+    pagemap
+);
+
+c_program!(
+    /// /proc/kpagecount and /proc/kpageflags of the frames behind
+    /// private, zero-page, shared and 64 KiB regions (found through
+    /// pagemap) before fork, while a child maps them and after it exits;
+    /// EINVAL for unaligned reads, 0 bytes past the last frame.
+    kpage
+);
+
+/// `kpage.c` with 64 KiB folios: the counts per page as on the host's
+/// 4 KiB pages, and the compound head/tail and THP bits of the folio.
+#[test]
+fn kpage_of_large_folios_with_page_mapcounts_match_linux() {
+    check(&Program {
+        params: "thp_anon=64K:always",
+        guest_lines: &[
+            "~before large compound: Hthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp Tthp \
+             Tthp Tthp Tthp Tthp Tthp",
+        ],
+        ..Program::new("kpage", Build::Musl)
+    });
+}
+
+/// `kpage.c` with `page_mapcount=off`: kpagecount gives every page of
+/// the half-copied 64 KiB folio its average, (24 + 8) >> 4 = 2, where
+/// the host's pages say 2 and 1 (Linux 6.15's documented change).
+#[test]
+fn kpagecount_without_page_mapcounts_is_the_folio_average() {
+    check(&Program {
+        params: "thp_anon=64K:always page_mapcount=off",
+        host_lines_replaced: &[(
+            "parent large: 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 1mas 1mas 1mas 1mas 1mas 1mas \
+             1mas 1mas",
+            "parent large: 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas 2mas \
+             2mas 2mas",
+        )],
+        ..Program::new("kpage", Build::Musl)
+    });
+}
+
+/// The smaps of `smaps.c` with 64 KiB anonymous folios
+/// (`thp_anon=64K:always`): with per-page mapcounts a folio half copied
+/// away after fork counts page by page, exactly as Linux's 4 KiB pages
+/// on the host; THPeligible shows the 64 KiB size enabled.
+#[test]
+fn smaps_of_large_folios_with_page_mapcounts_match_linux() {
+    check(&Program {
+        params: "thp_anon=64K:always",
+        guest_lines: &["~before large THPeligible 1"],
+        ..Program::new("smaps", Build::Musl)
+    });
+}
+
+/// The same with `page_mapcount=off` (Linux 6.15's
+/// `CONFIG_NO_PAGE_MAPCOUNT`): every line as on the host but the one
+/// Linux documents to differ, the parent's view of the half-copied
+/// folio while the child lives: its 24 PTE mappings over 16 pages
+/// average 2 per page and the folio is maybe mapped shared, so all
+/// 64 KiB are shared with Pss 32 KiB (per page: 32 KiB shared, 32 KiB
+/// private, Pss 48 KiB). The child's view agrees with per-page counts
+/// (its 8 pages of the folio are mapped twice either way).
+#[test]
+fn smaps_without_page_mapcounts_use_the_folio_average() {
+    check(&Program {
+        params: "thp_anon=64K:always page_mapcount=off",
+        host_lines_replaced: &[(
+            "parent large: Size 64 Rss 64 Pss 48 Pss_Dirty 48 Shared_Clean 0 Shared_Dirty 32 \
+             Private_Clean 0 Private_Dirty 32 Anonymous 64 Swap 0 Locked 0 VmFlags rd wr mr mw me ac",
+            "parent large: Size 64 Rss 64 Pss 32 Pss_Dirty 32 Shared_Clean 0 Shared_Dirty 64 \
+             Private_Clean 0 Private_Dirty 0 Anonymous 64 Swap 0 Locked 0 VmFlags rd wr mr mw me ac",
+        )],
+        guest_lines: &["~before large THPeligible 1"],
+        ..Program::new("smaps", Build::Musl)
+    });
+}
 
 #[test]
 fn rawsys_runs_without_libc() {
@@ -503,7 +609,23 @@ fn check(prog: &Program) {
         host.stderr
     );
 
-    let cfg = program_config(&bin, prog.args);
+    let mut host = host;
+    for (from, to) in prog.host_lines_replaced {
+        let line = format!("{from}\n");
+        assert!(
+            host.stdout.contains(&line),
+            "{}: no host line {from:?} to replace:\n{}",
+            prog.name,
+            host.stdout
+        );
+        host.stdout = host.stdout.replace(&line, &format!("{to}\n"));
+    }
+
+    let mut cfg = program_config(&bin, prog.args);
+    if !prog.params.is_empty() {
+        cfg.cmdline =
+            boot::cmdline_with_args(&format!("quiet {}", prog.params), prog.args.iter().copied());
+    }
     let out = boot_one(&cfg);
     let guest = split_serial(&out.serial);
     // Everything needed to judge a failure, in one block.
@@ -556,6 +678,13 @@ fn check(prog: &Program) {
             Verdict::Success,
             "{}",
             report("exit 0 but no success verdict (leaked frames?)")
+        );
+    }
+    for want in prog.guest_lines {
+        assert!(
+            guest.program.contains(want),
+            "{}",
+            report(&format!("no line {want:?} in the guest's output"))
         );
     }
     for want in prog.expected_kernel_lines {

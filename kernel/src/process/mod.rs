@@ -178,6 +178,14 @@ pub enum OpenData {
     Dev(memdev::MemDev),
     /// A shmem file: a memfd ([`ShmemFile`]).
     Shmem(Arc<ShmemFile>),
+    /// `/proc/PID/pagemap` of this address space ([`procfs::pagemap_read`]):
+    /// read in place, not a snapshot; a reference that does not keep the
+    /// address space alive (Linux's `mmgrab()`, reads after its exit
+    /// give 0 bytes).
+    Pagemap(alloc::sync::Weak<KMm>),
+    /// `/proc/kpagecount` (false) or `/proc/kpageflags` (true): one word
+    /// per physical frame, read in place ([`procfs::kpage_read`]).
+    KPage(bool),
 }
 
 /// A shmem file's inode on the kernel side (a memfd, or a tmpfs file
@@ -231,7 +239,12 @@ impl OpenData {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
             OpenData::Shmem(f) => f.obj.size() as usize,
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pagemap(_)
+            | OpenData::KPage(_) => 0,
         }
     }
 
@@ -259,7 +272,12 @@ impl OpenData {
             }
             OpenData::File(f) => f.read_at(off, buf),
             OpenData::Shmem(f) => f.obj.read_at(vm(), off as u64, buf),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pagemap(_)
+            | OpenData::KPage(_) => 0,
         }
     }
 }

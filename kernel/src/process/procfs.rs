@@ -18,8 +18,12 @@
 //!   (`nr_tlb_remote_flush`, `nr_tlb_remote_flush_received`,
 //!   `nr_tlb_local_flush_one`/`_all`) and, ours, `rcu_synchronize_calls`
 //!   and `rcu_barrier_calls`.
-//! - `/proc/self/smaps_rollup`: the `[rollup]` header and `Rss`, `Pss`,
-//!   `Anonymous` (every resident page here is anonymous and counted whole).
+//! - `/proc/self/smaps`: each VMA's maps line, then `Size` .. `Locked`,
+//!   `THPeligible` and `VmFlags` (two-letter codes) as Linux 6.19 prints
+//!   them, from [`mm::vm::Mm::smaps`] (Pss and shared/private by
+//!   Linux 6.15's rules in both mapcount modes); `/proc/self/smaps_rollup`:
+//!   the `[rollup]` header and the sums, with `Pss_Anon`/`Pss_File`/
+//!   `Pss_Shmem`.
 //! - `/proc/self/task/<tid>/{status,stat}` and `/proc/thread-self/`: the
 //!   same, with the thread's id in `Pid:` and field 1; `Threads:` and
 //!   `num_threads` count the live threads.
@@ -31,6 +35,10 @@
 //!   memory between the addresses exec recorded (`Process::args`);
 //!   `statm`; `oom_score_adj` (writable, [`Sysctl::OomScoreAdj`]) and
 //!   `oom_score`.
+//! - `/proc/self/pagemap`: 8 bytes per virtual page, read in place
+//!   ([`pagemap_read`], [`mm::vm::Mm::pagemap`]).
+//! - `/proc/kpagecount`, `/proc/kpageflags`: 8 bytes per physical frame,
+//!   read in place ([`kpage_read`], `mm::vm::Vm::kpagecount`/`kpageflags`).
 //! - `/proc/<pid>/...` of any live process is its `/proc/self/...`
 //!   ([`pid_path`]); `/proc` lists every live pid.
 //! - `/proc/cpuinfo` (CPUID: vendor, family/model, model name, flags),
@@ -47,7 +55,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -55,12 +63,115 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use mm::errno::Errno;
 use mm::page_alloc::PaStat;
-use mm::vm::{VmEvent, VmFlags};
+use mm::vm::{MemSizeStats, PSS_SHIFT, VmEvent, VmFlags, Vma};
 
 use super::{Process, signal};
 
 /// `ENOENT`.
 const ENOENT: Errno = Errno(2);
+
+/// Reads `/proc/PID/pagemap` of `target` at byte `pos` into `reader`'s
+/// memory at `buf` (Linux's `pagemap_read()`): one 8-byte entry per
+/// page ([`mm::vm::Mm::pagemap`]), the page `pos / 8`'s first; `EINVAL`
+/// for a position or count that is not a multiple of 8; 0 bytes past
+/// the end of user space (`TASK_SIZE`) or once the address space is
+/// gone. The PFNs are shown: every process here has `CAP_SYS_ADMIN`.
+/// Walks a PMD's worth of pages at a time, without holding the target's
+/// mmap lock across the copy to the reader.
+pub fn pagemap_read(
+    reader: &Process,
+    target: &Weak<super::KMm>,
+    buf: u64,
+    count: u64,
+    pos: u64,
+) -> Result<u64, Errno> {
+    const PM_ENTRY_BYTES: u64 = 8;
+    let Some(mm) = target.upgrade() else {
+        return Ok(0);
+    };
+    if !pos.is_multiple_of(PM_ENTRY_BYTES) || !count.is_multiple_of(PM_ENTRY_BYTES) {
+        return Err(Errno::EINVAL);
+    }
+    let task_size = mm::pgtable::TASK_SIZE;
+    let svpfn = pos / PM_ENTRY_BYTES;
+    let mut end_vaddr = task_size;
+    let mut start = task_size;
+    if svpfn <= u64::MAX >> mm::PAGE_SHIFT {
+        start = svpfn << mm::PAGE_SHIFT;
+        let end = start.wrapping_add((count / PM_ENTRY_BYTES) << mm::PAGE_SHIFT);
+        if end >= start && end < task_size {
+            end_vaddr = end;
+        }
+    }
+    if start > task_size {
+        start = end_vaddr;
+    }
+    let own = reader.mm().ok_or(Errno::EFAULT)?;
+    let mut entries = Vec::new();
+    let mut bytes = Vec::new();
+    let mut copied = 0u64;
+    while start < end_vaddr {
+        let end = ((start + mm::pgtable::PMD_SIZE) & !(mm::pgtable::PMD_SIZE - 1)).min(end_vaddr);
+        entries.clear();
+        mm.pagemap(start, end, true, &mut entries);
+        bytes.clear();
+        bytes.extend(entries.iter().flat_map(|e| e.to_le_bytes()));
+        crate::uaccess::copy_to_user(&own, buf.wrapping_add(copied), &bytes)?;
+        copied += bytes.len() as u64;
+        start = end;
+    }
+    Ok(copied)
+}
+
+/// Reads `/proc/kpagecount` (`flags` false) or `/proc/kpageflags` at
+/// byte `pos` into `reader`'s memory at `buf` (Linux's `kpage_read()`):
+/// the word of frame `pos / 8` first ([`mm::vm::Vm::kpagecount`],
+/// [`mm::vm::Vm::kpageflags`]); `EINVAL` for a position or count that is
+/// not a multiple of 8, 0 bytes from the last frame on. Returns the
+/// bytes copied (the position advances by them) and `EFAULT` if the
+/// buffer ended in a hole, as Linux.
+pub fn kpage_read(
+    reader: &Process,
+    flags: bool,
+    buf: u64,
+    count: u64,
+    pos: u64,
+) -> (u64, Result<(), Errno>) {
+    const KPMSIZE: u64 = 8;
+    if !pos.is_multiple_of(KPMSIZE) || !count.is_multiple_of(KPMSIZE) {
+        return (0, Err(Errno::EINVAL));
+    }
+    let vm = super::vm();
+    let end = vm.kpage_max_pfn() * KPMSIZE;
+    if pos >= end {
+        return (0, Ok(()));
+    }
+    let Some(own) = reader.mm() else {
+        return (0, Err(Errno::EFAULT));
+    };
+    let count = count.min(end - pos);
+    let mut copied = 0;
+    let mut bytes = Vec::new();
+    while copied < count {
+        let first = (pos + copied) / KPMSIZE;
+        let n = ((count - copied) / KPMSIZE).min(512);
+        bytes.clear();
+        for pfn in first..first + n {
+            let pfn = mm::Pfn::new(pfn);
+            let w = if flags {
+                vm.kpageflags(pfn)
+            } else {
+                vm.kpagecount(pfn)
+            };
+            bytes.extend_from_slice(&w.to_le_bytes());
+        }
+        if let Err(e) = crate::uaccess::copy_to_user(&own, buf.wrapping_add(copied), &bytes) {
+            return (copied, Err(e));
+        }
+        copied += bytes.len() as u64;
+    }
+    (copied, Ok(()))
+}
 
 /// The process a `/proc/<pid>/...` path names and the same path with
 /// `/proc/self` in place of `/proc/<pid>`, or `None` for any other path
@@ -104,6 +215,7 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
         b"/proc/buddyinfo" => alloc::format!("{}", crate::memory::page_alloc().buddyinfo()),
         b"/proc/slabinfo" => slabinfo(),
         b"/proc/vmstat" => vmstat(),
+        b"/proc/self/smaps" => smaps(p),
         b"/proc/self/smaps_rollup" => smaps_rollup(p),
         b"/proc/self/stat" => stat(p),
         _ if task_file(p, path).is_some() => {
@@ -284,14 +396,37 @@ fn maps(p: &Process) -> String {
     };
     let heap = p.brk_range();
     for v in mm.vmas() {
-        let f = v.flags;
-        let perm = |flag, c| if f.contains(flag) { c } else { '-' };
-        let line_start = s.len();
-        let _ = write!(
-            s,
-            "{:08x}-{:08x} {}{}{}{} {:08x} {} {}",
-            v.start,
-            v.end,
+        map_line(&mut s, &v, &heap);
+    }
+    s
+}
+
+/// One VMA's line of `maps`, `smaps` and the header of `smaps_rollup`
+/// (`show_map_vma()`): `start-end perms offset dev inode`, then the name
+/// padded to column 73.
+fn map_line(s: &mut String, v: &Vma, heap: &core::ops::Range<u64>) {
+    let f = v.flags;
+    let perm = |flag, c| if f.contains(flag) { c } else { '-' };
+    // A shmem mapping shows its object as Linux does: shm_mnt's device,
+    // the inode, "/dev/zero (deleted)" for a shared anonymous one,
+    // "/memfd:NAME (deleted)" for a memfd.
+    let shmem_name = v.shmem.map(|o| o.name());
+    let name = if let Some(n) = &shmem_name {
+        Some(n.as_str())
+    } else if f.contains(VmFlags::GROWSDOWN) {
+        Some("[stack]")
+    } else if v.start < heap.end && v.end > heap.start {
+        // Linux's test is overlap with [start_brk, brk] (the heap may
+        // have merged with the anonymous bss below it).
+        Some("[heap]")
+    } else {
+        None
+    };
+    write_map_line(
+        s,
+        v.start,
+        v.end,
+        [
             perm(VmFlags::READ, 'r'),
             perm(VmFlags::WRITE, 'w'),
             perm(VmFlags::EXEC, 'x'),
@@ -300,38 +435,177 @@ fn maps(p: &Process) -> String {
             } else {
                 'p'
             },
-            if f.contains(VmFlags::GROWSDOWN) {
-                0
-            } else {
-                v.pgoff << mm::PAGE_SHIFT
-            },
-            // A shmem mapping shows its object as Linux does: shm_mnt's
-            // device, the inode, "/dev/zero (deleted)" for a shared
-            // anonymous one, "/memfd:NAME (deleted)" for a memfd.
-            if v.shmem.is_some() { "00:01" } else { "00:00" },
-            v.shmem.map_or(0, |o| o.ino()),
-        );
-        let shmem_name = v.shmem.map(|o| o.name());
-        let name = if let Some(n) = &shmem_name {
-            Some(n.as_str())
-        } else if f.contains(VmFlags::GROWSDOWN) {
-            Some("[stack]")
-        } else if v.start < heap.end && v.end > heap.start {
-            // Linux's test is overlap with [start_brk, brk] (the heap may
-            // have merged with the anonymous bss below it).
-            Some("[heap]")
+        ],
+        if f.contains(VmFlags::GROWSDOWN) {
+            0
         } else {
-            None
-        };
-        if let Some(name) = name {
-            // Linux pads the name to column 73.
-            while s.len() - line_start < 73 {
-                s.push(' ');
-            }
-            s.push_str(name);
+            v.pgoff << mm::PAGE_SHIFT
+        },
+        if v.shmem.is_some() { "00:01" } else { "00:00" },
+        v.shmem.map_or(0, |o| o.ino()),
+        name,
+    );
+}
+
+/// `show_vma_header_prefix()` and the padded name.
+#[allow(clippy::too_many_arguments)]
+fn write_map_line(
+    s: &mut String,
+    start: u64,
+    end: u64,
+    perms: [char; 4],
+    offset: u64,
+    dev: &str,
+    ino: u64,
+    name: Option<&str>,
+) {
+    let line_start = s.len();
+    let [r, w, x, p] = perms;
+    let _ = write!(
+        s,
+        "{start:08x}-{end:08x} {r}{w}{x}{p} {offset:08x} {dev} {ino}"
+    );
+    if let Some(name) = name {
+        // Linux pads the name to column 73.
+        while s.len() - line_start < 73 {
+            s.push(' ');
         }
-        s.push('\n');
+        s.push_str(name);
     }
+    s.push('\n');
+}
+
+/// `VmFlags:` of smaps (`show_smap_vma_flags()`): Linux's two-letter
+/// code of every flag set, in bit order, each followed by a space.
+fn vm_flags_line(s: &mut String, flags: VmFlags) {
+    /// `mnemonics[]` by bit number (x86_64: no pkeys shown here).
+    const CODES: [(u32, &str); 31] = [
+        (0, "rd"),
+        (1, "wr"),
+        (2, "ex"),
+        (3, "sh"),
+        (4, "mr"),
+        (5, "mw"),
+        (6, "me"),
+        (7, "ms"),
+        (8, "gd"),
+        (9, "um"),
+        (10, "pf"),
+        (11, "uw"),
+        (13, "lo"),
+        (14, "io"),
+        (15, "sr"),
+        (16, "rr"),
+        (17, "dc"),
+        (18, "de"),
+        (19, "lf"),
+        (20, "ac"),
+        (21, "nr"),
+        (22, "ht"),
+        (23, "sf"),
+        (24, "ar"),
+        (25, "wf"),
+        (26, "dd"),
+        (27, "sd"),
+        (28, "mm"),
+        (29, "hg"),
+        (30, "nh"),
+        (31, "mg"),
+    ];
+    s.push_str("VmFlags: ");
+    for bit in 0..64 {
+        if flags.bits() & (1 << bit) == 0 {
+            continue;
+        }
+        let code = CODES.iter().find(|(b, _)| *b == bit).map_or("??", |c| c.1);
+        s.push_str(code);
+        s.push(' ');
+    }
+    s.push('\n');
+}
+
+/// The lines smaps and smaps_rollup share (`__show_smap()`), each
+/// `Name:` padded to 16 columns, the kB value in 8 (`Private_Hugetlb`
+/// in 7 after its longer name, as Linux); the `Pss_Anon/File/Shmem`
+/// lines only in the rollup.
+fn show_smap(s: &mut String, m: &MemSizeStats, rollup: bool) {
+    let kb = |bytes: u64| bytes >> 10;
+    let fixed = |v: u64| kb(v >> PSS_SHIFT);
+    let mut line = |name: &str, v: u64| {
+        let _ = writeln!(s, "{:<16}{v:>8} kB", alloc::format!("{name}:"));
+    };
+    line("Rss", kb(m.resident));
+    line("Pss", fixed(m.pss));
+    line("Pss_Dirty", fixed(m.pss_dirty));
+    if rollup {
+        line("Pss_Anon", fixed(m.pss_anon));
+        line("Pss_File", fixed(m.pss_file));
+        line("Pss_Shmem", fixed(m.pss_shmem));
+    }
+    line("Shared_Clean", kb(m.shared_clean));
+    line("Shared_Dirty", kb(m.shared_dirty));
+    line("Private_Clean", kb(m.private_clean));
+    line("Private_Dirty", kb(m.private_dirty));
+    line("Referenced", kb(m.referenced));
+    line("Anonymous", kb(m.anonymous));
+    line("KSM", kb(m.ksm));
+    line("LazyFree", kb(m.lazyfree));
+    line("AnonHugePages", kb(m.anonymous_thp));
+    line("ShmemPmdMapped", kb(m.shmem_thp));
+    line("FilePmdMapped", kb(m.file_thp));
+    line("Shared_Hugetlb", kb(m.shared_hugetlb));
+    let _ = writeln!(s, "Private_Hugetlb: {:>7} kB", kb(m.private_hugetlb));
+    let mut line = |name: &str, v: u64| {
+        let _ = writeln!(s, "{:<16}{v:>8} kB", alloc::format!("{name}:"));
+    };
+    line("Swap", kb(m.swap));
+    line("SwapPss", fixed(m.swap_pss));
+    line("Locked", fixed(m.pss_locked));
+}
+
+/// `/proc/PID/smaps` (`show_smap()`): each VMA's maps line, its sizes,
+/// what its pages count ([`mm::vm::Mm::smaps`]), `THPeligible` and
+/// `VmFlags`.
+fn smaps(p: &Process) -> String {
+    let mut s = String::new();
+    let Some(mm) = p.mm() else {
+        return s;
+    };
+    let heap = p.brk_range();
+    for (v, m) in mm.smaps() {
+        map_line(&mut s, &v, &heap);
+        let page_kb = mm::PAGE_SIZE >> 10;
+        let _ = writeln!(s, "Size:           {:>8} kB", (v.end - v.start) >> 10);
+        let _ = writeln!(s, "KernelPageSize: {page_kb:>8} kB");
+        let _ = writeln!(s, "MMUPageSize:    {page_kb:>8} kB");
+        show_smap(&mut s, &m, false);
+        let _ = writeln!(s, "THPeligible:    {:>8}", u8::from(mm.thp_eligible(&v)));
+        vm_flags_line(&mut s, v.flags);
+    }
+    s
+}
+
+/// `/proc/PID/smaps_rollup` (`show_smaps_rollup()`): a maps-style header
+/// spanning the first VMA's start to the last one's end, named
+/// `[rollup]`, then the sums of every VMA's stats with `Pss_Anon`,
+/// `Pss_File` and `Pss_Shmem`.
+fn smaps_rollup(p: &Process) -> String {
+    let mut s = String::new();
+    let Some(mm) = p.mm() else {
+        return s;
+    };
+    let (lo, hi, m) = mm.smaps_rollup();
+    write_map_line(
+        &mut s,
+        lo,
+        hi,
+        ['-', '-', '-', 'p'],
+        0,
+        "00:00",
+        0,
+        Some("[rollup]"),
+    );
+    show_smap(&mut s, &m, true);
     s
 }
 
@@ -563,6 +837,8 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("buddyinfo", DT_REG),
             ("cmdline", DT_REG),
             ("cpuinfo", DT_REG),
+            ("kpagecount", DT_REG),
+            ("kpageflags", DT_REG),
             ("meminfo", DT_REG),
             ("slabinfo", DT_REG),
             ("uptime", DT_REG),
@@ -579,7 +855,9 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("maps", DT_REG),
             ("oom_score", DT_REG),
             ("oom_score_adj", DT_REG),
+            ("pagemap", DT_REG),
             ("root", DT_LNK),
+            ("smaps", DT_REG),
             ("smaps_rollup", DT_REG),
             ("stat", DT_REG),
             ("statm", DT_REG),
@@ -660,55 +938,6 @@ pub fn is_dir(path: &[u8]) -> bool {
             | b"/sys/kernel/mm/transparent_hugepage/hugepages-32kB"
             | b"/sys/kernel/mm/transparent_hugepage/hugepages-64kB"
     )
-}
-
-fn smaps_rollup(p: &Process) -> String {
-    let mut s = String::new();
-    let Some(mm) = p.mm() else {
-        return s;
-    };
-    let vmas = mm.vmas();
-    let (lo, hi) = match (vmas.first(), vmas.last()) {
-        (Some(f), Some(l)) => (f.start, l.end),
-        _ => (0, 0),
-    };
-    let st = mm.status();
-    let (rss, anon, shmem) = (st.vm_rss, st.rss_anon, st.rss_shmem);
-    let _ = writeln!(
-        s,
-        "{lo:08x}-{hi:08x} ---p 00000000 00:00 0                          [rollup]"
-    );
-    // Every page counts whole and as private dirty: the per-page mapcount
-    // walk that splits shared pages (`smaps_account()`) is not done yet,
-    // so these are exact only while no page is mapped by two processes
-    // (after fork, or a shmem page) and every page was written.
-    for (name, kb) in [
-        ("Rss", rss),
-        ("Pss", rss),
-        ("Pss_Dirty", rss),
-        ("Pss_Anon", anon),
-        ("Pss_File", 0),
-        ("Pss_Shmem", shmem),
-        ("Shared_Clean", 0),
-        ("Shared_Dirty", 0),
-        ("Private_Clean", 0),
-        ("Private_Dirty", rss),
-        ("Referenced", rss),
-        ("Anonymous", anon),
-        ("KSM", 0),
-        ("LazyFree", 0),
-        ("AnonHugePages", 0),
-        ("ShmemPmdMapped", 0),
-        ("FilePmdMapped", 0),
-        ("Shared_Hugetlb", 0),
-        ("Private_Hugetlb", 0),
-        ("Swap", 0),
-        ("SwapPss", 0),
-        ("Locked", 0),
-    ] {
-        let _ = writeln!(s, "{:<16}{kb:>8} kB", alloc::format!("{name}:"));
-    }
-    s
 }
 
 /// `/proc/self/stat` (`fs/proc/array.c`, `do_task_stat`): 52 fields.

@@ -284,6 +284,29 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         }
         // The position stays 0 (Linux's device reads ignore it).
         OpenData::Dev(dev) => return dev_read(p, dev, buf, count),
+        OpenData::Pagemap(target) => {
+            let n = procfs::pagemap_read(p, &target, buf, count as u64, at.unwrap_or(pos as u64))?;
+            if at.is_none() {
+                with_file(p, fd, |f| {
+                    if f.pos == pos {
+                        f.pos = pos + n as usize;
+                    }
+                })?;
+            }
+            return Ok(n);
+        }
+        OpenData::KPage(flags) => {
+            let start = at.unwrap_or(pos as u64);
+            let (n, res) = procfs::kpage_read(p, flags, buf, count as u64, start);
+            if at.is_none() {
+                with_file(p, fd, |f| {
+                    if f.pos == pos {
+                        f.pos = pos + n as usize;
+                    }
+                })?;
+            }
+            return res.map(|()| n);
+        }
         OpenData::Bytes(_) | OpenData::File(_) | OpenData::Shmem(_) => {}
     }
     let mm = mm_of(p)?;
@@ -468,6 +491,22 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     }
     let (target, own) = proc_view(p, path)?;
     let t = target.as_deref().unwrap_or(p);
+    if own == "/proc/kpagecount" || own == "/proc/kpageflags" {
+        return Ok((
+            OpenData::KPage(own == "/proc/kpageflags"),
+            S_IFREG | 0o400,
+            None,
+        ));
+    }
+    if own == "/proc/self/pagemap" {
+        // S_IRUSR, as Linux's; a process without an address space reads
+        // nothing.
+        let mm = t
+            .mm()
+            .map(|mm| alloc::sync::Arc::downgrade(&mm))
+            .unwrap_or_default();
+        return Ok((OpenData::Pagemap(mm), S_IFREG | 0o400, None));
+    }
     if let Some(data) = procfs::generate(t, own.as_bytes()) {
         let sysctl = procfs::setting(t, own.as_bytes());
         let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
@@ -767,6 +806,13 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
             (_, OpenData::Dev(_)) => {
                 f.pos = 0;
                 return Ok(0);
+            }
+            // mem_lseek(): any position from SEEK_SET or SEEK_CUR, no
+            // SEEK_END (the file has no size).
+            (0 | 1, OpenData::Pagemap(_) | OpenData::KPage(_)) => {
+                let base = if whence == 0 { 0 } else { f.pos as u64 };
+                f.pos = base.wrapping_add(off as u64) as usize;
+                return Ok(f.pos as u64);
             }
             (0, _) => 0,
             (1, _) => f.pos as i64,

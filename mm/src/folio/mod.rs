@@ -164,6 +164,19 @@ impl<'a> Folio<'a> {
         self.page(0).flags().contains(PageFlags::SHMEM)
     }
 
+    /// Whether the folio is dirty (`folio_test_dirty()`).
+    pub fn is_dirty(&self) -> bool {
+        self.page(0).flags().contains(PageFlags::DIRTY)
+    }
+
+    /// Marks the folio dirty (`folio_mark_dirty()`; shmem's
+    /// `noop_dirty_folio` only sets the flag). Callers hold a reference.
+    pub fn mark_dirty(&self) {
+        if !self.is_dirty() {
+            self.page(0).set_flags_atomic(PageFlags::DIRTY);
+        }
+    }
+
     /// The object a shmem folio belongs to (`folio->mapping`); `None`
     /// for anonymous folios and after truncation.
     pub fn mapping(&self) -> Option<u64> {
@@ -199,7 +212,7 @@ impl<'a> Folio<'a> {
         head.ext(0).store(0, Relaxed);
         head.ext(1).store(0, Relaxed);
         head.ext(2).store(0, Relaxed);
-        head.set_flags(head.flags() - PageFlags::SHMEM);
+        head.set_flags(head.flags() - PageFlags::SHMEM - PageFlags::DIRTY);
         if self.is_large() {
             if self.large_mapcount() != 0 || self.entire_mapcount() != 0 {
                 return Err("large folio freed while mapped");
@@ -228,6 +241,41 @@ impl<'a> Folio<'a> {
             return self.page(0).mapcount() as i64;
         }
         self.large_mapcount()
+    }
+
+    /// How often page `i` is mapped (`folio_precise_page_mapcount()`):
+    /// its own PTE mappings plus the folio's PMD mappings. Exact only
+    /// with per-page mapcounts ([`MapcountMode::PerPage`]); without them
+    /// a large folio's pages keep no count.
+    pub fn precise_page_mapcount(&self, i: usize) -> i64 {
+        let own = self.page(i).mapcount() as i64;
+        if self.is_large() {
+            own + self.entire_mapcount()
+        } else {
+            own
+        }
+    }
+
+    /// The average number of mappings per page (Linux 6.15's
+    /// `folio_average_page_mapcount()`, what `/proc` shows without
+    /// per-page mapcounts): the PTE mappings spread over the pages,
+    /// rounded to the nearest integer but at least 1 while any page is
+    /// mapped, plus the PMD mappings.
+    pub fn average_page_mapcount(&self) -> i64 {
+        if !self.is_large() {
+            return self.page(0).mapcount() as i64;
+        }
+        let mapcount = self.large_mapcount();
+        if mapcount <= 0 {
+            return 0;
+        }
+        let entire = self.entire_mapcount();
+        if mapcount <= entire {
+            return entire;
+        }
+        let ptes = (mapcount - entire) as u64;
+        let avg = ((ptes + self.nr_pages() as u64 / 2) >> self.order()) as i64;
+        (avg + entire).max(1)
     }
 
     /// `_large_mapcount + 1`.

@@ -189,11 +189,15 @@ impl<P: Platform> Mm<'_, '_, P> {
                 // wp_page_shared(): a shared mapping is never copied; its
                 // page is made writable where it is (after mprotect took
                 // write away, say), so every address space sharing it
-                // keeps seeing the same page.
+                // keeps seeing the same page; the folio is dirtied
+                // (`fault_dirty_shared_page()`).
                 ptl.set(
                     addr,
                     pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
                 );
+                if !pte.flags().contains(PteFlags::SPECIAL) {
+                    Folio::of(self.vm.pa.memmap(), pte.pfn()).mark_dirty();
+                }
                 return Ok(());
             }
             if !pte.flags().contains(PteFlags::SPECIAL) {
@@ -353,7 +357,12 @@ impl<P: Platform> Mm<'_, '_, P> {
             flags |= PteFlags::DIRTY;
         }
         // The caller's folio reference becomes the PTE's.
-        Folio::of(pa.memmap(), pfn).add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
+        let folio = Folio::of(pa.memmap(), pfn);
+        folio.add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
+        if write {
+            // fault_dirty_shared_page().
+            folio.mark_dirty();
+        }
         ptl.set(addr, Entry::new(pfn, flags));
         self.rss_shmem.fetch_add(1, Relaxed);
         Ok(true)

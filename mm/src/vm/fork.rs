@@ -44,11 +44,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                // vma_needs_copy(): a shmem mapping without an anon_vma
-                // copies no PTEs; the child faults the object's pages in.
-                // A private file mapping with one has private copies to
-                // share (copy-on-write) with the child.
-                if v.shmem.is_none() || v.anon_vma.is_some() {
+                if self.vma_needs_copy(&v) {
                     self.copy_page_range(&child, &v)?;
                 }
             }
@@ -58,6 +54,22 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         self.pt.flush_tlb(None);
         drop(l);
         copied.map(|()| child)
+    }
+
+    /// `vma_needs_copy()`: only a VMA with anonymous pages (an anon_vma,
+    /// also a private file mapping's copies) or raw PFNs has PTEs a fault
+    /// could not fill again; the child of any other (a shared mapping,
+    /// private memory that only ever mapped the zero page) faults its
+    /// pages in. Without anon_vmas (a model
+    /// test's mode) every private VMA is copied.
+    fn vma_needs_copy(&self, v: &super::Vma) -> bool {
+        if v.flags.intersects(VmFlags::PFNMAP | VmFlags::MIXEDMAP) {
+            return true;
+        }
+        // A private file mapping with an anon_vma has private copies to
+        // share (copy-on-write) with the child; its file pages and a
+        // shared mapping's are faulted in again.
+        v.anon_vma.is_some() || (v.shmem.is_none() && !self.vm.anon_vmas_on.load(Relaxed))
     }
 
     /// Copies the PTEs of `v` into `child` (`copy_pte_range()`).

@@ -13,7 +13,9 @@
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
-//! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
+//! `rmap.rs` (`mm/rmap.c`), `smaps.rs` and `pagemap.rs`
+//! (`fs/proc/task_mmu.c`'s counting and page map), `kpage.rs`
+//! (`fs/proc/page.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
 //! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
 //! owns the VMA boxes the maple tree points to (publication, copies read
@@ -96,13 +98,16 @@
 
 mod fault;
 mod fork;
+mod kpage;
 mod madvise;
 mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
 mod msync;
+mod pagemap;
 mod rmap;
+mod smaps;
 mod vma;
 mod zap;
 
@@ -126,6 +131,8 @@ mod tests_reclaim;
 mod tests_rmap;
 #[cfg(test)]
 mod tests_shmem;
+#[cfg(test)]
+mod tests_smaps;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -144,7 +151,16 @@ pub use madvise::Advice;
 pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
+pub use kpage::{
+    KPF_ANON, KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_DIRTY, KPF_LOCKED, KPF_LRU,
+    KPF_MMAP, KPF_NOPAGE, KPF_PGTABLE, KPF_REFERENCED, KPF_RESERVED, KPF_SLAB, KPF_SWAPBACKED,
+    KPF_THP, KPF_UPTODATE, KPF_ZERO_PAGE,
+};
+pub use pagemap::{
+    PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP,
+};
 pub use rmap::RmapHit;
+pub use smaps::{MemSizeStats, PSS_SHIFT};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
 
 /// Lowest address user mappings may use (`mmap_min_addr`).

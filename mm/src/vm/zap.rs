@@ -107,13 +107,19 @@ impl<P: Platform> Mm<'_, '_, P> {
                     // (folio_pte_batch()), with one rmap, RSS and
                     // reference update for all of them.
                     let mut nr = 1;
+                    let mut dirty = old.flags().contains(PteFlags::DIRTY);
                     if folio.is_large() {
                         let max = (folio.nr_pages() - idx).min(((end - here) / PAGE_SIZE) as usize);
                         while nr < max && maps_page(lazy.get(addr), old.pfn().add(nr as u64)) {
-                            lazy.get_and_clear(addr);
+                            dirty |= lazy.get_and_clear(addr).flags().contains(PteFlags::DIRTY);
                             addr += PAGE_SIZE;
                             nr += 1;
                         }
+                    }
+                    // zap_present_folio_ptes(): a file (here shmem)
+                    // folio keeps the dirtiness its PTEs carried.
+                    if dirty && folio.is_shmem() {
+                        folio.mark_dirty();
                     }
                     folio.remove_rmap_ptes(idx, nr, self.id(), self.vm.mapcount_mode());
                     // mm_counter(): shmem pages count apart; the page
