@@ -248,6 +248,14 @@ c_program!(
     mdwe
 );
 
+c_program!(
+    /// MAP_DROPPABLE (a mapping type of its own: EINVAL with PRIVATE,
+    /// SHARED, LOCKED, GROWSDOWN), fork children getting droppable and
+    /// MADV_WIPEONFORK memory empty, MADV_KEEPONFORK/MADV_DODUMP refused
+    /// on droppable memory, WIPEONFORK on shared memory EINVAL.
+    droppable
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

@@ -144,7 +144,19 @@ impl<P: Platform> Mm<'_, '_, P> {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
         let addr = addr & !(PAGE_SIZE - 1);
-        let write = access == FaultAccess::Write;
+        match self.handle_pte_fault(&vma, addr, access == FaultAccess::Write) {
+            // A droppable mapping's allocation failure is not fatal
+            // (handle_mm_fault() clears VM_FAULT_OOM): the access is
+            // retried, without an OOM kill.
+            Err(FaultError::Oom) if vma.flags.contains(VmFlags::DROPPABLE) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The fault at the page `addr` of `vma`, access allowed, mmap lock
+    /// held for read (`handle_pte_fault()`).
+    fn handle_pte_fault(&self, vma: &super::Vma, addr: u64, write: bool) -> Result<(), FaultError> {
+        let vma = *vma;
         loop {
             let mut ptl = self
                 .pt

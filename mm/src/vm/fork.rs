@@ -1,5 +1,6 @@
 //! fork's address-space copy (`dup_mmap()`, `copy_page_range()`): the
-//! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs;
+//! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs
+//! (but those of `VM_WIPEONFORK` ones, which the child gets empty);
 //! private anonymous pages are write-protected in both and shared with
 //! their folios' references and owner slots updated, so that the first
 //! write on either side copies (or reuses) the page. Shared (shmem)
@@ -37,7 +38,14 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
-                let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
+                // VM_WIPEONFORK: a clean slate in the child, no anon_vma
+                // until its first fault, no pages copied.
+                let wipe = v.flags.contains(VmFlags::WIPEONFORK);
+                let anon_vma = if wipe {
+                    None
+                } else {
+                    self.anon_vma_fork(v.anon_vma, &child)
+                };
                 child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
                 // dup_mmap(): the child commits its own copy, which its
                 // teardown uncharges from now on.
@@ -46,7 +54,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 }
                 // vma_needs_copy(): a shared mapping without an anon_vma
                 // copies no PTEs; the child faults the object's pages in.
-                if v.shmem.is_none() {
+                if v.shmem.is_none() && !wipe {
                     self.copy_page_range(&child, &v)?;
                 }
             }

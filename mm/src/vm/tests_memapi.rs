@@ -1,9 +1,11 @@
 //! The smaller memory APIs: memory-deny-write-execute (`map_deny_write_exec`
-//! in mmap and mprotect, inheritance over fork).
+//! in mmap and mprotect, inheritance over fork), `MAP_DROPPABLE` and
+//! `MADV_WIPEONFORK` / `MADV_KEEPONFORK`.
 
-use super::tests::with_mm;
+use super::tests::{peek, poke, with_mm};
 use super::*;
 use crate::errno::Errno;
+use crate::sim;
 
 const R: Prot = Prot::READ;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -79,5 +81,124 @@ fn mdwe_passes_to_a_fork_child_unless_no_inherit() {
             MmFlags::empty()
         );
         assert_eq!(MmFlags::HAS_MDWE.init(), MmFlags::HAS_MDWE);
+    });
+}
+
+const DROP: MapFlags = MapFlags::DROPPABLE.union(MapFlags::ANONYMOUS);
+
+#[test]
+fn map_droppable_is_a_mapping_type_of_anonymous_memory() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 4 * PG, RW, DROP, -1, 0).unwrap();
+        let f = mm.vma_lookup(a).unwrap().flags;
+        let want =
+            VmFlags::DROPPABLE | VmFlags::WIPEONFORK | VmFlags::DONTDUMP | VmFlags::NORESERVE;
+        assert!(f.contains(want), "{f:?}");
+        assert!(!f.contains(VmFlags::ACCOUNT), "nothing reserved");
+        assert_eq!(mm.vm.committed_pages(), 0);
+        // A type of its own: with PRIVATE or SHARED the type field is invalid.
+        for bad in [
+            DROP | MapFlags::PRIVATE,
+            DROP | MapFlags::SHARED,
+            DROP | MapFlags::LOCKED,
+            DROP | MapFlags::GROWSDOWN,
+            DROP | MapFlags::HUGETLB,
+            MapFlags::from_bits_retain(0x04) | MapFlags::ANONYMOUS,
+            MapFlags::from_bits_retain(0x0f) | MapFlags::ANONYMOUS,
+        ] {
+            assert_eq!(
+                mm.mmap(0, PG, RW, bad, -1, 0),
+                Err(Errno::EINVAL),
+                "{bad:?}"
+            );
+        }
+        // Not mergeable with ordinary private memory next to it.
+        mm.mmap(a + 4 * PG, PG, RW, ANON | MapFlags::FIXED, -1, 0)
+            .unwrap();
+        assert_eq!(mm.vma_lookup(a).unwrap().end, a + 4 * PG);
+        poke(mm, a, 7).unwrap();
+        assert_eq!(peek(mm, a), Ok(7));
+    });
+}
+
+#[test]
+fn wipeonfork_and_droppable_memory_reach_the_child_empty() {
+    with_mm(|mm| {
+        let d = mm.mmap(0, 2 * PG, RW, DROP, -1, 0).unwrap();
+        let w = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        let k = mm.mmap(0, PG, RW, ANON, -1, 0).unwrap();
+        for a in [d, d + PG, w, w + PG, k] {
+            poke(mm, a, 0x5a).unwrap();
+        }
+        mm.madvise(w, PG, 18).unwrap(); // MADV_WIPEONFORK on the first page
+        let child = mm.fork().unwrap();
+        // Wiped: no PTE, zeros on a read; the other page of w and k copied.
+        let unmapped = |a| {
+            child
+                .page_table()
+                .get_pte(a)
+                .is_none_or(|e| !e.is_present())
+        };
+        assert!(unmapped(d) && unmapped(d + PG) && unmapped(w));
+        assert_eq!(child.status().rss_anon, 2 * PG / 1024);
+        assert_eq!(peek(&child, d), Ok(0));
+        assert_eq!(peek(&child, w), Ok(0));
+        assert_eq!(peek(&child, w + PG), Ok(0x5a));
+        assert_eq!(peek(&child, k), Ok(0x5a));
+        // The child's VMAs keep the flag: a grandchild is wiped too.
+        assert!(
+            child
+                .vma_lookup(w)
+                .unwrap()
+                .flags
+                .contains(VmFlags::WIPEONFORK)
+        );
+        poke(&child, w, 1).unwrap();
+        let grandchild = child.fork().unwrap();
+        assert_eq!(peek(&grandchild, w), Ok(0));
+        // The parent kept its data.
+        assert_eq!(peek(mm, d + PG), Ok(0x5a));
+        assert_eq!(peek(mm, w), Ok(0x5a));
+        // KEEPONFORK undoes it, but not on droppable memory.
+        mm.madvise(w, PG, 19).unwrap();
+        assert!(
+            !mm.vma_lookup(w)
+                .unwrap()
+                .flags
+                .contains(VmFlags::WIPEONFORK)
+        );
+        assert_eq!(mm.madvise(d, PG, 19), Err(Errno::EINVAL));
+        // MADV_DODUMP cannot undo a droppable mapping's DONTDUMP.
+        assert_eq!(mm.madvise(d, PG, 17), Err(Errno::EINVAL));
+        mm.madvise(k, PG, 16).unwrap();
+        assert!(mm.vma_lookup(k).unwrap().flags.contains(VmFlags::DONTDUMP));
+        mm.madvise(k, PG, 17).unwrap();
+        assert!(!mm.vma_lookup(k).unwrap().flags.contains(VmFlags::DONTDUMP));
+        // WIPEONFORK is for private anonymous memory only.
+        let s = mm
+            .mmap(0, PG, RW, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        assert_eq!(mm.madvise(s, PG, 18), Err(Errno::EINVAL));
+    });
+}
+
+#[test]
+fn a_droppable_fault_that_cannot_allocate_is_retried_not_fatal() {
+    with_mm(|mm| {
+        let d = mm.mmap(0, PG, RW, DROP, -1, 0).unwrap();
+        let a = mm.mmap(0, PG, RW, ANON, -1, 0).unwrap();
+        // The next allocation (a page table or the page) fails.
+        sim::set_fail_nth(1);
+        assert_eq!(mm.handle_fault(a, FaultAccess::Write), Err(FaultError::Oom));
+        sim::set_fail_nth(1);
+        assert_eq!(mm.handle_fault(d, FaultAccess::Write), Ok(()));
+        sim::set_fail_nth(0);
+        assert!(
+            mm.page_table().get_pte(d).is_none_or(|e| !e.is_present()),
+            "nothing mapped: the access faults again"
+        );
+        // The retry finds memory.
+        assert_eq!(mm.handle_fault(d, FaultAccess::Write), Ok(()));
+        assert!(mm.page_table().get_pte(d).unwrap().is_writable());
     });
 }
