@@ -256,6 +256,13 @@ c_program!(
     droppable
 );
 
+c_program!(
+    /// process_vm_readv/writev on itself and a child: iovec shapes, a
+    /// write into the child's CoW page, partial counts at unmapped pages
+    /// and bad local buffers, EINVAL/EFAULT/ESRCH (a zombie too).
+    pvm
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

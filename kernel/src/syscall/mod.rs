@@ -90,6 +90,8 @@
 //! | 293 | pipe2             | O_CLOEXEC, O_NONBLOCK                       |
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
+//! | 310 | process_vm_readv  | `process_vm`: another process's memory      |
+//! | 311 | process_vm_writev |                                             |
 //! | 318 | getrandom         | RDRAND                                      |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
@@ -107,6 +109,7 @@
 mod dirent;
 mod fs;
 mod misc;
+mod process_vm;
 mod signal;
 mod thread;
 mod tty;
@@ -295,6 +298,8 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
             signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, Some(a[1] as i32 as i64), a[2], a[3])
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
+        310 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], false),
+        311 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], true),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
         // rseq: not implemented, and said so without a log line: glibc
         // registers one at start and, on ENOSYS, goes on without it, as
