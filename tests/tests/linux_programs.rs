@@ -263,6 +263,14 @@ c_program!(
     pvm
 );
 
+c_program!(
+    /// pidfd_open, pidfd_send_signal (scope flags, siginfo checks), poll
+    /// on a pidfd (timeout, POLLIN at exit, POLLHUP once reaped) and
+    /// process_mrelease (EINVAL for a live process, after SIGKILL, ESRCH
+    /// for a zombie, EBADF).
+    pidfd
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

@@ -176,6 +176,9 @@ pub enum OpenData {
     Pipe(Arc<pipe::PipeEnd>),
     /// `/dev/null`, `/dev/zero`, ... ([`memdev`]).
     Dev(memdev::MemDev),
+    /// A pidfd (`pidfd_open`): the process it names, which stays
+    /// reachable (a zombie, then reaped) as long as the descriptor does.
+    Pidfd(Arc<Process>),
 }
 
 impl OpenData {
@@ -183,7 +186,11 @@ impl OpenData {
         match self {
             OpenData::Bytes(b) => b.len(),
             OpenData::File(f) => f.len(),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pidfd(_) => 0,
         }
     }
 
@@ -209,7 +216,11 @@ impl OpenData {
                 n
             }
             OpenData::File(f) => f.read_at(off, buf),
-            OpenData::Console | OpenData::Dir(_) | OpenData::Pipe(_) | OpenData::Dev(_) => 0,
+            OpenData::Console
+            | OpenData::Dir(_)
+            | OpenData::Pipe(_)
+            | OpenData::Dev(_)
+            | OpenData::Pidfd(_) => 0,
         }
     }
 }
@@ -770,6 +781,53 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
         .iter()
         .find(|p| p.pid == pid && !p.exited.load(Ordering::Acquire))
         .cloned()
+}
+
+/// Finds a process by pid, a zombie too (until it is reaped): what a
+/// `struct pid` reaches (`find_get_pid()` + `pid_task()`).
+pub fn find_unreaped(pid: u32) -> Option<Arc<Process>> {
+    PROCESSES.lock().iter().find(|p| p.pid == pid).cloned()
+}
+
+/// Whether `p` has been reaped (left the process list, P4): its pid
+/// names nobody any more.
+pub fn is_reaped(p: &Arc<Process>) -> bool {
+    !PROCESSES.lock().iter().any(|q| Arc::ptr_eq(q, p))
+}
+
+/// Whether `p` has exited (a zombie, or reaped).
+pub fn has_exited(p: &Process) -> bool {
+    p.exited.load(Ordering::Acquire)
+}
+
+/// Whether `p`'s address space is on its way out (`task_will_free_mem()`):
+/// `p` is dying (a fatal signal or `exit_group` is ending its threads),
+/// and no live process outside it shares the address space
+/// (`CLONE_VM` without `CLONE_THREAD`, a vfork child) unless that one
+/// is dying too.
+pub fn will_free_mem(p: &Arc<Process>) -> bool {
+    let dying = |q: &Process| q.fatal_signal() != 0 || q.group_exit.load(Ordering::Acquire);
+    if !dying(p) {
+        return false;
+    }
+    let Some(mm) = p.mm() else {
+        return false;
+    };
+    PROCESSES.lock().iter().all(|q| {
+        Arc::ptr_eq(q, p)
+            || has_exited(q)
+            || dying(q)
+            || !q.mm().is_some_and(|m| Arc::ptr_eq(&m, &mm))
+    })
+}
+
+/// Sleeps (interruptibly) until `cond()` holds, re-checking it whenever
+/// a process exits, or until `deadline_ns` (`u64::MAX`: none). `Ok(met)`.
+pub fn wait_exit_event(
+    cond: impl FnMut() -> bool,
+    deadline_ns: u64,
+) -> Result<bool, sched::Interrupted> {
+    CHILD_EXIT.wait_until_interruptible_deadline(cond, deadline_ns)
 }
 
 /// Finds a live thread of any process by its tid.

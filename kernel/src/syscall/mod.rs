@@ -14,7 +14,7 @@
 //! | 3   | close             |                                             |
 //! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
 //! | 5   | fstat             |                                             |
-//! | 7   | poll              | every fd is always ready                    |
+//! | 7   | poll              | every fd is ready but pidfds (until exit)   |
 //! | 8   | lseek             | ESPIPE on the console                       |
 //! | 9   | mmap              | anonymous mappings (`mm::vm`)               |
 //! | 10  | mprotect          |                                             |
@@ -94,7 +94,10 @@
 //! | 311 | process_vm_writev |                                             |
 //! | 318 | getrandom         | RDRAND                                      |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
+//! | 424 | pidfd_send_signal | `pidfd`: kill through a pidfd               |
+//! | 434 | pidfd_open        | poll: readable once the process exited      |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
+//! | 448 | process_mrelease  | unmaps a dying process's private memory now |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -109,6 +112,7 @@
 mod dirent;
 mod fs;
 mod misc;
+mod pidfd;
 mod process_vm;
 mod signal;
 mod thread;
@@ -305,7 +309,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
         334 => Err(Errno::ENOSYS),
+        424 => pidfd::sys_pidfd_send_signal(p, a[0] as i32, a[1], a[2], a[3]),
+        434 => pidfd::sys_pidfd_open(p, a[0] as i32, a[1]),
         435 => thread::sys_clone3(p, regs, a[0], a[1]),
+        448 => pidfd::sys_process_mrelease(p, a[0] as i32, a[1]),
         _ => {
             log_enosys(p, nr);
             Err(Errno::ENOSYS)

@@ -12,7 +12,8 @@
 //! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
-//! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
+//! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `oom_kill.rs` (the OOM
+//! reaper's unmapping, `mm/oom_kill.c`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
 //! Every file here but `mm.rs` is `#![forbid(unsafe_code)]`: `mm.rs`
@@ -101,6 +102,7 @@ mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
+mod oom_kill;
 mod rmap;
 mod vma;
 mod zap;

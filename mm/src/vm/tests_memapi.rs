@@ -202,3 +202,32 @@ fn a_droppable_fault_that_cannot_allocate_is_retried_not_fatal() {
         assert!(mm.page_table().get_pte(d).unwrap().is_writable());
     });
 }
+
+#[test]
+fn oom_reap_frees_private_pages_and_keeps_shared_ones_and_the_vmas() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 8 * PG, RW, ANON, -1, 0).unwrap();
+        let s = mm
+            .mmap(0, 2 * PG, RW, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        for i in 0..8 {
+            poke(mm, a + i * PG, i + 1).unwrap();
+        }
+        poke(mm, s, 9).unwrap();
+        let free = |mm: &super::tests::TestMm<'_, '_>| {
+            mm.vm.pa.drain_all_pages();
+            mm.vm.pa.nr_free_pages()
+        };
+        let before = free(mm);
+        let vmas = mm.map_count();
+        assert_eq!(mm.oom_reap(), 8);
+        assert!(free(mm) >= before + 8, "the frames are back at once");
+        assert_eq!(mm.status().rss_anon, 0);
+        assert_eq!(mm.status().rss_shmem, PG / 1024);
+        assert_eq!(mm.map_count(), vmas);
+        assert_eq!(peek(mm, s), Ok(9), "shared memory kept");
+        assert_eq!(peek(mm, a), Ok(0), "private memory gone");
+        // A second reap finds nothing more.
+        assert_eq!(mm.oom_reap(), 0);
+    });
+}
