@@ -161,9 +161,22 @@ int main(void)
 	       cow[0] == 'P' && cow[PG - 1] == 'P');
 	if (write(down[1], "g", 1) != 1)
 		return 1;
-	/* Wait for the exit without reaping: a zombie has no memory. */
-	siginfo_t si;
-	waitid(P_PID, pid, &si, WEXITED | WNOWAIT);
+	/* Wait for the exit without reaping: a zombie has no memory. Its
+	 * /proc/PID/stat says Z (or is gone where zombies are not listed). */
+	char path[64], st_buf[256];
+	snprintf(path, sizeof path, "/proc/%d/stat", pid);
+	for (;;) {
+		FILE *f = fopen(path, "r");
+		if (!f)
+			break;
+		size_t got = fread(st_buf, 1, sizeof st_buf - 1, f);
+		fclose(f);
+		st_buf[got] = 0;
+		char *rp = strrchr(st_buf, ')');
+		if (rp && rp[1] == ' ' && rp[2] == 'Z')
+			break;
+		usleep(1000);
+	}
 	printf("zombie: %s\n", err(rv(pid, &cl, 1, &cr, 1, 0)));
 	int st;
 	waitpid(pid, &st, 0);
