@@ -89,7 +89,15 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
         };
         let console = matches!(f.data, OpenData::Console);
         let pidfd = matches!(f.data, OpenData::Pidfd(_));
-        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f), dev, pidfd)
+        (
+            console,
+            f.sysctl,
+            f.flags & 3,
+            pipe,
+            nonblocking(f),
+            dev,
+            pidfd,
+        )
     })?;
     if mode == 0 {
         return Err(EBADF);
