@@ -271,6 +271,14 @@ c_program!(
     pidfd
 );
 
+c_program!(
+    /// /proc/PID/mem of itself and a child: FOLL_FORCE writes into
+    /// read-only private memory (a private copy, still read-only; the
+    /// parent's copy untouched), EIO for shared read-only memory and
+    /// holes, PROT_NONE reads, short reads, EFAULT, 0 once the child is gone.
+    procmem
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

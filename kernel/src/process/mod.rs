@@ -179,6 +179,10 @@ pub enum OpenData {
     /// A pidfd (`pidfd_open`): the process it names, which stays
     /// reachable (a zombie, then reaped) as long as the descriptor does.
     Pidfd(Arc<Process>),
+    /// `/proc/PID/mem`: the address space the process had at `open`
+    /// (`proc_mem_open()` holds the `mm_struct`, not its pages: reads end
+    /// once it is gone), at the file position's address.
+    Mem(alloc::sync::Weak<KMm>),
 }
 
 impl OpenData {
@@ -190,7 +194,8 @@ impl OpenData {
             | OpenData::Dir(_)
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
-            | OpenData::Pidfd(_) => 0,
+            | OpenData::Pidfd(_)
+            | OpenData::Mem(_) => 0,
         }
     }
 
@@ -220,7 +225,8 @@ impl OpenData {
             | OpenData::Dir(_)
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
-            | OpenData::Pidfd(_) => 0,
+            | OpenData::Pidfd(_)
+            | OpenData::Mem(_) => 0,
         }
     }
 }

@@ -78,7 +78,7 @@ pub(super) fn install(p: &Process, file: OpenFile, min: usize) -> SysResult {
 }
 
 pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
-    let (console, sysctl, mode, pipe, nonblock, dev, pidfd) = with_file(p, fd, |f| {
+    let (console, sysctl, mode, pipe, nonblock, dev, pidfd, mem) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
             _ => None,
@@ -89,6 +89,10 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
         };
         let console = matches!(f.data, OpenData::Console);
         let pidfd = matches!(f.data, OpenData::Pidfd(_));
+        let mem = match &f.data {
+            OpenData::Mem(mm) => Some((mm.clone(), f.pos)),
+            _ => None,
+        };
         (
             console,
             f.sysctl,
@@ -97,6 +101,7 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
             nonblocking(f),
             dev,
             pidfd,
+            mem,
         )
     })?;
     if mode == 0 {
@@ -105,6 +110,12 @@ pub fn sys_write(p: &Process, fd: u64, buf: u64, count: u64) -> SysResult {
     if pidfd {
         // A pidfd has no write (pidfs): EINVAL.
         return Err(Errno::EINVAL);
+    }
+    if let Some((mem, pos)) = mem {
+        let count = count.min(MAX_RW_COUNT);
+        let (res, end) = super::process_vm::mem_rw(p, &mem, buf, count, pos as u64, true);
+        with_file(p, fd, |f| f.pos = end as usize)?;
+        return res;
     }
     if let Some(dev) = dev {
         access_ok(buf, count)?;
@@ -239,6 +250,14 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         OpenData::Dir(_) => return Err(EISDIR),
         // A pidfd has no read (pidfs): EINVAL.
         OpenData::Pidfd(_) => return Err(Errno::EINVAL),
+        OpenData::Mem(mm) => {
+            let start = at.unwrap_or(pos as u64);
+            let (res, end) = super::process_vm::mem_rw(p, &mm, buf, count as u64, start, false);
+            if at.is_none() {
+                with_file(p, fd, |f| f.pos = end as usize)?;
+            }
+            return res;
+        }
         OpenData::Console => {
             if at.is_some() {
                 return Err(ESPIPE);
@@ -442,6 +461,14 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     }
     let (target, own) = proc_view(p, path)?;
     let t = target.as_deref().unwrap_or(p);
+    if own == "/proc/self/mem" {
+        // mem_open(): the address space now (none for a process without
+        // one: reads return 0).
+        let mm = t
+            .mm()
+            .map_or_else(alloc::sync::Weak::new, |m| alloc::sync::Arc::downgrade(&m));
+        return Ok((OpenData::Mem(mm), S_IFREG | 0o600, None));
+    }
     if let Some(data) = procfs::generate(t, own.as_bytes()) {
         let sysctl = procfs::setting(t, own.as_bytes());
         let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
@@ -579,7 +606,7 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
             (0, _) => 0,
             (1, _) => f.pos as i64,
             // seq_file (/proc) does not support SEEK_END.
-            (2, OpenData::Bytes(_)) => return Err(Errno::EINVAL),
+            (2, OpenData::Bytes(_) | OpenData::Mem(_)) => return Err(Errno::EINVAL),
             (2, d) => d.len() as i64,
             _ => return Err(Errno::EINVAL),
         };

@@ -16,11 +16,15 @@
 //! refused where its protections refuse (EFAULT). The result is the
 //! bytes copied, or the error if none was.
 //!
+//! `/proc/PID/mem` ([`mem_rw`]) is here too: the same copy, but forced
+//! (`FOLL_FORCE`), as Linux's `fs/proc/base.c` does it.
+//!
 //! # Context
 //!
 //! Task context; sleeps in faults of either address space. The remote
 //! `Mm` is held by reference for the call, so its teardown waits.
 
+use alloc::sync::Weak;
 use alloc::vec::Vec;
 
 use mm::PAGE_SIZE;
@@ -28,7 +32,7 @@ use mm::errno::Errno;
 
 use super::{ESRCH, MAX_RW_COUNT, SysResult, mm_of};
 use crate::process::{self, KMm, Process};
-use crate::uaccess::{copy_from_user, copy_to_user, le64};
+use crate::uaccess::{access_remote_vm, copy_from_user, copy_to_user, le64};
 
 /// Most iovec entries per call (`UIO_MAXIOV`).
 const UIO_MAXIOV: u64 = 1024;
@@ -136,4 +140,50 @@ pub fn sys_process_vm_rw(
         }
     }
     Ok(done)
+}
+
+/// `/proc/PID/mem` read or write of `count` bytes at address `pos`
+/// (`mem_rw()`, `fs/proc/base.c`): page by page through
+/// [`access_remote_vm`] with `FOLL_FORCE` (Linux's default
+/// `proc_mem.force_override`), so a write into read-only private memory
+/// lands in a private copy, as a debugger's breakpoint does. Returns the
+/// result and the new position: 0 once the address space is gone, EIO if
+/// the first page cannot be reached, EFAULT for a bad local buffer (even
+/// after some bytes, as Linux).
+pub fn mem_rw(
+    p: &Process,
+    mm: &Weak<KMm>,
+    buf: u64,
+    count: u64,
+    pos: u64,
+    write: bool,
+) -> (SysResult, u64) {
+    const EIO: Errno = Errno(5);
+    let Some(target) = mm.upgrade() else {
+        return (Ok(0), pos);
+    };
+    let local = match mm_of(p) {
+        Ok(m) => m,
+        Err(e) => return (Err(e), pos),
+    };
+    let mut page = alloc::vec![0u8; PAGE_SIZE as usize];
+    let (mut addr, mut done, mut left) = (pos, 0u64, count);
+    while left > 0 {
+        let n = left.min(PAGE_SIZE) as usize;
+        let user = buf.wrapping_add(done);
+        if write && copy_from_user(&local, &mut page[..n], user).is_err() {
+            return (Err(Errno::EFAULT), addr);
+        }
+        let got = access_remote_vm(&target, addr, &mut page[..n], write);
+        if got == 0 {
+            return (if done == 0 { Err(EIO) } else { Ok(done) }, addr);
+        }
+        if !write && copy_to_user(&local, user, &page[..got]).is_err() {
+            return (Err(Errno::EFAULT), addr);
+        }
+        addr += got as u64;
+        done += got as u64;
+        left -= got as u64;
+    }
+    (Ok(done), addr)
 }

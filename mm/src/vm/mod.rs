@@ -12,7 +12,8 @@
 //! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
-//! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `oom_kill.rs` (the OOM
+//! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `gup.rs` (`mm/gup.c`'s
+//! forced access to another address space), `oom_kill.rs` (the OOM
 //! reaper's unmapping, `mm/oom_kill.c`),
 //! `rmap.rs` (`mm/rmap.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
 //!
@@ -97,6 +98,7 @@
 
 mod fault;
 mod fork;
+mod gup;
 mod madvise;
 mod mm;
 mod mmap;

@@ -231,3 +231,82 @@ fn oom_reap_frees_private_pages_and_keeps_shared_ones_and_the_vmas() {
         assert_eq!(mm.oom_reap(), 0);
     });
 }
+
+/// The word at `addr` of frame `pfn`, in simulated RAM.
+fn frame_word(mm: &super::tests::TestMm<'_, '_>, pfn: crate::addr::Pfn, addr: u64) -> u64 {
+    let pa = crate::addr::PhysAddr::new(pfn.phys_addr().as_u64() + addr % PG);
+    mm.vm
+        .pa
+        .platform()
+        .0
+        .ram_word(pa)
+        .load(core::sync::atomic::Ordering::SeqCst)
+}
+
+fn frame_poke(mm: &super::tests::TestMm<'_, '_>, pfn: crate::addr::Pfn, addr: u64, v: u64) {
+    let pa = crate::addr::PhysAddr::new(pfn.phys_addr().as_u64() + addr % PG);
+    mm.vm
+        .pa
+        .platform()
+        .0
+        .ram_word(pa)
+        .store(v, core::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_forced_write_breaks_cow_of_read_only_memory_and_leaves_it_read_only() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        poke(mm, a, 1).unwrap();
+        let child = mm.fork().unwrap();
+        mm.mprotect(a, 2 * PG, R).unwrap();
+        assert_eq!(
+            mm.handle_fault(a, FaultAccess::Write),
+            Err(FaultError::Segv(SegvCode::AccErr)),
+            "an ordinary write is refused"
+        );
+        mm.access_remote_page(a, true, |pfn| frame_poke(mm, pfn.unwrap(), a, 0xbb))
+            .unwrap();
+        let e = mm.page_table().get_pte(a).unwrap();
+        assert!(e.is_present() && !e.is_writable(), "still read-only");
+        assert_eq!(peek(mm, a), Ok(0xbb));
+        assert_eq!(peek(&child, a), Ok(1), "the child's copy is untouched");
+        // A never-touched page: a new page, read-only, holding the write.
+        mm.access_remote_page(a + PG, true, |pfn| frame_poke(mm, pfn.unwrap(), a, 7))
+            .unwrap();
+        assert_eq!(peek(mm, a + PG), Ok(7));
+        assert!(!mm.page_table().get_pte(a + PG).unwrap().is_writable());
+        // Reads see the data; the forced read takes no write fault.
+        let got = mm.access_remote_page(a, false, |pfn| frame_word(mm, pfn.unwrap(), a));
+        assert_eq!(got, Ok(0xbb));
+        // Shared memory without VM_WRITE, a hole: refused.
+        let s = mm
+            .mmap(0, PG, R, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        assert_eq!(mm.access_remote_page(s, true, |_| ()), Err(Errno::EFAULT));
+        assert_eq!(mm.access_remote_page(s, false, |_| ()), Ok(()));
+        assert_eq!(
+            mm.access_remote_page(0x1000, false, |_| ()),
+            Err(Errno::EFAULT)
+        );
+    });
+}
+
+#[test]
+fn a_forced_read_of_prot_none_memory_sees_its_page_or_zeros() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        poke(mm, a, 0x42).unwrap();
+        mm.mprotect(a, 2 * PG, Prot::empty()).unwrap();
+        let got = mm.access_remote_page(a, false, |pfn| pfn.map(|p| frame_word(mm, p, a)));
+        assert_eq!(got, Ok(Some(0x42)));
+        assert_eq!(mm.access_remote_page(a + PG, false, |pfn| pfn), Ok(None));
+        assert!(
+            mm.page_table()
+                .get_pte(a + PG)
+                .is_none_or(|e| !e.is_present()),
+            "nothing faulted in"
+        );
+        assert_eq!(mm.access_remote_page(a, true, |_| ()), Err(Errno::EFAULT));
+    });
+}
