@@ -107,12 +107,14 @@ fn with_user_page<R>(
 /// place this module touches memory by pointer.
 fn direct_map_page<'a>(va: *mut u8, off: usize) -> &'a mut [u8] {
     debug_assert!(off < PAGE_SIZE as usize && (va as u64).is_multiple_of(PAGE_SIZE));
-    // SAFETY: 1. `va` is the direct-map address of a frame a user PTE of the
-    // current process maps, so it is RAM, mapped, page-aligned and
-    // PAGE_SIZE long. 2. The frame stays mapped (and so allocated) while
-    // the caller copies: preemption is off from the lookup to the end of
-    // the copy, so no other thread of the process can unmap it (module
-    // docs); the slice does not outlive that section. 3. User threads may
+    // SAFETY: 1. `va` is the direct-map address of a frame a user PTE
+    // maps, so it is RAM, mapped, page-aligned and PAGE_SIZE long. 2. The
+    // frame stays mapped (and so allocated) while the caller copies:
+    // preemption is off from the lookup to the end of the copy, so no
+    // other thread of the process can unmap it (module docs), or, in
+    // `access_remote_vm`, the caller holds the lock of the PTE that maps
+    // it, which every unmap and fork takes; the slice does not outlive
+    // that section. 3. User threads may
     // write the page concurrently only while this CPU is in user mode, not
     // during the copy.
     unsafe { core::slice::from_raw_parts_mut(va.add(off), PAGE_SIZE as usize - off) }
@@ -312,6 +314,43 @@ pub fn strncpy_from_user(mm: &KMm, src: u64, max: usize) -> Result<alloc::vec::V
             None => {}
         }
     }
+}
+
+/// Copies between `buf` and `mm`'s memory at `addr` as a debugger does
+/// (`access_remote_vm()` with `FOLL_FORCE`, `/proc/PID/mem`): each page
+/// reached by [`KMm::access_remote_page`] (a forced write to read-only
+/// private memory breaks its copy-on-write and leaves it read-only) and
+/// copied through the direct map under its PTE lock. Returns the bytes
+/// copied before the first page that could not be reached.
+pub fn access_remote_vm(mm: &KMm, addr: u64, buf: &mut [u8], write: bool) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let Some(at) = addr.checked_add(done as u64).filter(|&a| a < TASK_SIZE) else {
+            break;
+        };
+        let off = (at % PAGE_SIZE) as usize;
+        let n = (buf.len() - done).min(PAGE_SIZE as usize - off);
+        let part = &mut buf[done..done + n];
+        let platform = mm.page_table().page_alloc().platform();
+        let r = mm.access_remote_page(at, write, |pfn| match pfn {
+            Some(pfn) => {
+                let va = platform.phys_to_virt(pfn.phys_addr());
+                let bytes = &mut direct_map_page(va, off)[..n];
+                if write {
+                    bytes.copy_from_slice(part);
+                } else {
+                    part.copy_from_slice(bytes);
+                }
+            }
+            // A never-touched page without access rights reads as zeros.
+            None => part.fill(0),
+        });
+        if r.is_err() {
+            break;
+        }
+        done += n;
+    }
+    done
 }
 
 /// The little-endian 64-bit word at byte `at` of `b` (a struct copied from

@@ -377,6 +377,37 @@ fn smaps_without_page_mapcounts_use_the_folio_average() {
     });
 }
 
+c_program!(
+    /// MAP_DROPPABLE (a mapping type of its own: EINVAL with PRIVATE,
+    /// SHARED, LOCKED, GROWSDOWN), fork children getting droppable and
+    /// MADV_WIPEONFORK memory empty, MADV_KEEPONFORK/MADV_DODUMP refused
+    /// on droppable memory, WIPEONFORK on shared memory EINVAL.
+    droppable
+);
+
+c_program!(
+    /// process_vm_readv/writev on itself and a child: iovec shapes, a
+    /// write into the child's CoW page, partial counts at unmapped pages
+    /// and bad local buffers, EINVAL/EFAULT/ESRCH (a zombie too).
+    pvm
+);
+
+c_program!(
+    /// pidfd_open, pidfd_send_signal (scope flags, siginfo checks), poll
+    /// on a pidfd (timeout, POLLIN at exit, POLLHUP once reaped) and
+    /// process_mrelease (EINVAL for a live process, after SIGKILL, ESRCH
+    /// for a zombie, EBADF).
+    pidfd
+);
+
+c_program!(
+    /// /proc/PID/mem of itself and a child: FOLL_FORCE writes into
+    /// read-only private memory (a private copy, still read-only; the
+    /// parent's copy untouched), EIO for shared read-only memory and
+    /// holes, PROT_NONE reads, short reads, EFAULT, 0 once the child is gone.
+    procmem
+);
+
 #[test]
 fn rawsys_runs_without_libc() {
     check(&Program {

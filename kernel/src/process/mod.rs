@@ -186,6 +186,13 @@ pub enum OpenData {
     /// `/proc/kpagecount` (false) or `/proc/kpageflags` (true): one word
     /// per physical frame, read in place ([`procfs::kpage_read`]).
     KPage(bool),
+    /// A pidfd (`pidfd_open`): the process it names, which stays
+    /// reachable (a zombie, then reaped) as long as the descriptor does.
+    Pidfd(Arc<Process>),
+    /// `/proc/PID/mem`: the address space the process had at `open`
+    /// (`proc_mem_open()` holds the `mm_struct`, not its pages: reads end
+    /// once it is gone), at the file position's address.
+    Mem(alloc::sync::Weak<KMm>),
 }
 
 /// A shmem file's inode on the kernel side (a memfd, or a tmpfs file
@@ -244,7 +251,9 @@ impl OpenData {
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
             | OpenData::Pagemap(_)
-            | OpenData::KPage(_) => 0,
+            | OpenData::KPage(_)
+            | OpenData::Pidfd(_)
+            | OpenData::Mem(_) => 0,
         }
     }
 
@@ -277,7 +286,9 @@ impl OpenData {
             | OpenData::Pipe(_)
             | OpenData::Dev(_)
             | OpenData::Pagemap(_)
-            | OpenData::KPage(_) => 0,
+            | OpenData::KPage(_)
+            | OpenData::Pidfd(_)
+            | OpenData::Mem(_) => 0,
         }
     }
 }
@@ -846,6 +857,53 @@ pub fn find(pid: u32) -> Option<Arc<Process>> {
         .iter()
         .find(|p| p.pid == pid && !p.exited.load(Ordering::Acquire))
         .cloned()
+}
+
+/// Finds a process by pid, a zombie too (until it is reaped): what a
+/// `struct pid` reaches (`find_get_pid()` + `pid_task()`).
+pub fn find_unreaped(pid: u32) -> Option<Arc<Process>> {
+    PROCESSES.lock().iter().find(|p| p.pid == pid).cloned()
+}
+
+/// Whether `p` has been reaped (left the process list, P4): its pid
+/// names nobody any more.
+pub fn is_reaped(p: &Arc<Process>) -> bool {
+    !PROCESSES.lock().iter().any(|q| Arc::ptr_eq(q, p))
+}
+
+/// Whether `p` has exited (a zombie, or reaped).
+pub fn has_exited(p: &Process) -> bool {
+    p.exited.load(Ordering::Acquire)
+}
+
+/// Whether `p`'s address space is on its way out (`task_will_free_mem()`):
+/// `p` is dying (a fatal signal or `exit_group` is ending its threads),
+/// and no live process outside it shares the address space
+/// (`CLONE_VM` without `CLONE_THREAD`, a vfork child) unless that one
+/// is dying too.
+pub fn will_free_mem(p: &Arc<Process>) -> bool {
+    let dying = |q: &Process| q.fatal_signal() != 0 || q.group_exit.load(Ordering::Acquire);
+    if !dying(p) {
+        return false;
+    }
+    let Some(mm) = p.mm() else {
+        return false;
+    };
+    PROCESSES.lock().iter().all(|q| {
+        Arc::ptr_eq(q, p)
+            || has_exited(q)
+            || dying(q)
+            || !q.mm().is_some_and(|m| Arc::ptr_eq(&m, &mm))
+    })
+}
+
+/// Sleeps (interruptibly) until `cond()` holds, re-checking it whenever
+/// a process exits, or until `deadline_ns` (`u64::MAX`: none). `Ok(met)`.
+pub fn wait_exit_event(
+    cond: impl FnMut() -> bool,
+    deadline_ns: u64,
+) -> Result<bool, sched::Interrupted> {
+    CHILD_EXIT.wait_until_interruptible_deadline(cond, deadline_ns)
 }
 
 /// Finds a live thread of any process by its tid.

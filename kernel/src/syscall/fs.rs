@@ -119,7 +119,7 @@ fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> 
         }
         return super::memfd::shmem_write(p, fd, &file, flags, buf, count, at);
     }
-    let (console, sysctl, mode, pipe, nonblock, dev) = with_file(p, fd, |f| {
+    let (console, sysctl, mode, pipe, nonblock, dev, pidfd, mem) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
             _ => None,
@@ -129,10 +129,37 @@ fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> 
             _ => None,
         };
         let console = matches!(f.data, OpenData::Console);
-        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f), dev)
+        let pidfd = matches!(f.data, OpenData::Pidfd(_));
+        let mem = match &f.data {
+            OpenData::Mem(mm) => Some((mm.clone(), f.pos)),
+            _ => None,
+        };
+        (
+            console,
+            f.sysctl,
+            f.flags & 3,
+            pipe,
+            nonblocking(f),
+            dev,
+            pidfd,
+            mem,
+        )
     })?;
     if mode == 0 {
         return Err(EBADF);
+    }
+    if pidfd {
+        // A pidfd has no write (pidfs): EINVAL.
+        return Err(Errno::EINVAL);
+    }
+    if let Some((mem, pos)) = mem {
+        let count = count.min(MAX_RW_COUNT);
+        let start = at.unwrap_or(pos as u64);
+        let (res, end) = super::process_vm::mem_rw(p, &mem, buf, count, start, true);
+        if at.is_none() {
+            with_file(p, fd, |f| f.pos = end as usize)?;
+        }
+        return res;
     }
     if let Some(dev) = dev {
         access_ok(buf, count)?;
@@ -265,6 +292,16 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
     }
     match data {
         OpenData::Dir(_) => return Err(EISDIR),
+        // A pidfd has no read (pidfs): EINVAL.
+        OpenData::Pidfd(_) => return Err(Errno::EINVAL),
+        OpenData::Mem(mm) => {
+            let start = at.unwrap_or(pos as u64);
+            let (res, end) = super::process_vm::mem_rw(p, &mm, buf, count as u64, start, false);
+            if at.is_none() {
+                with_file(p, fd, |f| f.pos = end as usize)?;
+            }
+            return res;
+        }
         OpenData::Console => {
             if at.is_some() {
                 return Err(ESPIPE);
@@ -506,6 +543,14 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
             .map(|mm| alloc::sync::Arc::downgrade(&mm))
             .unwrap_or_default();
         return Ok((OpenData::Pagemap(mm), S_IFREG | 0o400, None));
+    }
+    if own == "/proc/self/mem" {
+        // mem_open(): the address space now (none for a process without
+        // one: reads return 0).
+        let mm = t
+            .mm()
+            .map_or_else(alloc::sync::Weak::new, |m| alloc::sync::Arc::downgrade(&m));
+        return Ok((OpenData::Mem(mm), S_IFREG | 0o600, None));
     }
     if let Some(data) = procfs::generate(t, own.as_bytes()) {
         let sysctl = procfs::setting(t, own.as_bytes());
@@ -817,7 +862,7 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
             (0, _) => 0,
             (1, _) => f.pos as i64,
             // seq_file (/proc) does not support SEEK_END.
-            (2, OpenData::Bytes(_)) => return Err(Errno::EINVAL),
+            (2, OpenData::Bytes(_) | OpenData::Mem(_)) => return Err(Errno::EINVAL),
             (2, d) => d.len() as i64,
             _ => return Err(Errno::EINVAL),
         };
@@ -998,11 +1043,16 @@ pub fn sys_ioctl(p: &Process, fd: u64, cmd: u64, arg: u64) -> SysResult {
 }
 
 /// `poll(fds, nfds, timeout)`: every open descriptor is ready for what it
-/// can do (the console reads end of file at once, files never block);
-/// a closed one reports `POLLNVAL`.
+/// can do (the console reads end of file at once, files never block) but
+/// a pidfd, which is readable once its process has exited
+/// (`pidfd_poll()`); a closed one reports `POLLNVAL`. With nothing ready the call
+/// sleeps out the timeout, or, with pidfds among the descriptors, until
+/// one of their processes exits (interruptible: EINTR).
 pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout: i32) -> SysResult {
     const POLLIN: u16 = 1;
     const POLLOUT: u16 = 4;
+    const POLLERR: u16 = 0x8;
+    const POLLHUP: u16 = 0x10;
     const POLLNVAL: u16 = 0x20;
     if nfds > NR_OPEN as u64 {
         return Err(Errno::EINVAL);
@@ -1010,44 +1060,75 @@ pub fn sys_poll(p: &Process, fds: u64, nfds: u64, timeout: i32) -> SysResult {
     let mm = mm_of(p)?;
     let mut buf = alloc::vec![0u8; nfds as usize * 8];
     copy_from_user(&mm, &mut buf, fds)?;
-    let mut ready = 0;
-    for e in buf.chunks_mut(8) {
-        let fd = i32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-        let events = u16::from_le_bytes([e[4], e[5]]);
-        let revents = if fd < 0 {
-            0
-        } else {
-            match with_file(p, fd as u64, |f| {
-                (f.flags & 3, matches!(f.data, OpenData::Dir(_)))
-            }) {
-                Err(_) => POLLNVAL,
-                Ok((acc, _)) => {
-                    let can = match acc {
-                        0 => POLLIN,
-                        1 => POLLOUT,
-                        _ => POLLIN | POLLOUT,
+    // One pass over the descriptors: the ready count, and whether a
+    // pidfd could still become ready.
+    let scan = |buf: &mut [u8]| {
+        let mut ready = 0;
+        let mut pidfds = false;
+        for e in buf.chunks_mut(8) {
+            let fd = i32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+            let events = u16::from_le_bytes([e[4], e[5]]);
+            let revents = if fd < 0 {
+                0
+            } else {
+                match with_file(p, fd as u64, |f| {
+                    let pidfd = match &f.data {
+                        OpenData::Pidfd(t) => Some(t.clone()),
+                        _ => None,
                     };
-                    events & can
+                    (f.flags & 3, pidfd)
+                }) {
+                    Err(_) => POLLNVAL,
+                    Ok((_, Some(target))) => {
+                        pidfds = true;
+                        super::pidfd::pidfd_poll(&target) & (events | POLLHUP | POLLERR)
+                    }
+                    Ok((acc, None)) => {
+                        let can = match acc {
+                            0 => POLLIN,
+                            1 => POLLOUT,
+                            _ => POLLIN | POLLOUT,
+                        };
+                        events & can
+                    }
                 }
+            };
+            e[6..8].copy_from_slice(&revents.to_le_bytes());
+            if revents != 0 {
+                ready += 1;
             }
-        };
-        e[6..8].copy_from_slice(&revents.to_le_bytes());
-        if revents != 0 {
-            ready += 1;
         }
-    }
-    copy_to_user(&mm, fds, &buf)?;
+        (ready, pidfds)
+    };
+    let (mut ready, pidfds) = scan(&mut buf);
     if ready == 0 && timeout != 0 {
-        // Nothing will ever become ready: sleep out the timeout.
-        let ms = if timeout < 0 {
-            u64::MAX / 2_000_000
+        let ns = if timeout < 0 {
+            u64::MAX / 2
         } else {
-            timeout as u64
+            (timeout as u64).saturating_mul(1_000_000)
         };
-        if !crate::process::thread::sleep_killable_ns(ms.saturating_mul(1_000_000)) {
+        if pidfds {
+            let deadline = if timeout < 0 {
+                u64::MAX
+            } else {
+                crate::time::now_ns().saturating_add(ns)
+            };
+            let woke = crate::process::wait_exit_event(
+                || {
+                    ready = scan(&mut buf).0;
+                    ready != 0
+                },
+                deadline,
+            );
+            if woke.is_err() && ready == 0 {
+                return Err(super::EINTR);
+            }
+        } else if !crate::process::thread::sleep_killable_ns(ns) {
+            // Nothing will ever become ready: sleep out the timeout.
             return Err(super::EINTR);
         }
     }
+    copy_to_user(&mm, fds, &buf)?;
     Ok(ready)
 }
 

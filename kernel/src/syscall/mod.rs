@@ -16,7 +16,7 @@
 //! | 3   | close             |                                             |
 //! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
 //! | 5   | fstat             |                                             |
-//! | 7   | poll              | every fd is always ready                    |
+//! | 7   | poll              | every fd is ready but pidfds (until exit)   |
 //! | 8   | lseek             | ESPIPE on the console                       |
 //! | 9   | mmap              | anonymous mappings (`mm::vm`), shmem files  |
 //! | 10  | mprotect          |                                             |
@@ -105,11 +105,16 @@
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 285 | fallocate         | shmem files: mode 0, KEEP_SIZE              |
+//! | 310 | process_vm_readv  | `process_vm`: another process's memory      |
+//! | 311 | process_vm_writev |                                             |
 //! | 316 | renameat2         | tmpfs; RENAME_NOREPLACE                     |
 //! | 318 | getrandom         | RDRAND                                      |
 //! | 319 | memfd_create      | CLOEXEC, ALLOW_SEALING, NOEXEC_SEAL, EXEC   |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
+//! | 424 | pidfd_send_signal | `pidfd`: kill through a pidfd               |
+//! | 434 | pidfd_open        | poll: readable once the process exited      |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
+//! | 448 | process_mrelease  | unmaps a dying process's private memory now |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -125,6 +130,8 @@ mod dirent;
 mod fs;
 mod memfd;
 mod misc;
+mod pidfd;
+mod process_vm;
 mod signal;
 mod thread;
 mod tty;
@@ -325,6 +332,8 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
             signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, Some(a[1] as i32 as i64), a[2], a[3])
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
+        310 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], false),
+        311 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], true),
         316 => fs::sys_renameat2(p, a[0] as i32, a[1], a[2] as i32, a[3], a[4]),
         318 => misc::sys_getrandom(p, a[0], a[1], a[2]),
         319 => memfd::sys_memfd_create(p, a[0], a[1]),
@@ -332,7 +341,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
         334 => Err(Errno::ENOSYS),
+        424 => pidfd::sys_pidfd_send_signal(p, a[0] as i32, a[1], a[2], a[3]),
+        434 => pidfd::sys_pidfd_open(p, a[0] as i32, a[1]),
         435 => thread::sys_clone3(p, regs, a[0], a[1]),
+        448 => pidfd::sys_process_mrelease(p, a[0] as i32, a[1]),
         _ => {
             log_enosys(p, nr);
             Err(Errno::ENOSYS)

@@ -144,7 +144,26 @@ impl<P: Platform> Mm<'_, '_, P> {
             return Err(FaultError::Segv(SegvCode::AccErr));
         }
         let addr = addr & !(PAGE_SIZE - 1);
-        let write = access == FaultAccess::Write;
+        match self.handle_pte_fault(&vma, addr, access == FaultAccess::Write) {
+            // A droppable mapping's allocation failure is not fatal
+            // (handle_mm_fault() clears VM_FAULT_OOM): the access is
+            // retried, without an OOM kill.
+            Err(FaultError::Oom) if vma.flags.contains(VmFlags::DROPPABLE) => Ok(()),
+            r => r,
+        }
+    }
+
+    /// The fault at the page `addr` of `vma`, access allowed, mmap lock
+    /// held for read (`handle_pte_fault()`). A write to a VMA without
+    /// `VM_WRITE` (a forced write, `gup.rs`) breaks copy-on-write as any
+    /// write fault but leaves the PTE read-only (`maybe_mkwrite()`).
+    pub(super) fn handle_pte_fault(
+        &self,
+        vma: &super::Vma,
+        addr: u64,
+        write: bool,
+    ) -> Result<(), FaultError> {
+        let vma = *vma;
         loop {
             let mut ptl = self
                 .pt
@@ -207,7 +226,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 if !folio.is_shmem() && self.wp_can_reuse(&folio) {
                     ptl.set(
                         addr,
-                        pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
+                        pte.with_flags(pte.flags() | maybe_mkwrite(&vma) | PteFlags::DIRTY),
                     );
                     return Ok(());
                 }
@@ -395,7 +414,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             return Ok(false);
         }
         folio.add_new_anon_rmap(self.id(), self.vm.mapcount_mode());
-        let flags = vma.flags.pte_flags() | PteFlags::DIRTY | PteFlags::WRITE;
+        let flags = vma.flags.pte_flags() | PteFlags::DIRTY | maybe_mkwrite(vma);
         ptl.get_and_clear(addr);
         // The old translation must be gone before the old page is
         // released (`ptep_clear_flush()`).
@@ -420,5 +439,15 @@ impl<P: Platform> Mm<'_, '_, P> {
             folio_put(pa, old.pfn());
         }
         Ok(true)
+    }
+}
+
+/// The write bit a PTE of `vma` may get on a write fault
+/// (`maybe_mkwrite()`): none without `VM_WRITE` (a forced write).
+fn maybe_mkwrite(vma: &super::Vma) -> PteFlags {
+    if vma.flags.contains(VmFlags::WRITE) {
+        PteFlags::WRITE
+    } else {
+        PteFlags::empty()
     }
 }

@@ -1,5 +1,6 @@
 //! fork's address-space copy (`dup_mmap()`, `copy_page_range()`): the
-//! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs;
+//! child gets every VMA (but `VM_DONTCOPY` ones) and the parent's PTEs
+//! (but those of `VM_WIPEONFORK` ones, which the child gets empty);
 //! private anonymous pages are write-protected in both and shared with
 //! their folios' references and owner slots updated, so that the first
 //! write on either side copies (or reuses) the page. Shared (shmem)
@@ -37,14 +38,22 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
-                let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
+                // VM_WIPEONFORK: a clean slate in the child, no anon_vma
+                // until its first fault, no pages copied.
+                let wipe = v.flags.contains(VmFlags::WIPEONFORK);
+                let anon_vma = if wipe {
+                    None
+                } else {
+                    self.anon_vma_fork(v.anon_vma, &child)
+                };
                 child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
                 // dup_mmap(): the child commits its own copy, which its
                 // teardown uncharges from now on.
                 if v.flags.contains(VmFlags::ACCOUNT) {
                     self.vm.vm_acct_memory(v.pages());
                 }
-                if self.vma_needs_copy(&v) {
+                // vma_needs_copy(); a VM_WIPEONFORK child has nothing to copy.
+                if !wipe && self.vma_needs_copy(&v) {
                     self.copy_page_range(&child, &v)?;
                 }
             }

@@ -1,5 +1,6 @@
 //! madvise (`mm/madvise.c`): advice on a range of VMAs. The hints and
-//! `MADV_DONTFORK`/`MADV_DOFORK` change VMA flags through `vma.rs`'s
+//! `MADV_DONTFORK`/`MADV_DOFORK`, `MADV_DONTDUMP`/`MADV_DODUMP` and
+//! `MADV_WIPEONFORK`/`MADV_KEEPONFORK` change VMA flags through `vma.rs`'s
 //! `modify_flags` (splits at the ends, merges afterwards);
 //! `MADV_DONTNEED` zaps the range's pages (and reclaims the PTE tables it
 //! empties, `zap.rs` and `pgtable/pt_reclaim.rs`); `MADV_FREE` and `MADV_WILLNEED` have nothing to act
@@ -32,6 +33,14 @@ pub enum Advice {
     /// `MADV_DONTFORK` / `MADV_DOFORK`: set or clear `VM_DONTCOPY`.
     DontFork,
     DoFork,
+    /// `MADV_DONTDUMP` / `MADV_DODUMP`: set or clear `VM_DONTDUMP`.
+    DontDump,
+    DoDump,
+    /// `MADV_WIPEONFORK` / `MADV_KEEPONFORK`: set or clear
+    /// `VM_WIPEONFORK` (private anonymous memory only; a droppable
+    /// mapping keeps it).
+    WipeOnFork,
+    KeepOnFork,
 }
 
 impl Advice {
@@ -46,6 +55,10 @@ impl Advice {
             8 => Advice::Free,
             10 => Advice::DontFork,
             11 => Advice::DoFork,
+            16 => Advice::DontDump,
+            17 => Advice::DoDump,
+            18 => Advice::WipeOnFork,
+            19 => Advice::KeepOnFork,
             _ => return None,
         })
     }
@@ -70,7 +83,11 @@ impl<P: Platform> Mm<'_, '_, P> {
             | Advice::Random
             | Advice::Sequential
             | Advice::DontFork
-            | Advice::DoFork => {
+            | Advice::DoFork
+            | Advice::DontDump
+            | Advice::DoDump
+            | Advice::WipeOnFork
+            | Advice::KeepOnFork => {
                 let mut l = self.mmap_lock.write(self.platform());
                 let mut at = start;
                 for (_, v) in self.vmas_in(start, end) {
@@ -79,6 +96,26 @@ impl<P: Platform> Mm<'_, '_, P> {
                     let nf = match advice {
                         Advice::DontFork => v.flags | VmFlags::DONTCOPY,
                         Advice::DoFork => v.flags - VmFlags::DONTCOPY,
+                        Advice::DontDump => v.flags | VmFlags::DONTDUMP,
+                        Advice::DoDump => {
+                            if v.flags.intersects(VmFlags::SPECIAL | VmFlags::DROPPABLE) {
+                                return Err(Errno::EINVAL);
+                            }
+                            v.flags - VmFlags::DONTDUMP
+                        }
+                        Advice::WipeOnFork => {
+                            // Anonymous memory only (no file, not shared).
+                            if v.shmem.is_some() || v.flags.contains(VmFlags::SHARED) {
+                                return Err(Errno::EINVAL);
+                            }
+                            v.flags | VmFlags::WIPEONFORK
+                        }
+                        Advice::KeepOnFork => {
+                            if v.flags.contains(VmFlags::DROPPABLE) {
+                                return Err(Errno::EINVAL);
+                            }
+                            v.flags - VmFlags::WIPEONFORK
+                        }
                         _ => {
                             let mut nf = v.flags - (VmFlags::SEQ_READ | VmFlags::RAND_READ);
                             match advice {

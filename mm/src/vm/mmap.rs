@@ -45,6 +45,9 @@ bitflags::bitflags! {
     pub struct MapFlags: u64 {
         const SHARED = 0x01;
         const PRIVATE = 0x02;
+        /// `MAP_DROPPABLE` (6.11): a mapping type of its own (a value of
+        /// the `MAP_TYPE` field), anonymous only.
+        const DROPPABLE = 0x08;
         const FIXED = 0x10;
         const ANONYMOUS = 0x20;
         const GROWSDOWN = 0x100;
@@ -64,7 +67,6 @@ bitflags::bitflags! {
 impl MapFlags {
     /// `MAP_SHARED_VALIDATE`: the type field value 3.
     pub const SHARED_VALIDATE: MapFlags = MapFlags::SHARED.union(MapFlags::PRIVATE);
-    const TYPE: MapFlags = MapFlags::SHARED_VALIDATE;
 }
 
 /// Rounds up to a page; `None` on overflow (`PAGE_ALIGN`).
@@ -221,8 +223,17 @@ impl<P: Platform> Mm<'_, '_, P> {
         {
             return Err(Errno::EOVERFLOW);
         }
-        let ty = flags & MapFlags::TYPE;
-        if ty.is_empty() {
+        // The MAP_TYPE field (0x0f): shared, private, shared-validate or
+        // droppable; any other value is EINVAL.
+        let ty = MapFlags::from_bits_retain(flags.bits() & 0x0f);
+        if ![
+            MapFlags::SHARED,
+            MapFlags::PRIVATE,
+            MapFlags::SHARED_VALIDATE,
+            MapFlags::DROPPABLE,
+        ]
+        .contains(&ty)
+        {
             return Err(Errno::EINVAL);
         }
         if ty == MapFlags::SHARED_VALIDATE && !MapFlags::all().contains(flags) {
@@ -240,7 +251,16 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let mut vm_flags =
             prot_to_vm(prot) | VmFlags::MAYREAD | VmFlags::MAYWRITE | VmFlags::MAYEXEC;
-        if ty == MapFlags::PRIVATE {
+        if ty == MapFlags::DROPPABLE {
+            // A locked, stack or hugetlb area makes no sense droppable.
+            // Its pages can go at any time: nothing to reserve, nothing to
+            // copy on fork or dump (do_mmap()).
+            if flags.intersects(MapFlags::LOCKED | MapFlags::HUGETLB | MapFlags::GROWSDOWN) {
+                return Err(Errno::EINVAL);
+            }
+            vm_flags |=
+                VmFlags::DROPPABLE | VmFlags::NORESERVE | VmFlags::WIPEONFORK | VmFlags::DONTDUMP;
+        } else if ty == MapFlags::PRIVATE {
             if flags.contains(MapFlags::NORESERVE) {
                 vm_flags |= VmFlags::NORESERVE;
             }

@@ -12,7 +12,9 @@
 //! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
-//! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
+//! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `gup.rs` (`mm/gup.c`'s
+//! forced access to another address space), `oom_kill.rs` (the OOM
+//! reaper's unmapping, `mm/oom_kill.c`),
 //! `rmap.rs` (`mm/rmap.c`), `smaps.rs` and `pagemap.rs`
 //! (`fs/proc/task_mmu.c`'s counting and page map), `kpage.rs`
 //! (`fs/proc/page.c`), `vma.rs` (`mm/vma.c`, `vm_area_struct`).
@@ -98,6 +100,7 @@
 
 mod fault;
 mod fork;
+mod gup;
 mod kpage;
 mod madvise;
 mod mm;
@@ -105,6 +108,7 @@ mod mmap;
 mod mprotect;
 mod mremap;
 mod msync;
+mod oom_kill;
 mod pagemap;
 mod rmap;
 mod smaps;

@@ -1,9 +1,11 @@
 //! The smaller memory APIs: memory-deny-write-execute (`map_deny_write_exec`
-//! in mmap and mprotect, inheritance over fork).
+//! in mmap and mprotect, inheritance over fork), `MAP_DROPPABLE` and
+//! `MADV_WIPEONFORK` / `MADV_KEEPONFORK`.
 
-use super::tests::with_mm;
+use super::tests::{peek, poke, with_mm};
 use super::*;
 use crate::errno::Errno;
+use crate::sim;
 
 const R: Prot = Prot::READ;
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -79,5 +81,232 @@ fn mdwe_passes_to_a_fork_child_unless_no_inherit() {
             MmFlags::empty()
         );
         assert_eq!(MmFlags::HAS_MDWE.init(), MmFlags::HAS_MDWE);
+    });
+}
+
+const DROP: MapFlags = MapFlags::DROPPABLE.union(MapFlags::ANONYMOUS);
+
+#[test]
+fn map_droppable_is_a_mapping_type_of_anonymous_memory() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 4 * PG, RW, DROP, -1, 0).unwrap();
+        let f = mm.vma_lookup(a).unwrap().flags;
+        let want =
+            VmFlags::DROPPABLE | VmFlags::WIPEONFORK | VmFlags::DONTDUMP | VmFlags::NORESERVE;
+        assert!(f.contains(want), "{f:?}");
+        assert!(!f.contains(VmFlags::ACCOUNT), "nothing reserved");
+        assert_eq!(mm.vm.committed_pages(), 0);
+        // A type of its own: with PRIVATE or SHARED the type field is invalid.
+        for bad in [
+            DROP | MapFlags::PRIVATE,
+            DROP | MapFlags::SHARED,
+            DROP | MapFlags::LOCKED,
+            DROP | MapFlags::GROWSDOWN,
+            DROP | MapFlags::HUGETLB,
+            MapFlags::from_bits_retain(0x04) | MapFlags::ANONYMOUS,
+            MapFlags::from_bits_retain(0x0f) | MapFlags::ANONYMOUS,
+        ] {
+            assert_eq!(
+                mm.mmap(0, PG, RW, bad, -1, 0),
+                Err(Errno::EINVAL),
+                "{bad:?}"
+            );
+        }
+        // Not mergeable with ordinary private memory next to it.
+        mm.mmap(a + 4 * PG, PG, RW, ANON | MapFlags::FIXED, -1, 0)
+            .unwrap();
+        assert_eq!(mm.vma_lookup(a).unwrap().end, a + 4 * PG);
+        poke(mm, a, 7).unwrap();
+        assert_eq!(peek(mm, a), Ok(7));
+    });
+}
+
+#[test]
+fn wipeonfork_and_droppable_memory_reach_the_child_empty() {
+    with_mm(|mm| {
+        let d = mm.mmap(0, 2 * PG, RW, DROP, -1, 0).unwrap();
+        let w = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        let k = mm.mmap(0, PG, RW, ANON, -1, 0).unwrap();
+        for a in [d, d + PG, w, w + PG, k] {
+            poke(mm, a, 0x5a).unwrap();
+        }
+        mm.madvise(w, PG, 18).unwrap(); // MADV_WIPEONFORK on the first page
+        let child = mm.fork().unwrap();
+        // Wiped: no PTE, zeros on a read; the other page of w and k copied.
+        let unmapped = |a| {
+            child
+                .page_table()
+                .get_pte(a)
+                .is_none_or(|e| !e.is_present())
+        };
+        assert!(unmapped(d) && unmapped(d + PG) && unmapped(w));
+        assert_eq!(child.status().rss_anon, 2 * PG / 1024);
+        assert_eq!(peek(&child, d), Ok(0));
+        assert_eq!(peek(&child, w), Ok(0));
+        assert_eq!(peek(&child, w + PG), Ok(0x5a));
+        assert_eq!(peek(&child, k), Ok(0x5a));
+        // The child's VMAs keep the flag: a grandchild is wiped too.
+        assert!(
+            child
+                .vma_lookup(w)
+                .unwrap()
+                .flags
+                .contains(VmFlags::WIPEONFORK)
+        );
+        poke(&child, w, 1).unwrap();
+        let grandchild = child.fork().unwrap();
+        assert_eq!(peek(&grandchild, w), Ok(0));
+        // The parent kept its data.
+        assert_eq!(peek(mm, d + PG), Ok(0x5a));
+        assert_eq!(peek(mm, w), Ok(0x5a));
+        // KEEPONFORK undoes it, but not on droppable memory.
+        mm.madvise(w, PG, 19).unwrap();
+        assert!(
+            !mm.vma_lookup(w)
+                .unwrap()
+                .flags
+                .contains(VmFlags::WIPEONFORK)
+        );
+        assert_eq!(mm.madvise(d, PG, 19), Err(Errno::EINVAL));
+        // MADV_DODUMP cannot undo a droppable mapping's DONTDUMP.
+        assert_eq!(mm.madvise(d, PG, 17), Err(Errno::EINVAL));
+        mm.madvise(k, PG, 16).unwrap();
+        assert!(mm.vma_lookup(k).unwrap().flags.contains(VmFlags::DONTDUMP));
+        mm.madvise(k, PG, 17).unwrap();
+        assert!(!mm.vma_lookup(k).unwrap().flags.contains(VmFlags::DONTDUMP));
+        // WIPEONFORK is for private anonymous memory only.
+        let s = mm
+            .mmap(0, PG, RW, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        assert_eq!(mm.madvise(s, PG, 18), Err(Errno::EINVAL));
+    });
+}
+
+#[test]
+fn a_droppable_fault_that_cannot_allocate_is_retried_not_fatal() {
+    with_mm(|mm| {
+        let d = mm.mmap(0, PG, RW, DROP, -1, 0).unwrap();
+        let a = mm.mmap(0, PG, RW, ANON, -1, 0).unwrap();
+        // The next allocation (a page table or the page) fails.
+        sim::set_fail_nth(1);
+        assert_eq!(mm.handle_fault(a, FaultAccess::Write), Err(FaultError::Oom));
+        sim::set_fail_nth(1);
+        assert_eq!(mm.handle_fault(d, FaultAccess::Write), Ok(()));
+        sim::set_fail_nth(0);
+        assert!(
+            mm.page_table().get_pte(d).is_none_or(|e| !e.is_present()),
+            "nothing mapped: the access faults again"
+        );
+        // The retry finds memory.
+        assert_eq!(mm.handle_fault(d, FaultAccess::Write), Ok(()));
+        assert!(mm.page_table().get_pte(d).unwrap().is_writable());
+    });
+}
+
+#[test]
+fn oom_reap_frees_private_pages_and_keeps_shared_ones_and_the_vmas() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 8 * PG, RW, ANON, -1, 0).unwrap();
+        let s = mm
+            .mmap(0, 2 * PG, RW, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        for i in 0..8 {
+            poke(mm, a + i * PG, i + 1).unwrap();
+        }
+        poke(mm, s, 9).unwrap();
+        let free = |mm: &super::tests::TestMm<'_, '_>| {
+            mm.vm.pa.drain_all_pages();
+            mm.vm.pa.nr_free_pages()
+        };
+        let before = free(mm);
+        let vmas = mm.map_count();
+        assert_eq!(mm.oom_reap(), 8);
+        assert!(free(mm) >= before + 8, "the frames are back at once");
+        assert_eq!(mm.status().rss_anon, 0);
+        assert_eq!(mm.status().rss_shmem, PG / 1024);
+        assert_eq!(mm.map_count(), vmas);
+        assert_eq!(peek(mm, s), Ok(9), "shared memory kept");
+        assert_eq!(peek(mm, a), Ok(0), "private memory gone");
+        // A second reap finds nothing more.
+        assert_eq!(mm.oom_reap(), 0);
+    });
+}
+
+/// The word at `addr` of frame `pfn`, in simulated RAM.
+fn frame_word(mm: &super::tests::TestMm<'_, '_>, pfn: crate::addr::Pfn, addr: u64) -> u64 {
+    let pa = crate::addr::PhysAddr::new(pfn.phys_addr().as_u64() + addr % PG);
+    mm.vm
+        .pa
+        .platform()
+        .0
+        .ram_word(pa)
+        .load(core::sync::atomic::Ordering::SeqCst)
+}
+
+fn frame_poke(mm: &super::tests::TestMm<'_, '_>, pfn: crate::addr::Pfn, addr: u64, v: u64) {
+    let pa = crate::addr::PhysAddr::new(pfn.phys_addr().as_u64() + addr % PG);
+    mm.vm
+        .pa
+        .platform()
+        .0
+        .ram_word(pa)
+        .store(v, core::sync::atomic::Ordering::SeqCst);
+}
+
+#[test]
+fn a_forced_write_breaks_cow_of_read_only_memory_and_leaves_it_read_only() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        poke(mm, a, 1).unwrap();
+        let child = mm.fork().unwrap();
+        mm.mprotect(a, 2 * PG, R).unwrap();
+        assert_eq!(
+            mm.handle_fault(a, FaultAccess::Write),
+            Err(FaultError::Segv(SegvCode::AccErr)),
+            "an ordinary write is refused"
+        );
+        mm.access_remote_page(a, true, |pfn| frame_poke(mm, pfn.unwrap(), a, 0xbb))
+            .unwrap();
+        let e = mm.page_table().get_pte(a).unwrap();
+        assert!(e.is_present() && !e.is_writable(), "still read-only");
+        assert_eq!(peek(mm, a), Ok(0xbb));
+        assert_eq!(peek(&child, a), Ok(1), "the child's copy is untouched");
+        // A never-touched page: a new page, read-only, holding the write.
+        mm.access_remote_page(a + PG, true, |pfn| frame_poke(mm, pfn.unwrap(), a, 7))
+            .unwrap();
+        assert_eq!(peek(mm, a + PG), Ok(7));
+        assert!(!mm.page_table().get_pte(a + PG).unwrap().is_writable());
+        // Reads see the data; the forced read takes no write fault.
+        let got = mm.access_remote_page(a, false, |pfn| frame_word(mm, pfn.unwrap(), a));
+        assert_eq!(got, Ok(0xbb));
+        // Shared memory without VM_WRITE, a hole: refused.
+        let s = mm
+            .mmap(0, PG, R, MapFlags::SHARED | MapFlags::ANONYMOUS, -1, 0)
+            .unwrap();
+        assert_eq!(mm.access_remote_page(s, true, |_| ()), Err(Errno::EFAULT));
+        assert_eq!(mm.access_remote_page(s, false, |_| ()), Ok(()));
+        assert_eq!(
+            mm.access_remote_page(0x1000, false, |_| ()),
+            Err(Errno::EFAULT)
+        );
+    });
+}
+
+#[test]
+fn a_forced_read_of_prot_none_memory_sees_its_page_or_zeros() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        poke(mm, a, 0x42).unwrap();
+        mm.mprotect(a, 2 * PG, Prot::empty()).unwrap();
+        let got = mm.access_remote_page(a, false, |pfn| pfn.map(|p| frame_word(mm, p, a)));
+        assert_eq!(got, Ok(Some(0x42)));
+        assert_eq!(mm.access_remote_page(a + PG, false, |pfn| pfn), Ok(None));
+        assert!(
+            mm.page_table()
+                .get_pte(a + PG)
+                .is_none_or(|e| !e.is_present()),
+            "nothing faulted in"
+        );
+        assert_eq!(mm.access_remote_page(a, true, |_| ()), Err(Errno::EFAULT));
     });
 }

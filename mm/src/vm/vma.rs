@@ -46,8 +46,17 @@ bitflags::bitflags! {
         const DONTEXPAND = 0x40000;
         const ACCOUNT = 0x100000;
         const NORESERVE = 0x200000;
+        /// `MADV_WIPEONFORK` (and every droppable mapping): a fork child
+        /// gets the VMA empty, reading zeros.
+        const WIPEONFORK = 0x0200_0000;
+        /// `MADV_DONTDUMP`: left out of core dumps.
+        const DONTDUMP = 0x0400_0000;
         const SOFTDIRTY = 0x8000000;
         const MIXEDMAP = 0x1000_0000;
+        /// `MAP_DROPPABLE` (6.11, bit 40 on 64-bit): memory the kernel may
+        /// drop under pressure instead of swapping it; a fault that cannot
+        /// allocate is retried rather than fatal.
+        const DROPPABLE = 1 << 40;
     }
 }
 
