@@ -61,6 +61,10 @@
 //! | 129 | rt_sigqueueinfo   |                                             |
 //! | 130 | rt_sigsuspend     |                                             |
 //! | 131 | sigaltstack       |                                             |
+//! | 149 | mlock             | VM_LOCKED, populated (`mm::vm` mlock.rs)    |
+//! | 150 | munlock           |                                             |
+//! | 151 | mlockall          | MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT        |
+//! | 152 | munlockall        |                                             |
 //! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
 //! | 165 | mount             | proc, sysfs, devtmpfs, tmpfs: already there |
@@ -90,6 +94,7 @@
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 318 | getrandom         | RDRAND                                      |
+//! | 325 | mlock2            | MLOCK_ONFAULT                               |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
 //!
@@ -266,6 +271,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         129 => signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, None, a[1], a[2]),
         130 => signal::sys_rt_sigsuspend(p, a[0], a[1]),
         131 => signal::sys_sigaltstack(p, regs.rsp, a[0], a[1]),
+        149 => mm_of(p)?.mlock(a[0], a[1], 0).map(|()| 0),
+        150 => mm_of(p)?.munlock(a[0], a[1]).map(|()| 0),
+        151 => mm_of(p)?.mlockall(a[0]).map(|()| 0),
+        152 => mm_of(p)?.munlockall().map(|()| 0),
         157 => misc::sys_prctl(p, a[0], a[1]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
@@ -298,6 +307,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // rseq: not implemented, and said so without a log line: glibc
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
+        325 => mm_of(p)?.mlock(a[0], a[1], a[2]).map(|()| 0),
         334 => Err(Errno::ENOSYS),
         435 => thread::sys_clone3(p, regs, a[0], a[1]),
         _ => {

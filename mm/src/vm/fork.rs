@@ -32,12 +32,24 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             cl.start_brk = l.start_brk;
             cl.brk = l.brk;
             cl.mmap_base = l.mmap_base;
+            let mut unlocked = false;
             for (_, v) in self.vmas_in(0, u64::MAX) {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
                 }
                 let anon_vma = self.anon_vma_fork(v.anon_vma, &child);
-                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
+                // Memory locks are not inherited (dup_mmap() clears
+                // VM_LOCKED_MASK).
+                let flags = v.flags - super::VM_LOCKED_MASK;
+                unlocked |= flags != v.flags;
+                child.insert_vma(
+                    &mut cl,
+                    super::Vma {
+                        anon_vma,
+                        flags,
+                        ..v
+                    },
+                )?;
                 // dup_mmap(): the child commits its own copy, which its
                 // teardown uncharges from now on.
                 if v.flags.contains(VmFlags::ACCOUNT) {
@@ -47,6 +59,16 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 // copies no PTEs; the child faults the object's pages in.
                 if v.shmem.is_none() {
                     self.copy_page_range(&child, &v)?;
+                }
+            }
+            // The unlocked copies may now be compatible with their
+            // neighbours: merge them (I2; Linux leaves them apart, see
+            // mlock.rs's Deviations).
+            if unlocked {
+                let mut at = 0;
+                while let Some(v) = child.find_vma(at) {
+                    child.merge_around(&mut cl, v.start)?;
+                    at = child.vma_lookup(v.start).map_or(v.end, |m| m.end);
                 }
             }
             Ok(())

@@ -9,7 +9,7 @@
 //!
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
-//! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
+//! `mprotect.rs` (`mm/mprotect.c`), `mlock.rs` (`mm/mlock.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`),
@@ -97,6 +97,7 @@
 mod fault;
 mod fork;
 mod madvise;
+mod mlock;
 mod mm;
 mod mmap;
 mod mprotect;
@@ -138,6 +139,7 @@ use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use madvise::Advice;
+pub use mlock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, VM_LOCKED_MASK};
 pub use mm::{Mm, MmStatus};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
