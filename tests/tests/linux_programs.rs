@@ -155,6 +155,13 @@ c_program!(
 );
 
 c_program!(
+    /// mlock, mlock2 (MLOCK_ONFAULT), munlock, mlockall, munlockall and
+    /// MAP_LOCKED: errnos, the VMAs split and merged back, VmLck, which
+    /// pages the call faulted in, and a fork child inheriting no lock.
+    mlock
+);
+
+c_program!(
     /// fork + wait4 exit statuses, SIGSEGV of a child, CoW. The child that
     /// writes through NULL is reported by Linux at KERN_INFO, which
     /// `quiet` hides (only init's own segfault shows): so no kernel line

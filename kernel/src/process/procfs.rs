@@ -340,13 +340,12 @@ fn status_of(p: &Process, tid: u32) -> String {
     if let Some(mm) = p.mm() {
         // Linux's order (`task_mem`); no high-water marks are kept, so
         // VmPeak and VmHWM are the current sizes; resident pages are
-        // anonymous or shmem (no files yet); nothing is locked, pinned or
-        // swapped.
+        // anonymous or shmem (no files yet); nothing is pinned or swapped.
         let st = mm.status();
         for (name, kb) in [
             ("VmPeak", st.vm_size),
             ("VmSize", st.vm_size),
-            ("VmLck", 0),
+            ("VmLck", st.vm_lck),
             ("VmPin", 0),
             ("VmHWM", st.vm_rss),
             ("VmRSS", st.vm_rss),

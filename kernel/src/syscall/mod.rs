@@ -73,6 +73,10 @@
 //! | 129 | rt_sigqueueinfo   |                                             |
 //! | 130 | rt_sigsuspend     |                                             |
 //! | 131 | sigaltstack       |                                             |
+//! | 149 | mlock             | VM_LOCKED, populated (`mm::vm` mlock.rs)    |
+//! | 150 | munlock           |                                             |
+//! | 151 | mlockall          | MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT        |
+//! | 152 | munlockall        |                                             |
 //! | 157 | prctl             | PR_SET_NAME/GET_NAME, PR_{GET,SET}_DUMPABLE,|
 //! |     |                   | PR_SET_MDWE/PR_GET_MDWE                     |
 //! | 158 | arch_prctl        | ARCH_SET_FS/GET_FS (not GS: EINVAL)         |
@@ -110,6 +114,7 @@
 //! | 316 | renameat2         | tmpfs; RENAME_NOREPLACE                     |
 //! | 318 | getrandom         | RDRAND                                      |
 //! | 319 | memfd_create      | CLOEXEC, ALLOW_SEALING, NOEXEC_SEAL, EXEC   |
+//! | 325 | mlock2            | MLOCK_ONFAULT                               |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 424 | pidfd_send_signal | `pidfd`: kill through a pidfd               |
 //! | 434 | pidfd_open        | poll: readable once the process exited      |
@@ -301,6 +306,10 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         129 => signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, None, a[1], a[2]),
         130 => signal::sys_rt_sigsuspend(p, a[0], a[1]),
         131 => signal::sys_sigaltstack(p, regs.rsp, a[0], a[1]),
+        149 => mm_of(p)?.mlock(a[0], a[1], 0).map(|()| 0),
+        150 => mm_of(p)?.munlock(a[0], a[1]).map(|()| 0),
+        151 => mm_of(p)?.mlockall(a[0]).map(|()| 0),
+        152 => mm_of(p)?.munlockall().map(|()| 0),
         157 => misc::sys_prctl(p, a[0], a[1], [a[2], a[3], a[4]]),
         158 => misc::sys_arch_prctl(p, a[0], a[1]),
         165 => fs::sys_mount(p, a[0], a[1], a[2]),
@@ -340,6 +349,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // rseq: not implemented, and said so without a log line: glibc
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
+        325 => mm_of(p)?.mlock(a[0], a[1], a[2]).map(|()| 0),
         334 => Err(Errno::ENOSYS),
         424 => pidfd::sys_pidfd_send_signal(p, a[0] as i32, a[1], a[2], a[3]),
         434 => pidfd::sys_pidfd_open(p, a[0] as i32, a[1]),

@@ -34,6 +34,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             cl.start_brk = l.start_brk;
             cl.brk = l.brk;
             cl.mmap_base = l.mmap_base;
+            let mut unlocked = false;
             for (_, v) in self.vmas_in(0, u64::MAX) {
                 if v.flags.contains(VmFlags::DONTCOPY) {
                     continue;
@@ -46,7 +47,18 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 } else {
                     self.anon_vma_fork(v.anon_vma, &child)
                 };
-                child.insert_vma(&mut cl, super::Vma { anon_vma, ..v })?;
+                // Memory locks are not inherited (dup_mmap() clears
+                // VM_LOCKED_MASK).
+                let flags = v.flags - super::VM_LOCKED_MASK;
+                unlocked |= flags != v.flags;
+                child.insert_vma(
+                    &mut cl,
+                    super::Vma {
+                        anon_vma,
+                        flags,
+                        ..v
+                    },
+                )?;
                 // dup_mmap(): the child commits its own copy, which its
                 // teardown uncharges from now on.
                 if v.flags.contains(VmFlags::ACCOUNT) {
@@ -55,6 +67,16 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 // vma_needs_copy(); a VM_WIPEONFORK child has nothing to copy.
                 if !wipe && self.vma_needs_copy(&v) {
                     self.copy_page_range(&child, &v)?;
+                }
+            }
+            // The unlocked copies may now be compatible with their
+            // neighbours: merge them (I2; Linux leaves them apart, see
+            // mlock.rs's Deviations).
+            if unlocked {
+                let mut at = 0;
+                while let Some(v) = child.find_vma(at) {
+                    child.merge_around(&mut cl, v.start)?;
+                    at = child.vma_lookup(v.start).map_or(v.end, |m| m.end);
                 }
             }
             Ok(())

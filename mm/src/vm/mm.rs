@@ -9,8 +9,8 @@
 //!   range and retires the old one through RCU ([`Mm::retire_vma`]), so
 //!   a reader's copy ([`Mm::read`]) is always one consistent VMA.
 //! - M2: `map_count` is the number of entries; `total_vm`, `data_vm`,
-//!   `stack_vm` and `exec_vm` are the pages of the VMAs of each kind
-//!   (every insert and retire goes through `account`).
+//!   `stack_vm`, `exec_vm` and `locked_vm` are the pages of the VMAs of
+//!   each kind (every insert and retire goes through `account`).
 //! - M3: at drop (`exit_mmap()`), every page and table is freed through
 //!   one mmu_gather and every VMA is retired; the MM id goes back last.
 //!
@@ -50,6 +50,9 @@ pub(super) struct MmLocked {
     pub brk: u64,
     /// Top of the top-down mmap area (`mmap_base`).
     pub mmap_base: u64,
+    /// Flags every new mapping gets (`mm->def_flags`): the lock flags of
+    /// `mlockall(MCL_FUTURE)`.
+    pub def_flags: VmFlags,
 }
 
 /// `/proc/PID/status` memory lines, in kB.
@@ -63,6 +66,8 @@ pub struct MmStatus {
     pub vm_data: u64,
     pub vm_stk: u64,
     pub vm_exe: u64,
+    /// `VmLck`: the `VM_LOCKED` VMAs.
+    pub vm_lck: u64,
     pub vm_pte: u64,
 }
 
@@ -81,6 +86,8 @@ pub struct Mm<'v, 'a, P: Platform> {
     data_vm: AtomicU64,
     stack_vm: AtomicU64,
     exec_vm: AtomicU64,
+    /// Pages of the `VM_LOCKED` VMAs (`locked_vm`, `VmLck`).
+    locked_vm: AtomicU64,
     /// Anonymous pages mapped (`MM_ANONPAGES`).
     pub(super) rss_anon: AtomicU64,
     /// Shmem pages mapped (`MM_SHMEMPAGES`).
@@ -165,11 +172,13 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 // mmap_base(): below the largest stack gap Linux allows for
                 // (128 MiB), without randomization.
                 mmap_base: TASK_SIZE - (128 << 20),
+                def_flags: VmFlags::empty(),
             }),
             total_vm: AtomicU64::new(0),
             data_vm: AtomicU64::new(0),
             stack_vm: AtomicU64::new(0),
             exec_vm: AtomicU64::new(0),
+            locked_vm: AtomicU64::new(0),
             rss_anon: AtomicU64::new(0),
             rss_shmem: AtomicU64::new(0),
             mremap_stats: Counters::new(),
@@ -220,6 +229,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             vm_data: kb(&self.data_vm),
             vm_stk: kb(&self.stack_vm),
             vm_exe: kb(&self.exec_vm),
+            vm_lck: kb(&self.locked_vm),
             vm_pte: self.pt.pgtables_bytes() / 1024,
         }
     }
@@ -441,6 +451,9 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         }
         if v.flags.is_exec() {
             self.exec_vm.fetch_add(n, Relaxed);
+        }
+        if v.flags.contains(VmFlags::LOCKED) {
+            self.locked_vm.fetch_add(n, Relaxed);
         }
     }
 

@@ -291,8 +291,10 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let fixed = flags.intersects(MapFlags::FIXED | MapFlags::FIXED_NOREPLACE);
         let gua_flags = if fixed { MapFlags::FIXED } else { flags };
-        let start = {
+        let (start, vm_flags) = {
             let mut l = self.mmap_lock.write(self.platform());
+            // mlockall(MCL_FUTURE)'s lock flags.
+            let vm_flags = vm_flags | l.def_flags;
             let start = self.get_unmapped_area(&l, addr, len, gua_flags)?;
             if fixed && start < self.vm.mmap_min_addr {
                 return Err(Errno::EPERM);
@@ -349,9 +351,10 @@ impl<P: Platform> Mm<'_, '_, P> {
             if vm_flags.contains(VmFlags::ACCOUNT) {
                 self.vm.vm_acct_memory(len >> PAGE_SHIFT);
             }
-            start
+            (start, vm_flags)
         };
-        if flags.contains(MapFlags::POPULATE) || vm_flags.contains(VmFlags::LOCKED) {
+        let locked = vm_flags & super::VM_LOCKED_MASK == VmFlags::LOCKED;
+        if flags.contains(MapFlags::POPULATE) || locked {
             self.populate(start, start + len);
         }
         Ok(start)
@@ -470,7 +473,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         {
             return old;
         }
-        let mut flags = VmFlags::DATA_DEFAULT;
+        let mut flags = VmFlags::DATA_DEFAULT | l.def_flags;
         if flags.accountable() {
             flags |= VmFlags::ACCOUNT;
         }
@@ -488,6 +491,12 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         self.vm.vm_acct_memory(new.pages());
         l.brk = brk;
+        // do_brk_flags() with mlockall(MCL_FUTURE): populated now.
+        let populate = l.def_flags & super::VM_LOCKED_MASK == VmFlags::LOCKED;
+        drop(l);
+        if populate {
+            self.populate(new.start, new.end);
+        }
         brk
     }
 }

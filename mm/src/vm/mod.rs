@@ -9,7 +9,7 @@
 //!
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
-//! `mprotect.rs` (`mm/mprotect.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
+//! `mprotect.rs` (`mm/mprotect.c`), `mlock.rs` (`mm/mlock.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `gup.rs` (`mm/gup.c`'s
@@ -103,6 +103,7 @@ mod fork;
 mod gup;
 mod kpage;
 mod madvise;
+mod mlock;
 mod mm;
 mod mmap;
 mod mprotect;
@@ -152,6 +153,7 @@ use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
 pub use madvise::Advice;
+pub use mlock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, VM_LOCKED_MASK};
 pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};

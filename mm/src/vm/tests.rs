@@ -601,3 +601,55 @@ fn private_writable_memory_is_committed_until_unmapped() {
         assert_eq!(vm.committed_pages(), accounted_pages(mm));
     });
 }
+
+#[test]
+fn mlock_splits_populates_counts_and_is_not_inherited() {
+    with_mm(|mm| {
+        let base = 0x3000_0000;
+        mm.mmap(base, 8 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+            .unwrap();
+        // Never touched: no anon_vma, so the pieces can merge again.
+        mm.mlock(base + 2 * PG + 1, PG, 0).unwrap();
+        assert_eq!(mm.map_count(), 3, "pages 2-3 locked");
+        assert_eq!(mm.status().vm_lck, 8, "VmLck in kB");
+        for page in [2, 3] {
+            assert!(
+                mm.page_table()
+                    .get_pte(base + page * PG)
+                    .is_some_and(|e| e.is_present()),
+                "mlock populated page {page}"
+            );
+        }
+        assert!(
+            !mm.page_table()
+                .get_pte(base)
+                .is_some_and(|e| e.is_present())
+        );
+        // A fork child inherits no lock, and its pieces merge (I2).
+        let child = mm.fork().unwrap();
+        assert_eq!(child.status().vm_lck, 0);
+        child.validate().unwrap();
+        drop(child);
+        assert_eq!(mm.mlock(base, 8 * PG, 2), Err(Errno::EINVAL), "bad flags");
+        assert_eq!(
+            mm.mlock(base + 8 * PG, PG, 0),
+            Err(Errno::ENOMEM),
+            "unmapped"
+        );
+        mm.munlock(base, 8 * PG).unwrap();
+        assert_eq!(mm.status().vm_lck, 0);
+        // MCL_FUTURE: later mappings are locked and populated.
+        mm.mlockall(MCL_FUTURE).unwrap();
+        let b = mm.mmap(0, 2 * PG, RW, ANON, -1, 0).unwrap();
+        assert_eq!(mm.status().vm_lck, 8);
+        assert!(
+            mm.page_table()
+                .get_pte(b + PG)
+                .is_some_and(|e| e.is_present())
+        );
+        mm.munlockall().unwrap();
+        assert_eq!(mm.status().vm_lck, 0);
+        mm.munmap(b, 2 * PG).unwrap();
+        mm.munmap(base, 8 * PG).unwrap();
+    });
+}

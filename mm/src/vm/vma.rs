@@ -44,6 +44,7 @@ bitflags::bitflags! {
         const RAND_READ = 0x10000;
         const DONTCOPY = 0x20000;
         const DONTEXPAND = 0x40000;
+        const LOCKONFAULT = 0x80000;
         const ACCOUNT = 0x100000;
         const NORESERVE = 0x200000;
         /// `MADV_WIPEONFORK` (and every droppable mapping): a fork child

@@ -253,9 +253,10 @@ impl<'v, 'a> World<'v, 'a> {
         }
     }
 
-    /// fork: the child's model is the parent's minus DONTCOPY pages; a
-    /// shared page the parent has mapped (written or not) becomes one
-    /// cell for both.
+    /// fork: the child's model is the parent's minus DONTCOPY pages and
+    /// without memory locks (VM_LOCKED_MASK is not inherited); a shared
+    /// page the parent has mapped (written or not) becomes one cell for
+    /// both.
     fn fork(&mut self, i: usize) -> Result<(), String> {
         let child = self.mms[i]
             .fork()
@@ -269,7 +270,9 @@ impl<'v, 'a> World<'v, 'a> {
             if p.flags.contains(VmFlags::DONTCOPY) {
                 continue;
             }
-            model.pages.insert(a, *p);
+            let mut p = *p;
+            p.flags -= crate::vm::VM_LOCKED_MASK;
+            model.pages.insert(a, p);
         }
         self.mms.push(child);
         self.models.push(model);

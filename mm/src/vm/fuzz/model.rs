@@ -7,9 +7,10 @@
 //! address space's VMAs are the maximal runs of adjacent pages with equal
 //! flags when anon_vmas are off; a shared page continues a run only in
 //! the same object at the next offset), extended to fork: a child's model
-//! is its parent's minus the `VM_DONTCOPY` pages, private data is copied
-//! (copy-on-write keeps the two apart from then on), and shared pages
-//! name the same object offsets, whose values both see.
+//! is its parent's minus the `VM_DONTCOPY` pages and the memory locks,
+//! private data is copied (copy-on-write keeps the two apart from then
+//! on), and shared pages name the same object offsets, whose values both
+//! see.
 //!
 //! A shared mapping is a new object of its size (Linux's
 //! `shmem_zero_setup()`): its pages are the object's from the start, keep
