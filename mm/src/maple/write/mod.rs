@@ -10,8 +10,11 @@
 //! store can need; they are allocated before anything changes, so that
 //! executing the plan cannot fail.
 //!
-//! Stores that rebuild nodes (node store, split, rebalance, spanning
-//! store) share one loop ([`MaWriter::rebuild`]): at each level, starting
+//! A node store (the store stays within one leaf whose new content fits
+//! and is not deficient) writes the new leaf straight from the old one
+//! and swaps it in ([`MaWriter::node_store`], `mas_wr_node_store()`).
+//! The stores that may change more than one node (split, rebalance,
+//! spanning store) share one loop ([`MaWriter::rebuild`]): at each level, starting
 //! at the leaves, the new content of the span of nodes between the left
 //! and the right path (a "big node") is cut into one to three new nodes;
 //! a deficient content first pulls in a neighbouring node (the next one,
@@ -455,10 +458,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             StoreType::ExactFit => tree.wr_exact_fit(&self.locked, plan),
             StoreType::SlotStore => tree.wr_slot_store(&self.locked, plan),
             StoreType::Append => tree.wr_append(&self.locked, plan),
-            StoreType::NodeStore
-            | StoreType::Split
-            | StoreType::Rebalance
-            | StoreType::Spanning => {
+            StoreType::NodeStore => self.node_store(plan),
+            StoreType::Split | StoreType::Rebalance | StoreType::Spanning => {
                 tree.leaf_content(&self.locked, plan.lp.leaf(), plan.rp.leaf(), plan, big);
                 self.rebuild(&mut plan.lp, &mut plan.rp, big);
             }
