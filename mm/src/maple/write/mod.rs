@@ -440,7 +440,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         self.prealloc = None;
         self.planned = None;
         let unused = self.supply.release(self.tree);
-        self.tree.inc(MapleStat::NodesUnused, unused as u64);
+        if unused != 0 {
+            self.tree.inc(MapleStat::NodesUnused, unused as u64);
+        }
     }
 
     /// Nodes requested by the last preallocation and used by its store.
