@@ -331,7 +331,21 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// parts of the VMA outside stay. On error nothing changed.
     pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
         let p = self.vmas.load(s).expect("a VMA at the start");
-        let v = self.read(p);
+        self.modify_vma_flags(l, self.read(p), s, e, nf)
+    }
+
+    /// [`Mm::modify_flags`] for a caller that holds `v`, the VMA that
+    /// contains `[s, e)`, as read under the same hold of the mmap lock:
+    /// no second lookup.
+    pub(super) fn modify_vma_flags(
+        &self,
+        l: &mut MmLocked,
+        v: Vma,
+        s: u64,
+        e: u64,
+        nf: VmFlags,
+    ) -> Result<()> {
+        debug_assert!(v.start <= s && e <= v.end);
         if v.flags == nf {
             return Ok(());
         }
