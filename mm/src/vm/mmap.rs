@@ -277,7 +277,10 @@ impl<P: Platform> Mm<'_, '_, P> {
             if fixed && start < self.vm.mmap_min_addr {
                 return Err(Errno::EPERM);
             }
-            let replaced = self.find_vma(start).is_some_and(|v| v.start < start + len);
+            // Only a fixed mapping may replace VMAs: get_unmapped_area
+            // checked any other range free (range_free), under this
+            // hold of the lock.
+            let replaced = fixed && self.find_vma(start).is_some_and(|v| v.start < start + len);
             if replaced && flags.contains(MapFlags::FIXED_NOREPLACE) {
                 return Err(Errno::EEXIST);
             }
@@ -394,13 +397,12 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// within the gap between the neighbours.
     pub(super) fn do_munmap(&self, l: &mut MmLocked, start: u64, len: u64) -> Result<()> {
         let end = start + len;
-        let Some(first) = self.find_vma(start) else {
-            return Ok(());
-        };
-        if first.start >= end {
+        // The VMAs of the range, looked up once: nothing to do without.
+        let old = self.vmas_in_small(start, end);
+        if old.is_empty() {
             return Ok(());
         }
-        let doomed = self.vma_store_range(l, start, end, None)?;
+        let doomed = self.vma_store_over(l, start, end, None, &old)?;
         let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
         let ceiling = self.find_vma(end).map_or(0, |v| v.start);
         let mut tlb = MmuGather::new(&self.pt, false);

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use core::fmt;
+use core::ptr::NonNull;
 
 use super::Mm;
 use super::mm::MmLocked;
@@ -244,8 +245,22 @@ impl<P: Platform> Mm<'_, '_, P> {
         end: u64,
         new: Option<Vma>,
     ) -> Result<StackVec<Vma, 4>> {
-        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
         let old = self.vmas_in_small(start, end);
+        self.vma_store_over(l, start, end, new, &old)
+    }
+
+    /// [`Mm::vma_store_range`] for a caller that already looked up
+    /// `old`, the VMA entries intersecting `[start, end)` (under the same
+    /// hold of the mmap lock, for write).
+    pub(super) fn vma_store_over(
+        &self,
+        l: &mut MmLocked,
+        start: u64,
+        end: u64,
+        new: Option<Vma>,
+        old: &[(NonNull<Vma>, Vma)],
+    ) -> Result<StackVec<Vma, 4>> {
+        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
         let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
         let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
         let count = l.map_count - old.len()
