@@ -55,7 +55,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         } else {
             self.vmas_in_small(start, end)
         };
-        for &(_, v) in vmas.iter() {
+        for &(p, v) in vmas.iter() {
             if v.start > at {
                 // A hole: the VMAs before it keep their new protection.
                 return Err(Errno::ENOMEM);
@@ -73,7 +73,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 nf |= VmFlags::ACCOUNT;
             }
             let (s, e) = (at.max(v.start), end.min(v.end));
-            self.modify_vma_flags(&mut l, v, s, e, nf)?;
+            self.modify_vma_flags(&mut l, (p, v), s, e, nf)?;
             if nf.contains(VmFlags::ACCOUNT) && !v.flags.contains(VmFlags::ACCOUNT) {
                 // Private memory made writable is committed now.
                 self.vm.vm_acct_memory((e - s) / PAGE_SIZE);

@@ -292,44 +292,69 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// to unmap or to ignore (a change of flags). One tree store: an
     /// error leaves everything as it was ([`Mm::vma_store_range`]).
     pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<StackVec<Vma, 4>> {
+        self.map_new_range_in(l, new, None)
+    }
+
+    /// [`Mm::map_new_range`]; `within`, when given, is the VMA entry
+    /// that contains the whole of `new`'s range (read under this hold of
+    /// the mmap lock), so that the VMAs the store replaces are known
+    /// without walking the tree again: it and the neighbours it merges
+    /// with.
+    fn map_new_range_in(
+        &self,
+        l: &mut MmLocked,
+        new: Vma,
+        within: Option<(NonNull<Vma>, Vma)>,
+    ) -> Result<StackVec<Vma, 4>> {
         // The neighbours as they will be: the parts of the VMAs around
-        // the range that lie outside it.
+        // the range that lie outside it (with their entries).
         let prev = (new.start > 0)
             .then(|| self.vmas.load(new.start - 1))
             .flatten()
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(v.start, new.start)
-            })
-            .filter(|v| can_merge(v, &new));
+            .map(|p| (p, self.read(p)))
+            .filter(|(_, v)| can_merge(&v.slice(v.start, new.start), &new));
         let next = self
             .vmas
             .load(new.end)
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(new.end, v.end)
-            })
-            .filter(|v| can_merge(&new, v));
+            .map(|p| (p, self.read(p)))
+            .filter(|(_, v)| can_merge(&new, &v.slice(new.end, v.end)));
         let mut merged = new;
-        if let Some(p) = prev {
+        if let Some((_, p)) = prev {
             merged.start = p.start;
             merged.pgoff = p.pgoff;
             merged.anon_vma = p.anon_vma.or(new.anon_vma);
         }
-        if let Some(n) = next {
-            // Both sides: prev and next must agree with each other too.
-            if can_merge(
+        // Both sides: prev and next must agree with each other too.
+        let next = next.filter(|(_, v)| {
+            let n = v.slice(new.end, v.end);
+            can_merge(
                 &Vma {
                     end: n.start,
                     ..merged
                 },
                 &n,
-            ) {
-                merged.end = n.end;
-                merged.anon_vma = merged.anon_vma.or(n.anon_vma);
-            }
+            )
+        });
+        if let Some((_, n)) = next {
+            merged.end = n.end;
+            merged.anon_vma = merged.anon_vma.or(n.anon_vma);
         }
-        let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+        let old = match within {
+            None => self.vma_store_range(l, merged.start, merged.end, Some(merged))?,
+            Some(w) => {
+                // The VMAs over `merged`, in order: the merged neighbours
+                // and `w` (a neighbour that is `w` itself counted once).
+                let mut over = StackVec::<_, 3>::new(w);
+                if let Some(pe) = prev.filter(|pe| pe.0 != w.0) {
+                    over.push(pe);
+                }
+                over.push(w);
+                if let Some(ne) = next.filter(|ne| ne.0 != w.0) {
+                    over.push(ne);
+                }
+                self.vma_store_over(l, merged.start, merged.end, Some(merged), &over)?
+            }
+        };
         let mut inside = StackVec::new(Vma::EMPTY);
         for v in old
             .iter()
@@ -346,16 +371,17 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// parts of the VMA outside stay. On error nothing changed.
     pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
         let p = self.vmas.load(s).expect("a VMA at the start");
-        self.modify_vma_flags(l, self.read(p), s, e, nf)
+        self.modify_vma_flags(l, (p, self.read(p)), s, e, nf)
     }
 
-    /// [`Mm::modify_flags`] for a caller that holds `v`, the VMA that
-    /// contains `[s, e)`, as read under the same hold of the mmap lock:
-    /// no second lookup.
+    /// [`Mm::modify_flags`] for a caller that holds `(p, v)`, the entry
+    /// of the VMA that contains `[s, e)`, as read under the same hold of
+    /// the mmap lock: no second lookup of it, nor of the VMAs the store
+    /// replaces.
     pub(super) fn modify_vma_flags(
         &self,
         l: &mut MmLocked,
-        v: Vma,
+        (p, v): (NonNull<Vma>, Vma),
         s: u64,
         e: u64,
         nf: VmFlags,
@@ -368,7 +394,15 @@ impl<P: Platform> Mm<'_, '_, P> {
             flags: nf,
             ..v.slice(s, e)
         };
-        self.map_new_range(l, new)?;
+        let ignore = VmFlags::SOFTDIRTY;
+        if v.start < s && e < v.end && (v.flags - ignore) != (nf - ignore) {
+            // Strictly inside `v`, whose parts around it cannot merge with
+            // it (their flags differ): a split in three with no
+            // neighbour to look up, `v` the one VMA replaced.
+            self.vma_store_over(l, s, e, Some(new), &[(p, v)])?;
+            return Ok(());
+        }
+        self.map_new_range_in(l, new, Some((p, v)))?;
         Ok(())
     }
 
