@@ -403,8 +403,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             return Ok(());
         }
         let doomed = self.vma_store_over(l, start, end, None, &old)?;
-        let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
-        let ceiling = self.find_vma(end).map_or(0, |v| v.start);
+        // The neighbours' ends from one walk: [start, end) now lies in
+        // one NULL range of the tree (NULL ranges are never adjacent),
+        // which runs from the previous VMA's end to the next one's start
+        // (0 on either side without one).
+        let (lo, hi, none) = self.vmas.walk_range(start);
+        debug_assert!(none.is_none() && lo <= start && end - 1 <= hi);
+        let floor = lo;
+        let ceiling = hi.wrapping_add(1);
         let mut tlb = MmuGather::new(&self.pt, false);
         for v in doomed.iter() {
             self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());
