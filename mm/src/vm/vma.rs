@@ -10,6 +10,15 @@
 //! The VMA-set changes take `&mut MmLocked`: the caller holds the mmap
 //! lock for write. They store through `mm.rs`'s tree primitives
 //! (`insert_vma`, `retire_vma`), which keep its invariants M1 and M2.
+//!
+//! # Invariants
+//!
+//! - V1: the VMA entries a caller hands to a change instead of looking
+//!   them up again ([`Mm::vma_store_over`]'s `old`, the entry given to
+//!   [`Mm::modify_vma_flags`]) were read under the same hold of the
+//!   mmap lock for write, with no change of the VMA set in between: they
+//!   are exactly what a lookup would find. `old` is every entry that
+//!   intersects the range, in address order.
 #![forbid(unsafe_code)]
 
 use core::fmt;

@@ -32,6 +32,19 @@
 //! has the shared types and [`MaWriter`], whose `execute` dispatches on
 //! the store type.
 //!
+//! # Invariants
+//!
+//! - P1: in a plan, the leaf level of the left path has `offset` at the
+//!   slot that contains `index` (after the NULL extension moved `index`
+//!   to the start of an absorbed NULL range, the offset moved with it);
+//!   the node store writes from there and finds the slot of `last` by
+//!   scanning the same leaf's pivots.
+//! - S1: the node supply holds nothing outside a preallocation
+//!   (`prealloc.rs`): `destroy` with nothing pending has nothing to give
+//!   back.
+//! - The tree does not change between a plan and its execution: both run
+//!   under one hold of the writer lock (`# Locking` in `maple/mod.rs`).
+//!
 //! # Ordering
 //!
 //! What readers may see is the protocol of the module's `# Ordering`
