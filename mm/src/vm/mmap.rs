@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use super::mm::{MmLocked, map_deny_write_exec};
-use super::vma::{VmFlags, Vma};
+use super::vma::{Covering, VmFlags, Vma};
 use super::zap::ZapDetails;
 use super::{FaultAccess, Mm, STACK_GUARD_GAP};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
@@ -322,7 +322,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             // store, and only then are their pages unmapped, so that a
             // failure leaves them as they were (Linux 6.12's
             // `__mmap_region()` with `vms_abort_munmap_vmas()`).
-            let stored = self.map_new_range(&mut l, new);
+            // A range get_unmapped_area chose is free (checked under
+            // this hold of the lock): no lookup of the VMAs it replaces.
+            let covering = if fixed {
+                Covering::Unknown
+            } else {
+                Covering::Free
+            };
+            let stored = self.map_new_range_in(&mut l, new, covering);
             // The creator's reference: the VMA took its own, or failed.
             if let Some(obj) = shmem {
                 obj.put(self.vm);

@@ -192,6 +192,18 @@ impl Vma {
     }
 }
 
+/// What covers the range of a new VMA now, as its caller knows it
+/// ([`Mm::map_new_range_in`]; V1).
+#[derive(Clone, Copy)]
+pub(super) enum Covering {
+    /// Look it up.
+    Unknown,
+    /// No VMA: the range is free.
+    Free,
+    /// This one VMA entry contains the whole range.
+    Within((NonNull<Vma>, Vma)),
+}
+
 /// Whether `a` (below) and `b` (directly above) can be one VMA
 /// (`is_mergeable_vma()`: the same object, if any; `is_mergeable_anon_vma()`;
 /// contiguous offsets).
@@ -301,19 +313,18 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// to unmap or to ignore (a change of flags). One tree store: an
     /// error leaves everything as it was ([`Mm::vma_store_range`]).
     pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<StackVec<Vma, 4>> {
-        self.map_new_range_in(l, new, None)
+        self.map_new_range_in(l, new, Covering::Unknown)
     }
 
-    /// [`Mm::map_new_range`]; `within`, when given, is the VMA entry
-    /// that contains the whole of `new`'s range (read under this hold of
-    /// the mmap lock), so that the VMAs the store replaces are known
-    /// without walking the tree again: it and the neighbours it merges
-    /// with.
-    fn map_new_range_in(
+    /// [`Mm::map_new_range`] for a caller that knows what covers `new`'s
+    /// range now (V1), so that the VMAs the store replaces are known
+    /// without walking the tree again: the neighbours it merges with,
+    /// and the VMA of [`Covering::Within`].
+    pub(super) fn map_new_range_in(
         &self,
         l: &mut MmLocked,
         new: Vma,
-        within: Option<(NonNull<Vma>, Vma)>,
+        covering: Covering,
     ) -> Result<StackVec<Vma, 4>> {
         // The neighbours as they will be: the parts of the VMAs around
         // the range that lie outside it (with their entries).
@@ -348,22 +359,33 @@ impl<P: Platform> Mm<'_, '_, P> {
             merged.end = n.end;
             merged.anon_vma = merged.anon_vma.or(n.anon_vma);
         }
-        let old = match within {
-            None => self.vma_store_range(l, merged.start, merged.end, Some(merged))?,
-            Some(w) => {
-                // The VMAs over `merged`, in order: the merged neighbours
-                // and `w` (a neighbour that is `w` itself counted once).
-                let mut over = StackVec::<_, 3>::new(w);
-                if let Some(pe) = prev.filter(|pe| pe.0 != w.0) {
-                    over.push(pe);
-                }
-                over.push(w);
-                if let Some(ne) = next.filter(|ne| ne.0 != w.0) {
-                    over.push(ne);
-                }
-                self.vma_store_over(l, merged.start, merged.end, Some(merged), &over)?
+        let w = match covering {
+            Covering::Unknown => {
+                let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+                return Ok(Self::parts_inside(&old, &new));
             }
+            Covering::Free => None,
+            Covering::Within(w) => Some(w),
         };
+        // The VMAs over `merged`, in order: the merged neighbours and `w`
+        // (a neighbour that is `w` itself counted once).
+        let mut over = StackVec::<_, 3>::new((NonNull::dangling(), Vma::EMPTY));
+        let not_w = |e: &(NonNull<Vma>, Vma)| w.is_none_or(|w| e.0 != w.0);
+        if let Some(pe) = prev.filter(not_w) {
+            over.push(pe);
+        }
+        if let Some(w) = w {
+            over.push(w);
+        }
+        if let Some(ne) = next.filter(not_w) {
+            over.push(ne);
+        }
+        let old = self.vma_store_over(l, merged.start, merged.end, Some(merged), &over)?;
+        Ok(Self::parts_inside(&old, &new))
+    }
+
+    /// The parts of `old` inside `new`'s range.
+    fn parts_inside(old: &[Vma], new: &Vma) -> StackVec<Vma, 4> {
         let mut inside = StackVec::new(Vma::EMPTY);
         for v in old
             .iter()
@@ -371,7 +393,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         {
             inside.push(v.slice(v.start.max(new.start), v.end.min(new.end)));
         }
-        Ok(inside)
+        inside
     }
 
     /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
@@ -411,7 +433,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             self.vma_store_over(l, s, e, Some(new), &[(p, v)])?;
             return Ok(());
         }
-        self.map_new_range_in(l, new, Some((p, v)))?;
+        self.map_new_range_in(l, new, Covering::Within((p, v)))?;
         Ok(())
     }
 
