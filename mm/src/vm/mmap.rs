@@ -18,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use super::mm::{MmLocked, map_deny_write_exec};
-use super::vma::{VmFlags, Vma};
+use super::vma::{Covering, VmFlags, Vma};
 use super::zap::ZapDetails;
 use super::{FaultAccess, Mm, STACK_GUARD_GAP};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
@@ -299,7 +299,10 @@ impl<P: Platform> Mm<'_, '_, P> {
             if fixed && start < self.vm.mmap_min_addr {
                 return Err(Errno::EPERM);
             }
-            let replaced = self.find_vma(start).is_some_and(|v| v.start < start + len);
+            // Only a fixed mapping may replace VMAs: get_unmapped_area
+            // checked any other range free (range_free), under this
+            // hold of the lock.
+            let replaced = fixed && self.find_vma(start).is_some_and(|v| v.start < start + len);
             if replaced && flags.contains(MapFlags::FIXED_NOREPLACE) {
                 return Err(Errno::EEXIST);
             }
@@ -341,7 +344,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             // store, and only then are their pages unmapped, so that a
             // failure leaves them as they were (Linux 6.12's
             // `__mmap_region()` with `vms_abort_munmap_vmas()`).
-            let stored = self.map_new_range(&mut l, new);
+            // A range get_unmapped_area chose is free (checked under
+            // this hold of the lock): no lookup of the VMAs it replaces.
+            let covering = if fixed {
+                Covering::Unknown
+            } else {
+                Covering::Free
+            };
+            let stored = self.map_new_range_in(&mut l, new, covering);
             // The creator's reference: the VMA took its own, or failed.
             if let Some(obj) = shmem {
                 obj.put(self.vm);
@@ -417,15 +427,20 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// within the gap between the neighbours.
     pub(super) fn do_munmap(&self, l: &mut MmLocked, start: u64, len: u64) -> Result<()> {
         let end = start + len;
-        let Some(first) = self.find_vma(start) else {
-            return Ok(());
-        };
-        if first.start >= end {
+        // The VMAs of the range, looked up once: nothing to do without.
+        let old = self.vmas_in_small(start, end);
+        if old.is_empty() {
             return Ok(());
         }
-        let doomed = self.vma_store_range(l, start, end, None)?;
-        let floor = self.prev_vma_entry(start).map_or(0, |(_, v)| v.end);
-        let ceiling = self.find_vma(end).map_or(0, |v| v.start);
+        let doomed = self.vma_store_over(l, start, end, None, &old)?;
+        // The neighbours' ends from one walk: [start, end) now lies in
+        // one NULL range of the tree (NULL ranges are never adjacent),
+        // which runs from the previous VMA's end to the next one's start
+        // (0 on either side without one).
+        let (lo, hi, none) = self.vmas.walk_range(start);
+        debug_assert!(none.is_none() && lo <= start && end - 1 <= hi);
+        let floor = lo;
+        let ceiling = hi.wrapping_add(1);
         let mut tlb = MmuGather::new(&self.pt, false);
         for v in doomed.iter() {
             self.zap_range(&mut tlb, v.start, v.end, ZapDetails::default());

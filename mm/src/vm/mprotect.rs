@@ -6,12 +6,13 @@
 
 use super::mm::map_deny_write_exec;
 use super::mmap::{page_align, prot_to_vm};
-use super::vma::VmFlags;
+use super::vma::{VmFlags, Vma};
 use super::{Mm, Prot};
 use crate::addr::PAGE_SIZE;
 use crate::errno::{Errno, Result};
 use crate::pgtable::{PMD_SIZE, PteFlags, addr_end};
 use crate::platform::Platform;
+use crate::stack_vec::StackVec;
 
 impl<P: Platform> Mm<'_, '_, P> {
     /// `mprotect()` (`do_mprotect_pkey()`).
@@ -30,7 +31,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         let mut start = start;
         let access = prot_to_vm(prot);
         let mut l = self.mmap_lock.write(self.platform());
-        let first = self.find_vma(start).ok_or(Errno::ENOMEM)?;
+        let (first_p, first) = self.find_vma_entry(start).ok_or(Errno::ENOMEM)?;
         if prot.contains(Prot::GROWSUP) {
             return Err(Errno::EINVAL);
         }
@@ -45,7 +46,16 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         end = end.max(start);
         let mut at = start;
-        for &(_, v) in self.vmas_in_small(start, end).iter() {
+        // The VMAs of the range; the one already found when it covers
+        // the range (the common case: no second lookup).
+        let vmas = if first.end >= end {
+            let mut one = StackVec::new((first_p, Vma::EMPTY));
+            one.push((first_p, first));
+            one
+        } else {
+            self.vmas_in_small(start, end)
+        };
+        for &(p, v) in vmas.iter() {
             if v.start > at {
                 // A hole: the VMAs before it keep their new protection.
                 return Err(Errno::ENOMEM);
@@ -63,7 +73,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 nf |= VmFlags::ACCOUNT;
             }
             let (s, e) = (at.max(v.start), end.min(v.end));
-            self.modify_flags(&mut l, s, e, nf)?;
+            self.modify_vma_flags(&mut l, (p, v), s, e, nf)?;
             if nf.contains(VmFlags::ACCOUNT) && !v.flags.contains(VmFlags::ACCOUNT) {
                 // Private memory made writable is committed now.
                 self.vm.vm_acct_memory((e - s) / PAGE_SIZE);

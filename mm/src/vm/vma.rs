@@ -10,9 +10,19 @@
 //! The VMA-set changes take `&mut MmLocked`: the caller holds the mmap
 //! lock for write. They store through `mm.rs`'s tree primitives
 //! (`insert_vma`, `retire_vma`), which keep its invariants M1 and M2.
+//!
+//! # Invariants
+//!
+//! - V1: the VMA entries a caller hands to a change instead of looking
+//!   them up again ([`Mm::vma_store_over`]'s `old`, the entry given to
+//!   [`Mm::modify_vma_flags`]) were read under the same hold of the
+//!   mmap lock for write, with no change of the VMA set in between: they
+//!   are exactly what a lookup would find. `old` is every entry that
+//!   intersects the range, in address order.
 #![forbid(unsafe_code)]
 
 use core::fmt;
+use core::ptr::NonNull;
 
 use super::Mm;
 use super::mm::MmLocked;
@@ -192,6 +202,18 @@ impl Vma {
     }
 }
 
+/// What covers the range of a new VMA now, as its caller knows it
+/// ([`Mm::map_new_range_in`]; V1).
+#[derive(Clone, Copy)]
+pub(super) enum Covering {
+    /// Look it up.
+    Unknown,
+    /// No VMA: the range is free.
+    Free,
+    /// This one VMA entry contains the whole range.
+    Within((NonNull<Vma>, Vma)),
+}
+
 /// Whether `a` (below) and `b` (directly above) can be one VMA
 /// (`is_mergeable_vma()`: the same object, if any; `is_mergeable_anon_vma()`;
 /// contiguous offsets).
@@ -254,8 +276,22 @@ impl<P: Platform> Mm<'_, '_, P> {
         end: u64,
         new: Option<Vma>,
     ) -> Result<StackVec<Vma, 4>> {
-        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
         let old = self.vmas_in_small(start, end);
+        self.vma_store_over(l, start, end, new, &old)
+    }
+
+    /// [`Mm::vma_store_range`] for a caller that already looked up
+    /// `old`, the VMA entries intersecting `[start, end)` (under the same
+    /// hold of the mmap lock, for write).
+    pub(super) fn vma_store_over(
+        &self,
+        l: &mut MmLocked,
+        start: u64,
+        end: u64,
+        new: Option<Vma>,
+        old: &[(NonNull<Vma>, Vma)],
+    ) -> Result<StackVec<Vma, 4>> {
+        debug_assert!(new.is_none_or(|v| v.start == start && v.end == end));
         let below = old.first().map(|(_, v)| *v).filter(|v| v.start < start);
         let above = old.last().map(|(_, v)| *v).filter(|v| v.end > end);
         let count = l.map_count - old.len()
@@ -287,44 +323,79 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// to unmap or to ignore (a change of flags). One tree store: an
     /// error leaves everything as it was ([`Mm::vma_store_range`]).
     pub(super) fn map_new_range(&self, l: &mut MmLocked, new: Vma) -> Result<StackVec<Vma, 4>> {
+        self.map_new_range_in(l, new, Covering::Unknown)
+    }
+
+    /// [`Mm::map_new_range`] for a caller that knows what covers `new`'s
+    /// range now (V1), so that the VMAs the store replaces are known
+    /// without walking the tree again: the neighbours it merges with,
+    /// and the VMA of [`Covering::Within`].
+    pub(super) fn map_new_range_in(
+        &self,
+        l: &mut MmLocked,
+        new: Vma,
+        covering: Covering,
+    ) -> Result<StackVec<Vma, 4>> {
         // The neighbours as they will be: the parts of the VMAs around
-        // the range that lie outside it.
+        // the range that lie outside it (with their entries).
         let prev = (new.start > 0)
             .then(|| self.vmas.load(new.start - 1))
             .flatten()
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(v.start, new.start)
-            })
-            .filter(|v| can_merge(v, &new));
+            .map(|p| (p, self.read(p)))
+            .filter(|(_, v)| can_merge(&v.slice(v.start, new.start), &new));
         let next = self
             .vmas
             .load(new.end)
-            .map(|p| {
-                let v = self.read(p);
-                v.slice(new.end, v.end)
-            })
-            .filter(|v| can_merge(&new, v));
+            .map(|p| (p, self.read(p)))
+            .filter(|(_, v)| can_merge(&new, &v.slice(new.end, v.end)));
         let mut merged = new;
-        if let Some(p) = prev {
+        if let Some((_, p)) = prev {
             merged.start = p.start;
             merged.pgoff = p.pgoff;
             merged.anon_vma = p.anon_vma.or(new.anon_vma);
         }
-        if let Some(n) = next {
-            // Both sides: prev and next must agree with each other too.
-            if can_merge(
+        // Both sides: prev and next must agree with each other too.
+        let next = next.filter(|(_, v)| {
+            let n = v.slice(new.end, v.end);
+            can_merge(
                 &Vma {
                     end: n.start,
                     ..merged
                 },
                 &n,
-            ) {
-                merged.end = n.end;
-                merged.anon_vma = merged.anon_vma.or(n.anon_vma);
-            }
+            )
+        });
+        if let Some((_, n)) = next {
+            merged.end = n.end;
+            merged.anon_vma = merged.anon_vma.or(n.anon_vma);
         }
-        let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+        let w = match covering {
+            Covering::Unknown => {
+                let old = self.vma_store_range(l, merged.start, merged.end, Some(merged))?;
+                return Ok(Self::parts_inside(&old, &new));
+            }
+            Covering::Free => None,
+            Covering::Within(w) => Some(w),
+        };
+        // The VMAs over `merged`, in order: the merged neighbours and `w`
+        // (a neighbour that is `w` itself counted once).
+        let mut over = StackVec::<_, 3>::new((NonNull::dangling(), Vma::EMPTY));
+        let not_w = |e: &(NonNull<Vma>, Vma)| w.is_none_or(|w| e.0 != w.0);
+        if let Some(pe) = prev.filter(not_w) {
+            over.push(pe);
+        }
+        if let Some(w) = w {
+            over.push(w);
+        }
+        if let Some(ne) = next.filter(not_w) {
+            over.push(ne);
+        }
+        let old = self.vma_store_over(l, merged.start, merged.end, Some(merged), &over)?;
+        Ok(Self::parts_inside(&old, &new))
+    }
+
+    /// The parts of `old` inside `new`'s range.
+    fn parts_inside(old: &[Vma], new: &Vma) -> StackVec<Vma, 4> {
         let mut inside = StackVec::new(Vma::EMPTY);
         for v in old
             .iter()
@@ -332,7 +403,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         {
             inside.push(v.slice(v.start.max(new.start), v.end.min(new.end)));
         }
-        Ok(inside)
+        inside
     }
 
     /// Gives `[s, e)`, which lies inside one VMA, the flags `nf`
@@ -341,7 +412,22 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// parts of the VMA outside stay. On error nothing changed.
     pub(super) fn modify_flags(&self, l: &mut MmLocked, s: u64, e: u64, nf: VmFlags) -> Result<()> {
         let p = self.vmas.load(s).expect("a VMA at the start");
-        let v = self.read(p);
+        self.modify_vma_flags(l, (p, self.read(p)), s, e, nf)
+    }
+
+    /// [`Mm::modify_flags`] for a caller that holds `(p, v)`, the entry
+    /// of the VMA that contains `[s, e)`, as read under the same hold of
+    /// the mmap lock: no second lookup of it, nor of the VMAs the store
+    /// replaces.
+    pub(super) fn modify_vma_flags(
+        &self,
+        l: &mut MmLocked,
+        (p, v): (NonNull<Vma>, Vma),
+        s: u64,
+        e: u64,
+        nf: VmFlags,
+    ) -> Result<()> {
+        debug_assert!(v.start <= s && e <= v.end);
         if v.flags == nf {
             return Ok(());
         }
@@ -349,7 +435,15 @@ impl<P: Platform> Mm<'_, '_, P> {
             flags: nf,
             ..v.slice(s, e)
         };
-        self.map_new_range(l, new)?;
+        let ignore = VmFlags::SOFTDIRTY;
+        if v.start < s && e < v.end && (v.flags - ignore) != (nf - ignore) {
+            // Strictly inside `v`, whose parts around it cannot merge with
+            // it (their flags differ): a split in three with no
+            // neighbour to look up, `v` the one VMA replaced.
+            self.vma_store_over(l, s, e, Some(new), &[(p, v)])?;
+            return Ok(());
+        }
+        self.map_new_range_in(l, new, Covering::Within((p, v)))?;
         Ok(())
     }
 

@@ -10,8 +10,11 @@
 //! store can need; they are allocated before anything changes, so that
 //! executing the plan cannot fail.
 //!
-//! Stores that rebuild nodes (node store, split, rebalance, spanning
-//! store) share one loop ([`MaWriter::rebuild`]): at each level, starting
+//! A node store (the store stays within one leaf whose new content fits
+//! and is not deficient) writes the new leaf straight from the old one
+//! and swaps it in ([`MaWriter::node_store`], `mas_wr_node_store()`).
+//! The stores that may change more than one node (split, rebalance,
+//! spanning store) share one loop ([`MaWriter::rebuild`]): at each level, starting
 //! at the leaves, the new content of the span of nodes between the left
 //! and the right path (a "big node") is cut into one to three new nodes;
 //! a deficient content first pulls in a neighbouring node (the next one,
@@ -28,6 +31,19 @@
 //! replaced), `gap.rs` (the gaps of allocation-range trees); this file
 //! has the shared types and [`MaWriter`], whose `execute` dispatches on
 //! the store type.
+//!
+//! # Invariants
+//!
+//! - P1: in a plan, the leaf level of the left path has `offset` at the
+//!   slot that contains `index` (after the NULL extension moved `index`
+//!   to the start of an absorbed NULL range, the offset moved with it);
+//!   the node store writes from there and finds the slot of `last` by
+//!   scanning the same leaf's pivots.
+//! - S1: the node supply holds nothing outside a preallocation
+//!   (`prealloc.rs`): `destroy` with nothing pending has nothing to give
+//!   back.
+//! - The tree does not change between a plan and its execution: both run
+//!   under one hold of the writer lock (`# Locking` in `maple/mod.rs`).
 //!
 //! # Ordering
 //!
@@ -437,7 +453,9 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         self.prealloc = None;
         self.planned = None;
         let unused = self.supply.release(self.tree);
-        self.tree.inc(MapleStat::NodesUnused, unused as u64);
+        if unused != 0 {
+            self.tree.inc(MapleStat::NodesUnused, unused as u64);
+        }
     }
 
     /// Nodes requested by the last preallocation and used by its store.
@@ -455,10 +473,8 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
             StoreType::ExactFit => tree.wr_exact_fit(&self.locked, plan),
             StoreType::SlotStore => tree.wr_slot_store(&self.locked, plan),
             StoreType::Append => tree.wr_append(&self.locked, plan),
-            StoreType::NodeStore
-            | StoreType::Split
-            | StoreType::Rebalance
-            | StoreType::Spanning => {
+            StoreType::NodeStore => self.node_store(plan),
+            StoreType::Split | StoreType::Rebalance | StoreType::Spanning => {
                 tree.leaf_content(&self.locked, plan.lp.leaf(), plan.rp.leaf(), plan, big);
                 self.rebuild(&mut plan.lp, &mut plan.rp, big);
             }

@@ -16,6 +16,10 @@ use crate::platform::Platform;
 use crate::slab::Sheaf;
 
 /// Nodes set aside for one store.
+///
+/// S1: `single`, `sheaf` and `list` are empty unless `pending` (set by
+/// [`Supply::alloc`] before it fills them, cleared by
+/// [`Supply::release`] after it empties them).
 #[derive(Default)]
 pub(super) struct Supply {
     /// One node, the common case (Linux's `mas->alloc`).
@@ -107,6 +111,13 @@ impl Supply {
         &mut self,
         tree: &MapleTree<'_, T, P>,
     ) -> usize {
+        // S1: outside `alloc`..`release` (not `pending`) the supply holds
+        // nothing, so there is nothing to give back: the common case of
+        // the writer's `destroy` before and after a store.
+        if !self.pending {
+            debug_assert!(self.single.is_none() && self.sheaf.is_none() && self.list.is_empty());
+            return 0;
+        }
         if let Some(p) = self.single.take() {
             // SAFETY: never handed out: ours to free.
             unsafe { tree.cache.free(p) };
@@ -120,9 +131,7 @@ impl Supply {
             // SAFETY: a preallocated node never handed out: ours to free.
             unsafe { tree.cache.free(p) };
         }
-        if !core::mem::take(&mut self.pending) {
-            return 0;
-        }
+        self.pending = false;
         self.requested.saturating_sub(self.used)
     }
 }

@@ -1,7 +1,8 @@
-//! The stores that build new nodes: a new root, and the node store,
-//! split, rebalance and spanning store, which share one loop
-//! ([`MaWriter::rebuild`], see the header of `write/mod.rs`); then the
-//! nodes they replaced are freed through RCU.
+//! The stores that build new nodes: a new root, the node store (one
+//! new leaf written from the old one), and the split, rebalance and
+//! spanning store, which share one loop ([`MaWriter::rebuild`], see the
+//! header of `write/mod.rs`); then the nodes they replaced are freed
+//! through RCU.
 //!
 //! # Ordering
 //!
@@ -44,6 +45,80 @@ impl<'t, 'a, T: MapleEntry, P: Platform> MaWriter<'t, 'a, T, P> {
         if old.0 != 0 {
             tree.free_subtree(old, 0, u64::MAX);
         }
+    }
+
+    /// A node store (`mas_wr_node_store()`): the store stays within one
+    /// leaf, whose new content fits in one node and is not deficient
+    /// (or the leaf is the root). The new leaf is written straight from
+    /// the old one: its slots before the store, the part of the slot
+    /// at `index` below it, the new range, the part of the slot at
+    /// `last` above it, and its slots after the store. Then it replaces
+    /// the old leaf with one pointer store, as the rebuild does for a
+    /// node whose replacement fits, without the big node between.
+    pub(super) fn node_store(&mut self, plan: &Plan) {
+        let tree = self.tree;
+        let leaf = *plan.lp.leaf();
+        let new = self.pop_node();
+        let old = leaf.node.node_locked(&self.locked);
+        let t = NodeType::Leaf64;
+        let (index, last, raw) = (plan.index, plan.last, plan.raw);
+        let o = leaf.offset;
+        // The slot of `index` is `o` (the plan's NULL extension moved
+        // the offset with it); the slot of `last` is at or after it.
+        let lo = if o == 0 {
+            leaf.min
+        } else {
+            old.pivot(o - 1) + 1
+        };
+        let mut oe = o;
+        let mut oe_hi = if o < leaf.end { old.pivot(o) } else { leaf.max };
+        while oe_hi < last {
+            oe += 1;
+            oe_hi = if oe < leaf.end {
+                old.pivot(oe)
+            } else {
+                leaf.max
+            };
+        }
+        let mut n = 0;
+        let mut put = |slot: usize, piv: u64| {
+            new.set_slot(t, n, slot);
+            if n < t.pivots() {
+                new.set_pivot(n, piv);
+            }
+            n += 1;
+        };
+        for i in 0..o {
+            put(old.slot(t, i), old.pivot(i));
+        }
+        if index > lo {
+            put(old.slot(t, o), index - 1);
+        }
+        put(raw, last);
+        if last < oe_hi {
+            put(old.slot(t, oe), oe_hi);
+        }
+        for i in oe + 1..=leaf.end {
+            let piv = if i < leaf.end { old.pivot(i) } else { leaf.max };
+            put(old.slot(t, i), piv);
+        }
+        debug_assert!(n <= t.slots());
+        if n < t.slots() {
+            new.set_meta_end(t, n - 1);
+        }
+        let en = Enode::new(new, t);
+        let d = plan.lp.height - 1;
+        if d == 0 {
+            tree.root.store(en.0, Release);
+            hook::writer_step("node_store: root");
+        } else {
+            let parent = plan.lp.lv[d - 1];
+            let pnode = parent.node.node_locked(&self.locked);
+            pnode.set_slot(parent.node.node_type(), parent.offset, en.0);
+            hook::writer_step("node_store: parent slot");
+            tree.propagate_gap(&self.locked, &plan.lp, d, en);
+        }
+        tree.free_node(leaf.node);
     }
 
     /// Writes a new node of type `t` holding `items`, covering
