@@ -97,6 +97,7 @@
 //! | 325 | mlock2            | MLOCK_ONFAULT                               |
 //! | 334 | rseq              | ENOSYS, not logged (glibc goes without)     |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
+//! | 462 | mseal             | VM_SEALED (`mm::vm` mseal.rs)               |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -308,6 +309,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
         325 => mm_of(p)?.mlock(a[0], a[1], a[2]).map(|()| 0),
+        462 => mm_of(p)?.mseal(a[0], a[1], a[2]).map(|()| 0),
         334 => Err(Errno::ENOSYS),
         435 => thread::sys_clone3(p, regs, a[0], a[1]),
         _ => {

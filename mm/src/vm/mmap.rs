@@ -239,6 +239,9 @@ impl<P: Platform> Mm<'_, '_, P> {
             if replaced && flags.contains(MapFlags::FIXED_NOREPLACE) {
                 return Err(Errno::EEXIST);
             }
+            if replaced && self.range_sealed(start, start + len) {
+                return Err(Errno::EPERM);
+            }
             if !replaced && l.map_count >= self.vm.max_map_count {
                 return Err(Errno::ENOMEM);
             }
@@ -342,6 +345,10 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// within the gap between the neighbours.
     pub(super) fn do_munmap(&self, l: &mut MmLocked, start: u64, len: u64) -> Result<()> {
         let end = start + len;
+        // Sealed memory stays (mseal.rs): refused before anything changes.
+        if self.range_sealed(start, end) {
+            return Err(Errno::EPERM);
+        }
         let Some(first) = self.find_vma(start) else {
             return Ok(());
         };

@@ -49,6 +49,8 @@ bitflags::bitflags! {
         const NORESERVE = 0x200000;
         const SOFTDIRTY = 0x8000000;
         const MIXEDMAP = 0x1000_0000;
+        /// `mseal()`ed (`VM_SEALED`, a high bit on 64-bit).
+        const SEALED = 1 << 63;
     }
 }
 
