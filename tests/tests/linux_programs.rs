@@ -162,6 +162,13 @@ c_program!(
 );
 
 c_program!(
+    /// mseal: its errnos, the VMAs sealing splits, what a sealed mapping
+    /// refuses with EPERM (munmap, mprotect, mremap, MAP_FIXED, discarding
+    /// madvise of sealed read-only memory) and allows, in a fork child too.
+    mseal
+);
+
+c_program!(
     /// fork + wait4 exit statuses, SIGSEGV of a child, CoW. The child that
     /// writes through NULL is reported by Linux at KERN_INFO, which
     /// `quiet` hides (only init's own segfault shows): so no kernel line

@@ -120,6 +120,7 @@
 //! | 434 | pidfd_open        | poll: readable once the process exited      |
 //! | 435 | clone3            | as clone, with clone3's argument checks     |
 //! | 448 | process_mrelease  | unmaps a dying process's private memory now |
+//! | 462 | mseal             | VM_SEALED (`mm::vm` mseal.rs)               |
 //!
 //! Any other number returns `-ENOSYS`; the first call of each number is
 //! logged (a warning: hidden under `quiet`).
@@ -350,6 +351,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         // registers one at start and, on ENOSYS, goes on without it, as
         // on a Linux built without CONFIG_RSEQ.
         325 => mm_of(p)?.mlock(a[0], a[1], a[2]).map(|()| 0),
+        462 => mm_of(p)?.mseal(a[0], a[1], a[2]).map(|()| 0),
         334 => Err(Errno::ENOSYS),
         424 => pidfd::sys_pidfd_send_signal(p, a[0] as i32, a[1], a[2], a[3]),
         434 => pidfd::sys_pidfd_open(p, a[0] as i32, a[1]),

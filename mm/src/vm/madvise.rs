@@ -91,6 +91,9 @@ impl<P: Platform> Mm<'_, '_, P> {
                 let mut l = self.mmap_lock.write(self.platform());
                 let mut at = start;
                 for (_, v) in self.vmas_in(start, end) {
+                    if !super::mseal::madvise_allowed(&v, advice) {
+                        return Err(Errno::EPERM);
+                    }
                     unmapped |= v.start > at;
                     let (s, e) = (at.max(v.start), end.min(v.end));
                     let nf = match advice {
@@ -136,6 +139,9 @@ impl<P: Platform> Mm<'_, '_, P> {
                 let mut at = start;
                 let vmas = self.vmas_in(start, end);
                 for (_, v) in &vmas {
+                    if !super::mseal::madvise_allowed(v, advice) {
+                        return Err(Errno::EPERM);
+                    }
                     if advice == Advice::DontNeed
                         && v.flags.intersects(VmFlags::LOCKED | VmFlags::PFNMAP)
                     {

@@ -306,6 +306,9 @@ impl<P: Platform> Mm<'_, '_, P> {
             if replaced && flags.contains(MapFlags::FIXED_NOREPLACE) {
                 return Err(Errno::EEXIST);
             }
+            if replaced && self.range_sealed(start, start + len) {
+                return Err(Errno::EPERM);
+            }
             if !replaced && l.map_count >= self.vm.max_map_count {
                 return Err(Errno::ENOMEM);
             }
@@ -431,6 +434,10 @@ impl<P: Platform> Mm<'_, '_, P> {
         let old = self.vmas_in_small(start, end);
         if old.is_empty() {
             return Ok(());
+        }
+        // Sealed memory stays (mseal.rs): refused before anything changes.
+        if old.iter().any(|(_, v)| v.flags.contains(VmFlags::SEALED)) {
+            return Err(Errno::EPERM);
         }
         let doomed = self.vma_store_over(l, start, end, None, &old)?;
         // The neighbours' ends from one walk: [start, end) now lies in

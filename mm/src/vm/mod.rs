@@ -9,7 +9,7 @@
 //!
 //! Where Linux keeps each piece: `mm.rs` (`kernel/fork.c`'s mm_struct
 //! life, `mm/vma.c`'s tree updates), `mmap.rs` (`mm/mmap.c`),
-//! `mprotect.rs` (`mm/mprotect.c`), `mlock.rs` (`mm/mlock.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
+//! `mprotect.rs` (`mm/mprotect.c`), `mlock.rs` (`mm/mlock.c`), `mseal.rs` (`mm/mseal.c`), `madvise.rs` (`mm/madvise.c`), `mremap.rs`
 //! (`mm/mremap.c`), `fault.rs` and `zap.rs` (`mm/memory.c`; the reclaim
 //! of emptied PTE tables is `pgtable/pt_reclaim.rs`, `mm/pt_reclaim.c`),
 //! `fork.rs` (`kernel/fork.c` `dup_mmap()`), `gup.rs` (`mm/gup.c`'s
@@ -108,6 +108,7 @@ mod mm;
 mod mmap;
 mod mprotect;
 mod mremap;
+mod mseal;
 mod msync;
 mod oom_kill;
 mod pagemap;

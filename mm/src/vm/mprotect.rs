@@ -60,6 +60,10 @@ impl<P: Platform> Mm<'_, '_, P> {
                 // A hole: the VMAs before it keep their new protection.
                 return Err(Errno::ENOMEM);
             }
+            if v.flags.contains(VmFlags::SEALED) {
+                // mseal.rs: the VMAs before it keep their new protection.
+                return Err(Errno::EPERM);
+            }
             // The new rights must be allowed by VM_MAY* (bit << 4).
             let want = (v.flags - VmFlags::ACCESS) | access;
             if (want.bits() & !(want.bits() >> 4)) & VmFlags::ACCESS.bits() != 0 {

@@ -282,6 +282,10 @@ impl<P: Platform> Mm<'_, '_, P> {
         if vrm.vma.is_none() {
             return Err(Errno::EFAULT);
         }
+        // A sealed source is neither moved nor resized (mseal.rs).
+        if vrm.vma().flags.contains(VmFlags::SEALED) {
+            return Err(Errno::EPERM);
+        }
         vrm.delta = vrm.old_len.abs_diff(vrm.new_len);
         vrm.remap_type = match vrm.old_len.cmp(&vrm.new_len) {
             core::cmp::Ordering::Equal => RemapType::NoResize,

@@ -653,3 +653,35 @@ fn mlock_splits_populates_counts_and_is_not_inherited() {
         mm.munmap(base, 8 * PG).unwrap();
     });
 }
+
+#[test]
+fn sealed_mappings_refuse_changes_and_stay_mapped() {
+    with_mm(|mm| {
+        let base = 0x3000_0000;
+        mm.mmap(base, 8 * PG, RW, ANON | MapFlags::FIXED, -1, 0)
+            .unwrap();
+        poke(mm, base, 5).unwrap();
+        assert_eq!(mm.mseal(base + 2 * PG, 2 * PG, 1), Err(Errno::EINVAL));
+        assert_eq!(mm.mseal(base + 6 * PG, 4 * PG, 0), Err(Errno::ENOMEM));
+        assert_eq!(mm.map_count(), 1, "a refused mseal changes nothing");
+        mm.mseal(base + 2 * PG, 2 * PG, 0).unwrap();
+        assert_eq!(mm.map_count(), 3);
+        assert_eq!(mm.munmap(base, 8 * PG), Err(Errno::EPERM));
+        assert_eq!(peek(mm, base), Ok(5), "nothing was unmapped");
+        assert_eq!(
+            mm.mprotect(base + 2 * PG, PG, Prot::READ),
+            Err(Errno::EPERM)
+        );
+        assert_eq!(
+            mm.mmap(base + 3 * PG, PG, RW, ANON | MapFlags::FIXED, -1, 0),
+            Err(Errno::EPERM)
+        );
+        // Writable private memory may still be discarded.
+        mm.madvise(base + 2 * PG, PG, 4).unwrap();
+        mm.validate().unwrap();
+        // The parts around the seal still go.
+        mm.munmap(base, 2 * PG).unwrap();
+        mm.munmap(base + 4 * PG, 4 * PG).unwrap();
+        assert_eq!(mm.map_count(), 1);
+    });
+}

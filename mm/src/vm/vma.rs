@@ -68,6 +68,8 @@ bitflags::bitflags! {
         /// drop under pressure instead of swapping it; a fault that cannot
         /// allocate is retried rather than fatal.
         const DROPPABLE = 1 << 40;
+        /// `mseal()`ed (`VM_SEALED`, a high bit on 64-bit).
+        const SEALED = 1 << 63;
     }
 }
 
