@@ -618,7 +618,8 @@ pub fn sys_openat(p: &Process, dirfd: i32, path: u64, flags: u64, mode: u64) -> 
         return Err(initramfs::EEXIST);
     }
     let is_dir = matches!(data, OpenData::Dir(_));
-    let is_dev = matches!(data, OpenData::Dev(_));
+    // Devices and /proc/PID/mem take writes as they are.
+    let is_dev = matches!(data, OpenData::Dev(_) | OpenData::Mem(_));
     if flags & O_DIRECTORY != 0 && !is_dir {
         return Err(ENOTDIR);
     }
@@ -854,7 +855,7 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
             }
             // mem_lseek(): any position from SEEK_SET or SEEK_CUR, no
             // SEEK_END (the file has no size).
-            (0 | 1, OpenData::Pagemap(_) | OpenData::KPage(_)) => {
+            (0 | 1, OpenData::Pagemap(_) | OpenData::KPage(_) | OpenData::Mem(_)) => {
                 let base = if whence == 0 { 0 } else { f.pos as u64 };
                 f.pos = base.wrapping_add(off as u64) as usize;
                 return Ok(f.pos as u64);
@@ -862,7 +863,10 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
             (0, _) => 0,
             (1, _) => f.pos as i64,
             // seq_file (/proc) does not support SEEK_END.
-            (2, OpenData::Bytes(_) | OpenData::Mem(_)) => return Err(Errno::EINVAL),
+            (
+                2,
+                OpenData::Bytes(_) | OpenData::Mem(_) | OpenData::Pagemap(_) | OpenData::KPage(_),
+            ) => return Err(Errno::EINVAL),
             (2, d) => d.len() as i64,
             _ => return Err(Errno::EINVAL),
         };

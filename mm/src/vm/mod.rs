@@ -153,19 +153,17 @@ use crate::slab::KmemCache;
 use crate::stats::{Counters, define_stats};
 
 pub use fault::{FaultAccess, FaultError, SegvCode};
-pub use madvise::Advice;
-pub use mlock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, VM_LOCKED_MASK};
-pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
-pub use mmap::{MapFlags, Prot};
-pub use mremap::{MremapFlags, MremapStat};
 pub use kpage::{
     KPF_ANON, KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_DIRTY, KPF_LOCKED, KPF_LRU,
     KPF_MMAP, KPF_NOPAGE, KPF_PGTABLE, KPF_REFERENCED, KPF_RESERVED, KPF_SLAB, KPF_SWAPBACKED,
     KPF_THP, KPF_UPTODATE, KPF_ZERO_PAGE,
 };
-pub use pagemap::{
-    PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP,
-};
+pub use madvise::Advice;
+pub use mlock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, VM_LOCKED_MASK};
+pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
+pub use mmap::{MapFlags, Prot};
+pub use mremap::{MremapFlags, MremapStat};
+pub use pagemap::{PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP};
 pub use rmap::RmapHit;
 pub use smaps::{MemSizeStats, PSS_SHIFT};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};
