@@ -282,6 +282,17 @@ c_program!(
 );
 
 c_program!(
+    /// futex(2) called directly: FUTEX_WAIT's EAGAIN, wake counts,
+    /// bitsets, REQUEUE/CMP_REQUEUE counts and EAGAIN, every WAKE_OP
+    /// operation and comparison (a shift taken mod 32), timeouts relative
+    /// and absolute on both clocks, the argument errors in Linux's order
+    /// (shared futexes at unmapped or read-only private pages EFAULT, and
+    /// keyed apart from private ones), EINTR of a timed wait under
+    /// SA_RESTART and the restart of an untimed one.
+    futex
+);
+
+c_program!(
     /// /proc/PID of a child: status, stat (with the arg/env addresses),
     /// statm, cmdline and environ as exec laid them out, exe, task/,
     /// oom_score_adj written and range-checked, oom_score following it;

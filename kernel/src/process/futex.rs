@@ -16,14 +16,19 @@
 //! ```
 //!
 //! Keys (`get_futex_key()`) are `(Mm, address)` for private futexes
-//! (`FUTEX_PRIVATE_FLAG`), and for shared ones on private memory (Linux
-//! keys those by `(mm, address)` too). A shared futex in a shared mapping
-//! (a shmem object) is keyed by `(object, byte offset in it)`, so every
-//! process that maps the object meets there whatever address it maps it
-//! at: the object is named by its inode number, which is never reused
-//! (Linux's `i_seq`), tagged with bit 0 (an `Mm`'s address is aligned).
-//! A vfork child shares its parent's `Mm`, so it shares its futexes as
-//! well.
+//! (`FUTEX_PRIVATE_FLAG`): nothing is looked up, only the alignment
+//! (`EINVAL`) and the user range (`EFAULT`) are checked. A shared futex
+//! is first faulted in as `get_user_pages_fast()` does (for write, or for
+//! read if the operation only reads the word; `EFAULT` if neither works).
+//! In a shared mapping of a shmem object it is keyed by `(object, byte
+//! offset in it)`, so every process that maps the object meets there
+//! whatever address it maps it at: the object is named by its inode
+//! number, which is never reused (Linux's `i_seq`), tagged with bit 0 (an
+//! `Mm`'s address is aligned). On private anonymous memory it is keyed by
+//! `(Mm, address)` tagged with bit 1 (Linux's `FUT_OFF_MMSHARED`), so a
+//! shared wake does not reach a private waiter of the same word, and a
+//! read-only private page is `EFAULT` (such a word never changes). A
+//! vfork child shares its parent's `Mm`, so it shares its futexes as well.
 //!
 //! Operations: `FUTEX_WAIT`, `FUTEX_WAKE`, `FUTEX_WAIT_BITSET` /
 //! `FUTEX_WAKE_BITSET`, `FUTEX_REQUEUE` / `FUTEX_CMP_REQUEUE`,
@@ -67,6 +72,7 @@ const FUTEX_WAKE: u32 = 1;
 const FUTEX_REQUEUE: u32 = 3;
 const FUTEX_CMP_REQUEUE: u32 = 4;
 const FUTEX_WAKE_OP: u32 = 5;
+const FUTEX_LOCK_PI: u32 = 6;
 const FUTEX_WAIT_BITSET: u32 = 9;
 const FUTEX_WAKE_BITSET: u32 = 10;
 const FUTEX_WAIT_REQUEUE_PI: u32 = 11;
@@ -127,13 +133,38 @@ fn mm_key(mm: &KMm) -> usize {
     mm as *const KMm as usize
 }
 
+/// Whether an operation writes the futex word (`FUTEX_WRITE`: the
+/// second word of `FUTEX_WAKE_OP`) or only reads it (`FUTEX_READ`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rw {
+    Read,
+    Write,
+}
+
 /// The key of the futex word at `uaddr` (`get_futex_key()`): see the
 /// module header. `shared`: the operation had no `FUTEX_PRIVATE_FLAG`.
-fn get_futex_key(mm: &KMm, uaddr: u64, shared: bool) -> (usize, u64) {
-    if shared && let Some((ino, offset)) = mm.shmem_offset(uaddr) {
-        return (((ino as usize) << 1) | 1, offset);
+/// `EINVAL` unaligned, `EFAULT` outside user space or, for a shared
+/// futex, where the word cannot be faulted in (or is read-only private
+/// memory).
+fn get_futex_key(mm: &KMm, uaddr: u64, shared: bool, rw: Rw) -> Result<(usize, u64), Errno> {
+    check_addr(uaddr)?;
+    if !shared {
+        return Ok((mm_key(mm), uaddr));
     }
-    (mm_key(mm), uaddr)
+    let writable = fault_in_user(mm, uaddr, true).is_ok();
+    if !writable && (rw == Rw::Write || fault_in_user(mm, uaddr, false).is_err()) {
+        return Err(Errno::EFAULT);
+    }
+    match mm.shmem_offset(uaddr) {
+        // A shared mapping, or a private one whose page is still the
+        // object's (read-only: a write would have copied it).
+        Some((ino, offset, is_shared)) if is_shared || !writable => {
+            Ok((((ino as usize) << 1) | 1, offset))
+        }
+        // Read-only private memory never changes: Linux refuses it.
+        _ if !writable => Err(Errno::EFAULT),
+        _ => Ok((mm_key(mm) | 2, uaddr)),
+    }
 }
 
 /// The bucket index of a key (a multiplicative hash of both parts).
@@ -255,8 +286,7 @@ pub fn wait(
     if bitset == 0 {
         return Err(Errno::EINVAL);
     }
-    check_addr(uaddr)?;
-    let (key, kaddr) = get_futex_key(mm, uaddr, shared);
+    let (key, kaddr) = get_futex_key(mm, uaddr, shared, Rw::Read)?;
     let q = Arc::new(FutexQ {
         mm: AtomicUsize::new(key),
         uaddr: AtomicU64::new(kaddr),
@@ -332,11 +362,14 @@ fn wake_locked(b: &mut Vec<Arc<FutexQ>>, mm: usize, uaddr: u64, nr: i32, bitset:
 
 /// `FUTEX_WAKE` / `FUTEX_WAKE_BITSET`: wakes up to `nr` waiters on
 /// `uaddr` (see [`wake_locked`]), keyed as a shared futex if `shared`;
-/// returns how many.
-pub fn wake(mm: &KMm, uaddr: u64, nr: i32, bitset: u32, shared: bool) -> u64 {
-    let (key, kaddr) = get_futex_key(mm, uaddr, shared);
+/// returns how many (`EINVAL` for an empty bitset, or the key's errors).
+pub fn wake(mm: &KMm, uaddr: u64, nr: i32, bitset: u32, shared: bool) -> Result<u64, Errno> {
+    if bitset == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let (key, kaddr) = get_futex_key(mm, uaddr, shared, Rw::Read)?;
     let mut b = BUCKETS[bucket_of(key, kaddr)].lock();
-    wake_locked(&mut b, key, kaddr, nr, bitset)
+    Ok(wake_locked(&mut b, key, kaddr, nr, bitset))
 }
 
 /// `FUTEX_REQUEUE` / `FUTEX_CMP_REQUEUE`: wakes `nr_wake` waiters of
@@ -354,10 +387,8 @@ fn requeue(
     if nr_wake < 0 || nr_requeue < 0 {
         return Err(Errno::EINVAL);
     }
-    check_addr(uaddr1)?;
-    check_addr(uaddr2)?;
-    let (k1, a1) = get_futex_key(mm, uaddr1, shared);
-    let (k2, a2) = get_futex_key(mm, uaddr2, shared);
+    let (k1, a1) = get_futex_key(mm, uaddr1, shared, Rw::Read)?;
+    let (k2, a2) = get_futex_key(mm, uaddr2, shared, Rw::Read)?;
     let (b1, b2) = (bucket_of(k1, a1), bucket_of(k2, a2));
     loop {
         let mut locks = DoubleLock::new(b1, b2);
@@ -429,7 +460,9 @@ fn atomic_op_locked(mm: &KMm, uaddr: u64, op: u32, oparg: i32) -> Result<Option<
 
 /// `FUTEX_WAKE_OP`: applies the encoded op to `*uaddr2`, wakes up to
 /// `nr_wake` waiters of `uaddr1`, and up to `nr_wake2` of `uaddr2` if the
-/// encoded comparison of the old value holds.
+/// encoded comparison of the old value holds. A shift argument outside
+/// 0..=31 is taken modulo 32, as Linux does (it logs "fix this program"
+/// and goes on).
 fn wake_op(
     mm: &KMm,
     uaddr1: u64,
@@ -439,21 +472,15 @@ fn wake_op(
     encoded: u32,
     shared: bool,
 ) -> Result<u64, Errno> {
-    check_addr(uaddr1)?;
-    check_addr(uaddr2)?;
-    let mut op = (encoded >> 28) & 7;
+    let op = (encoded >> 28) & 7;
     let cmp = (encoded >> 24) & 15;
     let mut oparg = (((encoded >> 12) & 0xfff) << 20) as i32 >> 20;
     let cmparg = ((encoded & 0xfff) << 20) as i32 >> 20;
     if encoded & (8 << 28) != 0 {
-        if !(0..=31).contains(&oparg) {
-            return Err(Errno::EINVAL);
-        }
-        oparg = 1 << oparg;
+        oparg = 1 << (oparg & 31);
     }
-    op &= 7;
-    let (k1, a1) = get_futex_key(mm, uaddr1, shared);
-    let (k2, a2) = get_futex_key(mm, uaddr2, shared);
+    let (k1, a1) = get_futex_key(mm, uaddr1, shared, Rw::Read)?;
+    let (k2, a2) = get_futex_key(mm, uaddr2, shared, Rw::Write)?;
     let (b1, b2) = (bucket_of(k1, a1), bucket_of(k2, a2));
     loop {
         let mut locks = DoubleLock::new(b1, b2);
@@ -512,19 +539,15 @@ pub fn sys_futex(
     val3: u32,
 ) -> Result<u64, Errno> {
     let cmd = op & !(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
-    if op & FUTEX_CLOCK_REALTIME != 0
-        && !matches!(
-            cmd,
-            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2
-        )
-    {
-        return Err(Errno::ENOSYS);
-    }
+    // The timeout is read and checked first (`EFAULT`, `EINVAL`), for
+    // every command that takes one, before the flags are judged.
     // Deadlines on the boot clock (`time::now_ns`, which MONOTONIC is): a
     // relative FUTEX_WAIT timeout from now; FUTEX_WAIT_BITSET's absolute
     // one as given, or moved from the wall clock (FUTEX_CLOCK_REALTIME).
     let deadline = match cmd {
-        FUTEX_WAIT | FUTEX_WAIT_BITSET if utime != 0 => {
+        FUTEX_WAIT | FUTEX_LOCK_PI | FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2
+            if utime != 0 =>
+        {
             let t = read_timeout(mm, utime)?;
             let now = crate::time::now_ns();
             Some(if cmd == FUTEX_WAIT {
@@ -537,6 +560,14 @@ pub fn sys_futex(
         }
         _ => None,
     };
+    if op & FUTEX_CLOCK_REALTIME != 0
+        && !matches!(
+            cmd,
+            FUTEX_WAIT_BITSET | FUTEX_WAIT_REQUEUE_PI | FUTEX_LOCK_PI2
+        )
+    {
+        return Err(Errno::ENOSYS);
+    }
     let val2 = utime as u32 as i32;
     let shared = op & FUTEX_PRIVATE_FLAG == 0;
     match cmd {
@@ -548,11 +579,7 @@ pub fn sys_futex(
             } else {
                 val3
             };
-            if bitset == 0 {
-                return Err(Errno::EINVAL);
-            }
-            check_addr(uaddr)?;
-            Ok(wake(mm, uaddr, val as i32, bitset, shared))
+            wake(mm, uaddr, val as i32, bitset, shared)
         }
         FUTEX_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, None, shared),
         FUTEX_CMP_REQUEUE => requeue(mm, uaddr, uaddr2, val as i32, val2, Some(val3), shared),
@@ -574,7 +601,7 @@ fn handle_futex_death(mm: &KMm, uaddr: u64, tid: u32, pi: bool, pending: bool) -
         copy_from_user(mm, &mut v, uaddr).map_err(|_| ())?;
         let uval = u32::from_le_bytes(v);
         if pending && !pi && uval == 0 {
-            wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
+            let _ = wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
             return Ok(());
         }
         if uval & FUTEX_TID_MASK != tid {
@@ -590,7 +617,7 @@ fn handle_futex_death(mm: &KMm, uaddr: u64, tid: u32, pi: bool, pending: bool) -
             Some(false) => continue,
             Some(true) => {
                 if !pi && uval & FUTEX_WAITERS != 0 {
-                    wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
+                    let _ = wake(mm, uaddr, 1, BITSET_MATCH_ANY, true);
                 }
                 return Ok(());
             }

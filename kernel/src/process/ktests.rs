@@ -65,9 +65,20 @@ fn get(mm: &KMm, at: u64) -> u32 {
 
 /// A kernel thread waiting on `(mm, at)` for value `val` with `bitset`.
 fn waiter(mm: &Arc<KMm>, at: u64, val: u32, bitset: u32) -> JoinHandle<Result<u64, Errno>> {
+    waiter_keyed(mm, at, val, bitset, false)
+}
+
+/// [`waiter`], keyed as a shared futex if `shared`.
+fn waiter_keyed(
+    mm: &Arc<KMm>,
+    at: u64,
+    val: u32,
+    bitset: u32,
+    shared: bool,
+) -> JoinHandle<Result<u64, Errno>> {
     let mm = mm.clone();
     sched::spawn("futex-waiter", move || {
-        futex::wait(&mm, at, val, Some(now_ns() + 5_000_000_000), bitset, false)
+        futex::wait(&mm, at, val, Some(now_ns() + 5_000_000_000), bitset, shared)
     })
 }
 
@@ -118,19 +129,22 @@ fn futex_wait_checks_and_wake_counts() {
             .map(|_| waiter(&mm, BASE, 5, BITSET_MATCH_ANY))
             .collect();
         until_queued(3);
-        assert_eq!(futex::wake(&mm, BASE + 4, 10, BITSET_MATCH_ANY, false), 0);
-        assert_eq!(futex::wake(&mm, BASE, 1, BITSET_MATCH_ANY, false), 1);
+        assert_eq!(
+            futex::wake(&mm, BASE + 4, 10, BITSET_MATCH_ANY, false),
+            Ok(0)
+        );
+        assert_eq!(futex::wake(&mm, BASE, 1, BITSET_MATCH_ANY, false), Ok(1));
         // nr_wake 0 still wakes one (`++ret >= nr_wake`).
-        assert_eq!(futex::wake(&mm, BASE, 0, BITSET_MATCH_ANY, false), 1);
-        assert_eq!(futex::wake(&mm, BASE, 10, BITSET_MATCH_ANY, false), 1);
+        assert_eq!(futex::wake(&mm, BASE, 0, BITSET_MATCH_ANY, false), Ok(1));
+        assert_eq!(futex::wake(&mm, BASE, 10, BITSET_MATCH_ANY, false), Ok(1));
         for w in ws {
             assert_eq!(w.join(), Some(Ok(0)));
         }
         // Bitsets: a wake must share a bit with the waiter's set.
         let w = waiter(&mm, BASE, 5, 0b01);
         until_queued(1);
-        assert_eq!(futex::wake(&mm, BASE, 1, 0b10, false), 0);
-        assert_eq!(futex::wake(&mm, BASE, 1, 0b11, false), 1);
+        assert_eq!(futex::wake(&mm, BASE, 1, 0b10, false), Ok(0));
+        assert_eq!(futex::wake(&mm, BASE, 1, 0b11, false), Ok(1));
         assert_eq!(w.join(), Some(Ok(0)));
         assert_eq!(futex::nr_queued(), 0);
     }
@@ -165,7 +179,7 @@ fn futex_cmp_requeue_and_wake_op() {
             futex::sys_futex(&mm, a, CMP_REQUEUE, 0, u64::MAX, b, 1),
             Err(Errno::EINVAL)
         );
-        assert_eq!(futex::wake(&mm, b, 1, BITSET_MATCH_ANY, false), 1);
+        assert_eq!(futex::wake(&mm, b, 1, BITSET_MATCH_ANY, false), Ok(1));
         // WAKE_OP: *b += 1 (old 0); wake 1 on a, and 1 on b if old == 0.
         let w = waiter(&mm, b, 0, BITSET_MATCH_ANY);
         until_queued(2);
@@ -210,7 +224,9 @@ fn futex_robust_list_marks_owner_died() {
         copy_to_user(&mm, head, &h).expect("head");
         copy_to_user(&mm, entry, &head.to_le_bytes()).expect("entry");
         put(&mm, word, TID | FUTEX_WAITERS);
-        let w = waiter(&mm, word, TID | FUTEX_WAITERS, BITSET_MATCH_ANY);
+        // The exit path wakes a shared futex (as Linux's
+        // handle_futex_death), which glibc's robust waiters wait on.
+        let w = waiter_keyed(&mm, word, TID | FUTEX_WAITERS, BITSET_MATCH_ANY, true);
         until_queued(1);
         futex::exit_robust_list(&mm, head, TID);
         assert_eq!(get(&mm, word), FUTEX_OWNER_DIED | FUTEX_WAITERS);

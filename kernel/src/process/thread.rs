@@ -235,7 +235,7 @@ fn mm_release(t: &Thread) {
     let shared = Arc::strong_count(&mm) > 2 || t.process.threads.lock().len() > 1;
     if ctid != 0 && shared && crate::uaccess::copy_to_user(&mm, ctid, &0u32.to_le_bytes()).is_ok() {
         // mm_release(): a shared wake, as Linux's.
-        super::futex::wake(&mm, ctid, 1, super::futex::BITSET_MATCH_ANY, true);
+        let _ = super::futex::wake(&mm, ctid, 1, super::futex::BITSET_MATCH_ANY, true);
     }
 }
 

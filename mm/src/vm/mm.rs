@@ -263,16 +263,18 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
         self.vmas.load(addr).map(|p| self.read(p))
     }
 
-    /// Where `addr` lies in a shared mapping's object: its inode number
-    /// and the byte offset in it (`get_futex_key()`'s shmem case), or
-    /// `None` outside shared mappings. Takes the mmap lock for read.
-    pub fn shmem_offset(&self, addr: u64) -> Option<(u64, u64)> {
+    /// Where `addr` lies in a mapping of a shmem object: its inode number,
+    /// the byte offset in it, and whether the mapping is `MAP_SHARED`
+    /// (`get_futex_key()`'s file case), or `None` outside such mappings.
+    /// Takes the mmap lock for read.
+    pub fn shmem_offset(&self, addr: u64) -> Option<(u64, u64, bool)> {
         let _l = self.mmap_lock.read(self.platform());
         let v = self.vma_lookup(addr)?;
         let obj = v.shmem?;
         Some((
             obj.ino(),
             (v.pgoff_at(addr) << crate::addr::PAGE_SHIFT) | (addr & (PAGE_SIZE - 1)),
+            v.flags.contains(super::VmFlags::SHARED),
         ))
     }
 
