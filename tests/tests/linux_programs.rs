@@ -282,6 +282,16 @@ c_program!(
 );
 
 c_program!(
+    /// clone(2), clone3(2) and vfork(2): the flag combinations and clone3
+    /// arguments Linux refuses (EINVAL, E2BIG, EFAULT), the exit signal a
+    /// child chooses (SIGUSR1 or none) with its siginfo, wait4 reaping
+    /// such a clone child only with __WCLONE or __WALL, vfork and
+    /// CLONE_VM children writing the parent's memory while it sleeps,
+    /// PARENT_SETTID, CHILD_SETTID and CHILD_CLEARTID's wake at exit.
+    clone
+);
+
+c_program!(
     /// futex(2) called directly: FUTEX_WAIT's EAGAIN, wake counts,
     /// bitsets, REQUEUE/CMP_REQUEUE counts and EAGAIN, every WAKE_OP
     /// operation and comparison (a shift taken mod 32), timeouts relative

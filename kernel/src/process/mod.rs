@@ -343,6 +343,12 @@ pub struct Process {
     pub pid: u32,
     /// The parent's pid (0 for init); 1 once the parent has exited.
     ppid: AtomicU32,
+    /// The signal the parent gets at exit (`task->exit_signal`): SIGCHLD
+    /// for fork and vfork, what `clone`'s low byte or `clone3`'s
+    /// `exit_signal` chose otherwise (0: none). A child whose exit signal
+    /// is not SIGCHLD is a "clone child", which `wait4` reaps only with
+    /// `__WCLONE` or `__WALL`. Reset to SIGCHLD when init adopts it.
+    pub exit_signal: AtomicU32,
     /// The name (`task->comm`): the program file's last component (at
     /// most 15 bytes), set by exec and `prctl(PR_SET_NAME)`.
     comm: SpinLock<String>,
@@ -514,6 +520,7 @@ impl Process {
         Process {
             pid,
             ppid: AtomicU32::new(ppid),
+            exit_signal: AtomicU32::new(signal::SIGCHLD),
             comm: SpinLock::new("process.comm", String::from(comm)),
             threads: SpinLock::new("process.threads", Vec::new()),
             handles: SpinLock::new("process.handles", Vec::new()),
@@ -650,6 +657,10 @@ fn reparent_children(p: &Process) {
         Some(init) => {
             for c in &orphans {
                 c.process.ppid.store(1, Ordering::Relaxed);
+                // reparent_leader(): "we don't want people slaying init".
+                c.process
+                    .exit_signal
+                    .store(signal::SIGCHLD, Ordering::Relaxed);
             }
             init.children.lock().extend(orphans);
         }
@@ -688,6 +699,9 @@ pub struct CloneArgs {
     pub child_tid: Option<u64>,
     /// `CLONE_CHILD_CLEARTID`: the child's `clear_child_tid`.
     pub clear_child_tid: Option<u64>,
+    /// The signal a new process's parent gets at its exit (0: none;
+    /// ignored for a thread).
+    pub exit_signal: u32,
 }
 
 /// `clone` (and `fork`, `vfork`): a new thread of `parent` or a new
@@ -781,6 +795,7 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
     }
     drop(parent_mm);
     let child = Arc::new(Process::new(tid, parent.pid, &parent.comm()));
+    child.exit_signal.store(args.exit_signal, Ordering::Relaxed);
     child
         .start_brk
         .store(parent.start_brk.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -832,7 +847,14 @@ fn start_with(
 /// address space and files, which returns to user mode with `regs` and
 /// `rax` = 0 (only the calling thread is copied). Returns the child's pid.
 pub fn fork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
-    clone(parent, regs, CloneArgs::default())
+    clone(
+        parent,
+        regs,
+        CloneArgs {
+            exit_signal: signal::SIGCHLD,
+            ..CloneArgs::default()
+        },
+    )
 }
 
 /// `vfork()`: a child process sharing `parent`'s address space (a true
@@ -845,6 +867,7 @@ pub fn vfork(parent: &Process, regs: &PtRegs) -> Result<u32, Errno> {
         CloneArgs {
             share_vm: true,
             vfork: true,
+            exit_signal: signal::SIGCHLD,
             ..CloneArgs::default()
         },
     )
@@ -952,8 +975,18 @@ pub fn wait_child(parent: &Process, pid: i64, options: u64) -> Result<Option<(u3
     const ECHILD: Errno = Errno(10);
     const WUNTRACED: u64 = 2;
     const WCONTINUED: u64 = 8;
+    const WALL: u64 = 0x4000_0000;
+    const WCLONE: u64 = 0x8000_0000;
     let (stopped, continued) = (options & WUNTRACED != 0, options & WCONTINUED != 0);
-    let matches = |r: &Running| pid <= 0 || i64::from(r.process.pid) == pid;
+    // eligible_child(): __WALL takes every child; otherwise __WCLONE takes
+    // only clone children (exit signal other than SIGCHLD), its absence
+    // only the others.
+    let eligible = |r: &Running| {
+        options & WALL != 0
+            || (r.process.exit_signal.load(Ordering::Relaxed) != signal::SIGCHLD)
+                == (options & WCLONE != 0)
+    };
+    let matches = |r: &Running| (pid <= 0 || i64::from(r.process.pid) == pid) && eligible(r);
     let ready = |r: &Running| {
         matches(r)
             && (r.process.exited.load(Ordering::Acquire)
@@ -1236,16 +1269,23 @@ pub fn notify_parent_cldstop(p: &Process, code: i32, sig: u32) {
     CHILD_EXIT.wake_all();
 }
 
-/// Sends SIGCHLD to the parent of exited `p` (Linux's `do_notify_parent`).
+/// Sends the exit signal (SIGCHLD, or what clone chose; none if 0 or not
+/// a valid signal) to the parent of exited `p` (Linux's
+/// `do_notify_parent`).
 fn notify_parent_exit(p: &Process, status: ExitStatus) {
+    let sig = p.exit_signal.load(Ordering::Relaxed);
+    if sig == 0 || sig as usize > signal::NSIG {
+        return;
+    }
     let Some(parent) = find(p.ppid()) else {
         return;
     };
-    let info = match status {
+    let mut info = match status {
         ExitStatus::Exited(code) => signal::SigInfo::chld(signal::CLD_EXITED, p.pid, code),
         // CLD_DUMPED only with a core file: RLIMIT_CORE is 0.
         ExitStatus::Signaled(sig) => signal::SigInfo::chld(signal::CLD_KILLED, p.pid, sig as i32),
     };
+    info.signo = sig;
     let _ = signal::send_signal(&parent, info, None, true);
 }
 

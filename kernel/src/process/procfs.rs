@@ -995,7 +995,7 @@ fn stat_of(p: &Process, tid: u32) -> String {
         0,
         0,
         0,
-        17,
+        u64::from(p.exit_signal.load(Relaxed)),
         0,
         0,
         0,

@@ -459,7 +459,9 @@ fn sys_wait4(p: &Process, a: [u64; 6]) -> SysResult {
     const WNOTHREAD: u64 = 0x2000_0000;
     const WALL: u64 = 0x4000_0000;
     const WCLONE: u64 = 0x8000_0000;
-    let (pid, wstatus, options, rusage) = (a[0] as i32 as i64, a[1], a[2], a[3]);
+    // `options` is an int: a C caller passing __WCLONE (bit 31) may
+    // sign-extend it into the upper half, which Linux never looks at.
+    let (pid, wstatus, options, rusage) = (a[0] as i32 as i64, a[1], a[2] as u32 as u64, a[3]);
     let known = process::WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE;
     if options & !known != 0 {
         return Err(Errno::EINVAL);

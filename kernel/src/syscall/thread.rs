@@ -13,7 +13,7 @@
 //! | `CLONE_VFORK`                           | the caller waits for exec/exit |
 //!
 //! with `CLONE_SETTLS`, `CLONE_PARENT_SETTID`, `CLONE_CHILD_SETTID`,
-//! `CLONE_CHILD_CLEARTID`; `CLONE_FS`, `CLONE_SYSVSEM`, `CLONE_IO`,
+//! `CLONE_CHILD_CLEARTID` and the exit signal (`Process::exit_signal`); `CLONE_FS`, `CLONE_SYSVSEM`, `CLONE_IO`,
 //! `CLONE_PTRACE`, `CLONE_UNTRACED` and `CLONE_DETACHED` change nothing
 //! here (one cwd, no SysV semaphores, no tracing). Sharing that needs what
 //! is not here (files or handlers between processes, `CLONE_PARENT`,
@@ -118,13 +118,13 @@ fn kernel_clone(p: &Process, regs: &PtRegs, k: &KernelCloneArgs) -> SysResult {
         parent_tid: opt(CLONE_PARENT_SETTID, k.parent_tid),
         child_tid: opt(CLONE_CHILD_SETTID, k.child_tid),
         clear_child_tid: opt(CLONE_CHILD_CLEARTID, k.child_tid),
+        exit_signal: if thread { 0 } else { k.exit_signal as u32 },
     };
     if let Some(tls) = args.tls
         && !is_canonical(tls)
     {
         return Err(Errno::EPERM);
     }
-    let _ = k.exit_signal;
     process::clone(p, regs, args).map(u64::from)
 }
 
@@ -138,10 +138,9 @@ fn is_canonical(a: u64) -> bool {
 /// low 32 bits of `flags` are the flags and, in their low byte, the exit
 /// signal.
 pub fn sys_clone(p: &Process, regs: &PtRegs, a: [u64; 6]) -> SysResult {
+    // Any exit signal is taken (one above 64 sends nothing at exit, as
+    // do_notify_parent's valid_signal check).
     let low = a[0] & 0xffff_ffff;
-    if low & CSIGNAL > 64 {
-        return Err(Errno::EINVAL);
-    }
     // Legacy clone returns the pidfd through parent_tid.
     if low & (CLONE_PIDFD | CLONE_PARENT_SETTID) == CLONE_PIDFD | CLONE_PARENT_SETTID {
         return Err(Errno::EINVAL);
