@@ -282,6 +282,16 @@ c_program!(
 );
 
 c_program!(
+    /// Signal rules beyond signals.c: the default action of every
+    /// standard signal but the stops, children reaped by the kernel when
+    /// SIGCHLD is ignored or has SA_NOCLDWAIT, faults killing through a
+    /// blocked or ignored SIGSEGV, a frame that cannot be pushed
+    /// (SIGSEGV), SS_ONSTACK and EPERM on the alternate stack, SIGKILL and
+    /// SIGSTOP never blocked, kill of a zombie.
+    sigmisc
+);
+
+c_program!(
     /// clone(2), clone3(2) and vfork(2): the flag combinations and clone3
     /// arguments Linux refuses (EINVAL, E2BIG, EFAULT), the exit signal a
     /// child chooses (SIGUSR1 or none) with its siginfo, wait4 reaping

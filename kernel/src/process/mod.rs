@@ -349,6 +349,11 @@ pub struct Process {
     /// is not SIGCHLD is a "clone child", which `wait4` reaps only with
     /// `__WCLONE` or `__WALL`. Reset to SIGCHLD when init adopts it.
     pub exit_signal: AtomicU32,
+    /// Set at exit, before `exited`, when the parent does not want a
+    /// zombie (SIGCHLD ignored or `SA_NOCLDWAIT`, Linux's `autoreap`):
+    /// `wait4` never reports it, the parent reaps it on its next wait or
+    /// clone ([`reap_autoreaped`]).
+    autoreap: AtomicBool,
     /// The name (`task->comm`): the program file's last component (at
     /// most 15 bytes), set by exec and `prctl(PR_SET_NAME)`.
     comm: SpinLock<String>,
@@ -521,6 +526,7 @@ impl Process {
             pid,
             ppid: AtomicU32::new(ppid),
             exit_signal: AtomicU32::new(signal::SIGCHLD),
+            autoreap: AtomicBool::new(false),
             comm: SpinLock::new("process.comm", String::from(comm)),
             threads: SpinLock::new("process.threads", Vec::new()),
             handles: SpinLock::new("process.handles", Vec::new()),
@@ -637,9 +643,49 @@ fn exit_process(p: &Process) {
     drop(files);
     reparent_children(p);
     p.vfork_done.store(true, Ordering::Release);
+    let parent = find(p.ppid());
+    let autoreap = parent.as_ref().is_some_and(|q| parent_autoreaps(p, q));
+    // Before `exited`: a wait that sees the exit sees this too.
+    p.autoreap.store(autoreap, Ordering::Release);
     p.exited.store(true, Ordering::Release);
-    notify_parent_exit(p, p.exit_status());
+    if let Some(parent) = parent {
+        notify_parent_exit(p, &parent, p.exit_status());
+    }
     CHILD_EXIT.wake_all();
+}
+
+/// Whether exited `p`'s parent wants no zombie (`do_notify_parent`'s
+/// autoreap): `p` reports with SIGCHLD and the parent ignores SIGCHLD or
+/// set `SA_NOCLDWAIT`.
+fn parent_autoreaps(p: &Process, parent: &Process) -> bool {
+    let a = signal::chld_action(parent);
+    p.exit_signal.load(Ordering::Relaxed) == signal::SIGCHLD
+        && (a.handler == signal::SIG_IGN || a.flags & signal::SA_NOCLDWAIT != 0)
+}
+
+/// Reaps the children of `parent` that exited with nobody to wait for
+/// them (`autoreap`): what Linux's `release_task` does at their exit.
+fn reap_autoreaped(parent: &Process) {
+    let gone: Vec<Running> = {
+        let mut children = parent.children.lock();
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < children.len() {
+            let q = &children[i].process;
+            if q.exited.load(Ordering::Acquire) && q.autoreap.load(Ordering::Acquire) {
+                gone.push(children.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        gone
+    };
+    for r in gone {
+        let child = r.process.clone();
+        r.wait();
+        let faults = child.min_flt.load(Ordering::Relaxed) + child.cmin_flt.load(Ordering::Relaxed);
+        parent.cmin_flt.fetch_add(faults, Ordering::Relaxed);
+    }
 }
 
 /// Hands the children of exiting `p` to init (`forget_original_parent`);
@@ -818,6 +864,9 @@ pub fn clone(parent: &Process, regs: &PtRegs, args: CloneArgs) -> Result<u32, Er
     *child.mm.lock() = Some(child_mm);
     let running = start_with(child, sig, args.clear_child_tid, body)?;
     let c = running.process.clone();
+    // Children nobody waits for go now: a parent that ignores SIGCHLD
+    // and forks forever keeps no zombies.
+    reap_autoreaped(parent);
     parent.children.lock().push(running);
     if args.vfork {
         // Linux's `wait_for_vfork_done`: killable.
@@ -986,13 +1035,20 @@ pub fn wait_child(parent: &Process, pid: i64, options: u64) -> Result<Option<(u3
             || (r.process.exit_signal.load(Ordering::Relaxed) != signal::SIGCHLD)
                 == (options & WCLONE != 0)
     };
-    let matches = |r: &Running| (pid <= 0 || i64::from(r.process.pid) == pid) && eligible(r);
+    // An autoreaped child is never reported: it is reaped below.
+    let autoreaped = |r: &Running| {
+        r.process.autoreap.load(Ordering::Acquire) && r.process.exited.load(Ordering::Acquire)
+    };
+    let matches = |r: &Running| {
+        (pid <= 0 || i64::from(r.process.pid) == pid) && eligible(r) && !autoreaped(r)
+    };
     let ready = |r: &Running| {
         matches(r)
             && (r.process.exited.load(Ordering::Acquire)
                 || signal::has_stop_report(&r.process, stopped, continued))
     };
     loop {
+        reap_autoreaped(parent);
         let mut found = None;
         let mut job = None;
         {
@@ -1031,8 +1087,12 @@ pub fn wait_child(parent: &Process, pid: i64, options: u64) -> Result<Option<(u3
         if options & WNOHANG != 0 {
             return Ok(None);
         }
+        // Also woken when the last matching child was autoreaped: ECHILD.
         CHILD_EXIT
-            .wait_until_interruptible(|| parent.children.lock().iter().any(ready))
+            .wait_until_interruptible(|| {
+                let children = parent.children.lock();
+                children.iter().any(|r| ready(r) || autoreaped(r)) || !children.iter().any(matches)
+            })
             .map_err(|_| signal::ERESTARTSYS)?;
     }
 }
@@ -1270,23 +1330,23 @@ pub fn notify_parent_cldstop(p: &Process, code: i32, sig: u32) {
 }
 
 /// Sends the exit signal (SIGCHLD, or what clone chose; none if 0 or not
-/// a valid signal) to the parent of exited `p` (Linux's
-/// `do_notify_parent`).
-fn notify_parent_exit(p: &Process, status: ExitStatus) {
+/// a valid signal, nor when the parent ignores SIGCHLD) to the parent of
+/// exited `p` (Linux's `do_notify_parent`).
+fn notify_parent_exit(p: &Process, parent: &Process, status: ExitStatus) {
     let sig = p.exit_signal.load(Ordering::Relaxed);
     if sig == 0 || sig as usize > signal::NSIG {
         return;
     }
-    let Some(parent) = find(p.ppid()) else {
+    if sig == signal::SIGCHLD && signal::chld_action(parent).handler == signal::SIG_IGN {
         return;
-    };
+    }
     let mut info = match status {
         ExitStatus::Exited(code) => signal::SigInfo::chld(signal::CLD_EXITED, p.pid, code),
         // CLD_DUMPED only with a core file: RLIMIT_CORE is 0.
         ExitStatus::Signaled(sig) => signal::SigInfo::chld(signal::CLD_KILLED, p.pid, sig as i32),
     };
     info.signo = sig;
-    let _ = signal::send_signal(&parent, info, None, true);
+    let _ = signal::send_signal(parent, info, None, true);
 }
 
 /// The built-in `init` program, built from `user/` and embedded in the

@@ -246,11 +246,12 @@ pub fn sys_kill(p: &Process, pid: i32, sig: u64) -> SysResult {
     }
     let mut found = false;
     for t in kill_targets(p, pid)? {
-        let Some(target) = process::find(t) else {
+        let Some(target) = process::find_unreaped(t) else {
             continue;
         };
         found = true;
-        if sig != 0 {
+        // A zombie takes the signal and nothing happens.
+        if sig != 0 && !process::has_exited(&target) {
             let info = SigInfo::user(sig as u32, SI_USER, p.pid);
             signal::send_signal(&target, info, None, false)?;
         }
