@@ -282,6 +282,14 @@ c_program!(
 );
 
 c_program!(
+    /// alarm, setitimer and getitimer (ITIMER_REAL): alarm's rounded
+    /// return, SIGALRM (SI_KERNEL) ending pause and interrupting a sleep,
+    /// a periodic timer read back, NULL disarming, the errnos, fork not
+    /// inheriting the timer and a child killed by its own SIGALRM.
+    itimer
+);
+
+c_program!(
     /// Signal rules beyond signals.c: the default action of every
     /// standard signal but the stops, children reaped by the kernel when
     /// SIGCHLD is ignored or has SA_NOCLDWAIT, faults killing through a

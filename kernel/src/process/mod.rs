@@ -55,6 +55,7 @@
 
 pub mod elf;
 pub mod futex;
+pub mod itimer;
 pub mod ktests;
 pub mod memdev;
 pub mod pipe;
@@ -114,6 +115,7 @@ pub fn init() {
     });
     idt::set_user_trap_hook(user_trap);
     crate::arch::uaccess::set_uaccess_fault_hook(crate::uaccess::resolve_fault);
+    itimer::init();
 }
 
 /// How a process ended (Linux's wait status, decoded).
@@ -635,6 +637,7 @@ fn spawn_thread(
 /// (P2), files closed, children handed to init, `exited` set and the
 /// parent (and a vfork parent) woken.
 fn exit_process(p: &Process) {
+    itimer::exit(p);
     let mm = p.mm.lock().take();
     sched::switch_mm(None);
     drop(mm);

@@ -41,6 +41,10 @@
 //! | 33  | dup2              |                                             |
 //! | 34  | pause             | until a handler ran: EINTR                  |
 //! | 35  | nanosleep         |                                             |
+//! | 36  | getitimer         | ITIMER_REAL (`process::itimer`); VIRTUAL,   |
+//! |     |                   | PROF: ENOSYS (no CPU-time accounting)       |
+//! | 37  | alarm             | SIGALRM at tick resolution                  |
+//! | 38  | setitimer         | as getitimer; periodic re-arming            |
 //! | 39  | getpid            |                                             |
 //! | 56  | clone             | threads, fork, true vfork (`thread`)        |
 //! | 57  | fork              | copy-on-write (`Mm::fork`)                  |
@@ -277,6 +281,9 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         33 => fs::sys_dup2(p, a[0], a[1]),
         34 => signal::sys_pause(p),
         35 => misc::sys_nanosleep(p, a[0], a[1]),
+        36 => process::itimer::sys_getitimer(p, &*mm_of(p)?, a[0], a[1]),
+        37 => Ok(process::itimer::sys_alarm(p, a[0])),
+        38 => process::itimer::sys_setitimer(p, &*mm_of(p)?, a[0], a[1], a[2]),
         39 => Ok(p.pid as u64),
         56 => thread::sys_clone(p, regs, a),
         57 => process::fork(p, regs).map(u64::from),
