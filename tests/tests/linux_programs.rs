@@ -282,6 +282,14 @@ c_program!(
 );
 
 c_program!(
+    /// A program re-executing itself: execve of /proc/self/exe and of
+    /// /proc/<parent>/exe (comm "exe", the new image's exe link the
+    /// file), posix_spawn of it (CLONE_VM | CLONE_VFORK), ENOENT for a
+    /// pid nobody has, and execve from a second thread.
+    reexec
+);
+
+c_program!(
     /// alarm, setitimer and getitimer (ITIMER_REAL): alarm's rounded
     /// return, SIGALRM (SI_KERNEL) ending pause and interrupting a sleep,
     /// a periodic timer read back, NULL disarming, the errnos, fork not

@@ -436,6 +436,12 @@ impl Process {
         self.exe.lock().clone()
     }
 
+    /// Sets the program file's path (`execve` through a `/proc/.../exe`
+    /// link: the file, not the link).
+    pub fn set_exe(&self, path: String) {
+        *self.exe.lock() = path;
+    }
+
     /// The address space, while the process has one.
     pub fn mm(&self) -> Option<Arc<KMm>> {
         self.mm.lock().clone()

@@ -437,6 +437,9 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
     let raw = crate::uaccess::strncpy_from_user(&mm, path, PATH_MAX)?;
     let filename = alloc::string::String::from_utf8_lossy(&raw).into_owned();
     let path = crate::initramfs::normalize(&raw)?;
+    // The magic link /proc/.../exe leads to the program file.
+    let resolved = proc_exe_target(p, &path);
+    let path = resolved.clone().unwrap_or(path);
     let mut total = 0;
     let argv = user_strings(&mm, argv, &mut total)?;
     let envp = user_strings(&mm, envp, &mut total)?;
@@ -447,6 +450,11 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
         None => return Err(ENOENT),
     };
     let image = process::exec(p, &filename, &elf, &argv, &envp)?;
+    if resolved.is_some() {
+        // The name execve got is "/proc/self/exe" (comm "exe", as on
+        // Linux); the new image's /proc/self/exe names the file itself.
+        p.set_exe(path);
+    }
     *regs = PtRegs {
         rip: image.entry,
         rsp: image.sp,
@@ -457,6 +465,20 @@ fn sys_execve(p: &Process, regs: &mut PtRegs, path: u64, argv: u64, envp: u64) -
         ..PtRegs::default()
     };
     Ok(0)
+}
+
+/// Where `/proc/self/exe`, `/proc/thread-self/exe` or `/proc/PID/exe`
+/// (PID a process or a thread) leads: that process's program file
+/// (`proc_exe_link`); `None` for any other path, or a pid nobody has.
+fn proc_exe_target(p: &Process, path: &str) -> Option<alloc::string::String> {
+    let who = path.strip_prefix("/proc/")?.strip_suffix("/exe")?;
+    if who == "self" || who == "thread-self" {
+        return Some(p.exe());
+    }
+    let pid = who.parse::<u32>().ok()?;
+    process::find(pid)
+        .or_else(|| process::find_thread(pid).map(|t| t.process.clone()))
+        .map(|q| q.exe())
 }
 
 /// `wait4(pid, wstatus, options, rusage)`.
