@@ -9,6 +9,8 @@
 //! through it as a zombie and after it is reaped (then signals are
 //! `ESRCH` and poll reports `POLLHUP` too).
 //!
+//! `clone(CLONE_PIDFD)` installs one through [`install_pidfd`].
+//!
 //! Not here: `PIDFD_THREAD` (6.9) pidfds of one thread (EINVAL),
 //! `waitid(P_PIDFD)`, `pidfd_getfd`.
 //!
@@ -59,6 +61,13 @@ pub fn sys_pidfd_open(p: &Process, pid: i32, flags: u64) -> SysResult {
         None if process::find_thread(pid as u32).is_some() => return Err(Errno::EINVAL),
         None => return Err(ESRCH),
     };
+    install_pidfd(p, target, flags as u32)
+}
+
+/// Installs a close-on-exec pidfd of `target` in `p`'s table (with the
+/// open `flags` besides `O_RDWR`); returns the descriptor (`pidfd_open`,
+/// `clone(CLONE_PIDFD)`).
+pub fn install_pidfd(p: &Process, target: Arc<Process>, flags: u32) -> SysResult {
     install(
         p,
         OpenFile {
@@ -66,7 +75,7 @@ pub fn sys_pidfd_open(p: &Process, pid: i32, flags: u64) -> SysResult {
             pos: 0,
             sysctl: None,
             cloexec: true,
-            flags: O_RDWR | flags as u32,
+            flags: O_RDWR | flags,
             mode: 0o600,
         },
         0,

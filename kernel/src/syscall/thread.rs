@@ -15,9 +15,11 @@
 //! with `CLONE_SETTLS`, `CLONE_PARENT_SETTID`, `CLONE_CHILD_SETTID`,
 //! `CLONE_CHILD_CLEARTID` and the exit signal (`Process::exit_signal`); `CLONE_FS`, `CLONE_SYSVSEM`, `CLONE_IO`,
 //! `CLONE_PTRACE`, `CLONE_UNTRACED` and `CLONE_DETACHED` change nothing
-//! here (one cwd, no SysV semaphores, no tracing). Sharing that needs what
-//! is not here (files or handlers between processes, `CLONE_PARENT`,
-//! namespaces, pidfds, `set_tid`, cgroups) is `ENOSYS`.
+//! here (one cwd, no SysV semaphores, no tracing). `CLONE_PIDFD` gives the
+//! parent a pidfd of a new process (through `parent_tid` for `clone`,
+//! `pidfd` for `clone3`). Sharing that needs what is not here (files or
+//! handlers between processes, `CLONE_PARENT`, namespaces, a thread's
+//! pidfd, `set_tid`, cgroups) is `ENOSYS`.
 
 use core::sync::atomic::Ordering;
 
@@ -67,6 +69,8 @@ struct KernelCloneArgs {
     tls: u64,
     parent_tid: u64,
     child_tid: u64,
+    /// Where `CLONE_PIDFD` stores the pidfd (an int).
+    pidfd: u64,
 }
 
 /// `copy_process`'s checks and the dispatch; see the module table.
@@ -87,8 +91,10 @@ fn kernel_clone(p: &Process, regs: &PtRegs, k: &KernelCloneArgs) -> SysResult {
     let thread = f & CLONE_THREAD != 0;
     let no_op =
         CLONE_FS | CLONE_SYSVSEM | CLONE_IO | CLONE_PTRACE | CLONE_UNTRACED | CLONE_DETACHED;
+    // CLONE_PIDFD of a thread (6.9's PIDFD_THREAD) is not here.
     let acted_on = CLONE_VM
         | CLONE_VFORK
+        | if thread { 0 } else { CLONE_PIDFD }
         | CLONE_SETTLS
         | CLONE_PARENT_SETTID
         | CLONE_CHILD_SETTID
@@ -125,7 +131,27 @@ fn kernel_clone(p: &Process, regs: &PtRegs, k: &KernelCloneArgs) -> SysResult {
     {
         return Err(Errno::EPERM);
     }
-    process::clone(p, regs, args).map(u64::from)
+    let pidfd_at = opt(CLONE_PIDFD, k.pidfd);
+    if let Some(at) = pidfd_at {
+        // Linux stores the pidfd before the child can run and fails the
+        // clone with EFAULT if it cannot: check the word is writable
+        // first (writing back what it holds).
+        let mm = mm_of(p)?;
+        let mut old = [0u8; 4];
+        crate::uaccess::copy_from_user(&mm, &mut old, at)?;
+        crate::uaccess::copy_to_user(&mm, at, &old)?;
+    }
+    let tid = process::clone(p, regs, args)?;
+    if let Some(at) = pidfd_at {
+        // The child cannot have been reaped yet: only its parent reaps,
+        // and this thread of it is here (another thread's wait4 could:
+        // then there is no pidfd to give, as if the word were unchanged).
+        if let Some(child) = process::find_unreaped(tid) {
+            let fd = super::pidfd::install_pidfd(p, child, 0)?;
+            crate::uaccess::copy_to_user(&*mm_of(p)?, at, &(fd as u32).to_le_bytes())?;
+        }
+    }
+    Ok(u64::from(tid))
 }
 
 /// Whether `a` is a canonical user address (`CLONE_SETTLS` refuses others
@@ -155,6 +181,7 @@ pub fn sys_clone(p: &Process, regs: &PtRegs, a: [u64; 6]) -> SysResult {
             parent_tid: a[2],
             child_tid: a[3],
             tls: a[4],
+            pidfd: a[2],
         },
     )
 }
@@ -182,7 +209,6 @@ pub fn sys_clone3(p: &Process, regs: &PtRegs, uargs: u64, size: u64) -> SysResul
         (field(0), field(1), field(2), field(3), field(4));
     let (stack, stack_size, tls, set_tid, set_tid_size, cgroup) =
         (field(5), field(6), field(7), field(8), field(9), field(10));
-    let _ = pidfd;
     // copy_clone_args_from_user.
     if set_tid_size > 32
         || (set_tid == 0 && set_tid_size > 0)
@@ -224,6 +250,7 @@ pub fn sys_clone3(p: &Process, regs: &PtRegs, uargs: u64, size: u64) -> SysResul
             parent_tid,
             child_tid,
             tls,
+            pidfd,
         },
     )
 }

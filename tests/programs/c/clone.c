@@ -7,7 +7,10 @@
  * and a CLONE_VM child writing the parent's memory, the vfork parent
  * suspended until its child exits; CLONE_PARENT_SETTID,
  * CLONE_CHILD_SETTID and CLONE_CHILD_CLEARTID (the word cleared and
- * futex-woken at exit, as pthread_join relies on).
+ * futex-woken at exit, as pthread_join relies on); CLONE_PIDFD through
+ * clone3's pidfd and legacy clone's parent_tid (close-on-exec, readable
+ * at the child's exit, a SIGKILL sent through it), EFAULT for a bad
+ * pidfd pointer with no child made.
  *
  * Children do only raw system calls and plain stores (a CLONE_VM child
  * shares the parent's libc state). Only facts that hold on any Linux are
@@ -15,6 +18,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -296,6 +301,50 @@ static void shared_vm(void)
 	munmap(stack, sz);
 }
 
+static void pidfds(void)
+{
+	struct clone_args_v2 ca;
+	int pfd = -1, st;
+	pid_t c;
+
+	memset(&ca, 0, sizeof ca);
+	ca.flags = CLONE_PIDFD;
+	ca.pidfd = (uintptr_t)&pfd;
+	ca.exit_signal = SIGCHLD;
+	c = (pid_t)raw_clone3(&ca, 64);
+	if (c == 0) {
+		struct timespec ts = {0, 50000000L};
+		syscall(SYS_nanosleep, &ts, NULL);
+		syscall(SYS_exit, 9);
+	}
+	struct pollfd pf = {.fd = pfd, .events = POLLIN};
+	int pr = poll(&pf, 1, 10000);
+	printf("clone3 CLONE_PIDFD: an fd %s, close-on-exec %s, readable at exit %s\n",
+	       yes(pfd > 2), yes(fcntl(pfd, F_GETFD) == FD_CLOEXEC),
+	       yes(pr == 1 && (pf.revents & POLLIN)));
+	waitpid(c, &st, 0);
+	printf("  the child: status %d\n", WEXITSTATUS(st));
+	close(pfd);
+
+	int lfd = -1;
+	c = (pid_t)syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0UL, &lfd, NULL, 0UL);
+	if (c == 0) {
+		for (;;)
+			syscall(SYS_pause);
+	}
+	long k = syscall(SYS_pidfd_send_signal, lfd, SIGKILL, NULL, 0);
+	waitpid(c, &st, 0);
+	printf("clone CLONE_PIDFD: the fd through parent_tid %s, SIGKILL through it %ld, "
+	       "killed %s\n",
+	       yes(lfd > 2), k, yes(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL));
+	close(lfd);
+
+	ca.pidfd = 8;
+	refused("clone3 CLONE_PIDFD, bad pidfd pointer", raw_clone3(&ca, 64));
+	refused("clone CLONE_PIDFD, bad pidfd pointer",
+		syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0UL, (void *)8, NULL, 0UL));
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -303,6 +352,7 @@ int main(void)
 	errors();
 	exit_signals();
 	shared_vm();
+	pidfds();
 	printf("clone: done\n");
 	return 0;
 }
