@@ -18,6 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errname.h"
+
 #ifndef MAP_DROPPABLE
 #define MAP_DROPPABLE 0x08
 #endif
@@ -28,24 +30,17 @@
 
 #define PG 4096
 
-static const char *err(long r)
+/* "ok", or errno's name. */
+static const char *ok_or_err(long r)
 {
-	if (r >= 0)
-		return "ok";
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case EBADF: return "EBADF";
-	case ENOMEM: return "ENOMEM";
-	case EPERM: return "EPERM";
-	default: return "other";
-	}
+	return r >= 0 ? "ok" : errname(errno);
 }
 
 static const char *try_map(int flags)
 {
 	void *p = mmap(NULL, PG, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (p == MAP_FAILED)
-		return err(-1);
+		return ok_or_err(-1);
 	munmap(p, PG);
 	return "ok";
 }
@@ -119,24 +114,24 @@ int main(void)
 	memset(w, 2, 4 * PG);
 	printf("droppable sum %lu\n", sum(d, len));
 	maps_perms("droppable", d);
-	printf("mprotect droppable r: %s\n", err(mprotect(d, PG, PROT_READ)));
+	printf("mprotect droppable r: %s\n", ok_or_err(mprotect(d, PG, PROT_READ)));
 	printf("mprotect droppable rw: %s\n",
-	       err(mprotect(d, PG, PROT_READ | PROT_WRITE)));
+	       ok_or_err(mprotect(d, PG, PROT_READ | PROT_WRITE)));
 
 	printf("wipeonfork w[1..3): %s\n",
-	       err(madvise(w + PG, 2 * PG, MADV_WIPEONFORK)));
-	printf("wipeonfork shared: %s\n", err(madvise(s, PG, MADV_WIPEONFORK)));
+	       ok_or_err(madvise(w + PG, 2 * PG, MADV_WIPEONFORK)));
+	printf("wipeonfork shared: %s\n", ok_or_err(madvise(s, PG, MADV_WIPEONFORK)));
 	printf("keeponfork droppable: %s\n",
-	       err(madvise(d, PG, MADV_KEEPONFORK)));
-	printf("dodump droppable: %s\n", err(madvise(d, PG, MADV_DODUMP)));
-	printf("dontdump droppable: %s\n", err(madvise(d, PG, MADV_DONTDUMP)));
-	printf("dontdump w: %s\n", err(madvise(w, PG, MADV_DONTDUMP)));
-	printf("dodump w: %s\n", err(madvise(w, PG, MADV_DODUMP)));
+	       ok_or_err(madvise(d, PG, MADV_KEEPONFORK)));
+	printf("dodump droppable: %s\n", ok_or_err(madvise(d, PG, MADV_DODUMP)));
+	printf("dontdump droppable: %s\n", ok_or_err(madvise(d, PG, MADV_DONTDUMP)));
+	printf("dontdump w: %s\n", ok_or_err(madvise(w, PG, MADV_DONTDUMP)));
+	printf("dodump w: %s\n", ok_or_err(madvise(w, PG, MADV_DODUMP)));
 	unsigned char *h = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(h + PG, PG);
 	printf("wipeonfork over a hole: %s\n",
-	       err(madvise(h, 3 * PG, MADV_WIPEONFORK)));
+	       ok_or_err(madvise(h, 3 * PG, MADV_WIPEONFORK)));
 	munmap(h, 3 * PG);
 
 	fflush(stdout);
@@ -165,7 +160,7 @@ int main(void)
 	printf("parent: droppable sum %lu, w sum %lu\n", sum(d, len),
 	       sum(w, 4 * PG));
 
-	printf("keeponfork w: %s\n", err(madvise(w, 4 * PG, MADV_KEEPONFORK)));
+	printf("keeponfork w: %s\n", ok_or_err(madvise(w, 4 * PG, MADV_KEEPONFORK)));
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
@@ -177,7 +172,7 @@ int main(void)
 	printf("child 2 status %d\n", wait_child(pid));
 
 	/* Droppable memory is released as any other. */
-	printf("munmap droppable: %s\n", err(munmap(d, len)));
+	printf("munmap droppable: %s\n", ok_or_err(munmap(d, len)));
 	printf("droppable: done\n");
 	return 0;
 }
