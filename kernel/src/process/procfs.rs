@@ -475,10 +475,11 @@ fn write_map_line(
 }
 
 /// `VmFlags:` of smaps (`show_smap_vma_flags()`): Linux's two-letter
-/// code of every flag set, in bit order, each followed by a space.
+/// code of every flag set, in bit order, each followed by a space; a
+/// bit without a code is not shown.
 fn vm_flags_line(s: &mut String, flags: VmFlags) {
     /// `mnemonics[]` by bit number (x86_64: no pkeys shown here).
-    const CODES: [(u32, &str); 31] = [
+    const CODES: [(u32, &str); 33] = [
         (0, "rd"),
         (1, "wr"),
         (2, "ex"),
@@ -510,15 +511,18 @@ fn vm_flags_line(s: &mut String, flags: VmFlags) {
         (29, "hg"),
         (30, "nh"),
         (31, "mg"),
+        (40, "dp"),
+        (63, "sl"),
     ];
     s.push_str("VmFlags: ");
     for bit in 0..64 {
         if flags.bits() & (1 << bit) == 0 {
             continue;
         }
-        let code = CODES.iter().find(|(b, _)| *b == bit).map_or("??", |c| c.1);
-        s.push_str(code);
-        s.push(' ');
+        if let Some((_, code)) = CODES.iter().find(|(b, _)| *b == bit) {
+            s.push_str(code);
+            s.push(' ');
+        }
     }
     s.push('\n');
 }

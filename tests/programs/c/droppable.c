@@ -7,7 +7,8 @@
  * and wipe-on-fork memory empty (zeros) while the parent keeps its data;
  * MADV_KEEPONFORK and MADV_DODUMP cannot undo a droppable mapping's
  * flags; MADV_WIPEONFORK is for private memory only; its /proc/self/maps
- * line is a private one.
+ * line is a private one, and its smaps VmFlags show "nr wf dd dp" (and a
+ * sealed mapping's "sl").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +62,27 @@ static void maps_perms(const char *what, void *p)
 		}
 	}
 	printf("%s: no maps line\n", what);
+	if (f)
+		fclose(f);
+}
+
+/* The smaps VmFlags line of the VMA starting at p. */
+static void smaps_flags(const char *what, void *p)
+{
+	char want[32], line[512];
+	int in = 0;
+	snprintf(want, sizeof want, "%lx-", (unsigned long)p);
+	FILE *f = fopen("/proc/self/smaps", "r");
+	while (f && fgets(line, sizeof line, f)) {
+		if (!strncmp(line, want, strlen(want)))
+			in = 1;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			printf("%s %s", what, line);
+			fclose(f);
+			return;
+		}
+	}
+	printf("%s: no smaps entry\n", what);
 	if (f)
 		fclose(f);
 }
@@ -114,6 +137,7 @@ int main(void)
 	memset(w, 2, 4 * PG);
 	printf("droppable sum %lu\n", sum(d, len));
 	maps_perms("droppable", d);
+	smaps_flags("droppable", d);
 	printf("mprotect droppable r: %s\n", ok_or_err(mprotect(d, PG, PROT_READ)));
 	printf("mprotect droppable rw: %s\n",
 	       ok_or_err(mprotect(d, PG, PROT_READ | PROT_WRITE)));
@@ -170,6 +194,11 @@ int main(void)
 		_exit(0);
 	}
 	printf("child 2 status %d\n", wait_child(pid));
+
+	/* A sealed mapping's VmFlags end in "sl" (bit 63), after "dp" above. */
+	unsigned char *sealed = mmap(NULL, PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("mseal: %s\n", ok_or_err(syscall(462, sealed, PG, 0)));
+	smaps_flags("sealed", sealed);
 
 	/* Droppable memory is released as any other. */
 	printf("munmap droppable: %s\n", ok_or_err(munmap(d, len)));
