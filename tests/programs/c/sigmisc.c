@@ -6,7 +6,9 @@
  * then ECHILD); a blocked or ignored SIGSEGV from a fault still kills; a
  * signal frame that cannot be pushed kills with SIGSEGV; SS_ONSTACK
  * inside a handler on the alternate stack and EPERM for changing it
- * there; SIGKILL and SIGSTOP never blocked; kill of a zombie.
+ * there, SS_AUTODISARM disarming it for the handler's time (a nested
+ * SA_ONSTACK handler then stays on the stack in use, further down) and
+ * sigreturn arming it again; SIGKILL and SIGSTOP never blocked; kill of a zombie.
  *
  * Only facts that hold on any Linux are printed, by the parent.
  */
@@ -20,6 +22,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31)
+#endif
 
 static const char *yes(int c)
 {
@@ -190,6 +196,55 @@ static void on_alt(int sig)
 	alt_change_errno = sigaltstack(&other, NULL) == -1 ? errno : 0;
 }
 
+static volatile int nested_on_alt = -1, disarmed_flags = -1;
+
+static int on_altstack(void)
+{
+	char here;
+	return &here >= altstack && &here < altstack + sizeof altstack;
+}
+
+static void on_nested(int sig)
+{
+	(void)sig;
+	nested_on_alt = on_altstack();
+}
+
+static void on_autodisarm(int sig)
+{
+	stack_t now;
+	(void)sig;
+	sigaltstack(NULL, &now);
+	disarmed_flags = now.ss_flags;
+	raise(SIGUSR1);
+}
+
+static void autodisarm(void)
+{
+	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack,
+		      .ss_flags = SS_AUTODISARM};
+	struct sigaction sa;
+	stack_t now;
+
+	printf("sigaltstack SS_AUTODISARM: %d\n", sigaltstack(&ss, NULL));
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_nested;
+	sa.sa_flags = SA_ONSTACK;
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = on_autodisarm;
+	sigaction(SIGUSR2, &sa, NULL);
+	raise(SIGUSR2);
+	sigaltstack(NULL, &now);
+	printf("  inside: SS_DISABLE %s; a nested SA_ONSTACK handler still on the "
+	       "alternate stack %s; after: flags %#x, size kept %s\n",
+	       yes(disarmed_flags == SS_DISABLE), yes(nested_on_alt == 1),
+	       (unsigned)now.ss_flags, yes(now.ss_size == sizeof altstack));
+	ss.ss_flags = SS_DISABLE;
+	sigaltstack(&ss, NULL);
+	signal(SIGUSR1, SIG_DFL);
+	signal(SIGUSR2, SIG_DFL);
+}
+
 static void altstack_rules(void)
 {
 	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
@@ -244,6 +299,7 @@ int main(void)
 	nocldwait();
 	forced();
 	altstack_rules();
+	autodisarm();
 	masks();
 	printf("sigmisc: done\n");
 	return 0;
