@@ -98,14 +98,17 @@ fn tick() {
                 }
                 due[n] = t.pid;
                 n += 1;
-                if t.interval_ns == 0 {
-                    timers.swap_remove(i);
-                } else {
-                    let missed = (now - t.expires_ns) / t.interval_ns + 1;
-                    t.expires_ns = t
-                        .expires_ns
-                        .saturating_add(missed.saturating_mul(t.interval_ns));
-                    i += 1;
+                // Periods gone by since it was due (none: a one-shot timer).
+                match (now - t.expires_ns).checked_div(t.interval_ns) {
+                    Some(missed) => {
+                        t.expires_ns = t
+                            .expires_ns
+                            .saturating_add((missed + 1).saturating_mul(t.interval_ns));
+                        i += 1;
+                    }
+                    None => {
+                        timers.swap_remove(i);
+                    }
                 }
             }
             update_earliest(&timers);

@@ -51,8 +51,10 @@
 //! | 58  | vfork             | shares the Mm; parent waits for exec/exit   |
 //! | 59  | execve            | a static ELF from the initramfs             |
 //! | 60  | exit              | ends the thread (the last ends the process) |
-//! | 61  | wait4             | WNOHANG; rusage: min_flt of the child       |
-//! | 62  | kill              | one process group; init: handled ones only  |
+//! | 61  | wait4             | WNOHANG, WUNTRACED, WCONTINUED, __WCLONE,   |
+//! |     |                   | __WALL; rusage: min_flt of the child        |
+//! | 62  | kill              | one process group; init: handled ones only; |
+//! |     |                   | a zombie: 0                                 |
 //! | 63  | uname             | Linux, release `6.18.0-mmkernel`            |
 //! | 72  | fcntl             | DUPFD, GETFD/SETFD, GETFL/SETFL,            |
 //! |     |                   | ADD_SEALS/GET_SEALS (`memfd`)               |
