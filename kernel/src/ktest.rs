@@ -69,7 +69,9 @@ fn on_fatal(summary: &str) -> ! {
 pub struct PinCpu0;
 
 impl PinCpu0 {
-    pub fn new() -> Self {
+    /// Moves the caller to CPU 0 before returning.
+    #[must_use = "the caller runs anywhere again once the guard is dropped"]
+    pub fn pin() -> Self {
         crate::sched::set_cpus_allowed(&crate::sched::current(), 1).expect("CPU 0 is active");
         assert_eq!(crate::percpu::cpu_id(), 0);
         PinCpu0

@@ -95,7 +95,7 @@ fn spawn_join_returns_result() {
 /// progress, on one CPU (they inherit the spawner's affinity): only
 /// preemption lets both finish.
 fn two_busy_threads_both_progress() {
-    let pin = PinCpu0::new();
+    let pin = PinCpu0::pin();
     const N: u64 = 1000;
     let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let preempts0 = stat(SchedStat::Preemption);
@@ -131,7 +131,7 @@ fn two_busy_threads_both_progress() {
 /// and preempt_enable then switches at once.
 fn preempt_disable_holds_off_preemption() {
     // One CPU: the spawned threads share it with the caller.
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let count = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (c, s) = (count.clone(), stop.clone());
@@ -171,7 +171,7 @@ fn preempt_disable_holds_off_preemption() {
 /// Three yielding threads take turns in FIFO order.
 fn yield_now_is_round_robin() {
     // One CPU: the spawned threads share it with the caller.
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let log = Arc::new(SpinLock::new("test.log", Vec::new()));
     let preempts0 = stat(SchedStat::Preemption);
     let handles: Vec<JoinHandle<()>> = (0..3u8)

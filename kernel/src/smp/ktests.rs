@@ -95,7 +95,7 @@ fn aps_are_active_and_grace_periods_end() {
 /// `smp_call_function_many` runs the function once on each other online
 /// CPU, in its hard-IRQ context with interrupts off, and returns after.
 fn call_function_runs_on_every_other_cpu_in_hardirq() {
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let n = percpu::nr_online_cpus();
     let ran: [AtomicU32; percpu::MAX_CPUS] = [const { AtomicU32::new(0) }; percpu::MAX_CPUS];
     let bad_context = AtomicU32::new(0);
@@ -136,7 +136,7 @@ fn on_each_cpu_runs_everywhere_and_calls_are_never_lost() {
 
 /// A reschedule IPI reaches each AP (its count grows).
 fn reschedule_ipi_reaches_each_ap() {
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     for cpu in 1..percpu::nr_online_cpus() as u32 {
         let before = ipi::nr_resched_ipis(cpu);
         ipi::smp_send_reschedule(cpu);

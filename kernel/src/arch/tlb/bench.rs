@@ -44,7 +44,7 @@ enum Loaded {
 
 fn flush_one_page() {
     // CPU 0 flushes; CPU 1 is held (run_case) so that it keeps the mm.
-    let _pin = crate::ktest::PinCpu0::new();
+    let _pin = crate::ktest::PinCpu0::pin();
     let mm = Arc::new(Mm::new(vm()).expect("mm"));
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(kernel_pgd()));

@@ -129,7 +129,7 @@ fn shootdown_reaches_the_ap_that_runs_the_mm() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let before = settled_used_pages();
     let mm = new_mm();
     assert_eq!(ctx(&mm).cpumask(), 0, "never loaded");
@@ -173,7 +173,7 @@ fn ap_flushed_past_a_generation_skips_it() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let mm = new_mm();
     let hold = HoldCpu::new(1);
     ap_load(Some(&mm));
@@ -201,7 +201,7 @@ fn ap_that_left_the_mm_clears_its_bit_and_gets_no_more_ipis() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
-    let _pin = PinCpu0::new();
+    let _pin = PinCpu0::pin();
     let before = settled_used_pages();
     let mm = new_mm();
     let hold = HoldCpu::new(1);
