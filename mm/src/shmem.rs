@@ -314,23 +314,30 @@ impl ShmemRef {
     /// object if absent (`shmem_get_folio_gfp()` with `SGP_CACHE`), with
     /// one reference for the caller (the PTE it is about to install, or a
     /// [`folio_put`] if it does not). The caller holds an owned reference.
+    /// The folio is uptodate afterwards (a fallocated one was zeroed at
+    /// allocation, which is what `shmem_get_folio_gfp()` does to it).
     pub fn get_folio<P: Platform>(
         &self,
         vm: &Vm<'_, P>,
         pgoff: u64,
     ) -> Result<Pfn, ShmemFaultError> {
         let inode = self.inode();
-        {
+        let found = {
             let xa = inode.pages.lock();
             if pgoff >= self.size_pages() {
                 return Err(ShmemFaultError::Beyond);
             }
-            if let Some(pfn) = Self::find_get(vm, &xa, pgoff) {
+            Self::find_get(vm, &xa, pgoff)
+        };
+        let pfn = match found {
+            Some(pfn) => {
                 vm.count(VmEvent::ShmemFaultHit);
-                return Ok(pfn);
+                pfn
             }
-        }
-        self.grab_folio(vm, pgoff, true)
+            None => self.grab_folio(vm, pgoff, true)?,
+        };
+        Folio::of(vm.pa.memmap(), pfn).mark_uptodate();
+        Ok(pfn)
     }
 
     /// The folio at `pgoff`, found or allocated zeroed and inserted, with
@@ -465,6 +472,8 @@ impl ShmemRef {
                 Err(_) => return Err(Errno::ENOMEM),
             };
             vm.pa.memcpy_to_page(pfn, in_page, &data[done..done + len]);
+            // shmem_write_end(): the rest of a fresh page is zero already.
+            Folio::of(vm.pa.memmap(), pfn).mark_uptodate();
             folio_put(vm.pa, pfn);
             let end = pos + len as u64;
             let xa = self.inode().pages.lock();
@@ -634,6 +643,42 @@ impl ShmemRef {
         }
         unmap(first);
         Ok(())
+    }
+
+    /// `lseek(SEEK_DATA)` (`hole == false`) or `lseek(SEEK_HOLE)` from
+    /// `off` (`shmem_file_llseek()` → `mapping_seek_hole_data()`), by
+    /// pages: data is an uptodate folio (written or faulted); a hole is
+    /// a missing page or one only fallocated (`folio_seek_hole_data()`
+    /// without `is_partially_uptodate`). `ENXIO` at or past the size, and
+    /// for `SEEK_DATA` with no data after `off`; `SEEK_HOLE` finds the
+    /// size at the latest. Reads the index under its lock only: the
+    /// answer may be stale once returned, as Linux's under `inode_lock`
+    /// is for mappings that fault.
+    pub fn seek_hole_data<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        hole: bool,
+    ) -> Result<u64, Errno> {
+        let xa = self.inode().pages.lock();
+        let size = self.size();
+        if off >= size {
+            return Err(Errno::ENXIO);
+        }
+        let is_data = |i: u64| {
+            xa.load(i)
+                .is_some_and(|pfn| Folio::of(vm.pa.memmap(), Pfn::new(pfn)).is_uptodate())
+        };
+        let mut i = off >> PAGE_SHIFT;
+        let end = size.div_ceil(PAGE_SIZE);
+        while i < end && is_data(i) == hole {
+            i += 1;
+        }
+        match (i < end, hole) {
+            (true, _) => Ok(off.max(i << PAGE_SHIFT)),
+            (false, true) => Ok(size),
+            (false, false) => Err(Errno::ENXIO),
+        }
     }
 
     /// Adds seals (`memfd_add_seals()`): `EINVAL` for unknown bits,

@@ -219,7 +219,8 @@ c_program!(
 
 c_program!(
     /// fallocate(PUNCH_HOLE) under shared and private mappings, msync's
-    /// errnos, fsync/fdatasync, umask on created files and over fork.
+    /// errnos, fsync/fdatasync, umask on created files and over fork,
+    /// lseek(SEEK_DATA/SEEK_HOLE) on memfd and tmpfs files.
     fileops
 );
 

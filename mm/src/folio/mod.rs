@@ -177,6 +177,19 @@ impl<'a> Folio<'a> {
         }
     }
 
+    /// Whether the folio's contents are valid (`folio_test_uptodate()`).
+    pub fn is_uptodate(&self) -> bool {
+        self.page(0).flags().contains(PageFlags::UPTODATE)
+    }
+
+    /// Marks the folio's contents valid (`folio_mark_uptodate()`);
+    /// callers hold a reference.
+    pub fn mark_uptodate(&self) {
+        if !self.is_uptodate() {
+            self.page(0).set_flags_atomic(PageFlags::UPTODATE);
+        }
+    }
+
     /// The object a shmem folio belongs to (`folio->mapping`); `None`
     /// for anonymous folios and after truncation.
     pub fn mapping(&self) -> Option<u64> {
@@ -212,7 +225,7 @@ impl<'a> Folio<'a> {
         head.ext(0).store(0, Relaxed);
         head.ext(1).store(0, Relaxed);
         head.ext(2).store(0, Relaxed);
-        head.set_flags(head.flags() - PageFlags::SHMEM - PageFlags::DIRTY);
+        head.set_flags(head.flags() - PageFlags::SHMEM - PageFlags::DIRTY - PageFlags::UPTODATE);
         if self.is_large() {
             if self.large_mapcount() != 0 || self.entire_mapcount() != 0 {
                 return Err("large folio freed while mapped");

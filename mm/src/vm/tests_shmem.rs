@@ -8,7 +8,7 @@
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
 use crate::errno::Errno;
-use crate::folio::Folio;
+use crate::folio::{Folio, folio_put};
 use crate::shmem::ShmemRef;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -562,5 +562,39 @@ fn punch_hole_frees_whole_pages_zeroes_partial_ones_keeps_private_copies() {
         mm.munmap(p, 4 * PG).unwrap();
         f.put(mm.vm);
         assert_eq!(mm.vm.nr_shmem_pages(), 0);
+    });
+}
+
+#[test]
+fn seek_data_and_hole_by_page() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        assert_eq!(
+            f.seek_hole_data(mm.vm, 0, false),
+            Err(Errno::ENXIO),
+            "empty"
+        );
+        f.write_at(mm.vm, 2 * PG + 5, b"x").unwrap(); // page 2 only
+        f.truncate(mm.vm, 5 * PG, |_| {}).unwrap();
+        assert_eq!(f.seek_hole_data(mm.vm, 0, false), Ok(2 * PG));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG + 9, false), Ok(2 * PG + 9));
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Err(Errno::ENXIO));
+        assert_eq!(f.seek_hole_data(mm.vm, 0, true), Ok(0));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG, true), Ok(3 * PG));
+        assert_eq!(f.seek_hole_data(mm.vm, 5 * PG, true), Err(Errno::ENXIO));
+        // fallocated pages stay holes until written or faulted.
+        f.fallocate(mm.vm, 3 * PG, 2 * PG, true).unwrap();
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Err(Errno::ENXIO));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG, true), Ok(3 * PG));
+        let pfn = f.get_folio(mm.vm, 4).unwrap();
+        folio_put(mm.vm.pa, pfn);
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Ok(4 * PG));
+        f.write_at(mm.vm, 3 * PG, b"y").unwrap();
+        assert_eq!(
+            f.seek_hole_data(mm.vm, 2 * PG, true),
+            Ok(5 * PG),
+            "the size ends data"
+        );
+        f.put(mm.vm);
     });
 }
