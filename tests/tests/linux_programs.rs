@@ -225,6 +225,13 @@ c_program!(
 );
 
 c_program!(
+    /// /proc/meminfo's Mapped, Shmem, Cached and Dirty deltas as shmem
+    /// files are written, mapped shared and private, CoW-copied, forked,
+    /// unmapped and closed, and for shared anonymous memory.
+    meminfo
+);
+
+c_program!(
     /// A stack grown down on use to 3 MiB.
     stack,
     args: ["3000"]

@@ -598,3 +598,42 @@ fn seek_data_and_hole_by_page() {
         f.put(mm.vm);
     });
 }
+
+#[test]
+fn file_mapped_counts_pages_mapped_at_least_once() {
+    with_mm(|mm| {
+        let a = map_shared(mm, 4);
+        poke(mm, a, 1).unwrap();
+        assert_eq!(peek(mm, a + PG), Ok(0));
+        assert_eq!(
+            mm.vm.nr_file_mapped(),
+            2,
+            "a read fault maps a shmem page too"
+        );
+        let child = mm.fork().unwrap();
+        assert_eq!(peek(&child, a), Ok(1));
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "a second mapping of a page");
+        poke(&child, a + 2 * PG, 3).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 3);
+        drop(child);
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "the page only the child mapped");
+        mm.madvise(a, PG, 4).unwrap(); // MADV_DONTNEED
+        assert_eq!(mm.vm.nr_file_mapped(), 1);
+        // A private mapping of a file: the page-cache page is mapped until
+        // a write replaces it with an anonymous copy.
+        let f = new_file(mm, 0);
+        f.write_at(mm.vm, 0, &[7; 2 * PG as usize]).unwrap();
+        let p = mm
+            .mmap_file(BASE + 8 * PG, 2 * PG, RW, PRIVATE, (f, true), 0)
+            .unwrap();
+        assert_eq!(peek(mm, p), Ok(0x0707_0707_0707_0707));
+        assert_eq!(peek(mm, p + PG), Ok(0x0707_0707_0707_0707));
+        assert_eq!(mm.vm.nr_file_mapped(), 3);
+        poke(mm, p, 9).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "the CoW unmapped the file page");
+        f.put(mm.vm);
+        mm.munmap(p, 2 * PG).unwrap();
+        mm.munmap(a, 4 * PG).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 0);
+    });
+}
