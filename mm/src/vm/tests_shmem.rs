@@ -637,3 +637,65 @@ fn file_mapped_counts_pages_mapped_at_least_once() {
         assert_eq!(mm.vm.nr_file_mapped(), 0);
     });
 }
+
+#[test]
+fn i_mmap_follows_the_vmas_of_the_object() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.truncate(mm.vm, 8 * PG, |_| {}).unwrap();
+        let a = mm
+            .mmap_file(BASE, 8 * PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        let entry = |m: &TestMm<'_, '_>, start, pgoff, last| crate::shmem::IMmapEntry {
+            mm: m.id(),
+            start,
+            pgoff,
+            last,
+        };
+        assert_eq!(f.i_mmap_query(0, u64::MAX), [entry(mm, a, 0, 7)]);
+        // A split (mprotect of the middle) leaves three entries.
+        mm.mprotect(a + 2 * PG, 2 * PG, Prot::READ).unwrap();
+        assert_eq!(
+            f.i_mmap_query(0, u64::MAX),
+            [
+                entry(mm, a, 0, 1),
+                entry(mm, a + 2 * PG, 2, 3),
+                entry(mm, a + 4 * PG, 4, 7)
+            ]
+        );
+        assert_eq!(f.i_mmap_query(3, 4).len(), 2, "by page offset");
+        assert_eq!(f.i_mmap_query(8, 100), []);
+        // A private mapping of pages 6-7 elsewhere, and a child.
+        let p = mm
+            .mmap_file(BASE + 0x10_0000, 2 * PG, RW, PRIVATE, (f, true), 6 * PG)
+            .unwrap();
+        let child = mm.fork().unwrap();
+        assert_eq!(f.i_mmap_query(0, u64::MAX).len(), 8);
+        assert_eq!(f.i_mmap_mms(6, 7), [mm.id(), child.id()]);
+        assert_eq!(f.i_mmap_query(6, 6).len(), 4, "two VMAs in each");
+        // Truncation unmaps through it: the child's pages past 5 go too.
+        poke(&child, a + 6 * PG, 1).unwrap();
+        poke(mm, p, 2).unwrap(); // a private copy: truncation takes it
+        f.truncate(mm.vm, 5 * PG, |first| {
+            for m in [mm, &child] {
+                m.unmap_mapping_range(f, first);
+            }
+        })
+        .unwrap();
+        assert!(
+            child
+                .page_table()
+                .get_pte(a + 6 * PG)
+                .is_none_or(|e| e.is_none())
+        );
+        assert!(mm.page_table().get_pte(p).is_none_or(|e| e.is_none()));
+        assert_eq!(peek(&child, a + 6 * PG), Err(FaultError::Sigbus));
+        child.validate().unwrap();
+        drop(child);
+        assert_eq!(f.i_mmap_mms(0, 8), [mm.id()]);
+        mm.munmap(a, 8 * PG).unwrap();
+        mm.munmap(p, 2 * PG).unwrap();
+        assert_eq!(f.i_mmap_query(0, u64::MAX), []);
+        f.put(mm.vm);
+    });
+}
