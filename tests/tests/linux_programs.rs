@@ -80,6 +80,8 @@ struct Program {
     /// Lines the guest's output must hold (`~` lines too: what the host
     /// cannot show, e.g. a setting of this kernel's mode).
     guest_lines: &'static [&'static str],
+    /// QEMU's CPU count (`--smp`): 1 unless the program is about several.
+    smp: u32,
 }
 
 impl Program {
@@ -92,6 +94,7 @@ impl Program {
             params: "",
             host_lines_replaced: &[],
             guest_lines: &[],
+            smp: 1,
         }
     }
 }
@@ -543,6 +546,55 @@ init: exited with status 0
     assert_eq!(out.verdict, Verdict::Success);
 }
 
+/// Programs at `--smp 2`, where the threads of one process run on both
+/// CPUs (the host they are compared with has two or more).
+mod smp_2 {
+    use super::{Build, Program, check};
+
+    fn at_smp_2(name: &'static str, build: Build) -> Program {
+        Program {
+            smp: 2,
+            ..Program::new(name, build)
+        }
+    }
+
+    /// Two threads pinned to CPUs 0 and 1 (one by itself, one by the main
+    /// thread through its tid) run there, as getcpu, field 39 of
+    /// /proc/thread-self/stat and sched_getaffinity show; the errnos of
+    /// sched_setaffinity, sched_getaffinity and getcpu. At `--smp 1`
+    /// pinning to CPU 1 is EINVAL and the output differs from the host's.
+    #[test]
+    fn smpcpus_musl() {
+        check(&at_smp_2("smpcpus", Build::Musl));
+    }
+
+    #[test]
+    fn smpcpus_glibc() {
+        check(&at_smp_2("smpcpus", Build::Glibc));
+    }
+
+    /// The thread programs again, their threads now on two CPUs.
+    #[test]
+    fn pthreads_musl() {
+        check(&at_smp_2("pthreads", Build::Musl));
+    }
+
+    #[test]
+    fn mmthreads_musl() {
+        check(&at_smp_2("mmthreads", Build::Musl));
+    }
+
+    #[test]
+    fn threadsig_musl() {
+        check(&at_smp_2("threadsig", Build::Musl));
+    }
+
+    #[test]
+    fn forkwait_musl() {
+        check(&at_smp_2("forkwait", Build::Musl));
+    }
+}
+
 /// Random syscall numbers with hostile arguments in forked children
 /// (`sysfuzz.c`): the kernel survives, init exits 0, frames balance.
 #[test]
@@ -675,6 +727,7 @@ fn check(prog: &Program) {
     }
 
     let mut cfg = program_config(&bin, prog.args);
+    cfg.smp = prog.smp;
     if !prog.params.is_empty() {
         cfg.cmdline =
             boot::cmdline_with_args(&format!("quiet {}", prog.params), prog.args.iter().copied());

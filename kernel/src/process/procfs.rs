@@ -993,7 +993,12 @@ fn stat_of(p: &Process, tid: u32) -> String {
     // processor, rt_priority, policy, delayacct_blkio_ticks, guest_time,
     // cguest_time, start_data, end_data, start_brk, arg_start, arg_end,
     // env_start, env_end, exit_code.
-    let blocked = p.thread(tid).map_or(0, |t| signal::blocked(&t));
+    let thread = p.thread(tid);
+    let blocked = thread.as_ref().map_or(0, |t| signal::blocked(t));
+    // Field 39, processor: the CPU the thread last ran on.
+    let processor = thread
+        .and_then(|t| t.task())
+        .map_or(0, |t| u64::from(t.cpu()));
     let [arg_start, arg_end, env_start, env_end] = *p.args.lock();
     let rest = [
         u64::MAX,
@@ -1010,7 +1015,7 @@ fn stat_of(p: &Process, tid: u32) -> String {
         0,
         0,
         17,
-        0,
+        processor,
         0,
         0,
         0,

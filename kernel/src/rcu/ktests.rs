@@ -119,8 +119,12 @@ fn readers_never_see_freed_nodes() {
     let r2 = sched::spawn("rcu-reader-2", reader);
     let writer = sched::spawn("rcu-writer", || {
         let mut replaced = 0usize;
+        // 400 ms, longer (up to 5 s) until the readers have read 11 times:
+        // with two CPUs they run on the other vCPU, which a loaded host
+        // may run late.
         let end = time::now_ns() + 400_000_000;
-        while time::now_ns() < end {
+        let hard_end = time::now_ns() + 5_000_000_000;
+        while time::now_ns() < end || (READS.load(SeqCst) <= 10 && time::now_ns() < hard_end) {
             let old = SHARED.assign(new_node());
             // SAFETY: `old` is unpublished; its head stays valid until the
             // callback parks it.

@@ -6,6 +6,7 @@
 //! (`time::rtc::realtime_ns`). Resolution: 1 ns, the coarse clocks one
 //! tick (4 ms at HZ = 250).
 
+use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use mm::errno::Errno;
@@ -249,23 +250,71 @@ pub fn sys_arch_prctl(p: &Process, code: u64, addr: u64) -> SysResult {
     }
 }
 
-/// `sched_getaffinity(pid, len, mask)`: the online CPUs; returns the
-/// bytes written (Linux: `min(len, nr_cpu_ids rounded up to a long)`).
+/// The task of thread `pid` for the affinity calls (Linux's
+/// `find_process_by_pid`: 0 is the caller; ESRCH for no such thread).
+fn affinity_task(pid: i32) -> Result<Arc<sched::Task>, Errno> {
+    let thread = match pid {
+        0 => process::thread::current_thread(),
+        1.. => process::find_thread(pid as u32),
+        _ => None,
+    };
+    thread.and_then(|t| t.task()).ok_or(ESRCH)
+}
+
+/// Bytes of a CPU mask (Linux's `cpumask_size()`: `nr_cpu_ids` bits in
+/// whole longs).
+fn cpumask_size() -> u64 {
+    (crate::percpu::nr_possible_cpus() as u64).div_ceil(64) * 8
+}
+
+/// `sched_getaffinity(pid, len, mask)`: the thread's allowed CPUs that are
+/// active (Linux: `p->cpus_mask & cpu_active_mask`); returns the bytes
+/// written, `min(len, cpumask_size())`. EINVAL if `len` holds fewer bits
+/// than `nr_cpu_ids` or is not a multiple of 8.
 pub fn sys_sched_getaffinity(p: &Process, pid: i32, len: u64, mask: u64) -> SysResult {
-    let cpus = crate::percpu::nr_online_cpus() as u64;
-    let bytes = cpus.div_ceil(64) * 8;
-    if len < bytes || !len.is_multiple_of(8) {
+    if len.saturating_mul(8) < crate::percpu::nr_possible_cpus() as u64 || !len.is_multiple_of(8) {
         return Err(Errno::EINVAL);
     }
-    if pid != 0 && process::find(pid as u32).is_none() {
-        return Err(ESRCH);
-    }
-    let mut m = alloc::vec![0u8; bytes as usize];
-    for c in 0..cpus {
-        m[(c / 8) as usize] |= 1 << (c % 8);
-    }
+    let task = affinity_task(pid)?;
+    let bits = task.cpus_allowed() & crate::percpu::cpu_active_mask();
+    let n = len.min(cpumask_size());
+    let bytes = bits.to_le_bytes();
+    let mut m = alloc::vec![0u8; n as usize];
+    let k = m.len().min(bytes.len());
+    m[..k].copy_from_slice(&bytes[..k]);
     copy_to_user(&*mm_of(p)?, mask, &m)?;
-    Ok(bytes)
+    Ok(n)
+}
+
+/// `sched_setaffinity(pid, len, mask)` (Linux's order of checks): the
+/// mask is read first (`len` cut to `cpumask_size()`, a shorter one
+/// zero-extended; EFAULT), then the thread found (ESRCH); EINVAL for a
+/// per-CPU kernel thread or a mask with no active CPU. A thread running
+/// on a CPU it may no longer use moves before the call returns (the
+/// caller) or at its next switch (another thread).
+pub fn sys_sched_setaffinity(p: &Process, pid: i32, len: u64, mask: u64) -> SysResult {
+    let mut m = [0u8; 8];
+    let n = len.min(cpumask_size()) as usize;
+    copy_from_user(&*mm_of(p)?, &mut m[..n], mask)?;
+    let task = affinity_task(pid)?;
+    sched::set_cpus_allowed(&task, u64::from_le_bytes(m))
+        .map(|()| 0)
+        .map_err(|_| Errno::EINVAL)
+}
+
+/// `getcpu(cpu, node, tcache)`: the CPU the caller runs on (it may have
+/// moved by the time it reads it, as on Linux) and node 0; either pointer
+/// may be null; `tcache` is ignored, as since Linux 2.6.24.
+pub fn sys_getcpu(p: &Process, cpu: u64, node: u64) -> SysResult {
+    let mm = mm_of(p)?;
+    let here = crate::percpu::cpu_id();
+    if cpu != 0 {
+        copy_to_user(&mm, cpu, &here.to_le_bytes())?;
+    }
+    if node != 0 {
+        copy_to_user(&mm, node, &0u32.to_le_bytes())?;
+    }
+    Ok(0)
 }
 
 /// `getrandom(buf, len, flags)`: never blocks (the generator is always

@@ -86,7 +86,8 @@
 //! | 200 | tkill             |                                             |
 //! | 201 | time              |                                             |
 //! | 202 | futex             | WAIT/WAKE(_BITSET), (CMP_)REQUEUE, WAKE_OP  |
-//! | 204 | sched_getaffinity |                                             |
+//! | 203 | sched_setaffinity | threads; EINVAL without an active CPU       |
+//! | 204 | sched_getaffinity | the thread's mask & the active CPUs         |
 //! | 217 | getdents64        |                                             |
 //! | 218 | set_tid_address   | cleared + futex-woken at thread exit        |
 //! | 219 | restart_syscall   | resumes an interrupted nanosleep            |
@@ -109,6 +110,7 @@
 //! | 297 | rt_tgsigqueueinfo |                                             |
 //! | 302 | prlimit64         | own process only                            |
 //! | 285 | fallocate         | shmem files: mode 0, KEEP_SIZE              |
+//! | 309 | getcpu            | node always 0                               |
 //! | 310 | process_vm_readv  | `process_vm`: another process's memory      |
 //! | 311 | process_vm_writev |                                             |
 //! | 316 | renameat2         | tmpfs; RENAME_NOREPLACE                     |
@@ -318,6 +320,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
         200 => signal::sys_tgkill(p, None, a[0] as i32 as i64, a[1]),
         201 => misc::sys_time(p, a[0]),
         202 => thread::sys_futex(p, a),
+        203 => misc::sys_sched_setaffinity(p, a[0] as i32, a[1], a[2]),
         204 => misc::sys_sched_getaffinity(p, a[0] as i32, a[1], a[2]),
         217 => dirent::sys_getdents(p, a[0], a[1], a[2], true),
         218 => thread::sys_set_tid_address(&*current_thread()?, a[0]),
@@ -342,6 +345,7 @@ fn dispatch(p: &Arc<Process>, regs: &mut PtRegs, nr: u64, a: [u64; 6]) -> SysRes
             signal::sys_rt_sigqueueinfo(p, a[0] as i32 as i64, Some(a[1] as i32 as i64), a[2], a[3])
         }
         302 => misc::sys_prlimit64(p, a[0] as i32, a[1], a[2], a[3]),
+        309 => misc::sys_getcpu(p, a[0], a[1]),
         310 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], false),
         311 => process_vm::sys_process_vm_rw(p, a[0] as i32, a[1], a[2], a[3], a[4], a[5], true),
         316 => fs::sys_renameat2(p, a[0] as i32, a[1], a[2] as i32, a[3], a[4]),

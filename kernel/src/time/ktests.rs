@@ -57,6 +57,8 @@ fn now_ns_is_monotonic() {
 /// Jiffies and the tick count grow while the CPU busy-waits ~50 ms with
 /// interrupts on, in step with `now_ns`.
 fn tick_advances_while_busy() {
+    // This CPU's tick count: the test must not move to the other CPU.
+    let _pin = crate::ktest::PinCpu0::pin();
     assert!(x86_64::instructions::interrupts::are_enabled());
     let ticks0 = percpu::this_cpu().nr_ticks.load(Ordering::Relaxed);
     let (t0, j0) = (now_ns(), jiffies());
