@@ -9,6 +9,7 @@ pub struct Errno(pub i32);
 
 impl Errno {
     pub const EPERM: Errno = Errno(1);
+    pub const ENXIO: Errno = Errno(6);
     pub const EBADF: Errno = Errno(9);
     pub const EAGAIN: Errno = Errno(11);
     pub const ENOMEM: Errno = Errno(12);
@@ -27,6 +28,7 @@ impl Errno {
     pub fn name(self) -> &'static str {
         match self.0 {
             1 => "EPERM",
+            6 => "ENXIO",
             9 => "EBADF",
             11 => "EAGAIN",
             12 => "ENOMEM",

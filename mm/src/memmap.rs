@@ -72,6 +72,11 @@ bitflags::bitflags! {
         /// is zapped (`folio_mark_dirty()`); anonymous folios keep their
         /// dirtiness in their PTEs only, as on Linux without swap.
         const DIRTY = 1 << 6;
+        /// Head frame of a shmem folio whose contents are valid
+        /// (`PG_uptodate`): set when a write or a fault fills it, not by
+        /// `fallocate()` (`shmem_fallocate()` leaves its folios
+        /// `!uptodate`, so `SEEK_DATA` sees them as holes).
+        const UPTODATE = 1 << 7;
     }
 }
 

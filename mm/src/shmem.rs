@@ -29,8 +29,8 @@
 //! grows or shrinks it: a shrink stores the size first (faults past it
 //! are `SIGBUS` from then on, `shmem_get_folio_gfp()`'s `-EINVAL`),
 //! unmaps the pages past it from every mapping through a callback (the
-//! caller walks the address spaces: Linux's `unmap_mapping_range()`
-//! over `i_mmap`, which is a later step), removes those folios
+//! caller visits the address spaces [`ShmemRef::i_mmap_mms`] names:
+//! Linux's `unmap_mapping_range()` over `i_mmap`), removes those folios
 //! (`truncate_inode_pages()`), zeroes the tail of a partial last page,
 //! and unmaps again for a fault that raced. A fault rechecks under the
 //! PTE lock that its folio is still in the object (`finish_fault()`'s
@@ -56,6 +56,18 @@
 //! [`ShmemRef::punch_hole`] frees a range's whole pages (unmapping them
 //! but for private copies) and zeroes its partial ones.
 //!
+//! The object's `i_mmap` (Linux's `mapping->i_mmap`) records every VMA
+//! that maps it: address space, start and page-offset range, added and
+//! removed with the VMA's reference in `vm/mm.rs`. Truncation and hole
+//! punching ask it which address spaces map a range
+//! ([`ShmemRef::i_mmap_mms`]) and which of their VMAs
+//! ([`ShmemRef::i_mmap_query`], `vma_interval_tree_foreach()`), instead
+//! of walking every process and every VMA. It is an ordered map by first
+//! page offset whose query filters the entries starting before the
+//! range's end, not Linux's augmented interval tree (which also prunes
+//! by the largest last offset below a node): the same answers, linear in
+//! the object's mappings rather than logarithmic.
+//!
 //! Not here yet: large folios, swap.
 //!
 //! # Invariants
@@ -78,6 +90,9 @@
 //!   object `VM_SHARED | VM_MAYWRITE`; `F_SEAL_WRITE` is added only while
 //!   it is 0, and after that no such VMA is made (the caller maps
 //!   without `VM_MAYWRITE`).
+//! - S6: `i_mmap` holds exactly one entry per VMA in some address
+//!   space's tree that names this object: that address space's id, the
+//!   VMA's start, and its first and last page offsets.
 
 //! # Locking
 //!
@@ -91,6 +106,10 @@
 //! being counted), which the VMA store takes under the mmap write lock;
 //! file reads and writes take it without the mmap lock, and a
 //! truncation's unmap callback takes mmap locks (read) with it dropped.
+//! `i_mmap` is under its own spinlock (`i_mmap_rwsem`), taken alone:
+//! an address space's entries change only under its mmap write lock
+//! (with its VMA tree), so one that holds its mmap lock reads its own
+//! entries stable; entries of others are a snapshot.
 //!
 //! # Context
 //!
@@ -101,7 +120,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
@@ -135,6 +156,25 @@ pub struct ShmemInode {
     /// mapping (`/dev/zero (deleted)`), `/memfd:NAME (deleted)` for a
     /// memfd, a tmpfs file's path (which rename and unlink change).
     name: spin::Mutex<String>,
+    /// The VMAs mapping the object (`mapping->i_mmap`, S6): key (first
+    /// page offset, address space id, VMA start, last page offset),
+    /// value how many VMAs have that key (two, briefly, while a split
+    /// stores a piece before it retires the VMA it came from). Write: a
+    /// VMA enters or leaves a tree. Read: holds the lock.
+    i_mmap: spin::Mutex<BTreeMap<(u64, u32, u64, u64), u32>>,
+}
+
+/// One VMA in an object's `i_mmap` (S6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IMmapEntry {
+    /// The address space's id ([`crate::vm::Mm::id`]).
+    pub mm: u32,
+    /// The VMA's start address.
+    pub start: u64,
+    /// The first page offset the VMA maps (`vm_pgoff`).
+    pub pgoff: u64,
+    /// The last page offset it maps (`vma_last_pgoff()`).
+    pub last: u64,
 }
 
 /// `F_SEAL_SEAL`: no more seals may be added.
@@ -217,6 +257,7 @@ impl ShmemRef {
             seals: AtomicU32::new(seals),
             writable_maps: AtomicU64::new(0),
             name: spin::Mutex::new(name),
+            i_mmap: spin::Mutex::new(BTreeMap::new()),
         });
         Some(ShmemRef(NonNull::from(Box::leak(inode))))
     }
@@ -314,23 +355,30 @@ impl ShmemRef {
     /// object if absent (`shmem_get_folio_gfp()` with `SGP_CACHE`), with
     /// one reference for the caller (the PTE it is about to install, or a
     /// [`folio_put`] if it does not). The caller holds an owned reference.
+    /// The folio is uptodate afterwards (a fallocated one was zeroed at
+    /// allocation, which is what `shmem_get_folio_gfp()` does to it).
     pub fn get_folio<P: Platform>(
         &self,
         vm: &Vm<'_, P>,
         pgoff: u64,
     ) -> Result<Pfn, ShmemFaultError> {
         let inode = self.inode();
-        {
+        let found = {
             let xa = inode.pages.lock();
             if pgoff >= self.size_pages() {
                 return Err(ShmemFaultError::Beyond);
             }
-            if let Some(pfn) = Self::find_get(vm, &xa, pgoff) {
+            Self::find_get(vm, &xa, pgoff)
+        };
+        let pfn = match found {
+            Some(pfn) => {
                 vm.count(VmEvent::ShmemFaultHit);
-                return Ok(pfn);
+                pfn
             }
-        }
-        self.grab_folio(vm, pgoff, true)
+            None => self.grab_folio(vm, pgoff, true)?,
+        };
+        Folio::of(vm.pa.memmap(), pfn).mark_uptodate();
+        Ok(pfn)
     }
 
     /// The folio at `pgoff`, found or allocated zeroed and inserted, with
@@ -465,6 +513,8 @@ impl ShmemRef {
                 Err(_) => return Err(Errno::ENOMEM),
             };
             vm.pa.memcpy_to_page(pfn, in_page, &data[done..done + len]);
+            // shmem_write_end(): the rest of a fresh page is zero already.
+            Folio::of(vm.pa.memmap(), pfn).mark_uptodate();
             folio_put(vm.pa, pfn);
             let end = pos + len as u64;
             let xa = self.inode().pages.lock();
@@ -578,7 +628,8 @@ impl ShmemRef {
     /// (`truncate_pagecache()`): `unmap(first)` is called to zap every
     /// PTE mapping pages at or after page offset `first` in every address
     /// space (Linux's `unmap_mapping_range()` over `i_mmap`; the caller
-    /// knows the address spaces), the folios past the size leave the
+    /// finds the address spaces from [`Self::i_mmap_mms`]), the folios
+    /// past the size leave the
     /// object, the tail of a last partial page is zeroed, and `unmap`
     /// runs again for a page a racing fault mapped in between (as Linux
     /// unmaps twice). Faults past the new size are `SIGBUS` from the
@@ -634,6 +685,103 @@ impl ShmemRef {
         }
         unmap(first);
         Ok(())
+    }
+
+    /// `lseek(SEEK_DATA)` (`hole == false`) or `lseek(SEEK_HOLE)` from
+    /// `off` (`shmem_file_llseek()` → `mapping_seek_hole_data()`), by
+    /// pages: data is an uptodate folio (written or faulted); a hole is
+    /// a missing page or one only fallocated (`folio_seek_hole_data()`
+    /// without `is_partially_uptodate`). `ENXIO` at or past the size, and
+    /// for `SEEK_DATA` with no data after `off`; `SEEK_HOLE` finds the
+    /// size at the latest. Reads the index under its lock only: the
+    /// answer may be stale once returned, as Linux's under `inode_lock`
+    /// is for mappings that fault.
+    pub fn seek_hole_data<P: Platform>(
+        &self,
+        vm: &Vm<'_, P>,
+        off: u64,
+        hole: bool,
+    ) -> Result<u64, Errno> {
+        let xa = self.inode().pages.lock();
+        let size = self.size();
+        if off >= size {
+            return Err(Errno::ENXIO);
+        }
+        let is_data = |i: u64| {
+            xa.load(i)
+                .is_some_and(|pfn| Folio::of(vm.pa.memmap(), Pfn::new(pfn)).is_uptodate())
+        };
+        let mut i = off >> PAGE_SHIFT;
+        let end = size.div_ceil(PAGE_SIZE);
+        while i < end && is_data(i) == hole {
+            i += 1;
+        }
+        match (i < end, hole) {
+            (true, _) => Ok(off.max(i << PAGE_SHIFT)),
+            (false, true) => Ok(size),
+            (false, false) => Err(Errno::ENXIO),
+        }
+    }
+
+    /// Records a VMA of address space `mm` at `start` mapping `pages`
+    /// pages from page offset `pgoff` (`vma_interval_tree_insert()`, as
+    /// `vma_link_file()` does when the VMA enters its tree).
+    pub(crate) fn i_mmap_insert(&self, mm: u32, start: u64, pgoff: u64, pages: u64) {
+        let key = (pgoff, mm, start, pgoff + pages - 1);
+        *self.inode().i_mmap.lock().entry(key).or_insert(0) += 1;
+    }
+
+    /// Forgets a VMA [`Self::i_mmap_insert`] recorded
+    /// (`vma_interval_tree_remove()`, from `remove_vma()`'s unlink).
+    pub(crate) fn i_mmap_remove(&self, mm: u32, start: u64, pgoff: u64, pages: u64) {
+        let key = (pgoff, mm, start, pgoff + pages - 1);
+        let mut i_mmap = self.inode().i_mmap.lock();
+        match i_mmap.get_mut(&key) {
+            Some(1) => {
+                i_mmap.remove(&key);
+            }
+            Some(n) => *n -= 1,
+            None => debug_assert!(false, "BUG: a VMA missing from i_mmap"),
+        }
+    }
+
+    /// The VMAs that map any page offset of `[first, last]`
+    /// (`vma_interval_tree_foreach()`), by first page offset.
+    pub fn i_mmap_query(&self, first: u64, last: u64) -> Vec<IMmapEntry> {
+        self.inode()
+            .i_mmap
+            .lock()
+            .range(..=(last, u32::MAX, u64::MAX, u64::MAX))
+            .filter(|&(k, _)| k.3 >= first)
+            .flat_map(|(&(pgoff, mm, start, last), &n)| {
+                core::iter::repeat_n(
+                    IMmapEntry {
+                        mm,
+                        start,
+                        pgoff,
+                        last,
+                    },
+                    n as usize,
+                )
+            })
+            .collect()
+    }
+
+    /// The ids of the address spaces with a VMA over any page offset of
+    /// `[first, end)`, sorted, each once: the ones a truncation or hole
+    /// punch must unmap from (`unmap_mapping_range()`'s walk).
+    pub fn i_mmap_mms(&self, first: u64, end: u64) -> Vec<u32> {
+        if first >= end {
+            return Vec::new();
+        }
+        let mut ids: Vec<u32> = self
+            .i_mmap_query(first, end - 1)
+            .into_iter()
+            .map(|e| e.mm)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Adds seals (`memfd_add_seals()`): `EINVAL` for unknown bits,

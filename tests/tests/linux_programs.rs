@@ -222,8 +222,16 @@ c_program!(
 
 c_program!(
     /// fallocate(PUNCH_HOLE) under shared and private mappings, msync's
-    /// errnos, fsync/fdatasync, umask on created files and over fork.
+    /// errnos, fsync/fdatasync, umask on created files and over fork,
+    /// lseek(SEEK_DATA/SEEK_HOLE) on memfd and tmpfs files.
     fileops
+);
+
+c_program!(
+    /// /proc/meminfo's Mapped, Shmem, Cached and Dirty deltas as shmem
+    /// files are written, mapped shared and private, CoW-copied, forked,
+    /// unmapped and closed, and for shared anonymous memory.
+    meminfo
 );
 
 c_program!(

@@ -1012,6 +1012,19 @@ pub fn all_mms() -> Vec<Arc<KMm>> {
     mms
 }
 
+/// The live address spaces whose ids are in `ids` (sorted, as
+/// [`mm::shmem::ShmemRef::i_mmap_mms`] gives them): those that map a
+/// shmem object's range, for `unmap_mapping_range()`.
+pub fn mms_by_id(ids: &[u32]) -> Vec<Arc<KMm>> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    all_mms()
+        .into_iter()
+        .filter(|m| ids.binary_search(&m.id()).is_ok())
+        .collect()
+}
+
 /// Every live process's pid.
 pub fn pids() -> Vec<u32> {
     PROCESSES

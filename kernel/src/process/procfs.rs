@@ -9,7 +9,11 @@
 //! - `/proc/self/maps`: one line per VMA,
 //!   `start-end perms offset dev inode  [name]`.
 //! - `/proc/meminfo`: `MemTotal`, `MemFree`, `MemAvailable` and a few more
-//!   (`Name:` padded to 16 columns, the value in 8, ` kB`).
+//!   in Linux's order (`Name:` padded to 16 columns, the value in 8,
+//!   ` kB`): `Cached`/`Shmem` the shmem pages, `Mapped` the file pages
+//!   mapped (`NR_FILE_MAPPED`), `Dirty`/`Writeback` 0 (shmem's
+//!   `noop_dirty_folio` accounts no `NR_FILE_DIRTY`, and nothing else is
+//!   written back), `ShmemHugePages`/`ShmemPmdMapped` 0 (no shmem THP).
 //! - `/proc/buddyinfo`, `/proc/slabinfo` (version 2.1, the kmalloc caches
 //!   and the maple node cache): the boot banner's formatters.
 //! - `/proc/vmstat`: `name value` lines: free pages, the address-space
@@ -706,10 +710,16 @@ fn meminfo() -> String {
         // The page cache is shmem objects' pages only, for now.
         ("Cached", shmem),
         ("SwapCached", 0),
-        ("Shmem", shmem),
-        ("Slab", slab),
         ("SwapTotal", 0),
         ("SwapFree", 0),
+        // Shmem folios are dirty but never accounted (noop_dirty_folio()).
+        ("Dirty", 0),
+        ("Writeback", 0),
+        ("Mapped", super::vm().nr_file_mapped()),
+        ("Shmem", shmem),
+        ("Slab", slab),
+        ("ShmemHugePages", 0),
+        ("ShmemPmdMapped", 0),
     ] {
         kb_line(&mut s, name, kb(pages));
     }

@@ -840,6 +840,10 @@ pub fn sys_dup2(p: &Process, fd: u64, new: u64) -> SysResult {
     sys_dup3(p, fd, Some(new), 0)
 }
 
+/// `lseek` whences beyond SEEK_SET/CUR/END (`SEEK_DATA`, `SEEK_HOLE`).
+const SEEK_DATA: u64 = 3;
+const SEEK_HOLE: u64 = 4;
+
 pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
     with_file(p, fd, |f| {
         let base = match (whence, &f.data) {
@@ -855,6 +859,16 @@ pub fn sys_lseek(p: &Process, fd: u64, off: i64, whence: u64) -> SysResult {
                 let base = if whence == 0 { 0 } else { f.pos as u64 };
                 f.pos = base.wrapping_add(off as u64) as usize;
                 return Ok(f.pos as u64);
+            }
+            // shmem_file_llseek(): the next data or hole, ENXIO from a
+            // negative offset or past the size.
+            (SEEK_DATA | SEEK_HOLE, OpenData::Shmem(file)) => {
+                let off = u64::try_from(off).map_err(|_| Errno::ENXIO)?;
+                let pos =
+                    file.obj
+                        .seek_hole_data(crate::process::vm(), off, whence == SEEK_HOLE)?;
+                f.pos = pos as usize;
+                return Ok(pos);
             }
             (0, _) => 0,
             (1, _) => f.pos as i64,

@@ -182,12 +182,12 @@ pub fn sys_ftruncate(p: &Process, fd: u64, length: i64) -> SysResult {
 }
 
 /// Sets the size of `file` (`do_truncate()`), unmapping a cut-off tail
-/// from every address space; mtime and ctime move.
+/// from the address spaces the object's `i_mmap` names; mtime and ctime
+/// move.
 pub(super) fn truncate_file(file: &ShmemFile, length: u64) -> Result<(), Errno> {
     let obj = file.obj;
-    let mms = process::all_mms();
     obj.truncate(process::vm(), length, |first| {
-        for mm in &mms {
+        for mm in process::mms_by_id(&obj.i_mmap_mms(first, u64::MAX)) {
             mm.unmap_mapping_range(obj, first);
         }
     })?;
@@ -244,9 +244,8 @@ pub fn sys_fallocate(p: &Process, fd: u64, mode: u64, offset: i64, len: i64) -> 
     }
     if mode & FALLOC_FL_PUNCH_HOLE != 0 {
         let obj = file.obj;
-        let mms = process::all_mms();
         obj.punch_hole(process::vm(), offset as u64, len as u64, |first, end| {
-            for mm in &mms {
+            for mm in process::mms_by_id(&obj.i_mmap_mms(first, end)) {
                 mm.unmap_mapping_pages(obj, first, end, false);
             }
         })?;

@@ -17,7 +17,7 @@
 //! | 4/6 | stat/lstat        | (no symlinks: lstat is stat)                |
 //! | 5   | fstat             |                                             |
 //! | 7   | poll              | every fd is ready but pidfds (until exit)   |
-//! | 8   | lseek             | ESPIPE on the console                       |
+//! | 8   | lseek             | ESPIPE on the console; SEEK_DATA/SEEK_HOLE  |
 //! | 9   | mmap              | anonymous mappings (`mm::vm`), shmem files  |
 //! | 10  | mprotect          |                                             |
 //! | 11  | munmap            |                                             |

@@ -184,6 +184,19 @@ impl<'a> Folio<'a> {
         }
     }
 
+    /// Whether the folio's contents are valid (`folio_test_uptodate()`).
+    pub fn is_uptodate(&self) -> bool {
+        self.page(0).flags().contains(PageFlags::UPTODATE)
+    }
+
+    /// Marks the folio's contents valid (`folio_mark_uptodate()`);
+    /// callers hold a reference.
+    pub fn mark_uptodate(&self) {
+        if !self.is_uptodate() {
+            self.page(0).set_flags_atomic(PageFlags::UPTODATE);
+        }
+    }
+
     /// The object a shmem folio belongs to (`folio->mapping`); `None`
     /// for anonymous folios and after truncation.
     pub fn mapping(&self) -> Option<u64> {
@@ -219,7 +232,7 @@ impl<'a> Folio<'a> {
         head.ext(0).store(0, Relaxed);
         head.ext(1).store(0, Relaxed);
         head.ext(2).store(0, Relaxed);
-        head.set_flags(head.flags() - PageFlags::SHMEM - PageFlags::DIRTY);
+        head.set_flags(head.flags() - PageFlags::SHMEM - PageFlags::DIRTY - PageFlags::UPTODATE);
         if self.is_large() {
             if self.large_mapcount() != 0 || self.entire_mapcount() != 0 {
                 return Err("large folio freed while mapped");
@@ -369,7 +382,7 @@ impl<'a> Folio<'a> {
 
     /// Runs `f` on the decoded slot state under the `_mm_ids` bit lock and
     /// writes it back with the unlocking store.
-    fn with_slots(&self, f: impl FnOnce(&mut Slots)) {
+    fn with_slots<R>(&self, f: impl FnOnce(&mut Slots) -> R) -> R {
         let ids_word = self.word(2);
         // folio_lock_large_mapcount(): the caller holds a page-table lock,
         // so preemption is already disabled.
@@ -389,7 +402,7 @@ impl<'a> Folio<'a> {
             count: [counts as u32 as i32, (counts >> 32) as u32 as i32],
             shared: ids & SHARED != 0,
         };
-        f(&mut s);
+        let r = f(&mut s);
         self.word(0).store(s.total as u64, Relaxed);
         self.word(3).store(
             s.count[0] as u32 as u64 | (s.count[1] as u32 as u64) << 32,
@@ -402,11 +415,15 @@ impl<'a> Folio<'a> {
         // __bit_spin_unlock(): every bit of the word changes only under the
         // lock, so a release store of the new value unlocks.
         ids_word.store(ids, Release);
+        r
     }
 
     /// `folio_add_large_mapcount()`: `diff` new mappings by MM `me`.
-    pub fn add_large_mapcount(&self, diff: i32, me: u32) {
+    /// Returns whether the folio was unmapped before
+    /// (`folio_add_return_large_mapcount()` returning `diff`).
+    pub fn add_large_mapcount(&self, diff: i32, me: u32) -> bool {
         self.with_slots(|s| {
+            let was_unmapped = s.total == -1;
             s.total += diff as i64;
             if s.id[0] == me {
                 s.count[0] += diff;
@@ -427,19 +444,23 @@ impl<'a> Folio<'a> {
             }
             // Else `me` is untracked: both slots belong to others, and the
             // shared bit is set already.
-        });
+            was_unmapped
+        })
     }
 
     /// `folio_sub_large_mapcount()`: `diff` mappings by MM `me` removed.
-    pub fn sub_large_mapcount(&self, diff: i32, me: u32) {
+    /// Returns whether the folio is unmapped now
+    /// (`folio_sub_return_large_mapcount()` returning 0).
+    pub fn sub_large_mapcount(&self, diff: i32, me: u32) -> bool {
         self.with_slots(|s| {
             s.total -= diff as i64;
+            let unmapped = s.total == -1;
             for i in 0..2 {
                 if s.id[i] == me {
                     s.count[i] -= diff;
                     if s.count[i] >= 0 {
                         // `me` still maps it: cannot have become exclusive.
-                        return;
+                        return unmapped;
                     }
                     // Underflow is legal (mappings added while untracked):
                     // free the slot.
@@ -453,7 +474,8 @@ impl<'a> Folio<'a> {
             if s.count[0] as i64 == s.total || s.count[1] as i64 == s.total {
                 s.shared = false;
             }
-        });
+            unmapped
+        })
     }
 
     /// `folio_set_large_mapcount()`: a new folio mapped `count` times by
@@ -483,44 +505,58 @@ impl<'a> Folio<'a> {
         self.set_large_mapcount(n as i32, me);
     }
 
-    /// `folio_add_anon_rmap_ptes()`: pages `first..first + nr` mapped once
-    /// more by PTEs of MM `me`.
-    pub fn add_rmap_ptes(&self, first: usize, nr: usize, me: u32, mode: MapcountMode) {
+    /// `folio_add_anon_rmap_ptes()` / `folio_add_file_rmap_ptes()`: pages
+    /// `first..first + nr` mapped once more by PTEs of MM `me`. Returns
+    /// how many pages became mapped (`__folio_add_rmap()`'s `nr`, what
+    /// `NR_ANON_MAPPED` / `NR_FILE_MAPPED` move by): per page, or the
+    /// whole folio when it was unmapped without per-page mapcounts.
+    pub fn add_rmap_ptes(&self, first: usize, nr: usize, me: u32, mode: MapcountMode) -> usize {
         assert!(
             first + nr <= self.nr_pages() && nr > 0,
             "rmap range outside the folio"
         );
         if !self.is_large() {
-            self.page(0).mapcount_add(1);
-            return;
+            return usize::from(self.page(0).mapcount_add(1) == 1);
         }
+        let mut newly = 0;
         if mode == MapcountMode::PerPage {
-            let newly = (first..first + nr)
+            newly = (first..first + nr)
                 .filter(|&i| self.page(i).mapcount_add(1) == 1)
                 .count();
             self.add_nr_pages_mapped(newly as i32);
         }
-        self.add_large_mapcount(nr as i32, me);
+        let was_unmapped = self.add_large_mapcount(nr as i32, me);
+        match mode {
+            MapcountMode::PerPage => newly,
+            MapcountMode::NoPageMapcount if was_unmapped => self.nr_pages(),
+            MapcountMode::NoPageMapcount => 0,
+        }
     }
 
     /// `folio_remove_rmap_ptes()`: one PTE mapping of each page
-    /// `first..first + nr` removed from MM `me`.
-    pub fn remove_rmap_ptes(&self, first: usize, nr: usize, me: u32, mode: MapcountMode) {
+    /// `first..first + nr` removed from MM `me`. Returns how many pages
+    /// became unmapped (as [`Folio::add_rmap_ptes`]).
+    pub fn remove_rmap_ptes(&self, first: usize, nr: usize, me: u32, mode: MapcountMode) -> usize {
         assert!(
             first + nr <= self.nr_pages() && nr > 0,
             "rmap range outside the folio"
         );
         if !self.is_large() {
-            self.page(0).mapcount_add(-1);
-            return;
+            return usize::from(self.page(0).mapcount_add(-1) == 0);
         }
+        let mut gone = 0;
         if mode == MapcountMode::PerPage {
-            let gone = (first..first + nr)
+            gone = (first..first + nr)
                 .filter(|&i| self.page(i).mapcount_add(-1) == 0)
                 .count();
             self.add_nr_pages_mapped(-(gone as i32));
         }
-        self.sub_large_mapcount(nr as i32, me);
+        let unmapped = self.sub_large_mapcount(nr as i32, me);
+        match mode {
+            MapcountMode::PerPage => gone,
+            MapcountMode::NoPageMapcount if unmapped => self.nr_pages(),
+            MapcountMode::NoPageMapcount => 0,
+        }
     }
 }
 

@@ -373,7 +373,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         // The caller's folio reference becomes the PTE's.
         let folio = Folio::of(pa.memmap(), pfn);
-        folio.add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
+        let newly = folio.add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
+        self.vm.account_file_rmap(&folio, newly, true);
         if write {
             // fault_dirty_shared_page().
             folio.mark_dirty();
@@ -427,7 +428,8 @@ impl<P: Platform> Mm<'_, '_, P> {
                 self.rss_anon.fetch_add(1, Relaxed);
             }
             let idx = (old.pfn().as_u64() - old_folio.head().as_u64()) as usize;
-            old_folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
+            let gone = old_folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
+            self.vm.account_file_rmap(&old_folio, gone, false);
             self.vm.count(VmEvent::CowCopy);
         }
         drop(ptl);

@@ -359,6 +359,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             // The VMA in the tree owns a reference to its object.
             if let Some(obj) = v.shmem {
                 obj.get();
+                obj.i_mmap_insert(self.id(), v.start, v.pgoff, v.pages());
                 if v.maps_writable() {
                     obj.account_writable(1);
                 }
@@ -379,6 +380,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             if v.maps_writable() {
                 obj.account_writable(-1);
             }
+            obj.i_mmap_remove(self.id(), v.start, v.pgoff, v.pages());
             obj.put(self.vm);
         }
         self.vm.rcu.kvfree_rcu(v);
@@ -461,8 +463,10 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
 
     /// Checks the address space's invariants: VMAs do not overlap, are
     /// page aligned, adjacent compatible VMAs are merged, every present
-    /// PTE lies inside a VMA that allows it, and the RSS counter matches
-    /// the PTEs. For tests and debugging.
+    /// PTE lies inside a VMA that allows it, the RSS counter matches
+    /// the PTEs, and each shmem object's `i_mmap` holds exactly this
+    /// address space's VMAs of it (S6 of `shmem`). For tests and
+    /// debugging.
     pub fn validate(&self) -> core::result::Result<(), alloc::string::String> {
         use alloc::format;
         let _l = self.mmap_lock.read(self.platform());
@@ -519,6 +523,26 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 "RssShmem counter {} but {rss_shmem} shmem pages mapped",
                 self.rss_shmem.load(Relaxed)
             ));
+        }
+        for v in &vmas {
+            let Some(obj) = v.shmem else { continue };
+            let want = crate::shmem::IMmapEntry {
+                mm: self.id(),
+                start: v.start,
+                pgoff: v.pgoff,
+                last: v.pgoff + v.pages() - 1,
+            };
+            let mine: Vec<_> = obj
+                .i_mmap_query(0, u64::MAX)
+                .into_iter()
+                .filter(|e| e.mm == self.id())
+                .collect();
+            let in_tree = vmas.iter().filter(|w| w.shmem == Some(obj)).count();
+            if !mine.contains(&want) || mine.len() != in_tree {
+                return Err(format!(
+                    "i_mmap of {obj:?} has {mine:x?} for {in_tree} VMAs, not {want:x?}"
+                ));
+            }
         }
         Ok(())
     }

@@ -144,7 +144,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::addr::{PAGE_SIZE, Pfn};
-use crate::folio::MapcountMode;
+use crate::folio::{Folio, MapcountMode};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
@@ -246,6 +246,11 @@ pub struct Vm<'a, P: Platform> {
     /// Pages in shmem objects (`NR_SHMEM`, `/proc/meminfo` `Shmem:`).
     /// Write: a page enters or leaves an object's index. Racy read: Relaxed.
     nr_shmem: AtomicU64,
+    /// Pages of file (here shmem) folios mapped by at least one PTE
+    /// (`NR_FILE_MAPPED`, `/proc/meminfo` `Mapped:`). Write: a page's
+    /// mapcount leaves or reaches zero (`__folio_mod_stat()` from the
+    /// rmap add/remove). Racy read: Relaxed.
+    nr_file_mapped: AtomicU64,
     /// Last inode number handed out (`get_next_ino()`).
     last_ino: AtomicU64,
 }
@@ -275,6 +280,7 @@ impl<'a, P: Platform> Vm<'a, P> {
             max_map_count: MAX_MAP_COUNT,
             committed: AtomicU64::new(0),
             nr_shmem: AtomicU64::new(0),
+            nr_file_mapped: AtomicU64::new(0),
             last_ino: AtomicU64::new(0),
         })
     }
@@ -311,6 +317,27 @@ impl<'a, P: Platform> Vm<'a, P> {
     pub(crate) fn shmem_pages_sub(&self, n: u64) {
         let old = self.nr_shmem.fetch_sub(n, Relaxed);
         debug_assert!(old >= n, "BUG: shmem page count underflow");
+    }
+
+    /// Pages of file folios mapped (`Mapped:` in `/proc/meminfo`).
+    pub fn nr_file_mapped(&self) -> u64 {
+        self.nr_file_mapped.load(Relaxed)
+    }
+
+    /// `__folio_mod_stat()` for `NR_FILE_MAPPED`: `nr` pages of `folio`
+    /// became mapped (`mapped`) or unmapped, as
+    /// [`Folio::add_rmap_ptes`] / [`Folio::remove_rmap_ptes`] returned;
+    /// anonymous folios are not file pages.
+    pub(crate) fn account_file_rmap(&self, folio: &Folio<'_>, nr: usize, mapped: bool) {
+        if nr == 0 || !folio.is_shmem() {
+            return;
+        }
+        if mapped {
+            self.nr_file_mapped.fetch_add(nr as u64, Relaxed);
+        } else {
+            let old = self.nr_file_mapped.fetch_sub(nr as u64, Relaxed);
+            debug_assert!(old >= nr as u64, "BUG: NR_FILE_MAPPED underflow");
+        }
     }
 
     /// A new inode number (`get_next_ino()`; Linux's start after boot is

@@ -204,9 +204,11 @@ impl<'a, P: Platform> Vm<'a, P> {
     /// belong to the folio's anon_vma family.
     ///
     /// A shmem folio is looked up instead in every VMA of `mms` that maps
-    /// its object over its index (`rmap_walk_file()`; Linux finds those
-    /// VMAs in the object's `i_mmap` interval tree, which is a later step:
-    /// here the caller's list of address spaces stands in for it).
+    /// its object over its index (`rmap_walk_file()`; Linux asks the
+    /// object's `i_mmap`, reached from `folio->mapping` under the folio
+    /// lock: without a folio lock to keep the object alive, this walk
+    /// stays on the caller's address spaces; truncation and hole punching
+    /// use `i_mmap`).
     pub fn rmap_walk(&self, folio: &Folio<'_>, mms: &[&Mm<'_, 'a, P>]) -> Vec<RmapHit> {
         let mut hits = Vec::new();
         if let Some(mapping) = folio.mapping() {

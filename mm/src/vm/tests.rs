@@ -62,6 +62,7 @@ fn with_machine<R>(
             r
         };
         assert_eq!(vm.committed_pages(), 0, "commit charge left after exit");
+        assert_eq!(vm.nr_file_mapped(), 0, "NR_FILE_MAPPED left after exit");
         assert_eq!(settle(), before, "frames leaked by the address space");
         r
     })

@@ -8,7 +8,7 @@
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
 use crate::errno::Errno;
-use crate::folio::Folio;
+use crate::folio::{Folio, folio_put};
 use crate::shmem::ShmemRef;
 
 const RW: Prot = Prot::READ.union(Prot::WRITE);
@@ -562,5 +562,140 @@ fn punch_hole_frees_whole_pages_zeroes_partial_ones_keeps_private_copies() {
         mm.munmap(p, 4 * PG).unwrap();
         f.put(mm.vm);
         assert_eq!(mm.vm.nr_shmem_pages(), 0);
+    });
+}
+
+#[test]
+fn seek_data_and_hole_by_page() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        assert_eq!(
+            f.seek_hole_data(mm.vm, 0, false),
+            Err(Errno::ENXIO),
+            "empty"
+        );
+        f.write_at(mm.vm, 2 * PG + 5, b"x").unwrap(); // page 2 only
+        f.truncate(mm.vm, 5 * PG, |_| {}).unwrap();
+        assert_eq!(f.seek_hole_data(mm.vm, 0, false), Ok(2 * PG));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG + 9, false), Ok(2 * PG + 9));
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Err(Errno::ENXIO));
+        assert_eq!(f.seek_hole_data(mm.vm, 0, true), Ok(0));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG, true), Ok(3 * PG));
+        assert_eq!(f.seek_hole_data(mm.vm, 5 * PG, true), Err(Errno::ENXIO));
+        // fallocated pages stay holes until written or faulted.
+        f.fallocate(mm.vm, 3 * PG, 2 * PG, true).unwrap();
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Err(Errno::ENXIO));
+        assert_eq!(f.seek_hole_data(mm.vm, 2 * PG, true), Ok(3 * PG));
+        let pfn = f.get_folio(mm.vm, 4).unwrap();
+        folio_put(mm.vm.pa, pfn);
+        assert_eq!(f.seek_hole_data(mm.vm, 3 * PG, false), Ok(4 * PG));
+        f.write_at(mm.vm, 3 * PG, b"y").unwrap();
+        assert_eq!(
+            f.seek_hole_data(mm.vm, 2 * PG, true),
+            Ok(5 * PG),
+            "the size ends data"
+        );
+        f.put(mm.vm);
+    });
+}
+
+#[test]
+fn file_mapped_counts_pages_mapped_at_least_once() {
+    with_mm(|mm| {
+        let a = map_shared(mm, 4);
+        poke(mm, a, 1).unwrap();
+        assert_eq!(peek(mm, a + PG), Ok(0));
+        assert_eq!(
+            mm.vm.nr_file_mapped(),
+            2,
+            "a read fault maps a shmem page too"
+        );
+        let child = mm.fork().unwrap();
+        assert_eq!(peek(&child, a), Ok(1));
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "a second mapping of a page");
+        poke(&child, a + 2 * PG, 3).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 3);
+        drop(child);
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "the page only the child mapped");
+        mm.madvise(a, PG, 4).unwrap(); // MADV_DONTNEED
+        assert_eq!(mm.vm.nr_file_mapped(), 1);
+        // A private mapping of a file: the page-cache page is mapped until
+        // a write replaces it with an anonymous copy.
+        let f = new_file(mm, 0);
+        f.write_at(mm.vm, 0, &[7; 2 * PG as usize]).unwrap();
+        let p = mm
+            .mmap_file(BASE + 8 * PG, 2 * PG, RW, PRIVATE, (f, true), 0)
+            .unwrap();
+        assert_eq!(peek(mm, p), Ok(0x0707_0707_0707_0707));
+        assert_eq!(peek(mm, p + PG), Ok(0x0707_0707_0707_0707));
+        assert_eq!(mm.vm.nr_file_mapped(), 3);
+        poke(mm, p, 9).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 2, "the CoW unmapped the file page");
+        f.put(mm.vm);
+        mm.munmap(p, 2 * PG).unwrap();
+        mm.munmap(a, 4 * PG).unwrap();
+        assert_eq!(mm.vm.nr_file_mapped(), 0);
+    });
+}
+
+#[test]
+fn i_mmap_follows_the_vmas_of_the_object() {
+    with_mm(|mm| {
+        let f = new_file(mm, 0);
+        f.truncate(mm.vm, 8 * PG, |_| {}).unwrap();
+        let a = mm
+            .mmap_file(BASE, 8 * PG, RW, FILE_SHARED, (f, true), 0)
+            .unwrap();
+        let entry = |m: &TestMm<'_, '_>, start, pgoff, last| crate::shmem::IMmapEntry {
+            mm: m.id(),
+            start,
+            pgoff,
+            last,
+        };
+        assert_eq!(f.i_mmap_query(0, u64::MAX), [entry(mm, a, 0, 7)]);
+        // A split (mprotect of the middle) leaves three entries.
+        mm.mprotect(a + 2 * PG, 2 * PG, Prot::READ).unwrap();
+        assert_eq!(
+            f.i_mmap_query(0, u64::MAX),
+            [
+                entry(mm, a, 0, 1),
+                entry(mm, a + 2 * PG, 2, 3),
+                entry(mm, a + 4 * PG, 4, 7)
+            ]
+        );
+        assert_eq!(f.i_mmap_query(3, 4).len(), 2, "by page offset");
+        assert_eq!(f.i_mmap_query(8, 100), []);
+        // A private mapping of pages 6-7 elsewhere, and a child.
+        let p = mm
+            .mmap_file(BASE + 0x10_0000, 2 * PG, RW, PRIVATE, (f, true), 6 * PG)
+            .unwrap();
+        let child = mm.fork().unwrap();
+        assert_eq!(f.i_mmap_query(0, u64::MAX).len(), 8);
+        assert_eq!(f.i_mmap_mms(6, 7), [mm.id(), child.id()]);
+        assert_eq!(f.i_mmap_query(6, 6).len(), 4, "two VMAs in each");
+        // Truncation unmaps through it: the child's pages past 5 go too.
+        poke(&child, a + 6 * PG, 1).unwrap();
+        poke(mm, p, 2).unwrap(); // a private copy: truncation takes it
+        f.truncate(mm.vm, 5 * PG, |first| {
+            for m in [mm, &child] {
+                m.unmap_mapping_range(f, first);
+            }
+        })
+        .unwrap();
+        assert!(
+            child
+                .page_table()
+                .get_pte(a + 6 * PG)
+                .is_none_or(|e| e.is_none())
+        );
+        assert!(mm.page_table().get_pte(p).is_none_or(|e| e.is_none()));
+        assert_eq!(peek(&child, a + 6 * PG), Err(FaultError::Sigbus));
+        child.validate().unwrap();
+        drop(child);
+        assert_eq!(f.i_mmap_mms(0, 8), [mm.id()]);
+        mm.munmap(a, 8 * PG).unwrap();
+        mm.munmap(p, 2 * PG).unwrap();
+        assert_eq!(f.i_mmap_query(0, u64::MAX), []);
+        f.put(mm.vm);
     });
 }

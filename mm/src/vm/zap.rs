@@ -121,7 +121,8 @@ impl<P: Platform> Mm<'_, '_, P> {
                     if dirty && folio.is_shmem() {
                         folio.mark_dirty();
                     }
-                    folio.remove_rmap_ptes(idx, nr, self.id(), self.vm.mapcount_mode());
+                    let gone = folio.remove_rmap_ptes(idx, nr, self.id(), self.vm.mapcount_mode());
+                    self.vm.account_file_rmap(&folio, gone, false);
                     // mm_counter(): shmem pages count apart; the page
                     // stays in its object (the object's reference).
                     if folio.is_shmem() {
@@ -178,7 +179,8 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// `[first, end)` of `obj` (`unmap_mapping_pages()`): with
     /// `even_cows` every PTE of those pages, else only those mapping the
     /// object's own folios, so private copies stay (a hole punch).
-    /// Takes the mmap lock for read.
+    /// Visits only this address space's VMAs of `obj` over the range, as
+    /// the object's `i_mmap` lists them. Takes the mmap lock for read.
     pub fn unmap_mapping_pages(
         &self,
         obj: crate::shmem::ShmemRef,
@@ -187,13 +189,19 @@ impl<P: Platform> Mm<'_, '_, P> {
         even_cows: bool,
     ) {
         use crate::addr::PAGE_SHIFT;
+        if first >= end {
+            return;
+        }
         let _l = self.mmap_lock.read(self.platform());
         let mut tlb = MmuGather::new(&self.pt, false);
-        for (_, v) in self.vmas_in(0, u64::MAX) {
+        let mine = obj.i_mmap_query(first, end - 1);
+        for e in mine.iter().filter(|e| e.mm == self.id()) {
+            // Our entries change only under our mmap write lock (S6).
+            let v = self
+                .vma_lookup(e.start)
+                .expect("an i_mmap entry names a VMA of its address space");
+            debug_assert!(v.shmem == Some(obj) && v.start == e.start && v.pgoff == e.pgoff);
             let vend = v.pgoff + v.pages();
-            if v.shmem != Some(obj) || vend <= first || v.pgoff >= end {
-                continue;
-            }
             let start = v.start + (first.saturating_sub(v.pgoff) << PAGE_SHIFT);
             let stop = v.end - (vend.saturating_sub(end) << PAGE_SHIFT);
             if even_cows {

@@ -5,7 +5,9 @@
  * EOPNOTSUPP without KEEP_SIZE, EPERM once write-sealed); msync's checks
  * (EINVAL for flags and alignment, ENOMEM for holes); fsync/fdatasync
  * (0 for files and directories, EINVAL for pipes and devices, EBADF);
- * umask applied to files created in /dev/shm and inherited by a child.
+ * umask applied to files created in /dev/shm and inherited by a child;
+ * lseek(SEEK_DATA / SEEK_HOLE) (written and faulted pages are data,
+ * fallocated-only pages and reads of holes are not, ENXIO at the size).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -34,6 +36,8 @@ static const char *err(long r)
 	case EBADF: return "EBADF";
 	case EINVAL: return "EINVAL";
 	case ENOMEM: return "ENOMEM";
+	case ENXIO: return "ENXIO";
+	case ESPIPE: return "ESPIPE";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default: return "other";
 	}
@@ -43,6 +47,19 @@ static long blocks(int fd)
 {
 	struct stat st;
 	return fstat(fd, &st) == 0 ? (long)st.st_blocks : -1;
+}
+
+/* lseek(fd, off, whence) as the offset or the errno's name. */
+static void seek(int fd, const char *what, long off, int whence)
+{
+	long r = lseek(fd, off, whence);
+	if (r < 0)
+		printf("%s %s(%ld): %s\n", what, whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE",
+		       off, err(r));
+	else
+		printf("%s %s(%ld): %ld, pos %ld\n", what,
+		       whence == SEEK_DATA ? "SEEK_DATA" : "SEEK_HOLE", off, r,
+		       (long)lseek(fd, 0, SEEK_CUR));
 }
 
 static int all(const char *p, char c, long n)
@@ -122,6 +139,53 @@ int main(void)
 	int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY);
 	printf("fsync a tmpfs dir: %s\n", err(fsync(dir)));
 	close(dir);
+
+	/* SEEK_DATA, SEEK_HOLE */
+	for (int t = 0; t < 2; t++) {
+		char sp[128];
+		snprintf(sp, sizeof sp, "/dev/shm/fileops-seek-%d", getpid());
+		fd = t ? open(sp, O_CREAT | O_EXCL | O_RDWR, 0600)
+		       : (int)syscall(SYS_memfd_create, "seek", 0);
+		if (t)
+			unlink(sp);
+		const char *w = t ? "tmpfs" : "memfd";
+		seek(fd, w, 0, SEEK_DATA);
+		seek(fd, w, 0, SEEK_HOLE);
+		ftruncate(fd, 8 * PG - 100);
+		pwrite(fd, "x", 1, 2 * PG + 5);
+		seek(fd, w, 0, SEEK_DATA);
+		seek(fd, w, 2 * PG + 9, SEEK_DATA);
+		seek(fd, w, 3 * PG, SEEK_DATA);
+		seek(fd, w, 0, SEEK_HOLE);
+		seek(fd, w, 2 * PG, SEEK_HOLE);
+		seek(fd, w, 8 * PG - 100, SEEK_HOLE);
+		seek(fd, w, 8 * PG - 101, SEEK_HOLE);
+		seek(fd, w, -1, SEEK_DATA);
+		seek(fd, w, -1, SEEK_HOLE);
+		seek(fd, w, 1L << 40, SEEK_DATA);
+		printf("%s fallocate pages 4-5: %s\n", w,
+		       err(fallocate(fd, FALLOC_FL_KEEP_SIZE, 4 * PG, 2 * PG)));
+		seek(fd, w, 3 * PG, SEEK_DATA);
+		pread(fd, buf, 64, 3 * PG + 10);
+		seek(fd, w, 3 * PG, SEEK_DATA);
+		pwrite(fd, "y", 1, 5 * PG);
+		seek(fd, w, 3 * PG, SEEK_DATA);
+		seek(fd, w, 5 * PG, SEEK_HOLE);
+		char *sm = mmap(NULL, 8 * PG, PROT_READ, MAP_SHARED, fd, 0);
+		volatile char c = sm[6 * PG + 1];
+		(void)c;
+		seek(fd, w, 5 * PG + 1, SEEK_HOLE);
+		c = sm[7 * PG];
+		seek(fd, w, 5 * PG + 1, SEEK_HOLE);
+		munmap(sm, 8 * PG);
+		fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 5 * PG, PG);
+		seek(fd, w, 3 * PG, SEEK_DATA);
+		close(fd);
+	}
+	pipe(p);
+	printf("pipe SEEK_DATA: %s\n", err(lseek(p[0], 0, SEEK_DATA)));
+	close(p[0]);
+	close(p[1]);
 
 	/* umask */
 	mode_t old = umask(027);
