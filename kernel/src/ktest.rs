@@ -60,3 +60,75 @@ fn on_fatal(summary: &str) -> ! {
     println!("{} passed, 1 failed", PASSED.load(Ordering::SeqCst));
     crate::qemu::exit(crate::qemu::ExitCode::Failure)
 }
+
+/// Keeps the running test (and the threads it spawns meanwhile, which
+/// inherit its allowed CPUs) on CPU 0 until dropped, then lets it run on
+/// every CPU again: for tests that send IPIs to CPU 1 or count on one
+/// CPU's run queue. `set_cpus_allowed` on oneself migrates before it
+/// returns.
+pub struct PinCpu0;
+
+impl PinCpu0 {
+    /// Moves the caller to CPU 0 before returning.
+    #[must_use = "the caller runs anywhere again once the guard is dropped"]
+    pub fn pin() -> Self {
+        crate::sched::set_cpus_allowed(&crate::sched::current(), 1).expect("CPU 0 is active");
+        assert_eq!(crate::percpu::cpu_id(), 0);
+        PinCpu0
+    }
+}
+
+impl Drop for PinCpu0 {
+    fn drop(&mut self) {
+        crate::sched::set_cpus_allowed(&crate::sched::current(), u64::MAX).expect("active CPUs");
+    }
+}
+
+/// Keeps `cpu` busy in one kernel thread with preemption off and
+/// interrupts on until dropped: it takes IPIs but switches to no other
+/// task, so whatever an IPI-run function loaded there (a CR3) stays loaded
+/// between two such functions. Nothing may wait for an RCU grace period
+/// meanwhile (the CPU passes no quiescent state).
+pub struct HoldCpu {
+    stop: alloc::sync::Arc<core::sync::atomic::AtomicBool>,
+    thread: Option<crate::sched::JoinHandle<()>>,
+}
+
+impl HoldCpu {
+    pub fn new(cpu: u32) -> Self {
+        use alloc::sync::Arc;
+        use core::sync::atomic::AtomicBool;
+        let held = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, st) = (held.clone(), stop.clone());
+        let thread = crate::sched::spawn_on(cpu, "hold-cpu", move || {
+            crate::sched::preempt_disable();
+            h.store(true, Ordering::Release);
+            while !st.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+            crate::sched::preempt_enable();
+        });
+        let deadline = crate::time::now_ns() + 5_000_000_000;
+        while !held.load(Ordering::Acquire) {
+            assert!(
+                crate::time::now_ns() < deadline,
+                "hold-cpu never ran on CPU {cpu}"
+            );
+            core::hint::spin_loop();
+        }
+        HoldCpu {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HoldCpu {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.join();
+        }
+    }
+}

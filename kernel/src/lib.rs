@@ -96,7 +96,7 @@ pub const BOOT_CONFIG: BootloaderConfig = {
 /// tick), the scheduler (the caller becomes the task `kmain`); then enables
 /// interrupts, so the tick runs and preemption works from here on; then RCU
 /// and the process layer (shared address-space state, user-trap hook);
-/// last the other CPUs, which come online parked (`smp`).
+/// last the other CPUs, which come online and active (`smp`).
 pub fn init(boot_info: &'static BootInfo) -> &'static memory::MemoryLayout {
     percpu::init_boot_cpu();
     logger::init(log::LevelFilter::Info);

@@ -71,7 +71,7 @@ fn validate(t: &Tree<'_>) -> (usize, usize) {
 /// Frees what the tree handed to RCU and checks the cache is empty.
 fn destroy_and_check(t: &Tree<'_>, cache: &Cache) {
     t.destroy();
-    cache.flush_rcu_sheaf();
+    cache.flush_all_rcu_sheaves();
     rcu::rcu().kvfree_rcu_barrier();
     assert_eq!(
         t.stat(MapleStat::NodesFreed),
@@ -306,7 +306,7 @@ fn destroy_returns_every_node_after_a_grace_period() {
             "unused nodes not returned"
         );
         rcu::rcu().kvfree_rcu_barrier();
-        cache.flush_rcu_sheaf();
+        cache.flush_all_rcu_sheaves();
         rcu::rcu().rcu_barrier();
         assert_eq!(cache.info().active_objs, nodes as u64);
         destroy_and_check(&t, &cache);

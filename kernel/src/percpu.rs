@@ -99,8 +99,8 @@ pub struct PerCpu {
     /// CPU is started.
     apic_id: AtomicU32,
     /// Whether the scheduler runs tasks here (Linux's `cpu_active_mask`):
-    /// the boot CPU. A parked AP is online but not active (`smp`).
-    /// Write: bring-up.
+    /// the boot CPU from the start, an AP at the end of its bring-up
+    /// (`smp`). Write: bring-up.
     active: AtomicBool,
 }
 
@@ -178,6 +178,8 @@ static PER_CPU: [PerCpu; MAX_CPUS] = per_cpu_array();
 static NR_POSSIBLE: AtomicU32 = AtomicU32::new(1);
 /// CPUs marked online.
 static NR_ONLINE: AtomicU32 = AtomicU32::new(0);
+/// Linux's `cpu_active_mask`: bit N set once CPU N runs tasks.
+static ACTIVE_MASK: AtomicU64 = AtomicU64::new(0);
 
 const _: () = {
     assert!(offset_of!(PerCpu, this) == 0);
@@ -198,6 +200,7 @@ pub fn init_boot_cpu() {
     KernelGsBase::write(VirtAddr::zero());
     rec.online.store(true, Ordering::Release);
     rec.active.store(true, Ordering::Release);
+    ACTIVE_MASK.store(1, Ordering::Release);
     NR_ONLINE.store(1, Ordering::Release);
     debug_assert_eq!(this_cpu_ptr(), core::ptr::from_ref(rec));
 }
@@ -220,6 +223,20 @@ pub fn set_online() {
     if !rec.online.swap(true, Ordering::AcqRel) {
         NR_ONLINE.fetch_add(1, Ordering::AcqRel);
     }
+}
+
+/// Marks this online CPU active: the scheduler places tasks on it from
+/// now on (the last step of an AP's bring-up, `smp`).
+pub fn set_active() {
+    let rec = this_cpu();
+    rec.active.store(true, Ordering::Release);
+    ACTIVE_MASK.fetch_or(1 << rec.cpu(), Ordering::AcqRel);
+}
+
+/// The CPUs the scheduler runs tasks on (Linux's `cpu_active_mask`; bit
+/// N: CPU N).
+pub fn cpu_active_mask() -> u64 {
+    ACTIVE_MASK.load(Ordering::Acquire)
 }
 
 /// The record of CPU `cpu`.

@@ -31,12 +31,22 @@
 //! not the mmap lock of the address space for write.
 //!
 //! On the remote path the lookup of a page and the copy to or from it run
-//! with preemption disabled ([`with_user_page`]): on one CPU nothing else
-//! runs in between, so the page found is still mapped (and not freed: a
-//! zap frees pages only after its TLB flush, in the zapping thread) while
-//! the bytes move. With tasks on several CPUs that is not enough for an
-//! address space whose threads run elsewhere: the lookup will have to
-//! take a reference on the folio, as Linux's `get_user_pages_remote()`.
+//! with interrupts off and this CPU's bit set in the address space's
+//! `mm_cpumask` ([`with_user_page`]), as if it had the address space
+//! loaded: the threads of that address space may run on other CPUs and
+//! unmap the page meanwhile, but every unmap, `MADV_DONTNEED` or CoW
+//! break clears the PTE, then flushes the TLBs of the CPUs in the mask by
+//! an IPI that waits for each of them, and only then frees the page (and,
+//! after an RCU grace period, the page tables): the IPI waits for this
+//! copy to end, because interrupts are off. The bit is set with a locked
+//! RMW before the PTE is read and the flusher's generation bump is one
+//! between its PTE change and its read of the mask
+//! (`mm::pgtable::TlbContext` T2), so either the flusher sees the bit or
+//! this CPU sees the changed PTE. The bit is cleared after the copy (the
+//! address space is not loaded here: Linux's lazy clearing would clear it
+//! at the next flush anyway). Linux takes a folio reference instead
+//! (`get_user_pages_remote()`); this keeps the path free of reference
+//! counting at the price of one stale IPI for a concurrent flusher.
 //! The futex word ([`with_user_u32_nofault`], of the current address
 //! space in every syscall) is read with interrupts off, Linux's GUP-fast rule:
 //! a CPU that zaps the page must flush this CPU's TLB by IPI before it
@@ -56,8 +66,8 @@ use crate::process::KMm;
 const MAX_TRIES: usize = 4;
 
 /// The direct-map address of the user page holding `addr` if a present
-/// user PTE maps it (writable, for `write`), without faulting; preemption
-/// must be off for the result to stay valid (module docs).
+/// user PTE maps it (writable, for `write`), without faulting; valid only
+/// inside [`with_user_page`]'s section (module docs).
 fn lookup_page(mm: &KMm, addr: u64, write: bool) -> Option<*mut u8> {
     let page = addr & !(PAGE_SIZE - 1);
     let pte = mm.page_table().get_pte(page)?;
@@ -71,8 +81,9 @@ fn lookup_page(mm: &KMm, addr: u64, write: bool) -> Option<*mut u8> {
 }
 
 /// Runs `f` on the bytes of the user page holding `addr`, from `addr` to
-/// the page's end, with preemption disabled (module docs), faulting the
-/// page in for `write` first if needed; returns what `f` returns.
+/// the page's end, with interrupts off and this CPU in `mm`'s
+/// `mm_cpumask` (module docs), faulting the page in for `write` first if
+/// needed; returns what `f` returns. `mm` is not loaded on this CPU.
 fn with_user_page<R>(
     mm: &KMm,
     addr: u64,
@@ -85,13 +96,18 @@ fn with_user_page<R>(
     let page = addr & !(PAGE_SIZE - 1);
     let mut f = Some(f);
     for _ in 0..MAX_TRIES {
-        {
-            let _nopreempt = crate::sched::PreemptGuard::new();
-            if let Some(va) = lookup_page(mm, addr, write) {
-                let bytes = direct_map_page(va, (addr - page) as usize);
-                let f = f.take().expect("called once");
-                return Ok(f(bytes));
-            }
+        let irqs = crate::sync::irq_save();
+        let ctx = mm.page_table().tlb_context();
+        let cpu = crate::percpu::cpu_id();
+        ctx.set_cpu(cpu);
+        let done = lookup_page(mm, addr, write).map(|va| {
+            let bytes = direct_map_page(va, (addr - page) as usize);
+            f.take().expect("called once")(bytes)
+        });
+        ctx.clear_cpu(cpu);
+        crate::sync::irq_restore(irqs);
+        if let Some(r) = done {
+            return Ok(r);
         }
         let access = if write {
             FaultAccess::Write
@@ -109,9 +125,10 @@ fn direct_map_page<'a>(va: *mut u8, off: usize) -> &'a mut [u8] {
     debug_assert!(off < PAGE_SIZE as usize && (va as u64).is_multiple_of(PAGE_SIZE));
     // SAFETY: 1. `va` is the direct-map address of a frame a user PTE
     // maps, so it is RAM, mapped, page-aligned and PAGE_SIZE long. 2. The
-    // frame stays mapped (and so allocated) while the caller copies:
-    // preemption is off from the lookup to the end of the copy, so no
-    // other thread of the process can unmap it (module docs), or, in
+    // frame stays allocated while the caller copies: in `with_user_page`
+    // this CPU is in the address space's mm_cpumask with interrupts off
+    // from the lookup to the end of the copy, so a zap's flush IPI, which
+    // comes before the free, waits for the copy (module docs), or, in
     // `access_remote_vm`, the caller holds the lock of the PTE that maps
     // it, which every unmap and fork takes; the slice does not outlive
     // that section. 3. User threads may

@@ -1327,7 +1327,8 @@ pub fn run_init() -> bool {
 
 /// Frames neither free in the buddy allocator nor in a slab (kmalloc or
 /// the maple node cache) nor holding the kernel-stack region's page
-/// tables, with pending RCU frees done and the per-CPU lists drained: what
+/// tables, with pending RCU frees done, lazily freed kernel stacks purged
+/// (`sched::stack`, TLB) and the per-CPU lists drained: what
 /// a process's user pages, page tables and kernel stack count in. (Slabs
 /// are left alone: a freed object's slab may stay cached, as on Linux; so
 /// are the stack region's page tables, which the first use of each 32
@@ -1335,6 +1336,7 @@ pub fn run_init() -> bool {
 /// the 1024-slot limit leaves 31 more of them than a boot.)
 pub fn settled_used_pages() -> u64 {
     rcu::rcu().rcu_barrier();
+    sched::stack::purge_lazy();
     vm().node_cache.shrink();
     let slab_pages: u64 = slab::kmalloc()
         .caches()

@@ -477,10 +477,11 @@ fn write_map_line(
 }
 
 /// `VmFlags:` of smaps (`show_smap_vma_flags()`): Linux's two-letter
-/// code of every flag set, in bit order, each followed by a space.
+/// code of every flag set, in bit order, each followed by a space; a
+/// bit without a code is not shown.
 fn vm_flags_line(s: &mut String, flags: VmFlags) {
     /// `mnemonics[]` by bit number (x86_64: no pkeys shown here).
-    const CODES: [(u32, &str); 31] = [
+    const CODES: [(u32, &str); 33] = [
         (0, "rd"),
         (1, "wr"),
         (2, "ex"),
@@ -512,56 +513,59 @@ fn vm_flags_line(s: &mut String, flags: VmFlags) {
         (29, "hg"),
         (30, "nh"),
         (31, "mg"),
+        (40, "dp"),
+        (63, "sl"),
     ];
     s.push_str("VmFlags: ");
     for bit in 0..64 {
         if flags.bits() & (1 << bit) == 0 {
             continue;
         }
-        let code = CODES.iter().find(|(b, _)| *b == bit).map_or("??", |c| c.1);
-        s.push_str(code);
-        s.push(' ');
+        if let Some((_, code)) = CODES.iter().find(|(b, _)| *b == bit) {
+            s.push_str(code);
+            s.push(' ');
+        }
     }
     s.push('\n');
 }
 
-/// The lines smaps and smaps_rollup share (`__show_smap()`), each
-/// `Name:` padded to 16 columns, the kB value in 8 (`Private_Hugetlb`
-/// in 7 after its longer name, as Linux); the `Pss_Anon/File/Shmem`
-/// lines only in the rollup.
+/// The lines smaps and smaps_rollup share (`__show_smap()`), each a
+/// [`kb_line`] but `Private_Hugetlb`'s (its value in 7 columns after
+/// its longer name, as Linux); the `Pss_Anon/File/Shmem` lines only in
+/// the rollup.
 fn show_smap(s: &mut String, m: &MemSizeStats, rollup: bool) {
     let kb = |bytes: u64| bytes >> 10;
     let fixed = |v: u64| kb(v >> PSS_SHIFT);
-    let mut line = |name: &str, v: u64| {
-        let _ = writeln!(s, "{:<16}{v:>8} kB", alloc::format!("{name}:"));
-    };
-    line("Rss", kb(m.resident));
-    line("Pss", fixed(m.pss));
-    line("Pss_Dirty", fixed(m.pss_dirty));
+    kb_line(s, "Rss", kb(m.resident));
+    kb_line(s, "Pss", fixed(m.pss));
+    kb_line(s, "Pss_Dirty", fixed(m.pss_dirty));
     if rollup {
-        line("Pss_Anon", fixed(m.pss_anon));
-        line("Pss_File", fixed(m.pss_file));
-        line("Pss_Shmem", fixed(m.pss_shmem));
+        kb_line(s, "Pss_Anon", fixed(m.pss_anon));
+        kb_line(s, "Pss_File", fixed(m.pss_file));
+        kb_line(s, "Pss_Shmem", fixed(m.pss_shmem));
     }
-    line("Shared_Clean", kb(m.shared_clean));
-    line("Shared_Dirty", kb(m.shared_dirty));
-    line("Private_Clean", kb(m.private_clean));
-    line("Private_Dirty", kb(m.private_dirty));
-    line("Referenced", kb(m.referenced));
-    line("Anonymous", kb(m.anonymous));
-    line("KSM", kb(m.ksm));
-    line("LazyFree", kb(m.lazyfree));
-    line("AnonHugePages", kb(m.anonymous_thp));
-    line("ShmemPmdMapped", kb(m.shmem_thp));
-    line("FilePmdMapped", kb(m.file_thp));
-    line("Shared_Hugetlb", kb(m.shared_hugetlb));
+    kb_line(s, "Shared_Clean", kb(m.shared_clean));
+    kb_line(s, "Shared_Dirty", kb(m.shared_dirty));
+    kb_line(s, "Private_Clean", kb(m.private_clean));
+    kb_line(s, "Private_Dirty", kb(m.private_dirty));
+    kb_line(s, "Referenced", kb(m.referenced));
+    kb_line(s, "Anonymous", kb(m.anonymous));
+    kb_line(s, "KSM", kb(m.ksm));
+    kb_line(s, "LazyFree", kb(m.lazyfree));
+    kb_line(s, "AnonHugePages", kb(m.anonymous_thp));
+    kb_line(s, "ShmemPmdMapped", kb(m.shmem_thp));
+    kb_line(s, "FilePmdMapped", kb(m.file_thp));
+    kb_line(s, "Shared_Hugetlb", kb(m.shared_hugetlb));
     let _ = writeln!(s, "Private_Hugetlb: {:>7} kB", kb(m.private_hugetlb));
-    let mut line = |name: &str, v: u64| {
-        let _ = writeln!(s, "{:<16}{v:>8} kB", alloc::format!("{name}:"));
-    };
-    line("Swap", kb(m.swap));
-    line("SwapPss", fixed(m.swap_pss));
-    line("Locked", fixed(m.pss_locked));
+    kb_line(s, "Swap", kb(m.swap));
+    kb_line(s, "SwapPss", fixed(m.swap_pss));
+    kb_line(s, "Locked", fixed(m.pss_locked));
+}
+
+/// A `Name:          N kB` line of smaps and meminfo: the name and
+/// colon padded to 16 columns, the value to 8.
+fn kb_line(s: &mut String, name: &str, kb: u64) {
+    let _ = writeln!(s, "{:<16}{kb:>8} kB", alloc::format!("{name}:"));
 }
 
 /// `/proc/PID/smaps` (`show_smap()`): each VMA's maps line, its sizes,
@@ -723,7 +727,7 @@ fn meminfo() -> String {
         ("SwapTotal", 0),
         ("SwapFree", 0),
     ] {
-        let _ = writeln!(s, "{:<16}{:>8} kB", alloc::format!("{name}:"), kb(pages));
+        kb_line(&mut s, name, kb(pages));
     }
     s
 }

@@ -10,8 +10,9 @@
 //!   `rcuc` kthreads; its softirq in other configurations), woken by the
 //!   tick when a grace period has made some of them ready.
 //! - CPUs the scheduler does not run tasks on (possible but not online,
-//!   or online but parked: `smp`) are offline for RCU, so they never hold
-//!   up a grace period.
+//!   or still in their bring-up: `smp`) are offline for RCU, so they never
+//!   hold up a grace period; an AP comes online for RCU just before it
+//!   becomes active, and its `rcuc/N` starts right after.
 
 pub mod bench;
 pub mod ktests;
@@ -51,11 +52,20 @@ pub fn init() {
     }
     sched::register_switch_hook(context_switch).expect("a free context-switch hook slot");
     time::register_tick_hook(tick).expect("a free tick hook slot");
-    {
-        // Only CPU 0 runs tasks today; the thread is per CPU once others do.
-        let handle = sched::spawn("rcuc/0", rcuc_thread);
-        core::mem::forget(handle);
-    }
+    start_cpu(percpu::cpu_id());
+}
+
+/// Makes this CPU, an AP in its bring-up, take part in grace periods
+/// (Linux's `rcutree_online_cpu`): before the scheduler may run a task
+/// on it. Interrupts off.
+pub fn cpu_online() {
+    rcu().cpu_online(CpuId::new(percpu::cpu_id()));
+}
+
+/// Starts active CPU `cpu`'s callback thread `rcuc/N`, bound to it.
+pub fn start_cpu(cpu: u32) {
+    let handle = sched::spawn_on(cpu, &alloc::format!("rcuc/{cpu}"), rcuc_thread);
+    core::mem::forget(handle);
 }
 
 /// Every `__schedule` (interrupts and preemption off): a quiescent state.

@@ -6,6 +6,19 @@
 //! if it is still runnable (or was preempted), takes the head, or the idle
 //! task when the queue is empty, and switches.
 //!
+//! # Several CPUs (Linux's `select_task_rq`, `ttwu`, newidle balance)
+//!
+//! - Placement: a woken or new task goes to an idle CPU it may use (its
+//!   previous CPU first, then the waker's, then the lowest), else to the
+//!   allowed CPU with the fewest tasks (the waker's on a tie, then its
+//!   previous one); a reschedule IPI wakes an idle target.
+//! - A woken task that blocked on another CPU is switched to only once
+//!   that CPU has switched away from it (task T5: `on_cpu`).
+//! - An idle CPU pulls the first task it may run from the CPU with the
+//!   most queued tasks, both runqueue locks taken in CPU order.
+//! - A runnable task switched out on a CPU it may no longer use (its
+//!   affinity changed) is pushed to one it may, after the switch.
+//!
 //! # Invariants
 //!
 //! - R1: `curr` is the running task of the CPU and equals `percpu::current`;
@@ -18,9 +31,14 @@
 //! - R3: the runqueue lock is taken by the task switching out and released
 //!   by the task switching in (`finish_task_switch`), with interrupts off
 //!   throughout.
-//! - R4: a DEAD task is handed to `finish_task_switch` through `prev_dead`,
+//! - R4: a DEAD task is handed to `finish_task_switch` through `prev`,
 //!   removed from the task list and marked reaped there, after the switch:
 //!   its stack is no longer in use.
+//! - R5: a task in a CPU's `queue` has `cpu` equal to that CPU, is not
+//!   `on_cpu`, and may run there (`cpus_allowed`), except for a moment
+//!   after an affinity change (which then moves it). `NR_QUEUED` and
+//!   `RQ_IDLE` mirror the queue length and whether `curr` is the idle
+//!   task, written under the lock, read racily for placement.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -35,18 +53,35 @@ use crate::time;
 
 /// One CPU's runqueue; see the module docs.
 pub(super) struct Rq {
+    /// This runqueue's CPU.
+    cpu: u32,
     /// The running task (R1). `None` only before `init`.
     pub(super) curr: Option<Arc<Task>>,
     /// This CPU's idle task.
     idle: Option<Arc<Task>>,
     /// Runnable tasks, next to run first (R1).
     pub(super) queue: VecDeque<Arc<Task>>,
-    /// A task that exited and is being switched away from (R4).
-    prev_dead: Option<Arc<Task>>,
+    /// The task being switched away from, for `finish_task_switch` (T5,
+    /// R4).
+    prev: Option<Arc<Task>>,
+    /// What `finish_task_switch` does with `prev` besides clearing its
+    /// `on_cpu`.
+    prev_action: PrevAction,
     /// `now_ns` of the last context switch, or of the last enqueue into an
     /// empty queue if later: how long queued tasks have waited for the CPU
     /// (soft-lockup check).
     waiting_since_ns: u64,
+}
+
+/// What happens to the previous task after a switch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PrevAction {
+    /// Nothing: it is queued here, or blocked.
+    Keep,
+    /// It exited: reap it (R4).
+    Reap,
+    /// It is runnable but may not run here: queue it on a CPU it may use.
+    Push,
 }
 
 impl Rq {
@@ -55,23 +90,147 @@ impl Rq {
         if self.queue.is_empty() {
             self.waiting_since_ns = time::now_ns();
         }
+        debug_assert_eq!(task.cpu(), self.cpu);
         self.queue.push_back(task);
+        self.sync_nr_queued();
     }
 
-    const fn new() -> Self {
+    /// Takes the task to run next off the queue.
+    fn pop_front(&mut self) -> Option<Arc<Task>> {
+        let t = self.queue.pop_front();
+        self.sync_nr_queued();
+        t
+    }
+
+    /// Takes the queued task at `i` off the queue.
+    fn remove(&mut self, i: usize) -> Option<Arc<Task>> {
+        let t = self.queue.remove(i);
+        self.sync_nr_queued();
+        t
+    }
+
+    fn sync_nr_queued(&self) {
+        NR_QUEUED[self.cpu as usize].store(self.queue.len() as u32, Ordering::Relaxed);
+    }
+
+    /// Makes `task` the running task (R1, R5).
+    fn set_curr(&mut self, task: Arc<Task>) {
+        RQ_IDLE[self.cpu as usize].store(task.is_idle(), Ordering::Relaxed);
+        self.curr = Some(task);
+    }
+
+    /// Queues `task`, just made runnable or moved here, and wakes this CPU
+    /// if it idles (Linux's `activate_task` + `wakeup_preempt`: round
+    /// robin, so a wakeup preempts only the idle task).
+    fn activate(&mut self, task: &Arc<Task>) {
+        task.on_rq.store(true, Ordering::Relaxed);
+        self.enqueue(task.clone());
+        if self.curr.as_ref().is_some_and(|c| c.is_idle()) {
+            crate::smp::ipi::resched_cpu(self.cpu);
+        }
+    }
+
+    const fn new(cpu: u32) -> Self {
         Self {
+            cpu,
             curr: None,
             idle: None,
             queue: VecDeque::new(),
-            prev_dead: None,
+            prev: None,
+            prev_action: PrevAction::Keep,
             waiting_since_ns: 0,
         }
     }
 }
 
+/// Builds the runqueue array, each with its CPU number.
+const fn runqueues() -> [SpinLock<Rq>; MAX_CPUS] {
+    let mut a = [const { SpinLock::new("rq", Rq::new(0)) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        // The empty runqueue replaced owns nothing; forgetting it is free.
+        core::mem::forget(core::mem::replace(
+            &mut a[i],
+            SpinLock::new("rq", Rq::new(i as u32)),
+        ));
+        i += 1;
+    }
+    a
+}
+
 /// The runqueues, by CPU (lock order: see `sched` module docs).
-pub(super) static RUNQUEUES: [SpinLock<Rq>; MAX_CPUS] =
-    [const { SpinLock::new("rq", Rq::new()) }; MAX_CPUS];
+pub(super) static RUNQUEUES: [SpinLock<Rq>; MAX_CPUS] = runqueues();
+
+/// Tasks queued on each CPU (R5; racy reads).
+static NR_QUEUED: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+/// Whether each CPU runs its idle task (R5; racy reads).
+static RQ_IDLE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// How long a wakeup waits for another CPU to switch away from the task
+/// (T5) before it reports a stuck switch.
+const ON_CPU_TIMEOUT_NS: u64 = 5_000_000_000;
+
+/// Locks the runqueue `task` is on (Linux's `task_rq_lock`): `cpu` read
+/// again under that lock is stable (task T4).
+fn task_rq_lock(task: &Task) -> sync::SpinLockGuard<'static, Rq> {
+    loop {
+        let cpu = task.cpu();
+        let rq = RUNQUEUES[cpu as usize].lock();
+        if task.cpu() == cpu {
+            return rq;
+        }
+    }
+}
+
+/// The CPUs `task` may be placed on now: allowed and active, or, if none
+/// is, every active CPU (Linux's `select_fallback_rq`).
+fn placement_mask(task: &Task) -> u64 {
+    let active = percpu::cpu_active_mask();
+    match task.cpus_allowed() & active {
+        0 => active,
+        m => m,
+    }
+}
+
+/// The CPU to queue `task` on (Linux's `select_task_rq`); see the module
+/// docs. Racy reads: a good guess, never a wrong CPU (R5 holds by mask).
+fn select_task_rq(task: &Task) -> u32 {
+    let mask = placement_mask(task);
+    let allows = |c: u32| mask & (1 << c) != 0;
+    let idle = |c: u32| {
+        RQ_IDLE[c as usize].load(Ordering::Relaxed)
+            && NR_QUEUED[c as usize].load(Ordering::Relaxed) == 0
+    };
+    let load = |c: u32| {
+        NR_QUEUED[c as usize].load(Ordering::Relaxed)
+            + u32::from(!RQ_IDLE[c as usize].load(Ordering::Relaxed))
+    };
+    let prev = task.cpu();
+    let this = percpu::cpu_id();
+    let cpus = || (0..MAX_CPUS as u32).filter(move |&c| mask & (1 << c) != 0);
+    if allows(prev) && idle(prev) {
+        return prev;
+    }
+    if allows(this) && idle(this) {
+        return this;
+    }
+    if let Some(c) = cpus().find(|&c| idle(c)) {
+        return c;
+    }
+    let mut best = if allows(this) {
+        this
+    } else if allows(prev) {
+        prev
+    } else {
+        mask.trailing_zeros()
+    };
+    for c in cpus() {
+        if load(c) < load(best) {
+            best = c;
+        }
+    }
+    best
+}
 
 /// Every task not yet reaped (Linux's task list). Holds a reference, so a
 /// blocked task that nothing else references stays alive.
@@ -103,15 +262,18 @@ pub(super) fn init() {
         "kmain",
         TaskKind::Boot,
         cpu,
+        possible_mask(),
         None,
         None,
     ));
     boot.on_rq.store(true, Ordering::Relaxed);
+    boot.on_cpu.store(true, Ordering::Relaxed);
     let idle = new_kthread(
         Tid::new(0),
         "swapper/0",
         TaskKind::Idle,
         cpu,
+        1 << cpu,
         alloc::boxed::Box::new(|| super::idle_loop()),
     )
     .expect("memory for the idle task");
@@ -122,7 +284,7 @@ pub(super) fn init() {
     }
     let mut rq = RUNQUEUES[cpu as usize].lock();
     percpu::set_current_ptr(Arc::as_ptr(&boot));
-    rq.curr = Some(boot);
+    rq.set_curr(boot);
     rq.idle = Some(idle);
     rq.waiting_since_ns = time::now_ns();
     drop(rq);
@@ -133,12 +295,20 @@ pub(super) fn init() {
     RUNNING.store(true, Ordering::Release);
 }
 
+/// Every CPU id below `nr_cpu_ids` (Linux's `cpu_possible_mask`).
+pub fn possible_mask() -> u64 {
+    match percpu::nr_possible_cpus() {
+        64.. => u64::MAX,
+        n => (1 << n) - 1,
+    }
+}
+
 /// Creates CPU `cpu`'s idle task `swapper/N` for an AP about to be
 /// started, and makes it that CPU's running task and idle task; returns
 /// the top of its stack, where the AP starts (as the boot context became
 /// `kmain`, the AP's start becomes its idle task). Boot CPU, before the AP
-/// runs. Nothing is ever queued on a parked AP (`smp` module docs): tasks
-/// are placed on the CPU that spawns or wakes them, and APs do neither.
+/// runs. Nothing is queued on the AP before it is active (placement only
+/// picks active CPUs).
 pub fn init_idle_ap(cpu: u32) -> Result<u64, stack::StackError> {
     assert!(cpu != 0 && (cpu as usize) < MAX_CPUS);
     let name = alloc::format!("swapper/{cpu}");
@@ -147,6 +317,7 @@ pub fn init_idle_ap(cpu: u32) -> Result<u64, stack::StackError> {
         &name,
         TaskKind::Idle,
         cpu,
+        1 << cpu,
         alloc::boxed::Box::new(|| super::idle_loop()),
     )?;
     let top = idle
@@ -158,7 +329,8 @@ pub fn init_idle_ap(cpu: u32) -> Result<u64, stack::StackError> {
     let mut rq = RUNQUEUES[cpu as usize].lock();
     assert!(rq.curr.is_none(), "CPU {cpu} already has tasks");
     idle.on_rq.store(true, Ordering::Relaxed);
-    rq.curr = Some(idle.clone());
+    idle.on_cpu.store(true, Ordering::Relaxed);
+    rq.set_curr(idle.clone());
     rq.idle = Some(idle);
     rq.waiting_since_ns = time::now_ns();
     Ok(top)
@@ -178,13 +350,22 @@ pub(super) fn new_kthread(
     name: &str,
     kind: TaskKind,
     cpu: u32,
+    cpus_allowed: u64,
     entry: Entry,
 ) -> Result<Arc<Task>, stack::StackError> {
     let stack = stack::KernelStack::new()?;
     // SAFETY: the stack was just mapped for this task alone, and its top is
     // slot-aligned, so 16-byte aligned.
     let sp = unsafe { switch::initial_frame(stack.top()) };
-    let task = Arc::new(Task::new(tid, name, kind, cpu, Some(stack), Some(entry)));
+    let task = Arc::new(Task::new(
+        tid,
+        name,
+        kind,
+        cpu,
+        cpus_allowed,
+        Some(stack),
+        Some(entry),
+    ));
     task.saved_sp.store(sp, Ordering::Relaxed);
     if let Some(stack) = &task.stack {
         stack.set_owner(Arc::as_ptr(&task));
@@ -198,16 +379,14 @@ pub(super) fn alloc_tid() -> Tid {
 }
 
 /// Makes a new task runnable (Linux's `wake_up_new_task`): at the tail of
-/// its CPU's queue; it runs when its turn comes (no preemption of the
-/// running task, except the idle one).
+/// the queue of the CPU placement picks (module docs); it runs when its
+/// turn comes (no preemption of the running task, except the idle one).
 pub(super) fn wake_up_new_task(task: &Arc<Task>) {
     ALL_TASKS.lock().push(task.clone());
-    let mut rq = RUNQUEUES[task.cpu as usize].lock();
-    task.on_rq.store(true, Ordering::Relaxed);
-    rq.enqueue(task.clone());
-    if rq.curr.as_ref().is_some_and(|c| c.is_idle()) {
-        crate::smp::ipi::resched_cpu(task.cpu);
-    }
+    let _pi = task.pi_lock.lock();
+    let cpu = select_task_rq(task);
+    task.cpu.store(cpu, Ordering::Relaxed);
+    RUNQUEUES[cpu as usize].lock().activate(task);
 }
 
 /// The running task. Panics before the scheduler runs.
@@ -279,7 +458,8 @@ pub(super) fn __schedule(preempt: bool) {
     debug_assert_eq!(percpu::preempt_count(), 1, "__schedule: preempt count");
     debug_assert_eq!(percpu::hardirq_count(), 0, "__schedule in hard IRQ");
     note_context_switch(preempt);
-    let rq_lock = &RUNQUEUES[percpu::cpu_id() as usize];
+    let cpu = percpu::cpu_id();
+    let rq_lock = &RUNQUEUES[cpu as usize];
     rq_lock.raw_lock();
     // SAFETY: this CPU holds the lock, until `finish_task_switch` (R3).
     let rq = unsafe { &mut *rq_lock.data_ptr() };
@@ -287,19 +467,28 @@ pub(super) fn __schedule(preempt: bool) {
     let prev = rq.curr.take().expect("runqueue without a current task");
     let state = prev.state();
     let blocking = !preempt && state != TaskState::Running;
+    let mut action = PrevAction::Keep;
     if blocking {
         prev.on_rq.store(false, Ordering::Relaxed);
         prev.blocked_since_ns
             .store(time::now_ns(), Ordering::Relaxed);
+        if state == TaskState::Dead {
+            action = PrevAction::Reap;
+        }
     } else if !prev.is_idle() {
-        rq.enqueue(prev.clone());
+        if prev.cpus_allowed() & (1 << cpu) != 0 {
+            rq.enqueue(prev.clone());
+        } else {
+            // Its affinity changed: it moves once off this CPU (R5).
+            action = PrevAction::Push;
+        }
     }
-    let next = match rq.queue.pop_front() {
+    let next = match rq.pop_front() {
         Some(t) => t,
         None => rq.idle.clone().expect("runqueue without an idle task"),
     };
     if Arc::ptr_eq(&prev, &next) {
-        rq.curr = Some(prev);
+        rq.set_curr(prev);
         drop(next);
         // SAFETY: held since above; `rq` is not used afterwards.
         unsafe { rq_lock.raw_unlock() };
@@ -337,35 +526,66 @@ pub(super) fn __schedule(preempt: bool) {
     }
     let prev_sp = prev.saved_sp.as_ptr();
     let next_sp = next.saved_sp.load(Ordering::Relaxed);
-    rq.curr = Some(next);
-    if blocking && state == TaskState::Dead {
-        rq.prev_dead = Some(prev);
-    } else {
-        // The task list (and the queue, if runnable) keep it alive (R1, R4).
-        drop(prev);
-    }
-    // SAFETY: 1. prev_sp points into the previous task, kept alive by the
-    // task list or `prev_dead` until it is resumed or reaped. 2. next_sp was
-    // saved by switch_to or made by initial_frame for `next`, which is not
-    // running (it was queued, or is the idle task, which runs only here),
-    // and whose stack is mapped while it lives. 3. Interrupts are off.
+    debug_assert!(!next.on_cpu.load(Ordering::Relaxed) || next.is_idle());
+    debug_assert_eq!(next.cpu(), cpu);
+    next.on_cpu.store(true, Ordering::Relaxed);
+    rq.set_curr(next);
+    // `prev` stays `on_cpu` until `finish_task_switch` (T5).
+    rq.prev = Some(prev);
+    rq.prev_action = action;
+    // SAFETY: 1. prev_sp points into the previous task, kept alive by
+    // `rq.prev` until `finish_task_switch`, then by the task list (or the
+    // reaper) until it is resumed or reaped. 2. next_sp was saved by
+    // switch_to or made by initial_frame for `next`, which runs nowhere:
+    // it was queued, so whichever CPU ran it last has cleared its `on_cpu`
+    // (T5, R5), or it is this CPU's idle task. Its stack is mapped while it
+    // lives. 3. Interrupts are off.
     unsafe { switch::switch_to(prev_sp, next_sp) };
     finish_task_switch(irqs);
 }
 
-/// Runs right after a switch, on the task switched to: releases the
-/// runqueue lock (R3), reaps a dead predecessor (R4), restores the
+/// Runs right after a switch, on the task switched to: lets other CPUs
+/// run the previous task (T5), releases the runqueue lock (R3), reaps a
+/// dead predecessor (R4) or pushes it to a CPU it may use, restores the
 /// interrupt state the task had when it switched out.
 fn finish_task_switch(irqs: bool) {
     let rq_lock = &RUNQUEUES[percpu::cpu_id() as usize];
     // SAFETY: the lock was taken by the task that switched to this one (R3).
-    let dead = unsafe { (*rq_lock.data_ptr()).prev_dead.take() };
+    let (prev, action) = unsafe {
+        let rq = &mut *rq_lock.data_ptr();
+        (rq.prev.take(), rq.prev_action)
+    };
+    if let Some(prev) = &prev {
+        // Its registers, stack pointer and FPU area are saved (T5).
+        prev.on_cpu.store(false, Ordering::Release);
+    }
     // SAFETY: held since the switch; no reference into the runqueue lives on.
     unsafe { rq_lock.raw_unlock() };
-    if let Some(dead) = dead {
-        reap(dead);
+    if let Some(prev) = prev {
+        match action {
+            PrevAction::Reap => reap(prev),
+            PrevAction::Push => push_task(&prev),
+            // The task list (and the queue, if runnable) keep it alive.
+            PrevAction::Keep => drop(prev),
+        }
     }
     sync::irq_restore(irqs);
+}
+
+/// Queues a runnable task that is in no queue (switched out where it may
+/// no longer run, or taken off a queue by an affinity change) on a CPU it
+/// may use. The caller holds the task's `pi_lock` (task T4).
+fn push_task_locked(task: &Arc<Task>) {
+    let cpu = select_task_rq(task);
+    task.cpu.store(cpu, Ordering::Relaxed);
+    stat::inc(SchedStat::Migration);
+    RUNQUEUES[cpu as usize].lock().activate(task);
+}
+
+/// [`push_task_locked`] taking the task's `pi_lock`.
+fn push_task(task: &Arc<Task>) {
+    let _pi = task.pi_lock.lock();
+    push_task_locked(task);
 }
 
 /// Capacity the task list keeps however few tasks there are.
@@ -481,25 +701,152 @@ pub fn set_user_entry_top(top: u64) {
     });
 }
 
-/// Wakes `task` if it sleeps (Linux's `try_to_wake_up`): RUNNING again, and
-/// queued at the tail of its runqueue unless still on it. Returns whether
-/// it was asleep. Any context (takes the runqueue lock, interrupts off).
+/// Wakes `task` if it sleeps (Linux's `try_to_wake_up`): RUNNING again,
+/// and, unless still on its runqueue (it has not switched out yet), queued
+/// at the tail of the runqueue placement picks (module docs), once the CPU
+/// it blocked on has switched away from it (T5). Returns whether it was
+/// asleep. Any context (takes `pi_lock` and runqueue locks, interrupts
+/// off).
 pub fn try_to_wake_up(task: &Arc<Task>) -> bool {
-    let mut rq = RUNQUEUES[task.cpu as usize].lock();
+    let _pi = task.pi_lock.lock();
     match task.state() {
         TaskState::Running | TaskState::Dead => return false,
         TaskState::Interruptible | TaskState::Uninterruptible | TaskState::Idle => {}
     }
-    task.set_state(TaskState::Running);
-    stat::inc(SchedStat::Wakeup);
-    if !task.on_rq.load(Ordering::Relaxed) {
-        task.on_rq.store(true, Ordering::Relaxed);
-        rq.enqueue(task.clone());
-        // Round robin: a wakeup preempts only the idle task.
-        if rq.curr.as_ref().is_some_and(|c| c.is_idle()) {
-            crate::smp::ipi::resched_cpu(task.cpu);
+    {
+        let _rq = task_rq_lock(task);
+        if task.on_rq.load(Ordering::Relaxed) {
+            // Still running, or queued (Linux's `ttwu_runnable`): its
+            // `schedule()` sees RUNNING and keeps it.
+            task.set_state(TaskState::Running);
+            stat::inc(SchedStat::Wakeup);
+            return true;
         }
     }
+    // Blocked: nothing else wakes it while we hold `pi_lock`; wait until
+    // the CPU it blocked on no longer runs on its stack (Linux's
+    // `smp_cond_load_acquire(&p->on_cpu, !VAL)`).
+    let deadline = time::now_ns() + ON_CPU_TIMEOUT_NS;
+    while task.on_cpu.load(Ordering::Acquire) {
+        assert!(
+            time::now_ns() < deadline,
+            "BUG: CPU#{} did not switch away from '{}' (tid {}) within 5 s",
+            task.cpu(),
+            task.name(),
+            task.tid()
+        );
+        core::hint::spin_loop();
+    }
+    let cpu = select_task_rq(task);
+    if task.cpu.swap(cpu, Ordering::Relaxed) != cpu {
+        stat::inc(SchedStat::Migration);
+    }
+    let mut rq = RUNQUEUES[cpu as usize].lock();
+    task.set_state(TaskState::Running);
+    stat::inc(SchedStat::Wakeup);
+    rq.activate(task);
+    true
+}
+
+/// Why [`set_cpus_allowed`] refused a mask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityError {
+    /// No active CPU in the mask (Linux: `EINVAL`).
+    NoActiveCpu,
+    /// The task is bound to its CPU (an idle task or a per-CPU kernel
+    /// thread, Linux's `PF_NO_SETAFFINITY`: `EINVAL`).
+    Bound,
+}
+
+/// Sets the CPUs `task` may run on to `mask` & the active CPUs (Linux's
+/// `__set_cpus_allowed_ptr`): a queued task on a CPU no longer allowed
+/// moves at once, a running one at its next switch (the running task
+/// itself: before this returns). Task context.
+pub fn set_cpus_allowed(task: &Arc<Task>, mask: u64) -> Result<(), AffinityError> {
+    if task.is_idle() || task.bound.load(Ordering::Relaxed) {
+        return Err(AffinityError::Bound);
+    }
+    let mask = mask & percpu::cpu_active_mask();
+    if mask == 0 {
+        return Err(AffinityError::NoActiveCpu);
+    }
+    let mut resched_self = false;
+    {
+        let _pi = task.pi_lock.lock();
+        task.cpus_allowed.store(mask, Ordering::Relaxed);
+        let mut rq = task_rq_lock(task);
+        let cpu = task.cpu();
+        if mask & (1 << cpu) == 0 {
+            if rq.curr.as_ref().is_some_and(|c| Arc::ptr_eq(c, task)) {
+                // `__schedule` pushes it when it switches out (R5).
+                if cpu == percpu::cpu_id() {
+                    resched_self = true;
+                } else {
+                    crate::smp::ipi::resched_cpu(cpu);
+                }
+            } else if let Some(i) = rq.queue.iter().position(|t| Arc::ptr_eq(t, task)) {
+                let t = rq.remove(i).expect("the index just found");
+                drop(rq);
+                push_task_locked(&t);
+            }
+            // Otherwise it is blocked (its wakeup places it by the new
+            // mask) or being pushed (which reads the mask under `pi_lock`).
+        }
+    }
+    if resched_self {
+        super::schedule();
+    }
+    Ok(())
+}
+
+/// Makes `task` run only on `cpu`, for good (Linux's `kthread_bind` of a
+/// per-CPU kernel thread): [`set_cpus_allowed`] refuses it from now on.
+pub(super) fn bind(task: &Arc<Task>, cpu: u32) {
+    task.cpus_allowed.store(1 << cpu, Ordering::Relaxed);
+    task.cpu.store(cpu, Ordering::Relaxed);
+    task.bound.store(true, Ordering::Relaxed);
+}
+
+/// The idle task's load balance (Linux's `sched_balance_newidle`): takes
+/// the first queued task that may run here from the active CPU with the
+/// most queued tasks, both runqueue locks in CPU order, and asks for a
+/// reschedule. Returns whether it took one. Interrupts off.
+pub(super) fn idle_balance() -> bool {
+    let this = percpu::cpu_id();
+    let active = percpu::cpu_active_mask();
+    let busiest = (0..percpu::nr_possible_cpus() as u32)
+        .filter(|&c| c != this && active & (1 << c) != 0)
+        .max_by_key(|&c| NR_QUEUED[c as usize].load(Ordering::Relaxed));
+    let Some(busiest) = busiest else {
+        return false;
+    };
+    if NR_QUEUED[busiest as usize].load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    let (first, second) = if this < busiest {
+        (this, busiest)
+    } else {
+        (busiest, this)
+    };
+    let mut a = RUNQUEUES[first as usize].lock();
+    let mut b = RUNQUEUES[second as usize].lock();
+    let (mine, theirs) = if first == this {
+        (&mut *a, &mut *b)
+    } else {
+        (&mut *b, &mut *a)
+    };
+    let Some(i) = theirs
+        .queue
+        .iter()
+        .position(|t| t.cpus_allowed() & (1 << this) != 0 && !t.on_cpu.load(Ordering::Acquire))
+    else {
+        return false;
+    };
+    let task = theirs.remove(i).expect("the index just found");
+    task.cpu.store(this, Ordering::Relaxed);
+    mine.enqueue(task);
+    stat::inc(SchedStat::Migration);
+    percpu::set_need_resched();
     true
 }
 
@@ -511,6 +858,19 @@ pub fn signal_wake_up(task: &Arc<Task>) {
     task.set_sigpending(true);
     if task.state() == TaskState::Interruptible {
         try_to_wake_up(task);
+    } else {
+        kick_process(task);
+    }
+}
+
+/// Makes `task`, if another CPU runs it, enter the kernel (Linux's
+/// `kick_process`): the reschedule IPI's return to user mode looks at
+/// its signals. Racy by design: at worst a needless interrupt.
+fn kick_process(task: &Task) {
+    let _pin = super::PreemptGuard::new();
+    let cpu = task.cpu();
+    if task.on_cpu.load(Ordering::Acquire) && cpu != percpu::cpu_id() {
+        crate::smp::ipi::smp_send_reschedule(cpu);
     }
 }
 

@@ -80,8 +80,9 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 
 pub use self::core::{
-    ap_enter_idle_task, current, find_task, init_idle_ap, irqentry_exit_cond_resched, is_running,
-    nr_queued, nr_tasks, schedule, scheduler_tick, set_fs_base, set_user_entry_top, signal_pending,
+    AffinityError, ap_enter_idle_task, current, find_task, init_idle_ap,
+    irqentry_exit_cond_resched, is_running, nr_queued, nr_tasks, possible_mask, schedule,
+    scheduler_tick, set_cpus_allowed, set_fs_base, set_user_entry_top, signal_pending,
     signal_wake_up, switch_mm, try_to_wake_up, with_current,
 };
 pub use preempt::{PreemptGuard, preempt_disable, preempt_enable, preempt_enable_no_resched};
@@ -122,9 +123,12 @@ pub enum SchedStat {
     Reaped,
     /// The hung-task check reported a task.
     HungTask,
+    /// A task changed CPUs: a wakeup placed it elsewhere, an idle CPU
+    /// pulled it, or an affinity change pushed it (`nr_migrations`).
+    Migration,
 }
 
-const NR_SCHED_STATS: usize = 8;
+const NR_SCHED_STATS: usize = 9;
 
 static STATS: [AtomicU64; NR_SCHED_STATS] = [const { AtomicU64::new(0) }; NR_SCHED_STATS];
 
@@ -192,7 +196,7 @@ pub fn current_is_idle() -> bool {
 pub(crate) fn idle_loop() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
-        if percpu::need_resched() {
+        if percpu::need_resched() || self::core::idle_balance() {
             x86_64::instructions::interrupts::enable();
             schedule();
             continue;
@@ -244,9 +248,11 @@ impl<T> JoinHandle<T> {
     }
 }
 
-/// Starts a kernel thread named `name` (cut to 15 bytes) running `f` on the
-/// calling CPU, at the tail of its runqueue. Panics if there is no memory or
-/// stack slot; see [`try_spawn`].
+/// Starts a kernel thread named `name` (cut to 15 bytes) running `f`, at
+/// the tail of the runqueue placement picks (an idle CPU if any: `core`
+/// module docs); it may run on the CPUs the caller may (Linux's fork
+/// copies `cpus_mask`). Panics if there is no memory or stack slot; see
+/// [`try_spawn`].
 #[track_caller]
 pub fn spawn<F, T>(name: &str, f: F) -> JoinHandle<T>
 where
@@ -265,6 +271,33 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    spawn_inner(name, f, None)
+}
+
+/// Starts a per-CPU kernel thread bound to active CPU `cpu` for good
+/// (Linux's `kthread_create_on_cpu`: it runs only there, and its affinity
+/// cannot change). Panics if there is no memory or stack slot.
+#[track_caller]
+pub fn spawn_on<F, T>(cpu: u32, name: &str, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    assert!(
+        percpu::cpu_active_mask() & (1 << cpu) != 0,
+        "spawn_on: CPU#{cpu} is not active"
+    );
+    match spawn_inner(name, f, Some(cpu)) {
+        Ok(handle) => handle,
+        Err(e) => panic!("spawn of thread '{name}' failed: {e:?}"),
+    }
+}
+
+fn spawn_inner<F, T>(name: &str, f: F, bind: Option<u32>) -> Result<JoinHandle<T>, SpawnError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     assert!(is_running(), "spawn before sched::init");
     let result = Arc::new(SpinLock::new("join.result", None));
     let slot = result.clone();
@@ -277,9 +310,13 @@ where
         name,
         TaskKind::Kthread,
         percpu::cpu_id(),
+        with_current(|t| t.cpus_allowed()),
         entry,
     )
     .map_err(SpawnError::Stack)?;
+    if let Some(cpu) = bind {
+        self::core::bind(&task, cpu);
+    }
     stat::inc(SchedStat::Spawn);
     self::core::wake_up_new_task(&task);
     Ok(JoinHandle { task, result })

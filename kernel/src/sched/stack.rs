@@ -30,8 +30,9 @@
 //!
 //! - K1: the region's PML4 entry is created by [`init`] and never changes, so
 //!   every later address space that copies the kernel half shares it.
-//! - K2: a slot is mapped iff it is allocated; its guard part is never
-//!   mapped. Mapping and unmapping happen under `VMAP_LOCK` only.
+//! - K2: a slot is mapped iff it is allocated and not lazy (K4); its guard
+//!   part is never mapped. Mapping and unmapping happen under `VMAP_LOCK`
+//!   only.
 //! - K3: `SLOT_OWNER[slot]` is null or points at the live `Task` owning the
 //!   slot's stack; it is cleared (in `Drop`) before the task is freed.
 //!
@@ -43,15 +44,45 @@
 //! list of the page allocator here. Lock order: `VMAP_LOCK`, then the page
 //! allocator's locks, then the heap.
 //!
-//! # TLB
+//! # TLB: lazy purge of freed stacks (Linux's vmap lazy purge)
 //!
-//! Unmapping flushes the local TLB entry. The parked APs (`smp`) touch
-//! only their own idle and IST stacks, which are never freed; once APs
-//! run tasks, a freed stack needs a shootdown before its frames are
-//! reused.
+//! Every CPU that ran a task may cache the translations of its stack, and
+//! the stack's PTEs are not global but shared by every address space (K1),
+//! so a CR3 load on that CPU flushes them only if it happens. A freed
+//! stack's frames and slot must not be reused until no CPU can still
+//! translate through its old PTEs: otherwise a CPU that ran the old thread
+//! writes a new thread's stack frames into the old block, now someone
+//! else's (seen at `--smp 2` as a `#UD` in a freshly spawned thread).
+//!
+//! `Drop` unmaps at once (with a local `invlpg`), then puts the slot on the
+//! *lazy* set; [`purge_lazy`] flushes every CPU's TLB for the whole set
+//! with one function-call IPI (a full flush above [`FLUSH_CEILING`] pages,
+//! as Linux's `flush_tlb_kernel_range`) and only then frees the blocks and
+//! the slots, as `mm/vmalloc.c`'s `purge_vmap_area_lazy` does for vmalloc
+//! areas. The IPI waits for the other CPUs, so it may only be sent where
+//! that cannot deadlock: interrupts on (so no [`SpinLock`] is held, which
+//! another CPU could be spinning on with interrupts off, unable to take
+//! the IPI), preemption on and not in an interrupt ([`can_purge_now`]).
+//! `Drop` in such a context (a `join` dropping the last reference) purges
+//! at once; one in a context that cannot wait (a detached thread reaped in
+//! `finish_task_switch`, interrupts off) leaves the slot lazy, and the next
+//! [`KernelStack::new`] or `Drop` in a waitable context purges it, as does
+//! every frame-balance check (`process::settled_used_pages`) and a `new`
+//! that found no slot or no memory. While only one CPU is online there is
+//! nobody to shoot down: the purge then runs in any context, so a
+//! single-CPU kernel frees every stack at once, as before.
+//!
+//! # Invariants (TLB)
+//!
+//! - K4: a slot in `lazy` is unmapped, still marked used, and its block
+//!   (`lazy_pfn`) still allocated: neither is reused before a purge has
+//!   flushed every online CPU's TLB after the unmap.
+//! - K5: one purge at a time (`PURGE_BUSY`, taken with preemption off): a
+//!   purge that found the set empty ran after the previous one freed
+//!   everything, so a check that purged sees every lazy frame back.
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use mm::{Gfp, PAGE_SIZE, Pfn, Platform};
 use x86_64::registers::control::Cr3;
@@ -83,8 +114,39 @@ pub const KSTACK_REGION_END: u64 = KSTACK_REGION_START + NR_SLOTS as u64 * SLOT_
 
 const PAGES_PER_STACK: u64 = 1 << THREAD_SIZE_ORDER;
 
-/// The slot bitmap (1 = allocated); see Locking.
-static VMAP_LOCK: SpinLock<[u64; NR_SLOTS / 64]> = SpinLock::new("kstack.vmap", [0; NR_SLOTS / 64]);
+/// Above this many pages a purge flushes whole TLBs rather than page by
+/// page (Linux's `tlb_single_page_flush_ceiling`).
+pub const FLUSH_CEILING: u64 = 33;
+
+const BITMAP_WORDS: usize = NR_SLOTS / 64;
+
+/// The slots' state; see Locking and K4.
+struct Slots {
+    /// 1 = allocated (a live stack, or a lazy one awaiting its purge).
+    used: [u64; BITMAP_WORDS],
+    /// 1 = freed and unmapped, not yet purged (K4).
+    lazy: [u64; BITMAP_WORDS],
+    /// The block of each lazy slot.
+    lazy_pfn: [u64; NR_SLOTS],
+}
+
+static VMAP_LOCK: SpinLock<Slots> = SpinLock::new(
+    "kstack.vmap",
+    Slots {
+        used: [0; BITMAP_WORDS],
+        lazy: [0; BITMAP_WORDS],
+        lazy_pfn: [0; NR_SLOTS],
+    },
+);
+
+/// K5: set while a purge runs. Acquire/Release order one purge's frees
+/// before the next purge's look at the lazy set.
+static PURGE_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// Purges so far that flushed something, and stacks they freed (for
+/// tests and reports). Relaxed counters.
+static NR_PURGES: AtomicU64 = AtomicU64::new(0);
+static NR_PURGED: AtomicU64 = AtomicU64::new(0);
 
 /// K3. Write: the scheduler (set when the task is made, Release) and
 /// `KernelStack::drop` (clear). Read: the fault-report hook, racily.
@@ -174,8 +236,25 @@ pub fn init() {
 
 impl KernelStack {
     /// Allocates a slot and a block and maps the stack.
+    /// Lazily freed stacks are purged first when this context may wait
+    /// (module docs, TLB), and again before giving up for want of a slot
+    /// or memory.
     pub fn new() -> Result<Self, StackError> {
-        let mut bitmap = VMAP_LOCK.lock();
+        if can_purge_now() {
+            purge_lazy();
+        }
+        match Self::try_new() {
+            Err(_) if can_purge_now() && nr_lazy() > 0 => {
+                purge_lazy();
+                Self::try_new()
+            }
+            r => r,
+        }
+    }
+
+    fn try_new() -> Result<Self, StackError> {
+        let mut slots = VMAP_LOCK.lock();
+        let bitmap = &mut slots.used;
         let slot = (0..NR_SLOTS)
             .find(|&i| bitmap[i / 64] & (1 << (i % 64)) == 0)
             .ok_or(StackError::NoSlot)?;
@@ -259,23 +338,124 @@ fn unmap_pages(bottom: u64, nr: u64) {
 }
 
 impl Drop for KernelStack {
+    /// Unmaps now; the block and slot are freed by a purge (K4, module
+    /// docs), at once if this context may wait for the other CPUs.
     fn drop(&mut self) {
         SLOT_OWNER[self.slot].store(core::ptr::null_mut(), Ordering::Release);
-        let mut bitmap = VMAP_LOCK.lock();
-        unmap_pages(self.bottom(), PAGES_PER_STACK);
-        if let Err(bad) = memory::page_alloc().free_pages(self.pfn, THREAD_SIZE_ORDER) {
-            panic!("BUG: freeing kernel stack block: {bad:?}");
+        {
+            let mut slots = VMAP_LOCK.lock();
+            unmap_pages(self.bottom(), PAGES_PER_STACK);
+            slots.lazy[self.slot / 64] |= 1 << (self.slot % 64);
+            slots.lazy_pfn[self.slot] = self.pfn.as_u64();
         }
-        bitmap[self.slot / 64] &= !(1 << (self.slot % 64));
+        if can_purge_now() {
+            purge_lazy();
+        }
     }
 }
 
-/// Slots in use now (racy; for tests and reports).
-pub fn nr_stacks_in_use() -> usize {
+/// Whether this context may purge now: only this CPU is online (no TLB
+/// but ours, flushed at unmap), or interrupts and preemption are on and
+/// this is not an interrupt handler, so the purge's IPI wait cannot
+/// deadlock (module docs, TLB).
+pub fn can_purge_now() -> bool {
+    crate::percpu::nr_online_cpus() <= 1
+        || (x86_64::instructions::interrupts::are_enabled()
+            && crate::percpu::preempt_count() == 0
+            && crate::percpu::hardirq_count() == 0)
+}
+
+/// Whether `slot` is allocated (a live or a lazily freed stack).
+pub fn is_slot_used(slot: usize) -> bool {
+    VMAP_LOCK.lock().used[slot / 64] & (1 << (slot % 64)) != 0
+}
+
+/// Stacks freed but not yet purged (racy unless the caller purged and
+/// nothing was freed since).
+pub fn nr_lazy() -> usize {
     VMAP_LOCK
         .lock()
+        .lazy
         .iter()
         .map(|w| w.count_ones() as usize)
+        .sum()
+}
+
+/// `(purges that freed something, stacks they freed)` since boot.
+pub fn purge_stats() -> (u64, u64) {
+    (
+        NR_PURGES.load(Ordering::Relaxed),
+        NR_PURGED.load(Ordering::Relaxed),
+    )
+}
+
+/// Flushes every online CPU's TLB entries for the lazily freed stacks with
+/// one IPI, then frees their blocks and slots (`purge_vmap_area_lazy`).
+/// The caller's context must satisfy [`can_purge_now`]. Returns with every
+/// stack that was lazy on entry freed (K5), even one a concurrent purge on
+/// another CPU took.
+pub fn purge_lazy() {
+    assert!(
+        can_purge_now(),
+        "BUG: kernel stack purge in a context that cannot wait for other CPUs"
+    );
+    let _pin = super::PreemptGuard::new();
+    while PURGE_BUSY
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        // The other purger runs on another CPU (preemption is off around
+        // a purge) and needs our CPU only for its IPI: interrupts are on.
+        core::hint::spin_loop();
+    }
+    let batch = VMAP_LOCK.lock().lazy;
+    let nr_stacks: u64 = batch.iter().map(|w| u64::from(w.count_ones())).sum();
+    if nr_stacks > 0 {
+        let flush = || flush_slots(&batch, nr_stacks * PAGES_PER_STACK);
+        crate::smp::ipi::call_function_many_wait(u64::MAX, &flush);
+        // This CPU too: the unmap flushed the CPU that dropped the stack,
+        // which need not be this one.
+        flush();
+        let mut slots = VMAP_LOCK.lock();
+        for slot in (0..NR_SLOTS).filter(|&i| batch[i / 64] & (1 << (i % 64)) != 0) {
+            let pfn = Pfn::new(slots.lazy_pfn[slot]);
+            if let Err(bad) = memory::page_alloc().free_pages(pfn, THREAD_SIZE_ORDER) {
+                panic!("BUG: freeing kernel stack block: {bad:?}");
+            }
+            slots.lazy[slot / 64] &= !(1 << (slot % 64));
+            slots.used[slot / 64] &= !(1 << (slot % 64));
+        }
+        NR_PURGES.fetch_add(1, Ordering::Relaxed);
+        NR_PURGED.fetch_add(nr_stacks, Ordering::Relaxed);
+    }
+    PURGE_BUSY.store(false, Ordering::Release);
+}
+
+/// This CPU's part of a purge: `invlpg` every page of the slots in
+/// `batch`, or one full flush above [`FLUSH_CEILING`] pages (the stack
+/// PTEs are not global, so a CR3 reload drops them).
+fn flush_slots(batch: &[u64; BITMAP_WORDS], nr_pages: u64) {
+    if nr_pages > FLUSH_CEILING {
+        x86_64::instructions::tlb::flush_all();
+        return;
+    }
+    for slot in (0..NR_SLOTS).filter(|&i| batch[i / 64] & (1 << (i % 64)) != 0) {
+        let bottom = KSTACK_REGION_START + slot as u64 * SLOT_BYTES + GUARD_BYTES;
+        for i in 0..PAGES_PER_STACK {
+            x86_64::instructions::tlb::flush(VirtAddr::new(bottom + i * PAGE_SIZE));
+        }
+    }
+}
+
+/// Stacks of live tasks now, lazily freed ones left out (racy; for tests
+/// and reports).
+pub fn nr_stacks_in_use() -> usize {
+    let slots = VMAP_LOCK.lock();
+    slots
+        .used
+        .iter()
+        .zip(slots.lazy.iter())
+        .map(|(u, l)| (u & !l).count_ones() as usize)
         .sum()
 }
 

@@ -30,7 +30,21 @@
 //! - T3: a DEAD task never runs again; `reaped` becomes true once it has
 //!   been switched away for good and dropped from the task list. Only then
 //!   may its stack be freed, which happens when the last `Arc` goes.
-//! - T4: `cpu` never changes (no migration yet).
+//! - T4: `cpu` is the CPU whose runqueue the task is on, or ran on last.
+//!   It changes only while the task is not running: by a wakeup of a
+//!   blocked task (holding `pi_lock`, after `on_cpu` became false), or by
+//!   a migration of a queued task (holding the runqueue locks it moves
+//!   between), and for a task being pushed off a CPU it may no longer use
+//!   (`pi_lock`, in no queue). So `cpu` read under the runqueue lock it
+//!   names, and still equal after, is stable (Linux's `task_rq_lock`).
+//! - T5: `on_cpu` is true from the moment a CPU picks the task to run
+//!   until that CPU has switched away from it for good (Release, in
+//!   `finish_task_switch`, after `saved_sp` and the FPU area are written).
+//!   No other CPU switches to the task before it read `on_cpu == false`
+//!   (Acquire): Linux's `p->on_cpu` and ttwu's `smp_cond_load_acquire`.
+//! - T6: `cpus_allowed` (bit N: CPU N) is never empty; write: holding
+//!   `pi_lock`. The task runs only on an allowed CPU once it has been
+//!   switched out after a change.
 //!
 //! # Context
 //!
@@ -134,8 +148,18 @@ pub struct Task {
     comm: [u8; TASK_COMM_LEN],
     comm_len: u8,
     kind: TaskKind,
-    /// The CPU whose runqueue the task belongs to (T4).
-    pub(super) cpu: u32,
+    /// The CPU whose runqueue the task is on, or ran on last (T4).
+    pub(super) cpu: AtomicU32,
+    /// Serializes wakeups and affinity changes of the task (Linux's
+    /// `p->pi_lock`); taken before a runqueue lock.
+    pub(super) pi_lock: SpinLock<()>,
+    /// T5.
+    pub(super) on_cpu: AtomicBool,
+    /// The CPUs the task may run on (T6; Linux's `cpus_mask`).
+    pub(super) cpus_allowed: AtomicU64,
+    /// A per-CPU thread: its affinity may not change (Linux's
+    /// `PF_NO_SETAFFINITY`). Set before it first runs.
+    pub(super) bound: AtomicBool,
     /// A [`TaskState`]. Write: the task itself (sleep, exit) or a waker under
     /// the runqueue lock. SeqCst: the sleeping task's store must be ordered
     /// before its condition check, as Linux's `set_current_state` (smp_mb).
@@ -201,9 +225,11 @@ impl Task {
         name: &str,
         kind: TaskKind,
         cpu: u32,
+        cpus_allowed: u64,
         stack: Option<KernelStack>,
         entry: Option<Entry>,
     ) -> Self {
+        debug_assert!(cpus_allowed != 0);
         let mut comm = [0u8; TASK_COMM_LEN];
         let mut len = name.len().min(TASK_COMM_LEN - 1);
         while !name.is_char_boundary(len) {
@@ -215,7 +241,11 @@ impl Task {
             comm,
             comm_len: len as u8,
             kind,
-            cpu,
+            cpu: AtomicU32::new(cpu),
+            pi_lock: SpinLock::new("task.pi_lock", ()),
+            on_cpu: AtomicBool::new(false),
+            cpus_allowed: AtomicU64::new(cpus_allowed),
+            bound: AtomicBool::new(false),
             state: AtomicU8::new(TaskState::Running as u8),
             on_rq: AtomicBool::new(false),
             reaped: AtomicBool::new(false),
@@ -269,9 +299,21 @@ impl Task {
         self.state.store(state as u8, Ordering::SeqCst);
     }
 
-    /// The CPU the task belongs to.
+    /// The CPU the task runs on, is queued on, or ran on last (T4;
+    /// racy unless the task is the caller with preemption off).
     pub fn cpu(&self) -> u32 {
-        self.cpu
+        self.cpu.load(Ordering::Relaxed)
+    }
+
+    /// The CPUs the task may run on (bit N: CPU N; T6).
+    pub fn cpus_allowed(&self) -> u64 {
+        self.cpus_allowed.load(Ordering::Relaxed)
+    }
+
+    /// Whether a CPU runs the task now, or is still switching away from
+    /// it (T5; racy).
+    pub fn on_cpu(&self) -> bool {
+        self.on_cpu.load(Ordering::Acquire)
     }
 
     /// The task's stack range `[bottom, top)`, if it has one of its own.

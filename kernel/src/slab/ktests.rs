@@ -57,10 +57,12 @@ fn the_kernel_heap_is_kmalloc() {
     assert!(k.ksize(NonNull::new(v.as_ptr() as *mut u8).unwrap()) >= 4000);
 }
 
+/// Counted as `process::settled_used_pages` counts (kmalloc's own slabs
+/// left out): this task may run on either CPU meanwhile, and a kmalloc
+/// slab the other CPU caches is not the test cache's.
 fn cache_alloc_free_and_shrink_restore_the_page_allocator() {
     let pa = memory::page_alloc();
-    pa.drain_all_pages();
-    let before = pa.nr_free_pages();
+    let before = crate::process::settled_used_pages();
     let cache = KmemCache::new(pa, "ktest-192", 192, KmemCacheArgs::default()).unwrap();
     let objs: Vec<NonNull<u8>> = (0..2000)
         .map(|_| cache.alloc(Gfp::KERNEL).unwrap())
@@ -85,9 +87,8 @@ fn cache_alloc_free_and_shrink_restore_the_page_allocator() {
     cache.shrink();
     assert_eq!(cache.info().num_slabs, 0);
     drop(cache);
-    pa.drain_all_pages();
     assert_eq!(
-        pa.nr_free_pages(),
+        crate::process::settled_used_pages(),
         before,
         "slabs returned to the buddy allocator"
     );
@@ -263,7 +264,7 @@ fn kfree_rcu_through_sheaves_under_the_real_tick() {
             unsafe { cache.free(p) };
         }
     }
-    cache.flush_rcu_sheaf();
+    cache.flush_all_rcu_sheaves();
     rcu::rcu().rcu_barrier();
     assert!(cache.stats().get(SlabStat::FreeRcuSheaf) >= 64);
     assert_eq!(cache.info().active_objs, 0);

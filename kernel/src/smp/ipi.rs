@@ -96,7 +96,7 @@ pub fn nr_resched_ipis(cpu: u32) -> u64 {
 /// before any AP starts.
 pub fn init() {
     idt::set_interrupt_handler(CALL_FUNCTION_VECTOR, call_function_interrupt);
-    idt::set_interrupt_handler(RESCHEDULE_VECTOR, reschedule_interrupt);
+    idt::set_interrupt_entry(RESCHEDULE_VECTOR, reschedule_entry);
 }
 
 /// Sends fixed-delivery `vector` to online CPU `cpu`.
@@ -214,9 +214,28 @@ fn run_queued_calls(cpu: u32) {
     }
 }
 
-/// The reschedule IPI: counted and acknowledged; the interrupt return
-/// (or, on a parked AP, nothing: it runs no task) does the rest.
+// The reschedule IPI's gate: from user mode its return runs the
+// return-to-user loop (a reschedule, or the signals `kick_process` sent it
+// for), as the timer's does.
+crate::user_irq_entry!(reschedule_entry, reschedule_interrupt, reschedule_user);
+
+/// The reschedule IPI from kernel mode: counted and acknowledged, then
+/// preemption on the way out if the running task may be preempted (an
+/// idle CPU's `hlt` simply ends and its loop schedules).
 extern "x86-interrupt" fn reschedule_interrupt(_frame: InterruptStackFrame) {
+    scheduler_ipi();
+    sched::irqentry_exit_cond_resched();
+}
+
+/// The reschedule IPI from user mode (the return-to-user loop does the
+/// rest).
+extern "C" fn reschedule_user() {
+    scheduler_ipi();
+}
+
+/// What the reschedule IPI does in either mode (Linux's `scheduler_ipi`:
+/// nothing but the interrupt itself, counted).
+fn scheduler_ipi() {
     percpu::irq_enter();
     NR_RESCHED_IPIS[percpu::cpu_id() as usize].fetch_add(1, Ordering::Relaxed);
     apic::eoi();

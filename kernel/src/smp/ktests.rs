@@ -4,6 +4,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::ktest::PinCpu0;
 use crate::percpu;
 use crate::smp::ipi;
 use crate::smp::{callin, topology};
@@ -12,8 +13,8 @@ use crate::time::now_ns;
 pub const KTESTS: &[crate::ktest::KTest] = crate::ktests![
     every_cpu_of_the_madt_is_online,
     each_ap_has_its_own_percpu_record_and_apic,
-    ap_timers_tick_while_parked,
-    aps_are_not_active_and_rcu_does_not_wait_for_them,
+    ap_timers_tick,
+    aps_are_active_and_grace_periods_end,
     call_function_runs_on_every_other_cpu_in_hardirq,
     on_each_cpu_runs_everywhere_and_calls_are_never_lost,
     reschedule_ipi_reaches_each_ap,
@@ -53,9 +54,9 @@ fn each_ap_has_its_own_percpu_record_and_apic() {
     }
 }
 
-/// Every AP takes its local timer interrupt while parked: its tick count
+/// Every AP takes its local timer interrupt: its tick count
 /// grows at HZ.
-fn ap_timers_tick_while_parked() {
+fn ap_timers_tick() {
     let n = percpu::nr_online_cpus() as u32;
     let before: alloc::vec::Vec<u64> = (0..n)
         .map(|c| percpu::per_cpu(c).nr_ticks.load(Ordering::Relaxed))
@@ -77,12 +78,11 @@ fn ap_timers_tick_while_parked() {
     }
 }
 
-/// APs are online but parked: the scheduler runs tasks only on the boot
-/// CPU, and a grace period ends without them.
-fn aps_are_not_active_and_rcu_does_not_wait_for_them() {
-    assert!(percpu::per_cpu(0).is_active());
-    for cpu in 1..percpu::nr_online_cpus() as u32 {
-        assert!(!percpu::per_cpu(cpu).is_active(), "CPU#{cpu} is active");
+/// Every online CPU is active (runs tasks), and a grace period, which now
+/// waits for each of them, still ends promptly.
+fn aps_are_active_and_grace_periods_end() {
+    for cpu in 0..percpu::nr_online_cpus() as u32 {
+        assert!(percpu::per_cpu(cpu).is_active(), "CPU#{cpu} is not active");
     }
     let start = now_ns();
     crate::rcu::rcu().synchronize_rcu();
@@ -95,6 +95,7 @@ fn aps_are_not_active_and_rcu_does_not_wait_for_them() {
 /// `smp_call_function_many` runs the function once on each other online
 /// CPU, in its hard-IRQ context with interrupts off, and returns after.
 fn call_function_runs_on_every_other_cpu_in_hardirq() {
+    let _pin = PinCpu0::pin();
     let n = percpu::nr_online_cpus();
     let ran: [AtomicU32; percpu::MAX_CPUS] = [const { AtomicU32::new(0) }; percpu::MAX_CPUS];
     let bad_context = AtomicU32::new(0);
@@ -135,6 +136,7 @@ fn on_each_cpu_runs_everywhere_and_calls_are_never_lost() {
 
 /// A reschedule IPI reaches each AP (its count grows).
 fn reschedule_ipi_reaches_each_ap() {
+    let _pin = PinCpu0::pin();
     for cpu in 1..percpu::nr_online_cpus() as u32 {
         let before = ipi::nr_resched_ipis(cpu);
         ipi::smp_send_reschedule(cpu);

@@ -35,33 +35,21 @@
 //!
 //! # What an AP does, and does not do yet
 //!
-//! An AP is *online* but not *active* (Linux's `cpu_online_mask` versus
-//! `cpu_active_mask`): it sits in `sti; hlt`, and takes its local timer
-//! interrupt (counted in its per-CPU `nr_ticks`, acknowledged, nothing
-//! more), spurious and APIC-error interrupts, and exceptions (reported as
-//! on the boot CPU). It does not:
+//! At the end of its bring-up an AP comes online for RCU, becomes
+//! *active* (Linux's `cpu_active_mask`: the scheduler places tasks on it)
+//! and *online*, and enters its idle loop; the boot CPU then starts its
+//! `rcuc/N` thread, bound to it. From then on it is a CPU like the boot
+//! CPU: its tick runs the tick hooks and `scheduler_tick`, wakeups and new
+//! tasks are placed on it (`sched::core`: an idle allowed CPU first), its
+//! idle loop pulls queued tasks from the busiest CPU, it takes reschedule
+//! IPIs (which preempt, and from user mode run the return-to-user loop),
+//! function-call IPIs, TLB shootdowns (`arch::tlb`, for every address
+//! space it loaded) and kernel-stack purges (`sched::stack`). Before it is
+//! active its tick is only counted (`time`'s `parked_tick`).
 //!
-//! - run tasks: there is no per-CPU placement, load balancing or
-//!   reschedule IPI yet; every task runs on the boot CPU, because tasks
-//!   are placed on the CPU that spawns or wakes them and an AP does
-//!   neither;
-//! - take part in RCU: it reads no RCU-protected data (no task, and its
-//!   tick does nothing), so it has no read-side critical sections to wait
-//!   for and is offline for RCU (`rcu::init` counts only active CPUs);
-//!   grace periods never wait on it;
-//! - receive device interrupts (the I/O APIC is not programmed; the serial
-//!   console is polled).
-//!
-//! It does run functions that other CPUs send it with
-//! [`ipi::smp_call_function_many`] (in its hard-IRQ context), takes
-//! reschedule IPIs (counted; it has no task to switch to), and takes TLB
-//! shootdowns (`arch::tlb`) for any address space it has loaded: every
-//! CR3 load on any CPU is tracked in the address space's `mm_cpumask`,
-//! so the moment an AP loads a process's page tables (a test does, from
-//! an IPI-run function), every change of them reaches its TLB.
-//!
-//! Making an AP active is the scheduler's part of issue 20 (per-CPU
-//! placement and load balancing).
+//! It does not receive device interrupts (the I/O APIC is not programmed;
+//! the serial console is polled), and there is no periodic load balancing
+//! between busy CPUs yet (only the idle pull).
 
 pub mod acpi;
 pub mod ipi;
@@ -243,9 +231,10 @@ pub fn boot_aps() -> usize {
             log::error!("smpboot: CPU#{cpu}: {why}; not starting the CPUs after it");
             break;
         }
+        crate::rcu::start_cpu(cpu);
         let rec = percpu::per_cpu(cpu);
         log::info!(
-            "smpboot: CPU#{cpu} (APIC id {:#x}) online: {:?}, idle task swapper/{cpu}, parked",
+            "smpboot: CPU#{cpu} (APIC id {:#x}) online: {:?}, idle task swapper/{cpu}, active",
             rec.apic_id(),
             apic::mode().expect("time::init ran"),
         );
@@ -334,9 +323,13 @@ extern "C" fn ap_start(cpu: u64) -> ! {
         1 << 63 | u64::from(percpu::cpu_id()) << 32 | u64::from(apic::id()),
         Ordering::Release,
     );
+    // RCU waits for this CPU's quiescent states before it may run a task
+    // (`sched_cpu_activate` after `rcutree_online_cpu`); active before
+    // online, so that the boot CPU, which waits for online, finds it
+    // active; no task runs here before the idle loop below, which comes
+    // after online (so TLB shootdowns reach it before it loads an mm).
+    crate::rcu::cpu_online();
+    percpu::set_active();
     percpu::set_online();
-    // Parked (module docs): halt with interrupts on, for good.
-    loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
-    }
+    sched::idle_loop()
 }

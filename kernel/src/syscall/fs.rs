@@ -109,17 +109,33 @@ pub fn sys_pwrite(p: &Process, fd: u64, buf: u64, count: u64, off: i64) -> SysRe
 }
 
 fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
-    let shmem = with_file(p, fd, |f| match &f.data {
-        OpenData::Shmem(s) => Some((s.clone(), f.flags)),
-        _ => None,
+    // The files with writes of their own: shmem files, pidfds, /proc/PID/mem.
+    let (own, flags, pos) = with_file(p, fd, |f| {
+        let own = matches!(
+            f.data,
+            OpenData::Shmem(_) | OpenData::Pidfd(_) | OpenData::Mem(_)
+        )
+        .then(|| f.data.clone());
+        (own, f.flags, f.pos)
     })?;
-    if let Some((file, flags)) = shmem {
-        if flags & 3 == 0 {
-            return Err(EBADF);
-        }
-        return super::memfd::shmem_write(p, fd, &file, flags, buf, count, at);
+    if own.is_some() && flags & 3 == 0 {
+        return Err(EBADF);
     }
-    let (console, sysctl, mode, pipe, nonblock, dev, pidfd, mem) = with_file(p, fd, |f| {
+    match own {
+        Some(OpenData::Shmem(file)) => {
+            return super::memfd::shmem_write(p, fd, &file, flags, buf, count, at);
+        }
+        // A pidfd has no write (pidfs): EINVAL.
+        Some(OpenData::Pidfd(_)) => return Err(Errno::EINVAL),
+        Some(OpenData::Mem(mm)) => {
+            let count = count.min(MAX_RW_COUNT);
+            return positioned(p, fd, at, pos, |start| {
+                super::process_vm::mem_rw(p, &mm, buf, count, start, true)
+            });
+        }
+        _ => {}
+    }
+    let (console, sysctl, mode, pipe, nonblock, dev) = with_file(p, fd, |f| {
         let pipe = match &f.data {
             OpenData::Pipe(end) => Some(end.clone()),
             _ => None,
@@ -129,37 +145,10 @@ fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> 
             _ => None,
         };
         let console = matches!(f.data, OpenData::Console);
-        let pidfd = matches!(f.data, OpenData::Pidfd(_));
-        let mem = match &f.data {
-            OpenData::Mem(mm) => Some((mm.clone(), f.pos)),
-            _ => None,
-        };
-        (
-            console,
-            f.sysctl,
-            f.flags & 3,
-            pipe,
-            nonblocking(f),
-            dev,
-            pidfd,
-            mem,
-        )
+        (console, f.sysctl, f.flags & 3, pipe, nonblocking(f), dev)
     })?;
     if mode == 0 {
         return Err(EBADF);
-    }
-    if pidfd {
-        // A pidfd has no write (pidfs): EINVAL.
-        return Err(Errno::EINVAL);
-    }
-    if let Some((mem, pos)) = mem {
-        let count = count.min(MAX_RW_COUNT);
-        let start = at.unwrap_or(pos as u64);
-        let (res, end) = super::process_vm::mem_rw(p, &mem, buf, count, start, true);
-        if at.is_none() {
-            with_file(p, fd, |f| f.pos = end as usize)?;
-        }
-        return res;
     }
     if let Some(dev) = dev {
         access_ok(buf, count)?;
@@ -289,6 +278,24 @@ fn pipe_write(
     Ok(done)
 }
 
+/// A transfer of a file that is read or written in place at `at`
+/// (`pread`/`pwrite`) or at its position `pos`: `io(start)` gives the
+/// result and the position the transfer ended at, where the file's
+/// position then moves (a `read`/`write`, not a `pread`/`pwrite`).
+fn positioned(
+    p: &Process,
+    fd: u64,
+    at: Option<u64>,
+    pos: usize,
+    io: impl FnOnce(u64) -> (SysResult, u64),
+) -> SysResult {
+    let (res, end) = io(at.unwrap_or(pos as u64));
+    if at.is_none() {
+        with_file(p, fd, |f| f.pos = end as usize)?;
+    }
+    res
+}
+
 /// Reads from `fd` at `at` (its position if `None`, then advanced).
 fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
     let count = count.min(MAX_RW_COUNT) as usize;
@@ -308,12 +315,9 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         // A pidfd has no read (pidfs): EINVAL.
         OpenData::Pidfd(_) => return Err(Errno::EINVAL),
         OpenData::Mem(mm) => {
-            let start = at.unwrap_or(pos as u64);
-            let (res, end) = super::process_vm::mem_rw(p, &mm, buf, count as u64, start, false);
-            if at.is_none() {
-                with_file(p, fd, |f| f.pos = end as usize)?;
-            }
-            return res;
+            return positioned(p, fd, at, pos, |start| {
+                super::process_vm::mem_rw(p, &mm, buf, count as u64, start, false)
+            });
         }
         OpenData::Console => {
             if at.is_some() {
@@ -335,27 +339,18 @@ fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> S
         // The position stays 0 (Linux's device reads ignore it).
         OpenData::Dev(dev) => return dev_read(p, dev, buf, count),
         OpenData::Pagemap(target) => {
-            let n = procfs::pagemap_read(p, &target, buf, count as u64, at.unwrap_or(pos as u64))?;
-            if at.is_none() {
-                with_file(p, fd, |f| {
-                    if f.pos == pos {
-                        f.pos = pos + n as usize;
-                    }
-                })?;
-            }
-            return Ok(n);
+            return positioned(p, fd, at, pos, |start| {
+                match procfs::pagemap_read(p, &target, buf, count as u64, start) {
+                    Ok(n) => (Ok(n), start + n),
+                    Err(e) => (Err(e), start),
+                }
+            });
         }
         OpenData::KPage(flags) => {
-            let start = at.unwrap_or(pos as u64);
-            let (n, res) = procfs::kpage_read(p, flags, buf, count as u64, start);
-            if at.is_none() {
-                with_file(p, fd, |f| {
-                    if f.pos == pos {
-                        f.pos = pos + n as usize;
-                    }
-                })?;
-            }
-            return res.map(|()| n);
+            return positioned(p, fd, at, pos, |start| {
+                let (n, res) = procfs::kpage_read(p, flags, buf, count as u64, start);
+                (res.map(|()| n), start + n)
+            });
         }
         OpenData::Bytes(_) | OpenData::File(_) | OpenData::Shmem(_) => {}
     }
@@ -526,6 +521,14 @@ pub fn sys_readlinkat(p: &Process, dirfd: i32, path: u64, buf: u64, bufsiz: i32)
     Ok(n as u64)
 }
 
+/// `t`'s address space, held without keeping it alive (`mmgrab()` of
+/// `/proc/PID/pagemap` and `mem`); empty for a process without one.
+fn mm_weak(t: &Process) -> alloc::sync::Weak<crate::process::KMm> {
+    t.mm()
+        .map(|mm| alloc::sync::Arc::downgrade(&mm))
+        .unwrap_or_default()
+}
+
 /// What is at `path`: (data, st_mode, sysctl); symbolic links are
 /// followed.
 fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::Sysctl>), Errno> {
@@ -551,19 +554,12 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     if own == "/proc/self/pagemap" {
         // S_IRUSR, as Linux's; a process without an address space reads
         // nothing.
-        let mm = t
-            .mm()
-            .map(|mm| alloc::sync::Arc::downgrade(&mm))
-            .unwrap_or_default();
-        return Ok((OpenData::Pagemap(mm), S_IFREG | 0o400, None));
+        return Ok((OpenData::Pagemap(mm_weak(t)), S_IFREG | 0o400, None));
     }
     if own == "/proc/self/mem" {
         // mem_open(): the address space now (none for a process without
         // one: reads return 0).
-        let mm = t
-            .mm()
-            .map_or_else(alloc::sync::Weak::new, |m| alloc::sync::Arc::downgrade(&m));
-        return Ok((OpenData::Mem(mm), S_IFREG | 0o600, None));
+        return Ok((OpenData::Mem(mm_weak(t)), S_IFREG | 0o600, None));
     }
     if let Some(data) = procfs::generate(t, own.as_bytes()) {
         let sysctl = procfs::setting(t, own.as_bytes());

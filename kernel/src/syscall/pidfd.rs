@@ -176,7 +176,7 @@ pub fn sys_process_mrelease(p: &Process, fd: i32, flags: u64) -> SysResult {
         "process_mrelease: {}[{}] reaped {} kB by {}[{}]",
         target.comm(),
         target.pid,
-        pages * 4,
+        pages * (mm::PAGE_SIZE >> 10),
         p.comm(),
         p.pid
     );

@@ -210,10 +210,11 @@ extern "C" fn local_timer_user() {
     local_timer_tick();
 }
 
-/// The tick of a CPU the scheduler does not use (a parked AP, `smp`):
-/// counted and acknowledged, nothing else. Such a CPU runs no task and
-/// reads no RCU-protected data, so it has no quiescent states to report
-/// (RCU counts it offline) and no time slice to end.
+/// The tick of a CPU the scheduler does not use yet (an AP in its
+/// bring-up, before it is active, `smp`): counted and acknowledged,
+/// nothing else. Such a CPU runs no task and reads no RCU-protected data,
+/// so it has no quiescent states to report (RCU counts it offline until
+/// just before it becomes active) and no time slice to end.
 fn parked_tick() {
     percpu::irq_enter();
     percpu::this_cpu().nr_ticks.fetch_add(1, Ordering::Relaxed);

@@ -109,6 +109,13 @@ impl<'a> Folio<'a> {
         self.order() > 0
     }
 
+    /// Which page of the folio frame `pfn` is (`folio_page_idx()`).
+    #[inline]
+    pub fn page_idx(&self, pfn: Pfn) -> usize {
+        debug_assert!(pfn.as_u64() >= self.head.as_u64());
+        (pfn.as_u64() - self.head.as_u64()) as usize
+    }
+
     /// Page `i` of the folio.
     #[inline]
     pub fn page(&self, i: usize) -> &'a Page {
@@ -328,6 +335,17 @@ impl<'a> Folio<'a> {
             return false;
         }
         self.word(2).load(Relaxed) & SHARED != 0
+    }
+
+    /// `wp_can_reuse_anon_folio()`'s test: may a write make a PTE of
+    /// this anonymous folio writable in place, the folio certainly mapped
+    /// by one MM only? A small folio when its one mapping is its one
+    /// reference; a large one as [`Folio::wp_can_reuse_large`].
+    pub fn wp_can_reuse(&self) -> bool {
+        if self.is_large() {
+            return self.wp_can_reuse_large();
+        }
+        self.page(0).mapcount() == 1 && self.page(0).refcount() == 1
     }
 
     /// `__wp_can_reuse_large_anon_folio()` (6.15): may a write fault make

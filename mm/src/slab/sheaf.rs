@@ -796,8 +796,9 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// Submits every CPU's partly filled `rcu_free` sheaf
-    /// (`flush_rcu_sheaves_on_cache`).
-    pub(super) fn flush_all_rcu_sheaves(&self) {
+    /// (`flush_rcu_sheaves_on_cache`), from any CPU: what a caller needs
+    /// whose frees may have run on several CPUs (a task that migrated).
+    pub fn flush_all_rcu_sheaves(&self) {
         for cpu in 0..self.pa.platform().nr_cpus() as u32 {
             self.flush_rcu_sheaf_on(CpuId::new(cpu));
         }

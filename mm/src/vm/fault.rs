@@ -241,21 +241,17 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// `wp_can_reuse_anon_folio()`: a write to a read-only PTE of this
     /// folio may make it writable in place when the folio is certainly
     /// ours alone and every reference is one of our mappings.
+    /// Large folios only while `cow_reuse_large` is on; counted.
     fn wp_can_reuse(&self, folio: &Folio<'_>) -> bool {
-        if !folio.is_large() {
-            let reuse = folio.page(0).mapcount() == 1 && folio.page(0).refcount() == 1;
-            if reuse {
-                self.vm.count(VmEvent::CowReuse);
-            }
-            return reuse;
-        }
-        if !self.vm.cow_reuse_large.load(Relaxed) {
+        if folio.is_large() && !self.vm.cow_reuse_large.load(Relaxed) {
             return false;
         }
-        let reuse = folio.wp_can_reuse_large();
+        let reuse = folio.wp_can_reuse();
         if reuse {
             self.vm.count(VmEvent::CowReuse);
-            self.vm.count(VmEvent::CowReuseLarge);
+            if folio.is_large() {
+                self.vm.count(VmEvent::CowReuseLarge);
+            }
         }
         reuse
     }

@@ -128,7 +128,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                 if e.is_present() {
                     if !e.flags().contains(PteFlags::SPECIAL) {
                         let folio = Folio::of(self.vm.pa.memmap(), e.pfn());
-                        let idx = (e.pfn().as_u64() - folio.head().as_u64()) as usize;
+                        let idx = folio.page_idx(e.pfn());
                         if folio.is_large() {
                             let nr = self.copy_folio_ptes(
                                 child, &mut src, &mut dst, cow, &folio, idx, addr, next,

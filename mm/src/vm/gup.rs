@@ -81,7 +81,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                         || e.is_writable()
                         || (!fl.contains(VmFlags::WRITE)
                             && !e.flags().contains(PteFlags::SPECIAL)
-                            && self.is_exclusive(e.pfn())));
+                            && Folio::of(self.vm.pa.memmap(), e.pfn()).wp_can_reuse()));
                 if ok {
                     let f = f.take().expect("called once");
                     return Ok(f(Some(e.pfn())));
@@ -98,17 +98,5 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
         }
         Err(Errno::EFAULT)
-    }
-
-    /// Whether the anonymous page `pfn` is mapped by this address space
-    /// alone (`PageAnonExclusive()`'s meaning, from the counts: one
-    /// mapping and one reference for a small folio; for a large one, every
-    /// reference one of our mappings and no other MM in its owner slots).
-    fn is_exclusive(&self, pfn: Pfn) -> bool {
-        let folio = Folio::of(self.vm.pa.memmap(), pfn);
-        if folio.is_large() {
-            return folio.wp_can_reuse_large();
-        }
-        folio.page(0).mapcount() == 1 && folio.page(0).refcount() == 1
     }
 }

@@ -88,7 +88,7 @@ impl<P: Platform> Vm<'_, P> {
         if head.state() == PageState::Allocated && !head_flags.intersects(kernel) {
             let folio = Folio::of(memmap, pfn);
             if folio.is_shmem() || folio.anon_vma().is_some() {
-                let idx = (pfn.as_u64() - folio.head().as_u64()) as usize;
+                let idx = folio.page_idx(pfn);
                 return Kind::User(folio, idx);
             }
         }

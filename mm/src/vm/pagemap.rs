@@ -108,7 +108,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             if folio.is_shmem() {
                 flags |= PM_FILE;
             }
-            let idx = (e.pfn().as_u64() - folio.head().as_u64()) as usize;
+            let idx = folio.page_idx(e.pfn());
             if page_mapped_exclusively(&folio, idx, mode) {
                 flags |= PM_MMAP_EXCLUSIVE;
             }

@@ -186,16 +186,9 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// in address order, under one hold of the mmap lock.
     pub fn smaps(&self) -> Vec<(Vma, MemSizeStats)> {
         let _l = self.mmap_lock.read(self.platform());
-        let vmas: Vec<Vma> = self
-            .vmas
-            .iter(0, u64::MAX)
-            .map(|(_, _, p)| self.read(p))
-            .collect();
-        vmas.into_iter()
-            .map(|v| {
-                let mss = self.gather_stats(&v);
-                (v, mss)
-            })
+        self.vmas_in(0, u64::MAX)
+            .into_iter()
+            .map(|(_, v)| (v, self.gather_stats(&v)))
             .collect()
     }
 
@@ -234,7 +227,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                         continue;
                     }
                     let folio = Folio::of(memmap, e.pfn());
-                    let idx = (e.pfn().as_u64() - folio.head().as_u64()) as usize;
+                    let idx = folio.page_idx(e.pfn());
                     let f = e.flags();
                     mss.account(
                         &folio,

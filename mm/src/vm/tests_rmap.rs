@@ -29,7 +29,7 @@ fn scan(folio: &Folio<'_>, mms: &[&TestMm<'_, '_>]) -> Vec<RmapHit> {
                     hits.push(RmapHit {
                         mm_id: mm.id(),
                         addr: a,
-                        page: (e.pfn().as_u64() - folio.head().as_u64()) as usize,
+                        page: folio.page_idx(e.pfn()),
                     });
                 }
                 a += PG;

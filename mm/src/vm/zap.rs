@@ -102,7 +102,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                         continue;
                     }
                     let folio = Folio::of(self.vm.pa.memmap(), old.pfn());
-                    let idx = (old.pfn().as_u64() - folio.head().as_u64()) as usize;
+                    let idx = folio.page_idx(old.pfn());
                     // zap_present_ptes(): the following PTEs that map the
                     // next pages of the same folio go as one batch
                     // (folio_pte_batch()), with one rmap, RSS and

@@ -7,7 +7,8 @@
  * and wipe-on-fork memory empty (zeros) while the parent keeps its data;
  * MADV_KEEPONFORK and MADV_DODUMP cannot undo a droppable mapping's
  * flags; MADV_WIPEONFORK is for private memory only; its /proc/self/maps
- * line is a private one.
+ * line is a private one, and its smaps VmFlags show "nr wf dd dp" (and a
+ * sealed mapping's "sl").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,8 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "errname.h"
 
 #ifndef MAP_DROPPABLE
 #define MAP_DROPPABLE 0x08
@@ -28,24 +32,17 @@
 
 #define PG 4096
 
-static const char *err(long r)
+/* "ok", or errno's name. */
+static const char *ok_or_err(long r)
 {
-	if (r >= 0)
-		return "ok";
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case EBADF: return "EBADF";
-	case ENOMEM: return "ENOMEM";
-	case EPERM: return "EPERM";
-	default: return "other";
-	}
+	return r >= 0 ? "ok" : errname(errno);
 }
 
 static const char *try_map(int flags)
 {
 	void *p = mmap(NULL, PG, PROT_READ | PROT_WRITE, flags, -1, 0);
 	if (p == MAP_FAILED)
-		return err(-1);
+		return ok_or_err(-1);
 	munmap(p, PG);
 	return "ok";
 }
@@ -65,6 +62,27 @@ static void maps_perms(const char *what, void *p)
 		}
 	}
 	printf("%s: no maps line\n", what);
+	if (f)
+		fclose(f);
+}
+
+/* The smaps VmFlags line of the VMA starting at p. */
+static void smaps_flags(const char *what, void *p)
+{
+	char want[32], line[512];
+	int in = 0;
+	snprintf(want, sizeof want, "%lx-", (unsigned long)p);
+	FILE *f = fopen("/proc/self/smaps", "r");
+	while (f && fgets(line, sizeof line, f)) {
+		if (!strncmp(line, want, strlen(want)))
+			in = 1;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			printf("%s %s", what, line);
+			fclose(f);
+			return;
+		}
+	}
+	printf("%s: no smaps entry\n", what);
 	if (f)
 		fclose(f);
 }
@@ -119,24 +137,25 @@ int main(void)
 	memset(w, 2, 4 * PG);
 	printf("droppable sum %lu\n", sum(d, len));
 	maps_perms("droppable", d);
-	printf("mprotect droppable r: %s\n", err(mprotect(d, PG, PROT_READ)));
+	smaps_flags("droppable", d);
+	printf("mprotect droppable r: %s\n", ok_or_err(mprotect(d, PG, PROT_READ)));
 	printf("mprotect droppable rw: %s\n",
-	       err(mprotect(d, PG, PROT_READ | PROT_WRITE)));
+	       ok_or_err(mprotect(d, PG, PROT_READ | PROT_WRITE)));
 
 	printf("wipeonfork w[1..3): %s\n",
-	       err(madvise(w + PG, 2 * PG, MADV_WIPEONFORK)));
-	printf("wipeonfork shared: %s\n", err(madvise(s, PG, MADV_WIPEONFORK)));
+	       ok_or_err(madvise(w + PG, 2 * PG, MADV_WIPEONFORK)));
+	printf("wipeonfork shared: %s\n", ok_or_err(madvise(s, PG, MADV_WIPEONFORK)));
 	printf("keeponfork droppable: %s\n",
-	       err(madvise(d, PG, MADV_KEEPONFORK)));
-	printf("dodump droppable: %s\n", err(madvise(d, PG, MADV_DODUMP)));
-	printf("dontdump droppable: %s\n", err(madvise(d, PG, MADV_DONTDUMP)));
-	printf("dontdump w: %s\n", err(madvise(w, PG, MADV_DONTDUMP)));
-	printf("dodump w: %s\n", err(madvise(w, PG, MADV_DODUMP)));
+	       ok_or_err(madvise(d, PG, MADV_KEEPONFORK)));
+	printf("dodump droppable: %s\n", ok_or_err(madvise(d, PG, MADV_DODUMP)));
+	printf("dontdump droppable: %s\n", ok_or_err(madvise(d, PG, MADV_DONTDUMP)));
+	printf("dontdump w: %s\n", ok_or_err(madvise(w, PG, MADV_DONTDUMP)));
+	printf("dodump w: %s\n", ok_or_err(madvise(w, PG, MADV_DODUMP)));
 	unsigned char *h = mmap(NULL, 3 * PG, PROT_READ | PROT_WRITE,
 				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	munmap(h + PG, PG);
 	printf("wipeonfork over a hole: %s\n",
-	       err(madvise(h, 3 * PG, MADV_WIPEONFORK)));
+	       ok_or_err(madvise(h, 3 * PG, MADV_WIPEONFORK)));
 	munmap(h, 3 * PG);
 
 	fflush(stdout);
@@ -165,7 +184,7 @@ int main(void)
 	printf("parent: droppable sum %lu, w sum %lu\n", sum(d, len),
 	       sum(w, 4 * PG));
 
-	printf("keeponfork w: %s\n", err(madvise(w, 4 * PG, MADV_KEEPONFORK)));
+	printf("keeponfork w: %s\n", ok_or_err(madvise(w, 4 * PG, MADV_KEEPONFORK)));
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
@@ -176,8 +195,13 @@ int main(void)
 	}
 	printf("child 2 status %d\n", wait_child(pid));
 
+	/* A sealed mapping's VmFlags end in "sl" (bit 63), after "dp" above. */
+	unsigned char *sealed = mmap(NULL, PG, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("mseal: %s\n", ok_or_err(syscall(462, sealed, PG, 0)));
+	smaps_flags("sealed", sealed);
+
 	/* Droppable memory is released as any other. */
-	printf("munmap droppable: %s\n", err(munmap(d, len)));
+	printf("munmap droppable: %s\n", ok_or_err(munmap(d, len)));
 	printf("droppable: done\n");
 	return 0;
 }

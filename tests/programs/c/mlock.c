@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errname.h"
+
 #define PG 4096L
 #define MLOCK_ONFAULT_ 1
 
@@ -67,27 +69,6 @@ static long touch(char *p, long n)
 	for (long i = 0; i < n; i++)
 		((volatile char *)p)[i * PG] = 1;
 	return minflt() - before;
-}
-
-static const char *errname(int e)
-{
-	switch (e) {
-	case EINVAL: return "EINVAL";
-	case ENOMEM: return "ENOMEM";
-	case EAGAIN: return "EAGAIN";
-	case EPERM: return "EPERM";
-	}
-	static char buf[16];
-	snprintf(buf, sizeof buf, "errno %d", e);
-	return buf;
-}
-
-static void show(const char *label, long ret)
-{
-	if (ret == -1)
-		printf("%s: -%s\n", label, errname(errno));
-	else
-		printf("%s: %ld\n", label, ret);
 }
 
 int main(void)

@@ -16,32 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errname.h"
+
 #define PG 4096L
 #ifndef SYS_mseal
 #define SYS_mseal 462
 #endif
-
-static const char *errname(int e)
-{
-	switch (e) {
-	case EINVAL: return "EINVAL";
-	case ENOMEM: return "ENOMEM";
-	case EPERM: return "EPERM";
-	case EFAULT: return "EFAULT";
-	case EACCES: return "EACCES";
-	}
-	static char buf[16];
-	snprintf(buf, sizeof buf, "errno %d", e);
-	return buf;
-}
-
-static void show(const char *label, long ret)
-{
-	if (ret == -1)
-		printf("%s: -%s\n", label, errname(errno));
-	else
-		printf("%s: %ld\n", label, ret);
-}
 
 static long mseal(void *p, long len, long flags)
 {

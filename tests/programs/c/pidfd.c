@@ -22,6 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "errname.h"
+
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
@@ -32,24 +34,6 @@
 #define SYS_process_mrelease 448
 #endif
 #define PIDFD_NONBLOCK O_NONBLOCK
-
-static const char *err(long r)
-{
-	static char b[32];
-	if (r >= 0) {
-		snprintf(b, sizeof b, "%ld", r);
-		return b;
-	}
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case ESRCH: return "ESRCH";
-	case EBADF: return "EBADF";
-	case EPERM: return "EPERM";
-	case EFAULT: return "EFAULT";
-	case EINTR: return "EINTR";
-	default: return "other";
-	}
-}
 
 static long pidfd_open(pid_t pid, unsigned flags)
 {

@@ -20,24 +20,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PG 4096
+#include "errname.h"
 
-static const char *err(long r)
-{
-	static char b[32];
-	if (r >= 0) {
-		snprintf(b, sizeof b, "%ld", r);
-		return b;
-	}
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case EIO: return "EIO";
-	case EFAULT: return "EFAULT";
-	case EBADF: return "EBADF";
-	case ESRCH: return "ESRCH";
-	default: return "other";
-	}
-}
+#define PG 4096
 
 static long mem_read(int fd, void *buf, size_t n, const void *addr)
 {

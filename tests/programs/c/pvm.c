@@ -21,24 +21,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define PG 4096
+#include "errname.h"
 
-static const char *err(long r)
-{
-	static char b[32];
-	if (r >= 0) {
-		snprintf(b, sizeof b, "%ld", r);
-		return b;
-	}
-	switch (errno) {
-	case EINVAL: return "EINVAL";
-	case EFAULT: return "EFAULT";
-	case ESRCH: return "ESRCH";
-	case EPERM: return "EPERM";
-	case ENOMEM: return "ENOMEM";
-	default: return "other";
-	}
-}
+#define PG 4096
 
 static long rv(pid_t pid, const struct iovec *l, unsigned long ln,
 	       const struct iovec *r, unsigned long rn, unsigned long flags)

@@ -43,6 +43,8 @@ enum Loaded {
 }
 
 fn flush_one_page() {
+    // CPU 0 flushes; CPU 1 is held (run_case) so that it keeps the mm.
+    let _pin = crate::ktest::PinCpu0::pin();
     let mm = Arc::new(Mm::new(vm()).expect("mm"));
     mm.page_table()
         .clone_kernel_half(mm::PhysAddr::new(kernel_pgd()));
@@ -76,7 +78,8 @@ fn run_case(mm: &Arc<KMm>, pages: u64, loaded: Loaded) {
     if loaded != Loaded::Nowhere {
         sched::switch_mm(Some(mm.page_table()));
     }
-    if loaded == Loaded::HereAndCpu1 {
+    let hold = (loaded == Loaded::HereAndCpu1).then(|| crate::ktest::HoldCpu::new(1));
+    if hold.is_some() {
         ap_load(Some(mm));
     }
     let counters = |cpu1: bool| {
@@ -99,9 +102,10 @@ fn run_case(mm: &Arc<KMm>, pages: u64, loaded: Loaded) {
         samples.push((now_ns() - t0) / NR_FLUSHES);
     }
     let after = counters(smp);
-    if loaded == Loaded::HereAndCpu1 {
+    if hold.is_some() {
         ap_load(None);
     }
+    drop(hold);
     if loaded != Loaded::Nowhere {
         sched::switch_mm(None);
     }

@@ -9,6 +9,11 @@
 //! without the flush IPI it reads the old one. Then the generation skip
 //! and the lazy clearing of the AP's bit once it left the address space.
 //! Every test gives every frame back.
+//!
+//! Tasks run on both CPUs, so each test runs pinned to CPU 0
+//! ([`PinCpu0`]) and keeps CPU 1 busy in one thread with preemption off
+//! ([`HoldCpu`]): a context switch there would load another CR3 under the
+//! address space the test loaded, and the next read would fault.
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +24,7 @@ use x86_64::registers::control::{Cr4, Cr4Flags};
 
 use super::{FlushInfo, flush_tlb_func, is_loaded_on, nr_received, nr_skipped, nr_stale};
 use crate::arch::entry::kernel_pgd;
+use crate::ktest::{HoldCpu, PinCpu0};
 use crate::percpu;
 use crate::process::{KMm, settled_used_pages, vm};
 use crate::smp::ipi;
@@ -123,9 +129,11 @@ fn shootdown_reaches_the_ap_that_runs_the_mm() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
+    let _pin = PinCpu0::pin();
     let before = settled_used_pages();
     let mm = new_mm();
     assert_eq!(ctx(&mm).cpumask(), 0, "never loaded");
+    let hold = HoldCpu::new(1);
     ap_load(Some(&mm));
     assert!(ctx(&mm).has_cpu(1), "loading set the AP's bit");
     assert!(is_loaded_on(ctx(&mm), 1));
@@ -153,6 +161,7 @@ fn shootdown_reaches_the_ap_that_runs_the_mm() {
     );
 
     ap_load(None);
+    drop(hold);
     drop(child);
     drop(mm);
     assert_eq!(settled_used_pages(), before, "frames leaked");
@@ -164,7 +173,9 @@ fn ap_flushed_past_a_generation_skips_it() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
+    let _pin = PinCpu0::pin();
     let mm = new_mm();
+    let hold = HoldCpu::new(1);
     ap_load(Some(&mm));
     let c = ctx(&mm);
     // An old request, then a full flush that the AP does.
@@ -179,6 +190,7 @@ fn ap_flushed_past_a_generation_skips_it() {
     ipi::smp_call_function_many(1 << 1, &|| flush_tlb_func(&info, false));
     assert_eq!(nr_skipped(1), skipped + 1, "the AP skipped the old request");
     ap_load(None);
+    drop(hold);
     drop(mm);
 }
 
@@ -189,8 +201,10 @@ fn ap_that_left_the_mm_clears_its_bit_and_gets_no_more_ipis() {
     if percpu::nr_online_cpus() < 2 {
         return;
     }
+    let _pin = PinCpu0::pin();
     let before = settled_used_pages();
     let mm = new_mm();
+    let hold = HoldCpu::new(1);
     ap_load(Some(&mm));
     assert_eq!(ap_read(BASE), OLD);
     ap_load(None);
@@ -208,6 +222,7 @@ fn ap_that_left_the_mm_clears_its_bit_and_gets_no_more_ipis() {
         .expect("madvise");
     assert_eq!(super::NR_TLB_REMOTE_FLUSH.load(Ordering::Relaxed), remote);
     assert_eq!(nr_received(1), received, "no IPI to a CPU off the mask");
+    drop(hold);
     drop(mm);
     assert_eq!(settled_used_pages(), before, "frames leaked");
 }
