@@ -19,6 +19,7 @@ impl Errno {
     pub const EEXIST: Errno = Errno(17);
     pub const ENODEV: Errno = Errno(19);
     pub const EFBIG: Errno = Errno(27);
+    pub const ERANGE: Errno = Errno(34);
     pub const EINVAL: Errno = Errno(22);
     pub const ENOSYS: Errno = Errno(38);
     pub const EOVERFLOW: Errno = Errno(75);

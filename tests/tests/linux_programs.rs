@@ -449,6 +449,60 @@ fn smaps_without_page_mapcounts_use_the_folio_average() {
     });
 }
 
+/// `softdirty.c`: /proc/PID/clear_refs (its mode, errnos and the 12
+/// bytes it reads), the data of pages written around clear_refs 4 (also
+/// across fork), smaps' Referenced after clear_refs 1-3, VmHWM and VmPeak
+/// kept over an munmap and VmHWM reset by clear_refs 5, all as on the
+/// host. Soft-dirty itself: the host may be built without
+/// `CONFIG_MEM_SOFT_DIRTY` (those lines start with `~`); this kernel has it,
+/// as distributions build Linux, and must print Linux's soft-dirty rules
+/// ([`SOFT_DIRTY_LINES`]).
+mod softdirty {
+    use super::{Build, Program, check};
+
+    /// New VMAs soft-dirty as a whole; clear_refs 4 clears VMAs and
+    /// PTEs; a read marks nothing, a write marks its page; mprotect keeps
+    /// the bits; after fork each side's write marks its own copy; a VMA
+    /// merged with a new neighbour is soft-dirty as a whole (6.19's
+    /// `VM_STICKY`); mremap marks the PTEs it moves, not the VMA.
+    const SOFT_DIRTY_LINES: &[&str] = &[
+        "~new:1111",
+        "~new sd: yes",
+        "~cleared:0000",
+        "~cleared sd: no",
+        "~after reads:0000",
+        "~after writes:0101",
+        "~after mprotect:0101",
+        "~child:1000",
+        "~parent:0010",
+        "~merged:11111",
+        "~merged sd: yes",
+        "~moved:11110",
+    ];
+
+    fn program(build: Build) -> Program {
+        Program {
+            guest_lines: SOFT_DIRTY_LINES,
+            ..Program::new("softdirty", build)
+        }
+    }
+
+    #[test]
+    fn musl() {
+        check(&program(Build::Musl));
+    }
+
+    #[test]
+    fn glibc() {
+        check(&program(Build::Glibc));
+    }
+
+    #[test]
+    fn glibc_static_pie() {
+        check(&program(Build::GlibcStaticPie));
+    }
+}
+
 c_program!(
     /// MAP_DROPPABLE (a mapping type of its own: EINVAL with PRIVATE,
     /// SHARED, LOCKED, GROWSDOWN), fork children getting droppable and

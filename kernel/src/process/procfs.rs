@@ -214,6 +214,7 @@ pub fn generate(p: &Process, path: &[u8]) -> Option<Vec<u8>> {
             alloc::format!("{}\n", p.oom_score_adj.load(Relaxed))
         }
         b"/proc/self/status" => status(p),
+        b"/proc/self/clear_refs" => String::new(),
         b"/proc/self/maps" => maps(p),
         b"/proc/meminfo" => meminfo(),
         b"/proc/buddyinfo" => alloc::format!("{}", crate::memory::page_alloc().buddyinfo()),
@@ -342,16 +343,17 @@ fn status_of(p: &Process, tid: u32) -> String {
         p.files.lock().len().next_power_of_two().max(64)
     );
     if let Some(mm) = p.mm() {
-        // Linux's order (`task_mem`); no high-water marks are kept, so
-        // VmPeak and VmHWM are the current sizes; resident pages are
-        // anonymous or shmem (no files yet); nothing is pinned or swapped.
+        // Linux's order (`task_mem`); VmPeak and VmHWM are the peaks
+        // kept before each unmap (`hiwater_vm`, `hiwater_rss`); resident
+        // pages are anonymous or shmem (no files yet); nothing is pinned
+        // or swapped.
         let st = mm.status();
         for (name, kb) in [
-            ("VmPeak", st.vm_size),
+            ("VmPeak", st.vm_peak),
             ("VmSize", st.vm_size),
             ("VmLck", st.vm_lck),
             ("VmPin", 0),
-            ("VmHWM", st.vm_rss),
+            ("VmHWM", st.vm_hwm),
             ("VmRSS", st.vm_rss),
             ("RssAnon", st.rss_anon),
             ("RssFile", 0),
@@ -628,6 +630,9 @@ pub enum Sysctl {
     /// `/proc/PID/oom_score_adj` of the process with this pid:
     /// -1000..=1000.
     OomScoreAdj(u32),
+    /// `/proc/PID/clear_refs` of the process with this pid: write-only,
+    /// 1..=5 ([`mm::vm::ClearRefs`]).
+    ClearRefs(u32),
 }
 
 /// The writable setting of process `p` that `path` (a `/proc/self/...`
@@ -635,6 +640,7 @@ pub enum Sysctl {
 pub fn setting(p: &Process, path: &[u8]) -> Option<Sysctl> {
     match path {
         b"/proc/self/oom_score_adj" => Some(Sysctl::OomScoreAdj(p.pid)),
+        b"/proc/self/clear_refs" => Some(Sysctl::ClearRefs(p.pid)),
         _ => sysctl(path),
     }
 }
@@ -655,7 +661,7 @@ fn read_sysctl(c: Sysctl) -> u64 {
         Sysctl::PtReclaim => u64::from(vm.pt_reclaim.load(Relaxed)),
         Sysctl::AnonOrders => u64::from(vm.anon_orders.load(Relaxed)),
         Sysctl::CowReuseLarge => u64::from(vm.cow_reuse_large.load(Relaxed)),
-        Sysctl::OomScoreAdj(_) => 0,
+        Sysctl::OomScoreAdj(_) | Sysctl::ClearRefs(_) => 0,
     }
 }
 
@@ -663,6 +669,16 @@ fn read_sysctl(c: Sysctl) -> u64 {
 /// followed by whitespace (`proc_dointvec`); EINVAL for anything else or
 /// a value out of range.
 pub fn write_sysctl(c: Sysctl, text: &[u8]) -> Result<(), Errno> {
+    if let Sysctl::ClearRefs(pid) = c {
+        // clear_refs_write(): parse, then the task (ESRCH once gone), then
+        // its address space (none: nothing to do).
+        let what = mm::vm::ClearRefs::parse(text)?;
+        let target = super::find(pid).ok_or(Errno(3))?;
+        if let Some(mm) = target.mm() {
+            mm.clear_refs(what);
+        }
+        return Ok(());
+    }
     let text = core::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
     if let Sysctl::OomScoreAdj(pid) = c {
         // oom_score_adj_write: kstrtoint, then the range check; a process
@@ -685,7 +701,7 @@ pub fn write_sysctl(c: Sysctl, text: &[u8]) -> Result<(), Errno> {
             return Err(Errno::EINVAL);
         }
         Sysctl::AnonOrders => vm.anon_orders.store(v, Relaxed),
-        Sysctl::OomScoreAdj(_) => unreachable!("handled above"),
+        Sysctl::OomScoreAdj(_) | Sysctl::ClearRefs(_) => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -860,6 +876,7 @@ pub fn dir_entries(p: &Process, path: &str) -> Option<Vec<(String, u8)>> {
             ("sys", DT_DIR),
         ],
         "/proc/self" => &[
+            ("clear_refs", DT_REG),
             ("cmdline", DT_REG),
             ("comm", DT_REG),
             ("cwd", DT_LNK),

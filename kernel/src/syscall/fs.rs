@@ -180,6 +180,14 @@ fn write_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> 
         let sysctl = sysctl.ok_or(EBADF)?;
         let mut text = [0u8; 32];
         let n = count.min(text.len() as u64) as usize;
+        if let procfs::Sysctl::ClearRefs(_) = sysctl {
+            // clear_refs_write() looks at 12 bytes at most and returns
+            // how many it looked at.
+            let n = n.min(12);
+            copy_from_user(&mm, &mut text[..n], buf)?;
+            procfs::write_sysctl(sysctl, &text[..n])?;
+            return Ok(n as u64);
+        }
         copy_from_user(&mm, &mut text[..n], buf)?;
         procfs::write_sysctl(sysctl, &text[..n])?;
         return Ok(count);
@@ -291,11 +299,16 @@ fn positioned(
 /// Reads from `fd` at `at` (its position if `None`, then advanced).
 fn read_common(p: &Process, fd: u64, buf: u64, count: u64, at: Option<u64>) -> SysResult {
     let count = count.min(MAX_RW_COUNT) as usize;
-    let (data, pos, mode, nonblock) = with_file(p, fd, |f| {
-        (f.data.clone(), f.pos, f.flags & 3, nonblocking(f))
+    let (data, pos, mode, nonblock, st_mode) = with_file(p, fd, |f| {
+        (f.data.clone(), f.pos, f.flags & 3, nonblocking(f), f.mode)
     })?;
     if mode == 1 {
         return Err(EBADF);
+    }
+    if matches!(data, OpenData::Bytes(_)) && st_mode & 0o444 == 0 {
+        // A write-only /proc file (clear_refs) has no read: vfs_read()'s
+        // EINVAL without FMODE_CAN_READ.
+        return Err(Errno::EINVAL);
     }
     match data {
         OpenData::Dir(_) => return Err(EISDIR),
@@ -550,7 +563,12 @@ fn open_node(p: &Process, path: &str) -> Result<(OpenData, u32, Option<procfs::S
     }
     if let Some(data) = procfs::generate(t, own.as_bytes()) {
         let sysctl = procfs::setting(t, own.as_bytes());
-        let mode = if sysctl.is_some() { 0o644 } else { 0o444 };
+        let mode = match sysctl {
+            // S_IWUSR: a write-only file (reads are EINVAL, no read op).
+            Some(procfs::Sysctl::ClearRefs(_)) => 0o200,
+            Some(_) => 0o644,
+            None => 0o444,
+        };
         return Ok((OpenData::Bytes(data), S_IFREG | mode, sysctl));
     }
     if procfs::is_dir(own.as_bytes()) || procfs::is_task_dir(t, own.as_bytes()) {

@@ -43,9 +43,18 @@ bitflags::bitflags! {
         /// Software: no `struct page` behind it, or one not to be
         /// refcounted, such as the zero page (`_PAGE_SPECIAL`).
         const SPECIAL = 1 << 9;
+        /// Software: written since the last `clear_refs` 4
+        /// (`_PAGE_SOFT_DIRTY`, `_PAGE_BIT_SOFTW3`): set with DIRTY by
+        /// every kernel write-fault ([`PTE_DIRTY_BITS`], `pte_mkdirty()`),
+        /// never by the CPU's own dirty-bit update.
+        const SOFT_DIRTY = 1 << 58;
         const NX = 1 << 63;
     }
 }
+
+/// What `pte_mkdirty()` sets on x86 (`_PAGE_DIRTY_BITS`): the hardware
+/// dirty bit and the soft-dirty bit.
+pub const PTE_DIRTY_BITS: PteFlags = PteFlags::DIRTY.union(PteFlags::SOFT_DIRTY);
 
 /// The bits of an entry that hold the frame address.
 const PFN_MASK: u64 = 0x000f_ffff_ffff_f000;

@@ -65,8 +65,8 @@ use crate::sync::{BitSpinGuard, BitSpinLock};
 
 pub use dump::{PtDump, WxReport};
 pub use entry::{
-    Entry, Level, PGDIR_SIZE, PMD_SHIFT, PMD_SIZE, PTRS_PER_TABLE, PUD_SIZE, PteFlags, TABLE_FLAGS,
-    TASK_SIZE, USER_PGD_ENTRIES, addr_end,
+    Entry, Level, PGDIR_SIZE, PMD_SHIFT, PMD_SIZE, PTE_DIRTY_BITS, PTRS_PER_TABLE, PUD_SIZE,
+    PteFlags, TABLE_FLAGS, TASK_SIZE, USER_PGD_ENTRIES, addr_end,
 };
 pub use mmu_gather::{MAX_GATHER_BATCH, MAX_GATHER_BATCH_COUNT, MAX_TABLE_BATCH, MmuGather};
 pub use pt_reclaim::reclaim_pt_is_enabled;

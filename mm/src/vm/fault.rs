@@ -34,7 +34,7 @@ use super::{Mm, VmEvent, VmFlags};
 use crate::addr::PAGE_SIZE;
 use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
-use crate::pgtable::{Entry, PteFlags};
+use crate::pgtable::{Entry, PTE_DIRTY_BITS, PteFlags};
 use crate::platform::Platform;
 use crate::shmem::{ShmemFaultError, ShmemRef};
 
@@ -212,7 +212,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 // (`fault_dirty_shared_page()`).
                 ptl.set(
                     addr,
-                    pte.with_flags(pte.flags() | PteFlags::WRITE | PteFlags::DIRTY),
+                    pte.with_flags(pte.flags() | PteFlags::WRITE | PTE_DIRTY_BITS),
                 );
                 if !pte.flags().contains(PteFlags::SPECIAL) {
                     Folio::of(self.vm.pa.memmap(), pte.pfn()).mark_dirty();
@@ -226,7 +226,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 if !folio.is_shmem() && self.wp_can_reuse(&folio) {
                     ptl.set(
                         addr,
-                        pte.with_flags(pte.flags() | maybe_mkwrite(&vma) | PteFlags::DIRTY),
+                        pte.with_flags(pte.flags() | maybe_mkwrite(&vma) | PTE_DIRTY_BITS),
                     );
                     return Ok(());
                 }
@@ -316,7 +316,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             folio_put(pa, pfn);
             return Ok(false);
         }
-        let mut flags = vma.flags.pte_flags() | PteFlags::DIRTY;
+        let mut flags = vma.flags.pte_flags() | PTE_DIRTY_BITS;
         if vma.flags.contains(VmFlags::WRITE) {
             flags |= PteFlags::WRITE;
         }
@@ -365,11 +365,18 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         let mut flags = vma.flags.pte_flags();
         let shared = vma.flags.contains(VmFlags::SHARED);
-        if shared && vma.flags.contains(VmFlags::WRITE) {
+        // A read fault maps a shared page writable unless the VMA wants
+        // write notification (`vma_wants_writenotify()`): here, soft-dirty
+        // tracking (VM_SOFTDIRTY cleared by clear_refs), whose next write
+        // must fault to mark the PTE.
+        if shared
+            && vma.flags.contains(VmFlags::WRITE)
+            && (write || !vma.flags.soft_dirty_enabled())
+        {
             flags |= PteFlags::WRITE;
         }
         if shared && write {
-            flags |= PteFlags::DIRTY;
+            flags |= PTE_DIRTY_BITS;
         }
         // The caller's folio reference becomes the PTE's.
         let folio = Folio::of(pa.memmap(), pfn);
@@ -411,7 +418,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             return Ok(false);
         }
         folio.add_new_anon_rmap(self.id(), self.vm.mapcount_mode());
-        let flags = vma.flags.pte_flags() | PteFlags::DIRTY | maybe_mkwrite(vma);
+        let flags = vma.flags.pte_flags() | PTE_DIRTY_BITS | maybe_mkwrite(vma);
         ptl.get_and_clear(addr);
         // The old translation must be gone before the old page is
         // released (`ptep_clear_flush()`).

@@ -58,7 +58,13 @@ pub(super) struct MmLocked {
 /// `/proc/PID/status` memory lines, in kB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MmStatus {
+    /// `VmPeak`: the largest `VmSize` seen (`hiwater_vm`, raised before
+    /// an unmap lowers `total_vm`).
+    pub vm_peak: u64,
     pub vm_size: u64,
+    /// `VmHWM`: the largest RSS seen (`hiwater_rss`, raised before a zap
+    /// lowers the RSS; `clear_refs` 5 resets it to the current RSS).
+    pub vm_hwm: u64,
     /// `RssAnon + RssShmem` (no file pages yet).
     pub vm_rss: u64,
     pub rss_anon: u64,
@@ -92,6 +98,11 @@ pub struct Mm<'v, 'a, P: Platform> {
     pub(super) rss_anon: AtomicU64,
     /// Shmem pages mapped (`MM_SHMEMPAGES`).
     pub(super) rss_shmem: AtomicU64,
+    /// Peak RSS in pages before the last decrease (`hiwater_rss`):
+    /// [`Mm::update_hiwater_rss`].
+    hiwater_rss: AtomicU64,
+    /// Peak `total_vm` before the last decrease (`hiwater_vm`).
+    hiwater_vm: AtomicU64,
     /// mremap paths taken; read with [`Mm::mremap_stat`].
     pub(super) mremap_stats: Counters<{ MremapStat::COUNT }>,
     /// `mm->flags` bits this kernel has ([`MmFlags`]): set by prctl,
@@ -181,6 +192,8 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             locked_vm: AtomicU64::new(0),
             rss_anon: AtomicU64::new(0),
             rss_shmem: AtomicU64::new(0),
+            hiwater_rss: AtomicU64::new(0),
+            hiwater_vm: AtomicU64::new(0),
             mremap_stats: Counters::new(),
             flags: AtomicU64::new(0),
         })
@@ -221,8 +234,15 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
     /// The memory lines of `/proc/PID/status`.
     pub fn status(&self) -> MmStatus {
         let kb = |pages: &AtomicU64| pages.load(Relaxed) * (PAGE_SIZE / 1024);
+        let pg = PAGE_SIZE / 1024;
         MmStatus {
+            vm_peak: self
+                .hiwater_vm
+                .load(Relaxed)
+                .max(self.total_vm.load(Relaxed))
+                * pg,
             vm_size: kb(&self.total_vm),
+            vm_hwm: self.hiwater_rss.load(Relaxed).max(self.rss()) * pg,
             vm_rss: kb(&self.rss_anon) + kb(&self.rss_shmem),
             rss_anon: kb(&self.rss_anon),
             rss_shmem: kb(&self.rss_shmem),
@@ -232,6 +252,38 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             vm_lck: kb(&self.locked_vm),
             vm_pte: self.pt.pgtables_bytes() / 1024,
         }
+    }
+
+    /// Resident pages (`get_mm_rss()`).
+    pub fn rss(&self) -> u64 {
+        self.rss_anon.load(Relaxed) + self.rss_shmem.load(Relaxed)
+    }
+
+    /// Records the RSS as a peak before it goes down
+    /// (`update_hiwater_rss()`): every zap calls it first.
+    pub(super) fn update_hiwater_rss(&self) {
+        self.hiwater_rss.fetch_max(self.rss(), Relaxed);
+    }
+
+    /// Records `total_vm` as a peak before an unmap lowers it
+    /// (`update_hiwater_vm()`).
+    pub(super) fn update_hiwater_vm(&self) {
+        self.hiwater_vm
+            .fetch_max(self.total_vm.load(Relaxed), Relaxed);
+    }
+
+    pub(super) fn hiwater_vm(&self) -> u64 {
+        self.hiwater_vm.load(Relaxed)
+    }
+
+    pub(super) fn set_hiwater_vm(&self, pages: u64) {
+        self.hiwater_vm.store(pages, Relaxed);
+    }
+
+    /// `reset_mm_hiwater_rss()` (clear_refs 5): the peak becomes the
+    /// current RSS.
+    pub(super) fn reset_hiwater_rss(&self) {
+        self.hiwater_rss.store(self.rss(), Relaxed);
     }
 
     /// Number of VMAs.

@@ -329,10 +329,12 @@ impl<P: Platform> Mm<'_, '_, P> {
             } else {
                 None
             };
+            // New memory is soft-dirty as a whole (`__mmap_complete()`):
+            // a tracker must not take it for the data it replaced.
             let new = Vma {
                 start,
                 end: start + len,
-                flags: vm_flags,
+                flags: vm_flags | VmFlags::SOFTDIRTY,
                 pgoff: if file.is_some() {
                     offset >> PAGE_SHIFT
                 } else if shmem.is_some() {
@@ -439,6 +441,9 @@ impl<P: Platform> Mm<'_, '_, P> {
         if old.iter().any(|(_, v)| v.flags.contains(VmFlags::SEALED)) {
             return Err(Errno::EPERM);
         }
+        // Update the high watermark before total_vm goes down
+        // (vms_complete_munmap_vmas()).
+        self.update_hiwater_vm();
         let doomed = self.vma_store_over(l, start, end, None, &old)?;
         // The neighbours' ends from one walk: [start, end) now lies in
         // one NULL range of the tree (NULL ranges are never adjacent),
@@ -495,7 +500,8 @@ impl<P: Platform> Mm<'_, '_, P> {
         {
             return old;
         }
-        let mut flags = VmFlags::DATA_DEFAULT | l.def_flags;
+        // do_brk_flags(): the new heap is soft-dirty.
+        let mut flags = VmFlags::DATA_DEFAULT | l.def_flags | VmFlags::SOFTDIRTY;
         if flags.accountable() {
             flags |= VmFlags::ACCOUNT;
         }

@@ -163,7 +163,9 @@ pub use mlock::{MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT, MLOCK_ONFAULT, VM_LOCKED_M
 pub use mm::{Mm, MmFlags, MmStatus, map_deny_write_exec};
 pub use mmap::{MapFlags, Prot};
 pub use mremap::{MremapFlags, MremapStat};
-pub use pagemap::{PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP};
+pub use pagemap::{
+    ClearRefs, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PFRAME_MASK, PM_PRESENT, PM_SOFT_DIRTY, PM_SWAP,
+};
 pub use rmap::RmapHit;
 pub use smaps::{MemSizeStats, PSS_SHIFT};
 pub use vma::{AnonVmaId, VmFlags, Vma, can_merge};

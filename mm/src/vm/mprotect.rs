@@ -109,8 +109,11 @@ impl<P: Platform> Mm<'_, '_, P> {
             while addr < next {
                 let old = lazy.get(addr);
                 if old.is_present() {
-                    let keep =
-                        old.flags() & (PteFlags::SPECIAL | PteFlags::DIRTY | PteFlags::WRITE);
+                    let keep = old.flags()
+                        & (PteFlags::SPECIAL
+                            | PteFlags::DIRTY
+                            | PteFlags::SOFT_DIRTY
+                            | PteFlags::WRITE);
                     let mut f = nf.pte_flags() | keep;
                     if !nf.contains(VmFlags::WRITE) {
                         f -= PteFlags::WRITE;

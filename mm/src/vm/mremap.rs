@@ -84,7 +84,7 @@ use super::vma::{VmFlags, Vma};
 use super::{MapFlags, Mm};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
 use crate::errno::{Errno, Result};
-use crate::pgtable::{PMD_SIZE, TASK_SIZE, addr_end};
+use crate::pgtable::{PMD_SIZE, PteFlags, TASK_SIZE, addr_end};
 use crate::platform::Platform;
 use crate::stats::define_stats;
 
@@ -587,7 +587,12 @@ impl<P: Platform> Mm<'_, '_, P> {
             account_before = v.start < addr;
             account_after = v.end > addr + len;
         }
-        if self.do_munmap(l, addr, len).is_err() {
+        // move_vma(): the unmap of the source must not count the moved
+        // range twice in VmPeak (hiwater_vm saved and restored).
+        let hiwater_vm = self.hiwater_vm();
+        let unmapped = self.do_munmap(l, addr, len);
+        self.set_hiwater_vm(hiwater_vm);
+        if unmapped.is_err() {
             // Out of memory splitting: the source stays mapped (empty:
             // its pages moved) and accountable, so it is charged again:
             // the moved pages stay charged to the new VMA ("OOM: unable
@@ -681,9 +686,14 @@ impl<P: Platform> Mm<'_, '_, P> {
             if old_ptl.get(oa).is_none() {
                 continue;
             }
-            let pte = old_ptl.get_and_clear(oa);
+            let mut pte = old_ptl.get_and_clear(oa);
             // A present PTE may be cached in a TLB: flush before unlocking.
             force_flush |= pte.is_present();
+            if pte.is_present() {
+                // move_soft_dirty_pte(): a moved page is new data at its
+                // address for a soft-dirty tracker.
+                pte = pte.with_flags(pte.flags() | PteFlags::SOFT_DIRTY);
+            }
             let dst = new_ptl.as_mut().unwrap_or(&mut old_ptl);
             debug_assert!(dst.get(na).is_none(), "moving onto a PTE");
             dst.set(na, pte);

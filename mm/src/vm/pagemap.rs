@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   bits 0..54  PFN, if present (and the reader may see it)
-//!   bit  55     soft-dirty (the VMA's VM_SOFTDIRTY; no PTE bit here)
+//!   bit  55     soft-dirty (the PTE's, or the VMA's VM_SOFTDIRTY)
 //!   bit  56     exclusively mapped (PM_MMAP_EXCLUSIVE)
 //!   bit  61     a file or shared-anonymous page (PM_FILE)
 //!   bit  63     present (PM_PRESENT; a PROT_NONE page is present)
@@ -18,18 +18,29 @@
 //! The zero page is present but neither file nor exclusive
 //! (`vm_normal_page()` gives no page for it).
 //!
+//! `/proc/PID/clear_refs` ([`Mm::clear_refs`], `clear_refs_write()`)
+//! lives here too: it resets what pagemap and smaps report. Soft-dirty
+//! tracking (Documentation/admin-guide/mm/soft-dirty.rst): writing 4
+//! clears `VM_SOFTDIRTY` on every VMA and the soft-dirty bit of every
+//! PTE, and write-protects the present ones, so the next write faults and
+//! the fault's `pte_mkdirty()` marks the PTE again. New VMAs (mmap, brk)
+//! start soft-dirty as a whole, merges keep the flag (`VM_STICKY`),
+//! mremap marks the PTEs it moves.
+//!
 //! # Context
 //!
-//! Takes the mmap lock for read and each PTE table's lock while reading
-//! it, as [`Mm::smaps`](super::Mm::smaps).
+//! `pagemap` takes the mmap lock for read and each PTE table's lock while
+//! reading it, as [`Mm::smaps`](super::Mm::smaps); `clear_refs` the mmap
+//! lock for write.
 #![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
 
 use super::{Mm, VmFlags, Vma};
 use crate::addr::PAGE_SIZE;
+use crate::errno::{Errno, Result};
 use crate::folio::{Folio, MapcountMode};
-use crate::pgtable::{Entry, PMD_SIZE, PteFlags, addr_end};
+use crate::pgtable::{Entry, PMD_SIZE, PteFlags, TASK_SIZE, addr_end};
 use crate::platform::Platform;
 
 /// Bits 0..54: the page frame number (`PM_PFRAME_MASK`).
@@ -83,6 +94,9 @@ impl<P: Platform> Mm<'_, '_, P> {
             return flags;
         }
         flags |= PM_PRESENT;
+        if e.flags().contains(PteFlags::SOFT_DIRTY) {
+            flags |= PM_SOFT_DIRTY;
+        }
         let frame = if show_pfn {
             e.pfn().as_u64() & PM_PFRAME_MASK
         } else {
@@ -100,6 +114,113 @@ impl<P: Platform> Mm<'_, '_, P> {
             }
         }
         frame | flags
+    }
+}
+
+/// What a write to `/proc/PID/clear_refs` asks (`enum clear_refs_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClearRefs {
+    /// 1: the referenced (accessed) bits of every page.
+    All = 1,
+    /// 2: those of anonymous memory only (VMAs without a file).
+    Anon = 2,
+    /// 3: those of file (here shmem) mappings only.
+    Mapped = 3,
+    /// 4: the soft-dirty bits, write-protecting the pages.
+    SoftDirty = 4,
+    /// 5: the peak RSS (`VmHWM`) becomes the current RSS.
+    MmHiwaterRss = 5,
+}
+
+impl ClearRefs {
+    /// Parses what was written as `clear_refs_write()` does: at most 12
+    /// bytes are looked at, surrounding white space stripped, a decimal
+    /// `int` (`kstrtoint()`: an optional sign, a final newline allowed
+    /// before the strip already removed it; `ERANGE` on overflow), then
+    /// `EINVAL` outside 1..=5.
+    pub fn parse(text: &[u8]) -> Result<ClearRefs> {
+        let text = &text[..text.len().min(12)];
+        let text = core::str::from_utf8(text).map_err(|_| Errno::EINVAL)?;
+        let text = text.trim_matches(|c: char| c.is_ascii_whitespace());
+        let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Errno::EINVAL);
+        }
+        let v: i32 = text.parse().map_err(|_| Errno::ERANGE)?;
+        Ok(match v {
+            1 => ClearRefs::All,
+            2 => ClearRefs::Anon,
+            3 => ClearRefs::Mapped,
+            4 => ClearRefs::SoftDirty,
+            5 => ClearRefs::MmHiwaterRss,
+            _ => return Err(Errno::EINVAL),
+        })
+    }
+}
+
+impl<P: Platform> Mm<'_, '_, P> {
+    /// `clear_refs_write()` after the parse, under the mmap lock for
+    /// write: resets the peak RSS (5), or walks every VMA
+    /// (`clear_refs_test_walk()`: 2 skips shmem-backed VMAs, which have a
+    /// file in Linux, 3 the others) and clears each present PTE's
+    /// accessed bit (1-3), or each PTE's soft-dirty bit with its write
+    /// permission and every VMA's `VM_SOFTDIRTY` (4,
+    /// `clear_soft_dirty()`). One TLB flush for the whole address space.
+    pub fn clear_refs(&self, what: ClearRefs) {
+        let mut l = self.mmap_lock.write(self.platform());
+        if what == ClearRefs::MmHiwaterRss {
+            self.reset_hiwater_rss();
+            return;
+        }
+        if what == ClearRefs::SoftDirty {
+            for (p, v) in self.vmas_in(0, TASK_SIZE) {
+                if v.flags.contains(VmFlags::SOFTDIRTY) {
+                    // vm_flags_clear() + vma_set_page_prot(): from now on
+                    // a shared VMA maps read faults read-only too.
+                    self.set_vma_flags(&mut l, p, v.flags - VmFlags::SOFTDIRTY);
+                }
+            }
+        }
+        let mut changed = false;
+        for (_, v) in self.vmas_in(0, TASK_SIZE) {
+            let file = v.shmem.is_some();
+            if v.flags.contains(VmFlags::PFNMAP)
+                || (what == ClearRefs::Anon && file)
+                || (what == ClearRefs::Mapped && !file)
+            {
+                continue;
+            }
+            let mut addr = v.start;
+            while addr < v.end {
+                let next = addr_end(addr, v.end, PMD_SIZE);
+                let Some(mut ptl) = self.pt.pte_offset_map_lock(addr) else {
+                    addr = next;
+                    continue;
+                };
+                while addr < next {
+                    let e = ptl.get(addr);
+                    let f = e.flags();
+                    let new = if !e.is_present() {
+                        e
+                    } else if what == ClearRefs::SoftDirty {
+                        e.with_flags(f - PteFlags::WRITE - PteFlags::SOFT_DIRTY)
+                    } else if f.contains(PteFlags::SPECIAL) {
+                        // vm_normal_folio(): the zero page is skipped.
+                        e
+                    } else {
+                        e.with_flags(f - PteFlags::ACCESSED)
+                    };
+                    if new != e {
+                        ptl.set(addr, new);
+                        changed = true;
+                    }
+                    addr += PAGE_SIZE;
+                }
+            }
+        }
+        if changed {
+            self.pt.flush_tlb(None);
+        }
     }
 }
 

@@ -310,3 +310,138 @@ fn a_forced_read_of_prot_none_memory_sees_its_page_or_zeros() {
         assert_eq!(mm.access_remote_page(a, true, |_| ()), Err(Errno::EFAULT));
     });
 }
+
+/// The soft-dirty bits of pagemap for `n` pages at `a`, as a bit string.
+fn soft_dirty_bits(mm: &super::tests::TestMm<'_, '_>, a: u64, n: u64) -> alloc::string::String {
+    let mut pm = alloc::vec::Vec::new();
+    mm.pagemap(a, a + n * PG, false, &mut pm);
+    pm.iter()
+        .map(|e| if e & PM_SOFT_DIRTY != 0 { '1' } else { '0' })
+        .collect()
+}
+
+#[test]
+fn clear_refs_4_write_protects_and_the_next_write_marks_the_page() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 4 * PG, RW, ANON, -1, 0).unwrap();
+        // New memory is soft-dirty as a whole, touched or not.
+        assert!(mm.vma_lookup(a).unwrap().flags.contains(VmFlags::SOFTDIRTY));
+        assert_eq!(soft_dirty_bits(mm, a, 4), "1111");
+        for i in 0..3 {
+            poke(mm, a + i * PG, i + 1).unwrap();
+        }
+        mm.clear_refs(ClearRefs::SoftDirty);
+        assert!(!mm.vma_lookup(a).unwrap().flags.contains(VmFlags::SOFTDIRTY));
+        assert_eq!(soft_dirty_bits(mm, a, 4), "0000");
+        // The pages were write-protected, their data kept, no copy made.
+        let pte = mm.page_table().get_pte(a).unwrap();
+        assert!(!pte.is_writable());
+        let pfn = pte.pfn();
+        assert_eq!(peek(mm, a + PG).unwrap(), 2);
+        assert_eq!(soft_dirty_bits(mm, a, 4), "0000", "a read marks nothing");
+        poke(mm, a + PG, 7).unwrap();
+        poke(mm, a + 3 * PG, 8).unwrap();
+        assert_eq!(soft_dirty_bits(mm, a, 4), "0101");
+        // wp_page_reuse(): the written page stayed where it was.
+        assert_eq!(mm.page_table().get_pte(a).unwrap().pfn(), pfn);
+        assert_eq!(peek(mm, a).unwrap(), 1);
+        // mprotect keeps the PTE bits; a new mapping next to the cleared
+        // one merges with it and the merged VMA is soft-dirty (VM_STICKY).
+        mm.mprotect(a, 4 * PG, R).unwrap();
+        mm.mprotect(a, 4 * PG, RW).unwrap();
+        assert_eq!(soft_dirty_bits(mm, a, 4), "0101");
+        mm.clear_refs(ClearRefs::SoftDirty);
+        let b = mm
+            .mmap(a + 4 * PG, PG, RW, ANON | MapFlags::FIXED, -1, 0)
+            .unwrap();
+        assert_eq!(b, a + 4 * PG);
+        assert_eq!(mm.vma_lookup(a).unwrap().end, b + PG, "merged");
+        assert_eq!(soft_dirty_bits(mm, a, 5), "11111");
+        // mremap marks the PTEs it moves; the moved VMA keeps its flags.
+        mm.clear_refs(ClearRefs::SoftDirty);
+        // (Read-only: a new RW neighbour would merge into `a`, whose
+        // merged VMA would then be soft-dirty as a whole.)
+        let to = mm.mmap(0, 16 * PG, R, ANON, -1, 0).unwrap();
+        mm.munmap(to, 16 * PG).unwrap();
+        let n = mm
+            .mremap(
+                a,
+                5 * PG,
+                5 * PG,
+                MremapFlags::MAYMOVE | MremapFlags::FIXED,
+                to,
+            )
+            .unwrap();
+        assert_eq!(n, to);
+        assert_eq!(soft_dirty_bits(mm, to, 5), "11110", "the 4 mapped pages");
+        assert_eq!(peek(mm, to + PG).unwrap(), 7);
+    });
+}
+
+#[test]
+fn clear_refs_4_makes_shared_memory_fault_on_its_next_write() {
+    with_mm(|mm| {
+        let shared = MapFlags::SHARED | MapFlags::ANONYMOUS;
+        let a = mm.mmap(0, 2 * PG, RW, shared, -1, 0).unwrap();
+        poke(mm, a, 1).unwrap();
+        mm.clear_refs(ClearRefs::SoftDirty);
+        assert_eq!(soft_dirty_bits(mm, a, 2), "00");
+        // A read fault maps the page read-only now (vma_wants_writenotify).
+        assert_eq!(peek(mm, a + PG).unwrap(), 0);
+        assert!(!mm.page_table().get_pte(a + PG).unwrap().is_writable());
+        poke(mm, a + PG, 2).unwrap();
+        assert_eq!(soft_dirty_bits(mm, a, 2), "01");
+        poke(mm, a, 3).unwrap();
+        assert_eq!(soft_dirty_bits(mm, a, 2), "11");
+    });
+}
+
+#[test]
+fn clear_refs_1_clears_accessed_bits_and_5_resets_the_peak_rss() {
+    with_mm(|mm| {
+        let a = mm.mmap(0, 8 * PG, RW, ANON, -1, 0).unwrap();
+        for i in 0..8 {
+            poke(mm, a + i * PG, i).unwrap();
+        }
+        let accessed = |mm: &super::tests::TestMm<'_, '_>| {
+            (0..8)
+                .filter(|i| {
+                    let e = mm.page_table().get_pte(a + i * PG).unwrap();
+                    e.flags().contains(crate::pgtable::PteFlags::ACCESSED)
+                })
+                .count()
+        };
+        assert_eq!(accessed(mm), 8);
+        mm.clear_refs(ClearRefs::Mapped);
+        assert_eq!(accessed(mm), 8, "3 leaves anonymous memory alone");
+        mm.clear_refs(ClearRefs::Anon);
+        assert_eq!(accessed(mm), 0);
+        let st = mm.status();
+        assert_eq!(st.vm_hwm, st.vm_rss);
+        let before = st.vm_rss;
+        let peak_vm = st.vm_size;
+        mm.munmap(a, 6 * PG).unwrap();
+        let st = mm.status();
+        assert_eq!(st.vm_rss, before - 24);
+        assert_eq!(st.vm_hwm, before, "the peak outlives the unmap");
+        assert_eq!(st.vm_peak, peak_vm);
+        assert_eq!(st.vm_size, peak_vm - 24);
+        mm.clear_refs(ClearRefs::MmHiwaterRss);
+        assert_eq!(mm.status().vm_hwm, before - 24);
+    });
+}
+
+#[test]
+fn clear_refs_parses_as_kstrtoint() {
+    assert_eq!(ClearRefs::parse(b"4\n"), Ok(ClearRefs::SoftDirty));
+    assert_eq!(ClearRefs::parse(b"  +5  "), Ok(ClearRefs::MmHiwaterRss));
+    assert_eq!(ClearRefs::parse(b"0"), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b"6"), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b"-1"), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b""), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b"4 4"), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b"0x4"), Err(Errno::EINVAL));
+    assert_eq!(ClearRefs::parse(b"99999999999"), Err(Errno::ERANGE));
+    // Only the first 12 bytes count.
+    assert_eq!(ClearRefs::parse(b"000000000001xyz"), Ok(ClearRefs::All));
+}

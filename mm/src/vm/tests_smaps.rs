@@ -266,6 +266,13 @@ fn pagemap_bits_follow_the_6_15_rules_in_both_modes() {
             let mut pm = Vec::new();
             mm.pagemap(BASE, BASE + 50 * PG, true, &mut pm);
             assert_eq!(pm.len(), 50);
+            // New VMAs are soft-dirty as a whole, holes not; the rest of
+            // soft-dirty is tests_memapi's.
+            let in_vma = |i: usize| i < 16 || (32..34).contains(&i) || i == 48;
+            for (i, e) in pm.iter_mut().enumerate() {
+                assert_eq!(*e & PM_SOFT_DIRTY != 0, in_vma(i), "page {i}");
+                *e &= !PM_SOFT_DIRTY;
+            }
             let pte = |a: u64| mm.page_table().get_pte(a).unwrap();
             for i in 0..16 {
                 let e = pm[i as usize];
@@ -288,19 +295,23 @@ fn pagemap_bits_follow_the_6_15_rules_in_both_modes() {
             child.pagemap(BASE + 8 * PG, BASE + 9 * PG, false, &mut kid);
             assert_eq!(
                 kid,
-                [PM_PRESENT | PM_MMAP_EXCLUSIVE],
+                [PM_PRESENT | PM_MMAP_EXCLUSIVE | PM_SOFT_DIRTY],
                 "a copy, no PFN shown"
             );
             // vma_needs_copy(): a VMA that only mapped the zero page has
             // no anon_vma, and the child gets no PTEs for it.
             kid.clear();
             child.pagemap(BASE + 32 * PG, BASE + 33 * PG, true, &mut kid);
-            assert_eq!(kid, [0], "not copied: a fault fills it again");
+            assert_eq!(kid, [PM_SOFT_DIRTY], "not copied: a fault fills it again");
             assert_eq!(peek(&child, BASE + 32 * PG), Ok(0));
             drop(child);
             pm.clear();
             mm.pagemap(BASE, BASE + PG, false, &mut pm);
-            assert_eq!(pm, [PM_PRESENT | PM_MMAP_EXCLUSIVE], "alone again");
+            assert_eq!(
+                pm,
+                [PM_PRESENT | PM_MMAP_EXCLUSIVE | PM_SOFT_DIRTY],
+                "alone again"
+            );
         });
     }
 }

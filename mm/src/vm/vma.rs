@@ -79,6 +79,9 @@ impl VmFlags {
         .union(VmFlags::DONTEXPAND)
         .union(VmFlags::PFNMAP)
         .union(VmFlags::MIXEDMAP);
+    /// Flags that do not stop a merge and that the merged VMA keeps when
+    /// either part had them (6.19's `VM_STICKY`, `VM_IGNORE_MERGE`).
+    pub const STICKY: VmFlags = VmFlags::SOFTDIRTY;
     /// The stack flag of x86 (`VM_STACK` = `VM_GROWSDOWN`).
     pub const STACK: VmFlags = VmFlags::GROWSDOWN;
     pub const ACCESS: VmFlags = VmFlags::READ.union(VmFlags::WRITE).union(VmFlags::EXEC);
@@ -88,6 +91,12 @@ impl VmFlags {
         .union(VmFlags::MAYREAD)
         .union(VmFlags::MAYWRITE)
         .union(VmFlags::MAYEXEC);
+
+    /// `vma_soft_dirty_enabled()`: writes are being tracked (clear_refs 4
+    /// cleared VM_SOFTDIRTY), so a write must fault to mark its PTE.
+    pub fn soft_dirty_enabled(self) -> bool {
+        !self.contains(VmFlags::SOFTDIRTY)
+    }
 
     /// `is_data_mapping()`: private, writable, not stack.
     pub fn is_data(self) -> bool {
@@ -220,7 +229,7 @@ pub(super) enum Covering {
 /// (`is_mergeable_vma()`: the same object, if any; `is_mergeable_anon_vma()`;
 /// contiguous offsets).
 pub fn can_merge(a: &Vma, b: &Vma) -> bool {
-    let ignore = VmFlags::SOFTDIRTY;
+    let ignore = VmFlags::STICKY;
     a.end == b.start
         && !a.flags.intersects(VmFlags::SPECIAL)
         && (a.flags - ignore) == (b.flags - ignore)
@@ -355,6 +364,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             merged.start = p.start;
             merged.pgoff = p.pgoff;
             merged.anon_vma = p.anon_vma.or(new.anon_vma);
+            merged.flags |= p.flags & VmFlags::STICKY;
         }
         // Both sides: prev and next must agree with each other too.
         let next = next.filter(|(_, v)| {
@@ -370,6 +380,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         if let Some((_, n)) = next {
             merged.end = n.end;
             merged.anon_vma = merged.anon_vma.or(n.anon_vma);
+            merged.flags |= n.flags & VmFlags::STICKY;
         }
         let w = match covering {
             Covering::Unknown => {
@@ -468,6 +479,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             merged.start = pv.start;
             merged.pgoff = pv.pgoff;
             merged.anon_vma = pv.anon_vma.or(v.anon_vma);
+            merged.flags |= pv.flags & VmFlags::STICKY;
         }
         let next = next.filter(|(_, nv)| {
             can_merge(
@@ -481,6 +493,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         if let Some((_, nv)) = next {
             merged.end = nv.end;
             merged.anon_vma = merged.anon_vma.or(nv.anon_vma);
+            merged.flags |= nv.flags & VmFlags::STICKY;
         }
         self.insert_vma(l, merged)?;
         self.retire_vma(l, p);

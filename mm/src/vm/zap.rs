@@ -55,6 +55,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         end: u64,
         details: ZapDetails,
     ) {
+        self.update_hiwater_rss();
         let mut addr = start;
         while addr < end {
             let next = addr_end(addr, end, PMD_SIZE);

@@ -77,6 +77,12 @@ static void smaps_flags(const char *what, void *p)
 		if (!strncmp(line, want, strlen(want)))
 			in = 1;
 		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			/* Without "sd" (soft-dirty): a kernel built without
+			 * CONFIG_MEM_SOFT_DIRTY, as some hosts are, never shows
+			 * it; softdirty.c checks it. */
+			char *sd = strstr(line, " sd ");
+			if (sd)
+				memmove(sd, sd + 3, strlen(sd + 3) + 1);
 			printf("%s %s", what, line);
 			fclose(f);
 			return;

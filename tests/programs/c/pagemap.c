@@ -45,7 +45,9 @@ static uint64_t entry(int fd, const void *addr)
 	off_t off = (off_t)((uintptr_t)addr / PG * 8);
 	if (pread(fd, &e, 8, off) != 8)
 		return ~0ULL;
-	return e;
+	/* Soft-dirty is softdirty.c's: a kernel built without
+	 * CONFIG_MEM_SOFT_DIRTY, as some hosts are, never sets it. */
+	return e & ~PM_SOFT_DIRTY;
 }
 
 /* One letter per bit: P(resent) F(ile) E(xclusive) D(soft-dirty) S(wap),

@@ -85,7 +85,9 @@ static long field(const char *e, const char *name)
 	return -1;
 }
 
-/* The entry's VmFlags codes, copied without the trailing space. */
+/* The entry's VmFlags codes, copied without the trailing space and
+ * without "sd" (soft-dirty): a kernel built without CONFIG_MEM_SOFT_DIRTY,
+ * as some hosts are, never shows it; softdirty.c checks it. */
 static void vmflags(const char *e, char *out, size_t size)
 {
 	const char *p = strstr(e, "VmFlags: ");
@@ -97,6 +99,12 @@ static void vmflags(const char *e, char *out, size_t size)
 	while (p[n] && p[n] != '\n' && n < size - 1)
 		n++;
 	memcpy(out, p, n);
+	out[n] = 0;
+	char *sd = strstr(out, "sd ");
+	if (sd && (sd == out || sd[-1] == ' ')) {
+		memmove(sd, sd + 3, strlen(sd + 3) + 1);
+		n -= 3;
+	}
 	while (n && out[n - 1] == ' ')
 		n--;
 	out[n] = 0;
