@@ -143,7 +143,7 @@ mod tests_smaps;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::folio::MapcountMode;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
@@ -257,7 +257,7 @@ impl<'a, P: Platform> Vm<'a, P> {
         rcu: &'a Rcu<P>,
         node_cache: &'a KmemCache<'a, P>,
     ) -> Option<Self> {
-        let zero_page = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0).ok()?;
+        let zero_page = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, Order::ZERO).ok()?;
         Some(Vm {
             pa,
             rcu,
@@ -372,7 +372,7 @@ impl<'a, P: Platform> Vm<'a, P> {
 
 impl<P: Platform> Drop for Vm<'_, P> {
     fn drop(&mut self) {
-        if let Err(bad) = self.pa.free_pages(self.zero_page, 0) {
+        if let Err(bad) = self.pa.free_pages(self.zero_page, Order::ZERO) {
             log::error!("BUG: freeing the zero page: {bad:?}");
         }
     }
