@@ -120,8 +120,6 @@ mod zap;
 #[cfg(any(test, feature = "std"))]
 pub mod fuzz;
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_fail_nth;
