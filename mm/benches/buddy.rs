@@ -25,7 +25,7 @@ use buddy_system_allocator::FrameAllocator;
 use mm::page_alloc::{PaStat, PageAlloc, ZoneLayout};
 use mm::rand::XorShift64;
 use mm::sim::{self, SimPlatform};
-use mm::{Gfp, Pfn};
+use mm::{Gfp, Order, Pfn};
 
 /// 256 MiB of 4 KiB frames.
 const NR_PAGES: usize = 65536;
@@ -72,15 +72,18 @@ impl Ours {
 impl Frames for Ours {
     #[inline]
     fn alloc(&mut self, order: u32) -> usize {
-        let pfn = self.0.alloc_pages(black_box(Gfp::KERNEL), black_box(order));
+        let pfn = self
+            .0
+            .alloc_pages(black_box(Gfp::KERNEL), Order::new(black_box(order)));
         black_box(pfn).expect("ours: out of memory").as_usize()
     }
 
     #[inline]
     fn free(&mut self, frame: usize, order: u32) {
-        let r = self
-            .0
-            .free_pages(Pfn::new(black_box(frame) as u64), black_box(order));
+        let r = self.0.free_pages(
+            Pfn::new(black_box(frame) as u64),
+            Order::new(black_box(order)),
+        );
         black_box(r).expect("ours: bad free");
     }
 }

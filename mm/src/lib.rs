@@ -27,6 +27,6 @@ pub mod sync;
 pub mod vm;
 pub mod xarray;
 
-pub use addr::{CpuId, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
+pub use addr::{CpuId, Order, PAGE_SHIFT, PAGE_SIZE, Pfn, PhysAddr};
 pub use gfp::Gfp;
 pub use platform::Platform;

@@ -41,7 +41,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::addr::Pfn;
+use crate::addr::{Order, Pfn};
 
 bitflags::bitflags! {
     /// Long-lived per-frame flags (Linux's `PG_*` bits).
@@ -203,13 +203,12 @@ impl Page {
 
     /// The block order recorded on a block head (I2).
     #[inline]
-    pub fn order(&self) -> u32 {
-        u32::from(self.order.load(Relaxed))
+    pub fn order(&self) -> Order {
+        Order::from_stored(self.order.load(Relaxed))
     }
 
-    pub(crate) fn set_order(&self, order: u32) {
-        debug_assert!(order < 64);
-        self.order.store(order as u8, Relaxed);
+    pub(crate) fn set_order(&self, order: Order) {
+        self.order.store(order.get() as u8, Relaxed);
     }
 
     /// The zone index written at boot.

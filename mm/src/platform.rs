@@ -18,7 +18,7 @@
 
 use core::panic::Location;
 
-use crate::addr::{CpuId, Pfn, PhysAddr};
+use crate::addr::{CpuId, Order, Pfn, PhysAddr};
 use crate::gfp::Gfp;
 use crate::memmap::MemMap;
 use crate::pgtable::TlbContext;
@@ -96,7 +96,7 @@ pub trait Platform: Send + Sync + 'static {
     /// Fault injection for the page allocator (`should_fail_alloc_page()`):
     /// true makes this `alloc_pages` call fail with no memory.
     #[inline(always)]
-    fn should_fail_alloc_page(&self, _gfp: Gfp, _order: u32) -> bool {
+    fn should_fail_alloc_page(&self, _gfp: Gfp, _order: Order) -> bool {
         false
     }
 
@@ -111,13 +111,13 @@ pub trait Platform: Send + Sync + 'static {
     /// before it is zeroed (`post_alloc_hook()`: `kernel_unpoison_pages()`
     /// checks the free poison, `set_page_owner()` records `caller`).
     #[inline(always)]
-    fn post_alloc_hook(&self, _pfn: Pfn, _order: u32, _caller: &'static Location<'static>) {}
+    fn post_alloc_hook(&self, _pfn: Pfn, _order: Order, _caller: &'static Location<'static>) {}
 
     /// A block of 2^`order` frames at `pfn` is being freed: its last
     /// reference is gone and its checks passed (`free_pages_prepare()`:
     /// `page_table_check_free()`, `kernel_poison_pages()`).
     #[inline(always)]
-    fn free_pages_prepare(&self, _pfn: Pfn, _order: u32) {}
+    fn free_pages_prepare(&self, _pfn: Pfn, _order: Order) {}
 
     /// Whether leaf PTE writes are reported to [`Platform::page_table_check_set`]
     /// (`CONFIG_PAGE_TABLE_CHECK`). A constant, so that the PTE helpers

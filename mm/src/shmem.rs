@@ -126,7 +126,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-use crate::addr::{PAGE_SHIFT, PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SHIFT, PAGE_SIZE, Pfn};
 use crate::errno::Errno;
 use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
@@ -398,7 +398,7 @@ impl ShmemRef {
         // inserted one meanwhile (`shmem_add_to_page_cache()`'s -EEXIST).
         let pfn = vm
             .pa
-            .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
+            .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, Order::ZERO)
             .map_err(|_| ShmemFaultError::NoMem)?;
         let folio = Folio::prep(vm.pa.memmap(), pfn);
         folio.set_shmem(self.mapping(), pgoff);

@@ -56,7 +56,7 @@ use core::sync::atomic::{
     AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
 };
 
-use crate::addr::{CpuId, PAGE_SIZE, Pfn, PhysAddr};
+use crate::addr::{CpuId, Order, PAGE_SIZE, Pfn, PhysAddr};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageState};
 use crate::page_alloc::{PageAlloc, ZoneLayout};
@@ -379,8 +379,8 @@ impl SimMachine {
     ///
     /// No one writes the block while the slice lives: it is free (being
     /// freed or allocated by the caller).
-    unsafe fn block_bytes(&self, pfn: Pfn, order: u32) -> &[u8] {
-        let len = (PAGE_SIZE << order) as usize;
+    unsafe fn block_bytes(&self, pfn: Pfn, order: Order) -> &[u8] {
+        let len = order.bytes() as usize;
         let off = pfn.phys_addr().as_u64() as usize;
         assert!(
             off + len <= self.bytes,
@@ -392,9 +392,9 @@ impl SimMachine {
     }
 
     /// `kernel_poison_pages()` and `page_table_check_free()`.
-    fn poison_block(&self, pfn: Pfn, order: u32) {
+    fn poison_block(&self, pfn: Pfn, order: Order) {
         let head = pfn.as_u64() as usize;
-        for i in head..head + (1 << order) {
+        for i in head..head + order.nr_pages() as usize {
             let maps = self.pte_refs[i].load(Relaxed);
             if maps != 0 {
                 panic!(
@@ -404,7 +404,7 @@ impl SimMachine {
                 );
             }
         }
-        let len = (PAGE_SIZE << order) as usize;
+        let len = order.bytes() as usize;
         // SAFETY: the block is being freed: its last reference is gone and
         // it is on no free list yet, so no one else accesses it; it lies
         // inside RAM (`phys_to_virt` asserts its start, the memmap its end).
@@ -416,22 +416,22 @@ impl SimMachine {
             )
         };
         self.owner[head].store(0, Relaxed);
-        for f in &self.frame_flags[head..head + (1 << order)] {
+        for f in &self.frame_flags[head..head + order.nr_pages() as usize] {
             f.store(FRAME_POISONED, Relaxed);
         }
     }
 
     /// `check_poison_mem()` on allocation, then `set_page_owner()`.
-    fn unpoison_block(&self, pfn: Pfn, order: u32, caller: &'static Location<'static>) {
+    fn unpoison_block(&self, pfn: Pfn, order: Order, caller: &'static Location<'static>) {
         let head = pfn.as_u64() as usize;
-        for i in 0..1usize << order {
+        for i in 0..order.nr_pages() as usize {
             if self.frame_flags[head + i].swap(0, Relaxed) & FRAME_POISONED == 0 {
                 continue;
             }
             let frame = Pfn::new((head + i) as u64);
             // SAFETY: the block was just taken off the free lists for the
             // caller, who has not seen it yet.
-            let bytes = unsafe { self.block_bytes(frame, 0) };
+            let bytes = unsafe { self.block_bytes(frame, Order::ZERO) };
             if bytes == POISONED_PAGE.as_slice() {
                 continue;
             }
@@ -499,7 +499,7 @@ impl SimMachine {
                 continue;
             }
             blocks += 1;
-            frames += 1u64 << page.order();
+            frames += page.order().nr_pages();
             if blocks <= 16 {
                 let pfn = Pfn::new(i as u64);
                 let _ = writeln!(
@@ -627,7 +627,7 @@ impl Platform for SimPlatform {
         self.0.tlb.lock().unwrap().push(TlbFlush { root, range });
     }
 
-    fn should_fail_alloc_page(&self, _gfp: Gfp, _order: u32) -> bool {
+    fn should_fail_alloc_page(&self, _gfp: Gfp, _order: Order) -> bool {
         should_fail()
     }
 
@@ -635,13 +635,13 @@ impl Platform for SimPlatform {
         should_fail()
     }
 
-    fn post_alloc_hook(&self, pfn: Pfn, order: u32, caller: &'static Location<'static>) {
+    fn post_alloc_hook(&self, pfn: Pfn, order: Order, caller: &'static Location<'static>) {
         if self.0.instrumented() {
             self.0.unpoison_block(pfn, order, caller);
         }
     }
 
-    fn free_pages_prepare(&self, pfn: Pfn, order: u32) {
+    fn free_pages_prepare(&self, pfn: Pfn, order: Order) {
         if self.0.instrumented() {
             self.0.poison_block(pfn, order);
         }

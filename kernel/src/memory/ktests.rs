@@ -5,6 +5,7 @@ use mm::{Gfp, PAGE_SIZE, Pfn, Platform};
 
 use super::page_alloc;
 use crate::ktest::KTest;
+use mm::Order;
 
 pub const KTESTS: &[KTest] = crate::ktests![
     carved_and_kernel_frames_are_reserved,
@@ -17,12 +18,12 @@ pub const KTESTS: &[KTest] = crate::ktests![
 ];
 
 /// The words of a block through the direct map.
-fn words(pfn: Pfn, order: u32) -> &'static mut [u64] {
+fn words(pfn: Pfn, order: Order) -> &'static mut [u64] {
     let va = page_alloc().platform().phys_to_virt(pfn.phys_addr());
     // SAFETY: 1. The caller owns the block (allocated, not yet freed), so no
     // one else reads or writes it. 2. The direct map covers every frame of
     // the memmap, contiguously, and the block is 2^order frames of it.
-    unsafe { core::slice::from_raw_parts_mut(va.cast::<u64>(), (PAGE_SIZE as usize / 8) << order) }
+    unsafe { core::slice::from_raw_parts_mut(va.cast::<u64>(), order.bytes() as usize / 8) }
 }
 
 fn carved_and_kernel_frames_are_reserved() {
@@ -37,7 +38,7 @@ fn carved_and_kernel_frames_are_reserved() {
     );
     assert_eq!(
         page_alloc()
-            .free_pages(layout.kernel.start.pfn(), 0)
+            .free_pages(layout.kernel.start.pfn(), Order::ZERO)
             .unwrap_err()
             .reason,
         BadPageReason::Reserved
@@ -46,7 +47,7 @@ fn carved_and_kernel_frames_are_reserved() {
 
 fn orders_0_to_10() {
     let pa = page_alloc();
-    for order in 0..=MAX_PAGE_ORDER {
+    for order in Order::ZERO.up_to_max() {
         let pfn = pa
             .alloc_pages(Gfp::KERNEL, order)
             .expect("memory for every order");
@@ -56,36 +57,38 @@ fn orders_0_to_10() {
         );
         pa.free_pages(pfn, order).expect("clean free");
     }
-    assert!(pa.alloc_pages(Gfp::KERNEL, MAX_PAGE_ORDER + 1).is_err());
+    assert_eq!(Order::try_new(MAX_PAGE_ORDER + 1), None);
     pa.check().expect("free lists consistent");
 }
 
 fn zone_limits_hold() {
     let pa = page_alloc();
-    let dma = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA, 0).unwrap();
+    let dma = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA, Order::ZERO).unwrap();
     assert!(dma.phys_addr().as_u64() < 16 << 20, "DMA page at {dma:?}");
-    let dma32 = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA32, 3).unwrap();
+    let dma32 = pa
+        .alloc_pages(Gfp::KERNEL | Gfp::DMA32, Order::new(3))
+        .unwrap();
     assert!(
         dma32.phys_addr().as_u64() + (PAGE_SIZE << 3) <= 4 << 30,
         "DMA32 block at {dma32:?}"
     );
-    let any = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let any = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     if pa.zones()[ZoneType::Normal as usize].is_populated() {
         assert!(
             any.phys_addr().as_u64() >= 4 << 30,
             "Normal is preferred, got {any:?}"
         );
     }
-    for (pfn, order) in [(dma, 0), (dma32, 3), (any, 0)] {
+    for (pfn, order) in [(dma, 0), (dma32, 3), (any, 0)].map(|(p, o)| (p, Order::new(o))) {
         pa.free_pages(pfn, order).unwrap();
     }
 }
 
 fn direct_map_patterns() {
     let pa = page_alloc();
-    let mut blocks = [(Pfn::new(0), 0u32); 48];
+    let mut blocks = [(Pfn::new(0), Order::ZERO); 48];
     for (i, b) in blocks.iter_mut().enumerate() {
-        let order = (i % 4) as u32;
+        let order = Order::new((i % 4) as u32);
         *b = (pa.alloc_pages(Gfp::KERNEL, order).unwrap(), order);
     }
     let pattern = |pfn: Pfn, i: usize| {
@@ -110,21 +113,23 @@ fn direct_map_patterns() {
 fn bad_free_is_detected() {
     let pa = page_alloc();
     let before = pa.stats().get(PaStat::BadPage);
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 1).unwrap();
-    let tail = pa.free_pages(pfn.add(1), 0).unwrap_err();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(1)).unwrap();
+    let tail = pa.free_pages(pfn.add(1), Order::ZERO).unwrap_err();
     assert!(matches!(tail.reason, BadPageReason::NotAllocated(_)));
     assert_eq!(
-        pa.free_pages(pfn, 0).unwrap_err().reason,
-        BadPageReason::OrderMismatch { allocated: 1 }
+        pa.free_pages(pfn, Order::ZERO).unwrap_err().reason,
+        BadPageReason::OrderMismatch {
+            allocated: Order::new(1)
+        }
     );
-    pa.free_pages(pfn, 1).unwrap();
+    pa.free_pages(pfn, Order::new(1)).unwrap();
     assert!(matches!(
-        pa.free_pages(pfn, 1).unwrap_err().reason,
+        pa.free_pages(pfn, Order::new(1)).unwrap_err().reason,
         BadPageReason::NotAllocated(_)
     ));
     let beyond = Pfn::new(pa.memmap().len() as u64 + 5);
     assert_eq!(
-        pa.free_pages(beyond, 0).unwrap_err().reason,
+        pa.free_pages(beyond, Order::ZERO).unwrap_err().reason,
         BadPageReason::OutsideMemmap
     );
     assert_eq!(pa.stats().get(PaStat::BadPage), before + 4);
@@ -165,11 +170,11 @@ fn alloc_all_of_each_zone() {
         const END: u64 = u64::MAX;
         let mut head = END;
         let mut taken = 0u64;
-        for order in (0..=MAX_PAGE_ORDER).rev() {
+        for order in Order::ZERO.up_to_max().rev() {
             while let Ok(pfn) = pa.alloc_pages(gfp, order) {
-                words(pfn, 0)[0] = head;
-                head = pfn.as_u64() << 8 | u64::from(order);
-                taken += 1 << order;
+                words(pfn, Order::ZERO)[0] = head;
+                head = pfn.as_u64() << 8 | u64::from(order.get());
+                taken += order.nr_pages();
             }
         }
         assert_eq!(
@@ -180,8 +185,8 @@ fn alloc_all_of_each_zone() {
         );
         assert_eq!(zone.nr_free_pages() + zone.nr_pcp_pages(), 0);
         while head != END {
-            let (pfn, order) = (Pfn::new(head >> 8), (head & 0xff) as u32);
-            head = words(pfn, 0)[0];
+            let (pfn, order) = (Pfn::new(head >> 8), Order::new((head & 0xff) as u32));
+            head = words(pfn, Order::ZERO)[0];
             pa.free_pages(pfn, order).unwrap();
         }
         pa.drain_all_pages();
@@ -203,22 +208,26 @@ fn alloc_all_of_each_zone() {
 /// Random order-0..4 alloc/free churn through the per-CPU lists.
 fn churn_keeps_invariants() {
     let pa = page_alloc();
-    let mut live = [(Pfn::new(0), 0u32); 256];
+    let mut live = [(Pfn::new(0), Order::ZERO); 256];
     let mut nr_live = 0;
     let mut rng = mm::rand::XorShift64::new(0x2545_f491_4f6c_dd1d);
     let pcp_before = pa.stats().get(PaStat::AllocPcp);
     for _ in 0..20_000 {
         let seed = rng.next_u64();
         if nr_live < live.len() && (nr_live == 0 || !seed.is_multiple_of(3)) {
-            let order = (seed >> 8) as u32 % 5;
+            let order = Order::new((seed >> 8) as u32 % 5);
             let pfn = pa.alloc_pages(Gfp::KERNEL, order).unwrap();
-            words(pfn, 0)[0] = pfn.as_u64();
+            words(pfn, Order::ZERO)[0] = pfn.as_u64();
             live[nr_live] = (pfn, order);
             nr_live += 1;
         } else {
             let i = (seed >> 16) as usize % nr_live;
             let (pfn, order) = live[i];
-            assert_eq!(words(pfn, 0)[0], pfn.as_u64(), "{pfn:?} was overwritten");
+            assert_eq!(
+                words(pfn, Order::ZERO)[0],
+                pfn.as_u64(),
+                "{pfn:?} was overwritten"
+            );
             pa.free_pages(pfn, order).unwrap();
             nr_live -= 1;
             live[i] = live[nr_live];

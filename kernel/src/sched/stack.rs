@@ -96,11 +96,12 @@ use crate::arch::idt::FaultInfo;
 use crate::memory;
 use crate::panic::emergency_println;
 use crate::sync::SpinLock;
+use mm::Order;
 
 /// Order of a stack's buddy block (Linux's `THREAD_SIZE_ORDER`).
-pub const THREAD_SIZE_ORDER: u32 = 3;
+pub const THREAD_SIZE_ORDER: Order = Order::new(3);
 /// Bytes of one stack (Linux's `THREAD_SIZE`): 32 KiB.
-pub const THREAD_SIZE: u64 = PAGE_SIZE << THREAD_SIZE_ORDER;
+pub const THREAD_SIZE: u64 = THREAD_SIZE_ORDER.bytes();
 /// Bytes of the unmapped gap below each stack.
 pub const GUARD_BYTES: u64 = THREAD_SIZE;
 /// Bytes of virtual address space per slot.
@@ -112,7 +113,7 @@ pub const NR_SLOTS: usize = 1024;
 /// End of the region (exclusive).
 pub const KSTACK_REGION_END: u64 = KSTACK_REGION_START + NR_SLOTS as u64 * SLOT_BYTES;
 
-const PAGES_PER_STACK: u64 = 1 << THREAD_SIZE_ORDER;
+const PAGES_PER_STACK: u64 = THREAD_SIZE_ORDER.nr_pages();
 
 /// Above this many pages a purge flushes whole TLBs rather than page by
 /// page (Linux's `tlb_single_page_flush_ceiling`).
@@ -183,7 +184,9 @@ struct BuddyFrames;
 // freed (never, K1/module docs).
 unsafe impl FrameAllocator<Size4KiB> for BuddyFrames {
     fn allocate_frame(&mut self) -> Option<PhysFrame<Size4KiB>> {
-        let pfn = memory::page_alloc().alloc_pages(Gfp::KERNEL, 0).ok()?;
+        let pfn = memory::page_alloc()
+            .alloc_pages(Gfp::KERNEL, Order::ZERO)
+            .ok()?;
         NR_PAGETABLE_PAGES.fetch_add(1, Ordering::Relaxed);
         Some(PhysFrame::containing_address(X86PhysAddr::new(
             pfn.phys_addr().as_u64(),
@@ -213,7 +216,7 @@ pub fn init() {
     let _held = VMAP_LOCK.lock();
     let idx = VirtAddr::new(KSTACK_REGION_START).p4_index();
     let pa = memory::page_alloc()
-        .alloc_pages(Gfp::KERNEL, 0)
+        .alloc_pages(Gfp::KERNEL, Order::ZERO)
         .expect("a frame for the kernel-stack PDPT");
     NR_PAGETABLE_PAGES.fetch_add(1, Ordering::Relaxed);
     let platform = memory::page_alloc().platform();

@@ -38,7 +38,7 @@ mod tests;
 
 use core::sync::atomic::{AtomicU64, Ordering::*};
 
-use crate::addr::Pfn;
+use crate::addr::{Order, Pfn};
 use crate::memmap::{MemMap, Page, PageFlags};
 
 /// No owner (`MM_ID_DUMMY`).
@@ -95,18 +95,18 @@ impl<'a> Folio<'a> {
     }
 
     #[inline]
-    pub fn order(&self) -> u32 {
+    pub fn order(&self) -> Order {
         self.page(0).order()
     }
 
     #[inline]
     pub fn nr_pages(&self) -> usize {
-        1 << self.order()
+        self.order().nr_pages() as usize
     }
 
     #[inline]
     pub fn is_large(&self) -> bool {
-        self.order() > 0
+        self.order() > Order::ZERO
     }
 
     /// Which page of the folio frame `pfn` is (`folio_page_idx()`).
@@ -294,7 +294,7 @@ impl<'a> Folio<'a> {
             return entire;
         }
         let ptes = (mapcount - entire) as u64;
-        let avg = ((ptes + self.nr_pages() as u64 / 2) >> self.order()) as i64;
+        let avg = ((ptes + self.nr_pages() as u64 / 2) >> self.order().get()) as i64;
         (avg + entire).max(1)
     }
 

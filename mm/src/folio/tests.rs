@@ -5,6 +5,7 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::addr::Order;
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
 use crate::rand::XorShift64;
@@ -25,6 +26,7 @@ fn machine() -> PageAlloc<SimPlatform> {
 /// Runs `f` on a fresh folio of `order`, then checks it is back to its
 /// initial state and frees it.
 fn with_folio(order: u32, f: impl FnOnce(Folio<'_>)) {
+    let order = Order::new(order);
     let pa = machine();
     let pfn = pa.alloc_pages(Gfp::KERNEL, order).unwrap();
     let folio = Folio::prep(pa.memmap(), pfn);
@@ -240,7 +242,7 @@ fn put_refs_frees_with_the_last_batch() {
     let pa = machine();
     let free = || pa.nr_free_pages();
     let before = free();
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 4).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(4)).unwrap();
     let folio = Folio::prep(pa.memmap(), pfn);
     folio_ref_add(&folio, 31);
     assert_eq!(folio.page(0).refcount(), 32);

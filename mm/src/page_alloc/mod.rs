@@ -58,7 +58,7 @@ use core::panic::Location;
 pub use stats::{PaStat, PaStats};
 pub use zone::{NR_ZONES, Watermark, Zone, ZoneType};
 
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::{MemMap, PageFlags, PageState};
 use crate::platform::{Platform, PreemptGuard};
@@ -69,15 +69,15 @@ pub const MAX_PAGE_ORDER: u32 = 10;
 /// Number of orders.
 pub const NR_PAGE_ORDERS: usize = MAX_PAGE_ORDER as usize + 1;
 /// Order of a pageblock: 2 MiB on x86_64.
-pub const PAGEBLOCK_ORDER: u32 = 9;
+pub const PAGEBLOCK_ORDER: Order = Order::new(9);
 /// Frames per pageblock.
-pub const PAGEBLOCK_NR_PAGES: u64 = 1 << PAGEBLOCK_ORDER;
+pub const PAGEBLOCK_NR_PAGES: u64 = PAGEBLOCK_ORDER.nr_pages();
 /// Orders above this are "costly" and bypass the per-CPU lists.
-pub const PAGE_ALLOC_COSTLY_ORDER: u32 = 3;
+pub const PAGE_ALLOC_COSTLY_ORDER: Order = Order::new(3);
 /// Number of migratetypes with free lists.
 pub const MIGRATE_TYPES: usize = 4;
 /// Per-CPU lists: one per (pcp migratetype, order <= costly).
-pub const NR_PCP_LISTS: usize = 3 * (PAGE_ALLOC_COSTLY_ORDER as usize + 1);
+pub const NR_PCP_LISTS: usize = 3 * (PAGE_ALLOC_COSTLY_ORDER.index() + 1);
 
 /// Page mobility (`enum migratetype`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,8 +159,6 @@ impl ZoneLayout {
 pub enum AllocError {
     /// No zone allowed by the flags has a free block above its watermark.
     NoMemory,
-    /// The order is above [`MAX_PAGE_ORDER`].
-    BadOrder(u32),
 }
 
 /// Why a free was refused.
@@ -168,15 +166,13 @@ pub enum AllocError {
 pub enum BadPageReason {
     /// The pfn is beyond the memmap.
     OutsideMemmap,
-    /// The order is above [`MAX_PAGE_ORDER`].
-    BadOrder,
     /// The frame is reserved and was never allocatable.
     Reserved,
     /// The frame does not head an allocated block: a double free, or a free
     /// of a tail frame (the state found is given).
     NotAllocated(PageState),
     /// The block was allocated with another order.
-    OrderMismatch { allocated: u32 },
+    OrderMismatch { allocated: Order },
     /// The reference count was not positive.
     BadRefcount(i32),
     /// The frame is still mapped by page tables.
@@ -187,7 +183,7 @@ pub enum BadPageReason {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadPage {
     pub pfn: Pfn,
-    pub order: u32,
+    pub order: Order,
     pub reason: BadPageReason,
     pub caller: &'static Location<'static>,
 }
@@ -393,11 +389,8 @@ impl<P: Platform> PageAlloc<P> {
     /// caller's location is given to the platform's owner tracking
     /// ([`Platform::post_alloc_hook`]).
     #[track_caller]
-    pub fn alloc_pages(&self, gfp: Gfp, order: u32) -> Result<Pfn, AllocError> {
+    pub fn alloc_pages(&self, gfp: Gfp, order: Order) -> Result<Pfn, AllocError> {
         let caller = Location::caller();
-        if order > MAX_PAGE_ORDER {
-            return Err(AllocError::BadOrder(order));
-        }
         // prepare_alloc_pages(): the fault-injection point.
         if self.platform.should_fail_alloc_page(gfp, order) {
             self.stats.inc(PaStat::AllocFail);
@@ -424,7 +417,7 @@ impl<P: Platform> PageAlloc<P> {
     fn alloc_pages_slowpath(
         &self,
         gfp: Gfp,
-        order: u32,
+        order: Order,
         mt: MigrateType,
         highest: ZoneType,
         caller: &'static Location<'static>,
@@ -463,7 +456,7 @@ impl<P: Platform> PageAlloc<P> {
     fn get_page_from_freelist(
         &self,
         gfp: Gfp,
-        order: u32,
+        order: Order,
         mt: MigrateType,
         highest: ZoneType,
         wmark: Watermark,
@@ -488,7 +481,7 @@ impl<P: Platform> PageAlloc<P> {
                 ZoneType::Dma32 => PaStat::PgallocDma32,
                 ZoneType::Normal => PaStat::PgallocNormal,
             };
-            self.stats.add(pgalloc, 1 << order);
+            self.stats.add(pgalloc, order.nr_pages());
             if flags.contains(AllocFlags::HIGHATOMIC) {
                 let mut area = zone.free.lock_irqsave(&self.platform);
                 zone.reserve_highatomic_pageblock(&mut area, &self.memmap, &self.stats, pfn, order);
@@ -500,7 +493,13 @@ impl<P: Platform> PageAlloc<P> {
 
     /// One block from `zone`: the per-CPU list for small orders, else (or
     /// when that lock is busy) the zone lists (`rmqueue`).
-    fn rmqueue(&self, zone: &Zone, order: u32, mt: MigrateType, flags: AllocFlags) -> Option<Pfn> {
+    fn rmqueue(
+        &self,
+        zone: &Zone,
+        order: Order,
+        mt: MigrateType,
+        flags: AllocFlags,
+    ) -> Option<Pfn> {
         if pcp::pcp_allowed_order(order) {
             // pcp_spin_trylock: pinned to this CPU while its list is held,
             // so a holder is never preempted with the lock taken.
@@ -520,7 +519,7 @@ impl<P: Platform> PageAlloc<P> {
         &self,
         zone: &Zone,
         pfn: Pfn,
-        order: u32,
+        order: Order,
         gfp: Gfp,
         mt: MigrateType,
         caller: &'static Location<'static>,
@@ -540,7 +539,7 @@ impl<P: Platform> PageAlloc<P> {
         page.set_refcount(1);
         page.set_state(PageState::Allocated);
         zone.pgalloc
-            .fetch_add(1 << order, core::sync::atomic::Ordering::Relaxed);
+            .fetch_add(order.nr_pages(), core::sync::atomic::Ordering::Relaxed);
         self.platform.post_alloc_hook(pfn, order, caller);
         if gfp.contains(Gfp::ZERO) {
             let va = self.platform.phys_to_virt(pfn.phys_addr());
@@ -548,7 +547,7 @@ impl<P: Platform> PageAlloc<P> {
             // one else owns its frames (P1). 2. `phys_to_virt` maps every
             // frame of the memmap, and the block's 2^order frames are
             // contiguous in the direct map.
-            unsafe { core::ptr::write_bytes(va, 0, (PAGE_SIZE << order) as usize) };
+            unsafe { core::ptr::write_bytes(va, 0, (order.bytes()) as usize) };
         }
     }
 
@@ -556,12 +555,9 @@ impl<P: Platform> PageAlloc<P> {
     /// last one (`__free_pages`). Bad frees are reported, counted and
     /// refused (the block is leaked, never corrupted).
     #[track_caller]
-    pub fn free_pages(&self, pfn: Pfn, order: u32) -> Result<(), BadPage> {
+    pub fn free_pages(&self, pfn: Pfn, order: Order) -> Result<(), BadPage> {
         let caller = Location::caller();
         let bad = |reason| self.bad_page(pfn, order, reason, caller);
-        if order > MAX_PAGE_ORDER {
-            return Err(bad(BadPageReason::BadOrder));
-        }
         let Some(page) = self.memmap.get(pfn) else {
             return Err(bad(BadPageReason::OutsideMemmap));
         };
@@ -590,7 +586,7 @@ impl<P: Platform> PageAlloc<P> {
         if let Err(found) = page.cmpxchg_state(PageState::Allocated, PageState::None) {
             return Err(bad(BadPageReason::NotAllocated(found)));
         }
-        self.stats.add(PaStat::PgFree, 1 << order);
+        self.stats.add(PaStat::PgFree, order.nr_pages());
         self.platform.free_pages_prepare(pfn, order);
         let zone = &self.zones[page.zone_idx()];
         if pcp::pcp_allowed_order(order) {
@@ -612,7 +608,7 @@ impl<P: Platform> PageAlloc<P> {
     fn bad_page(
         &self,
         pfn: Pfn,
-        order: u32,
+        order: Order,
         reason: BadPageReason,
         caller: &'static Location<'static>,
     ) -> BadPage {
@@ -700,10 +696,10 @@ fn free_range_at_boot<P: Platform>(
     while pfn < hi {
         let align = pfn.as_u64().trailing_zeros().min(MAX_PAGE_ORDER);
         let fit = 63 - (hi.as_u64() - pfn.as_u64()).leading_zeros();
-        let order = align.min(fit);
+        let order = Order::new(align.min(fit));
         let mt = zone.pageblock_migratetype(pfn);
         zone.free_one_page(&mut area, map, stats, pfn, order, mt);
-        pfn = pfn.add(1 << order);
+        pfn = pfn.add(order.nr_pages());
     }
 }
 
@@ -751,14 +747,14 @@ fn isqrt(n: u64) -> u64 {
 }
 
 /// Internal flags for the slow path (`gfp_to_alloc_flags`).
-fn gfp_to_alloc_flags(gfp: Gfp, order: u32) -> AllocFlags {
+fn gfp_to_alloc_flags(gfp: Gfp, order: Order) -> AllocFlags {
     let mut flags = AllocFlags::empty();
     if gfp.contains(Gfp::HIGH) {
         flags |= AllocFlags::MIN_RESERVE;
     }
     if !gfp.allows_blocking() && !gfp.contains(Gfp::NOMEMALLOC) {
         flags |= AllocFlags::NON_BLOCK;
-        if order > 0 {
+        if order > Order::ZERO {
             flags |= AllocFlags::HIGHATOMIC;
         }
     }

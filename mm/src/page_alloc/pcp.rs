@@ -16,7 +16,7 @@
 use super::stats::{PaStat, PaStats};
 use super::zone::{AllocFlags, Zone};
 use super::{MigrateType, NR_PCP_LISTS, PAGE_ALLOC_COSTLY_ORDER};
-use crate::addr::{CpuId, Pfn};
+use crate::addr::{CpuId, Order, Pfn};
 use crate::memmap::{MemMap, PageList, PageState};
 use crate::platform::Platform;
 
@@ -30,13 +30,13 @@ pub(crate) struct PerCpuPages {
 
 /// Whether blocks of `order` go through the per-CPU lists
 /// (`pcp_allowed_order`).
-pub(crate) const fn pcp_allowed_order(order: u32) -> bool {
-    order <= PAGE_ALLOC_COSTLY_ORDER
+pub(crate) const fn pcp_allowed_order(order: Order) -> bool {
+    order.get() <= PAGE_ALLOC_COSTLY_ORDER.get()
 }
 
 /// The list for (migratetype, order) (`order_to_pindex`).
-const fn order_to_pindex(mt: MigrateType, order: u32) -> usize {
-    (MigrateType::PCP_TYPES.len() * order as usize) + mt as usize
+const fn order_to_pindex(mt: MigrateType, order: Order) -> usize {
+    (MigrateType::PCP_TYPES.len() * order.index()) + mt as usize
 }
 
 impl PerCpuPages {
@@ -67,9 +67,9 @@ pub(crate) fn zone_highsize(low_wmark: u64, nr_cpus: usize, batch: u32) -> u32 {
 impl Zone {
     /// Blocks to move per refill for `order` (`nr_pcp_alloc`, without the
     /// pressure scaling): batch scaled down by order, at least 2 for order > 0.
-    fn nr_pcp_alloc(&self, order: u32) -> usize {
-        let batch = (self.pcp_batch as usize) >> order;
-        if order > 0 {
+    fn nr_pcp_alloc(&self, order: Order) -> usize {
+        let batch = (self.pcp_batch as usize) >> order.get();
+        if order > Order::ZERO {
             batch.max(2)
         } else {
             batch.max(1)
@@ -84,7 +84,7 @@ impl Zone {
         map: &MemMap,
         stats: &PaStats,
         cpu: CpuId,
-        order: u32,
+        order: Order,
         mt: MigrateType,
     ) -> Option<Pfn> {
         let Some(mut pcp) = self.pcp[cpu.index()].try_lock() else {
@@ -104,12 +104,12 @@ impl Zone {
                 page.set_migratetype(mt as usize);
                 page.set_state(PageState::Pcp);
                 pcp.lists[pindex].push_back(map, pfn);
-                pcp.count += 1 << order;
+                pcp.count += order.nr_pages() as usize;
             }
             stats.inc(PaStat::PcpRefill);
         }
         let pfn = pcp.lists[pindex].pop_front(map)?;
-        pcp.count -= 1 << order;
+        pcp.count -= order.nr_pages() as usize;
         map.page(pfn).set_state(PageState::None);
         stats.inc(PaStat::AllocPcp);
         Some(pfn)
@@ -125,7 +125,7 @@ impl Zone {
         stats: &PaStats,
         cpu: CpuId,
         pfn: Pfn,
-        order: u32,
+        order: Order,
     ) -> bool {
         let Some(mut pcp) = self.pcp[cpu.index()].try_lock() else {
             stats.inc(PaStat::PcpTrylockFail);
@@ -142,7 +142,7 @@ impl Zone {
         page.set_migratetype(mt as usize);
         page.set_state(PageState::Pcp);
         pcp.lists[order_to_pindex(mt, order)].push_front(map, pfn);
-        pcp.count += 1 << order;
+        pcp.count += order.nr_pages() as usize;
         stats.inc(PaStat::FreePcp);
         if pcp.count >= self.pcp_high as usize {
             let batch = self.pcp_batch as usize;
@@ -173,8 +173,8 @@ impl Zone {
             let pfn = pcp.lists[pindex].pop_back(map).expect("list is non-empty");
             let page = map.page(pfn);
             let order = page.order();
-            pcp.count -= 1 << order;
-            freed += 1 << order;
+            pcp.count -= order.nr_pages() as usize;
+            freed += order.nr_pages() as usize;
             page.set_state(PageState::None);
             let mt = self.pageblock_migratetype(pfn);
             self.free_one_page(&mut area, map, stats, pfn, order, mt);
@@ -204,7 +204,7 @@ impl Zone {
         platform: &P,
         map: &MemMap,
         stats: &PaStats,
-        order: u32,
+        order: Order,
         mt: MigrateType,
         flags: AllocFlags,
     ) -> Option<Pfn> {

@@ -65,7 +65,7 @@ use super::{
     AllocError, BadPageReason, MAX_PAGE_ORDER, MIGRATE_TYPES, MigrateType, NR_PAGE_ORDERS,
     NR_ZONES, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER, PaStat, PageAlloc, Zone, ZoneLayout, gfp_zone,
 };
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::PageState;
 use crate::platform::Platform;
@@ -103,7 +103,7 @@ const UNALIGNED: Geometry = Geometry {
 type FreeBlocks = [[u64; MIGRATE_TYPES]; NR_PAGE_ORDERS];
 
 // `expected_free_blocks` splits a top-order block in two pageblocks at most.
-const _: () = assert!(MAX_PAGE_ORDER == PAGEBLOCK_ORDER + 1);
+const _: () = assert!(MAX_PAGE_ORDER == PAGEBLOCK_ORDER.get() + 1);
 
 fn machine(geometry: Geometry, nr_cpus: usize) -> PageAlloc<SimPlatform> {
     sim::page_alloc(geometry.nr_pages, nr_cpus, RESERVED, geometry.layout)
@@ -123,8 +123,8 @@ fn per_order(blocks: &FreeBlocks) -> [u64; NR_PAGE_ORDERS] {
 /// whose halves differ in mergeability (one highatomic) stays two halves.
 fn expected_free_blocks(zone: &Zone) -> FreeBlocks {
     let mut blocks = [[0; MIGRATE_TYPES]; NR_PAGE_ORDERS];
-    let mut add = |pfn: Pfn, order: u32| {
-        blocks[order as usize][zone.pageblock_migratetype(pfn) as usize] += 1
+    let mut add = |pfn: Pfn, order: Order| {
+        blocks[order.index()][zone.pageblock_migratetype(pfn) as usize] += 1
     };
     let lo = zone.start_pfn.max(RESERVED.end).as_u64();
     let hi = zone.end_pfn.as_u64();
@@ -132,7 +132,7 @@ fn expected_free_blocks(zone: &Zone) -> FreeBlocks {
     while pfn < hi {
         let align = pfn.trailing_zeros().min(MAX_PAGE_ORDER);
         let fit = 63 - (hi - pfn).leading_zeros();
-        let order = align.min(fit);
+        let order = Order::new(align.min(fit));
         let head = Pfn::new(pfn);
         let upper = head.add(PAGEBLOCK_NR_PAGES);
         let is_highatomic = |p| zone.pageblock_migratetype(p) == MigrateType::HighAtomic;
@@ -142,7 +142,7 @@ fn expected_free_blocks(zone: &Zone) -> FreeBlocks {
         } else {
             add(head, order);
         }
-        pfn += 1 << order;
+        pfn += order.nr_pages();
     }
     blocks
 }
@@ -239,13 +239,13 @@ fn gfps() -> Vec<Gfp> {
 #[derive(Clone, Debug)]
 enum Op {
     Alloc {
-        order: u32,
+        order: Order,
         gfp: Gfp,
     },
     /// Allocate blocks like this until one fails: runs the zones down to
     /// their watermarks (or, with `MEMALLOC`, to nothing).
     Fill {
-        order: u32,
+        order: Order,
         gfp: Gfp,
     },
     /// Free the live block at this index of the model (none: no-op).
@@ -253,9 +253,9 @@ enum Op {
     Drain,
 }
 
-fn order_strategy() -> impl Strategy<Value = u32> {
+fn order_strategy() -> impl Strategy<Value = Order> {
     // Mostly per-CPU orders, but every order often enough to exhaust zones.
-    prop_oneof![3 => 0..=3u32, 2 => 0..=MAX_PAGE_ORDER]
+    prop_oneof![3 => 0..=3u32, 2 => 0..=MAX_PAGE_ORDER].prop_map(Order::new)
 }
 
 /// Steps with `alloc_weight` : 4 : 1 : 1 odds of alloc, free, drain and
@@ -278,7 +278,7 @@ fn ops_strategy(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
 /// A block the model holds.
 #[derive(Clone, Copy, Debug)]
 struct Live {
-    order: u32,
+    order: Order,
     gfp: Gfp,
 }
 
@@ -326,7 +326,7 @@ impl Harness {
     }
 
     /// Allocates and checks M1 and M4 for the new block.
-    fn alloc(&mut self, gfp: Gfp, order: u32) -> Result<Option<Pfn>, TestCaseError> {
+    fn alloc(&mut self, gfp: Gfp, order: Order) -> Result<Option<Pfn>, TestCaseError> {
         let pfn = match self.pa.alloc_pages(gfp, order) {
             Ok(pfn) => pfn,
             Err(AllocError::NoMemory) => {
@@ -335,7 +335,7 @@ impl Harness {
                     let highest = gfp_zone(gfp) as usize;
                     for zone in &self.pa.zones()[..=highest] {
                         let blocks = zone.free_blocks();
-                        let found = (order as usize..NR_PAGE_ORDERS).find(|&o| {
+                        let found = (order.index()..NR_PAGE_ORDERS).find(|&o| {
                             MigrateType::PCP_TYPES
                                 .iter()
                                 .any(|&mt| blocks[o][mt as usize] > 0)
@@ -351,9 +351,8 @@ impl Harness {
                 }
                 return Ok(None);
             }
-            Err(e) => return Err(TestCaseError::fail(format!("alloc order {order}: {e:?}"))),
         };
-        let nr = 1u64 << order;
+        let nr = order.nr_pages();
         let end = pfn.as_u64() + nr;
         prop_assert!(
             pfn.is_aligned(order),
@@ -378,7 +377,7 @@ impl Harness {
         prop_assert!(pfn >= RESERVED.end, "{pfn:?} is reserved");
         if let Some((&prev, l)) = self.live.range(..=pfn).next_back() {
             prop_assert!(
-                prev.as_u64() + (1 << l.order) <= pfn.as_u64(),
+                prev.as_u64() + l.order.nr_pages() <= pfn.as_u64(),
                 "order-{order} {pfn:?} overlaps live order-{} {prev:?}",
                 l.order
             );
@@ -419,7 +418,7 @@ impl Harness {
             prop_assert_eq!(page.state(), PageState::Allocated, "live {:?}", pfn);
             prop_assert_eq!(page.order(), l.order, "live {:?}", pfn);
             prop_assert_eq!(page.refcount(), 1, "live {:?}", pfn);
-            live_pages[page.zone_idx()] += 1 << l.order;
+            live_pages[page.zone_idx()] += l.order.nr_pages();
         }
         for (zone, live) in self.pa.zones().iter().zip(live_pages) {
             prop_assert_eq!(
@@ -456,34 +455,35 @@ impl Harness {
 #[derive(Clone, Debug)]
 enum BadFree {
     /// Free a block twice.
-    Double { order: u32 },
+    Double { order: Order },
     /// Free a tail frame (offset picked by the index) of a block.
     Tail {
-        order: u32,
+        order: Order,
         offset: Index,
-        pass: u32,
+        pass: Order,
     },
     /// Free a block with another order than it was allocated with.
-    WrongOrder { order: u32, pass: u32 },
+    WrongOrder { order: Order, pass: Order },
     /// Free a reserved frame.
-    Reserved { pfn: u64, pass: u32 },
+    Reserved { pfn: u64, pass: Order },
     /// Free a frame the memmap does not describe.
-    Outside { beyond: u64, pass: u32 },
-    /// Free a block with an order above `MAX_PAGE_ORDER`.
-    BadOrder { order: u32, pass: u32 },
+    Outside { beyond: u64, pass: Order },
 }
 
 fn bad_free_strategy() -> impl Strategy<Value = BadFree> {
-    let any_order = 0..=MAX_PAGE_ORDER;
+    let any_order = (0..=MAX_PAGE_ORDER).prop_map(Order::new);
     prop_oneof![
         order_strategy().prop_map(|order| BadFree::Double { order }),
-        (1..=MAX_PAGE_ORDER, any::<Index>(), any_order.clone()).prop_map(
-            |(order, offset, pass)| BadFree::Tail {
+        (
+            (1..=MAX_PAGE_ORDER).prop_map(Order::new),
+            any::<Index>(),
+            any_order.clone()
+        )
+            .prop_map(|(order, offset, pass)| BadFree::Tail {
                 order,
                 offset,
                 pass
-            }
-        ),
+            }),
         (order_strategy(), any_order.clone())
             .prop_map(|(order, pass)| BadFree::WrongOrder { order, pass }),
         (
@@ -492,8 +492,6 @@ fn bad_free_strategy() -> impl Strategy<Value = BadFree> {
         )
             .prop_map(|(pfn, pass)| BadFree::Reserved { pfn, pass }),
         (0..1u64 << 20, any_order).prop_map(|(beyond, pass)| BadFree::Outside { beyond, pass }),
-        (order_strategy(), MAX_PAGE_ORDER + 1..64)
-            .prop_map(|(order, pass)| BadFree::BadOrder { order, pass }),
     ]
 }
 
@@ -516,7 +514,7 @@ impl Harness {
 
     /// A victim for a bad free: a fresh block of `order` (None if memory
     /// is exhausted even below the watermarks).
-    fn victim(&mut self, order: u32) -> Result<Option<Pfn>, TestCaseError> {
+    fn victim(&mut self, order: Order) -> Result<Option<Pfn>, TestCaseError> {
         self.alloc(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, order)
     }
 
@@ -546,7 +544,7 @@ impl Harness {
                 let Some(head) = self.victim(order)? else {
                     return Ok(());
                 };
-                let tail = head.add(1 + offset.index((1 << order) - 1) as u64);
+                let tail = head.add(1 + offset.index(order.nr_pages() as usize - 1) as u64);
                 (tail, pass, BadPageReason::NotAllocated(PageState::None))
             }
             BadFree::WrongOrder { order, pass } => {
@@ -554,7 +552,7 @@ impl Harness {
                     return Ok(());
                 };
                 let pass = if pass == order {
-                    (pass + 1) % (MAX_PAGE_ORDER + 1)
+                    Order::new((pass.get() + 1) % (MAX_PAGE_ORDER + 1))
                 } else {
                     pass
                 };
@@ -566,12 +564,6 @@ impl Harness {
                 pass,
                 BadPageReason::OutsideMemmap,
             ),
-            BadFree::BadOrder { order, pass } => {
-                let Some(pfn) = self.victim(order)? else {
-                    return Ok(());
-                };
-                (pfn, pass, BadPageReason::BadOrder)
-            }
         };
         self.check()?;
         let before = self.accounting();
@@ -655,7 +647,7 @@ fn unreserved_highatomic_pageblock_merges_with_its_buddy() -> Result<(), TestCas
     // Empty ZONE_DMA, then free one order-1 block (0x600, the only one)
     // and 20 scattered single frames: 22 free pages, below the low
     // watermark (55) and above what ATOMIC may dip to (min 44, reduced to 17).
-    while h.alloc(dma | Gfp::MEMALLOC, 0)?.is_some() {}
+    while h.alloc(dma | Gfp::MEMALLOC, Order::ZERO)?.is_some() {}
     prop_assert_eq!(
         h.pa.zones()[0].nr_free_pages() + h.pa.zones()[0].nr_pcp_pages(),
         0
@@ -668,7 +660,7 @@ fn unreserved_highatomic_pageblock_merges_with_its_buddy() -> Result<(), TestCas
     }
     h.pa.drain_all_pages();
     // The slow path takes 0x600 and reserves its pageblock as highatomic.
-    let atomic = h.alloc(Gfp::ATOMIC | Gfp::DMA | Gfp::NOWARN, 1)?;
+    let atomic = h.alloc(Gfp::ATOMIC | Gfp::DMA | Gfp::NOWARN, Order::new(1))?;
     prop_assert_eq!(atomic, Some(Pfn::new(0x600)));
     prop_assert_eq!(h.pa.stats().get(PaStat::HighatomicReserve), 1);
     // Free everything: 0x400 (unmovable) and 0x600 (highatomic) are free
@@ -679,7 +671,7 @@ fn unreserved_highatomic_pageblock_merges_with_its_buddy() -> Result<(), TestCas
     h.pa.drain_all_pages();
     h.check()?;
     // No order-10 block: the slow path releases the reserve and retries.
-    h.alloc(dma, 10)?;
+    h.alloc(dma, Order::new(10))?;
     prop_assert_eq!(h.pa.stats().get(PaStat::HighatomicUnreserve), 1);
     h.check()?;
     h.teardown()
@@ -699,13 +691,14 @@ fn claim_of_a_pageblock_straddling_zones_stays_in_its_zone() {
     // whose lower part is ZONE_DMA32 (with free blocks at 0x1600...).
     // Take NORMAL's large movable blocks, leaving small ones such as
     // 0x17e0 (order 5) in the straddling pageblock.
-    for order in [10, 9, 8, 7, 5] {
+    for order in [10, 9, 8, 7, 5].map(Order::new) {
         pa.alloc_pages(Gfp::HIGHUSER_MOVABLE, order)
             .expect("NORMAL has room");
     }
     // An unmovable request claims the largest movable block left, in the
     // straddling pageblock.
-    pa.alloc_pages(Gfp::KERNEL, 0).expect("NORMAL has room");
+    pa.alloc_pages(Gfp::KERNEL, Order::ZERO)
+        .expect("NORMAL has room");
     pa.check().unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -750,9 +743,9 @@ fn word(pa: &PageAlloc<SimPlatform>, pfn: Pfn, offset: u64) -> &AtomicU64 {
 }
 
 /// On hand-out: the block carries no stamp of a live owner, then gets ours.
-fn claim_block(pa: &PageAlloc<SimPlatform>, cpu: u32, pfn: Pfn, order: u32) {
-    let nr = 1u64 << order;
-    let last = (PAGE_SIZE << order) - 8;
+fn claim_block(pa: &PageAlloc<SimPlatform>, cpu: u32, pfn: Pfn, order: Order) {
+    let nr = order.nr_pages();
+    let last = (order.bytes()) - 8;
     for i in 0..nr {
         let old = word(pa, pfn, i * PAGE_SIZE).load(Relaxed);
         assert!(
@@ -772,9 +765,9 @@ fn claim_block(pa: &PageAlloc<SimPlatform>, cpu: u32, pfn: Pfn, order: u32) {
 }
 
 /// Before a free: our stamps are intact; then poison them.
-fn release_block(pa: &PageAlloc<SimPlatform>, cpu: u32, pfn: Pfn, order: u32) {
-    let nr = 1u64 << order;
-    let last = (PAGE_SIZE << order) - 8;
+fn release_block(pa: &PageAlloc<SimPlatform>, cpu: u32, pfn: Pfn, order: Order) {
+    let nr = order.nr_pages();
+    let last = (order.bytes()) - 8;
     for i in 0..nr {
         let w = word(pa, pfn, i * PAGE_SIZE).swap(POISON, Relaxed);
         assert_eq!(
@@ -805,11 +798,11 @@ fn stress_thread(pa: &PageAlloc<SimPlatform>, cpu: u32) {
     let mut rng = XorShift64::new(
         0x9E37_79B9_7F4A_7C15 ^ (u64::from(cpu) + 1).wrapping_mul(0xD1B5_4A32_D192_ED03),
     );
-    let mut live: Vec<(Pfn, u32)> = Vec::with_capacity(STRESS_MAX_LIVE);
+    let mut live: Vec<(Pfn, Order)> = Vec::with_capacity(STRESS_MAX_LIVE);
     for i in 0..STRESS_OPS {
         let alloc = live.is_empty() || (live.len() < STRESS_MAX_LIVE && rng.next_u64() & 1 == 0);
         if alloc {
-            let order = ORDERS[rng.below(ORDERS.len())];
+            let order = Order::new(ORDERS[rng.below(ORDERS.len())]);
             let gfp = gfps[rng.below(gfps.len())];
             match pa.alloc_pages(gfp, order) {
                 Ok(pfn) => {
@@ -827,7 +820,6 @@ fn stress_thread(pa: &PageAlloc<SimPlatform>, cpu: u32) {
                     live.push((pfn, order));
                 }
                 Err(AllocError::NoMemory) => {}
-                Err(e) => panic!("alloc order {order}: {e:?}"),
             }
         } else {
             let (pfn, order) = live.swap_remove(rng.below(live.len()));

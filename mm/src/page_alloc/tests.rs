@@ -1,6 +1,7 @@
 //! Unit tests of the buddy allocator: the reference scenarios.
 
 use super::*;
+use crate::addr::Order;
 use crate::sim;
 use alloc::vec::Vec;
 
@@ -19,7 +20,7 @@ fn blocks(pa: &PageAlloc<sim::SimPlatform>, zone: ZoneType) -> [u64; NR_PAGE_ORD
 }
 
 /// Bypasses the per-CPU lists, to look at the buddy lists themselves.
-fn alloc_buddy(pa: &PageAlloc<sim::SimPlatform>, order: u32, mt: MigrateType) -> Pfn {
+fn alloc_buddy(pa: &PageAlloc<sim::SimPlatform>, order: Order, mt: MigrateType) -> Pfn {
     let zone = &pa.zones()[ZoneType::Dma32 as usize];
     zone.rmqueue_buddy(
         pa.platform(),
@@ -40,20 +41,20 @@ fn split_chain_and_merge_back() {
         blocks(&pa, ZoneType::Dma32),
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
     );
-    let pfn = alloc_buddy(&pa, 0, MigrateType::Movable);
+    let pfn = alloc_buddy(&pa, Order::new(0), MigrateType::Movable);
     assert_eq!(pfn, Pfn::new(0));
     assert_eq!(
         blocks(&pa, ZoneType::Dma32),
         [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]
     );
     // The free halves sit at pfns 1, 2, 4, ..., 512.
-    for order in 0..MAX_PAGE_ORDER {
-        let page = pa.memmap().page(Pfn::new(1 << order));
+    for order in (0..MAX_PAGE_ORDER).map(Order::new) {
+        let page = pa.memmap().page(Pfn::new(order.nr_pages()));
         assert_eq!((page.state(), page.order()), (PageState::Buddy, order));
     }
     pa.check().unwrap();
     // Through the pcp, then drained: merges all the way back.
-    pa.free_pages(pfn, 0).unwrap();
+    pa.free_pages(pfn, Order::ZERO).unwrap();
     pa.drain_all_pages();
     assert_eq!(
         blocks(&pa, ZoneType::Dma32),
@@ -65,13 +66,13 @@ fn split_chain_and_merge_back() {
 #[test]
 fn free_order_does_not_matter() {
     let pa = one_zone(1024);
-    let a = alloc_buddy(&pa, 0, MigrateType::Movable);
-    let b = alloc_buddy(&pa, 0, MigrateType::Movable);
-    let c = alloc_buddy(&pa, 1, MigrateType::Movable);
+    let a = alloc_buddy(&pa, Order::new(0), MigrateType::Movable);
+    let b = alloc_buddy(&pa, Order::new(0), MigrateType::Movable);
+    let c = alloc_buddy(&pa, Order::new(1), MigrateType::Movable);
     assert_eq!((a, b, c), (Pfn::new(0), Pfn::new(1), Pfn::new(2)));
-    pa.free_pages(b, 0).unwrap();
-    pa.free_pages(c, 1).unwrap();
-    pa.free_pages(a, 0).unwrap();
+    pa.free_pages(b, Order::ZERO).unwrap();
+    pa.free_pages(c, Order::new(1)).unwrap();
+    pa.free_pages(a, Order::ZERO).unwrap();
     pa.drain_all_pages();
     assert_eq!(blocks(&pa, ZoneType::Dma32)[10], 1);
     pa.check().unwrap();
@@ -116,11 +117,28 @@ fn boot_free_uses_largest_aligned_blocks() {
 
 #[test]
 fn buddy_math() {
-    let buddy = |pfn: u64, order: u32| pfn ^ (1 << order);
+    let buddy = |pfn: u64, order: u32| pfn ^ Order::new(order).nr_pages();
     assert_eq!(buddy(5, 0), 4);
     assert_eq!(buddy(4, 1), 6);
     assert_eq!(buddy(0, 9), 512);
     assert_eq!(6 & buddy(6, 1), 4);
+}
+
+#[test]
+fn orders_are_checked_where_they_are_made() {
+    assert_eq!(Order::try_new(MAX_PAGE_ORDER), Some(Order::MAX));
+    assert_eq!(Order::try_new(MAX_PAGE_ORDER + 1), None);
+    assert_eq!(Order::MAX.up(), None);
+    assert_eq!(Order::ZERO.down(), None);
+    assert_eq!(Order::new(3).nr_pages(), 8);
+    assert_eq!(Order::new(3).bytes(), 8 * PAGE_SIZE);
+    // get_order(): the smallest block that holds the bytes.
+    assert_eq!(Order::for_bytes(0), Some(Order::ZERO));
+    assert_eq!(Order::for_bytes(PAGE_SIZE), Some(Order::ZERO));
+    assert_eq!(Order::for_bytes(PAGE_SIZE + 1), Some(Order::new(1)));
+    assert_eq!(Order::for_bytes(Order::MAX.bytes()), Some(Order::MAX));
+    assert_eq!(Order::for_bytes(Order::MAX.bytes() + 1), None);
+    assert_eq!(Order::ZERO.up_to_max().count(), NR_PAGE_ORDERS);
 }
 
 #[test]
@@ -130,7 +148,7 @@ fn unmovable_claims_a_whole_free_pageblock() {
     pa.platform().0.allow_leaks();
     // Everything starts movable; an unmovable order-0 request claims a
     // whole pageblock (the order-10 block covers two: both are retagged).
-    let pfn = alloc_buddy(&pa, 0, MigrateType::Unmovable);
+    let pfn = alloc_buddy(&pa, Order::new(0), MigrateType::Unmovable);
     let zone = &pa.zones()[ZoneType::Dma32 as usize];
     assert_eq!(zone.pageblock_migratetype(pfn), MigrateType::Unmovable);
     assert_eq!(pa.stats().get(PaStat::FallbackClaim), 1);
@@ -146,21 +164,21 @@ fn partial_pageblock_is_claimed_only_when_half_free() {
     pa.platform().0.allow_leaks();
     // Fill the first pageblock (512 pages) with movable order-0 pages.
     let movable: Vec<Pfn> = (0..512)
-        .map(|_| alloc_buddy(&pa, 0, MigrateType::Movable))
+        .map(|_| alloc_buddy(&pa, Order::new(0), MigrateType::Movable))
         .collect();
     assert!(movable.iter().all(|p| p.as_u64() < 512));
     // Take the second pageblock out of play with one unmovable order-9
     // allocation, so that only the first pageblock can have free pages.
-    let big = alloc_buddy(&pa, 9, MigrateType::Unmovable);
+    let big = alloc_buddy(&pa, Order::new(9), MigrateType::Unmovable);
     assert_eq!(big, Pfn::new(512));
     let zone = &pa.zones()[ZoneType::Dma32 as usize];
     // Free 300 movable pages back: 300 >= 256 free -> an unmovable request
     // claims the pageblock.
     for &p in &movable[..300] {
-        pa.free_pages(p, 0).unwrap();
+        pa.free_pages(p, Order::ZERO).unwrap();
     }
     pa.drain_all_pages();
-    let got = alloc_buddy(&pa, 0, MigrateType::Unmovable);
+    let got = alloc_buddy(&pa, Order::new(0), MigrateType::Unmovable);
     assert!(got.as_u64() < 512);
     assert_eq!(zone.pageblock_migratetype(got), MigrateType::Unmovable);
     pa.check().unwrap();
@@ -173,7 +191,7 @@ fn movable_steals_without_claiming_a_mostly_used_block() {
     pa.platform().0.allow_leaks();
     // One pageblock, made unmovable by a claim, then mostly used.
     let used: Vec<Pfn> = (0..400)
-        .map(|_| alloc_buddy(&pa, 0, MigrateType::Unmovable))
+        .map(|_| alloc_buddy(&pa, Order::new(0), MigrateType::Unmovable))
         .collect();
     let zone = &pa.zones()[ZoneType::Dma32 as usize];
     assert_eq!(
@@ -183,7 +201,7 @@ fn movable_steals_without_claiming_a_mostly_used_block() {
     // A movable order-0 request: 112 free, 0 movable in use -> no claim
     // (small movable requests never try), one page stolen, block stays.
     let claims = pa.stats().get(PaStat::FallbackClaim);
-    let got = alloc_buddy(&pa, 0, MigrateType::Movable);
+    let got = alloc_buddy(&pa, Order::new(0), MigrateType::Movable);
     assert_eq!(pa.stats().get(PaStat::FallbackClaim), claims);
     assert_eq!(pa.stats().get(PaStat::FallbackSteal), 1);
     assert_eq!(zone.pageblock_migratetype(got), MigrateType::Unmovable);
@@ -201,7 +219,7 @@ fn zone_limits_hold() {
     // The test leaves what it allocated allocated: no leak check.
     pa.platform().0.allow_leaks();
     let mut dma = Vec::new();
-    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA | Gfp::NOWARN, 0) {
+    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA | Gfp::NOWARN, Order::ZERO) {
         assert!(pfn.as_u64() < 1024, "DMA allocation at {pfn:?}");
         dma.push(pfn);
     }
@@ -209,11 +227,13 @@ fn zone_limits_hold() {
     let z = &pa.zones()[ZoneType::Dma as usize];
     assert!(z.nr_free_pages() <= z.watermark[Watermark::Min as usize] + 1);
     for _ in 0..100 {
-        let pfn = pa.alloc_pages(Gfp::KERNEL | Gfp::DMA32, 2).unwrap();
-        assert!(pfn.as_u64() < 4096 && pfn.is_aligned(2));
+        let pfn = pa
+            .alloc_pages(Gfp::KERNEL | Gfp::DMA32, Order::new(2))
+            .unwrap();
+        assert!(pfn.as_u64() < 4096 && pfn.is_aligned(Order::new(2)));
     }
     // Normal allocations prefer the Normal zone.
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     assert!(pfn.as_u64() >= 4096);
 }
 
@@ -237,14 +257,14 @@ fn memalloc_drains_everything_and_counts_come_back() {
     let pa = one_zone(4096);
     let before = blocks(&pa, ZoneType::Dma32);
     let mut got = Vec::new();
-    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, 0) {
+    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, Order::ZERO) {
         got.push(pfn);
     }
     assert_eq!(got.len(), 4096);
     assert_eq!(pa.nr_free_pages() + pa.nr_pcp_pages(), 0);
     // Without MEMALLOC the watermarks stop ordinary requests well before.
     for pfn in got {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
     pa.drain_all_pages();
     assert_eq!(blocks(&pa, ZoneType::Dma32), before);
@@ -263,7 +283,10 @@ fn watermarks_follow_min_free_kbytes() {
     assert_eq!(z.watermark[Watermark::Low as usize], 1024 + 262);
     assert_eq!(z.watermark[Watermark::High as usize], 1024 + 524);
     let mut n = 0;
-    while pa.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 0).is_ok() {
+    while pa
+        .alloc_pages(Gfp::KERNEL | Gfp::NOWARN, Order::ZERO)
+        .is_ok()
+    {
         n += 1;
     }
     // Ordinary requests stop at the min watermark; atomic ones go lower.
@@ -272,7 +295,10 @@ fn watermarks_follow_min_free_kbytes() {
         "{} free",
         pa.nr_free_pages()
     );
-    assert!(pa.alloc_pages(Gfp::ATOMIC | Gfp::NOWARN, 0).is_ok());
+    assert!(
+        pa.alloc_pages(Gfp::ATOMIC | Gfp::NOWARN, Order::ZERO)
+            .is_ok()
+    );
     assert!(n > (1 << 18) - 1100);
 }
 
@@ -281,23 +307,23 @@ fn pcp_refills_by_batch_and_drains_past_high() {
     let pa = one_zone(16384);
     let z = &pa.zones()[ZoneType::Dma32 as usize];
     assert_eq!(z.pcp_batch, 3);
-    let a = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let a = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PcpRefill), 1);
     assert_eq!(pa.nr_pcp_pages(), 2);
-    let b = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let b = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PcpRefill), 1);
     assert_eq!(pa.stats().get(PaStat::AllocPcp), 2);
-    pa.free_pages(a, 0).unwrap();
-    pa.free_pages(b, 0).unwrap();
+    pa.free_pages(a, Order::ZERO).unwrap();
+    pa.free_pages(b, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::FreePcp), 2);
     // Fill the list to `high`: exactly one batch goes back per crossing.
     let high = z.pcp_high as usize;
     let many: Vec<Pfn> = (0..high + 8)
-        .map(|_| pa.alloc_pages(Gfp::KERNEL, 0).unwrap())
+        .map(|_| pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap())
         .collect();
     let drains = pa.stats().get(PaStat::PcpDrain);
     for pfn in many {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
     assert!(pa.stats().get(PaStat::PcpDrain) > drains);
     assert!(pa.nr_pcp_pages() < high as u64);
@@ -310,9 +336,9 @@ fn busy_pcp_lock_falls_back_to_the_zone() {
     let pa = one_zone(1024);
     let z = &pa.zones()[ZoneType::Dma32 as usize];
     let held = z.pcp[0].lock();
-    let pfn = pa.alloc_pages(Gfp::ATOMIC, 0).unwrap();
+    let pfn = pa.alloc_pages(Gfp::ATOMIC, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PcpTrylockFail), 1);
-    pa.free_pages(pfn, 0).unwrap();
+    pa.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PcpTrylockFail), 2);
     assert_eq!(pa.stats().get(PaStat::FreeZone), 1);
     drop(held);
@@ -322,27 +348,28 @@ fn busy_pcp_lock_falls_back_to_the_zone() {
 #[test]
 fn bad_frees_are_reported_and_refused() {
     let pa = one_zone(1024);
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 2).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(2)).unwrap();
     let free_before = pa.nr_free_pages() + pa.nr_pcp_pages();
     let reason = |r: Result<(), BadPage>| r.unwrap_err().reason;
     assert_eq!(
-        reason(pa.free_pages(pfn, 1)),
-        BadPageReason::OrderMismatch { allocated: 2 }
+        reason(pa.free_pages(pfn, Order::new(1))),
+        BadPageReason::OrderMismatch {
+            allocated: Order::new(2)
+        }
     );
     assert_eq!(
-        reason(pa.free_pages(pfn.add(1), 0)),
+        reason(pa.free_pages(pfn.add(1), Order::ZERO)),
         BadPageReason::NotAllocated(PageState::None)
     );
     assert_eq!(
-        reason(pa.free_pages(Pfn::new(5000), 0)),
+        reason(pa.free_pages(Pfn::new(5000), Order::ZERO)),
         BadPageReason::OutsideMemmap
     );
-    assert_eq!(reason(pa.free_pages(pfn, 11)), BadPageReason::BadOrder);
-    pa.free_pages(pfn, 2).unwrap();
-    let err = pa.free_pages(pfn, 2).unwrap_err();
+    pa.free_pages(pfn, Order::new(2)).unwrap();
+    let err = pa.free_pages(pfn, Order::new(2)).unwrap_err();
     assert_eq!(err.reason, BadPageReason::NotAllocated(PageState::Pcp));
     assert!(err.caller.file().ends_with("tests.rs"));
-    assert_eq!(pa.stats().get(PaStat::BadPage), 5);
+    assert_eq!(pa.stats().get(PaStat::BadPage), 4);
     assert_eq!(pa.nr_free_pages() + pa.nr_pcp_pages(), free_before + 4);
     pa.check().unwrap();
 }
@@ -354,7 +381,7 @@ fn reserved_frames_cannot_be_freed() {
     };
     let pa = sim::page_alloc(1024, 1, Pfn::new(0)..Pfn::new(16), layout);
     assert_eq!(
-        pa.free_pages(Pfn::new(3), 0).unwrap_err().reason,
+        pa.free_pages(Pfn::new(3), Order::ZERO).unwrap_err().reason,
         BadPageReason::Reserved
     );
 }
@@ -362,12 +389,12 @@ fn reserved_frames_cannot_be_freed() {
 #[test]
 fn extra_references_delay_the_free() {
     let pa = one_zone(1024);
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     pa.memmap().page(pfn).get();
     let free = pa.nr_free_pages() + pa.nr_pcp_pages();
-    pa.free_pages(pfn, 0).unwrap();
+    pa.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(pa.nr_free_pages() + pa.nr_pcp_pages(), free);
-    pa.free_pages(pfn, 0).unwrap();
+    pa.free_pages(pfn, Order::ZERO).unwrap();
     assert_eq!(pa.nr_free_pages() + pa.nr_pcp_pages(), free + 1);
 }
 
@@ -376,10 +403,12 @@ fn zeroed_pages_are_zero() {
     let pa = one_zone(1024);
     // The test leaves what it allocated allocated: no leak check.
     pa.platform().0.allow_leaks();
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 1).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(1)).unwrap();
     pa.platform().0.fill_frames(pfn, 2, 0xa5);
-    pa.free_pages(pfn, 1).unwrap();
-    let again = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 1).unwrap();
+    pa.free_pages(pfn, Order::new(1)).unwrap();
+    let again = pa
+        .alloc_pages(Gfp::KERNEL | Gfp::ZERO, Order::new(1))
+        .unwrap();
     assert_eq!(again, pfn, "LIFO pcp list returns the same block");
     let bytes = pa.platform().0.frame_bytes(again, 2);
     assert!(bytes.iter().all(|&b| b == 0));
@@ -395,20 +424,20 @@ fn highatomic_reserve_is_made_and_released() {
     // slow path, where a non-blocking high-order allocation reserves its
     // pageblock for future ones.
     let mut got = Vec::new();
-    while let Ok(p) = pa.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 0) {
+    while let Ok(p) = pa.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, Order::ZERO) {
         got.push(p);
     }
-    let pfn = pa.alloc_pages(Gfp::ATOMIC, 2).unwrap();
+    let pfn = pa.alloc_pages(Gfp::ATOMIC, Order::new(2)).unwrap();
     assert_eq!(z.pageblock_migratetype(pfn), MigrateType::HighAtomic);
     assert_eq!(pa.stats().get(PaStat::HighatomicReserve), 1);
     pa.check().unwrap();
     for p in got.drain(..) {
-        pa.free_pages(p, 0).unwrap();
+        pa.free_pages(p, Order::ZERO).unwrap();
     }
     pa.drain_all_pages();
     // Ordinary requests never see the reserve while it stands; when memory
     // runs out it is released (and retried) before the allocation fails.
-    while let Ok(p) = pa.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 0) {
+    while let Ok(p) = pa.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, Order::ZERO) {
         if pa.stats().get(PaStat::HighatomicUnreserve) == 0 {
             assert_ne!(z.pageblock_migratetype(p), MigrateType::HighAtomic);
         }
@@ -424,15 +453,15 @@ fn highatomic_reserve_is_made_and_released() {
 #[test]
 fn pgalloc_and_pgfree_count_pages() {
     let pa = one_zone(16384);
-    let a = pa.alloc_pages(Gfp::KERNEL, 2).unwrap();
-    let b = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let a = pa.alloc_pages(Gfp::KERNEL, Order::new(2)).unwrap();
+    let b = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PgallocDma32), 5);
     assert_eq!(pa.stats().get(PaStat::PgallocNormal), 0);
     assert_eq!(pa.stats().get(PaStat::PgFree), 0);
     pa.memmap().get(b).unwrap().get();
-    pa.free_pages(b, 0).unwrap();
+    pa.free_pages(b, Order::ZERO).unwrap();
     assert_eq!(pa.stats().get(PaStat::PgFree), 0, "only a reference went");
-    pa.free_pages(b, 0).unwrap();
-    pa.free_pages(a, 2).unwrap();
+    pa.free_pages(b, Order::ZERO).unwrap();
+    pa.free_pages(a, Order::new(2)).unwrap();
     assert_eq!(pa.stats().get(PaStat::PgFree), 5);
 }

@@ -25,10 +25,8 @@ use core::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use super::pcp::PerCpuPages;
 use super::stats::{PaStat, PaStats};
-use super::{
-    MAX_PAGE_ORDER, MIGRATE_TYPES, MigrateType, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER,
-};
-use crate::addr::Pfn;
+use super::{MIGRATE_TYPES, MigrateType, NR_PAGE_ORDERS, PAGEBLOCK_NR_PAGES, PAGEBLOCK_ORDER};
+use crate::addr::{Order, Pfn};
 use crate::memmap::{MemMap, PageList, PageState};
 use crate::platform::Platform;
 use crate::sync::SpinLockIrq;
@@ -162,7 +160,7 @@ pub struct Zone {
 
 impl Zone {
     pub(crate) fn new(kind: ZoneType, start_pfn: Pfn, end_pfn: Pfn, nr_cpus: usize) -> Self {
-        let first_block = start_pfn.as_u64() >> PAGEBLOCK_ORDER;
+        let first_block = start_pfn.as_u64() >> PAGEBLOCK_ORDER.get();
         let nr_blocks = end_pfn
             .as_u64()
             .div_ceil(PAGEBLOCK_NR_PAGES)
@@ -225,7 +223,8 @@ impl Zone {
     }
 
     fn block_index(&self, pfn: Pfn) -> usize {
-        ((pfn.as_u64() >> PAGEBLOCK_ORDER) - (self.start_pfn.as_u64() >> PAGEBLOCK_ORDER)) as usize
+        ((pfn.as_u64() >> PAGEBLOCK_ORDER.get())
+            - (self.start_pfn.as_u64() >> PAGEBLOCK_ORDER.get())) as usize
     }
 
     fn set_pageblock_migratetype(&self, _locked: &FreeArea, pfn: Pfn, mt: MigrateType) {
@@ -233,18 +232,18 @@ impl Zone {
     }
 
     /// Retags every pageblock of the block (`change_pageblock_range`).
-    fn change_pageblock_range(&self, area: &FreeArea, pfn: Pfn, order: u32, mt: MigrateType) {
-        let nr_blocks = 1u64 << order.saturating_sub(PAGEBLOCK_ORDER);
+    fn change_pageblock_range(&self, area: &FreeArea, pfn: Pfn, order: Order, mt: MigrateType) {
+        let nr_blocks = 1u64 << order.get().saturating_sub(PAGEBLOCK_ORDER.get());
         for i in 0..nr_blocks {
             self.set_pageblock_migratetype(area, pfn.add(i * PAGEBLOCK_NR_PAGES), mt);
         }
     }
 
-    fn account_freepages(&self, order: u32, mt: MigrateType, nr_blocks: i64) {
-        let nr_pages = nr_blocks << order;
+    fn account_freepages(&self, order: Order, mt: MigrateType, nr_blocks: i64) {
+        let nr_pages = nr_blocks << order.get();
         self.nr_free_pages.fetch_add(nr_pages, Relaxed);
         self.nr_free_by_mt[mt as usize].fetch_add(nr_pages, Relaxed);
-        self.nr_free_blocks[order as usize][mt as usize].fetch_add(nr_blocks as u64, Relaxed);
+        self.nr_free_blocks[order.index()][mt as usize].fetch_add(nr_blocks as u64, Relaxed);
     }
 
     /// Puts a block on a free list (`__add_to_free_list`).
@@ -253,7 +252,7 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         pfn: Pfn,
-        order: u32,
+        order: Order,
         mt: MigrateType,
         tail: bool,
     ) {
@@ -261,7 +260,7 @@ impl Zone {
         debug_assert!(pfn.is_aligned(order) && self.contains(pfn));
         page.set_order(order);
         page.set_state(PageState::Buddy);
-        let list = &mut area.lists[order as usize][mt as usize];
+        let list = &mut area.lists[order.index()][mt as usize];
         if tail {
             list.push_back(map, pfn);
         } else {
@@ -276,17 +275,17 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         pfn: Pfn,
-        order: u32,
+        order: Order,
         mt: MigrateType,
     ) {
-        area.lists[order as usize][mt as usize].remove(map, pfn);
+        area.lists[order.index()][mt as usize].remove(map, pfn);
         map.page(pfn).set_state(PageState::None);
         self.account_freepages(order, mt, -1);
     }
 
     /// Whether `pfn` heads a free block of exactly `order` in this zone
     /// (`page_is_buddy`).
-    fn is_free_buddy(&self, map: &MemMap, pfn: Pfn, order: u32) -> bool {
+    fn is_free_buddy(&self, map: &MemMap, pfn: Pfn, order: Order) -> bool {
         if !self.contains(pfn) {
             return false;
         }
@@ -302,11 +301,11 @@ impl Zone {
         map: &MemMap,
         stats: &PaStats,
         mut pfn: Pfn,
-        mut order: u32,
+        mut order: Order,
         mt: MigrateType,
     ) {
-        while order < MAX_PAGE_ORDER {
-            let buddy = Pfn::new(pfn.as_u64() ^ (1 << order));
+        while let Some(up) = order.up() {
+            let buddy = Pfn::new(pfn.as_u64() ^ order.nr_pages());
             if !self.is_free_buddy(map, buddy, order) {
                 break;
             }
@@ -324,7 +323,7 @@ impl Zone {
             }
             stats.inc(PaStat::Merge);
             pfn = Pfn::new(pfn.as_u64() & buddy.as_u64());
-            order += 1;
+            order = up;
         }
         let tail = self.buddy_merge_likely(map, pfn, order);
         self.add_to_free_list(area, map, pfn, order, mt, tail);
@@ -333,14 +332,15 @@ impl Zone {
     /// Whether the next-larger buddy is free, so that this block may merge
     /// soon and should sit at the tail, away from allocation
     /// (`buddy_merge_likely`).
-    fn buddy_merge_likely(&self, map: &MemMap, pfn: Pfn, order: u32) -> bool {
-        if order >= MAX_PAGE_ORDER - 1 {
+    fn buddy_merge_likely(&self, map: &MemMap, pfn: Pfn, order: Order) -> bool {
+        // Only below MAX - 1: a merged block of MAX has no buddy.
+        let Some(up) = order.up().filter(|&up| up < Order::MAX) else {
             return false;
-        }
-        let buddy = pfn.as_u64() ^ (1 << order);
+        };
+        let buddy = pfn.as_u64() ^ order.nr_pages();
         let higher = pfn.as_u64() & buddy;
-        let higher_buddy = Pfn::new(higher ^ (1 << (order + 1)));
-        self.is_free_buddy(map, higher_buddy, order + 1)
+        let higher_buddy = Pfn::new(higher ^ up.nr_pages());
+        self.is_free_buddy(map, higher_buddy, up)
     }
 
     /// Splits a block of order `high` down to `low`, returning the upper
@@ -350,13 +350,13 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         pfn: Pfn,
-        low: u32,
-        mut high: u32,
+        low: Order,
+        mut high: Order,
         mt: MigrateType,
     ) {
-        while high > low {
-            high -= 1;
-            self.add_to_free_list(area, map, pfn.add(1 << high), high, mt, false);
+        while let Some(half) = high.down().filter(|_| high > low) {
+            high = half;
+            self.add_to_free_list(area, map, pfn.add(half.nr_pages()), half, mt, false);
         }
     }
 
@@ -368,8 +368,8 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         pfn: Pfn,
-        current: u32,
-        order: u32,
+        current: Order,
+        order: Order,
         mt: MigrateType,
     ) {
         self.del_from_free_list(area, map, pfn, current, mt);
@@ -382,11 +382,11 @@ impl Zone {
         &self,
         area: &mut FreeArea,
         map: &MemMap,
-        order: u32,
+        order: Order,
         mt: MigrateType,
     ) -> Option<Pfn> {
-        for current in order..=MAX_PAGE_ORDER {
-            let Some(pfn) = area.lists[current as usize][mt as usize].first() else {
+        for current in order.up_to_max() {
+            let Some(pfn) = area.lists[current.index()][mt as usize].first() else {
                 continue;
             };
             self.take_and_split(area, map, pfn, current, order, mt);
@@ -402,7 +402,7 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         stats: &PaStats,
-        order: u32,
+        order: Order,
         mt: MigrateType,
     ) -> Option<Pfn> {
         if let Some(pfn) = self.rmqueue_smallest(area, map, order, mt) {
@@ -419,8 +419,8 @@ impl Zone {
 
     /// Whether a fallback at `order` should try to take over the whole
     /// pageblock (`should_try_claim_block`).
-    fn should_try_claim_block(order: u32, start_mt: MigrateType) -> bool {
-        order >= PAGEBLOCK_ORDER / 2 || start_mt != MigrateType::Movable
+    fn should_try_claim_block(order: Order, start_mt: MigrateType) -> bool {
+        order.get() >= PAGEBLOCK_ORDER.get() / 2 || start_mt != MigrateType::Movable
     }
 
     /// Largest-first search of the fallback types for a block worth
@@ -429,15 +429,15 @@ impl Zone {
         &self,
         area: &mut FreeArea,
         map: &MemMap,
-        order: u32,
+        order: Order,
         start_mt: MigrateType,
     ) -> Option<Pfn> {
-        for current in (order..=MAX_PAGE_ORDER).rev() {
+        for current in order.up_to_max().rev() {
             if !Self::should_try_claim_block(current, start_mt) {
                 break;
             }
             for &fb in fallbacks(start_mt) {
-                let Some(pfn) = area.lists[current as usize][fb as usize].first() else {
+                let Some(pfn) = area.lists[current.index()][fb as usize].first() else {
                     continue;
                 };
                 if let Some(got) =
@@ -458,8 +458,8 @@ impl Zone {
         area: &mut FreeArea,
         map: &MemMap,
         pfn: Pfn,
-        current: u32,
-        order: u32,
+        current: Order,
+        order: Order,
         start_mt: MigrateType,
         block_mt: MigrateType,
     ) -> Option<Pfn> {
@@ -507,16 +507,16 @@ impl Zone {
             let page = map.page(pfn);
             let step = match page.state() {
                 PageState::Buddy => {
-                    free += 1 << page.order();
-                    1 << page.order()
+                    free += page.order().nr_pages();
+                    page.order().nr_pages()
                 }
                 PageState::Allocated | PageState::Pcp => {
                     if page.migratetype() == MigrateType::Movable as usize
                         && page.state() == PageState::Allocated
                     {
-                        movable += 1 << page.order();
+                        movable += page.order().nr_pages();
                     }
-                    1 << page.order()
+                    page.order().nr_pages()
                 }
                 PageState::None => 1,
             };
@@ -545,8 +545,8 @@ impl Zone {
                 let order = page.order();
                 self.del_from_free_list(area, map, pfn, order, from);
                 self.add_to_free_list(area, map, pfn, order, to, false);
-                moved += 1 << order;
-                pfn = pfn.add(1 << order);
+                moved += order.nr_pages();
+                pfn = pfn.add(order.nr_pages());
             } else {
                 pfn = pfn.add(1);
             }
@@ -561,12 +561,12 @@ impl Zone {
         &self,
         area: &mut FreeArea,
         map: &MemMap,
-        order: u32,
+        order: Order,
         start_mt: MigrateType,
     ) -> Option<Pfn> {
-        for current in order..=MAX_PAGE_ORDER {
+        for current in order.up_to_max() {
             for &fb in fallbacks(start_mt) {
-                let Some(pfn) = area.lists[current as usize][fb as usize].first() else {
+                let Some(pfn) = area.lists[current.index()][fb as usize].first() else {
                     continue;
                 };
                 self.take_and_split(area, map, pfn, current, order, fb);
@@ -584,7 +584,7 @@ impl Zone {
         map: &MemMap,
         stats: &PaStats,
         pfn: Pfn,
-        order: u32,
+        order: Order,
     ) {
         let max_managed =
             (self.managed_pages / 100).div_ceil(PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES;
@@ -600,7 +600,7 @@ impl Zone {
             area.nr_reserved_highatomic += PAGEBLOCK_NR_PAGES;
         } else {
             self.change_pageblock_range(area, pfn, order, MigrateType::HighAtomic);
-            area.nr_reserved_highatomic += 1 << order;
+            area.nr_reserved_highatomic += order.nr_pages();
         }
         stats.inc(PaStat::HighatomicReserve);
     }
@@ -617,12 +617,12 @@ impl Zone {
         if area.nr_reserved_highatomic == 0 {
             return false;
         }
-        for order in 0..=MAX_PAGE_ORDER {
-            let Some(pfn) = area.lists[order as usize][MigrateType::HighAtomic as usize].first()
+        for order in Order::ZERO.up_to_max() {
+            let Some(pfn) = area.lists[order.index()][MigrateType::HighAtomic as usize].first()
             else {
                 continue;
             };
-            let size = PAGEBLOCK_NR_PAGES.max(1 << order);
+            let size = PAGEBLOCK_NR_PAGES.max(order.nr_pages());
             area.nr_reserved_highatomic -= size.min(area.nr_reserved_highatomic);
             if order < PAGEBLOCK_ORDER {
                 self.move_freepages_block(
@@ -650,12 +650,12 @@ impl Zone {
     /// request could have used, which selects the lowmem reserve.
     pub(crate) fn watermark_ok(
         &self,
-        order: u32,
+        order: Order,
         mark: u64,
         highest: ZoneType,
         flags: AllocFlags,
     ) -> bool {
-        let mut free = self.nr_free_pages.load(Relaxed) - ((1i64 << order) - 1);
+        let mut free = self.nr_free_pages.load(Relaxed) - (order.nr_pages() as i64 - 1);
         let mut min = mark as i64;
         if flags.reserves() {
             if flags.contains(AllocFlags::MIN_RESERVE) {
@@ -671,13 +671,13 @@ impl Zone {
         if free <= min + self.lowmem_reserve[highest as usize] as i64 {
             return false;
         }
-        if order == 0 {
+        if order == Order::ZERO {
             return true;
         }
         // Enough pages in total; is there a block large enough? Racy, as
         // in Linux: the allocation itself re-checks under the lock.
-        (order..=MAX_PAGE_ORDER).any(|o| {
-            let blocks = &self.nr_free_blocks[o as usize];
+        order.up_to_max().any(|o| {
+            let blocks = &self.nr_free_blocks[o.index()];
             MigrateType::PCP_TYPES
                 .iter()
                 .any(|&mt| blocks[mt as usize].load(Relaxed) > 0)
@@ -703,7 +703,7 @@ impl Zone {
         let area = self.free.lock_irqsave(platform);
         let mut total = 0i64;
         let mut by_mt = [0i64; MIGRATE_TYPES];
-        let mut heads: Vec<(Pfn, u32)> = Vec::new();
+        let mut heads: Vec<(Pfn, Order)> = Vec::new();
         for (o, lists) in area.lists.iter().enumerate() {
             for (mt, list) in lists.iter().enumerate() {
                 let counted = self.nr_free_blocks[o][mt].load(Relaxed);
@@ -717,7 +717,7 @@ impl Zone {
                 }
                 for pfn in list.iter(map) {
                     let page = map.page(pfn);
-                    let order = o as u32;
+                    let order = Order::new(o as u32);
                     if page.state() != PageState::Buddy || page.order() != order {
                         return Err(format!(
                             "{pfn:?} on order-{o} list has state {:?} order {}",
@@ -727,7 +727,7 @@ impl Zone {
                     }
                     if !pfn.is_aligned(order)
                         || !self.contains(pfn)
-                        || !self.contains(pfn.add((1 << o) - 1))
+                        || !self.contains(pfn.add(order.nr_pages() - 1))
                     {
                         return Err(format!(
                             "{pfn:?} order {o} misaligned or outside zone {}",
@@ -749,10 +749,10 @@ impl Zone {
             }
         }
         for &(pfn, order) in &heads {
-            if order >= MAX_PAGE_ORDER {
+            if order == Order::MAX {
                 continue;
             }
-            let buddy = Pfn::new(pfn.as_u64() ^ (1 << order));
+            let buddy = Pfn::new(pfn.as_u64() ^ order.nr_pages());
             if self.is_free_buddy(map, buddy, order) {
                 let (a, b) = (
                     self.pageblock_migratetype(pfn),

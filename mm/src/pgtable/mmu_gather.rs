@@ -27,7 +27,7 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::{PageTable, PtStat};
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
@@ -262,7 +262,7 @@ struct Gathered {
 /// come.
 fn new_batch<P: Platform>(pa: &PageAlloc<P>) -> Option<NonNull<TableBatch<P>>> {
     const { assert!(core::mem::size_of::<TableBatch<P>>() <= PAGE_SIZE as usize) };
-    let pfn = pa.alloc_pages(Gfp::NOWAIT, 0).ok()?;
+    let pfn = pa.alloc_pages(Gfp::NOWAIT, Order::ZERO).ok()?;
     let b = pa
         .platform()
         .phys_to_virt(pfn.phys_addr())
@@ -304,7 +304,7 @@ unsafe fn free_table_batch<P: Platform>(head: *mut RcuHead) {
         log::error!("BUG: mmu_gather table batch {b:p} outside the direct map (leaked)");
         return;
     };
-    if let Err(bad) = pa.free_pages(batch_pa.pfn(), 0) {
+    if let Err(bad) = pa.free_pages(batch_pa.pfn(), Order::ZERO) {
         log::error!("BUG: freeing mmu_gather table batch {b:p}: {bad:?}");
     }
 }

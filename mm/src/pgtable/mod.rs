@@ -54,7 +54,7 @@ mod tests;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
-use crate::addr::{PAGE_SIZE, Pfn, PhysAddr};
+use crate::addr::{Order, PAGE_SIZE, Pfn, PhysAddr};
 use crate::gfp::Gfp;
 use crate::memmap::{Page, PageFlags};
 use crate::page_alloc::PageAlloc;
@@ -260,7 +260,10 @@ impl<'a, P: Platform> PageTable<'a, P> {
 
     /// A zeroed table frame with its ptdesc set up.
     fn alloc_table(&self, level: Level) -> Result<Pfn, NoMem> {
-        let pfn = self.pa.alloc_pages(Gfp::KERNEL, 0).map_err(|_| NoMem)?;
+        let pfn = self
+            .pa
+            .alloc_pages(Gfp::KERNEL, Order::ZERO)
+            .map_err(|_| NoMem)?;
         for e in self.table(pfn) {
             e.store(0, Relaxed);
         }
@@ -296,7 +299,7 @@ impl<'a, P: Platform> PageTable<'a, P> {
         for i in 0..3 {
             page.ext(i).store(0, Relaxed);
         }
-        if let Err(bad) = pa.free_pages(pfn, 0) {
+        if let Err(bad) = pa.free_pages(pfn, Order::ZERO) {
             log::error!("BUG: freeing page table {pfn:?}: {bad:?}");
         }
     }

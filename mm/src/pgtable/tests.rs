@@ -3,7 +3,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use super::*;
-use crate::addr::CpuId;
+use crate::addr::{CpuId, Order};
 use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine(cpus: usize) -> (PageAlloc<SimPlatform>, Rcu<SimPlatform>) {
@@ -112,7 +112,7 @@ fn free_pgd_range_keeps_tables_outside_floor_and_ceiling() {
 fn gathered_pages_and_tables_are_freed_only_after_the_flush_and_a_grace_period() {
     let (pa, rcu) = machine(2);
     let pt = PageTable::new(&pa, &rcu, 1).unwrap();
-    let page = pa.alloc_pages(Gfp::KERNEL, 0).unwrap();
+    let page = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).unwrap();
     let mut ptl = pt.pte_alloc_map_lock(0x1000).unwrap();
     ptl.set(0x1000, Entry::new(page, PteFlags::PRESENT | PteFlags::USER));
     let table = ptl.table_pfn();
@@ -357,7 +357,7 @@ fn without_a_batch_page_a_table_is_freed_alone_after_flush_and_grace_period() {
     // Use up every page a GFP_NOWAIT allocation could get.
     let mut held = Vec::new();
     for gfp in [Gfp::KERNEL, Gfp::NOWAIT] {
-        while let Ok(pfn) = pa.alloc_pages(gfp, 0) {
+        while let Ok(pfn) = pa.alloc_pages(gfp, Order::ZERO) {
             held.push(pfn);
         }
     }
@@ -373,7 +373,7 @@ fn without_a_batch_page_a_table_is_freed_alone_after_flush_and_grace_period() {
     );
     tlb.finish();
     for pfn in held {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
     rcu.rcu_barrier();
     assert_eq!(pt.pgtables_bytes(), 0);
@@ -392,7 +392,7 @@ fn slow_path_reclaim_without_a_batch_page_waits_outside_rcu() {
     let table = pt.pte_offset_map_lock(0x1000).unwrap().table_pfn();
     let mut held = Vec::new();
     for gfp in [Gfp::KERNEL, Gfp::NOWAIT] {
-        while let Ok(pfn) = pa.alloc_pages(gfp, 0) {
+        while let Ok(pfn) = pa.alloc_pages(gfp, Order::ZERO) {
             held.push(pfn);
         }
     }
@@ -408,7 +408,7 @@ fn slow_path_reclaim_without_a_batch_page_waits_outside_rcu() {
     );
     tlb.finish();
     for pfn in held {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
     teardown(&pt, 0, PMD_SIZE);
     rcu.rcu_barrier();
@@ -423,7 +423,7 @@ fn folio_runs_count_pages_against_the_gather_limit() {
     let pt = PageTable::new(&pa, &rcu, 1).unwrap();
     pt.set_gather_limit(20);
     let before = free_pages(&pa);
-    let pfn = pa.alloc_pages(Gfp::KERNEL, 4).unwrap();
+    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(4)).unwrap();
     let folio = crate::folio::Folio::prep(pa.memmap(), pfn);
     // 20 mappings: the folio's 16 pages, 4 of them twice.
     crate::folio::folio_ref_add(&folio, 19);

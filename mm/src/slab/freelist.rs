@@ -27,7 +27,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, Pfn};
 use crate::memmap::{MemMap, Page, PageFlags};
 
 const INUSE_MASK: u64 = 0xffff_ffff;
@@ -72,7 +72,7 @@ impl<'a> Slab<'a> {
     pub(super) fn init(
         map: &'a MemMap,
         pfn: Pfn,
-        order: u32,
+        order: Order,
         cache: u64,
         objects: u32,
         freelist: u64,
@@ -83,7 +83,7 @@ impl<'a> Slab<'a> {
         page.ext(0).store(freelist, Relaxed);
         page.ext(1)
             .store(u64::from(objects) << OBJECTS_SHIFT, Relaxed);
-        for i in 1..(1u64 << order) {
+        for i in 1..order.nr_pages() {
             let tail = map.page(pfn.add(i));
             tail.set_flags(PageFlags::TAIL);
             tail.set_private(pfn.as_u64());
@@ -92,8 +92,8 @@ impl<'a> Slab<'a> {
     }
 
     /// Clears the slab marks before the frames go back to the page allocator.
-    pub(super) fn clear(self, map: &MemMap, order: u32) {
-        for i in 1..(1u64 << order) {
+    pub(super) fn clear(self, map: &MemMap, order: Order) {
+        for i in 1..order.nr_pages() {
             let tail = map.page(self.pfn.add(i));
             tail.set_flags(PageFlags::empty());
             tail.set_private(0);
@@ -144,8 +144,8 @@ impl<'a> Slab<'a> {
     }
 
     /// Bytes the slab spans.
-    pub(super) const fn bytes(order: u32) -> usize {
-        (PAGE_SIZE as usize) << order
+    pub(super) const fn bytes(order: Order) -> usize {
+        order.bytes() as usize
     }
 }
 

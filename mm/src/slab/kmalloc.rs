@@ -13,10 +13,10 @@ use core::panic::Location;
 use core::ptr::NonNull;
 
 use super::{KmemCache, KmemCacheArgs, SlabInfo, freelist::Slab};
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::PageFlags;
-use crate::page_alloc::{MAX_PAGE_ORDER, PageAlloc};
+use crate::page_alloc::PageAlloc;
 use crate::platform::Platform;
 
 /// The kmalloc size classes on x86_64.
@@ -94,17 +94,11 @@ impl<'a, P: Platform> Kmalloc<'a, P> {
     }
 
     fn kmalloc_large(&self, size: usize, gfp: Gfp) -> Option<NonNull<u8>> {
-        let order = size
-            .div_ceil(PAGE_SIZE as usize)
-            .next_power_of_two()
-            .trailing_zeros();
-        if order > MAX_PAGE_ORDER {
-            return None;
-        }
+        let order = Order::for_bytes(size as u64)?;
         let pfn = self.pa.alloc_pages(gfp, order).ok()?;
         let map = self.pa.memmap();
         map.page(pfn).set_flags(PageFlags::LARGE_KMALLOC);
-        for i in 1..(1u64 << order) {
+        for i in 1..order.nr_pages() {
             let tail = map.page(pfn.add(i));
             tail.set_flags(PageFlags::TAIL);
             tail.set_private(pfn.as_u64());
@@ -138,7 +132,7 @@ impl<'a, P: Platform> Kmalloc<'a, P> {
     pub fn ksize(&self, ptr: NonNull<u8>) -> usize {
         match self.classify(ptr.as_ptr()) {
             Some(Owner::Cache(c)) => c.object_size(),
-            Some(Owner::Large(_, order)) => (PAGE_SIZE as usize) << order,
+            Some(Owner::Large(_, order)) => order.bytes() as usize,
             None => 0,
         }
     }
@@ -156,7 +150,7 @@ impl<'a, P: Platform> Kmalloc<'a, P> {
             Some(Owner::Large(pfn, order)) => {
                 let map = self.pa.memmap();
                 map.page(pfn).set_flags(PageFlags::empty());
-                for i in 1..(1u64 << order) {
+                for i in 1..order.nr_pages() {
                     map.page(pfn.add(i)).set_flags(PageFlags::empty());
                 }
                 let _ = self.pa.free_pages(pfn, order);
@@ -203,5 +197,5 @@ impl<'a, P: Platform> Kmalloc<'a, P> {
 
 enum Owner<'k, 'a, P: Platform> {
     Cache(&'k KmemCache<'a, P>),
-    Large(Pfn, u32),
+    Large(Pfn, Order),
 }

@@ -111,10 +111,10 @@ pub use kmalloc::{KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, Kmalloc};
 pub use sheaf::{MAX_EMPTY_SHEAVES, MAX_FULL_SHEAVES, Sheaf};
 pub use stats::{SlabStat, SlabStats};
 
-use crate::addr::CpuId;
+use crate::addr::{CpuId, Order};
 use crate::gfp::Gfp;
 use crate::memmap::PageList;
-use crate::page_alloc::{MAX_PAGE_ORDER, PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
+use crate::page_alloc::{PAGE_ALLOC_COSTLY_ORDER, PageAlloc};
 use crate::platform::Platform;
 use crate::rcu::Rcu;
 use crate::sync::{LocalTryLock, SpinLockIrq};
@@ -179,10 +179,10 @@ struct Layout {
     offset: usize,
     /// Red zone offset, if any.
     red_zone: Option<usize>,
-    order: u32,
+    order: Order,
     objects: u32,
     /// The smallest order that holds one object (`s->min`).
-    min_order: u32,
+    min_order: Order,
 }
 
 /// A cache of equal-sized objects (`struct kmem_cache`). Created boxed:
@@ -230,32 +230,25 @@ impl Layout {
 }
 
 // Offsets within a slab fit in 32 bits (is_slot_offset).
-const _: () = assert!(Slab::bytes(MAX_PAGE_ORDER) <= 1 << 32);
+const _: () = assert!(Slab::bytes(Order::MAX) <= 1 << 32);
 
 /// `calculate_order`: the smallest order whose leftover is within 1/16 of
 /// the slab (then 1/8, 1/4), with at least `min_objects` when possible.
-fn calculate_order(size: usize, nr_cpus: usize) -> u32 {
-    let page = crate::addr::PAGE_SIZE as usize;
+fn calculate_order(size: usize, nr_cpus: usize) -> Order {
     let max_order = PAGE_ALLOC_COSTLY_ORDER;
     let fls = usize::BITS - nr_cpus.leading_zeros();
-    let max_objects = (page << max_order) / size;
+    let max_objects = max_order.bytes() as usize / size;
     let min_objects = (4 * (fls as usize + 1)).min(max_objects).max(1);
-    let min_order = (min_objects * size)
-        .div_ceil(page)
-        .next_power_of_two()
-        .trailing_zeros();
+    let min_order = Order::for_bytes((min_objects * size) as u64).unwrap_or(Order::MAX);
     for fraction in [16, 8, 4] {
-        for order in min_order.min(max_order)..=max_order {
-            let bytes = page << order;
+        for order in (min_order.min(max_order).get()..=max_order.get()).map(Order::new) {
+            let bytes = order.bytes() as usize;
             if bytes / size > 0 && bytes % size <= bytes / fraction {
                 return order;
             }
         }
     }
-    (size.div_ceil(page))
-        .next_power_of_two()
-        .trailing_zeros()
-        .min(MAX_PAGE_ORDER)
+    Order::for_bytes(size as u64).unwrap_or(Order::MAX)
 }
 
 impl<'a, P: Platform> KmemCache<'a, P> {
@@ -279,7 +272,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             }
             align = align.max(ralign);
         }
-        let max = (crate::addr::PAGE_SIZE as usize) << PAGE_ALLOC_COSTLY_ORDER;
+        let max = PAGE_ALLOC_COSTLY_ORDER.bytes() as usize;
         if object_size == 0 || object_size > max {
             return Err(SlabError::BadSize(object_size));
         }
@@ -322,10 +315,8 @@ impl<'a, P: Platform> KmemCache<'a, P> {
                 red_zone,
                 order,
                 objects,
-                min_order: size
-                    .div_ceil(crate::addr::PAGE_SIZE as usize)
-                    .next_power_of_two()
-                    .trailing_zeros(),
+                // Sizes were checked above: at most a costly-order block.
+                min_order: Order::for_bytes(size as u64).unwrap_or(Order::MAX),
             },
             flags: args.flags,
             min_partial,
@@ -378,7 +369,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             num_objs: self.nr_objects.load(Relaxed),
             objsize: self.layout.size,
             objperslab: self.layout.objects,
-            pagesperslab: 1 << self.layout.order,
+            pagesperslab: self.layout.order.nr_pages() as u32,
             num_slabs: slabs,
         }
     }

@@ -9,7 +9,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::freelist::Slab;
 use super::{KmemCache, SlabStat};
-use crate::addr::Pfn;
+use crate::addr::{Order, Pfn};
 use crate::gfp::Gfp;
 use crate::memmap::PageList;
 use crate::platform::{IrqGuard, Platform};
@@ -47,7 +47,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
         }
         let slab = Slab::init(self.pa.memmap(), pfn, order, self.id(), objects, base);
         self.nr_slabs.fetch_add(1, Relaxed);
-        self.nr_pages.fetch_add(1 << order, Relaxed);
+        self.nr_pages.fetch_add(order.nr_pages(), Relaxed);
         self.nr_objects.fetch_add(n, Relaxed);
         self.stat(SlabStat::NewSlab);
         Some(slab)
@@ -61,7 +61,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
             .fetch_sub(u64::from(slab.objects()), Relaxed);
         slab.clear(self.pa.memmap(), order);
         self.nr_slabs.fetch_sub(1, Relaxed);
-        self.nr_pages.fetch_sub(1 << order, Relaxed);
+        self.nr_pages.fetch_sub(order.nr_pages(), Relaxed);
         self.stat(SlabStat::FreeSlab);
         if let Err(bad) = self.pa.free_pages(pfn, order) {
             log::error!(
@@ -72,7 +72,7 @@ impl<'a, P: Platform> KmemCache<'a, P> {
     }
 
     /// The order of slab `pfn`, as the page allocator recorded it.
-    pub(super) fn slab_order(&self, pfn: Pfn) -> u32 {
+    pub(super) fn slab_order(&self, pfn: Pfn) -> Order {
         self.pa.memmap().page(pfn).order()
     }
 

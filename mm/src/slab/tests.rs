@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 
 use super::*;
-use crate::addr::Pfn;
+use crate::addr::{Order, Pfn};
 use crate::sim::{self, SimPlatform, free_pages};
 
 fn machine() -> PageAlloc<SimPlatform> {
@@ -14,7 +14,7 @@ fn machine() -> PageAlloc<SimPlatform> {
 
 #[test]
 fn slot_offset_test_agrees_with_the_remainder() {
-    let max = Slab::bytes(MAX_PAGE_ORDER) as u64;
+    let max = Slab::bytes(Order::MAX) as u64;
     for size in (8..=max.min(1 << 20)).step_by(8) {
         let layout = Layout {
             object_size: size as usize,
@@ -22,9 +22,9 @@ fn slot_offset_test_agrees_with_the_remainder() {
             size_recip: u64::MAX / size + 1,
             offset: 0,
             red_zone: None,
-            order: 0,
+            order: Order::ZERO,
             objects: 1,
-            min_order: 0,
+            min_order: Order::ZERO,
         };
         // Multiples near 0 and near the largest slab, and their neighbours.
         let last = (max - 1) / size;
@@ -50,7 +50,7 @@ fn layout_and_order_follow_slub() {
     let pa = machine();
     let c = KmemCache::new(&pa, "test-64", 64, KmemCacheArgs::default()).unwrap();
     assert_eq!(
-        (c.layout.size, c.layout.order, c.layout.objects),
+        (c.layout.size, c.layout.order.get(), c.layout.objects),
         (64, 0, 64)
     );
     // Without debugging the free pointer sits mid-object.
@@ -59,7 +59,7 @@ fn layout_and_order_follow_slub() {
     // 700 -> slot 704; order 1 wastes 8192 % 704 = 448 > 8192/16 = 512? no:
     // 448 <= 512, so order 1 holds 11 objects.
     assert_eq!(
-        (c.layout.size, c.layout.order, c.layout.objects),
+        (c.layout.size, c.layout.order.get(), c.layout.objects),
         (704, 1, 11)
     );
     let dbg = KmemCacheArgs {
@@ -326,15 +326,15 @@ fn kmalloc_classes_large_blocks_and_krealloc() {
 fn slabs_fall_back_to_the_minimum_order_when_memory_is_fragmented() {
     let pa = machine();
     let c = KmemCache::new(&pa, "test-2000", 2000, KmemCacheArgs::default()).unwrap();
-    assert!(c.layout.order > 0 && c.layout.min_order == 0);
+    assert!(c.layout.order > Order::ZERO && c.layout.min_order == Order::ZERO);
     // Fragment memory: take every page, give back every other one.
     let mut pages = Vec::new();
-    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, 0) {
+    while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, Order::ZERO) {
         pages.push(pfn);
     }
     let (keep, give): (Vec<Pfn>, Vec<Pfn>) = pages.iter().partition(|p| p.as_u64() % 2 == 0);
     for &pfn in &give {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
     pa.drain_all_pages();
     let free_before = free_pages(&pa);
@@ -353,6 +353,6 @@ fn slabs_fall_back_to_the_minimum_order_when_memory_is_fragmented() {
     assert_eq!(c.info().num_slabs, 0);
     assert_eq!(c.nr_pages(), 0);
     for pfn in keep {
-        pa.free_pages(pfn, 0).unwrap();
+        pa.free_pages(pfn, Order::ZERO).unwrap();
     }
 }

@@ -59,7 +59,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::{Kmalloc, KmemCache, KmemCacheArgs, SlabFlags, SlabStat};
 use crate::addr::CpuId;
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::gfp::Gfp;
 use crate::page_alloc::{PageAlloc, ZoneLayout};
 use crate::platform::Platform;
@@ -1029,7 +1029,7 @@ fn foreign_pointers_are_refused() {
         let other = KmemCache::new(&pa, "other", 64, args).expect("cache");
         let mine = c.alloc(Gfp::KERNEL).expect("memory");
         let theirs = other.alloc(Gfp::KERNEL).expect("memory");
-        let page = pa.alloc_pages(Gfp::KERNEL, 0).expect("memory");
+        let page = pa.alloc_pages(Gfp::KERNEL, Order::ZERO).expect("memory");
         let page_va = pa.platform().phys_to_virt(page.phys_addr());
         let host = Box::new([0u64; 8]);
         let host_ptr = NonNull::from(&*host).cast::<u8>();
@@ -1069,7 +1069,7 @@ fn foreign_pointers_are_refused() {
             c.free(mine);
             other.free(theirs);
         }
-        pa.free_pages(page, 0).expect("page freed once");
+        pa.free_pages(page, Order::ZERO).expect("page freed once");
         flush_and_shrink(&c, 1);
         flush_and_shrink(&other, 1);
     }

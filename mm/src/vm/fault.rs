@@ -31,7 +31,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::{Mm, VmEvent, VmFlags};
-use crate::addr::PAGE_SIZE;
+use crate::addr::{Order, PAGE_SIZE};
 use crate::folio::{Folio, folio_put, folio_ref_add};
 use crate::gfp::Gfp;
 use crate::pgtable::{Entry, PTE_DIRTY_BITS, PteFlags};
@@ -259,13 +259,13 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// The largest enabled folio order whose naturally aligned range
     /// around `addr` lies in the VMA and is unmapped (`alloc_anon_folio()`),
     /// with its first address; order 0 otherwise.
-    fn anon_folio_order(&self, vma: &super::Vma, addr: u64) -> (u32, u64) {
+    fn anon_folio_order(&self, vma: &super::Vma, addr: u64) -> (Order, u64) {
         let orders = self.vm.anon_orders.load(Relaxed);
-        for order in (1..=9u32).rev() {
-            if orders & (1 << order) == 0 {
+        for order in (1..=Order::PMD.get()).rev().map(Order::new) {
+            if orders & (1 << order.get()) == 0 {
                 continue;
             }
-            let size = PAGE_SIZE << order;
+            let size = order.bytes();
             let base = addr & !(size - 1);
             if base < vma.start || base + size > vma.end {
                 continue;
@@ -273,11 +273,11 @@ impl<P: Platform> Mm<'_, '_, P> {
             let Some(ptl) = self.pt.pte_offset_map_lock(addr) else {
                 continue;
             };
-            if (0..1u64 << order).all(|i| ptl.get(base + i * PAGE_SIZE).is_none()) {
+            if (0..order.nr_pages()).all(|i| ptl.get(base + i * PAGE_SIZE).is_none()) {
                 return (order, base);
             }
         }
-        (0, addr)
+        (Order::ZERO, addr)
     }
 
     /// `do_anonymous_page()` for a write (or shared) fault on a none PTE:
@@ -292,14 +292,14 @@ impl<P: Platform> Mm<'_, '_, P> {
         let pfn = loop {
             match pa.alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO | Gfp::NOWARN, order) {
                 Ok(pfn) => break pfn,
-                Err(_) if order > 0 => {
+                Err(_) if order > Order::ZERO => {
                     self.vm.count(VmEvent::ThpFaultFallback);
-                    (order, base) = (0, addr);
+                    (order, base) = (Order::ZERO, addr);
                 }
                 Err(_) => return Err(FaultError::Oom),
             }
         };
-        if order > 0 {
+        if order > Order::ZERO {
             self.vm.count(VmEvent::ThpFaultAlloc);
         }
         let folio = Folio::prep(pa.memmap(), pfn);
@@ -399,7 +399,7 @@ impl<P: Platform> Mm<'_, '_, P> {
             .anon_vma_prepare(vma, addr)
             .ok_or(FaultError::Segv(SegvCode::MapErr))?;
         let pfn = pa
-            .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, 0)
+            .alloc_pages(Gfp::HIGHUSER_MOVABLE | Gfp::ZERO, Order::ZERO)
             .map_err(|_| FaultError::Oom)?;
         let from_zero = old.flags().contains(PteFlags::SPECIAL);
         if !from_zero {

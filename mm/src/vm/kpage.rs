@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 
 use super::Vm;
-use crate::addr::Pfn;
+use crate::addr::{Order, Pfn};
 use crate::folio::{Folio, MapcountMode};
 use crate::memmap::{PageFlags, PageState};
 use crate::platform::Platform;
@@ -60,7 +60,7 @@ enum Kind<'m> {
         head_flags: PageFlags,
         buddy: bool,
         tail: bool,
-        head_order: u32,
+        head_order: Order,
     },
 }
 
@@ -165,7 +165,7 @@ impl<P: Platform> Vm<'_, P> {
                 if tail {
                     u |= bit(KPF_COMPOUND_TAIL);
                 } else if !buddy
-                    && head_order > 0
+                    && head_order > Order::ZERO
                     && head_flags.intersects(PageFlags::SLAB | PageFlags::LARGE_KMALLOC)
                 {
                     u |= bit(KPF_COMPOUND_HEAD);

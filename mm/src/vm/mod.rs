@@ -120,8 +120,6 @@ mod zap;
 #[cfg(any(test, feature = "std"))]
 pub mod fuzz;
 #[cfg(test)]
-mod proptests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_fail_nth;
@@ -143,7 +141,7 @@ mod tests_smaps;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use crate::addr::{PAGE_SIZE, Pfn};
+use crate::addr::{Order, PAGE_SIZE, Pfn};
 use crate::folio::{Folio, MapcountMode};
 use crate::gfp::Gfp;
 use crate::page_alloc::PageAlloc;
@@ -264,7 +262,7 @@ impl<'a, P: Platform> Vm<'a, P> {
         rcu: &'a Rcu<P>,
         node_cache: &'a KmemCache<'a, P>,
     ) -> Option<Self> {
-        let zero_page = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, 0).ok()?;
+        let zero_page = pa.alloc_pages(Gfp::KERNEL | Gfp::ZERO, Order::ZERO).ok()?;
         Some(Vm {
             pa,
             rcu,
@@ -401,7 +399,7 @@ impl<'a, P: Platform> Vm<'a, P> {
 
 impl<P: Platform> Drop for Vm<'_, P> {
     fn drop(&mut self) {
-        if let Err(bad) = self.pa.free_pages(self.zero_page, 0) {
+        if let Err(bad) = self.pa.free_pages(self.zero_page, Order::ZERO) {
             log::error!("BUG: freeing the zero page: {bad:?}");
         }
     }

@@ -10,7 +10,7 @@
 //! `VM_FAULT_OOM`; brk's unchanged break) and leave the address space as
 //! it was: the same VMAs, the same present PTEs mapping the same frames
 //! with the same contents, the same counters and commit charge. Either
-//! way [`Mm::validate`] holds (the model invariants M1 of the proptests),
+//! way [`Mm::validate`] holds (check F2 of the `vm::fuzz` model),
 //! and the fixture's teardown finds no leaked frame or object (the
 //! simulator's leak check), no frame freed under a PTE (its page-table
 //! check) and no write after free (its poison).

@@ -5,6 +5,7 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use super::tests::{TestMm, peek, poke, with_mm};
 use super::*;
+use crate::addr::Order;
 use crate::errno::Errno;
 use crate::folio::Folio;
 use crate::sim::TlbFlush;
@@ -250,7 +251,7 @@ fn fork_failing_midway_gives_everything_back() {
         let tlb = &pa.platform().0;
         // Take every frame, then hand them back one at a time.
         let mut hog = Vec::new();
-        while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, 0) {
+        while let Ok(pfn) = pa.alloc_pages(Gfp::KERNEL | Gfp::MEMALLOC | Gfp::NOWARN, Order::ZERO) {
             hog.push(pfn);
         }
         let pages: Vec<u64> = vmas
@@ -290,7 +291,7 @@ fn fork_failing_midway_gives_everything_back() {
                 );
             }
             let pfn = hog.pop().expect("fork fails with every frame free");
-            pa.free_pages(pfn, 0).unwrap();
+            pa.free_pages(pfn, Order::ZERO).unwrap();
             // The failed child's tables and tree nodes are freed after a
             // grace period, and frames count for the watermarks only off
             // the pcp lists.
@@ -312,7 +313,7 @@ fn fork_failing_midway_gives_everything_back() {
         }
         drop(child);
         for pfn in hog {
-            pa.free_pages(pfn, 0).unwrap();
+            pa.free_pages(pfn, Order::ZERO).unwrap();
         }
     });
 }

@@ -8,12 +8,16 @@
 //! and a fixed-seed random run through it, so CI exercises the same code
 //! without cargo-fuzz.
 //!
-//! The operations (`decode`) and the model (`model`) follow
-//! `vm/proptests.rs`; a run adds fork (copy-on-write between live address
-//! spaces), exit, `MAP_SHARED` pages shared across fork, DONTFORK/DOFORK,
-//! MADV_FREE, arguments Linux refuses, and machine tunables (large
-//! folios, mapcount mode, CoW reuse, PTE-table reclaim) picked by the
-//! first byte.
+//! The operations (`decode`): mmap (anywhere, at a hint, MAP_FIXED,
+//! MAP_FIXED_NOREPLACE; private, shared, NORESERVE, LOCKED, POPULATE),
+//! munmap, mprotect, mremap (every flag combination), madvise, brk, user
+//! reads and writes, fork and exit, and arguments Linux
+//! refuses, mostly aimed at a small arena that straddles a PTE-table
+//! boundary and half of the time at a mapped page. The machine's
+//! tunables (anon_vmas, large folios, mapcount mode, CoW reuse, PTE-table
+//! reclaim) come from the first byte. This is the one model of the
+//! address-space layer: the host tests run it on random inputs of every
+//! configuration too (`fuzz/tests.rs`).
 //!
 //! # Checks after every operation
 //!
@@ -59,7 +63,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::{Acquire, Relaxed};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{FaultAccess, FaultError, MapFlags, Mm, Prot, SegvCode, Vm, VmFlags};
+use super::{FaultAccess, FaultError, MapFlags, Mm, MremapStat, Prot, SegvCode, Vm, VmFlags};
 use crate::addr::{PAGE_SIZE, Pfn, PhysAddr};
 use crate::errno::Errno;
 use crate::folio::{Folio, MapcountMode};
@@ -99,15 +103,28 @@ struct World<'v, 'a> {
     mms: Vec<SimMm<'v, 'a>>,
     models: Vec<MmModel>,
     cells: Cells,
+    /// mremap path counts of the address spaces that exited.
+    mremap_paths: [u64; MremapStat::COUNT],
+}
+
+/// What one [`run`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunStats {
+    /// Operations run.
+    pub ops: usize,
+    /// How often each mremap path ran ([`MremapStat`] order), over every
+    /// address space of the run.
+    pub mremap_paths: [u64; MremapStat::COUNT],
 }
 
 /// Runs the operations `data` decodes to, checking the model after each,
 /// then tears everything down and checks that nothing leaked. Panics on
-/// the first difference. Returns the number of operations run.
-pub fn run(data: &[u8]) -> usize {
+/// the first difference.
+pub fn run(data: &[u8]) -> RunStats {
+    let mut stats = RunStats::default();
     let mut r = Reader::new(data);
     let Some(b) = r.byte() else {
-        return 0;
+        return stats;
     };
     let cfg = Config::from_byte(b);
     sim::set_cpu(0);
@@ -143,6 +160,7 @@ pub fn run(data: &[u8]) -> usize {
             mms: Vec::new(),
             models: Vec::new(),
             cells: Cells::default(),
+            mremap_paths: [0; MremapStat::COUNT],
         };
         w.spawn();
         while log.len() < MAX_OPS
@@ -159,6 +177,10 @@ pub fn run(data: &[u8]) -> usize {
                 fail(cfg, &log, &e);
             }
         }
+        for mm in &w.mms {
+            w.mremap_paths = count_mremap_paths(w.mremap_paths, mm);
+        }
+        stats.mremap_paths = w.mremap_paths;
     }
     let leftovers = || -> Result<(), String> {
         expect("commit charge after exit", vm.committed_pages(), 0)?;
@@ -175,7 +197,19 @@ pub fn run(data: &[u8]) -> usize {
     if let Err(e) = leftovers() {
         fail(cfg, &log, &e);
     }
-    log.len()
+    stats.ops = log.len();
+    stats
+}
+
+/// `paths` plus the mremap path counts of `mm`.
+fn count_mremap_paths(
+    mut paths: [u64; MremapStat::COUNT],
+    mm: &SimMm<'_, '_>,
+) -> [u64; MremapStat::COUNT] {
+    for &s in MremapStat::ALL {
+        paths[s as usize] += mm.mremap_stat(s);
+    }
+    paths
 }
 
 std::thread_local! {
@@ -242,6 +276,7 @@ impl<'v, 'a> World<'v, 'a> {
                 Ok(())
             }
             Op::Exit => {
+                self.mremap_paths = count_mremap_paths(self.mremap_paths, &self.mms[i]);
                 drop(self.mms.remove(i));
                 self.models.remove(i);
                 if self.mms.is_empty() {

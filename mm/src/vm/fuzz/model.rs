@@ -3,10 +3,11 @@
 //! word at offset 8 returns; across address spaces, the shmem objects
 //! that `MAP_SHARED` mappings map (in several address spaces after fork).
 //!
-//! The VMA rules are those of the model in `vm/proptests.rs` (an
-//! address space's VMAs are the maximal runs of adjacent pages with equal
-//! flags when anon_vmas are off; a shared page continues a run only in
-//! the same object at the next offset), extended to fork: a child's model
+//! The VMA rules: an address space's VMAs are the maximal runs of
+//! adjacent pages with equal flags when anon_vmas are off (every private
+//! VMA's page offset is then its start page, so neighbours merge exactly
+//! when their flags are equal); a shared page continues a run only in the
+//! same object at the next offset. Fork extends them: a child's model
 //! is its parent's minus the `VM_DONTCOPY` pages and the memory locks,
 //! private data is copied (copy-on-write keeps the two apart from then
 //! on), and shared pages name the same object offsets, whose values both

@@ -20,7 +20,7 @@ fn corpus_replays_clean() {
     let mut ops = 0;
     for f in &files {
         let data = std::fs::read(f).expect("a corpus file");
-        ops += run(&data);
+        ops += run(&data).ops;
     }
     std::println!("{} corpus inputs, {ops} operations", files.len());
     assert!(ops > 0);
@@ -33,7 +33,7 @@ fn random_bytes_run_clean() {
     for _ in 0..64 {
         let len = 16 + rng.below(400);
         let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-        ops += run(&data);
+        ops += run(&data).ops;
     }
     std::println!("64 random inputs, {ops} operations");
     assert!(ops > 64 * 16 / 4);
@@ -51,7 +51,7 @@ fn regression_shared_page_write_after_mprotect_stays_shared() {
         3, 18, 3, 2, 3, 18, 3, 0, 10, 18, 102, 24, 18,
     ];
     // The input runs past the write of op 11 that used to copy.
-    assert!(run(&input) >= 12);
+    assert!(run(&input).ops >= 12);
 }
 
 /// Found by the fuzzer, a model bug: `MREMAP_DONTUNMAP` of part of a
@@ -68,5 +68,34 @@ fn regression_dontunmap_unlocks_only_the_old_vma_with_anon_vmas() {
         158, 3, 18, 3, 2, 1, 242,
     ];
     // Past the mremap (op 12).
-    assert!(run(&input) > 13);
+    assert!(run(&input).ops > 13);
+}
+
+/// Long random runs in every configuration (anon_vmas off and on, each
+/// large-folio set, both mapcount modes): the model's checks hold
+/// throughout, and together the runs take every mremap path but the
+/// out-of-memory one.
+#[test]
+fn random_runs_of_every_configuration_match_the_model() {
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
+    let mut paths = [0; MremapStat::COUNT];
+    let mut ops = 0;
+    for config in 0..64u8 {
+        let data: Vec<u8> = core::iter::once(config)
+            .chain((0..1200).map(|_| rng.next_u64() as u8))
+            .collect();
+        let stats = run(&data);
+        ops += stats.ops;
+        for (sum, n) in paths.iter_mut().zip(stats.mremap_paths) {
+            *sum += n;
+        }
+    }
+    std::println!("64 configurations, {ops} operations, mremap paths {paths:?}");
+    for &s in MremapStat::ALL {
+        assert!(
+            paths[s as usize] > 0 || s == MremapStat::MoveFailed,
+            "mremap path {} never ran",
+            s.name()
+        );
+    }
 }
