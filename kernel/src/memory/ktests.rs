@@ -1,6 +1,8 @@
-//! In-kernel tests of the page allocator on real memory.
+//! In-kernel tests of the page allocator on real memory: the scenarios
+//! shared with the host tests (`mm::page_alloc::scenarios`) and what only
+//! the real machine has (its reserved frames, its zones, all of memory).
 
-use mm::page_alloc::{BadPageReason, MAX_PAGE_ORDER, PaStat, ZoneType};
+use mm::page_alloc::{BadPageReason, MAX_PAGE_ORDER, ZoneType, scenarios};
 use mm::{Gfp, PAGE_SIZE, Pfn, Platform};
 
 use super::page_alloc;
@@ -9,10 +11,10 @@ use mm::Order;
 
 pub const KTESTS: &[KTest] = crate::ktests![
     carved_and_kernel_frames_are_reserved,
-    orders_0_to_10,
+    every_order_round_trips,
     zone_limits_hold,
-    direct_map_patterns,
-    bad_free_is_detected,
+    blocks_keep_their_own_data,
+    bad_frees_are_refused,
     alloc_all_of_each_zone,
     churn_keeps_invariants,
 ];
@@ -45,20 +47,8 @@ fn carved_and_kernel_frames_are_reserved() {
     );
 }
 
-fn orders_0_to_10() {
-    let pa = page_alloc();
-    for order in Order::ZERO.up_to_max() {
-        let pfn = pa
-            .alloc_pages(Gfp::KERNEL, order)
-            .expect("memory for every order");
-        assert!(
-            pfn.is_aligned(order),
-            "order-{order} block at {pfn:?} is misaligned"
-        );
-        pa.free_pages(pfn, order).expect("clean free");
-    }
-    assert_eq!(Order::try_new(MAX_PAGE_ORDER + 1), None);
-    pa.check().expect("free lists consistent");
+fn every_order_round_trips() {
+    scenarios::every_order_round_trips(page_alloc());
 }
 
 fn zone_limits_hold() {
@@ -84,56 +74,12 @@ fn zone_limits_hold() {
     }
 }
 
-fn direct_map_patterns() {
-    let pa = page_alloc();
-    let mut blocks = [(Pfn::new(0), Order::ZERO); 48];
-    for (i, b) in blocks.iter_mut().enumerate() {
-        let order = Order::new((i % 4) as u32);
-        *b = (pa.alloc_pages(Gfp::KERNEL, order).unwrap(), order);
-    }
-    let pattern = |pfn: Pfn, i: usize| {
-        pfn.as_u64().rotate_left(17) ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    };
-    for &(pfn, order) in &blocks {
-        for (i, w) in words(pfn, order).iter_mut().enumerate() {
-            *w = pattern(pfn, i);
-        }
-    }
-    // Read everything back only after all writes: blocks must not overlap.
-    for &(pfn, order) in &blocks {
-        for (i, w) in words(pfn, order).iter().enumerate() {
-            assert_eq!(*w, pattern(pfn, i), "word {i} of {pfn:?} changed");
-        }
-    }
-    for &(pfn, order) in &blocks {
-        pa.free_pages(pfn, order).unwrap();
-    }
+fn blocks_keep_their_own_data() {
+    scenarios::blocks_keep_their_own_data(page_alloc());
 }
 
-fn bad_free_is_detected() {
-    let pa = page_alloc();
-    let before = pa.stats().get(PaStat::BadPage);
-    let pfn = pa.alloc_pages(Gfp::KERNEL, Order::new(1)).unwrap();
-    let tail = pa.free_pages(pfn.add(1), Order::ZERO).unwrap_err();
-    assert!(matches!(tail.reason, BadPageReason::NotAllocated(_)));
-    assert_eq!(
-        pa.free_pages(pfn, Order::ZERO).unwrap_err().reason,
-        BadPageReason::OrderMismatch {
-            allocated: Order::new(1)
-        }
-    );
-    pa.free_pages(pfn, Order::new(1)).unwrap();
-    assert!(matches!(
-        pa.free_pages(pfn, Order::new(1)).unwrap_err().reason,
-        BadPageReason::NotAllocated(_)
-    ));
-    let beyond = Pfn::new(pa.memmap().len() as u64 + 5);
-    assert_eq!(
-        pa.free_pages(beyond, Order::ZERO).unwrap_err().reason,
-        BadPageReason::OutsideMemmap
-    );
-    assert_eq!(pa.stats().get(PaStat::BadPage), before + 4);
-    pa.check().expect("a refused free leaves the lists intact");
+fn bad_frees_are_refused() {
+    scenarios::bad_frees_are_refused(page_alloc());
 }
 
 /// Free blocks per order of every zone. (Per migratetype they may differ
@@ -205,40 +151,6 @@ fn alloc_all_of_each_zone() {
     pa.check().expect("free lists consistent");
 }
 
-/// Random order-0..4 alloc/free churn through the per-CPU lists.
 fn churn_keeps_invariants() {
-    let pa = page_alloc();
-    let mut live = [(Pfn::new(0), Order::ZERO); 256];
-    let mut nr_live = 0;
-    let mut rng = mm::rand::XorShift64::new(0x2545_f491_4f6c_dd1d);
-    let pcp_before = pa.stats().get(PaStat::AllocPcp);
-    for _ in 0..20_000 {
-        let seed = rng.next_u64();
-        if nr_live < live.len() && (nr_live == 0 || !seed.is_multiple_of(3)) {
-            let order = Order::new((seed >> 8) as u32 % 5);
-            let pfn = pa.alloc_pages(Gfp::KERNEL, order).unwrap();
-            words(pfn, Order::ZERO)[0] = pfn.as_u64();
-            live[nr_live] = (pfn, order);
-            nr_live += 1;
-        } else {
-            let i = (seed >> 16) as usize % nr_live;
-            let (pfn, order) = live[i];
-            assert_eq!(
-                words(pfn, Order::ZERO)[0],
-                pfn.as_u64(),
-                "{pfn:?} was overwritten"
-            );
-            pa.free_pages(pfn, order).unwrap();
-            nr_live -= 1;
-            live[i] = live[nr_live];
-        }
-    }
-    for &(pfn, order) in &live[..nr_live] {
-        pa.free_pages(pfn, order).unwrap();
-    }
-    assert!(
-        pa.stats().get(PaStat::AllocPcp) > pcp_before,
-        "the pcp lists served nothing"
-    );
-    pa.check().expect("free lists consistent");
+    scenarios::churn_keeps_invariants(page_alloc());
 }

@@ -49,6 +49,7 @@
 //! record and the caller's location, counted, and leaked, never freed.
 
 mod pcp;
+pub mod scenarios;
 mod stats;
 mod zone;
 

@@ -465,3 +465,30 @@ fn pgalloc_and_pgfree_count_pages() {
     pa.free_pages(a, Order::new(2)).unwrap();
     assert_eq!(pa.stats().get(PaStat::PgFree), 5);
 }
+
+/// The scenarios the in-kernel tests run on real memory, here on the
+/// simulated machine (its poison and leak checks watching).
+mod scenarios {
+    use super::super::scenarios;
+    use crate::sim;
+
+    #[test]
+    fn every_order_round_trips() {
+        scenarios::every_order_round_trips(&sim::machine(4096, 1));
+    }
+
+    #[test]
+    fn blocks_keep_their_own_data() {
+        scenarios::blocks_keep_their_own_data(&sim::machine(4096, 1));
+    }
+
+    #[test]
+    fn bad_frees_are_refused() {
+        scenarios::bad_frees_are_refused(&sim::machine(4096, 1));
+    }
+
+    #[test]
+    fn churn_keeps_invariants() {
+        scenarios::churn_keeps_invariants(&sim::machine(4096, 1));
+    }
+}
