@@ -15,12 +15,11 @@
 
 use alloc::boxed::Box;
 use alloc::vec;
-use alloc::vec::Vec;
 use core::num::NonZeroUsize;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
 use mm::Gfp;
-use mm::maple::{MapleError, MapleStat, MapleTree, MtFlags, NODE_SIZE, node_cache_args};
+use mm::maple::{MapleStat, MapleTree, MtFlags, NODE_SIZE, node_cache_args, scenarios};
 use mm::rand::XorShift64;
 use mm::slab::{KmemCache, SlabStat};
 
@@ -82,72 +81,22 @@ fn destroy_and_check(t: &Tree<'_>, cache: &Cache) {
     assert_eq!(t.stat(MapleStat::PreallocMiss), 0);
 }
 
-/// 2000 page-aligned VMAs with one-page holes, then lookups, gap searches
-/// and erases; the reference gap scenario on a fresh tree.
+/// The shared scenarios (`mm::maple::scenarios`: 2000 VMAs with one-page
+/// holes, then lookups, gap searches and erases; the reference gap
+/// search) on trees of real sheaf-backed nodes, every node returned.
 fn stores_loads_erases_and_gap_search_with_sheaf_nodes() {
     let start = time::now_ns();
     let cache = node_cache("ktest-maple");
     {
         let t = Tree::new(&cache, rcu::rcu(), VMA);
-        // VMA i: [base + 3i pages, base + 3i + 2 pages), hole of one page.
-        let base = 0x10_0000u64;
-        let vma = |i: u64| (base + 3 * i * PAGE, base + (3 * i + 2) * PAGE - 1);
-        let n = 2000u64;
-        let mut order: Vec<u64> = (0..n).collect();
-        XorShift64::new(0x6b7e).shuffle(&mut order);
-        for &i in &order {
-            let (lo, hi) = vma(i);
-            store(&t, lo, hi, i as usize + 1);
-        }
-        let (entries, nodes) = validate(&t);
-        assert_eq!(entries, n as usize);
-        assert!(t.height() >= 3, "height {} with {nodes} nodes", t.height());
-        for i in (0..n).step_by(7) {
-            let (lo, hi) = vma(i);
-            assert_eq!(t.walk_range(lo + PAGE), (lo, hi, v(i as usize + 1)));
-            assert_eq!(t.load(hi + 1), None);
-            let next = t.find(hi + 1, u64::MAX).map(|(s, _, x)| (s, x.get()));
-            let prev = t.find_prev(hi + 1, 0).map(|(s, _, x)| (s, x.get()));
-            assert_eq!(prev, Some((lo, i as usize + 1)));
-            if i + 1 < n {
-                assert_eq!(next, Some((vma(i + 1).0, i as usize + 2)));
-            }
-        }
-        assert_eq!(t.iter(0, u64::MAX).count(), n as usize);
-        // One-page holes everywhere: a two-page area only below and above.
-        assert_eq!(t.empty_area(base, u64::MAX, PAGE), Ok(base + 2 * PAGE));
-        assert_eq!(t.empty_area(base, u64::MAX, 2 * PAGE), Ok(vma(n - 1).1 + 1));
-        assert_eq!(
-            t.empty_area(base, vma(n - 1).1, 2 * PAGE),
-            Err(MapleError::Busy)
-        );
-        assert_eq!(
-            t.empty_area_rev(0, base + PAGE, 2 * PAGE),
-            Ok(base - 2 * PAGE)
-        );
-        // Erasing every other VMA opens 4-page gaps.
-        for i in (0..n).step_by(2) {
-            assert_eq!(t.lock().erase(vma(i).0, Gfp::KERNEL), Ok(v(i as usize + 1)));
-        }
-        assert_eq!(validate(&t).0, (n / 2) as usize);
-        assert_eq!(
-            t.empty_area(base + PAGE, u64::MAX, 4 * PAGE),
-            Ok(vma(1).1 + 1)
-        );
-        assert!(t.stat(MapleStat::StoreSplit) > 0 && t.stat(MapleStat::StoreRebalance) > 0);
+        scenarios::vmas_with_holes(&t);
         // Multi-node requests came from prefilled sheaves.
         let prefills = cache.stats().get(SlabStat::SheafPrefillFast)
             + cache.stats().get(SlabStat::SheafPrefillSlow)
             + cache.stats().get(SlabStat::SheafPrefillOversize);
         assert!(prefills > 0, "no prefilled sheaf was used");
         destroy_and_check(&t, &cache);
-
-        // The reference notes' gap scenario.
-        store(&t, 0x1000, 0x1fff, 1);
-        store(&t, 0x5000, 0x5fff, 2);
-        assert_eq!(t.empty_area(0, 0xffff, 0x2000), Ok(0x2000));
-        assert_eq!(t.empty_area_rev(0, 0xffff, 0x2000), Ok(0xe000));
-        assert_eq!(t.empty_area(0, 0x4fff, 0x4000), Err(MapleError::Busy));
+        scenarios::reference_gap_search(&t);
         destroy_and_check(&t, &cache);
     }
     log::info!("maple smoke: {} ms", (time::now_ns() - start) / 1_000_000);

@@ -93,6 +93,7 @@
 
 mod hook;
 mod node;
+pub mod scenarios;
 mod validate;
 mod write;
 

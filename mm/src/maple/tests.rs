@@ -206,20 +206,16 @@ fn append_in_place_only_without_rcu() {
     }
 }
 
-/// Gap-search scenario of the reference notes.
+/// The scenarios the in-kernel tests run (`maple::scenarios`), here on
+/// the simulated machine.
 #[test]
 fn empty_area_finds_lowest_and_highest_gaps() {
-    with_tree(VMA, |t, _| {
-        store(t, 0x1000, 0x1fff, 1);
-        store(t, 0x5000, 0x5fff, 2);
-        assert_eq!(t.empty_area(0, 0xffff, 0x2000), Ok(0x2000));
-        assert_eq!(t.empty_area(0, 0xffff, 0x1000), Ok(0));
-        assert_eq!(t.empty_area(0x1000, 0xffff, 0x1000), Ok(0x2000));
-        assert_eq!(t.empty_area_rev(0, 0xffff, 0x2000), Ok(0xe000));
-        assert_eq!(t.empty_area(0, 0x4fff, 0x4000), Err(MapleError::Busy));
-        assert_eq!(t.empty_area_rev(0, 0x4fff, 0x3000), Ok(0x2000));
-        assert_eq!(t.empty_area_rev(0x1000, 0x5fff, 0x1000), Ok(0x4000));
-    });
+    with_tree(VMA, |t, _| super::scenarios::reference_gap_search(t));
+}
+
+#[test]
+fn vmas_with_holes_are_found_iterated_and_erased() {
+    with_tree(VMA, |t, _| super::scenarios::vmas_with_holes(t));
 }
 
 #[test]

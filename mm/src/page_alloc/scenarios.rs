@@ -18,8 +18,9 @@ use crate::rand::XorShift64;
 /// # Safety
 ///
 /// The caller owns the block (allocated from `pa` with this order and not
-/// freed) and holds no other reference into it while the slice lives.
-unsafe fn words<P: Platform>(pa: &PageAlloc<P>, pfn: Pfn, order: Order) -> &mut [u64] {
+/// freed) for the slice's lifetime `'b`, which it chooses, and holds no
+/// other reference into the block meanwhile.
+unsafe fn words<'b, P: Platform>(pa: &PageAlloc<P>, pfn: Pfn, order: Order) -> &'b mut [u64] {
     let va = pa.platform().phys_to_virt(pfn.phys_addr());
     // SAFETY: the direct map covers every frame of the memmap, the block's
     // 2^order frames are contiguous there and page aligned, and the caller
