@@ -302,7 +302,16 @@ int main(void)
 	pthread_mutex_unlock(&gate);
 	for (int i = 0; i < 3; i++)
 		pthread_join(blocked[i], NULL);
-	printf("Threads: after joins: %d\n", proc_threads());
+	/* pthread_join returns once the kernel cleared the thread's tid
+	 * (mm_release in do_exit); the thread leaves the group's count only
+	 * later (release_task), on Linux too. Another CPU, or a preemption
+	 * between the two, shows the window: wait for the count to settle. */
+	int after = proc_threads();
+	for (int i = 0; i < 1000 && after != 1; i++) {
+		usleep(1000);
+		after = proc_threads();
+	}
+	printf("Threads: after joins: %d\n", after);
 
 	/* exit() in a thread ends the process, other threads asleep. */
 	fflush(stdout);
