@@ -61,7 +61,9 @@ static int stat_processor(void)
 		return -1;
 	/* Field 3 (state) is the first after ") ". */
 	int field = 2;
-	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+	char *save;
+	/* strtok_r: both threads parse at once (strtok's state is shared). */
+	for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
 		if (++field == 39)
 			return atoi(tok);
 	}
