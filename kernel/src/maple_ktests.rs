@@ -50,18 +50,6 @@ fn v(x: usize) -> Option<NonZeroUsize> {
     NonZeroUsize::new(x)
 }
 
-fn store(t: &Tree<'_>, lo: u64, hi: u64, x: usize) {
-    let mut w = t.lock();
-    w.preallocate(lo, hi, v(x), Gfp::KERNEL)
-        .expect("node preallocation");
-    w.store_prealloc(lo, hi, v(x));
-    let (req, used) = w.nodes_requested_used();
-    assert!(
-        used <= req,
-        "[{lo:#x}, {hi:#x}]: used {used} > requested {req}"
-    );
-}
-
 fn validate(t: &Tree<'_>) -> (usize, usize) {
     t.validate()
         .unwrap_or_else(|e| panic!("invalid maple tree: {e}"))
@@ -174,7 +162,7 @@ fn a_reader_thread_sees_only_stored_ranges_while_the_writer_churns() {
     let mut rng = XorShift64::new(0x3e17e);
     for k in 0..512u64 {
         let lo = k * 32;
-        store(t, lo, lo + 15, encode(lo, lo + 15));
+        scenarios::store(t, lo, lo + 15, encode(lo, lo + 15));
         model[lo as usize..=lo as usize + 15].fill(encode(lo, lo + 15));
     }
     let reader = sched::spawn("maple-reader", reader);
@@ -201,7 +189,7 @@ fn a_reader_thread_sees_only_stored_ranges_while_the_writer_churns() {
                 model[s as usize..=e as usize].fill(0);
             }
         } else {
-            store(t, lo, hi, x);
+            scenarios::store(t, lo, hi, x);
             model[lo as usize..=hi as usize].fill(x);
         }
         if ops.is_multiple_of(64) {
@@ -236,7 +224,7 @@ fn destroy_returns_every_node_after_a_grace_period() {
     {
         let t = Tree::new(&cache, rcu::rcu(), VMA);
         for i in 0..6000u64 {
-            store(&t, i * 2 * PAGE, (i * 2 + 1) * PAGE - 1, i as usize + 1);
+            scenarios::store(&t, i * 2 * PAGE, (i * 2 + 1) * PAGE - 1, i as usize + 1);
         }
         let (_, nodes) = validate(&t);
         assert!(t.height() >= 3, "height {}", t.height());

@@ -22,8 +22,9 @@ fn v(x: usize) -> Option<NonZeroUsize> {
     NonZeroUsize::new(x)
 }
 
-/// Stores `x` over `[lo, hi]` as mmap does: preallocate, then store.
-fn store<P: Platform>(t: Tree<'_, '_, P>, lo: u64, hi: u64, x: usize) {
+/// Stores `x` over `[lo, hi]` as mmap does: preallocate, then store,
+/// checking the store used no more nodes than it preallocated.
+pub fn store<P: Platform>(t: Tree<'_, '_, P>, lo: u64, hi: u64, x: usize) {
     let mut w = t.lock();
     w.preallocate(lo, hi, v(x), Gfp::KERNEL)
         .expect("node preallocation");

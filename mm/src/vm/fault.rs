@@ -380,8 +380,7 @@ impl<P: Platform> Mm<'_, '_, P> {
         }
         // The caller's folio reference becomes the PTE's.
         let folio = Folio::of(pa.memmap(), pfn);
-        let newly = folio.add_rmap_ptes(0, 1, self.id(), self.vm.mapcount_mode());
-        self.vm.account_file_rmap(&folio, newly, true);
+        self.vm.add_rmap_ptes(&folio, 0, 1, self.id());
         if write {
             // fault_dirty_shared_page().
             folio.mark_dirty();
@@ -435,8 +434,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 self.rss_anon.fetch_add(1, Relaxed);
             }
             let idx = (old.pfn().as_u64() - old_folio.head().as_u64()) as usize;
-            let gone = old_folio.remove_rmap_ptes(idx, 1, self.id(), self.vm.mapcount_mode());
-            self.vm.account_file_rmap(&old_folio, gone, false);
+            self.vm.remove_rmap_ptes(&old_folio, idx, 1, self.id());
             self.vm.count(VmEvent::CowCopy);
         }
         drop(ptl);

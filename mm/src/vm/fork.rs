@@ -137,9 +137,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
                             continue;
                         }
                         folio_ref_add(&folio, 1);
-                        let newly =
-                            folio.add_rmap_ptes(idx, 1, child.id(), self.vm.mapcount_mode());
-                        self.vm.account_file_rmap(&folio, newly, true);
+                        self.vm.add_rmap_ptes(&folio, idx, 1, child.id());
                         // A page-cache page of a private file mapping
                         // (read-only already) counts as shmem.
                         if folio.is_shmem() {
@@ -185,8 +183,7 @@ impl<'v, 'a, P: Platform> Mm<'v, 'a, P> {
             nr += 1;
         }
         folio_ref_add(folio, nr as i32);
-        let newly = folio.add_rmap_ptes(idx, nr, child.id(), self.vm.mapcount_mode());
-        self.vm.account_file_rmap(folio, newly, true);
+        self.vm.add_rmap_ptes(folio, idx, nr, child.id());
         child.rss_anon.fetch_add(nr as u64, Relaxed);
         let mut a = addr;
         for _ in 0..nr {

@@ -324,20 +324,38 @@ impl<'a, P: Platform> Vm<'a, P> {
         self.nr_file_mapped.load(Relaxed)
     }
 
-    /// `__folio_mod_stat()` for `NR_FILE_MAPPED`: `nr` pages of `folio`
-    /// became mapped (`mapped`) or unmapped, as
-    /// [`Folio::add_rmap_ptes`] / [`Folio::remove_rmap_ptes`] returned;
-    /// anonymous folios are not file pages.
-    pub(crate) fn account_file_rmap(&self, folio: &Folio<'_>, nr: usize, mapped: bool) {
-        if nr == 0 || !folio.is_shmem() {
-            return;
+    /// Maps `nr` pages of `folio` from page `first` into address space
+    /// `me` (`folio_add_*_rmap_ptes`), in this machine's mapcount mode,
+    /// and counts the pages newly mapped of a file folio in
+    /// `NR_FILE_MAPPED` (`__folio_mod_stat()`). Returns those pages.
+    pub(crate) fn add_rmap_ptes(
+        &self,
+        folio: &Folio<'_>,
+        first: usize,
+        nr: usize,
+        me: u32,
+    ) -> usize {
+        let newly = folio.add_rmap_ptes(first, nr, me, self.mapcount_mode());
+        if newly > 0 && folio.is_shmem() {
+            self.nr_file_mapped.fetch_add(newly as u64, Relaxed);
         }
-        if mapped {
-            self.nr_file_mapped.fetch_add(nr as u64, Relaxed);
-        } else {
-            let old = self.nr_file_mapped.fetch_sub(nr as u64, Relaxed);
-            debug_assert!(old >= nr as u64, "BUG: NR_FILE_MAPPED underflow");
+        newly
+    }
+
+    /// The reverse of [`Vm::add_rmap_ptes`] (`folio_remove_rmap_ptes`).
+    pub(crate) fn remove_rmap_ptes(
+        &self,
+        folio: &Folio<'_>,
+        first: usize,
+        nr: usize,
+        me: u32,
+    ) -> usize {
+        let gone = folio.remove_rmap_ptes(first, nr, me, self.mapcount_mode());
+        if gone > 0 && folio.is_shmem() {
+            let old = self.nr_file_mapped.fetch_sub(gone as u64, Relaxed);
+            debug_assert!(old >= gone as u64, "BUG: NR_FILE_MAPPED underflow");
         }
+        gone
     }
 
     /// A new inode number (`get_next_ino()`; Linux's start after boot is

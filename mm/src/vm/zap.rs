@@ -122,8 +122,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                     if dirty && folio.is_shmem() {
                         folio.mark_dirty();
                     }
-                    let gone = folio.remove_rmap_ptes(idx, nr, self.id(), self.vm.mapcount_mode());
-                    self.vm.account_file_rmap(&folio, gone, false);
+                    self.vm.remove_rmap_ptes(&folio, idx, nr, self.id());
                     // mm_counter(): shmem pages count apart; the page
                     // stays in its object (the object's reference).
                     if folio.is_shmem() {
