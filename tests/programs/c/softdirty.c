@@ -209,7 +209,11 @@ int main(void)
 	printf("after 2 (anon): %ld kB\n", smaps_field(to, "Referenced:"));
 	(void)*(volatile char *)to;
 	to[PG] = 2;
-	printf("touched 2: %ld kB\n", smaps_field(to, "Referenced:"));
+	/* Not compared: whether these touches set the accessed bits again
+	 * depends on the TLB still holding the entries clear_refs 2 cleared
+	 * (Linux flushes only for 4): the host keeps them (0 kB); under QEMU
+	 * the result varied between runs (0 or 8 kB). */
+	printf("~touched 2: %ld kB\n", smaps_field(to, "Referenced:"));
 	clear_refs("1");
 	printf("after 1: %ld kB\n", smaps_field(to, "Referenced:"));
 
