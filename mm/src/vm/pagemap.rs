@@ -165,7 +165,11 @@ impl<P: Platform> Mm<'_, '_, P> {
     /// file in Linux, 3 the others) and clears each present PTE's
     /// accessed bit (1-3), or each PTE's soft-dirty bit with its write
     /// permission and every VMA's `VM_SOFTDIRTY` (4,
-    /// `clear_soft_dirty()`). One TLB flush for the whole address space.
+    /// `clear_soft_dirty()`). Only 4 flushes the TLB, once for the whole
+    /// address space: it removes write permission, which a stale entry
+    /// would keep. 1-3 only lose accuracy to a stale entry (a cached
+    /// translation does not set the accessed bit again), and Linux's
+    /// `ptep_test_and_clear_young()` does not flush for them either.
     pub fn clear_refs(&self, what: ClearRefs) {
         let mut l = self.mmap_lock.write(self.platform());
         if what == ClearRefs::MmHiwaterRss {
@@ -218,7 +222,7 @@ impl<P: Platform> Mm<'_, '_, P> {
                 }
             }
         }
-        if changed {
+        if changed && what == ClearRefs::SoftDirty {
             self.pt.flush_tlb(None);
         }
     }
